@@ -1,0 +1,1 @@
+"""Evaluation-driven comparison harness for adapting language models."""

@@ -1,0 +1,99 @@
+"""The recipe schema: what a user writes in recipes/*.yaml, validated into frozen objects.
+
+Technique settings live here too (one class per `kind`), so a recipe is checked completely,
+without loading any model, before a run starts.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from harness.yamlconfig import ConfigError, Strict, load_yaml_model
+
+DEFAULT_MODEL = "smollm2-135m-instruct"
+
+
+def expand_path(value: str) -> str:
+    """Paths in recipes may use ~ and $VARS; an unset variable is an error, not an empty string."""
+    expanded = os.path.expanduser(os.path.expandvars(value))
+    if "$" in expanded:
+        raise ValueError(f"environment variable in {value!r} is not set")
+    return expanded
+
+
+class ModelSpec(Strict):
+    id: str = DEFAULT_MODEL  # alias, local directory, .gguf file, hub id, or random:<arch|config.json>
+    # auto: bf16 on CUDA (fp16 where bf16 is missing) and on CPUs with avx512_bf16/AMX, else fp32
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+
+    _expand = field_validator("id")(classmethod(lambda cls, v: expand_path(v)))
+
+
+class PromptTechnique(Strict):
+    """Prompt-only: the base model as it is, zero-shot or with k examples from the train split."""
+
+    name: str
+    kind: Literal["prompt"]
+    shots: int = Field(0, ge=0, le=64)  # examples shown before the question; drawn from train by seed
+
+
+# Becomes Annotated[Union[...], Field(discriminator="kind")] once a second kind exists.
+TechniqueSpec = PromptTechnique
+
+
+class HeldoutEval(Strict):
+    limit: int | None = Field(None, ge=1)  # score only the first N test examples (None: all)
+    batch_size: int = Field(16, ge=1)  # higher: faster generation, more memory
+    max_new_tokens: int = Field(16, ge=1, le=4096)  # the longest answer the model may write
+    bootstrap_samples: int = Field(1000, ge=100)  # resamples for the 95% confidence interval
+    wrong_examples: int = Field(5, ge=0)  # wrong answers shown per technique in REPORT.md
+
+
+class EvalSpec(Strict):
+    heldout: HeldoutEval = HeldoutEval()
+
+
+class CostSpec(Strict):
+    # Dollars per device-hour; the defaults are typical on-demand cloud prices and the report states them.
+    usd_per_hour: dict[str, float] = {"cpu": 0.10, "cuda": 2.50}
+
+
+class Recipe(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # also the reports/<name>/ folder
+    model: ModelSpec = ModelSpec()
+    task: str  # a bundled task name (see `harness tasks`) or a path to a task folder
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    output_dir: str = "reports"
+    techniques: list[TechniqueSpec] = Field(min_length=1)
+    eval: EvalSpec = EvalSpec()
+    cost: CostSpec = CostSpec()
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _model_shorthand(cls, value):
+        return {"id": value} if isinstance(value, str) else value
+
+    _expand = field_validator("task", "output_dir")(classmethod(lambda cls, v: expand_path(v)))
+
+    @model_validator(mode="after")
+    def _unique_names(self):
+        names = [t.name for t in self.techniques]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"technique names must be unique; repeated: {', '.join(duplicates)}")
+        return self
+
+    def technique(self, name: str):
+        return next(t for t in self.techniques if t.name == name)
+
+
+def load_recipe(path: str | Path, overrides: Iterable[str] = ()) -> Recipe:
+    return load_yaml_model(path, Recipe, overrides)
+
+
+__all__ = ["ConfigError", "Recipe", "load_recipe", "DEFAULT_MODEL"]

@@ -1,0 +1,81 @@
+"""Held-out evaluation: batched greedy generation over the test split, then scoring with a 95% CI."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+
+from harness import metrics
+from harness.config import HeldoutEval
+from harness.tasks import Example, Task
+
+
+@dataclass(frozen=True)
+class HeldoutResult:
+    metric: str
+    score: float
+    ci_low: float
+    ci_high: float
+    metrics: dict[str, float]
+    invalid_rate: float | None
+    generated_tokens: int
+    predictions: list[dict]  # one per example: id, input, expected, predicted, parsed, correct
+
+
+def generate(model, tokenizer, prompts: Sequence[str], batch_size: int, max_new_tokens: int,
+             on_batch: Callable[[int], None] = lambda n: None) -> tuple[list[str], int]:
+    """Greedy answers for prompts (left-padded batches, similar lengths together); also the token count."""
+    # Prompts rendered by a chat template already carry their special tokens.
+    add_special = not getattr(tokenizer, "chat_template", None)
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    answers: list[str] = [""] * len(prompts)
+    generated = 0
+    stop_ids = {tokenizer.eos_token_id, *_as_list(getattr(model.generation_config, "eos_token_id", None))} - {None}
+    for start in range(0, len(order), batch_size):
+        batch = order[start:start + batch_size]
+        encoded = tokenizer([prompts[i] for i in batch], return_tensors="pt", padding=True,
+                            add_special_tokens=add_special).to(model.device)
+        with torch.inference_mode():
+            output = model.generate(**encoded, max_new_tokens=max_new_tokens, do_sample=False,
+                                    temperature=None, top_p=None, top_k=None,
+                                    pad_token_id=tokenizer.pad_token_id, eos_token_id=sorted(stop_ids))
+        new_tokens = output[:, encoded["input_ids"].shape[1]:]
+        generated += int(sum(_length_until_stop(row, stop_ids) for row in new_tokens.tolist()))
+        for i, text in zip(batch, tokenizer.batch_decode(new_tokens, skip_special_tokens=True)):
+            answers[i] = text.strip()
+        on_batch(len(batch))
+    return answers, generated
+
+
+def _as_list(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def _length_until_stop(tokens: list[int], stop_ids: set[int]) -> int:
+    for n, token in enumerate(tokens):
+        if token in stop_ids:
+            return n + 1
+    return len(tokens)
+
+
+def evaluate(model, tokenizer, task: Task, prompt_for: Callable[[Example], str], settings: HeldoutEval,
+             seed: int, on_batch: Callable[[int], None] = lambda n: None) -> HeldoutResult:
+    examples = list(heldout_examples(task, settings))
+    prompts = [prompt_for(e) for e in examples]
+    answers, generated = generate(model, tokenizer, prompts, settings.batch_size, settings.max_new_tokens, on_batch)
+    expected = [e.output for e in examples]
+    metric = task.spec.metric
+    scored = metrics.score(metric, expected, answers, task.labels)
+    low, high = metrics.metric_ci(metric, scored, expected, task.labels, settings.bootstrap_samples, seed)
+    predictions = [
+        {"id": e.id, "input": e.input, "expected": e.output, "predicted": a, "parsed": p, "correct": bool(c)}
+        for e, a, p, c in zip(examples, answers, scored.parsed, scored.correct)
+    ]
+    return HeldoutResult(metric, scored.metrics[metric], low, high, scored.metrics, scored.invalid_rate,
+                         generated, predictions)
+
+
+def heldout_examples(task: Task, settings: HeldoutEval) -> Sequence[Example]:
+    return task.test[: settings.limit] if settings.limit else task.test

@@ -1,0 +1,95 @@
+"""Measure one phase (training, evaluation): wall seconds and peak memory, from the device itself.
+
+On CUDA the peak comes from the caching allocator (reset when the phase starts); on the CPU a
+background thread samples the process's resident memory every 20 ms. The method travels with the
+figure so the report can say how it was measured.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import psutil
+import torch
+
+SAMPLE_SECONDS = 0.02
+
+
+@dataclass
+class Phase:
+    seconds: float = 0.0
+    peak_bytes: int = 0
+    reserved_bytes: int | None = None  # CUDA only: what the allocator held at its peak
+    method: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+@contextmanager
+def measure(device: str):
+    """with measure(device) as phase: ... ; afterwards phase.seconds and phase.peak_bytes are set."""
+    phase = Phase()
+    if device.startswith("cuda"):
+        with _cuda_peak(phase):
+            start = time.perf_counter()
+            try:
+                yield phase
+            finally:
+                torch.cuda.synchronize()
+                phase.seconds = time.perf_counter() - start
+    else:
+        with _rss_peak(phase):
+            start = time.perf_counter()
+            try:
+                yield phase
+            finally:
+                phase.seconds = time.perf_counter() - start
+
+
+@contextmanager
+def _cuda_peak(phase: Phase):
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    try:
+        yield
+    finally:
+        phase.peak_bytes = int(torch.cuda.max_memory_allocated())
+        phase.reserved_bytes = int(torch.cuda.max_memory_reserved())
+        phase.method = "cuda allocator peak (max_memory_allocated)"
+
+
+@contextmanager
+def _rss_peak(phase: Phase):
+    process = psutil.Process()
+    peak = [process.memory_info().rss]
+    stop = threading.Event()
+
+    def sample():
+        while not stop.wait(SAMPLE_SECONDS):
+            peak[0] = max(peak[0], process.memory_info().rss)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        phase.peak_bytes = max(peak[0], process.memory_info().rss)
+        phase.method = f"process RSS, sampled every {int(SAMPLE_SECONDS * 1000)} ms"
+
+
+def device_name(device: str) -> str:
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(device)
+    import platform
+
+    return f"cpu ({platform.processor() or platform.machine()}, {psutil.cpu_count(logical=True)} threads)"
+
+
+def cost_usd(seconds: float, device: str, usd_per_hour: dict[str, float]) -> float | None:
+    """Device-hours times the recipe's price for this device type (None when no price is set)."""
+    price = usd_per_hour.get(device.split(":")[0])
+    return None if price is None else seconds / 3600 * price

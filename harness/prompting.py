@@ -1,0 +1,46 @@
+"""Turn task examples into chat messages and prompt strings.
+
+One function builds the messages for every technique: prompt-only (with k shots as earlier
+turns), and later the fine-tuning kinds (which train on exactly these messages) and RAG.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Sequence
+
+from harness.tasks import Example, Task
+
+
+def user_text(task: Task, example: Example) -> str:
+    return task.spec.prompt.template.format(
+        input=example.input,
+        instruction=example.instruction,
+        context=example.context,
+        choices=example.choices,
+        labels=", ".join(task.labels or []),
+    )
+
+
+def messages(task: Task, example: Example, shots: Sequence[Example] = ()) -> list[dict]:
+    """System message (task's, else the example's instruction), then k solved shots, then the question."""
+    system = task.spec.prompt.system or example.instruction
+    turns = [{"role": "system", "content": system}] if system else []
+    for shot in shots:
+        turns += [{"role": "user", "content": user_text(task, shot)}, {"role": "assistant", "content": shot.output}]
+    return turns + [{"role": "user", "content": user_text(task, example)}]
+
+
+def render(tokenizer, turns: list[dict]) -> str:
+    """The prompt string the model sees: the tokenizer's chat template, or a plain layout without one."""
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
+    lines = [f"{t['role'].capitalize()}: {t['content']}" for t in turns]
+    return "\n\n".join(lines) + "\n\nAssistant:"
+
+
+def draw_shots(task: Task, k: int, seed: int) -> list[Example]:
+    """k train examples fixed by seed; the same shots precede every test question."""
+    if k > len(task.train):
+        raise ValueError(f"shots={k} but the train split has only {len(task.train)} examples")
+    return random.Random(seed).sample(list(task.train), k)

@@ -1,0 +1,83 @@
+"""The columns of the results table, shared by the terminal and markdown renderers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+
+def fmt_bytes(value) -> str:
+    if value is None:
+        return "–"
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if value >= size:
+            return f"{value / size:.2f} {unit}" if unit == "GiB" else f"{value / size:.0f} {unit}"
+    return f"{value} B"
+
+
+def fmt_seconds(value) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.1f}s" if value < 600 else f"{value / 60:.1f}min"
+
+
+def fmt_count(value) -> str:
+    if value is None:
+        return "–"
+    for unit, size in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(value) >= size:
+            return f"{value / size:.1f}{unit}"
+    return str(value)
+
+
+def fmt_number(value, spec: str) -> str:
+    return "–" if value is None else format(value, spec)
+
+
+def fmt_score(row: dict) -> str:
+    if row.get("score") is None:
+        return "–"
+    return f"{row['score']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}]"
+
+
+def fmt_params(row: dict) -> str:
+    trainable, total = row.get("trainable_params"), row.get("total_params")
+    if total is None:
+        return "–"
+    share = f" ({trainable / total:.2%})" if trainable else ""
+    return f"{fmt_count(trainable)} / {fmt_count(total)}{share}"
+
+
+@dataclass(frozen=True)
+class Column:
+    header: str
+    render: Callable[[dict], str]
+    numeric: bool = True  # right-aligned
+    terminal: bool = True  # also shown in the terminal table (which must fit ~100 columns)
+
+
+COLUMNS = (
+    Column("technique", lambda r: r["technique"], numeric=False),
+    Column("kind", lambda r: r["kind"], numeric=False, terminal=False),
+    Column("status", lambda r: r["status"], numeric=False),
+    Column("score [95% CI]", fmt_score),
+    Column("metric", lambda r: r.get("metric") or "–", numeric=False, terminal=False),
+    Column("n", lambda r: fmt_number(r.get("n_eval"), "d"), terminal=False),
+    Column("no label", lambda r: fmt_number(r.get("invalid_rate"), ".0%")),
+    Column("wall", lambda r: fmt_seconds(r.get("wall_seconds"))),
+    Column("train", lambda r: fmt_seconds(r.get("train_seconds"))),
+    Column("eval", lambda r: fmt_seconds(r.get("eval_seconds")), terminal=False),
+    Column("peak mem", lambda r: fmt_bytes(r.get("peak_memory_bytes"))),
+    Column("trainable / total params", fmt_params, terminal=False),
+    Column("train tok/s", lambda r: fmt_number(r.get("train_tokens_per_second"), ".0f")),
+    Column("eval ex/s", lambda r: fmt_number(r.get("eval_examples_per_second"), ".2f")),
+    Column("cost", lambda r: "–" if r.get("cost_usd") is None else f"${r['cost_usd']:.4f}"),
+    Column("artifact", lambda r: fmt_bytes(r.get("artifact_bytes"))),
+)
+
+
+def visible_columns(rows: list[dict], terminal: bool = False) -> list[Column]:
+    """Drop columns that are empty for every row (e.g. 'train' before any fine-tuning ran)."""
+    always = {"technique", "kind", "status", "score [95% CI]"}
+    return [c for c in COLUMNS if (c.terminal or not terminal)
+            and (c.header in always or any(c.render(r) != "–" for r in rows))]

@@ -1,0 +1,106 @@
+"""The result row schema and the run directory: results.json written atomically after each technique.
+
+Layout of reports/<recipe-name>/<run-id>/:
+  results.json                   {"meta": {...}, "rows": [row, ...]}: one row per finished technique
+  predictions/<technique>.jsonl  per-example input, expected, predicted, parsed, correct
+  REPORT.md                      rendered from results.json by harness.report
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable
+
+# Every row has all of these keys (None where a figure does not apply to the technique).
+ROW_FIELDS = (
+    "technique", "kind", "status", "error",
+    "metric", "score", "ci_low", "ci_high", "n_eval", "invalid_rate",
+    "wall_seconds", "train_seconds", "eval_seconds",
+    "peak_memory_bytes", "peak_memory_method", "device", "dtype",
+    "trainable_params", "total_params",
+    "train_tokens", "train_tokens_per_second", "eval_tokens_per_second",
+    "cost_usd", "artifact_bytes",
+)
+STATUSES = ("ok", "failed", "skipped")
+
+
+def make_row(technique: str, kind: str, status: str, **values: Any) -> dict:
+    if status not in STATUSES:
+        raise ValueError(f"status must be one of {STATUSES}")
+    extra = {k: v for k, v in values.items() if k not in ROW_FIELDS}
+    row = {k: values.get(k) for k in ROW_FIELDS} | {"technique": technique, "kind": kind, "status": status}
+    # Secondary metrics (score_accuracy, score_macro_f1, ...) stay flat so pandas loads rows as-is.
+    return row | extra
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write to a temporary file beside `path`, then rename: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class RunStore:
+    """The results of one run directory; every change is persisted before the call returns."""
+
+    def __init__(self, run_dir: Path, meta: dict, rows: list[dict] | None = None):
+        self.run_dir = Path(run_dir)
+        self.meta = meta
+        self.rows = rows or []
+
+    @classmethod
+    def open(cls, run_dir: str | Path) -> "RunStore":
+        path = Path(run_dir) / "results.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} not found: not a run directory (expected reports/<recipe>/<run-id>/)")
+        data = json.loads(path.read_text())
+        return cls(Path(run_dir), data["meta"], data["rows"])
+
+    @property
+    def results_path(self) -> Path:
+        return self.run_dir / "results.json"
+
+    def finished(self, technique: str) -> bool:
+        return any(r["technique"] == technique and r["status"] == "ok" for r in self.rows)
+
+    def save(self) -> None:
+        write_atomic(self.results_path, json.dumps({"meta": self.meta, "rows": self.rows}, indent=2, default=str))
+
+    def record(self, row: dict, predictions: Iterable[dict] = ()) -> None:
+        """Store one technique's row (replacing an earlier attempt) and its predictions."""
+        predictions = list(predictions)
+        if predictions:
+            lines = "".join(json.dumps(p) + "\n" for p in predictions)
+            write_atomic(self.predictions_path(row["technique"]), lines)
+        self.rows = [r for r in self.rows if r["technique"] != row["technique"]] + [row]
+        self.save()
+
+    def predictions_path(self, technique: str) -> Path:
+        return self.run_dir / "predictions" / f"{technique}.jsonl"
+
+    def predictions(self, technique: str) -> list[dict]:
+        path = self.predictions_path(technique)
+        return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+
+    def ordered_rows(self) -> list[dict]:
+        """Rows in the recipe's technique order (resumed runs append out of order)."""
+        order = [t["name"] for t in self.meta.get("recipe", {}).get("techniques", [])]
+        return sorted(self.rows, key=lambda r: order.index(r["technique"]) if r["technique"] in order else len(order))
+
+
+def load_frame(run_dir: str | Path):
+    """The rows of a run as a pandas DataFrame, one row per technique."""
+    import pandas as pd
+
+    return pd.DataFrame(RunStore.open(run_dir).ordered_rows())

@@ -1,0 +1,253 @@
+"""Task folders: tasks/<name>/task.yaml plus data files, loaded into train and test examples.
+
+A data file may be JSONL, JSON (a list of records), CSV or Parquet, in one of three shapes:
+`fields` (columns mapped by `fields:`), `alpaca` (instruction/input/output) or `chat`
+(a `messages` list whose last message is the assistant's answer).
+"""
+
+from __future__ import annotations
+
+import json
+import string
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from harness.yamlconfig import ConfigError, Strict, load_yaml_model
+
+BUNDLED_TASKS = Path(__file__).resolve().parent.parent / "tasks"
+PLACEHOLDERS = {"input", "instruction", "context", "choices", "labels"}
+
+
+class FieldMap(Strict):
+    """Which column of the data holds each part of an example (format: fields)."""
+
+    input: str = "input"
+    output: str = "output"
+    instruction: str | None = None
+    context: str | None = None
+    choices: str | None = None
+    id: str | None = None
+
+
+class DataSpec(Strict):
+    train: str  # file path relative to the task folder
+    test: str | None = None  # a separate test file; without it the test split is cut from train
+    test_fraction: float = Field(0.2, gt=0, lt=1)  # used only when `test` is not given
+    split_seed: int = 0  # fixed so every run and technique sees the same held-out examples
+    format: Literal["fields", "alpaca", "chat"] = "fields"
+
+
+class PromptTemplate(Strict):
+    system: str | None = None  # a system message; the model's chat template default when unset
+    template: str = "{input}"  # placeholders: {input} {instruction} {context} {choices} {labels}
+
+    @model_validator(mode="after")
+    def _known_placeholders(self):
+        used = {name for _, name, _, _ in string.Formatter().parse(self.template) if name is not None}
+        unknown = used - PLACEHOLDERS
+        if unknown:
+            raise ValueError(f"unknown placeholder(s) {sorted(unknown)}; known: {sorted(PLACEHOLDERS)}")
+        return self
+
+
+class TaskSpec(Strict):
+    name: str
+    description: str = ""
+    data: DataSpec
+    fields: FieldMap = FieldMap()
+    labels: list[str] | None = Field(None, min_length=2)  # a classification task's label set
+    metric: Literal["exact_match", "contains", "accuracy", "macro_f1"] = "exact_match"
+    prompt: PromptTemplate = PromptTemplate()
+
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _no_yaml_booleans(cls, labels):
+        if isinstance(labels, list) and any(isinstance(label, bool) for label in labels):
+            raise ValueError("YAML reads yes/no/on/off as booleans: quote such labels, e.g. ['yes', 'no']")
+        return labels
+
+    @model_validator(mode="after")
+    def _classification_metrics_need_labels(self):
+        if self.metric in ("accuracy", "macro_f1") and not self.labels:
+            raise ValueError(f"metric {self.metric!r} needs a `labels:` list (the classification label set)")
+        return self
+
+
+@dataclass(frozen=True)
+class Example:
+    id: str
+    input: str
+    output: str
+    instruction: str = ""
+    context: str = ""
+    choices: str = ""
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    path: Path
+    spec: TaskSpec
+    train: tuple[Example, ...]
+    test: tuple[Example, ...]
+
+    @property
+    def labels(self) -> list[str] | None:
+        return self.spec.labels
+
+    @property
+    def is_classification(self) -> bool:
+        return bool(self.spec.labels)
+
+
+def find_task(name_or_path: str) -> Path:
+    """A path to a task folder (or its task.yaml), else a bundled task name."""
+    path = Path(name_or_path)
+    if path.name == "task.yaml":
+        path = path.parent
+    if (path / "task.yaml").is_file():
+        return path
+    if (BUNDLED_TASKS / name_or_path / "task.yaml").is_file():
+        return BUNDLED_TASKS / name_or_path
+    known = ", ".join(t.name for t in list_task_dirs()) or "none"
+    raise ConfigError(
+        f"task {name_or_path!r} not found: no {path / 'task.yaml'} and no bundled task of that name "
+        f"(bundled: {known}). Fix: give a folder that holds a task.yaml, or a bundled name."
+    )
+
+
+def list_task_dirs() -> list[Path]:
+    return sorted(p.parent for p in BUNDLED_TASKS.glob("*/task.yaml"))
+
+
+def load_task_spec(name_or_path: str) -> tuple[Path, TaskSpec]:
+    folder = find_task(name_or_path)
+    return folder, load_yaml_model(folder / "task.yaml", TaskSpec)
+
+
+def load_task(name_or_path: str) -> Task:
+    folder, spec = load_task_spec(name_or_path)
+    examples = _load_examples(folder / spec.data.train, spec)
+    if spec.data.test:
+        train, test = examples, _load_examples(folder / spec.data.test, spec)
+    else:
+        train, test = _split(examples, spec)
+    return Task(name=spec.name, path=folder, spec=spec, train=tuple(train), test=tuple(test))
+
+
+def _split(examples: list[Example], spec: TaskSpec) -> tuple[list[Example], list[Example]]:
+    from sklearn.model_selection import train_test_split
+
+    stratify = [e.output for e in examples] if spec.labels else None
+    train, test = train_test_split(
+        examples, test_size=spec.data.test_fraction, random_state=spec.data.split_seed, stratify=stratify
+    )
+    return train, test
+
+
+def read_records(path: Path) -> list[tuple[int, object]]:
+    """(line or row number, record) for each record; the number is what an error message cites."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: data file not found")
+    suffix = path.suffix.lower()
+    if suffix == ".jsonl":
+        return list(_read_jsonl(path))
+    if suffix == ".json":
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from None
+        if not isinstance(data, list):
+            raise ConfigError(f"{path}: expected a JSON list of records")
+        return [(i + 1, r) for i, r in enumerate(data)]  # record number: JSON has no line per record
+    if suffix in (".csv", ".parquet"):
+        import pandas as pd
+
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False) if suffix == ".csv" else pd.read_parquet(path)
+        first = 2 if suffix == ".csv" else 1  # CSV: line 1 is the header
+        return [(i + first, r) for i, r in enumerate(frame.to_dict("records"))]
+    raise ConfigError(f"{path}: unsupported data file type {suffix!r}; use .jsonl, .json, .csv or .parquet")
+
+
+def _read_jsonl(path: Path):
+    with path.open() as handle:
+        for line_no, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield line_no, json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"{path}:{line_no}: invalid JSON ({exc.msg}); each line must be one JSON object") from None
+
+
+def _load_examples(path: Path, spec: TaskSpec) -> list[Example]:
+    convert = {"fields": _from_fields, "alpaca": _from_alpaca, "chat": _from_chat}[spec.data.format]
+    examples = []
+    for line, record in read_records(path):
+        where = f"{path}:{line}"
+        if not isinstance(record, dict):
+            raise ConfigError(f"{where}: expected an object with keys, got {type(record).__name__}")
+        example = convert(record, spec, where, default_id=f"{path.stem}-{line}")
+        if not example.output.strip():
+            raise ConfigError(f"{where}: empty output; every example needs an expected answer")
+        if spec.labels and example.output not in spec.labels:
+            raise ConfigError(f"{where}: output {example.output!r} is not one of the task's labels {spec.labels}")
+        examples.append(example)
+    if not examples:
+        raise ConfigError(f"{path}: no examples")
+    return examples
+
+
+def _text(record: dict, key: str | None, where: str, required: bool) -> str:
+    if key is None:
+        return ""
+    if key not in record or record[key] is None:
+        if required:
+            keys = ", ".join(map(str, record)) or "none"
+            raise ConfigError(f"{where}: missing field {key!r} (the record has: {keys}); fix the row or `fields:` in task.yaml")
+        return ""
+    value = record[key]
+    if isinstance(value, list):
+        return "\n".join(map(str, value))
+    if isinstance(value, (dict, bool)):
+        raise ConfigError(f"{where}: field {key!r} must be text, got {type(value).__name__}")
+    return str(value)
+
+
+def _from_fields(record: dict, spec: TaskSpec, where: str, default_id: str) -> Example:
+    f = spec.fields
+    return Example(
+        id=_text(record, f.id, where, required=False) or default_id,
+        input=_text(record, f.input, where, required=True),
+        output=_text(record, f.output, where, required=True),
+        instruction=_text(record, f.instruction, where, required=False),
+        context=_text(record, f.context, where, required=False),
+        choices=_text(record, f.choices, where, required=False),
+    )
+
+
+def _from_alpaca(record: dict, spec: TaskSpec, where: str, default_id: str) -> Example:
+    return Example(
+        id=str(record.get("id") or default_id),
+        instruction=_text(record, "instruction", where, required=True),
+        input=_text(record, "input", where, required=False),
+        output=_text(record, "output", where, required=True),
+    )
+
+
+def _from_chat(record: dict, spec: TaskSpec, where: str, default_id: str) -> Example:
+    messages = record.get("messages")
+    if not isinstance(messages, list) or len(messages) < 2 or not all(isinstance(m, dict) for m in messages):
+        raise ConfigError(f"{where}: expected 'messages': a list of {{role, content}} with at least a user and an assistant turn")
+    if messages[-1].get("role") != "assistant" or messages[-2].get("role") != "user":
+        raise ConfigError(f"{where}: the last two messages must be user then assistant (the answer)")
+    system = next((m.get("content", "") for m in messages if m.get("role") == "system"), "")
+    return Example(
+        id=str(record.get("id") or default_id),
+        instruction=str(system),
+        input=str(messages[-2].get("content", "")),
+        output=str(messages[-1].get("content", "")),
+    )

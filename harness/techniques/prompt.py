@@ -1,0 +1,20 @@
+"""kind: prompt — the base model as it is, zero-shot or k-shot through the chat template."""
+
+from __future__ import annotations
+
+from harness import models, prompting
+from harness.config import PromptTechnique
+from harness.techniques.base import TECHNIQUES, Outcome, RunContext, evaluate_heldout
+
+
+@TECHNIQUES.register("prompt")
+def run_prompt(spec: PromptTechnique, ctx: RunContext) -> Outcome:
+    model, tokenizer = ctx.base_model()
+    shots = prompting.draw_shots(ctx.task, spec.shots, ctx.recipe.seed)
+    outcome = evaluate_heldout(
+        ctx, spec.name, model, tokenizer,
+        lambda example: prompting.render(tokenizer, prompting.messages(ctx.task, example, shots)),
+    )
+    _, total = models.count_parameters(model)
+    outcome.values.update(trainable_params=0, total_params=total, dtype=str(model.dtype).removeprefix("torch."))
+    return outcome

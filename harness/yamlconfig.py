@@ -1,0 +1,180 @@
+"""Load a YAML file into a frozen pydantic model, with errors that name the file, the line and the fix.
+
+Shared by recipes (config.py) and task folders (tasks.py): one mechanism for both.
+"""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from pathlib import Path
+from typing import Any, Iterable, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+M = TypeVar("M", bound=BaseModel)
+Path_ = tuple[Any, ...]
+
+
+class Strict(BaseModel):
+    """Base for every schema: unknown keys are errors and loaded objects cannot change."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ConfigError(ValueError):
+    """A user-facing configuration problem; the message says where and how to fix it."""
+
+
+def load_yaml_model(path: str | Path, model: type[M], overrides: Iterable[str] = ()) -> M:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: file not found")
+    text = path.read_text()
+    try:
+        lines = _line_map(yaml.compose(text))
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise ConfigError(f"{where}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings at the top level")
+    for override in overrides:
+        apply_override(data, override)
+    return validate(data, model, source=str(path), lines=lines)
+
+
+def validate(data: dict, model: type[M], source: str, lines: dict[Path_, int] | None = None) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        messages = [_describe(err, data, model, source, lines or {}) for err in exc.errors()]
+        raise ConfigError("\n".join(messages)) from None
+
+
+def apply_override(data: dict, override: str) -> None:
+    """Apply `a.b.c=value` (value parsed as YAML). List items are chosen by index or by `name`."""
+    key, sep, raw = override.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"override {override!r}: expected key=value, e.g. seed=1 or eval.heldout.limit=50")
+    parts = key.split(".")
+    node: Any = data
+    for i, part in enumerate(parts[:-1]):
+        node = _child(node, part, create=True, where=".".join(parts[: i + 1]))
+    last = parts[-1]
+    value = yaml.safe_load(raw) if raw else ""
+    if isinstance(node, list):
+        node[_list_index(node, last, key)] = value
+    elif isinstance(node, dict):
+        node[last] = value
+    else:
+        raise ConfigError(f"override {override!r}: {'.'.join(parts[:-1])} is not a mapping")
+
+
+def _child(node: Any, part: str, create: bool, where: str) -> Any:
+    if isinstance(node, list):
+        return node[_list_index(node, part, where)]
+    if not isinstance(node, dict):
+        raise ConfigError(f"override: {where} is not a mapping")
+    if part not in node or node[part] is None:
+        if not create:
+            raise ConfigError(f"override: {where} not found")
+        node[part] = {}
+    return node[part]
+
+
+def _list_index(items: list, part: str, where: str) -> int:
+    if part.isdigit() and int(part) < len(items):
+        return int(part)
+    names = [item.get("name") for item in items if isinstance(item, dict)]
+    if part in names:
+        return names.index(part)
+    raise ConfigError(f"override: no item {part!r} in {where} (names: {', '.join(map(str, names))})")
+
+
+def _line_map(node: yaml.Node | None, path: Path_ = ()) -> dict[Path_, int]:
+    """Map every key path in the document to its 1-based line."""
+    lines: dict[Path_, int] = {}
+    if node is None:
+        return lines
+    lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            child = path + (key_node.value,)
+            lines.update(_line_map(value_node, child))
+            lines[child] = key_node.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            lines.update(_line_map(item, path + (i,)))
+    return lines
+
+
+def _data_path(loc: tuple, data: Any) -> Path_:
+    """Drop pydantic's union-tag entries (e.g. 'prompt' in techniques.0.prompt.shots) from a loc."""
+    path: list = []
+    node = data
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            node = node[part]
+        elif isinstance(node, dict) and isinstance(part, str) and node.get("kind") == part:
+            continue  # the discriminator value, not a key in the file
+        path.append(part)
+        if node is not None and not isinstance(node, (dict, list)):
+            node = None
+    return tuple(path)
+
+
+def _describe(err: dict, data: dict, model: type[BaseModel], source: str, lines: dict[Path_, int]) -> str:
+    path = _data_path(err["loc"], data)
+    dotted = ".".join(str(p) for p in path) or "(top level)"
+    line = next((lines[path[:n]] for n in range(len(path), -1, -1) if path[:n] in lines), None)
+    where = f"{source}:{line}" if line else source
+    if err["type"] == "extra_forbidden":
+        allowed = _fields_at(model, err["loc"][:-1])
+        hint = difflib.get_close_matches(str(path[-1]), allowed, n=1)
+        fix = f" (did you mean '{'.'.join(map(str, path[:-1] + (hint[0],)))}'?)" if hint else ""
+        known = f"; known keys: {', '.join(sorted(allowed))}" if allowed and not hint else ""
+        return f"{where}: unknown key '{dotted}'{fix}{known}"
+    if err["type"] == "missing":
+        return f"{where}: missing required key '{dotted}'"
+    if err["type"] == "union_tag_invalid":
+        return f"{where}: {dotted}: {err['msg']}"
+    return f"{where}: {dotted}: {err['msg']} (got {err.get('input')!r})"
+
+
+def _fields_at(model: Any, loc: tuple) -> list[str]:
+    """The field names of the schema class that a pydantic loc points into."""
+    current: Any = model
+    for part in loc:
+        current = _unwrap(current, part)
+        if current is None:
+            return []
+    current = _unwrap(current, None)
+    return list(current.model_fields) if isinstance(current, type) and issubclass(current, BaseModel) else []
+
+
+def _unwrap(tp: Any, part: Any) -> Any:
+    origin = typing.get_origin(tp)
+    if origin is typing.Annotated:
+        return _unwrap(typing.get_args(tp)[0], part)
+    if origin in (typing.Union, types.UnionType):
+        members = [a for a in typing.get_args(tp) if a is not type(None)]
+        for member in members:  # a discriminated union's loc names the member by its kind
+            kind = getattr(member, "model_fields", {}).get("kind")
+            if kind is not None and part in typing.get_args(kind.annotation):
+                return member
+        return _unwrap(members[0], part) if len(members) == 1 else (None if part is not None else tp)
+    if part is None:
+        return tp
+    if origin in (list, tuple):
+        return typing.get_args(tp)[0]
+    if origin is dict:
+        return typing.get_args(tp)[1]
+    if isinstance(tp, type) and issubclass(tp, BaseModel) and part in tp.model_fields:
+        return tp.model_fields[part].annotation
+    return None

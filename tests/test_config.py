@@ -1,0 +1,101 @@
+from pathlib import Path
+
+import pytest
+
+from harness.config import ConfigError, load_recipe
+from harness.cli import _validated
+
+REPO = Path(__file__).resolve().parent.parent
+
+VALID = """\
+name: t
+task: ticket-routing
+techniques:
+  - name: zero
+    kind: prompt
+  - name: few
+    kind: prompt
+    shots: 2
+"""
+
+
+def test_valid_recipe_gets_defaults_and_is_frozen(write):
+    recipe = load_recipe(write("r.yaml", VALID))
+    assert recipe.model.id == "smollm2-135m-instruct"
+    assert [t.shots for t in recipe.techniques] == [0, 2]
+    assert recipe.eval.heldout.batch_size == 16
+    with pytest.raises(Exception):
+        recipe.seed = 3
+
+
+def test_unknown_key_names_file_line_and_suggestion(write):
+    path = write("r.yaml", VALID.replace("    shots: 2", "    shotz: 2"))
+    with pytest.raises(ConfigError) as err:
+        load_recipe(path)
+    assert f"{path}:8: unknown key 'techniques.1.shotz' (did you mean 'techniques.1.shots'?)" in str(err.value)
+
+
+def test_nested_unknown_key_and_wrong_type(write):
+    path = write("r.yaml", VALID + "eval:\n  heldout:\n    limt: 5\n    batch_size: many\n")
+    message = str(pytest.raises(ConfigError, load_recipe, path).value)
+    assert f"{path}:11: unknown key 'eval.heldout.limt' (did you mean 'eval.heldout.limit'?)" in message
+    assert f"{path}:12: eval.heldout.batch_size: Input should be a valid integer" in message
+
+
+def test_missing_field_and_bad_kind(write):
+    path = write("r.yaml", VALID.replace("task: ticket-routing\n", "").replace("kind: prompt\n    shots", "kind: promt\n    shots"))
+    message = str(pytest.raises(ConfigError, load_recipe, path).value)
+    assert "missing required key 'task'" in message
+    assert f"{path}:6: techniques.1.kind" in message and "'promt'" in message
+
+
+def test_invalid_yaml_names_the_line(write):
+    path = write("r.yaml", "name: t\ntechniques: [\n  - bad: : x\n")
+    assert f"{path}:3: invalid YAML" in str(pytest.raises(ConfigError, load_recipe, path).value)
+
+
+def test_duplicate_technique_names_rejected(write):
+    path = write("r.yaml", VALID.replace("name: few", "name: zero"))
+    assert "repeated: zero" in str(pytest.raises(ConfigError, load_recipe, path).value)
+
+
+def test_overrides_by_dotted_path_index_and_name(write):
+    recipe = load_recipe(write("r.yaml", VALID), ["seed=7", "eval.heldout.limit=50", "techniques.few.shots=4",
+                                                  "techniques.0.shots=1", "model.dtype=float32"])
+    assert recipe.seed == 7 and recipe.eval.heldout.limit == 50
+    assert [t.shots for t in recipe.techniques] == [1, 4]
+    assert recipe.model.dtype == "float32"
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("seed", "expected key=value"),
+    ("techniques.nope.shots=1", "no item 'nope'"),
+    ("eval.heldout.limitt=3", "did you mean 'eval.heldout.limit'"),
+])
+def test_bad_overrides_explain_themselves(write, override, expected):
+    with pytest.raises(ConfigError, match=expected):
+        load_recipe(write("r.yaml", VALID), [override])
+
+
+def test_environment_variables_in_paths(write, monkeypatch, tmp_path):
+    monkeypatch.setenv("MY_OUT", str(tmp_path / "out"))
+    recipe = load_recipe(write("r.yaml", VALID + "output_dir: $MY_OUT/reports\n"))
+    assert recipe.output_dir == f"{tmp_path}/out/reports"
+    monkeypatch.delenv("MY_OUT")
+    with pytest.raises(ConfigError, match="MY_OUT"):
+        load_recipe(write("r2.yaml", VALID + "output_dir: $MY_OUT/reports\n"))
+
+
+def test_too_many_shots_is_caught_before_running(write):
+    write("mini/d.jsonl", "".join(f'{{"input": "q{i}", "output": "a{i}"}}\n' for i in range(10)))
+    task = write("mini/task.yaml", "name: mini\ndata: {train: d.jsonl}\n").parent
+    path = write("r.yaml", VALID.replace("shots: 2", "shots: 9").replace("ticket-routing", str(task)))
+    load_recipe(path)  # the schema allows it...
+    with pytest.raises(ConfigError, match="shots=9 but the train split has only 8"):
+        _validated(str(path), [])  # ...but the task's train split is smaller
+
+
+@pytest.mark.parametrize("recipe", sorted((REPO / "recipes").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_bundled_recipe_validates_without_loading_a_model(recipe):
+    spec = _validated(str(recipe), [])
+    assert spec.techniques

@@ -1,0 +1,115 @@
+"""End to end on the tiny model: harness run, report, resume, and a failing technique."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from conftest import tiny_recipe
+from harness import results
+from harness.cli import main
+from harness.techniques import base
+
+TWO = """\
+  - {name: zero, kind: prompt, shots: 0}
+  - {name: few, kind: prompt, shots: 2}
+"""
+
+
+def run_cli(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def only_run_dir(out):
+    (run_dir,) = (out / "tiny").iterdir()
+    return run_dir
+
+
+def test_run_writes_results_predictions_and_report(write, tiny_model_dir, tmp_path):
+    recipe = write("r.yaml", tiny_recipe(tiny_model_dir, tmp_path / "out", TWO))
+    result = run_cli("run", recipe)
+    assert result.exit_code == 0, result.output
+    run_dir = only_run_dir(tmp_path / "out")
+    data = json.loads((run_dir / "results.json").read_text())
+    assert data["meta"]["recipe"]["name"] == "tiny" and data["meta"]["seed"] == 0
+    assert data["meta"]["versions"]["torch"] and data["meta"]["task"]["n_test"] == 120
+    rows = {r["technique"]: r for r in data["rows"]}
+    assert set(rows) == {"zero", "few"}
+    for row in rows.values():
+        assert set(results.ROW_FIELDS) <= set(row)
+        assert row["status"] == "ok" and row["error"] is None
+        assert row["n_eval"] == 12 and row["metric"] == "accuracy"
+        assert row["ci_low"] <= row["score"] <= row["ci_high"]
+        assert row["eval_seconds"] > 0 and row["wall_seconds"] >= row["eval_seconds"]
+        assert row["peak_memory_bytes"] > 10 * 2**20 and row["peak_memory_method"].startswith("process RSS")
+        assert row["trainable_params"] == 0 and row["total_params"] > 0
+        assert row["cost_usd"] == pytest.approx(row["wall_seconds"] / 3600 * 0.10)
+        assert row["train_seconds"] is None  # nothing was trained
+        predictions = [json.loads(l) for l in (run_dir / "predictions" / f"{row['technique']}.jsonl").open()]
+        assert len(predictions) == 12
+        assert sum(p["correct"] for p in predictions) / 12 == pytest.approx(row["score"])
+    report = (run_dir / "REPORT.md").read_text()
+    assert "| zero | prompt | ok |" in report and "## Recipe" in report and "## Wrong answers" in report
+    frame = results.load_frame(run_dir)
+    assert list(frame["technique"]) == ["zero", "few"]
+
+    (run_dir / "REPORT.md").unlink()
+    rerendered = run_cli("report", run_dir)
+    assert rerendered.exit_code == 0 and (run_dir / "REPORT.md").read_text() == report
+
+
+def test_interrupted_run_resumes_without_redoing_finished_work(write, tiny_model_dir, tmp_path, monkeypatch):
+    recipe = write("r.yaml", tiny_recipe(tiny_model_dir, tmp_path / "out", TWO))
+    real = base.TECHNIQUES.get("prompt")
+    calls = []
+
+    def interrupt_second(spec, ctx):
+        calls.append(spec.name)
+        if spec.name == "few":
+            raise KeyboardInterrupt
+        return real(spec, ctx)
+
+    monkeypatch.setitem(base.TECHNIQUES._items, "prompt", interrupt_second)
+    interrupted = run_cli("run", recipe)
+    assert interrupted.exit_code != 0 and "harness run --resume" in interrupted.output
+    run_dir = only_run_dir(tmp_path / "out")
+    stored = results.RunStore.open(run_dir)
+    assert [r["technique"] for r in stored.rows] == ["zero"]  # the finished row survived Ctrl-C
+
+    def record_calls(spec, ctx):
+        calls.append(spec.name)
+        return real(spec, ctx)
+
+    monkeypatch.setitem(base.TECHNIQUES._items, "prompt", record_calls)
+    result = run_cli("run", "--resume", run_dir)
+    assert result.exit_code == 0, result.output
+    assert calls == ["zero", "few", "few"]  # zero was not run again
+    assert [r["technique"] for r in results.RunStore.open(run_dir).ordered_rows()] == ["zero", "few"]
+
+
+def test_failing_technique_is_recorded_and_others_still_run(write, tiny_model_dir, tmp_path, monkeypatch):
+    recipe = write("r.yaml", tiny_recipe(tiny_model_dir, tmp_path / "out", TWO))
+    real = base.TECHNIQUES.get("prompt")
+
+    def fail_zero(spec, ctx):
+        if spec.name == "zero":
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return real(spec, ctx)
+
+    monkeypatch.setitem(base.TECHNIQUES._items, "prompt", fail_zero)
+    result = run_cli("run", recipe)
+    assert result.exit_code == 1
+    run_dir = only_run_dir(tmp_path / "out")
+    rows = {r["technique"]: r for r in results.RunStore.open(run_dir).rows}
+    assert rows["zero"]["status"] == "failed"
+    assert rows["zero"]["error"] == "RuntimeError: CUDA out of memory (simulated)"
+    assert rows["few"]["status"] == "ok"
+    assert "simulated" in (run_dir / "logs" / "zero.log").read_text()
+    assert "## Failures" in (run_dir / "REPORT.md").read_text()
+
+
+def test_validate_reports_errors_cleanly(write, tmp_path):
+    recipe = write("r.yaml", "name: x\ntask: ticket-routing\ntechniques:\n  - {name: a, kind: prompt, shot: 1}\n")
+    result = run_cli("validate", recipe)
+    assert result.exit_code == 2
+    assert "unknown key 'techniques.0.shot' (did you mean 'techniques.0.shots'?)" in result.output
