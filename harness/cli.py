@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import sys
 from importlib import metadata
@@ -38,6 +39,9 @@ def user_errors(command):
 def main():
     """Compare prompt-only, RAG, full fine-tuning, LoRA and QLoRA on one model and task."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # bitsandbytes warns on every CPU import that it cannot fetch an optional kernel from the hub;
+    # offline that is expected, and it falls back to its built-in kernel.
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
 
 @main.command()

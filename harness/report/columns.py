@@ -40,6 +40,10 @@ def fmt_score(row: dict) -> str:
     return f"{row['score']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}]"
 
 
+def fmt_ci(row: dict) -> str:
+    return "–" if row.get("ci_low") is None else f"{row['ci_low']:.3f}–{row['ci_high']:.3f}"
+
+
 def fmt_params(row: dict) -> str:
     trainable, total = row.get("trainable_params"), row.get("total_params")
     if total is None:
@@ -53,31 +57,36 @@ class Column:
     header: str
     render: Callable[[dict], str]
     numeric: bool = True  # right-aligned
-    terminal: bool = True  # also shown in the terminal table (which must fit ~100 columns)
+    where: str = "both"  # "both", "markdown" or "terminal": the terminal table must fit 80 columns
 
 
 COLUMNS = (
-    Column("technique", lambda r: r["technique"], numeric=False),
-    Column("kind", lambda r: r["kind"], numeric=False, terminal=False),
-    Column("status", lambda r: r["status"], numeric=False),
-    Column("score [95% CI]", fmt_score),
-    Column("metric", lambda r: r.get("metric") or "–", numeric=False, terminal=False),
-    Column("n", lambda r: fmt_number(r.get("n_eval"), "d"), terminal=False),
+    Column("technique", lambda r: r["technique"], numeric=False, where="markdown"),
+    Column("technique", lambda r: r["technique"] + ("" if r["status"] == "ok" else f" ({r['status']})"),
+           numeric=False, where="terminal"),  # the status rides along, saving a column
+    Column("kind", lambda r: r["kind"], numeric=False, where="markdown"),
+    Column("status", lambda r: r["status"], numeric=False, where="markdown"),
+    Column("score [95% CI]", fmt_score, where="markdown"),
+    Column("score", lambda r: fmt_number(r.get("score"), ".3f"), where="terminal"),
+    Column("95% CI", fmt_ci, where="terminal"),
+    Column("metric", lambda r: r.get("metric") or "–", numeric=False, where="markdown"),
+    Column("n", lambda r: fmt_number(r.get("n_eval"), "d"), where="markdown"),
     Column("no label", lambda r: fmt_number(r.get("invalid_rate"), ".0%")),
     Column("wall", lambda r: fmt_seconds(r.get("wall_seconds"))),
     Column("train", lambda r: fmt_seconds(r.get("train_seconds"))),
-    Column("eval", lambda r: fmt_seconds(r.get("eval_seconds")), terminal=False),
+    Column("eval", lambda r: fmt_seconds(r.get("eval_seconds")), where="markdown"),
     Column("peak mem", lambda r: fmt_bytes(r.get("peak_memory_bytes"))),
-    Column("trainable / total params", fmt_params, terminal=False),
+    Column("trainable / total params", fmt_params, where="markdown"),
     Column("train tok/s", lambda r: fmt_number(r.get("train_tokens_per_second"), ".0f")),
-    Column("eval ex/s", lambda r: fmt_number(r.get("eval_examples_per_second"), ".2f")),
+    Column("ex/s", lambda r: fmt_number(r.get("eval_examples_per_second"), ".2f")),
     Column("cost", lambda r: "–" if r.get("cost_usd") is None else f"${r['cost_usd']:.4f}"),
     Column("artifact", lambda r: fmt_bytes(r.get("artifact_bytes"))),
 )
 
 
-def visible_columns(rows: list[dict], terminal: bool = False) -> list[Column]:
-    """Drop columns that are empty for every row (e.g. 'train' before any fine-tuning ran)."""
-    always = {"technique", "kind", "status", "score [95% CI]"}
-    return [c for c in COLUMNS if (c.terminal or not terminal)
+def visible_columns(rows: list[dict], target: str) -> list[Column]:
+    """The target's columns ("markdown" or "terminal"), less those empty in every row (e.g. 'train'
+    before any fine-tuning ran)."""
+    always = {"technique", "kind", "status", "score [95% CI]", "score"}
+    return [c for c in COLUMNS if c.where in ("both", target)
             and (c.header in always or any(c.render(r) != "–" for r in rows))]

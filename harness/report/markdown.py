@@ -24,7 +24,7 @@ def _clip(text: str, limit: int = 160) -> str:
 
 
 def results_section(rows: list[dict]) -> str:
-    columns = visible_columns(rows)
+    columns = visible_columns(rows, "markdown")
     return _table([c.header for c in columns], [[c.render(r) for c in columns] for r in rows],
                   [c.numeric for c in columns])
 
@@ -42,7 +42,7 @@ def measurement_section(meta: dict, rows: list[dict]) -> str:
         "- **wall**: the technique from start to finish (its training and evaluation; prompt-only techniques "
         f"share one base-model load{f', which took {load:.1f}s' if load is not None else ''}, counted in none).",
         f"- **cost**: wall hours x the recipe's price per device-hour ({prices or 'none set'}).",
-        "- **eval ex/s**: held-out examples scored per second (prompt processing and generation).",
+        "- **ex/s**: held-out examples scored per second (prompt processing and generation).",
     ]
     return "\n".join(lines)
 

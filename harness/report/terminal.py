@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich import box
 from rich.table import Table
 
 from harness.report.columns import visible_columns
@@ -14,8 +15,9 @@ def terminal_table(store: RunStore) -> Table:
     rows = store.ordered_rows()
     meta = store.meta
     title = f"{meta['recipe']['name']} — {meta['recipe']['model']['id']} on {meta['task']['name']}"
-    table = Table(title=title, caption=f"{store.run_dir}", header_style="bold")
-    columns = visible_columns(rows, terminal=True)
+    table = Table(title=title, caption=f"{store.run_dir}", header_style="bold", box=box.SIMPLE_HEAD,
+                  padding=(0, 1), collapse_padding=True, pad_edge=False)
+    columns = visible_columns(rows, "terminal")
     for column in columns:
         table.add_column(column.header, justify="right" if column.numeric else "left", no_wrap=True)
     for row in rows:
