@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterable, Literal
+from typing import Annotated, Iterable, Literal, Union
 
 from pydantic import Field, field_validator, model_validator
 
@@ -41,8 +41,71 @@ class PromptTechnique(Strict):
     shots: int = Field(0, ge=0, le=64)  # examples shown before the question; drawn from train by seed
 
 
-# Becomes Annotated[Union[...], Field(discriminator="kind")] once a second kind exists.
-TechniqueSpec = PromptTechnique
+class TrainSettings(Strict):
+    """Training through TRL's SFTTrainer; the loss covers the answer only (prompt tokens are masked)."""
+
+    epochs: float = Field(1.0, gt=0)  # passes over the train split (ignored when max_steps is set)
+    max_steps: int | None = Field(None, ge=1)  # stop after this many optimizer steps
+    learning_rate: float | None = Field(None, gt=0)  # None: 5e-5 for full, 2e-4 for lora/qlora
+    lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "linear"
+    warmup_ratio: float = Field(0.05, ge=0, lt=1)  # share of steps spent ramping the learning rate up
+    batch_size: int = Field(8, ge=1)  # examples per device step; higher: faster, more memory
+    gradient_accumulation: int = Field(1, ge=1)  # effective batch = batch_size x this, at no memory cost
+    gradient_checkpointing: bool = False  # trades ~30% speed for much less activation memory
+    max_length: int = Field(512, ge=8)  # longer examples are truncated
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"  # auto: bf16 where the hardware has it
+    limit: int | None = Field(None, ge=1)  # train on the first N train examples only
+    validation_fraction: float = Field(0.0, ge=0, lt=0.5)  # held out from train for a validation loss
+    logging_steps: int = Field(5, ge=1)
+
+
+class LoraSettings(Strict):
+    rank: int = Field(16, ge=1)  # higher: more capacity, more trainable parameters and memory
+    alpha: float = Field(32, gt=0)  # scale of the update (alpha / rank); 2 x rank is a common choice
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: list[str] | Literal["all-linear"] = "all-linear"  # or e.g. [q_proj, v_proj]
+    use_dora: bool = False  # weight-decomposed LoRA (peft): often better, slower
+    use_rslora: bool = False  # rank-stabilised scaling alpha / sqrt(rank)
+
+
+class QuantSettings(Strict):
+    quant_type: Literal["nf4", "fp4"] = "nf4"  # NF4 suits normally distributed weights (the QLoRA paper)
+    double_quant: bool = True  # quantize the quantization constants too: ~0.4 bit/param less
+    compute_dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"  # auto: bf16 where supported
+
+
+class FullTechnique(Strict):
+    """Full fine-tuning: every weight is trained."""
+
+    name: str
+    kind: Literal["full"]
+    train: TrainSettings = TrainSettings()
+
+
+class LoraTechnique(Strict):
+    """LoRA (peft): the base weights stay frozen; small low-rank adapters are trained."""
+
+    name: str
+    kind: Literal["lora"]
+    train: TrainSettings = TrainSettings()
+    lora: LoraSettings = LoraSettings()
+    save_merged: bool = False  # also save the base model with the adapter merged in
+
+
+class QLoraTechnique(Strict):
+    """QLoRA: base weights loaded in 4-bit (bitsandbytes), then LoRA adapters trained on top."""
+
+    name: str
+    kind: Literal["qlora"]
+    train: TrainSettings = TrainSettings()
+    lora: LoraSettings = LoraSettings()
+    quantization: QuantSettings = QuantSettings()
+
+
+TechniqueSpec = Annotated[
+    Union[PromptTechnique, FullTechnique, LoraTechnique, QLoraTechnique], Field(discriminator="kind")
+]
+TRAINED_KINDS = ("full", "lora", "qlora")
 
 
 class HeldoutEval(Strict):

@@ -115,8 +115,11 @@ def cpu_has_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def load(spec: ModelSpec, device: str, dtype: torch.dtype | None = None):
-    """Return (model, tokenizer) on `device`, in eval mode, with a pad token and left padding."""
+def load(spec: ModelSpec, device: str, dtype: torch.dtype | None = None, quantization_config=None):
+    """Return (model, tokenizer) on `device`, in eval mode, with a pad token and left padding.
+
+    With a bitsandbytes `quantization_config`, the linear layers are loaded as real 4-bit layers.
+    """
     dtype = dtype or resolve_dtype(spec, device)
     model_id = spec.id
     check_resolvable(model_id)
@@ -125,11 +128,19 @@ def load(spec: ModelSpec, device: str, dtype: torch.dtype | None = None):
     elif Path(model_id).suffix == ".gguf":
         source = _cached_gguf(Path(model_id))
     elif model_id.startswith(RANDOM_PREFIX):
+        if quantization_config is not None:
+            raise ModelResolutionError("4-bit loading needs saved weights; random: models cannot be quantized "
+                                       "on load (save the random model to a directory first)")
         return _random_model(model_id[len(RANDOM_PREFIX):], device, dtype)
     else:
         source = model_id
     try:
         tokenizer = _tokenizer(source)
+        if quantization_config is not None:
+            # bitsandbytes quantizes while placing weights on the device, so load straight onto it.
+            model = _auto_model().from_pretrained(source, dtype=dtype, quantization_config=quantization_config,
+                                                  device_map={"": device})
+            return model.eval(), tokenizer
         model = _auto_model().from_pretrained(source, dtype=dtype)
     except OSError as exc:
         raise ModelResolutionError(

@@ -131,6 +131,8 @@ def _data_path(loc: tuple, data: Any) -> Path_:
 
 def _describe(err: dict, data: dict, model: type[BaseModel], source: str, lines: dict[Path_, int]) -> str:
     path = _data_path(err["loc"], data)
+    if err["type"] == "union_tag_invalid":  # point at the `kind:` line itself
+        path += (err["ctx"]["discriminator"].strip("'"),)
     dotted = ".".join(str(p) for p in path) or "(top level)"
     line = next((lines[path[:n]] for n in range(len(path), -1, -1) if path[:n] in lines), None)
     where = f"{source}:{line}" if line else source
@@ -143,7 +145,10 @@ def _describe(err: dict, data: dict, model: type[BaseModel], source: str, lines:
     if err["type"] == "missing":
         return f"{where}: missing required key '{dotted}'"
     if err["type"] == "union_tag_invalid":
-        return f"{where}: {dotted}: {err['msg']}"
+        known = [t.strip(" '") for t in err["ctx"]["expected_tags"].split(",")]
+        hint = difflib.get_close_matches(str(err["ctx"]["tag"]), known, n=1)
+        fix = f" (did you mean '{hint[0]}'?)" if hint else ""
+        return f"{where}: {dotted}: unknown value {err['ctx']['tag']!r}{fix}; known: {', '.join(known)}"
     return f"{where}: {dotted}: {err['msg']} (got {err.get('input')!r})"
 
 

@@ -71,16 +71,16 @@ COLUMNS = (
     Column("95% CI", fmt_ci, where="terminal"),
     Column("metric", lambda r: r.get("metric") or "–", numeric=False, where="markdown"),
     Column("n", lambda r: fmt_number(r.get("n_eval"), "d"), where="markdown"),
-    Column("no label", lambda r: fmt_number(r.get("invalid_rate"), ".0%")),
+    Column("no label", lambda r: fmt_number(r.get("invalid_rate"), ".0%"), where="markdown"),
     Column("wall", lambda r: fmt_seconds(r.get("wall_seconds"))),
     Column("train", lambda r: fmt_seconds(r.get("train_seconds"))),
     Column("eval", lambda r: fmt_seconds(r.get("eval_seconds")), where="markdown"),
     Column("peak mem", lambda r: fmt_bytes(r.get("peak_memory_bytes"))),
     Column("trainable / total params", fmt_params, where="markdown"),
     Column("train tok/s", lambda r: fmt_number(r.get("train_tokens_per_second"), ".0f")),
-    Column("ex/s", lambda r: fmt_number(r.get("eval_examples_per_second"), ".2f")),
+    Column("ex/s", lambda r: fmt_number(r.get("eval_examples_per_second"), ".2f"), where="markdown"),
     Column("cost", lambda r: "–" if r.get("cost_usd") is None else f"${r['cost_usd']:.4f}"),
-    Column("artifact", lambda r: fmt_bytes(r.get("artifact_bytes"))),
+    Column("artifact", lambda r: fmt_bytes(r.get("artifact_bytes")), where="markdown"),
 )
 
 

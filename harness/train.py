@@ -1,0 +1,154 @@
+"""The boundary to TRL: our TrainSettings -> SFTConfig + dataset -> SFTTrainer -> trained model + stats.
+
+The train split becomes a conversational prompt-completion dataset (the same messages the
+prompt-only technique shows, the answer as the assistant turn), so SFTTrainer applies the chat
+template and masks the prompt tokens out of the loss (completion_only_loss).
+"""
+
+from __future__ import annotations
+
+import random
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import PrinterCallback, TrainerCallback
+
+from harness import models, prompting
+from harness.config import TrainSettings
+from harness.measure import measure
+from harness.tasks import Task
+
+DEFAULT_LEARNING_RATE = {"full": 5e-5, "lora": 2e-4, "qlora": 2e-4}
+
+
+@dataclass
+class TrainStats:
+    seconds: float
+    peak_bytes: int
+    tokens: int  # non-padding tokens the model was trained on (every epoch counted)
+    steps: int
+    precision: str
+    losses: list[float] = field(default_factory=list)  # training loss at each logging step
+    validation_loss: float | None = None
+
+    @property
+    def tokens_per_second(self) -> float | None:
+        return self.tokens / self.seconds if self.seconds else None
+
+
+def precision(settings: TrainSettings, device: str) -> str:
+    """bf16 autocast where the hardware runs it natively (CUDA, or CPUs with avx512_bf16/AMX)."""
+    if settings.precision != "auto":
+        return settings.precision
+    if device.startswith("cuda"):
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "bf16" if models.cpu_has_bf16() else "fp32"
+
+
+def sft_records(task: Task, settings: TrainSettings, seed: int) -> tuple[list[dict], list[dict]]:
+    """(train, validation) records in TRL's conversational prompt-completion format."""
+    examples = list(task.train[: settings.limit] if settings.limit else task.train)
+    n_validation = round(len(examples) * settings.validation_fraction)
+    if n_validation:
+        random.Random(seed).shuffle(examples)
+    records = [
+        {"prompt": prompting.messages(task, e), "completion": [{"role": "assistant", "content": e.output}]}
+        for e in examples
+    ]
+    return records[n_validation:], records[:n_validation]
+
+
+def sft_config(settings: TrainSettings, kind: str, device: str, output_dir: Path, seed: int, validate: bool,
+               mode: str):
+    from trl import SFTConfig
+
+    return SFTConfig(
+        output_dir=str(output_dir),
+        num_train_epochs=settings.epochs,
+        max_steps=settings.max_steps or -1,
+        learning_rate=settings.learning_rate or DEFAULT_LEARNING_RATE[kind],
+        lr_scheduler_type=settings.lr_scheduler,
+        warmup_steps=settings.warmup_ratio,  # a float below 1 is a share of the total steps
+        per_device_train_batch_size=settings.batch_size,
+        per_device_eval_batch_size=settings.batch_size,
+        gradient_accumulation_steps=settings.gradient_accumulation,
+        gradient_checkpointing=settings.gradient_checkpointing,
+        max_length=settings.max_length,
+        completion_only_loss=True,
+        bf16=mode == "bf16",
+        fp16=mode == "fp16",
+        use_cpu=device == "cpu",
+        seed=seed,
+        data_seed=seed,
+        logging_steps=settings.logging_steps,
+        eval_strategy="epoch" if validate else "no",
+        save_strategy="no",
+        report_to=[],
+        disable_tqdm=True,  # progress goes to the harness's own bar
+        include_num_input_tokens_seen="non_padding",
+        dataloader_num_workers=0,
+    )
+
+
+def make_trainer(model, tokenizer, task: Task, settings: TrainSettings, kind: str, *, device: str, seed: int,
+                 work_dir: Path, peft_config=None, callbacks=()):
+    """An SFTTrainer over the task's train split (peft-wrapping the model when peft_config is given)."""
+    from datasets import Dataset, disable_progress_bars
+    from trl import SFTTrainer
+
+    disable_progress_bars()  # TRL's dataset preparation bars would break the rich display
+    train_records, validation_records = sft_records(task, settings, seed)
+    args = sft_config(settings, kind, device, work_dir, seed, validate=bool(validation_records),
+                      mode=precision(settings, device))
+    tokenizer.padding_side = "right"  # TRL's collator pads right; generation switches back to left
+    trainer = SFTTrainer(
+        model=model, args=args, processing_class=tokenizer, peft_config=peft_config,
+        train_dataset=Dataset.from_list(train_records),
+        eval_dataset=Dataset.from_list(validation_records) if validation_records else None,
+        callbacks=list(callbacks),
+    )
+    trainer.remove_callback(PrinterCallback)  # it prints every log dict; the progress bar shows the loss
+    return trainer
+
+
+def train(model, tokenizer, task: Task, settings: TrainSettings, kind: str, *, device: str, seed: int,
+          progress=None, label: str = "training", peft_config=None):
+    """Train in memory; return the trained model (peft-wrapped when peft_config is given), stats, and
+    how memory was measured."""
+    with tempfile.TemporaryDirectory(prefix="harness-trainer-") as work_dir:  # nothing is checkpointed
+        callbacks = [_ProgressCallback(progress, label)] if progress is not None else []
+        trainer = make_trainer(model, tokenizer, task, settings, kind, device=device, seed=seed,
+                               work_dir=Path(work_dir), peft_config=peft_config, callbacks=callbacks)
+        with measure(device) as phase:
+            trainer.train()
+    tokenizer.padding_side = "left"
+    history = trainer.state.log_history
+    stats = TrainStats(
+        seconds=phase.seconds, peak_bytes=phase.peak_bytes, tokens=int(trainer.state.num_input_tokens_seen),
+        steps=trainer.state.global_step, precision=precision(settings, device),
+        losses=[h["loss"] for h in history if "loss" in h],
+        validation_loss=next((h["eval_loss"] for h in reversed(history) if "eval_loss" in h), None),
+    )
+    return trainer.model, stats, phase.method
+
+
+class _ProgressCallback(TrainerCallback):
+    """Moves a rich progress bar with the optimizer steps and shows the latest loss."""
+
+    def __init__(self, progress, label: str):
+        self.progress, self.label, self.job = progress, label, None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.job = self.progress.add_task(f"{self.label}: training", total=state.max_steps)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.progress.update(self.job, completed=state.global_step)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "loss" in logs:
+            self.progress.update(self.job, description=f"{self.label}: training (loss {logs['loss']:.3f})")
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.progress.remove_task(self.job)
