@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import platform
 import subprocess
 import time
@@ -71,6 +73,9 @@ def run(recipe: Recipe, run_dir: Path | None = None, recipe_path: str | None = N
                     continue
                 row, predictions = run_technique(spec, ctx)
                 store.record(row, predictions)
+                if not any(t.kind in SHARES_BASE_MODEL and not store.finished(t.name) for t in recipe.techniques):
+                    ctx.release_base_model()
+                release_memory()  # so the next technique's peak is not inflated by this one's leftovers
                 live.update(Group(report.terminal_table(store), progress))
     except KeyboardInterrupt:
         console.print(f"[yellow]interrupted[/]: finished techniques are saved; continue with "
@@ -96,8 +101,6 @@ def run_technique(spec, ctx: RunContext) -> tuple[dict, list[dict]]:
     except Exception as exc:  # noqa: BLE001 — any failure is recorded, the other techniques still run
         outcome, status, error = Outcome({}), "failed", f"{type(exc).__name__}: {exc}"
         _save_traceback(ctx.run_dir, spec.name)
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
     wall = time.perf_counter() - start
     values = outcome.values
     peaks = [values.get(k) for k in ("train_peak_memory_bytes", "eval_peak_memory_bytes")]
@@ -107,6 +110,17 @@ def run_technique(spec, ctx: RunContext) -> tuple[dict, list[dict]]:
         cost_usd=cost_usd(wall, ctx.device, ctx.recipe.cost.usd_per_hour) if status == "ok" else None,
     )
     return row, outcome.predictions
+
+
+def release_memory() -> None:
+    """Free what a finished technique left: Python garbage, CUDA cache, and (glibc) freed heap pages."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)  # return freed pages to the OS, so RSS peaks stay per technique
+    except (OSError, AttributeError):
+        pass
 
 
 def _save_traceback(run_dir: Path, technique: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +22,8 @@ from harness.measure import measure
 from harness.tasks import Task
 
 DEFAULT_LEARNING_RATE = {"full": 5e-5, "lora": 2e-4, "qlora": 2e-4}
+# TRL 1.x still sets `gradient_checkpointing`, which transformers 5 renamed; the warning is not the user's to fix.
+warnings.filterwarnings("ignore", message=r".*gradient_checkpointing.* is deprecated", category=FutureWarning)
 
 
 @dataclass

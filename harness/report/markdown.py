@@ -38,7 +38,10 @@ def measurement_section(meta: dict, rows: list[dict]) -> str:
         "(or the recipe's `eval.heldout.limit`), greedy decoding; the interval is a 95% percentile bootstrap "
         "over examples.",
         "- **no label**: share of answers that named none of the task's labels (classification tasks).",
-        f"- **peak mem**: {'; '.join(methods) or 'not measured'}; the highest of the technique's phases.",
+        f"- **peak mem**: {'; '.join(methods) or 'not measured'}; the highest of the technique's phases. "
+        "Process RSS counts everything the process holds (the Python runtime and libraries, ~0.5 GiB, and the "
+        "base model shared by prompt-only techniques); memory is released between techniques, but for "
+        "isolated figures per kind use `bench/bench_train.py`, which runs each in a fresh process.",
         "- **wall**: the technique from start to finish (its training and evaluation; prompt-only techniques "
         f"share one base-model load{f', which took {load:.1f}s' if load is not None else ''}, counted in none).",
         f"- **cost**: wall hours x the recipe's price per device-hour ({prices or 'none set'}).",

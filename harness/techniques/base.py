@@ -44,6 +44,9 @@ class RunContext:
             self.progress.remove_task(job)
         return self._base
 
+    def release_base_model(self) -> None:
+        self._base = None
+
 
 def evaluate_heldout(ctx: RunContext, label: str, model, tokenizer, prompt_for: Callable[[Example], str]) -> Outcome:
     """Score a model on the held-out split, measuring the phase; fills the eval fields of a row."""
