@@ -105,7 +105,6 @@ class QLoraTechnique(Strict):
 TechniqueSpec = Annotated[
     Union[PromptTechnique, FullTechnique, LoraTechnique, QLoraTechnique], Field(discriminator="kind")
 ]
-TRAINED_KINDS = ("full", "lora", "qlora")
 
 
 class HeldoutEval(Strict):

@@ -63,7 +63,7 @@ def run(recipe: Recipe, run_dir: Path | None = None, recipe_path: str | None = N
     progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), console=console, transient=True)
     ctx = RunContext(recipe=recipe, task=task, device=device, run_dir=store.run_dir, progress=progress)
-    if any(t.kind in SHARES_BASE_MODEL and not store.finished(t.name) for t in recipe.techniques):
+    if _base_model_still_needed(recipe, store):
         ctx.base_model()  # loaded once, outside every technique's wall time (the report states the load time)
     try:
         with Live(Group(report.terminal_table(store), progress), console=console, refresh_per_second=8) as live:
@@ -73,7 +73,7 @@ def run(recipe: Recipe, run_dir: Path | None = None, recipe_path: str | None = N
                     continue
                 row, predictions = run_technique(spec, ctx)
                 store.record(row, predictions)
-                if not any(t.kind in SHARES_BASE_MODEL and not store.finished(t.name) for t in recipe.techniques):
+                if not _base_model_still_needed(recipe, store):
                     ctx.release_base_model()
                 release_memory()  # so the next technique's peak is not inflated by this one's leftovers
                 live.update(Group(report.terminal_table(store), progress))
@@ -110,6 +110,11 @@ def run_technique(spec, ctx: RunContext) -> tuple[dict, list[dict]]:
         cost_usd=cost_usd(wall, ctx.device, ctx.recipe.cost.usd_per_hour) if status == "ok" else None,
     )
     return row, outcome.predictions
+
+
+def _base_model_still_needed(recipe: Recipe, store: RunStore) -> bool:
+    """Whether a technique that reads the shared base model has yet to finish."""
+    return any(t.kind in SHARES_BASE_MODEL and not store.finished(t.name) for t in recipe.techniques)
 
 
 def release_memory() -> None:

@@ -1,6 +1,6 @@
 """kind: full | lora | qlora — train on the task's train split, then score the trained model in memory.
 
-The three kinds share one flow (load -> train -> save artifact -> evaluate); they differ only in
+The three kinds share one flow (load -> train -> evaluate -> save artifact); they differ only in
 how the base model is loaded (4-bit for qlora) and whether peft adapters wrap it.
 """
 
@@ -68,13 +68,14 @@ def finetune(spec, ctx: RunContext, peft_config=None, quantization_config=None) 
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=spec.train.gradient_checkpointing)
     model, stats, method = train.train(
         model, tokenizer, ctx.task, spec.train, spec.kind, device=ctx.device, seed=ctx.recipe.seed,
-        progress=ctx.progress, label=spec.name,
-        peft_config=peft_config,
+        progress=ctx.progress, label=spec.name, peft_config=peft_config,
     )
     trainable, total = parameter_counts(model)
     if quantization_config is None:
         model = model.to(models.resolve_dtype(ctx.recipe.model, ctx.device))  # evaluate as the base is evaluated
     model.eval()
+    dtype = ("4bit-" + quantization_config.bnb_4bit_quant_type if quantization_config is not None
+             else str(model.dtype).removeprefix("torch."))
     outcome = evaluate_heldout(
         ctx, spec.name, model, tokenizer,
         lambda example: prompting.render(tokenizer, prompting.messages(ctx.task, example)),
@@ -86,9 +87,7 @@ def finetune(spec, ctx: RunContext, peft_config=None, quantization_config=None) 
         train_tokens_per_second=stats.tokens_per_second, train_steps=stats.steps,
         train_precision=stats.precision, train_loss_first=stats.losses[0] if stats.losses else None,
         train_loss_last=stats.losses[-1] if stats.losses else None, validation_loss=stats.validation_loss,
-        trainable_params=trainable, total_params=total, artifact_bytes=artifact,
-        dtype="4bit-" + quantization_config.bnb_4bit_quant_type if quantization_config is not None
-        else str(model.dtype).removeprefix("torch."),
+        trainable_params=trainable, total_params=total, artifact_bytes=artifact, dtype=dtype,
         peak_memory_method=method,
     )
     return outcome
