@@ -9,7 +9,11 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-import click
+# Every progress display is rich's; libraries' tqdm bars (weight loading, lm-eval requests) would tear
+# the live table. tqdm reads TQDM_* defaults when it is imported, so this comes before any import of it.
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+import click  # noqa: E402
 from rich.console import Console
 from rich.table import Table
 

@@ -41,6 +41,39 @@ class PromptTechnique(Strict):
     shots: int = Field(0, ge=0, le=64)  # examples shown before the question; drawn from train by seed
 
 
+DEFAULT_RAG_TEMPLATE = "Use these passages to answer.\n\n{passages}\n\nQuestion: {question}"
+
+
+class RetrievalSettings(Strict):
+    """Retrieve passages from the task's corpus and put them in the prompt, before the question."""
+
+    retriever: Literal["bm25", "dense", "hybrid"] = "bm25"  # hybrid: reciprocal rank fusion of both
+    k: int = Field(3, ge=1, le=100)  # passages retrieved per question (recall@k is measured at this k)
+    chunk_size: int = Field(120, ge=8)  # words per passage
+    chunk_overlap: int = Field(20, ge=0)  # words shared by consecutive passages of a document
+    context_tokens: int = Field(1024, ge=16)  # token budget for the passages; lower-ranked ones are dropped first
+    embedding_model: str = "all-MiniLM-L6-v2"  # dense/hybrid: bundled offline, or a local path or hub id
+    template: str = DEFAULT_RAG_TEMPLATE  # the user turn; placeholders {passages} and {question}
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.chunk_overlap >= self.chunk_size:
+            raise ValueError(f"chunk_overlap ({self.chunk_overlap}) must be smaller than chunk_size ({self.chunk_size})")
+        for placeholder in ("{passages}", "{question}"):
+            if placeholder not in self.template:
+                raise ValueError(f"template must contain {placeholder}")
+        return self
+
+
+class RagTechnique(Strict):
+    """RAG baseline: the base model, prompted with passages retrieved from the task's corpus."""
+
+    name: str
+    kind: Literal["rag"]
+    shots: int = Field(0, ge=0, le=64)
+    retrieval: RetrievalSettings = RetrievalSettings()
+
+
 class TrainSettings(Strict):
     """Training through TRL's SFTTrainer; the loss covers the answer only (prompt tokens are masked)."""
 
@@ -80,6 +113,7 @@ class FullTechnique(Strict):
     name: str
     kind: Literal["full"]
     train: TrainSettings = TrainSettings()
+    retrieval: RetrievalSettings | None = None  # train and score with retrieved passages (e.g. "LoRA + RAG")
 
 
 class LoraTechnique(Strict):
@@ -88,6 +122,7 @@ class LoraTechnique(Strict):
     name: str
     kind: Literal["lora"]
     train: TrainSettings = TrainSettings()
+    retrieval: RetrievalSettings | None = None  # train and score with retrieved passages (e.g. "LoRA + RAG")
     lora: LoraSettings = LoraSettings()
     save_merged: bool = False  # also save the base model with the adapter merged in
 
@@ -98,12 +133,13 @@ class QLoraTechnique(Strict):
     name: str
     kind: Literal["qlora"]
     train: TrainSettings = TrainSettings()
+    retrieval: RetrievalSettings | None = None  # train and score with retrieved passages (e.g. "LoRA + RAG")
     lora: LoraSettings = LoraSettings()
     quantization: QuantSettings = QuantSettings()
 
 
 TechniqueSpec = Annotated[
-    Union[PromptTechnique, FullTechnique, LoraTechnique, QLoraTechnique], Field(discriminator="kind")
+    Union[PromptTechnique, RagTechnique, FullTechnique, LoraTechnique, QLoraTechnique], Field(discriminator="kind")
 ]
 
 
@@ -115,8 +151,21 @@ class HeldoutEval(Strict):
     wrong_examples: int = Field(5, ge=0)  # wrong answers shown per technique in REPORT.md
 
 
+class LmEvalSettings(Strict):
+    """lm-eval tasks scored on every technique's model, in memory (lm-eval's HFLM + simple_evaluate)."""
+
+    tasks: list[str] = []  # bundled (tasks/lm-eval/) or standard lm-eval task names
+    include_path: list[str] = []  # more folders of lm-eval task YAML
+    limit: int | None = Field(None, ge=1)  # items per task (None: all)
+    num_fewshot: int | None = Field(None, ge=0)  # None: each task's own default
+    batch_size: int = Field(16, ge=1)
+
+    _expand = field_validator("include_path")(classmethod(lambda cls, v: [expand_path(p) for p in v]))
+
+
 class EvalSpec(Strict):
     heldout: HeldoutEval = HeldoutEval()
+    lm_eval: LmEvalSettings = LmEvalSettings()
 
 
 class CostSpec(Strict):

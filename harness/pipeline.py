@@ -25,7 +25,7 @@ from harness.tasks import load_task
 from harness.techniques import TECHNIQUES, Outcome, RunContext
 
 LIBRARIES = ("torch", "transformers", "peft", "trl", "bitsandbytes", "lm_eval", "accelerate", "scikit-learn", "pandas")
-SHARES_BASE_MODEL = {"prompt"}  # kinds that only read the base model, so one loaded copy serves them all
+SHARES_BASE_MODEL = {"prompt", "rag"}  # kinds that only read the base model, so one loaded copy serves them all
 
 
 def resolve_device(requested: str) -> str:
@@ -103,7 +103,7 @@ def run_technique(spec, ctx: RunContext) -> tuple[dict, list[dict]]:
         _save_traceback(ctx.run_dir, spec.name)
     wall = time.perf_counter() - start
     values = outcome.values
-    peaks = [values.get(k) for k in ("train_peak_memory_bytes", "eval_peak_memory_bytes")]
+    peaks = [values.get(k) for k in ("train_peak_memory_bytes", "eval_peak_memory_bytes", "lm_eval_peak_memory_bytes")]
     row = make_row(
         spec.name, spec.kind, status, **values, error=error, wall_seconds=wall, device=ctx.device,
         peak_memory_bytes=max((p for p in peaks if p is not None), default=None),

@@ -7,7 +7,7 @@ turns), and later the fine-tuning kinds (which train on exactly these messages) 
 from __future__ import annotations
 
 import random
-from typing import Sequence
+from typing import Callable, Sequence
 
 from harness.tasks import Example, Task
 
@@ -22,13 +22,18 @@ def user_text(task: Task, example: Example) -> str:
     )
 
 
-def messages(task: Task, example: Example, shots: Sequence[Example] = ()) -> list[dict]:
-    """System message (task's, else the example's instruction), then k solved shots, then the question."""
+def messages(task: Task, example: Example, shots: Sequence[Example] = (),
+             augment: Callable[[Example, str], str] | None = None) -> list[dict]:
+    """System message (task's, else the example's instruction), then k solved shots, then the question.
+
+    `augment` rewrites the question's user text (RAG puts retrieved passages before the question).
+    """
     system = task.spec.prompt.system or example.instruction
     turns = [{"role": "system", "content": system}] if system else []
     for shot in shots:
         turns += [{"role": "user", "content": user_text(task, shot)}, {"role": "assistant", "content": shot.output}]
-    return turns + [{"role": "user", "content": user_text(task, example)}]
+    question = user_text(task, example)
+    return turns + [{"role": "user", "content": augment(example, question) if augment else question}]
 
 
 def render(tokenizer, turns: list[dict]) -> str:

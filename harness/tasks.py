@@ -30,6 +30,14 @@ class FieldMap(Strict):
     context: str | None = None
     choices: str | None = None
     id: str | None = None
+    doc_id: str | None = None  # the gold document id (or a list of ids) in the corpus, for recall@k
+
+
+class CorpusSpec(Strict):
+    """Documents a RAG technique retrieves from: a folder of .txt/.md files (id = path without the
+    suffix) or a JSONL file of {id, text} records."""
+
+    path: str  # relative to the task folder
 
 
 class DataSpec(Strict):
@@ -58,6 +66,7 @@ class TaskSpec(Strict):
     description: str = ""
     data: DataSpec
     fields: FieldMap = FieldMap()
+    corpus: CorpusSpec | None = None
     labels: list[str] | None = Field(None, min_length=2)  # a classification task's label set
     metric: Literal["exact_match", "contains", "accuracy", "macro_f1"] = "exact_match"
     prompt: PromptTemplate = PromptTemplate()
@@ -84,6 +93,7 @@ class Example:
     instruction: str = ""
     context: str = ""
     choices: str = ""
+    gold_docs: tuple[str, ...] = ()  # corpus documents that hold the answer, when the data names them
 
 
 @dataclass(frozen=True)
@@ -101,6 +111,10 @@ class Task:
     @property
     def is_classification(self) -> bool:
         return bool(self.spec.labels)
+
+    @property
+    def corpus_path(self) -> Path | None:
+        return self.path / self.spec.corpus.path if self.spec.corpus else None
 
 
 def find_task(name_or_path: str) -> Path:
@@ -130,6 +144,9 @@ def load_task_spec(name_or_path: str) -> tuple[Path, TaskSpec]:
 
 def load_task(name_or_path: str) -> Task:
     folder, spec = load_task_spec(name_or_path)
+    if spec.corpus and not (folder / spec.corpus.path).exists():
+        raise ConfigError(f"{folder / 'task.yaml'}: corpus path {spec.corpus.path!r} does not exist in {folder}; "
+                          "fix `corpus.path` (a folder of .txt/.md files or a .jsonl of {id, text})")
     examples = _load_examples(folder / spec.data.train, spec)
     if spec.data.test:
         train, test = examples, _load_examples(folder / spec.data.test, spec)
@@ -226,6 +243,7 @@ def _from_fields(record: dict, spec: TaskSpec, where: str, default_id: str) -> E
         instruction=_text(record, f.instruction, where, required=False),
         context=_text(record, f.context, where, required=False),
         choices=_text(record, f.choices, where, required=False),
+        gold_docs=tuple(d for d in _text(record, f.doc_id, where, required=False).split("\n") if d),
     )
 
 

@@ -50,14 +50,15 @@ def precision(settings: TrainSettings, device: str) -> str:
     return "bf16" if models.cpu_has_bf16() else "fp32"
 
 
-def sft_records(task: Task, settings: TrainSettings, seed: int) -> tuple[list[dict], list[dict]]:
-    """(train, validation) records in TRL's conversational prompt-completion format."""
+def sft_records(task: Task, settings: TrainSettings, seed: int, augment=None) -> tuple[list[dict], list[dict]]:
+    """(train, validation) records in TRL's conversational prompt-completion format; the prompts are
+    exactly what the model is scored on (with `augment`, retrieved passages included)."""
     examples = list(task.train[: settings.limit] if settings.limit else task.train)
     n_validation = round(len(examples) * settings.validation_fraction)
     if n_validation:
         random.Random(seed).shuffle(examples)
     records = [
-        {"prompt": prompting.messages(task, e), "completion": [{"role": "assistant", "content": e.output}]}
+        {"prompt": prompting.messages(task, e, augment=augment), "completion": [{"role": "assistant", "content": e.output}]}
         for e in examples
     ]
     return records[n_validation:], records[:n_validation]
@@ -96,13 +97,13 @@ def sft_config(settings: TrainSettings, kind: str, device: str, output_dir: Path
 
 
 def make_trainer(model, tokenizer, task: Task, settings: TrainSettings, kind: str, *, device: str, seed: int,
-                 work_dir: Path, peft_config=None, callbacks=()):
+                 work_dir: Path, peft_config=None, callbacks=(), augment=None):
     """An SFTTrainer over the task's train split (peft-wrapping the model when peft_config is given)."""
     from datasets import Dataset, disable_progress_bars
     from trl import SFTTrainer
 
     disable_progress_bars()  # TRL's dataset preparation bars would break the rich display
-    train_records, validation_records = sft_records(task, settings, seed)
+    train_records, validation_records = sft_records(task, settings, seed, augment)
     args = sft_config(settings, kind, device, work_dir, seed, validate=bool(validation_records),
                       mode=precision(settings, device))
     tokenizer.padding_side = "right"  # TRL's collator pads right; generation switches back to left
@@ -117,13 +118,14 @@ def make_trainer(model, tokenizer, task: Task, settings: TrainSettings, kind: st
 
 
 def train(model, tokenizer, task: Task, settings: TrainSettings, kind: str, *, device: str, seed: int,
-          progress=None, label: str = "training", peft_config=None):
+          progress=None, label: str = "training", peft_config=None, augment=None):
     """Train in memory; return the trained model (peft-wrapped when peft_config is given), stats, and
     how memory was measured."""
     with tempfile.TemporaryDirectory(prefix="harness-trainer-") as work_dir:  # nothing is checkpointed
         callbacks = [_ProgressCallback(progress, label)] if progress is not None else []
         trainer = make_trainer(model, tokenizer, task, settings, kind, device=device, seed=seed,
-                               work_dir=Path(work_dir), peft_config=peft_config, callbacks=callbacks)
+                               work_dir=Path(work_dir), peft_config=peft_config, callbacks=callbacks,
+                               augment=augment)
         with measure(device) as phase:
             trainer.train()
     tokenizer.padding_side = "left"

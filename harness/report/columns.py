@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from harness.evaluate import lmeval
+
 
 def fmt_bytes(value) -> str:
     if value is None:
@@ -52,6 +54,16 @@ def fmt_params(row: dict) -> str:
     return f"{fmt_count(trainable)} / {fmt_count(total)}{share}"
 
 
+def fmt_recall(row: dict) -> str:
+    return "–" if row.get("recall_at_k") is None else f"{row['recall_at_k']:.2f}@{row['retrieval_k']}"
+
+
+def fmt_misses(row: dict) -> str:
+    if row.get("retrieval_misses") is None:
+        return "–"
+    return f"{row['retrieval_misses']} / {row['reading_misses']}"
+
+
 @dataclass(frozen=True)
 class Column:
     header: str
@@ -72,21 +84,51 @@ COLUMNS = (
     Column("metric", lambda r: r.get("metric") or "–", numeric=False, where="markdown"),
     Column("n", lambda r: fmt_number(r.get("n_eval"), "d"), where="markdown"),
     Column("no label", lambda r: fmt_number(r.get("invalid_rate"), ".0%"), where="markdown"),
+    Column("recall", fmt_recall),
+    Column("wrong: not retrieved / misread", fmt_misses, where="markdown"),
     Column("wall", lambda r: fmt_seconds(r.get("wall_seconds"))),
     Column("train", lambda r: fmt_seconds(r.get("train_seconds"))),
     Column("eval", lambda r: fmt_seconds(r.get("eval_seconds")), where="markdown"),
+    Column("index", lambda r: fmt_seconds(r.get("index_seconds")), where="markdown"),
+    Column("lm-eval time", lambda r: fmt_seconds(r.get("lm_eval_seconds")), where="markdown"),
     Column("peak mem", lambda r: fmt_bytes(r.get("peak_memory_bytes"))),
     Column("trainable / total params", fmt_params, where="markdown"),
-    Column("train tok/s", lambda r: fmt_number(r.get("train_tokens_per_second"), ".0f")),
+    Column("train tok/s", lambda r: fmt_number(r.get("train_tokens_per_second"), ".0f"), where="markdown"),
     Column("ex/s", lambda r: fmt_number(r.get("eval_examples_per_second"), ".2f"), where="markdown"),
     Column("cost", lambda r: "–" if r.get("cost_usd") is None else f"${r['cost_usd']:.4f}"),
     Column("artifact", lambda r: fmt_bytes(r.get("artifact_bytes")), where="markdown"),
 )
 
 
+def lm_eval_columns(rows: list[dict], target: str) -> list[Column]:
+    """One column per lm-eval task and metric, with lm-eval's stderr in markdown; the terminal, which
+    must fit 80 columns, gets each task's first metric only."""
+    keys, seen_tasks = [], set()
+    for key in lmeval.columns(rows):
+        task = key.split(":")[1]
+        if target == "markdown" or task not in seen_tasks:
+            keys.append(key)
+            seen_tasks.add(task)
+
+    def render(key: str) -> Callable[[dict], str]:
+        def cell(row: dict) -> str:
+            value, stderr = row.get(key), row.get(key + "_stderr")
+            if value is None:
+                return "–"
+            return f"{value:.3f} ±{stderr:.3f}" if target == "markdown" and stderr is not None else f"{value:.3f}"
+        return cell
+
+    def header(key: str) -> str:
+        task, metric = key.removeprefix(lmeval.PREFIX).split(":", 1)
+        return f"{task} {metric}" if target == "markdown" else (task if len(task) <= 8 else task[:7] + "…")
+
+    return [Column(header(key), render(key), where=target) for key in keys]
+
+
 def visible_columns(rows: list[dict], target: str) -> list[Column]:
     """The target's columns ("markdown" or "terminal"), less those empty in every row (e.g. 'train'
-    before any fine-tuning ran)."""
+    before any fine-tuning ran), then the lm-eval columns."""
     always = {"technique", "kind", "status", "score [95% CI]", "score"}
-    return [c for c in COLUMNS if c.where in ("both", target)
-            and (c.header in always or any(c.render(r) != "–" for r in rows))]
+    fixed = [c for c in COLUMNS if c.where in ("both", target)
+             and (c.header in always or any(c.render(r) != "–" for r in rows))]
+    return fixed + lm_eval_columns(rows, target)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import yaml
 
+from harness.evaluate import lmeval
 from harness.report.columns import visible_columns
 from harness.results import RunStore, write_atomic
 
@@ -47,6 +48,18 @@ def measurement_section(meta: dict, rows: list[dict]) -> str:
         f"- **cost**: wall hours x the recipe's price per device-hour ({prices or 'none set'}).",
         "- **ex/s**: held-out examples scored per second (prompt processing and generation).",
     ]
+    if any(r.get("retriever") for r in rows):
+        lines += [
+            "- **recall**: retrieval recall@k, the share of examples' gold documents among the k retrieved passages "
+            "(only where the task's data names them); **wrong: not retrieved / misread** splits the wrong answers "
+            "into retrieval misses and reading misses. **index**: building (or loading from the cache) the corpus index.",
+        ]
+    if lmeval.columns(rows):
+        lines += [
+            "- **lm-eval columns** (`task metric`): lm-eval's `simple_evaluate` on each technique's model in memory "
+            "(LoRA/QLoRA with adapters, 4-bit where trained so), ± lm-eval's standard error. Prompt-only and RAG "
+            "techniques read the same base model, so they share one lm-eval run.",
+        ]
     return "\n".join(lines)
 
 
@@ -56,8 +69,12 @@ def wrong_answers_section(store: RunStore, rows: list[dict], limit: int) -> str:
         wrong = [p for p in store.predictions(row["technique"]) if not p["correct"]][:limit]
         if not wrong:
             continue
-        table = _table(["input", "expected", "answer"],
-                       [[_clip(p["input"]), p["expected"], _clip(p["predicted"], 80) or "(empty)"] for p in wrong])
+        headers = ["input", "expected", "answer"]
+        cells = [[_clip(p["input"]), p["expected"], _clip(p["predicted"], 80) or "(empty)"] for p in wrong]
+        if any("recall" in p for p in wrong):  # RAG: was the answer's document in the prompt?
+            headers.append("gold retrieved")
+            cells = [c + [{None: "–", 1.0: "yes"}.get(p.get("recall"), "no")] for c, p in zip(cells, wrong)]
+        table = _table(headers, cells)
         parts.append(f"### {row['technique']}\n\n{table}")
     return "\n\n".join(parts) or "No wrong answers stored."
 
@@ -78,6 +95,10 @@ def render_markdown(store: RunStore) -> str:
     ]
     if failures:
         sections += ["## Failures", "\n".join(f"- **{r['technique']}**: {_cell(r['error'] or '')}" for r in failures)]
+    lm_eval_errors = {task: error for r in rows for task, error in (r.get("lm_eval_errors") or {}).items()}
+    if lm_eval_errors:
+        sections += ["## lm-eval tasks that could not run",
+                     "\n".join(f"- **{task}**: {_cell(error)}" for task, error in lm_eval_errors.items())]
     limit = recipe.get("eval", {}).get("heldout", {}).get("wrong_examples", 5)
     if limit:
         sections += [f"## Wrong answers (up to {limit} per technique)", wrong_answers_section(store, rows, limit)]

@@ -1,6 +1,6 @@
 """Technique kinds. Each module registers one runner: (spec, RunContext) -> Outcome."""
 
 from harness.techniques.base import TECHNIQUES, Outcome, RunContext
-from harness.techniques import finetune, prompt  # noqa: F401  (each registers its kinds)
+from harness.techniques import finetune, prompt, rag  # noqa: F401  (each registers its kinds)
 
 __all__ = ["TECHNIQUES", "Outcome", "RunContext"]

@@ -8,12 +8,13 @@ from typing import Any, Callable
 
 from rich.progress import Progress
 
-from harness import models
-from harness.config import Recipe
-from harness.evaluate import heldout
+from harness import models, retrieval
+from harness.config import Recipe, RetrievalSettings
+from harness.evaluate import heldout, lmeval
 from harness.measure import measure
 from harness.registry import Registry
 from harness.tasks import Example, Task
+from harness.yamlconfig import ConfigError
 
 TECHNIQUES: Registry[Callable[[Any, "RunContext"], "Outcome"]] = Registry("technique kind")
 
@@ -22,6 +23,16 @@ TECHNIQUES: Registry[Callable[[Any, "RunContext"], "Outcome"]] = Registry("techn
 class Outcome:
     values: dict[str, Any]  # row fields measured by the technique (score, eval_seconds, ...)
     predictions: list[dict] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Index:
+    """A retriever over the task corpus's chunks, and what obtaining it cost this technique."""
+
+    retriever: Any
+    chunks: list[retrieval.Chunk]
+    seconds: float  # build (or load from the disk cache) time; 0 when an earlier technique built it
+    cached: bool  # loaded from disk or reused in this run, not built
 
 
 @dataclass
@@ -33,6 +44,9 @@ class RunContext:
     progress: Progress
     _base: tuple | None = None
     base_load_seconds: float | None = None
+    _indexes: dict = field(default_factory=dict)
+    _base_lm_eval: dict | None = None  # the base model's lm-eval values, shared by prompt and rag
+    _lm_eval_failed: dict = field(default_factory=dict)  # lm-eval tasks that cannot run in this run
 
     def base_model(self):
         """(model, tokenizer) of the recipe's base model, loaded once and shared by read-only techniques."""
@@ -46,6 +60,28 @@ class RunContext:
 
     def release_base_model(self) -> None:
         self._base = None
+
+    def heldout_examples(self) -> list[Example]:
+        return list(heldout.heldout_examples(self.task, self.recipe.eval.heldout))
+
+    def index(self, settings: RetrievalSettings) -> Index:
+        """The corpus index for these settings: built once per run, and cached on disk by corpus hash."""
+        key = (settings.retriever, settings.chunk_size, settings.chunk_overlap, settings.embedding_model)
+        if key in self._indexes:
+            return Index(self._indexes[key].retriever, self._indexes[key].chunks, 0.0, True)
+        if self.task.corpus_path is None:
+            raise ConfigError(f"task {self.task.name!r} has no corpus, so retrieval has nothing to search; "
+                              f"add `corpus: {{path: ...}}` to {self.task.path / 'task.yaml'}")
+        job = self.progress.add_task(f"indexing corpus ({settings.retriever})", total=None)
+        with measure("cpu") as phase:
+            chunks = retrieval.chunk_documents(retrieval.load_corpus(self.task.corpus_path),
+                                               settings.chunk_size, settings.chunk_overlap)
+            retriever = retrieval.build_retriever(
+                settings.retriever, chunks, embedding_model=settings.embedding_model, device=self.device,
+                cache_root=models.cache_dir() / "indexes")
+        self.progress.remove_task(job)
+        self._indexes[key] = Index(retriever, chunks, phase.seconds, retriever.loaded)
+        return self._indexes[key]
 
 
 def evaluate_heldout(ctx: RunContext, label: str, model, tokenizer, prompt_for: Callable[[Example], str]) -> Outcome:
@@ -66,3 +102,23 @@ def evaluate_heldout(ctx: RunContext, label: str, model, tokenizer, prompt_for: 
         **{f"score_{name}": value for name, value in result.metrics.items()},
     }
     return Outcome(values, result.predictions)
+
+
+def evaluate_lm_eval(ctx: RunContext, label: str, model, tokenizer, base_model: bool = False) -> dict:
+    """The recipe's lm-eval tasks on this model, measured; techniques that only read the base model
+    (prompt, rag) share one run, since their lm-eval prompts are the same."""
+    settings = ctx.recipe.eval.lm_eval
+    if not settings.tasks:
+        return {}
+    if base_model and ctx._base_lm_eval is not None:
+        return ctx._base_lm_eval | {"lm_eval_seconds": 0.0, "lm_eval_shared": True}
+    job = ctx.progress.add_task(f"{label}: lm-eval", total=len(settings.tasks))
+    with measure(ctx.device) as phase:
+        values, errors = lmeval.score(model, tokenizer, settings, on_task=lambda name: ctx.progress.update(
+            job, description=f"{label}: lm-eval {name}", advance=1), failed=ctx._lm_eval_failed)
+    ctx.progress.remove_task(job)
+    values |= {"lm_eval_errors": errors or None, "lm_eval_seconds": phase.seconds,
+               "lm_eval_peak_memory_bytes": phase.peak_bytes}
+    if base_model:
+        ctx._base_lm_eval = values
+    return values

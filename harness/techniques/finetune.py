@@ -12,7 +12,8 @@ import torch
 
 from harness import models, prompting, train
 from harness.config import FullTechnique, LoraSettings, LoraTechnique, QLoraTechnique, QuantSettings
-from harness.techniques.base import TECHNIQUES, Outcome, RunContext, evaluate_heldout
+from harness.techniques.base import TECHNIQUES, Outcome, RunContext, evaluate_heldout, evaluate_lm_eval
+from harness.techniques.rag import augmenter
 
 
 @TECHNIQUES.register("full")
@@ -66,9 +67,12 @@ def finetune(spec, ctx: RunContext, peft_config=None, quantization_config=None) 
         from peft import prepare_model_for_kbit_training
 
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=spec.train.gradient_checkpointing)
+    augment = None
+    if spec.retrieval is not None:  # train on the passage-augmented prompts it will be scored on
+        augment = augmenter(ctx, spec.retrieval, tokenizer, [*ctx.task.train, *ctx.heldout_examples()])
     model, stats, method = train.train(
         model, tokenizer, ctx.task, spec.train, spec.kind, device=ctx.device, seed=ctx.recipe.seed,
-        progress=ctx.progress, label=spec.name, peft_config=peft_config,
+        progress=ctx.progress, label=spec.name, peft_config=peft_config, augment=augment,
     )
     trainable, total = parameter_counts(model)
     if quantization_config is None:
@@ -78,8 +82,11 @@ def finetune(spec, ctx: RunContext, peft_config=None, quantization_config=None) 
              else str(model.dtype).removeprefix("torch."))
     outcome = evaluate_heldout(
         ctx, spec.name, model, tokenizer,
-        lambda example: prompting.render(tokenizer, prompting.messages(ctx.task, example)),
+        lambda example: prompting.render(tokenizer, prompting.messages(ctx.task, example, augment=augment)),
     )
+    if augment is not None:
+        augment.annotate(outcome, ctx.heldout_examples())
+    outcome.values.update(evaluate_lm_eval(ctx, spec.name, model, tokenizer))
     # Saved after scoring: merging an adapter changes the model in place.
     artifact = save_artifact(model, tokenizer, ctx.run_dir / "artifacts" / spec.name, getattr(spec, "save_merged", False))
     outcome.values.update(

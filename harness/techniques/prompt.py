@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from harness import models, prompting
 from harness.config import PromptTechnique
-from harness.techniques.base import TECHNIQUES, Outcome, RunContext, evaluate_heldout
+from harness.techniques.base import TECHNIQUES, Outcome, RunContext, evaluate_heldout, evaluate_lm_eval
 
 
 @TECHNIQUES.register("prompt")
@@ -16,5 +16,6 @@ def run_prompt(spec: PromptTechnique, ctx: RunContext) -> Outcome:
         lambda example: prompting.render(tokenizer, prompting.messages(ctx.task, example, shots)),
     )
     _, total = models.count_parameters(model)
-    outcome.values.update(trainable_params=0, total_params=total, dtype=str(model.dtype).removeprefix("torch."))
+    outcome.values.update(trainable_params=0, total_params=total, dtype=str(model.dtype).removeprefix("torch."),
+                          **evaluate_lm_eval(ctx, spec.name, model, tokenizer, base_model=True))
     return outcome
