@@ -46,7 +46,7 @@ def test_missing_field_and_bad_kind(write):
     path = write("r.yaml", VALID.replace("task: ticket-routing\n", "").replace("kind: prompt\n    shots", "kind: promt\n    shots"))
     message = str(pytest.raises(ConfigError, load_recipe, path).value)
     assert "missing required key 'task'" in message
-    assert f"{path}:6: techniques.1.kind: unknown value 'promt' (did you mean 'prompt'?); known: prompt, full" in message
+    assert f"{path}:6: techniques.1.kind: unknown value 'promt' (did you mean 'prompt'?); known: prompt, rag, full, lora, qlora" in message
 
 
 def test_invalid_yaml_names_the_line(write):
