@@ -56,22 +56,25 @@ def main():
 def run(recipe, overrides, resume_dir):
     """Run RECIPE (YAML), with optional key=value OVERRIDES, e.g. seed=1 eval.heldout.limit=50."""
     from harness import pipeline
-    from harness.results import RunStore
+    from harness.results import open_runs
 
     if resume_dir:
         if overrides:
             raise ConfigError("--resume reuses the stored recipe; overrides would mix settings within one run")
-        stored = RunStore.open(resume_dir).meta
-        spec = Recipe.model_validate(stored["recipe"])
-        pipeline.run(spec, run_dir=Path(resume_dir), recipe_path=stored.get("recipe_path"), console=console)
-        return
-    if not recipe:
-        raise click.UsageError("give a RECIPE file, or --resume RUN_DIR")
-    spec = _validated(recipe, overrides)
-    store = pipeline.run(spec, recipe_path=recipe, console=console)
-    console.print(f"results: {store.results_path}\nreport:  {store.run_dir / 'REPORT.md'}")
-    if any(r["status"] == "failed" for r in store.rows):
-        console.print(f"[red]some techniques failed[/]; tracebacks in {store.run_dir / 'logs'}")
+        stores = open_runs(resume_dir)
+        meta = stores[0].meta
+        spec = Recipe.model_validate(meta["recipe"])
+        if (Path(resume_dir) / "results.json").is_file() and len(spec.tasks) > 1:
+            spec = spec.for_task(meta["task_ref"])  # one task's folder of a multi-task run
+        stores = pipeline.run(spec, run_dir=Path(resume_dir), recipe_path=meta.get("recipe_path"), console=console)
+    else:
+        if not recipe:
+            raise click.UsageError("give a RECIPE file, or --resume RUN_DIR")
+        stores = pipeline.run(_validated(recipe, overrides), recipe_path=recipe, console=console)
+    folder = stores[0].run_dir if len(stores) == 1 else stores[0].run_dir.parent
+    console.print(f"results: {', '.join(str(s.results_path) for s in stores)}\nreport:  {folder / 'REPORT.md'}")
+    if any(r["status"] == "failed" for s in stores for r in s.rows):
+        console.print("[red]some techniques failed[/]; tracebacks in " + ", ".join(str(s.run_dir / "logs") for s in stores))
         sys.exit(1)
 
 
@@ -82,12 +85,12 @@ def _validated(recipe_path: str, overrides) -> Recipe:
 
     spec = load_recipe(recipe_path, overrides)
     check_resolvable(spec.model.id)
-    task = load_task(spec.task)
-    for technique in spec.techniques:
-        try:
-            draw_shots(task, getattr(technique, "shots", 0), spec.seed)
-        except ValueError as exc:
-            raise ConfigError(f"{recipe_path}: technique {technique.name!r}: {exc}") from None
+    for task in map(load_task, spec.tasks):
+        for technique in spec.techniques:
+            try:
+                draw_shots(task, getattr(technique, "shots", 0), spec.seed)
+            except ValueError as exc:
+                raise ConfigError(f"{recipe_path}: technique {technique.name!r} on task {task.name!r}: {exc}") from None
     return spec
 
 
@@ -100,21 +103,72 @@ def validate(recipes, overrides):
     for path in recipes:
         spec = _validated(path, overrides)
         kinds = ", ".join(f"{t.name} ({t.kind})" for t in spec.techniques)
-        console.print(f"[green]ok[/] {path}: {spec.model.id} on {spec.task}; {kinds}")
+        console.print(f"[green]ok[/] {path}: {spec.model.id} on {', '.join(spec.tasks)}; {kinds}")
 
 
 @main.command()
-@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.argument("run_dir", type=click.Path(exists=True))
+@click.option("--format", "fmt", type=click.Choice(["table", "md", "json", "csv"]), default="table",
+              help="table: re-render REPORT.md and print the table(s); md/json/csv: print that format to stdout.")
 @user_errors
-def report(run_dir):
-    """Re-render the table and REPORT.md of RUN_DIR from its stored results."""
-    from harness.report import terminal_table, write_markdown
-    from harness.results import RunStore
+def report(run_dir, fmt):
+    """Re-render REPORT.md, plots and exports of RUN_DIR from its stored results, or print it as md/json/csv."""
+    from harness.report import terminal_table, write_report
+    from harness.report.export import render
+    from harness.results import open_runs
 
-    store = RunStore.open(run_dir)
-    write_markdown(store)
-    console.print(terminal_table(store))
-    console.print(f"report: {store.run_dir / 'REPORT.md'}")
+    stores = open_runs(run_dir)
+    folder = stores[0].run_dir if len(stores) == 1 else stores[0].run_dir.parent
+    if fmt != "table":
+        click.echo(render(stores, fmt, folder), nl=False)
+        return
+    path = write_report(stores, folder)
+    for store in stores:
+        console.print(terminal_table(store))
+    console.print(f"report: {path}")
+
+
+@main.command()
+@click.argument("run_a", type=click.Path(exists=True))
+@click.argument("run_b", type=click.Path(exists=True))
+@user_errors
+def compare(run_a, run_b):
+    """Side-by-side deltas per technique and metric (B - A), with McNemar significance for the score
+    where both runs scored the same examples."""
+    from harness.report.compare_table import compare_table
+
+    console.print(compare_table(run_a, run_b))
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(exists=True))
+@click.option("--baseline", required=True, type=click.Path(exists=True), help="A committed results.json or run folder.")
+@click.option("--max-drop", multiple=True, help="METRIC=AMOUNT or METRIC=N%: how far a figure may fall, e.g. score=0.02.")
+@click.option("--max-increase", multiple=True, help="METRIC=N% or METRIC=AMOUNT: how far it may rise, e.g. peak_memory_bytes=10%.")
+@user_errors
+def check(run_dir, baseline, max_drop, max_increase):
+    """CI gate: exit 0 when RUN_DIR is within thresholds of BASELINE, else 1 with a table of regressions.
+
+    Thresholds come from the flags, else the recipe's `check:` section, else score=0.02."""
+    from harness import gate
+    from harness.results import open_runs
+
+    drops, rises = gate.thresholds_from(open_runs(run_dir)[0].meta, max_drop, max_increase)
+    violations, checked = gate.check(run_dir, baseline, drops, rises)
+    rules = ", ".join([f"{t.metric} may drop {t}" for t in drops] + [f"{t.metric} may rise {t}" for t in rises])
+    if not violations:
+        console.print(f"[green]check passed[/]: {checked} technique(s) within thresholds ({rules})")
+        return
+    table = Table("task", "technique", "metric", "baseline", "run", "problem", header_style="bold",
+                  title=f"{len(violations)} regression(s) ({rules})")
+    for v in violations:
+        table.add_row(v.task, v.technique, v.metric, _figure(v.baseline), _figure(v.value), v.reason)
+    console.print(table)
+    sys.exit(1)
+
+
+def _figure(value) -> str:
+    return "–" if value is None else f"{value:.4g}"
 
 
 @main.command()

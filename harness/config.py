@@ -173,23 +173,50 @@ class CostSpec(Strict):
     usd_per_hour: dict[str, float] = {"cpu": 0.10, "cuda": 2.50}
 
 
+class CheckSpec(Strict):
+    """Thresholds for `harness check RUN --baseline BASE` (command-line flags replace them)."""
+
+    max_drop: dict[str, float | str] = {}  # metric: absolute amount or "N%" of the baseline, e.g. {score: 0.02}
+    max_increase: dict[str, float | str] = {}  # e.g. {peak_memory_bytes: "10%", cost_usd: "20%"}
+
+
 class Recipe(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # also the reports/<name>/ folder
     model: ModelSpec = ModelSpec()
-    task: str  # a bundled task name (see `harness tasks`) or a path to a task folder
+    task: str | list[str]  # a bundled task name (see `harness tasks`) or a task folder path; or a list of them
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     output_dir: str = "reports"
     techniques: list[TechniqueSpec] = Field(min_length=1)
     eval: EvalSpec = EvalSpec()
     cost: CostSpec = CostSpec()
+    check: CheckSpec = CheckSpec()
 
     @field_validator("model", mode="before")
     @classmethod
     def _model_shorthand(cls, value):
         return {"id": value} if isinstance(value, str) else value
 
-    _expand = field_validator("task", "output_dir")(classmethod(lambda cls, v: expand_path(v)))
+    _expand = field_validator("output_dir")(classmethod(lambda cls, v: expand_path(v)))
+
+    @field_validator("task")
+    @classmethod
+    def _tasks(cls, value):
+        if isinstance(value, list):
+            if not value:
+                raise ValueError("give at least one task")
+            if len(set(value)) != len(value):
+                raise ValueError("each task may appear once")
+            return [expand_path(v) for v in value]
+        return expand_path(value)
+
+    @property
+    def tasks(self) -> list[str]:
+        return self.task if isinstance(self.task, list) else [self.task]
+
+    def for_task(self, task: str) -> "Recipe":
+        """The recipe narrowed to one of its tasks (a multi-task run is one run per task)."""
+        return self.model_copy(update={"task": task})
 
     @model_validator(mode="after")
     def _unique_names(self):

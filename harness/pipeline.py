@@ -47,16 +47,28 @@ def new_run_dir(recipe: Recipe) -> Path:
 
 
 def run(recipe: Recipe, run_dir: Path | None = None, recipe_path: str | None = None,
-        console: Console | None = None) -> RunStore:
-    """Run every technique not yet finished in run_dir (a new directory unless resuming)."""
+        console: Console | None = None) -> list[RunStore]:
+    """Run every technique not yet finished on each of the recipe's tasks (resuming when run_dir holds
+    results). One task: results in run_dir; several: one sub-run per task, run_dir/<task>/, and a
+    combined REPORT.md in run_dir."""
     console = console or Console()
     device = resolve_device(recipe.device)
-    task = load_task(recipe.task)
-    if run_dir is not None and (Path(run_dir) / "results.json").is_file():
+    run_dir = Path(run_dir) if run_dir else new_run_dir(recipe)
+    if len(recipe.tasks) == 1:
+        return [run_task(recipe, recipe.task, run_dir, recipe_path, device, console)]
+    stores = [run_task(recipe, task, run_dir / Path(task).name, recipe_path, device, console) for task in recipe.tasks]
+    report.write_report(stores, run_dir)
+    return stores
+
+
+def run_task(full_recipe: Recipe, task_ref: str, run_dir: Path, recipe_path: str | None, device: str,
+             console: Console) -> RunStore:
+    recipe = full_recipe.for_task(task_ref)
+    task = load_task(task_ref)
+    if (run_dir / "results.json").is_file():
         store = RunStore.open(run_dir)
     else:
-        run_dir = Path(run_dir) if run_dir else new_run_dir(recipe)
-        store = RunStore(run_dir, _meta(recipe, recipe_path, run_dir, device, task))
+        store = RunStore(run_dir, _meta(full_recipe, task_ref, recipe_path, run_dir, device, task))
         store.save()
     console.print(f"[bold]{recipe.name}[/]: {len(recipe.techniques)} technique(s) on {recipe.model.id} / "
                   f"{task.name} ({len(task.train)} train, {len(task.test)} test) on {device} -> {store.run_dir}")
@@ -85,7 +97,7 @@ def run(recipe: Recipe, run_dir: Path | None = None, recipe_path: str | None = N
         if ctx.base_load_seconds is not None:
             store.meta["model_load_seconds"] = ctx.base_load_seconds
             store.save()
-        report.write_markdown(store)
+        report.write_report([store])
     return store
 
 
@@ -94,6 +106,9 @@ def run_technique(spec, ctx: RunContext) -> tuple[dict, list[dict]]:
     from transformers import set_seed
 
     set_seed(ctx.recipe.seed)
+    if needs_corpus(spec) and ctx.task.corpus_path is None:
+        reason = f"task {ctx.task.name!r} has no corpus to retrieve from"
+        return make_row(spec.name, spec.kind, "skipped", error=reason, device=ctx.device), []
     start = time.perf_counter()
     try:
         outcome = TECHNIQUES.get(spec.kind)(spec, ctx)
@@ -110,6 +125,10 @@ def run_technique(spec, ctx: RunContext) -> tuple[dict, list[dict]]:
         cost_usd=cost_usd(wall, ctx.device, ctx.recipe.cost.usd_per_hour) if status == "ok" else None,
     )
     return row, outcome.predictions
+
+
+def needs_corpus(spec) -> bool:
+    return spec.kind == "rag" or getattr(spec, "retrieval", None) is not None
 
 
 def _base_model_still_needed(recipe: Recipe, store: RunStore) -> bool:
@@ -134,9 +153,10 @@ def _save_traceback(run_dir: Path, technique: str) -> None:
     path.write_text(traceback.format_exc())
 
 
-def _meta(recipe: Recipe, recipe_path: str | None, run_dir: Path, device: str, task) -> dict:
+def _meta(recipe: Recipe, task_ref: str, recipe_path: str | None, run_dir: Path, device: str, task) -> dict:
     return {
-        "recipe": recipe.model_dump(mode="json"),
+        "recipe": recipe.model_dump(mode="json"),  # all its tasks: `--resume` of the parent folder runs them all
+        "task_ref": task_ref,  # this run's task, as the recipe names it
         "recipe_path": recipe_path,
         "run_id": run_dir.name,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -72,7 +72,8 @@ class RunStore:
         return self.run_dir / "results.json"
 
     def finished(self, technique: str) -> bool:
-        return any(r["technique"] == technique and r["status"] == "ok" for r in self.rows)
+        """Done for good: scored, or skipped as not applicable (a failed one is retried on resume)."""
+        return any(r["technique"] == technique and r["status"] in ("ok", "skipped") for r in self.rows)
 
     def save(self) -> None:
         write_atomic(self.results_path, json.dumps({"meta": self.meta, "rows": self.rows}, indent=2, default=str))
@@ -99,8 +100,31 @@ class RunStore:
         return sorted(self.rows, key=lambda r: order.index(r["technique"]) if r["technique"] in order else len(order))
 
 
-def load_frame(run_dir: str | Path):
-    """The rows of a run as a pandas DataFrame, one row per technique."""
+def open_runs(path: str | Path) -> list[RunStore]:
+    """The runs at path: a results.json, a run folder, or a multi-task run folder (one sub-run per task)."""
+    path = Path(path)
+    if path.name == "results.json" and path.is_file():
+        path = path.parent
+    if (path / "results.json").is_file():
+        return [RunStore.open(path)]
+    subruns = sorted(p.parent for p in path.glob("*/results.json"))
+    if not subruns:
+        raise FileNotFoundError(f"{path}: no results.json in it or in its sub-folders; give a run folder "
+                                "(reports/<recipe>/<run-id>/) or a results.json")
+    stores = [RunStore.open(p) for p in subruns]
+    order = stores[0].meta.get("recipe", {}).get("task")
+    if isinstance(order, list):  # the recipe's task order, not the folders' alphabetical one
+        stores.sort(key=lambda s: order.index(s.meta.get("task_ref")) if s.meta.get("task_ref") in order else len(order))
+    return stores
+
+
+def task_name(store: RunStore) -> str:
+    return store.meta["task"]["name"]
+
+
+def load_frame(path: str | Path):
+    """The rows of a run (every task of a multi-task run) as a pandas DataFrame, one row per technique
+    and task."""
     import pandas as pd
 
-    return pd.DataFrame(RunStore.open(run_dir).ordered_rows())
+    return pd.DataFrame([{"task": task_name(s), **r} for s in open_runs(path) for r in s.ordered_rows()])

@@ -105,7 +105,7 @@ def test_failing_technique_is_recorded_and_others_still_run(write, tiny_model_di
     assert rows["zero"]["error"] == "RuntimeError: CUDA out of memory (simulated)"
     assert rows["few"]["status"] == "ok"
     assert "simulated" in (run_dir / "logs" / "zero.log").read_text()
-    assert "## Failures" in (run_dir / "REPORT.md").read_text()
+    assert "## Failures and skipped" in (run_dir / "REPORT.md").read_text()
 
 
 def test_validate_reports_errors_cleanly(write, tmp_path):

@@ -70,6 +70,20 @@ class Column:
     render: Callable[[dict], str]
     numeric: bool = True  # right-aligned
     where: str = "both"  # "both", "markdown" or "terminal": the terminal table must fit 80 columns
+    key: str | None = None  # the row figure behind the cell, for marking the best value
+    best: str | None = None  # "max" or "min": which end of `key` is best
+
+
+def best_values(columns: list[Column], rows: list[dict]) -> dict[str, float]:
+    """Column header -> the best figure among finished rows, where at least two rows have one."""
+    best = {}
+    for column in columns:
+        if column.best is None:
+            continue
+        values = [r[column.key] for r in rows if r["status"] == "ok" and r.get(column.key) is not None]
+        if len(values) >= 2:
+            best[column.header] = max(values) if column.best == "max" else min(values)
+    return best
 
 
 COLUMNS = (
@@ -78,25 +92,29 @@ COLUMNS = (
            numeric=False, where="terminal"),  # the status rides along, saving a column
     Column("kind", lambda r: r["kind"], numeric=False, where="markdown"),
     Column("status", lambda r: r["status"], numeric=False, where="markdown"),
-    Column("score [95% CI]", fmt_score, where="markdown"),
+    Column("score [95% CI]", fmt_score, where="markdown", key="score", best="max"),
     Column("score", lambda r: fmt_number(r.get("score"), ".3f"), where="terminal"),
     Column("95% CI", fmt_ci, where="terminal"),
     Column("metric", lambda r: r.get("metric") or "–", numeric=False, where="markdown"),
     Column("n", lambda r: fmt_number(r.get("n_eval"), "d"), where="markdown"),
     Column("no label", lambda r: fmt_number(r.get("invalid_rate"), ".0%"), where="markdown"),
+    Column("vs best", lambda r: r.get("vs_best") or "–", where="markdown"),
+    Column("sig", lambda r: {"best": "★", "tied": "≈", "worse": "▼"}.get(r.get("vs_best_marker"), "–"),
+           where="terminal"),
     Column("recall", fmt_recall),
     Column("wrong: not retrieved / misread", fmt_misses, where="markdown"),
     Column("wall", lambda r: fmt_seconds(r.get("wall_seconds"))),
-    Column("train", lambda r: fmt_seconds(r.get("train_seconds"))),
+    Column("train", lambda r: fmt_seconds(r.get("train_seconds")), key="train_seconds", best="min"),
     Column("eval", lambda r: fmt_seconds(r.get("eval_seconds")), where="markdown"),
     Column("index", lambda r: fmt_seconds(r.get("index_seconds")), where="markdown"),
     Column("lm-eval time", lambda r: fmt_seconds(r.get("lm_eval_seconds")), where="markdown"),
-    Column("peak mem", lambda r: fmt_bytes(r.get("peak_memory_bytes"))),
+    Column("peak mem", lambda r: fmt_bytes(r.get("peak_memory_bytes")), key="peak_memory_bytes", best="min"),
     Column("trainable / total params", fmt_params, where="markdown"),
-    Column("train tok/s", lambda r: fmt_number(r.get("train_tokens_per_second"), ".0f"), where="markdown"),
+    Column("train tok/s", lambda r: fmt_number(r.get("train_tokens_per_second"), ".0f"), where="markdown",
+           key="train_tokens_per_second", best="max"),
     Column("ex/s", lambda r: fmt_number(r.get("eval_examples_per_second"), ".2f"), where="markdown"),
-    Column("cost", lambda r: "–" if r.get("cost_usd") is None else f"${r['cost_usd']:.4f}"),
-    Column("artifact", lambda r: fmt_bytes(r.get("artifact_bytes")), where="markdown"),
+    Column("cost", lambda r: "–" if r.get("cost_usd") is None else f"${r['cost_usd']:.4f}", key="cost_usd", best="min"),
+    Column("artifact", lambda r: fmt_bytes(r.get("artifact_bytes")), where="markdown", key="artifact_bytes", best="min"),
 )
 
 
@@ -122,7 +140,7 @@ def lm_eval_columns(rows: list[dict], target: str) -> list[Column]:
         task, metric = key.removeprefix(lmeval.PREFIX).split(":", 1)
         return f"{task} {metric}" if target == "markdown" else (task if len(task) <= 8 else task[:7] + "…")
 
-    return [Column(header(key), render(key), where=target) for key in keys]
+    return [Column(header(key), render(key), where=target, key=key, best="max") for key in keys]
 
 
 def visible_columns(rows: list[dict], target: str) -> list[Column]:

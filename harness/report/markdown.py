@@ -1,12 +1,17 @@
-"""REPORT.md: the results table, how each figure was measured, failures, wrong answers, recipe, environment."""
+"""REPORT.md: the recommendation, one results table per task (best values in bold, paired significance
+against the best), trade-off plots, how each figure was measured, failures, wrong answers, recipe and
+environment. Rendered from stored results only, so `harness report` can redo it at any time."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import yaml
 
 from harness.evaluate import lmeval
-from harness.report.columns import visible_columns
-from harness.results import RunStore, write_atomic
+from harness.report import decision, plots
+from harness.report.columns import best_values, visible_columns
+from harness.results import RunStore, task_name, write_atomic
 
 
 def _cell(text: str) -> str:
@@ -24,42 +29,92 @@ def _clip(text: str, limit: int = 160) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def results_section(rows: list[dict]) -> str:
+def all_predictions(store: RunStore) -> dict[str, list[dict]]:
+    return {r["technique"]: store.predictions(r["technique"]) for r in store.rows if r["status"] == "ok"}
+
+
+def results_table(rows: list[dict]) -> str:
+    """The results table; the best figure of each column (among finished techniques) in bold."""
     columns = visible_columns(rows, "markdown")
-    return _table([c.header for c in columns], [[c.render(r) for c in columns] for r in rows],
+    best = best_values(columns, rows)
+
+    def cell(column, row) -> str:
+        text = column.render(row)
+        is_best = column.header in best and row["status"] == "ok" and row.get(column.key) == best[column.header]
+        return f"**{text}**" if is_best else text
+
+    return _table([c.header for c in columns], [[cell(c, r) for c in columns] for r in rows],
                   [c.numeric for c in columns])
 
 
-def measurement_section(meta: dict, rows: list[dict]) -> str:
+def recommendation_section(store: RunStore, rows: list[dict]) -> str:
+    pick = decision.recommend(rows, all_predictions(store))
+    if pick.technique is None:
+        return f"No recommendation: {pick.reason}."
+    lines = [f"**Use {pick.technique}**: {pick.reason}."]
+    if pick.upgrades:
+        lines += ["", "What each costlier option buys over it:", ""] + [f"- {line}" for line in pick.upgrades]
+    return "\n".join(lines)
+
+
+def plots_section(store: RunStore, rows: list[dict], folder: Path) -> str:
+    """Draw the trade-off plots into folder/plots/ and link them (paths relative to the report)."""
+    links = []
+    for axis in plots.AXES:
+        name = f"plots/{task_name(store)}-score-vs-{axis}.png"
+        title = f"{task_name(store)}: score vs {axis}"
+        if plots.plot_tradeoff(rows, axis, title, folder / name):
+            links.append(f"![{title}]({name})")
+    return " ".join(links)
+
+
+def task_section(store: RunStore, folder: Path, heading: str) -> list[str]:
+    rows = decision.with_verdicts(store.ordered_rows(), all_predictions(store))
+    if not rows:
+        return [f"{heading} {task_name(store)}", "No technique has finished yet."]
+    sections = [f"{heading} {task_name(store)}", results_table(rows)]
+    plot_links = plots_section(store, rows, folder)
+    if plot_links:
+        sections.append(plot_links)
+    return sections
+
+
+def measurement_section(metas: list[dict], rows: list[dict]) -> str:
+    meta = metas[0]
     methods = sorted({r["peak_memory_method"] for r in rows if r.get("peak_memory_method")})
     prices = ", ".join(f"{device}: ${price:.2f}/h" for device, price in meta.get("usd_per_hour", {}).items())
-    load = meta.get("model_load_seconds")
+    loads = [m["model_load_seconds"] for m in metas if m.get("model_load_seconds") is not None]
+    metrics = ", ".join(sorted({f"`{m['task']['metric']}` ({m['task']['name']})" for m in metas}))
     lines = [
-        f"- **score**: the task's metric (`{meta['task']['metric']}`) on {meta['task']['n_test']} held-out examples "
-        "(or the recipe's `eval.heldout.limit`), greedy decoding; the interval is a 95% percentile bootstrap "
-        "over examples.",
+        f"- **score**: the task's metric ({metrics}) on the held-out examples (all of them, or the recipe's "
+        "`eval.heldout.limit`), greedy decoding; the interval is a 95% percentile bootstrap over examples.",
+        "- **vs best** (terminal: **sig**): McNemar's exact test on per-example correctness, each technique against "
+        f"the best-scoring one on the same examples. ≈: not significantly different (p ≥ {decision.ALPHA}); "
+        "▼: significantly worse. **Bold**: the best figure in its column.",
+        "- **Recommendation**: the cheapest technique (by cost, then peak memory) that is not significantly worse "
+        "than the best; computed from these numbers, not written by hand.",
         "- **no label**: share of answers that named none of the task's labels (classification tasks).",
         f"- **peak mem**: {'; '.join(methods) or 'not measured'}; the highest of the technique's phases. "
         "Process RSS counts everything the process holds (the Python runtime and libraries, ~0.5 GiB, and the "
         "base model shared by prompt-only techniques); memory is released between techniques, but for "
         "isolated figures per kind use `bench/bench_train.py`, which runs each in a fresh process.",
-        "- **wall**: the technique from start to finish (its training and evaluation; prompt-only techniques "
-        f"share one base-model load{f', which took {load:.1f}s' if load is not None else ''}, counted in none).",
+        "- **wall**: the technique from start to finish (training, evaluation, lm-eval; prompt-only and RAG "
+        "techniques share one base-model load"
+        f"{f' ({max(loads):.1f}s at most)' if loads else ''}, counted in none).",
         f"- **cost**: wall hours x the recipe's price per device-hour ({prices or 'none set'}).",
         "- **ex/s**: held-out examples scored per second (prompt processing and generation).",
     ]
     if any(r.get("retriever") for r in rows):
-        lines += [
+        lines.append(
             "- **recall**: retrieval recall@k, the share of examples' gold documents among the k retrieved passages "
             "(only where the task's data names them); **wrong: not retrieved / misread** splits the wrong answers "
-            "into retrieval misses and reading misses. **index**: building (or loading from the cache) the corpus index.",
-        ]
+            "into retrieval misses and reading misses. **index**: building (or loading from the cache) the corpus index.")
     if lmeval.columns(rows):
-        lines += [
+        lines.append(
             "- **lm-eval columns** (`task metric`): lm-eval's `simple_evaluate` on each technique's model in memory "
             "(LoRA/QLoRA with adapters, 4-bit where trained so), ± lm-eval's standard error. Prompt-only and RAG "
-            "techniques read the same base model, so they share one lm-eval run.",
-        ]
+            "techniques read the same base model, so they share one lm-eval run. A drop after fine-tuning is "
+            "what the technique forgot.")
     return "\n".join(lines)
 
 
@@ -74,43 +129,59 @@ def wrong_answers_section(store: RunStore, rows: list[dict], limit: int) -> str:
         if any("recall" in p for p in wrong):  # RAG: was the answer's document in the prompt?
             headers.append("gold retrieved")
             cells = [c + [{None: "–", 1.0: "yes"}.get(p.get("recall"), "no")] for c, p in zip(cells, wrong)]
-        table = _table(headers, cells)
-        parts.append(f"### {row['technique']}\n\n{table}")
-    return "\n\n".join(parts) or "No wrong answers stored."
+        parts.append(f"**{task_name(store)} / {row['technique']}**\n\n{_table(headers, cells)}")
+    return "\n\n".join(parts)
 
 
-def render_markdown(store: RunStore) -> str:
-    meta = store.meta
-    rows = store.ordered_rows()
-    recipe = meta["recipe"]
-    failures = [r for r in rows if r["status"] == "failed"]
-    env = meta.get("versions", {})
+def render_markdown(stores: list[RunStore], folder: Path) -> str:
+    """The report of one run (one store) or of a multi-task run (one store per task)."""
+    metas = [s.meta for s in stores]
+    meta, recipe = metas[0], metas[0]["recipe"]
+    rows = [r for s in stores for r in s.ordered_rows()]
+    many = len(stores) > 1
+    tasks = ", ".join(task_name(s) for s in stores)
     sections = [
-        f"# {recipe['name']}: {recipe['model']['id']} on {meta['task']['name']}",
+        f"# {recipe['name']}: {recipe['model']['id']} on {tasks}",
         f"Run `{meta.get('run_id')}`, started {meta.get('created')} on {meta.get('device_name')}; seed {meta.get('seed')}.",
-        "## Results",
-        results_section(rows) if rows else "No technique has finished yet.",
-        "## How each figure was measured",
-        measurement_section(meta, rows),
+        "## Recommendation",
     ]
-    if failures:
-        sections += ["## Failures", "\n".join(f"- **{r['technique']}**: {_cell(r['error'] or '')}" for r in failures)]
+    for store in stores:
+        text = recommendation_section(store, decision.with_verdicts(store.ordered_rows(), all_predictions(store)))
+        sections.append(f"**{task_name(store)}**: {text}" if many else text)
+    sections.append("## Results")
+    for store in stores:
+        sections += task_section(store, folder, "###")
+    sections += ["## How each figure was measured", measurement_section(metas, rows)]
+    not_ok = [(task_name(s), r) for s in stores for r in s.ordered_rows() if r["status"] != "ok"]
+    if not_ok:
+        sections += ["## Failures and skipped techniques", "\n".join(
+            f"- **{r['technique']}**{f' on {task}' if many else ''} {r['status']}: {_cell(r['error'] or '')}"
+            for task, r in not_ok)]
     lm_eval_errors = {task: error for r in rows for task, error in (r.get("lm_eval_errors") or {}).items()}
     if lm_eval_errors:
         sections += ["## lm-eval tasks that could not run",
                      "\n".join(f"- **{task}**: {_cell(error)}" for task, error in lm_eval_errors.items())]
     limit = recipe.get("eval", {}).get("heldout", {}).get("wrong_examples", 5)
-    if limit:
-        sections += [f"## Wrong answers (up to {limit} per technique)", wrong_answers_section(store, rows, limit)]
+    wrong = "\n\n".join(filter(None, (wrong_answers_section(s, s.ordered_rows(), limit) for s in stores)))
+    if limit and wrong:
+        sections += [f"## Wrong answers (up to {limit} per technique)", wrong]
     sections += [
         "## Recipe",
         "```yaml\n" + yaml.safe_dump(recipe, sort_keys=False).strip() + "\n```",
         "## Environment",
         f"python {meta.get('python')} on {meta.get('platform')}; git commit `{meta.get('git_commit')}`\n\n"
-        + ", ".join(f"{name} {version}" for name, version in env.items() if version),
+        + ", ".join(f"{name} {version}" for name, version in meta.get("versions", {}).items() if version),
     ]
     return "\n\n".join(sections) + "\n"
 
 
-def write_markdown(store: RunStore) -> None:
-    write_atomic(store.run_dir / "REPORT.md", render_markdown(store))
+def write_report(stores: list[RunStore], folder: Path | None = None) -> Path:
+    """Write REPORT.md, its plots and the results.csv/parquet exports into folder (default: the single
+    run's folder)."""
+    from harness.report.export import write_exports
+
+    folder = Path(folder) if folder is not None else stores[0].run_dir
+    path = folder / "REPORT.md"
+    write_atomic(path, render_markdown(stores, folder))
+    write_exports(stores, folder)
+    return path

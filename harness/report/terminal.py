@@ -6,13 +6,14 @@ from rich import box
 from rich.table import Table
 
 from harness.report.columns import visible_columns
+from harness.report.decision import with_verdicts
 from harness.results import RunStore
 
 STATUS_STYLE = {"ok": "green", "failed": "red", "skipped": "yellow"}
 
 
 def terminal_table(store: RunStore) -> Table:
-    rows = store.ordered_rows()
+    rows = with_verdicts(store.ordered_rows(), {r["technique"]: store.predictions(r["technique"]) for r in store.rows})
     meta = store.meta
     title = f"{meta['recipe']['name']} — {meta['recipe']['model']['id']} on {meta['task']['name']}"
     table = Table(title=title, caption=f"{store.run_dir}", header_style="bold", box=box.SIMPLE_HEAD,

@@ -1,0 +1,131 @@
+"""Comparing two runs: `harness compare` (deltas per technique and metric, with significance where the
+same examples were scored) and `harness check` (the CI gate: regressions beyond thresholds)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from harness.evaluate import lmeval
+from harness.report.decision import paired_p
+from harness.results import RunStore, open_runs, task_name
+from harness.yamlconfig import ConfigError
+
+# Figures compared by default, and which direction is better.
+HIGHER_IS_BETTER = {"score": True, "peak_memory_bytes": False, "wall_seconds": False, "train_seconds": False,
+                    "cost_usd": False, "eval_seconds": False, "artifact_bytes": False}
+
+
+@dataclass(frozen=True)
+class Pair:
+    task: str
+    technique: str
+    a: dict | None  # the row in the first (baseline) run; None when missing there
+    b: dict | None
+    store_a: RunStore | None
+    store_b: RunStore | None
+
+    def score_p(self) -> float | None:
+        """McNemar p between the two runs' per-example correctness (None unless the same examples)."""
+        if not (self.store_a and self.store_b and self.a and self.b):
+            return None
+        predictions = {"a": self.store_a.predictions(self.technique), "b": self.store_b.predictions(self.technique)}
+        return paired_p(predictions, "a", "b")
+
+
+def pairs(baseline: str | Path, run: str | Path) -> Iterator[Pair]:
+    """Rows of the two runs matched by task and technique, in the baseline's order, then new ones."""
+    by_task_a = {task_name(s): s for s in open_runs(baseline)}
+    by_task_b = {task_name(s): s for s in open_runs(run)}
+    for task in [*by_task_a, *(t for t in by_task_b if t not in by_task_a)]:
+        sa, sb = by_task_a.get(task), by_task_b.get(task)
+        rows_a = {r["technique"]: r for r in sa.ordered_rows()} if sa else {}
+        rows_b = {r["technique"]: r for r in sb.ordered_rows()} if sb else {}
+        for technique in [*rows_a, *(t for t in rows_b if t not in rows_a)]:
+            yield Pair(task, technique, rows_a.get(technique), rows_b.get(technique), sa, sb)
+
+
+def compared_metrics(pair: Pair) -> list[str]:
+    rows = [r for r in (pair.a, pair.b) if r]
+    return [m for m in [*HIGHER_IS_BETTER, *lmeval.columns(rows)] if any(r.get(m) is not None for r in rows)]
+
+
+def better(metric: str) -> bool:
+    return HIGHER_IS_BETTER.get(metric, metric.startswith(lmeval.PREFIX))
+
+
+# --- check ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Threshold:
+    metric: str
+    limit: float
+    relative: bool  # limit is a fraction of the baseline figure ("10%"), else an absolute amount
+
+    def exceeded(self, change: float, baseline: float) -> bool:
+        allowed = self.limit * abs(baseline) if self.relative else self.limit
+        return change > allowed + 1e-12
+
+    def __str__(self) -> str:
+        return f"{self.limit:.0%}" if self.relative else f"{self.limit:g}"
+
+
+def parse_threshold(text: str, source: str = "threshold") -> Threshold:
+    """'score=0.02' (absolute) or 'peak_memory_bytes=10%' (relative to the baseline)."""
+    match = re.fullmatch(r"\s*([\w:.\-\[\]]+)\s*=\s*([0-9.]+)\s*(%?)\s*", str(text))
+    if not match:
+        raise ConfigError(f"{source}: {text!r} is not METRIC=AMOUNT or METRIC=PERCENT%, "
+                          "e.g. score=0.02 or peak_memory_bytes=10%")
+    metric, amount, percent = match.groups()
+    return Threshold(metric, float(amount) / (100 if percent else 1), bool(percent))
+
+
+@dataclass(frozen=True)
+class Violation:
+    task: str
+    technique: str
+    metric: str
+    baseline: float | None
+    value: float | None
+    reason: str
+
+
+def check(run: str | Path, baseline: str | Path, max_drop: list[Threshold], max_increase: list[Threshold]
+          ) -> tuple[list[Violation], int]:
+    """(violations, techniques checked): every baseline technique that finished must finish again, and
+    stay within each threshold."""
+    violations, checked = [], 0
+    for pair in pairs(baseline, run):
+        if pair.a is None or pair.a["status"] != "ok":
+            continue  # new in this run, or not passing in the baseline: nothing to regress from
+        checked += 1
+        if pair.b is None or pair.b["status"] != "ok":
+            reason = "missing from the run" if pair.b is None else f"{pair.b['status']}: {pair.b.get('error') or ''}"
+            violations.append(Violation(pair.task, pair.technique, "status", None, None, reason))
+            continue
+        for limits, sign, word in ((max_drop, -1, "dropped"), (max_increase, 1, "rose")):
+            for threshold in limits:
+                old, new = pair.a.get(threshold.metric), pair.b.get(threshold.metric)
+                if old is None:
+                    continue
+                if new is None:
+                    violations.append(Violation(pair.task, pair.technique, threshold.metric, old, None,
+                                                "not measured in the run"))
+                elif threshold.exceeded(sign * (new - old), old):
+                    violations.append(Violation(pair.task, pair.technique, threshold.metric, old, new,
+                                                f"{word} by more than {threshold}"))
+    return violations, checked
+
+
+def thresholds_from(meta: dict, drops: tuple[str, ...], increases: tuple[str, ...]) -> tuple[list[Threshold], list[Threshold]]:
+    """Command-line thresholds, else the recipe's `check:` section, else score may drop by 0.02."""
+    recipe_check = meta.get("recipe", {}).get("check") or {}
+    drop = [parse_threshold(t, "--max-drop") for t in drops] or [
+        parse_threshold(f"{m}={v}", "recipe check.max_drop") for m, v in recipe_check.get("max_drop", {}).items()]
+    rise = [parse_threshold(t, "--max-increase") for t in increases] or [
+        parse_threshold(f"{m}={v}", "recipe check.max_increase") for m, v in recipe_check.get("max_increase", {}).items()]
+    if not drop and not rise:
+        drop = [Threshold("score", 0.02, False)]
+    return drop, rise

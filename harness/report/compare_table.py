@@ -1,0 +1,43 @@
+"""`harness compare A B`: one line per task, technique and figure, with B - A and whether it is better."""
+
+from __future__ import annotations
+
+from rich.table import Table
+
+from harness import gate
+from harness.report.columns import fmt_bytes, fmt_seconds
+
+
+def fmt_figure(metric: str, value) -> str:
+    if value is None:
+        return "–"
+    if metric.endswith("_bytes"):
+        return fmt_bytes(value) if value >= 0 else "-" + fmt_bytes(-value)
+    if metric.endswith("_seconds"):
+        return fmt_seconds(value) if value >= 0 else "-" + fmt_seconds(-value)
+    if metric == "cost_usd":
+        return f"${value:.4f}" if value >= 0 else f"-${-value:.4f}"
+    return f"{value:.3f}"
+
+
+def compare_table(run_a, run_b) -> Table:
+    table = Table("task", "technique", "figure", "A", "B", "B - A", "note", header_style="bold",
+                  title=f"A: {run_a}\nB: {run_b}")
+    for pair in gate.pairs(run_a, run_b):
+        if pair.a is None or pair.b is None:
+            table.add_row(pair.task, pair.technique, "", "", "", "", "only in " + ("B" if pair.a is None else "A"))
+            continue
+        for metric in gate.compared_metrics(pair):
+            old, new = pair.a.get(metric), pair.b.get(metric)
+            delta = None if old is None or new is None else new - old
+            note = ""
+            if metric == "score":
+                p = pair.score_p()
+                note = "different examples" if p is None else f"McNemar p={p:.3f}" + (" (significant)" if p < 0.05 else "")
+            style = None
+            if delta:
+                style = "green" if (delta > 0) == gate.better(metric) else "red"
+            table.add_row(pair.task, pair.technique, metric.removeprefix("lm_eval:"), fmt_figure(metric, old),
+                          fmt_figure(metric, new), fmt_figure(metric, delta) if delta is not None else "–", note,
+                          style=style)
+    return table

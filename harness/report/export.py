@@ -1,0 +1,42 @@
+"""Exports of a run's rows: results.csv and results.parquet beside REPORT.md, and `harness report --format`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from harness.results import RunStore, task_name, write_atomic
+
+
+def frame(stores: list[RunStore]):
+    """One row per task and technique; lm-eval scores and every other figure as flat columns."""
+    import pandas as pd
+
+    rows = [{"task": task_name(s), **r} for s in stores for r in s.ordered_rows()]
+    table = pd.DataFrame(rows)
+    for column in table.columns:  # dict cells (lm_eval_errors) as JSON text: CSV and parquet stay flat
+        if table[column].map(lambda v: isinstance(v, dict)).any():
+            table[column] = table[column].map(lambda v: json.dumps(v) if isinstance(v, dict) else v)
+    return table
+
+
+def write_exports(stores: list[RunStore], folder: Path) -> None:
+    table = frame(stores)
+    write_atomic(folder / "results.csv", table.to_csv(index=False))
+    try:
+        tmp = folder / ".results.parquet.tmp"
+        table.to_parquet(tmp, index=False)
+        tmp.replace(folder / "results.parquet")
+    except ImportError:  # parquet needs pyarrow; the CSV carries the same data
+        pass
+
+
+def render(stores: list[RunStore], fmt: str, folder: Path) -> str:
+    """The run as `fmt`: json (meta and rows per task), csv, or md (the REPORT.md text)."""
+    if fmt == "json":
+        return json.dumps([{"meta": s.meta, "rows": s.ordered_rows()} for s in stores], indent=2, default=str)
+    if fmt == "csv":
+        return frame(stores).to_csv(index=False)
+    from harness.report.markdown import render_markdown
+
+    return render_markdown(stores, folder)
