@@ -8,6 +8,10 @@ from harness import gate
 from harness.report.columns import fmt_bytes, fmt_seconds
 
 
+def fmt_delta(metric: str, value) -> str:
+    return "–" if value is None else ("+" if value > 0 else "") + fmt_figure(metric, value)
+
+
 def fmt_figure(metric: str, value) -> str:
     if value is None:
         return "–"
@@ -21,7 +25,7 @@ def fmt_figure(metric: str, value) -> str:
 
 
 def compare_table(run_a, run_b) -> Table:
-    table = Table("task", "technique", "figure", "A", "B", "B - A", "note", header_style="bold",
+    table = Table("task", "technique", "figure", "A", "B", "B - A", "McNemar", header_style="bold",
                   title=f"A: {run_a}\nB: {run_b}")
     for pair in gate.pairs(run_a, run_b):
         if pair.a is None or pair.b is None:
@@ -33,11 +37,11 @@ def compare_table(run_a, run_b) -> Table:
             note = ""
             if metric == "score":
                 p = pair.score_p()
-                note = "different examples" if p is None else f"McNemar p={p:.3f}" + (" (significant)" if p < 0.05 else "")
+                note = "different examples" if p is None else f"p={p:.3f}" + (" significant" if p < 0.05 else "")
             style = None
             if delta:
                 style = "green" if (delta > 0) == gate.better(metric) else "red"
             table.add_row(pair.task, pair.technique, metric.removeprefix("lm_eval:"), fmt_figure(metric, old),
-                          fmt_figure(metric, new), fmt_figure(metric, delta) if delta is not None else "–", note,
+                          fmt_figure(metric, new), fmt_delta(metric, delta), note,
                           style=style)
     return table

@@ -1,0 +1,49 @@
+"""The real demo recipe, shrunk by overrides onto the tiny model: two tasks, every kind, the combined
+report, exports, and `check` / `compare` on the result."""
+
+import json
+
+from click.testing import CliRunner
+
+from harness.cli import main
+from harness.config import load_recipe
+from harness.results import open_runs
+
+REPO_RECIPE = "recipes/demo.yaml"
+
+
+def test_shrunken_demo_runs_every_technique_on_both_tasks(tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    recipe = load_recipe(REPO_RECIPE)
+    overrides = [f"model={tiny_model_dir}", f"output_dir={tmp_path / 'out'}", "device=cpu",
+                 "eval.heldout.limit=4", "eval.heldout.batch_size=4", "eval.heldout.max_new_tokens=4",
+                 "eval.heldout.bootstrap_samples=100", "eval.lm_eval.limit=4"]
+    overrides += [f"techniques.{t.name}.train.{key}" for t in recipe.techniques if hasattr(t, "train")
+                  for key in ("max_steps=1", "batch_size=2")]
+    runner = CliRunner()
+    result = runner.invoke(main, ["run", REPO_RECIPE, *overrides], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    (run_dir,) = (tmp_path / "out" / "demo").iterdir()
+    stores = open_runs(run_dir)
+    assert [s.meta["task"]["name"] for s in stores] == ["product-catalogue", "ticket-routing"]
+    for store in stores:
+        rows = {r["technique"]: r for r in store.rows}
+        assert set(rows) == {"zero-shot", "few-shot", "rag", "full", "lora", "qlora"}
+        for name, row in rows.items():
+            expected = "skipped" if name == "rag" and store.meta["task"]["name"] == "ticket-routing" else "ok"
+            assert row["status"] == expected, (name, row["error"])
+            if expected == "ok":
+                assert row["lm_eval:general_ability:acc"] is not None
+    assert stores[0].rows[2]["recall_at_k"] == 1.0
+
+    report = (run_dir / "REPORT.md").read_text()
+    assert report.count("### product-catalogue") == 1 and report.count("### ticket-routing") == 1
+    assert "**product-catalogue**: **Use" in report and "**ticket-routing**: **Use" in report
+    assert "rag** on ticket-routing skipped: task 'ticket-routing' has no corpus" in report
+    assert len((run_dir / "results.csv").read_text().splitlines()) == 1 + 12
+    exported = json.loads(runner.invoke(main, ["report", str(run_dir), "--format", "json"]).output)
+    assert [len(run["rows"]) for run in exported] == [6, 6]
+
+    same = runner.invoke(main, ["check", str(run_dir), "--baseline", str(run_dir)])
+    assert same.exit_code == 0 and "11 technique(s)" in same.output, same.output
+    assert runner.invoke(main, ["compare", str(run_dir), str(run_dir)]).exit_code == 0
