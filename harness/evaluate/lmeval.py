@@ -7,9 +7,10 @@ available offline) becomes an entry in `lm_eval_errors`, and the other tasks sti
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import io
 import logging
-from pathlib import Path
 from typing import Callable, Sequence
 
 from harness.config import LmEvalSettings
@@ -107,7 +108,8 @@ def columns(rows: Sequence[dict]) -> list[str]:
 
 
 class _quiet:
-    """lm-eval logs every request batch at INFO; the live table is the display."""
+    """lm-eval logs every request batch at INFO and draws tqdm bars on stderr (it passes disable=False,
+    so TQDM_DISABLE does not reach them); the live table is the display."""
 
     names = ("lm_eval", "huggingface_hub", "datasets")  # the hub clients log each offline retry
 
@@ -115,11 +117,10 @@ class _quiet:
         self.levels = {name: logging.getLogger(name).level for name in self.names}
         for name in self.names:
             logging.getLogger(name).setLevel(logging.ERROR)
+        self.stderr = contextlib.redirect_stderr(io.StringIO())
+        self.stderr.__enter__()
 
     def __exit__(self, *exc):
+        self.stderr.__exit__(*exc)
         for name, level in self.levels.items():
             logging.getLogger(name).setLevel(level)
-
-
-def bundled_tasks() -> list[Path]:
-    return sorted(BUNDLED_LM_EVAL.glob("*/*.yaml"))

@@ -43,7 +43,7 @@ def fmt_score(row: dict) -> str:
 
 
 def fmt_ci(row: dict) -> str:
-    return "–" if row.get("ci_low") is None else f"{row['ci_low']:.3f}–{row['ci_high']:.3f}"
+    return "–" if row.get("ci_low") is None else f"{row['ci_low']:.2f}–{row['ci_high']:.2f}"
 
 
 def fmt_params(row: dict) -> str:
@@ -104,7 +104,7 @@ COLUMNS = (
     Column("recall", fmt_recall),
     Column("wrong: not retrieved / misread", fmt_misses, where="markdown"),
     Column("wall", lambda r: fmt_seconds(r.get("wall_seconds"))),
-    Column("train", lambda r: fmt_seconds(r.get("train_seconds")), key="train_seconds", best="min"),
+    Column("train", lambda r: fmt_seconds(r.get("train_seconds")), where="markdown", key="train_seconds", best="min"),
     Column("eval", lambda r: fmt_seconds(r.get("eval_seconds")), where="markdown"),
     Column("index", lambda r: fmt_seconds(r.get("index_seconds")), where="markdown"),
     Column("lm-eval time", lambda r: fmt_seconds(r.get("lm_eval_seconds")), where="markdown"),

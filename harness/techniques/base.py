@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -73,14 +74,14 @@ class RunContext:
             raise ConfigError(f"task {self.task.name!r} has no corpus, so retrieval has nothing to search; "
                               f"add `corpus: {{path: ...}}` to {self.task.path / 'task.yaml'}")
         job = self.progress.add_task(f"indexing corpus ({settings.retriever})", total=None)
-        with measure("cpu") as phase:
-            chunks = retrieval.chunk_documents(retrieval.load_corpus(self.task.corpus_path),
-                                               settings.chunk_size, settings.chunk_overlap)
-            retriever = retrieval.build_retriever(
-                settings.retriever, chunks, embedding_model=settings.embedding_model, device=self.device,
-                cache_root=models.cache_dir() / "indexes")
+        start = time.perf_counter()
+        chunks = retrieval.chunk_documents(retrieval.load_corpus(self.task.corpus_path),
+                                           settings.chunk_size, settings.chunk_overlap)
+        retriever = retrieval.build_retriever(
+            settings.retriever, chunks, embedding_model=settings.embedding_model, device=self.device,
+            cache_root=models.cache_dir() / "indexes")
         self.progress.remove_task(job)
-        self._indexes[key] = Index(retriever, chunks, phase.seconds, retriever.loaded)
+        self._indexes[key] = Index(retriever, chunks, time.perf_counter() - start, retriever.loaded)
         return self._indexes[key]
 
 
