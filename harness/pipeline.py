@@ -56,19 +56,20 @@ def run(recipe: Recipe, run_dir: Path | None = None, recipe_path: str | None = N
     run_dir = Path(run_dir) if run_dir else new_run_dir(recipe)
     if len(recipe.tasks) == 1:
         return [run_task(recipe, recipe.task, run_dir, recipe_path, device, console)]
-    stores = [run_task(recipe, task, run_dir / Path(task).name, recipe_path, device, console) for task in recipe.tasks]
+    stores = [run_task(recipe, task, run_dir / Path(task).name, recipe_path, device, console, run_id=run_dir.name)
+              for task in recipe.tasks]
     report.write_report(stores, run_dir)
     return stores
 
 
 def run_task(full_recipe: Recipe, task_ref: str, run_dir: Path, recipe_path: str | None, device: str,
-             console: Console) -> RunStore:
+             console: Console, run_id: str | None = None) -> RunStore:
     recipe = full_recipe.for_task(task_ref)
     task = load_task(task_ref)
     if (run_dir / "results.json").is_file():
         store = RunStore.open(run_dir)
     else:
-        store = RunStore(run_dir, _meta(full_recipe, task_ref, recipe_path, run_dir, device, task))
+        store = RunStore(run_dir, _meta(full_recipe, task_ref, recipe_path, run_id or run_dir.name, device, task))
         store.save()
     console.print(f"[bold]{recipe.name}[/]: {len(recipe.techniques)} technique(s) on {recipe.model.id} / "
                   f"{task.name} ({len(task.train)} train, {len(task.test)} test) on {device} -> {store.run_dir}")
@@ -153,12 +154,12 @@ def _save_traceback(run_dir: Path, technique: str) -> None:
     path.write_text(traceback.format_exc())
 
 
-def _meta(recipe: Recipe, task_ref: str, recipe_path: str | None, run_dir: Path, device: str, task) -> dict:
+def _meta(recipe: Recipe, task_ref: str, recipe_path: str | None, run_id: str, device: str, task) -> dict:
     return {
         "recipe": recipe.model_dump(mode="json"),  # all its tasks: `--resume` of the parent folder runs them all
         "task_ref": task_ref,  # this run's task, as the recipe names it
         "recipe_path": recipe_path,
-        "run_id": run_dir.name,
+        "run_id": run_id,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "seed": recipe.seed,
         "device": device,

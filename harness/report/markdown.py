@@ -53,7 +53,7 @@ def recommendation_section(store: RunStore, rows: list[dict]) -> str:
         return f"No recommendation: {pick.reason}."
     lines = [f"**Use {pick.technique}**: {pick.reason}."]
     if pick.upgrades:
-        lines += ["", "What each costlier option buys over it:", ""] + [f"- {line}" for line in pick.upgrades]
+        lines += ["", "Each costlier option, against it:", ""] + [f"- {line}" for line in pick.upgrades]
     return "\n".join(lines)
 
 
