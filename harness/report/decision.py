@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
+from harness.evaluate import lmeval
+
 ALPHA = 0.05  # significance level of the paired test
 
 
@@ -102,8 +104,19 @@ def recommend(rows: Sequence[dict], predictions: dict[str, list[dict]], cost_key
         p = paired_p(predictions, row["technique"], pick["technique"])
         noise = "" if p is None else f", significant (p = {p:.3f})" if p < ALPHA else f", within noise (p = {p:.2f})"
         upgrades.append(f"**{row['technique']}**: {row['score'] - pick['score']:+.3f} score{noise}, for "
-                        f"{row[cost_key] / pick[cost_key]:.1f}x the cost{_memory_delta(row, pick)}")
+                        f"{row[cost_key] / pick[cost_key]:.1f}x the cost{_memory_delta(row, pick)}{_lm_eval_delta(row, pick)}")
     return Recommendation(pick["technique"], reason, upgrades)
+
+
+def _lm_eval_delta(row: dict, pick: dict) -> str:
+    """The change in each lm-eval task's first metric: what the costlier option forgets (or gains)."""
+    deltas, seen = [], set()
+    for key in lmeval.columns([row, pick]):
+        task = key.split(":")[1]
+        if task not in seen and row.get(key) is not None and pick.get(key) is not None:
+            seen.add(task)
+            deltas.append(f"{key.removeprefix(lmeval.PREFIX).replace(':', ' ')} {row[key] - pick[key]:+.3f}")
+    return f"; {', '.join(deltas)}" if deltas else ""
 
 
 def _memory_delta(row: dict, pick: dict) -> str:

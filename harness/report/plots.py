@@ -7,9 +7,9 @@ from typing import Sequence
 
 from harness.report.decision import pareto_front, scored_rows
 
-AXES = {  # file suffix: (row key, axis label, scale to display units)
-    "memory": ("peak_memory_bytes", "peak memory (GiB)", 1 / 2**30),
-    "cost": ("cost_usd", "cost (USD)", 1.0),
+AXES = {  # file suffix: (row key, axis label, scale to display units, tick format)
+    "memory": ("peak_memory_bytes", "peak memory (GiB)", 1 / 2**30, "{:.1f}"),
+    "cost": ("cost_usd", "cost (USD)", 1.0, "${:.4f}"),
 }
 
 
@@ -21,7 +21,9 @@ def plot_tradeoff(rows: Sequence[dict], axis: str, title: str, path: Path) -> Pa
     matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt
 
-    key, label, scale = AXES[axis]
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+    key, label, scale, tick = AXES[axis]
     points = [(r["technique"], r[key] * scale, r["score"], r) for r in scored_rows(rows) if r.get(key) is not None]
     if len(points) < 2:
         return None
@@ -37,10 +39,12 @@ def plot_tradeoff(rows: Sequence[dict], axis: str, title: str, path: Path) -> Pa
     ax.plot([by_name[n][0] for n in front], [by_name[n][1] for n in front], "--", color="tab:blue",
             label="Pareto front")
     ax.set_xlabel(label)
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=5))  # few, readable ticks: costs are tiny numbers
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: tick.format(value)))
     ax.set_ylabel(f"score ({points[0][3].get('metric') or 'metric'}), 95% CI")
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
