@@ -107,33 +107,32 @@ class QuantSettings(Strict):
     compute_dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"  # auto: bf16 where supported
 
 
-class FullTechnique(Strict):
+class TrainedTechnique(Strict):
+    """What every trained kind has: its training settings, and optional retrieval ("LoRA + RAG")."""
+
+    name: str
+    train: TrainSettings = TrainSettings()
+    retrieval: RetrievalSettings | None = None  # train and score with retrieved passages
+
+
+class FullTechnique(TrainedTechnique):
     """Full fine-tuning: every weight is trained."""
 
-    name: str
     kind: Literal["full"]
-    train: TrainSettings = TrainSettings()
-    retrieval: RetrievalSettings | None = None  # train and score with retrieved passages (e.g. "LoRA + RAG")
 
 
-class LoraTechnique(Strict):
+class LoraTechnique(TrainedTechnique):
     """LoRA (peft): the base weights stay frozen; small low-rank adapters are trained."""
 
-    name: str
     kind: Literal["lora"]
-    train: TrainSettings = TrainSettings()
-    retrieval: RetrievalSettings | None = None  # train and score with retrieved passages (e.g. "LoRA + RAG")
     lora: LoraSettings = LoraSettings()
     save_merged: bool = False  # also save the base model with the adapter merged in
 
 
-class QLoraTechnique(Strict):
+class QLoraTechnique(TrainedTechnique):
     """QLoRA: base weights loaded in 4-bit (bitsandbytes), then LoRA adapters trained on top."""
 
-    name: str
     kind: Literal["qlora"]
-    train: TrainSettings = TrainSettings()
-    retrieval: RetrievalSettings | None = None  # train and score with retrieved passages (e.g. "LoRA + RAG")
     lora: LoraSettings = LoraSettings()
     quantization: QuantSettings = QuantSettings()
 

@@ -47,8 +47,8 @@ def results_table(rows: list[dict]) -> str:
                   [c.numeric for c in columns])
 
 
-def recommendation_section(store: RunStore, rows: list[dict]) -> str:
-    pick = decision.recommend(rows, all_predictions(store))
+def recommendation_section(rows: list[dict], predictions: dict[str, list[dict]]) -> str:
+    pick = decision.recommend(rows, predictions)
     if pick.technique is None:
         return f"No recommendation: {pick.reason}."
     lines = [f"**Use {pick.technique}**: {pick.reason}."]
@@ -68,8 +68,7 @@ def plots_section(store: RunStore, rows: list[dict], folder: Path) -> str:
     return " ".join(links)
 
 
-def task_section(store: RunStore, folder: Path, heading: str) -> list[str]:
-    rows = decision.with_verdicts(store.ordered_rows(), all_predictions(store))
+def task_section(store: RunStore, rows: list[dict], folder: Path, heading: str) -> list[str]:
     if not rows:
         return [f"{heading} {task_name(store)}", "No technique has finished yet."]
     sections = [f"{heading} {task_name(store)}", results_table(rows)]
@@ -145,12 +144,14 @@ def render_markdown(stores: list[RunStore], folder: Path) -> str:
         f"Run `{meta.get('run_id')}`, started {meta.get('created')} on {meta.get('device_name')}; seed {meta.get('seed')}.",
         "## Recommendation",
     ]
-    for store in stores:
-        text = recommendation_section(store, decision.with_verdicts(store.ordered_rows(), all_predictions(store)))
+    predictions = [all_predictions(s) for s in stores]  # read once: the tests and the table both need them
+    task_rows = [decision.with_verdicts(s.ordered_rows(), p) for s, p in zip(stores, predictions)]
+    for store, table_rows, task_predictions in zip(stores, task_rows, predictions):
+        text = recommendation_section(table_rows, task_predictions)
         sections.append(f"**{task_name(store)}**: {text}" if many else text)
     sections.append("## Results")
-    for store in stores:
-        sections += task_section(store, folder, "###")
+    for store, table_rows in zip(stores, task_rows):
+        sections += task_section(store, table_rows, folder, "###")
     sections += ["## How each figure was measured", measurement_section(metas, rows)]
     not_ok = [(task_name(s), r) for s in stores for r in s.ordered_rows() if r["status"] != "ok"]
     if not_ok:
