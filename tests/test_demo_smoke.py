@@ -44,6 +44,18 @@ def test_shrunken_demo_runs_every_technique_on_both_tasks(tiny_model_dir, tmp_pa
     exported = json.loads(runner.invoke(main, ["report", str(run_dir), "--format", "json"]).output)
     assert [len(run["rows"]) for run in exported] == [6, 6]
 
+    # An interrupted multi-task run: resuming the parent folder redoes only what is missing.
+    routing = stores[1]
+    routing.rows = [r for r in routing.rows if r["technique"] != "qlora"]
+    routing.save()
+    before = {s.meta["task"]["name"]: {r["technique"]: r["wall_seconds"] for r in s.rows} for s in open_runs(run_dir)}
+    resumed = runner.invoke(main, ["run", "--resume", str(run_dir)], catch_exceptions=False)
+    assert resumed.exit_code == 0, resumed.output
+    after = {s.meta["task"]["name"]: {r["technique"]: r["wall_seconds"] for r in s.rows} for s in open_runs(run_dir)}
+    assert after["product-catalogue"] == before["product-catalogue"]
+    assert set(after["ticket-routing"]) == set(before["ticket-routing"]) | {"qlora"}
+    assert all(after["ticket-routing"][t] == w for t, w in before["ticket-routing"].items())
+
     same = runner.invoke(main, ["check", str(run_dir), "--baseline", str(run_dir)])
     assert same.exit_code == 0 and "11 technique(s)" in same.output, same.output
     assert runner.invoke(main, ["compare", str(run_dir), str(run_dir)]).exit_code == 0
