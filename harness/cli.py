@@ -56,7 +56,7 @@ def main():
 def run(recipe, overrides, resume_dir):
     """Run RECIPE (YAML), with optional key=value OVERRIDES, e.g. seed=1 eval.heldout.limit=50."""
     from harness import pipeline
-    from harness.results import open_runs
+    from harness.results import open_runs, report_folder
 
     if resume_dir:
         if overrides:
@@ -71,7 +71,7 @@ def run(recipe, overrides, resume_dir):
         if not recipe:
             raise click.UsageError("give a RECIPE file, or --resume RUN_DIR")
         stores = pipeline.run(_validated(recipe, overrides), recipe_path=recipe, console=console)
-    folder = stores[0].run_dir if len(stores) == 1 else stores[0].run_dir.parent
+    folder = report_folder(stores)
     console.print(f"results: {', '.join(str(s.results_path) for s in stores)}\nreport:  {folder / 'REPORT.md'}")
     if any(r["status"] == "failed" for s in stores for r in s.rows):
         console.print("[red]some techniques failed[/]; tracebacks in " + ", ".join(str(s.run_dir / "logs") for s in stores))
@@ -115,10 +115,10 @@ def report(run_dir, fmt):
     """Re-render REPORT.md, plots and exports of RUN_DIR from its stored results, or print it as md/json/csv."""
     from harness.report import terminal_table, write_report
     from harness.report.export import render
-    from harness.results import open_runs
+    from harness.results import open_runs, report_folder
 
     stores = open_runs(run_dir)
-    folder = stores[0].run_dir if len(stores) == 1 else stores[0].run_dir.parent
+    folder = report_folder(stores)
     if fmt != "table":
         click.echo(render(stores, fmt, folder), nl=False)
         return

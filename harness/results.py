@@ -94,6 +94,10 @@ class RunStore:
         path = self.predictions_path(technique)
         return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
 
+    def finished_predictions(self) -> dict[str, list[dict]]:
+        """technique -> its predictions, for every technique that finished with a score."""
+        return {r["technique"]: self.predictions(r["technique"]) for r in self.rows if r["status"] == "ok"}
+
     def ordered_rows(self) -> list[dict]:
         """Rows in the recipe's technique order (resumed runs append out of order)."""
         order = [t["name"] for t in self.meta.get("recipe", {}).get("techniques", [])]
@@ -122,9 +126,18 @@ def task_name(store: RunStore) -> str:
     return store.meta["task"]["name"]
 
 
-def load_frame(path: str | Path):
-    """The rows of a run (every task of a multi-task run) as a pandas DataFrame, one row per technique
-    and task."""
+def report_folder(stores: list[RunStore]) -> Path:
+    """Where the run's REPORT.md lives: the run folder, or the parent of a multi-task run's task folders."""
+    return stores[0].run_dir if len(stores) == 1 else stores[0].run_dir.parent
+
+
+def rows_frame(stores: list[RunStore]):
+    """The rows of the runs as a pandas DataFrame, one row per task and technique."""
     import pandas as pd
 
-    return pd.DataFrame([{"task": task_name(s), **r} for s in open_runs(path) for r in s.ordered_rows()])
+    return pd.DataFrame([{"task": task_name(s), **r} for s in stores for r in s.ordered_rows()])
+
+
+def load_frame(path: str | Path):
+    """The rows of a run (every task of a multi-task run) as a pandas DataFrame."""
+    return rows_frame(open_runs(path))

@@ -5,15 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from harness.results import RunStore, task_name, write_atomic
+from harness.results import RunStore, rows_frame, write_atomic
 
 
 def frame(stores: list[RunStore]):
     """One row per task and technique; lm-eval scores and every other figure as flat columns."""
-    import pandas as pd
-
-    rows = [{"task": task_name(s), **r} for s in stores for r in s.ordered_rows()]
-    table = pd.DataFrame(rows)
+    table = rows_frame(stores)
     for column in table.columns:  # dict cells (lm_eval_errors) as JSON text: CSV and parquet stay flat
         if table[column].map(lambda v: isinstance(v, dict)).any():
             table[column] = table[column].map(lambda v: json.dumps(v) if isinstance(v, dict) else v)

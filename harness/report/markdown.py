@@ -11,7 +11,7 @@ import yaml
 from harness.evaluate import lmeval
 from harness.report import decision, plots
 from harness.report.columns import best_values, visible_columns
-from harness.results import RunStore, task_name, write_atomic
+from harness.results import RunStore, report_folder, task_name, write_atomic
 
 
 def _cell(text: str) -> str:
@@ -27,10 +27,6 @@ def _table(headers: list[str], rows: list[list[str]], right: list[bool] | None =
 
 def _clip(text: str, limit: int = 160) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def all_predictions(store: RunStore) -> dict[str, list[dict]]:
-    return {r["technique"]: store.predictions(r["technique"]) for r in store.rows if r["status"] == "ok"}
 
 
 def results_table(rows: list[dict]) -> str:
@@ -144,7 +140,7 @@ def render_markdown(stores: list[RunStore], folder: Path) -> str:
         f"Run `{meta.get('run_id')}`, started {meta.get('created')} on {meta.get('device_name')}; seed {meta.get('seed')}.",
         "## Recommendation",
     ]
-    predictions = [all_predictions(s) for s in stores]  # read once: the tests and the table both need them
+    predictions = [s.finished_predictions() for s in stores]  # read once: the tests and the table both need them
     task_rows = [decision.with_verdicts(s.ordered_rows(), p) for s, p in zip(stores, predictions)]
     for store, table_rows, task_predictions in zip(stores, task_rows, predictions):
         text = recommendation_section(table_rows, task_predictions)
@@ -177,11 +173,11 @@ def render_markdown(stores: list[RunStore], folder: Path) -> str:
 
 
 def write_report(stores: list[RunStore], folder: Path | None = None) -> Path:
-    """Write REPORT.md, its plots and the results.csv/parquet exports into folder (default: the single
-    run's folder)."""
+    """Write REPORT.md, its plots and the results.csv/parquet exports into folder (default: the run's
+    report folder, see results.report_folder)."""
     from harness.report.export import write_exports
 
-    folder = Path(folder) if folder is not None else stores[0].run_dir
+    folder = Path(folder) if folder is not None else report_folder(stores)
     path = folder / "REPORT.md"
     write_atomic(path, render_markdown(stores, folder))
     write_exports(stores, folder)

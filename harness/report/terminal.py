@@ -13,7 +13,7 @@ STATUS_STYLE = {"ok": "green", "failed": "red", "skipped": "yellow"}
 
 
 def terminal_table(store: RunStore) -> Table:
-    rows = with_verdicts(store.ordered_rows(), {r["technique"]: store.predictions(r["technique"]) for r in store.rows})
+    rows = with_verdicts(store.ordered_rows(), store.finished_predictions())
     meta = store.meta
     title = f"{meta['recipe']['name']} — {meta['recipe']['model']['id']} on {meta['task']['name']}"
     table = Table(title=title, caption=f"{store.run_dir}", header_style="bold", box=box.SIMPLE_HEAD,

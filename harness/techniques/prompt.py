@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 from harness import models, prompting
 from harness.config import PromptTechnique
+from harness.tasks import Example
 from harness.techniques.base import TECHNIQUES, Outcome, RunContext, evaluate_heldout, evaluate_lm_eval
 
 
 @TECHNIQUES.register("prompt")
 def run_prompt(spec: PromptTechnique, ctx: RunContext) -> Outcome:
+    return score_base_model(spec, ctx)
+
+
+def score_base_model(spec, ctx: RunContext, augment: Callable[[Example, str], str] | None = None) -> Outcome:
+    """The shared base model, prompted with the spec's shots (and, for rag, `augment`'s passages)."""
     model, tokenizer = ctx.base_model()
     shots = prompting.draw_shots(ctx.task, spec.shots, ctx.recipe.seed)
     outcome = evaluate_heldout(
         ctx, spec.name, model, tokenizer,
-        lambda example: prompting.render(tokenizer, prompting.messages(ctx.task, example, shots)),
+        lambda example: prompting.render(tokenizer, prompting.messages(ctx.task, example, shots, augment)),
     )
     _, total = models.count_parameters(model)
     outcome.values.update(trainable_params=0, total_params=total, dtype=str(model.dtype).removeprefix("torch."),

@@ -9,11 +9,11 @@ from __future__ import annotations
 import time
 from typing import Sequence
 
-from harness import models, prompting
 from harness.config import RagTechnique, RetrievalSettings
 from harness.retrieval import recall_at_k
 from harness.tasks import Example
-from harness.techniques.base import TECHNIQUES, Outcome, RunContext, evaluate_heldout, evaluate_lm_eval
+from harness.techniques.base import TECHNIQUES, Outcome, RunContext
+from harness.techniques.prompt import score_base_model
 
 
 class Augmenter:
@@ -89,16 +89,9 @@ def augmenter(ctx: RunContext, settings: RetrievalSettings, tokenizer, examples:
 
 @TECHNIQUES.register("rag")
 def run_rag(spec: RagTechnique, ctx: RunContext) -> Outcome:
-    model, tokenizer = ctx.base_model()
+    _, tokenizer = ctx.base_model()
     examples = ctx.heldout_examples()
     augment = augmenter(ctx, spec.retrieval, tokenizer, examples)
-    shots = prompting.draw_shots(ctx.task, spec.shots, ctx.recipe.seed)
-    outcome = evaluate_heldout(
-        ctx, spec.name, model, tokenizer,
-        lambda example: prompting.render(tokenizer, prompting.messages(ctx.task, example, shots, augment)),
-    )
+    outcome = score_base_model(spec, ctx, augment)
     augment.annotate(outcome, examples)
-    _, total = models.count_parameters(model)
-    outcome.values.update(trainable_params=0, total_params=total, dtype=str(model.dtype).removeprefix("torch."),
-                          **evaluate_lm_eval(ctx, spec.name, model, tokenizer, base_model=True))
     return outcome
