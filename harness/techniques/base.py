@@ -112,7 +112,8 @@ def evaluate_lm_eval(ctx: RunContext, label: str, model, tokenizer, base_model: 
     if not settings.tasks:
         return {}
     if base_model and ctx._base_lm_eval is not None:
-        return ctx._base_lm_eval | {"lm_eval_seconds": 0.0, "lm_eval_shared": True}
+        # the scores are shared; the time and memory belong to the technique that ran lm-eval
+        return ctx._base_lm_eval | {"lm_eval_seconds": 0.0, "lm_eval_peak_memory_bytes": None, "lm_eval_shared": True}
     job = ctx.progress.add_task(f"{label}: lm-eval", total=len(settings.tasks))
     with measure(ctx.device) as phase:
         values, errors = lmeval.score(model, tokenizer, settings, on_task=lambda name: ctx.progress.update(
