@@ -51,9 +51,11 @@ def main():
 @main.command()
 @click.argument("recipe", required=False, type=click.Path(dir_okay=False))
 @click.argument("overrides", nargs=-1)
-@click.option("--resume", "resume_dir", type=click.Path(file_okay=False), help="Finish an interrupted run: skip techniques already done.")
+@click.option("--resume", "resume_dir", type=click.Path(file_okay=False), help="Finish an interrupted run: skip cells already done.")
+@click.option("--jobs", "-j", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Cells run at once, each in its own process (on CUDA: at most one per visible GPU).")
 @user_errors
-def run(recipe, overrides, resume_dir):
+def run(recipe, overrides, resume_dir, jobs):
     """Run RECIPE (YAML), with optional key=value OVERRIDES, e.g. seed=1 eval.heldout.limit=50."""
     from harness import pipeline
     from harness.results import open_runs, report_folder
@@ -66,15 +68,17 @@ def run(recipe, overrides, resume_dir):
         spec = Recipe.model_validate(meta["recipe"])
         if (Path(resume_dir) / "results.json").is_file() and len(spec.tasks) > 1:
             spec = spec.for_task(meta["task_ref"])  # one task's folder of a multi-task run
-        stores = pipeline.run(spec, run_dir=Path(resume_dir), recipe_path=meta.get("recipe_path"), console=console)
+        stores = pipeline.run(spec, run_dir=Path(resume_dir), recipe_path=meta.get("recipe_path"), console=console,
+                              jobs=jobs)
     else:
         if not recipe:
             raise click.UsageError("give a RECIPE file, or --resume RUN_DIR")
-        stores = pipeline.run(_validated(recipe, overrides), recipe_path=recipe, console=console)
+        stores = pipeline.run(_validated(recipe, overrides), recipe_path=recipe, console=console, jobs=jobs)
     folder = report_folder(stores)
     console.print(f"results: {', '.join(str(s.results_path) for s in stores)}\nreport:  {folder / 'REPORT.md'}")
     if any(r["status"] == "failed" for s in stores for r in s.rows):
-        console.print("[red]some techniques failed[/]; tracebacks in " + ", ".join(str(s.run_dir / "logs") for s in stores))
+        console.print("[red]some techniques failed[/]; reasons in REPORT.md, logs in "
+                      + ", ".join(str(s.run_dir / "logs") for s in stores))
         sys.exit(1)
 
 

@@ -33,10 +33,60 @@ class ModelSpec(Strict):
     _expand = field_validator("id")(classmethod(lambda cls, v: expand_path(v)))
 
 
-class PromptTechnique(Strict):
+class Range(Strict):
+    """A numeric search axis: exactly one of log_uniform, uniform (floats) or int (integers), as [low, high]."""
+
+    log_uniform: tuple[float, float] | None = None  # sampled evenly in log space: learning rates
+    uniform: tuple[float, float] | None = None
+    int: tuple[int, int] | None = None
+
+    @model_validator(mode="after")
+    def _one_range(self):
+        given = [(k, v) for k, v in (("log_uniform", self.log_uniform), ("uniform", self.uniform), ("int", self.int))
+                 if v is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of log_uniform, uniform or int, e.g. {log_uniform: [1.0e-5, 3.0e-3]}")
+        kind, (low, high) = given[0]
+        if not low < high or (kind == "log_uniform" and low <= 0):
+            raise ValueError(f"{kind}: need low < high{' and low > 0' if kind == 'log_uniform' else ''}, got [{low}, {high}]")
+        return self
+
+
+Choice = Union[bool, int, float, str]
+
+
+class SearchSpec(Strict):
+    """Tune the technique on the validation split; the chosen values are then scored once on test.
+
+    space: a dotted setting inside the technique (as for overrides) -> a list of values, or a Range."""
+
+    trials: int | None = Field(None, ge=1)  # None: the recipe's search_budget
+    space: dict[str, list[Choice] | Range] = Field(min_length=1)
+    objective: Literal["validation_score", "validation_loss"] = "validation_score"  # loss: trained kinds, no generation
+
+    @field_validator("space")
+    @classmethod
+    def _non_empty_lists(cls, space):
+        for key, axis in space.items():
+            if isinstance(axis, list) and not axis:
+                raise ValueError(f"search axis {key!r} has no values")
+        return space
+
+    @property
+    def is_grid(self) -> bool:
+        return all(isinstance(axis, list) for axis in self.space.values())
+
+
+class TechniqueBase(Strict):
+    """What every technique kind has: a name (used as a file name in the run folder) and an optional search."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$", max_length=80)
+    search: SearchSpec | None = None
+
+
+class PromptTechnique(TechniqueBase):
     """Prompt-only: the base model as it is, zero-shot or with k examples from the train split."""
 
-    name: str
     kind: Literal["prompt"]
     shots: int = Field(0, ge=0, le=64)  # examples shown before the question; drawn from train by seed
 
@@ -65,10 +115,9 @@ class RetrievalSettings(Strict):
         return self
 
 
-class RagTechnique(Strict):
+class RagTechnique(TechniqueBase):
     """RAG baseline: the base model, prompted with passages retrieved from the task's corpus."""
 
-    name: str
     kind: Literal["rag"]
     shots: int = Field(0, ge=0, le=64)
     retrieval: RetrievalSettings = RetrievalSettings()
@@ -88,7 +137,6 @@ class TrainSettings(Strict):
     max_length: int = Field(512, ge=8)  # longer examples are truncated
     precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"  # auto: bf16 where the hardware has it
     limit: int | None = Field(None, ge=1)  # train on the first N train examples only
-    validation_fraction: float = Field(0.0, ge=0, lt=0.5)  # held out from train for a validation loss
     logging_steps: int = Field(5, ge=1)
 
 
@@ -107,10 +155,9 @@ class QuantSettings(Strict):
     compute_dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"  # auto: bf16 where supported
 
 
-class TrainedTechnique(Strict):
+class TrainedTechnique(TechniqueBase):
     """What every trained kind has: its training settings, and optional retrieval ("LoRA + RAG")."""
 
-    name: str
     train: TrainSettings = TrainSettings()
     retrieval: RetrievalSettings | None = None  # train and score with retrieved passages
 
@@ -162,8 +209,23 @@ class LmEvalSettings(Strict):
     _expand = field_validator("include_path")(classmethod(lambda cls, v: [expand_path(p) for p in v]))
 
 
+class ValidationSplit(Strict):
+    """Cut from the train split before anything trains; every choice (search, validation loss) looks only here."""
+
+    fraction: float | None = Field(None, gt=0, lt=0.5)  # share of the train split
+    size: int | None = Field(None, ge=2)  # or a number of examples
+    seed: int = 0  # fixes which examples; stratified by label for classification tasks
+
+    @model_validator(mode="after")
+    def _one_of(self):
+        if (self.fraction is None) == (self.size is None):
+            raise ValueError("give exactly one of fraction or size, e.g. {fraction: 0.15} or {size: 64}")
+        return self
+
+
 class EvalSpec(Strict):
     heldout: HeldoutEval = HeldoutEval()
+    validation: ValidationSplit | None = None  # needed by search; gives trained kinds a validation loss
     lm_eval: LmEvalSettings = LmEvalSettings()
 
 
@@ -184,6 +246,9 @@ class Recipe(Strict):
     model: ModelSpec = ModelSpec()
     task: str | list[str]  # a bundled task name (see `harness tasks`) or a task folder path; or a list of them
     seed: int = 0
+    seeds: list[int] | None = Field(None, min_length=1)  # repeat every chosen configuration; replaces `seed`
+    search_budget: int | None = Field(None, ge=1)  # trials for every technique that has `search:` (equal budgets)
+    train_sizes: list[int | Literal["all"]] | None = Field(None, min_length=1)  # learning curves (trained kinds)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     output_dir: str = "reports"
     techniques: list[TechniqueSpec] = Field(min_length=1)
@@ -223,7 +288,33 @@ class Recipe(Strict):
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"technique names must be unique; repeated: {', '.join(duplicates)}")
+        if "majority" in names:
+            raise ValueError("the technique name 'majority' is reserved for the majority-label floor; rename it")
         return self
+
+    @field_validator("seeds", "train_sizes")
+    @classmethod
+    def _distinct(cls, values):
+        if values is not None and len(set(map(str, values))) != len(values):
+            raise ValueError("each value may appear once")
+        return values
+
+    @model_validator(mode="after")
+    def _searches(self):
+        from harness.study import check_search  # the space's keys are checked against each technique's schema
+
+        searched = [t for t in self.techniques if t.search is not None]
+        if searched and self.eval.validation is None:
+            raise ValueError(f"technique {searched[0].name!r} has `search:`, which chooses on a validation split: "
+                             "add `eval: {validation: {fraction: 0.15}}` (or `size: N`)")
+        for technique in searched:
+            check_search(technique, self.search_budget)
+        return self
+
+    @property
+    def run_seeds(self) -> list[int]:
+        """The seeds every chosen configuration runs with."""
+        return list(self.seeds) if self.seeds else [self.seed]
 
     def technique(self, name: str):
         return next(t for t in self.techniques if t.name == name)

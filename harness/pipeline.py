@@ -1,34 +1,39 @@
-"""run(recipe) -> results: every technique on the same base model and task, one stored row each."""
+"""run(recipe) -> results: the driver of a study. It plans cells (technique x seed x training-set size x
+search trial), runs them through an executor (each in its own process), and merges their result files
+into one stored row per technique; it never loads a model itself."""
 
 from __future__ import annotations
 
-import ctypes
-import gc
+import json
 import platform
 import subprocess
 import time
-import traceback
+from concurrent.futures import FIRST_COMPLETED, wait
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
-import torch
 from rich.console import Console, Group
 from rich.live import Live
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.markup import escape
 
-from harness import report
+from harness import baseline, report, search, study
 from harness.config import Recipe
-from harness.measure import cost_usd, device_name
-from harness.results import RunStore, make_row
-from harness.tasks import load_task
-from harness.techniques import TECHNIQUES, Outcome, RunContext
+from harness.evaluate.heldout import heldout_examples
+from harness.executor import Job, JobEnd, LocalExecutor, last_lines
+from harness.measure import device_name
+from harness.report import stats
+from harness.results import RunStore, make_row, write_atomic
+from harness.tasks import load_task, with_validation
 
-LIBRARIES = ("torch", "transformers", "peft", "trl", "bitsandbytes", "lm_eval", "accelerate", "scikit-learn", "pandas")
-SHARES_BASE_MODEL = {"prompt", "rag"}  # kinds that only read the base model, so one loaded copy serves them all
+LIBRARIES = ("torch", "transformers", "peft", "trl", "bitsandbytes", "lm_eval", "accelerate", "scikit-learn", "pandas",
+             "optuna")
 
 
 def resolve_device(requested: str) -> str:
+    import torch
+
     if requested == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("recipe asks for device: cuda but no CUDA device is visible; set device: auto or cpu")
     if requested == "auto":
@@ -47,111 +52,158 @@ def new_run_dir(recipe: Recipe) -> Path:
 
 
 def run(recipe: Recipe, run_dir: Path | None = None, recipe_path: str | None = None,
-        console: Console | None = None) -> list[RunStore]:
-    """Run every technique not yet finished on each of the recipe's tasks (resuming when run_dir holds
+        console: Console | None = None, jobs: int = 1) -> list[RunStore]:
+    """Run every cell not yet finished on each of the recipe's tasks (resuming when run_dir holds
     results). One task: results in run_dir; several: one sub-run per task, run_dir/<task>/, and a
-    combined REPORT.md in run_dir."""
+    combined REPORT.md in run_dir. `jobs`: cells run at once (one process each)."""
     console = console or Console()
     device = resolve_device(recipe.device)
     run_dir = Path(run_dir) if run_dir else new_run_dir(recipe)
     if len(recipe.tasks) == 1:
-        return [run_task(recipe, recipe.task, run_dir, recipe_path, device, console)]
-    stores = [run_task(recipe, task, run_dir / Path(task).name, recipe_path, device, console, run_id=run_dir.name)
-              for task in recipe.tasks]
+        return [run_task(recipe, recipe.tasks[0], run_dir, recipe_path, device, console, jobs)]
+    stores = [run_task(recipe, task, run_dir / Path(task).name, recipe_path, device, console, jobs,
+                       run_id=run_dir.name) for task in recipe.tasks]
     report.write_report(stores, run_dir)
     return stores
 
 
 def run_task(full_recipe: Recipe, task_ref: str, run_dir: Path, recipe_path: str | None, device: str,
-             console: Console, run_id: str | None = None) -> RunStore:
+             console: Console, jobs: int = 1, run_id: str | None = None) -> RunStore:
+    """One task's study: the floor, each technique's search on validation, then every technique's
+    chosen configuration on test over seeds and training-set sizes; rows merge as cells finish."""
     recipe = full_recipe.for_task(task_ref)
-    task = load_task(task_ref)
+    task = with_validation(load_task(task_ref), recipe.eval.validation)
     if (run_dir / "results.json").is_file():
         store = RunStore.open(run_dir)
     else:
         store = RunStore(run_dir, _meta(full_recipe, task_ref, recipe_path, run_id or run_dir.name, device, task))
         store.save()
     console.print(f"[bold]{recipe.name}[/]: {len(recipe.techniques)} technique(s) on {recipe.model.id} / "
-                  f"{task.name} ({len(task.train)} train, {len(task.test)} test) on {device} -> {store.run_dir}")
-    progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TimeElapsedColumn(), console=console, transient=True)
-    ctx = RunContext(recipe=recipe, task=task, device=device, run_dir=store.run_dir, progress=progress)
-    if _base_model_still_needed(recipe, store):
-        ctx.base_model()  # loaded once, outside every technique's wall time (the report states the load time)
+                  f"{task.name} ({len(task.train)} train, {len(task.validation)} validation, {len(task.test)} test) "
+                  f"on {device}, {len(recipe.run_seeds)} seed(s) -> {store.run_dir}")
+    runner = CellRunner(store, LocalExecutor(jobs, device), device, console)
     try:
-        with Live(Group(report.terminal_table(store), progress), console=console, refresh_per_second=8) as live:
+        with runner.display():
+            if task.is_classification and not store.finished(baseline.NAME):
+                values, predictions = baseline.majority(task, list(heldout_examples(task, recipe.eval.heldout)),
+                                                        recipe.run_seeds, recipe.eval.heldout.bootstrap_samples,
+                                                        recipe.seed)
+                store.record(make_row(baseline.NAME, "baseline", "ok", device="none", **values), predictions)
             for spec in recipe.techniques:
-                if store.finished(spec.name):
-                    console.print(f"[dim]{spec.name}: already finished, skipped (resume)[/]")
-                    continue
-                row, predictions = run_technique(spec, ctx)
-                store.record(row, predictions)
-                if not _base_model_still_needed(recipe, store):
-                    ctx.release_base_model()
-                release_memory()  # so the next technique's peak is not inflated by this one's leftovers
-                live.update(Group(report.terminal_table(store), progress))
+                if spec.search is not None:
+                    runner.searched[spec.name] = search.tune(spec, recipe, store.run_dir, runner.run, runner.jobs)
+            for spec in recipe.techniques:
+                chosen = study.search_summary(cell_rows(runner.searched.get(spec.name, [])), _objective(spec))
+                runner.planned[spec.name] = (spec, study.test_cells(recipe, spec, chosen.get("chosen") or {}), chosen)
+            runner.run([c for _, cells, _ in runner.planned.values() for c in cells])
     except KeyboardInterrupt:
-        console.print(f"[yellow]interrupted[/]: finished techniques are saved; continue with "
+        runner.executor.shutdown()
+        console.print(f"[yellow]interrupted[/]: finished cells are saved; continue with "
                       f"`harness run --resume {store.run_dir}`")
         raise
     finally:
-        if ctx.base_load_seconds is not None:
-            store.meta["model_load_seconds"] = ctx.base_load_seconds
-            store.save()
+        runner.executor.shutdown()
+        runner.refresh()
         report.write_report([store])
     return store
 
 
-def run_technique(spec, ctx: RunContext) -> tuple[dict, list[dict]]:
-    """One technique, never raising (but for Ctrl-C): a failure becomes a row with its reason."""
-    from transformers import set_seed
-
-    set_seed(ctx.recipe.seed)
-    if needs_corpus(spec) and ctx.task.corpus_path is None:
-        reason = f"task {ctx.task.name!r} has no corpus to retrieve from"
-        return make_row(spec.name, spec.kind, "skipped", error=reason, device=ctx.device), []
-    start = time.perf_counter()
-    try:
-        outcome = TECHNIQUES.get(spec.kind)(spec, ctx)
-        status, error = "ok", None
-    except Exception as exc:  # noqa: BLE001 — any failure is recorded, the other techniques still run
-        outcome, status, error = Outcome({}), "failed", f"{type(exc).__name__}: {exc}"
-        _save_traceback(ctx.run_dir, spec.name)
-    wall = time.perf_counter() - start
-    values = outcome.values
-    peaks = [values.get(k) for k in ("train_peak_memory_bytes", "eval_peak_memory_bytes", "lm_eval_peak_memory_bytes")]
-    row = make_row(
-        spec.name, spec.kind, status, **values, error=error, wall_seconds=wall, device=ctx.device,
-        peak_memory_bytes=max((p for p in peaks if p is not None), default=None),
-        cost_usd=cost_usd(wall, ctx.device, ctx.recipe.cost.usd_per_hour) if status == "ok" else None,
-    )
-    return row, outcome.predictions
+def cell_rows(results) -> list[dict]:
+    return [study.cell_row(r) for r in results]
 
 
-def needs_corpus(spec) -> bool:
-    return spec.kind == "rag" or getattr(spec, "retrieval", None) is not None
+def _objective(spec) -> str | None:
+    return spec.search.objective if spec.search is not None else None
 
 
-def _base_model_still_needed(recipe: Recipe, store: RunStore) -> bool:
-    """Whether a technique that reads the shared base model has yet to finish."""
-    return any(t.kind in SHARES_BASE_MODEL and not store.finished(t.name) for t in recipe.techniques)
+class CellRunner:
+    """Runs cells through the executor (skipping finished ones), stores each result, and merges a
+    technique's row as soon as all its planned test cells have finished."""
 
+    def __init__(self, store: RunStore, executor, device: str, console: Console):
+        self.store, self.executor, self.device, self.console = store, executor, device, console
+        self.jobs = getattr(executor, "jobs", 1)
+        self.searched: dict[str, list[dict]] = {}  # technique -> its trial results
+        self.planned: dict[str, tuple] = {}  # technique -> (spec, test cells, search summary)
+        self.kinds = {t.name: t.kind for t in Recipe.model_validate(store.meta["recipe"]).techniques}
+        self.active: dict[str, tuple] = {}  # job id -> (job, start time)
+        self.live: Live | None = None
 
-def release_memory() -> None:
-    """Free what a finished technique left: Python garbage, CUDA cache, and (glibc) freed heap pages."""
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)  # return freed pages to the OS, so RSS peaks stay per technique
-    except (OSError, AttributeError):
-        pass
+    def run(self, cells) -> list[dict]:
+        """Each cell's result, in order; unfinished cells run (grouped into processes, see study.job_groups)."""
+        todo = [c for c in cells if not study.finished(study.read_result(self.store.run_dir, c))]
+        for cell in todo:  # a failed attempt's file goes, so a crash now cannot leave its stale reason
+            study.cell_path(self.store.run_dir, cell).unlink(missing_ok=True)
+        futures: dict = {}
 
+        def submit(group) -> None:
+            job = Job(self._job_id(group), group, self.store.run_dir, self.device)
+            futures[self.executor.submit(job)] = job
+            self.active[job.id] = (job, time.monotonic())
 
-def _save_traceback(run_dir: Path, technique: str) -> None:
-    path = run_dir / "logs" / f"{technique}.log"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(traceback.format_exc())
+        for group in study.job_groups(todo, self.kinds):
+            submit(group)
+        while futures:
+            done, _ = wait(list(futures), timeout=0.5, return_when=FIRST_COMPLETED)
+            for future in done:
+                rest = self._finish(futures.pop(future), future.result())
+                if rest:  # cells queued behind a crashed one in a shared process get a fresh process
+                    submit(rest)
+            self._redraw()
+        return [study.read_result(self.store.run_dir, c) for c in cells]
+
+    def _job_id(self, group) -> str:
+        return group[0].id + (f"+{len(group) - 1}" if len(group) > 1 else "")
+
+    def _finish(self, job: Job, end: JobEnd) -> list:
+        """After a job's process ended: the cell it died in (cells run in order) gets a failed result with
+        the reason; the cells after it are returned to run again; then rows are merged."""
+        self.active.pop(job.id, None)
+        unfinished = [c for c in job.cells if study.read_result(job.run_dir, c) is None]
+        if unfinished:
+            reason = end.reason or "worker process ended without writing this cell's result"
+            row = make_row(unfinished[0].technique, self.kinds[unfinished[0].technique], "failed", error=reason,
+                           device=self.device)
+            write_atomic(study.cell_path(job.run_dir, unfinished[0]), json.dumps(
+                {"cell": unfinished[0].to_dict(), "row": row | {"objective": None}, "predictions": []}))
+        self.refresh()
+        return unfinished[1:]
+
+    def refresh(self) -> None:
+        """results.json from the cell files: every cell's row, and one merged row per finished technique."""
+        results = [json.loads(p.read_text()) for p in sorted((self.store.run_dir / "cells").glob("*.json"))]
+        self.store.cells = [study.cell_row(r) for r in results]
+        loads = [r["row"].get("model_load_seconds") for r in results if r["row"].get("model_load_seconds")]
+        if loads:
+            self.store.meta["model_load_seconds"] = max(loads)
+        for name, (spec, cells, summary) in self.planned.items():
+            done = [study.read_result(self.store.run_dir, c) for c in cells]
+            if all(r is not None for r in done):
+                main = [r for r, c in zip(done, cells) if c.main]
+                row, predictions = study.merge(spec, main, self.store.meta["seeds"], stats)
+                self.store.record(row | summary, predictions)
+        self.store.save()
+
+    @contextmanager
+    def display(self):
+        with Live(self._view(), console=self.console, refresh_per_second=4) as live:
+            self.live = live
+            try:
+                yield
+            finally:
+                self.live = None
+
+    def _redraw(self) -> None:
+        if self.live is not None:
+            self.live.update(self._view())
+
+    def _view(self):
+        lines = []
+        for job, started in self.active.values():
+            latest = next((line for line in reversed(last_lines(job.log_path, 5)) if line.startswith("[")), "")
+            lines.append(f"[cyan]running[/] {job.id} ({time.monotonic() - started:.0f}s) "
+                         f"{escape(latest.partition('] ')[2])}")
+        return Group(report.terminal_table(self.store), *lines)
 
 
 def _meta(recipe: Recipe, task_ref: str, recipe_path: str | None, run_id: str, device: str, task) -> dict:
@@ -162,9 +214,11 @@ def _meta(recipe: Recipe, task_ref: str, recipe_path: str | None, run_id: str, d
         "run_id": run_id,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "seed": recipe.seed,
+        "seeds": recipe.run_seeds,
         "device": device,
         "device_name": device_name(device),
-        "task": {"name": task.name, "path": str(task.path), "n_train": len(task.train), "n_test": len(task.test),
+        "task": {"name": task.name, "path": str(task.path), "n_train": len(task.train),
+                 "n_validation": len(task.validation), "n_test": len(task.test),
                  "metric": task.spec.metric, "labels": task.labels},
         "python": platform.python_version(),
         "platform": platform.platform(),

@@ -54,10 +54,11 @@ def write_atomic(path: Path, text: str) -> None:
 class RunStore:
     """The results of one run directory; every change is persisted before the call returns."""
 
-    def __init__(self, run_dir: Path, meta: dict, rows: list[dict] | None = None):
+    def __init__(self, run_dir: Path, meta: dict, rows: list[dict] | None = None, cells: list[dict] | None = None):
         self.run_dir = Path(run_dir)
         self.meta = meta
         self.rows = rows or []
+        self.cells = cells or []  # one row per cell (search trial, seed, train size); see harness/study.py
 
     @classmethod
     def open(cls, run_dir: str | Path) -> "RunStore":
@@ -65,7 +66,7 @@ class RunStore:
         if not path.is_file():
             raise FileNotFoundError(f"{path} not found: not a run directory (expected reports/<recipe>/<run-id>/)")
         data = json.loads(path.read_text())
-        return cls(Path(run_dir), data["meta"], data["rows"])
+        return cls(Path(run_dir), data["meta"], data["rows"], data.get("cells", []))
 
     @property
     def results_path(self) -> Path:
@@ -76,7 +77,7 @@ class RunStore:
         return any(r["technique"] == technique and r["status"] in ("ok", "skipped") for r in self.rows)
 
     def save(self) -> None:
-        write_atomic(self.results_path, json.dumps({"meta": self.meta, "rows": self.rows}, indent=2, default=str))
+        write_atomic(self.results_path, json.dumps({"meta": self.meta, "rows": self.rows, "cells": self.cells}, indent=2, default=str))
 
     def record(self, row: dict, predictions: Iterable[dict] = ()) -> None:
         """Store one technique's row (replacing an earlier attempt) and its predictions."""

@@ -7,6 +7,7 @@ A data file may be JSONL, JSON (a list of records), CSV or Parquet, in one of th
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import string
 from dataclasses import dataclass
@@ -103,6 +104,7 @@ class Task:
     spec: TaskSpec
     train: tuple[Example, ...]
     test: tuple[Example, ...]
+    validation: tuple[Example, ...] = ()  # cut from train by with_validation; empty when the recipe sets none
 
     @property
     def labels(self) -> list[str] | None:
@@ -156,13 +158,33 @@ def load_task(name_or_path: str) -> Task:
 
 
 def _split(examples: list[Example], spec: TaskSpec) -> tuple[list[Example], list[Example]]:
+    return stratified_split(examples, spec.data.test_fraction, spec.data.split_seed, bool(spec.labels))
+
+
+def stratified_split(examples, size: float | int, seed: int, by_label: bool) -> tuple[list[Example], list[Example]]:
+    """(rest, cut): `size` examples (a count, or a share when below 1) cut off, stratified by label when asked."""
     from sklearn.model_selection import train_test_split
 
-    stratify = [e.output for e in examples] if spec.labels else None
-    train, test = train_test_split(
-        examples, test_size=spec.data.test_fraction, random_state=spec.data.split_seed, stratify=stratify
-    )
-    return train, test
+    stratify = [e.output for e in examples] if by_label else None
+    try:
+        return train_test_split(examples, test_size=size, random_state=seed, stratify=stratify)
+    except ValueError:  # too few examples of a label to stratify: an unstratified cut still serves
+        return train_test_split(examples, test_size=size, random_state=seed)
+
+
+def with_validation(task: Task, split) -> Task:
+    """The task with a validation split (the recipe's eval.validation) cut from its train split; the
+    remaining train examples keep their order, so train-size subsets stay nested."""
+    if split is None:
+        return task
+    size = split.size if split.size is not None else split.fraction
+    if split.size is not None and split.size >= len(task.train):
+        raise ConfigError(f"eval.validation.size {split.size} leaves no training data: task {task.name!r} has "
+                          f"{len(task.train)} train examples; lower it or use `fraction`")
+    _, validation = stratified_split(list(task.train), size, split.seed, task.is_classification)
+    held = {e.id for e in validation}
+    train = tuple(e for e in task.train if e.id not in held)
+    return dataclasses.replace(task, train=train, validation=tuple(validation))
 
 
 def read_records(path: Path) -> list[tuple[int, object]]:

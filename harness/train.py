@@ -7,7 +7,6 @@ template and masks the prompt tokens out of the loss (completion_only_loss).
 
 from __future__ import annotations
 
-import random
 import tempfile
 import warnings
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ class TrainStats:
     precision: str
     losses: list[float] = field(default_factory=list)  # training loss at each logging step
     validation_loss: float | None = None
+    examples: int | None = None  # train examples (records) the model was trained on
 
     @property
     def tokens_per_second(self) -> float | None:
@@ -50,22 +50,19 @@ def precision(settings: TrainSettings, device: str) -> str:
     return "bf16" if models.cpu_has_bf16() else "fp32"
 
 
-def sft_records(task: Task, settings: TrainSettings, seed: int, augment=None) -> tuple[list[dict], list[dict]]:
+def sft_records(task: Task, settings: TrainSettings, augment=None) -> tuple[list[dict], list[dict]]:
     """(train, validation) records in TRL's conversational prompt-completion format; the prompts are
-    exactly what the model is scored on (with `augment`, retrieved passages included)."""
-    examples = list(task.train[: settings.limit] if settings.limit else task.train)
-    n_validation = round(len(examples) * settings.validation_fraction)
-    if n_validation:
-        random.Random(seed).shuffle(examples)
-    records = [
-        {"prompt": prompting.messages(task, e, augment=augment), "completion": [{"role": "assistant", "content": e.output}]}
-        for e in examples
-    ]
-    return records[n_validation:], records[:n_validation]
+    exactly what the model is scored on (with `augment`, retrieved passages included). Train is the
+    first `limit` train examples (nested subsets for learning curves); validation is the task's split."""
+    def record(e):
+        return {"prompt": prompting.messages(task, e, augment=augment),
+                "completion": [{"role": "assistant", "content": e.output}]}
+
+    examples = task.train[: settings.limit] if settings.limit else task.train
+    return [record(e) for e in examples], [record(e) for e in task.validation]
 
 
-def sft_config(settings: TrainSettings, kind: str, device: str, output_dir: Path, seed: int, validate: bool,
-               mode: str):
+def sft_config(settings: TrainSettings, kind: str, device: str, output_dir: Path, seed: int, mode: str):
     from trl import SFTConfig
 
     return SFTConfig(
@@ -87,7 +84,7 @@ def sft_config(settings: TrainSettings, kind: str, device: str, output_dir: Path
         seed=seed,
         data_seed=seed,
         logging_steps=settings.logging_steps,
-        eval_strategy="epoch" if validate else "no",
+        eval_strategy="no",  # the validation loss is taken once, after training (see train())
         save_strategy="no",
         report_to=[],
         disable_tqdm=True,  # progress goes to the harness's own bar
@@ -103,9 +100,8 @@ def make_trainer(model, tokenizer, task: Task, settings: TrainSettings, kind: st
     from trl import SFTTrainer
 
     disable_progress_bars()  # TRL's dataset preparation bars would break the rich display
-    train_records, validation_records = sft_records(task, settings, seed, augment)
-    args = sft_config(settings, kind, device, work_dir, seed, validate=bool(validation_records),
-                      mode=precision(settings, device))
+    train_records, validation_records = sft_records(task, settings, augment)
+    args = sft_config(settings, kind, device, work_dir, seed, mode=precision(settings, device))
     tokenizer.padding_side = "right"  # TRL's collator pads right; generation switches back to left
     trainer = SFTTrainer(
         model=model, args=args, processing_class=tokenizer, peft_config=peft_config,
@@ -128,13 +124,15 @@ def train(model, tokenizer, task: Task, settings: TrainSettings, kind: str, *, d
                                augment=augment)
         with measure(device) as phase:
             trainer.train()
+        # the final model's loss on the validation split: the search objective `validation_loss`
+        validation_loss = trainer.evaluate()["eval_loss"] if trainer.eval_dataset is not None else None
     tokenizer.padding_side = "left"
     history = trainer.state.log_history
     stats = TrainStats(
         seconds=phase.seconds, peak_bytes=phase.peak_bytes, tokens=int(trainer.state.num_input_tokens_seen),
         steps=trainer.state.global_step, precision=precision(settings, device),
-        losses=[h["loss"] for h in history if "loss" in h],
-        validation_loss=next((h["eval_loss"] for h in reversed(history) if "eval_loss" in h), None),
+        losses=[h["loss"] for h in history if "loss" in h], validation_loss=validation_loss,
+        examples=len(trainer.train_dataset),
     )
     return trainer.model, stats, phase.method
 

@@ -60,18 +60,22 @@ def apply_override(data: dict, override: str) -> None:
     key, sep, raw = override.partition("=")
     if not sep or not key:
         raise ConfigError(f"override {override!r}: expected key=value, e.g. seed=1 or eval.heldout.limit=50")
+    set_dotted(data, key, yaml.safe_load(raw) if raw else "", what=f"override {override!r}")
+
+
+def set_dotted(data: dict, key: str, value: Any, what: str = "setting") -> None:
+    """Set `a.b.c` in nested data to value, creating mappings on the way; list items by index or `name`."""
     parts = key.split(".")
     node: Any = data
     for i, part in enumerate(parts[:-1]):
         node = _child(node, part, create=True, where=".".join(parts[: i + 1]))
     last = parts[-1]
-    value = yaml.safe_load(raw) if raw else ""
     if isinstance(node, list):
         node[_list_index(node, last, key)] = value
     elif isinstance(node, dict):
         node[last] = value
     else:
-        raise ConfigError(f"override {override!r}: {'.'.join(parts[:-1])} is not a mapping")
+        raise ConfigError(f"{what}: {'.'.join(parts[:-1])} is not a mapping")
 
 
 def _child(node: Any, part: str, create: bool, where: str) -> Any:

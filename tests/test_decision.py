@@ -1,14 +1,19 @@
-"""The decision report from stored fixtures (no model): significance, Pareto front, the recommendation,
-best-value marking, plots and exports; `harness check` exit codes and `harness compare` output."""
+"""The decision report from stored fixtures (no model): significance, the majority floor, Pareto front, the
+recommendation, best-value marking, plots and exports; `harness check` exit codes and `harness compare` output."""
 
 import json
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from rich.console import Console
 
+from harness import baseline as floor  # `baseline` is a fixture below
+from harness import metrics
 from harness.cli import main
-from harness.report import decision, write_report
+from harness.report import decision, terminal_table, write_report
 from harness.results import RunStore, make_row
+from harness.tasks import DataSpec, Example, Task, TaskSpec
 
 N = 60
 
@@ -35,6 +40,40 @@ def make_run(folder, techniques: dict[str, tuple[list[bool], float, int]], task=
     return store
 
 
+# --- a classification run with the majority floor, over two seeds -----------------------------------
+
+LABELS = ["billing", "shipping", "technical"]
+TEST = ["billing"] * 36 + ["shipping"] * 12 + ["technical"] * 12  # 60% billing, as in train
+SEEDS = [0, 1]
+
+
+def routing_task() -> Task:
+    spec = TaskSpec(name="routing", data=DataSpec(train="unused.jsonl"), labels=LABELS, metric="accuracy")
+    train = tuple(Example(f"tr{i}", f"m{i}", label) for i, label in enumerate(TEST))
+    test = tuple(Example(f"te{i}", f"m{i}", label) for i, label in enumerate(TEST))
+    return Task("routing", Path("."), spec, train, test)
+
+
+def classification_run(folder, techniques: dict[str, tuple[list[str], float, int]]) -> RunStore:
+    """The majority floor plus techniques: name -> (answers to TEST, cost in $, peak memory in MiB), each
+    scored like the pipeline does and stored with one prediction per (seed, example)."""
+    task = routing_task()
+    recipe = {"name": "routing", "model": {"id": "m"}, "techniques": [{"name": n} for n in techniques]}
+    store = RunStore(folder, {"recipe": recipe, "task": {"name": "routing", "metric": "accuracy"}, "run_id": "r"})
+    values, floor_predictions = floor.majority(task, task.test, SEEDS, 200, 0)
+    store.record(make_row(floor.NAME, floor.KIND, "ok", **values), floor_predictions)
+    for name, (answers, cost, mib) in techniques.items():
+        scored = metrics.score("accuracy", TEST, answers, LABELS)
+        row = make_row(name, "lora", "ok", metric="accuracy", score=scored.metrics["accuracy"], ci_low=0.0,
+                       ci_high=1.0, score_macro_f1=scored.metrics["macro_f1"], n_seeds=len(SEEDS), score_std=0.0,
+                       seed_scores=[scored.metrics["accuracy"]] * len(SEEDS), cost_usd=cost,
+                       peak_memory_bytes=mib * 2**20, n_eval=len(TEST), wall_seconds=cost * 36000)
+        store.record(row, [{"id": e.id, "input": e.input, "expected": e.output, "predicted": a, "parsed": p,
+                            "correct": bool(c), "seed": seed}
+                           for seed in SEEDS for e, a, p, c in zip(task.test, answers, scored.parsed, scored.correct)])
+    return store
+
+
 def test_mcnemar_counts_only_discordant_pairs():
     assert decision.mcnemar_p([True] * 10, [True] * 10) == 1.0
     assert decision.mcnemar_p([True] * 12 + [False] * 8, [False] * 12 + [True] * 8) > 0.05  # 12 vs 8 flips
@@ -58,10 +97,15 @@ def test_cheap_technique_tied_with_the_best_is_recommended(tmp_path):
     predictions = {n: store.predictions(n) for n in ("zero", "rag", "lora")}
     verdicts = decision.paired_vs_best(rows, predictions)
     assert verdicts["lora"].marker == "best" and verdicts["rag"].marker == "tied" and verdicts["zero"].marker == "worse"
+    rag, zero = verdicts["rag"], verdicts["zero"]
+    assert rag.diff == pytest.approx(-2 / 60) and rag.ci_low <= rag.diff <= rag.ci_high <= 0
+    assert zero.diff == pytest.approx(-0.6) and zero.ci_high < 0
+    assert zero.p_adjusted == 2 * zero.p_value and rag.p_adjusted == rag.p_value  # Holm: smallest p x2, then x1
     pick = decision.recommend(rows, predictions)
-    assert pick.technique == "rag" and "not significantly below the best, lora" in pick.reason
-    assert len(pick.upgrades) == 1 and pick.upgrades[0].startswith("**lora**: +0.033 score, within noise")
-    assert "5.0x the cost" in pick.upgrades[0]
+    assert pick.technique == "rag" and "not significantly below the best, lora (0.700; difference -0.033 [" in pick.reason
+    assert "Holm p = " in pick.reason and pick.reason.endswith("and it costs less")
+    assert len(pick.upgrades) == 1 and pick.upgrades[0].startswith("**lora**: +0.033 score [")
+    assert "within noise (Holm p = 0.50)" in pick.upgrades[0] and "5.0x the cost" in pick.upgrades[0]
 
 
 def test_significantly_worse_cheap_technique_is_not_recommended(tmp_path):
@@ -72,15 +116,81 @@ def test_significantly_worse_cheap_technique_is_not_recommended(tmp_path):
     assert pick.upgrades == []
 
 
+@pytest.mark.parametrize("rag_cost, lora_cost", [(0.0100, 0.0110), (0.0110, 0.0100)])
+def test_costs_within_the_tolerance_tie_break_on_memory(tmp_path, rag_cost, lora_cost):
+    """Wall-time noise that swaps which of two near-equal costs is lower must not flip the verdict."""
+    store = make_run(tmp_path, {"rag": (outcomes(40), rag_cost, 4000), "lora": (outcomes(42), lora_cost, 1000)})
+    predictions = {n: store.predictions(n) for n in ("rag", "lora")}
+    pick = decision.recommend(store.ordered_rows(), predictions)
+    assert pick.technique == "lora"
+    assert ("rag costs about as much (within 15% of the cheapest, which counts as equal), "
+            "and the tie goes to lower peak memory") in pick.reason
+    strict = decision.recommend(store.ordered_rows(), predictions, cost_tolerance=0.0)
+    assert strict.technique == ("rag" if rag_cost < lora_cost else "lora")
+
+
+def test_majority_answering_technique_is_flagged_and_not_recommended(tmp_path):
+    """The issue's story: the floor scores 0.60; lora also scores 0.60, the 'best', by always answering
+    'billing' (macro-F1 0.25); zero-shot is cheaper and worse. No technique beats the floor."""
+    spread = ["shipping"] * 27 + ["billing"] * 9 + ["shipping"] * 12 + ["technical"] * 12  # 0.55, not collapsed
+    store = classification_run(tmp_path, {"zero": (spread, 0.001, 900), "lora": (["billing"] * 60, 0.002, 1200)})
+    rows, predictions = store.ordered_rows(), store.finished_predictions()
+    lora = next(r for r in rows if r["technique"] == "lora")
+    assert lora["score"] == pytest.approx(0.6) and lora["score_macro_f1"] == pytest.approx(0.25)
+
+    verdicts = decision.paired_vs_best(rows, predictions)
+    assert verdicts["lora"].marker == "best"  # the floor never counts as the best
+    assert verdicts["majority"].diff == 0.0 and verdicts["majority"].p_value == 1.0
+
+    flags = decision.floor_flags(rows, predictions)
+    assert flags["lora"] == ["not significantly above always answering 'billing' (which scores 0.600; "
+                             "difference +0.000 [+0.000, +0.000], Holm p = 1.00)",
+                             "answers collapsed onto 'billing' (100% of answers)"]
+    assert len(flags["zero"]) == 1 and "majority" not in flags
+
+    pick = decision.recommend(rows, predictions)
+    assert pick.technique is None
+    assert pick.reason == "no technique beats always answering 'billing', the majority label (which scores 0.600)"
+
+    report = write_report([store]).read_text()
+    assert "No recommendation: no technique beats always answering 'billing'" in report
+    assert "Watch out:" in report and "- **lora** answers collapsed onto 'billing' (100% of answers)" in report
+    assert "| lora | lora | ok | **0.600 [0.000, 1.000]** | ±0.000 | 0.250 | accuracy | 60 | – | best ⚠ |" in report
+    assert "| majority | baseline | ok | **0.600 [0.483, 0.717]** | ±0.000 | 0.250 | accuracy | 60 | 0% | ≈ +0.000" in report
+
+
+def test_a_technique_above_the_floor_is_picked_over_a_collapsed_cheaper_one(tmp_path):
+    good = ["billing"] * 34 + ["shipping"] * 2 + ["shipping"] * 10 + ["billing"] * 2 + ["technical"] * 12  # 0.93
+    store = classification_run(tmp_path, {"lora": (["billing"] * 60, 0.001, 900), "full": (good, 0.010, 4000)})
+    rows, predictions = store.ordered_rows(), store.finished_predictions()
+    pick = decision.recommend(rows, predictions)
+    assert pick.technique == "full"
+    assert pick.reason.startswith("it has the highest score (0.933, mean of 2 seeds), and every cheaper technique "
+                                  "scores significantly lower or does not beat the majority floor")
+    assert set(decision.floor_flags(rows, predictions)) == {"lora"}
+
+
+def test_terminal_table_fits_80_columns_with_seeds_and_flags(tmp_path):
+    spread = ["shipping"] * 27 + ["billing"] * 9 + ["shipping"] * 12 + ["technical"] * 12
+    store = classification_run(tmp_path, {"zero-shot-long-name": (spread, 0.001, 900),
+                                          "lora": (["billing"] * 60, 0.002, 1200)})
+    console = Console(width=80, record=True, force_terminal=False)
+    console.print(terminal_table(store))
+    lines = console.export_text().splitlines()
+    assert max(len(line) for line in lines) <= 80 and not any("…" in line for line in lines)
+    assert any("lora" in line and "★⚠" in line for line in lines)
+
+
 def test_report_marks_best_values_significance_plots_and_exports(tmp_path):
     store = make_run(tmp_path, {"zero": (outcomes(6), 0.001, 900), "rag": (outcomes(40), 0.002, 1200),
                                 "lora": (outcomes(42), 0.010, 4000)})
     report = write_report([store]).read_text()
     assert "**Use rag**" in report
-    assert "| zero | prompt | ok | 0.100 [0.000, 0.200] | accuracy | 60 | ▼ p=0.000 |" in report
+    assert "| zero | prompt | ok | 0.100 [0.000, 0.200] | accuracy | 60 | ▼ −0.600 [−0.717, −0.467] p=0.000 |" in report
     assert "| lora | prompt | ok | **0.700 [0.600, 0.800]** | accuracy | 60 | best |" in report
-    assert "| rag | prompt | ok | 0.667 [0.567, 0.767] | accuracy | 60 | ≈ p=0.500 |" in report
+    assert "| rag | prompt | ok | 0.667 [0.567, 0.767] | accuracy | 60 | ≈ −0.033 [−0.083, +0.000] p=0.500 |" in report
     assert "| **$0.0010** |" in report and "**900 MiB**" in report  # cheapest and smallest in bold
+    assert "Holm" in report and "two-level paired bootstrap" in report and "within 15%" in report
     for axis in ("memory", "cost"):
         png = tmp_path / "plots" / f"t-score-vs-{axis}.png"
         assert png.read_bytes()[:4] == b"\x89PNG" and f"(plots/t-score-vs-{axis}.png)" in report

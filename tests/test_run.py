@@ -1,4 +1,4 @@
-"""End to end on the tiny model: harness run, report, resume, and a failing technique."""
+"""End to end on the tiny model: harness run, report and validate (studies, kills and resume: test_study.py)."""
 
 import json
 
@@ -8,7 +8,6 @@ from click.testing import CliRunner
 from conftest import tiny_recipe
 from harness import results
 from harness.cli import main
-from harness.techniques import base
 
 TWO = """\
   - {name: zero, kind: prompt, shots: 0}
@@ -34,7 +33,9 @@ def test_run_writes_results_predictions_and_report(write, tiny_model_dir, tmp_pa
     assert data["meta"]["recipe"]["name"] == "tiny" and data["meta"]["seed"] == 0
     assert data["meta"]["versions"]["torch"] and data["meta"]["task"]["n_test"] == 120
     rows = {r["technique"]: r for r in data["rows"]}
-    assert set(rows) == {"zero", "few"}
+    assert set(rows) == {"zero", "few", "majority"}  # a classification task gets the majority-label floor
+    assert rows["majority"]["kind"] == "baseline" and rows["majority"]["majority_label"]
+    del rows["majority"]
     for row in rows.values():
         assert set(results.ROW_FIELDS) <= set(row)
         assert row["status"] == "ok" and row["error"] is None
@@ -51,61 +52,11 @@ def test_run_writes_results_predictions_and_report(write, tiny_model_dir, tmp_pa
     report = (run_dir / "REPORT.md").read_text()
     assert "| zero | prompt | ok |" in report and "## Recipe" in report and "## Wrong answers" in report
     frame = results.load_frame(run_dir)
-    assert list(frame["technique"]) == ["zero", "few"]
+    assert list(frame["technique"]) == ["zero", "few", "majority"]
 
     (run_dir / "REPORT.md").unlink()
     rerendered = run_cli("report", run_dir)
     assert rerendered.exit_code == 0 and (run_dir / "REPORT.md").read_text() == report
-
-
-def test_interrupted_run_resumes_without_redoing_finished_work(write, tiny_model_dir, tmp_path, monkeypatch):
-    recipe = write("r.yaml", tiny_recipe(tiny_model_dir, tmp_path / "out", TWO))
-    real = base.TECHNIQUES.get("prompt")
-    calls = []
-
-    def interrupt_second(spec, ctx):
-        calls.append(spec.name)
-        if spec.name == "few":
-            raise KeyboardInterrupt
-        return real(spec, ctx)
-
-    monkeypatch.setitem(base.TECHNIQUES._items, "prompt", interrupt_second)
-    interrupted = run_cli("run", recipe)
-    assert interrupted.exit_code != 0 and "harness run --resume" in interrupted.output
-    run_dir = only_run_dir(tmp_path / "out")
-    stored = results.RunStore.open(run_dir)
-    assert [r["technique"] for r in stored.rows] == ["zero"]  # the finished row survived Ctrl-C
-
-    def record_calls(spec, ctx):
-        calls.append(spec.name)
-        return real(spec, ctx)
-
-    monkeypatch.setitem(base.TECHNIQUES._items, "prompt", record_calls)
-    result = run_cli("run", "--resume", run_dir)
-    assert result.exit_code == 0, result.output
-    assert calls == ["zero", "few", "few"]  # zero was not run again
-    assert [r["technique"] for r in results.RunStore.open(run_dir).ordered_rows()] == ["zero", "few"]
-
-
-def test_failing_technique_is_recorded_and_others_still_run(write, tiny_model_dir, tmp_path, monkeypatch):
-    recipe = write("r.yaml", tiny_recipe(tiny_model_dir, tmp_path / "out", TWO))
-    real = base.TECHNIQUES.get("prompt")
-
-    def fail_zero(spec, ctx):
-        if spec.name == "zero":
-            raise RuntimeError("CUDA out of memory (simulated)")
-        return real(spec, ctx)
-
-    monkeypatch.setitem(base.TECHNIQUES._items, "prompt", fail_zero)
-    result = run_cli("run", recipe)
-    assert result.exit_code == 1
-    run_dir = only_run_dir(tmp_path / "out")
-    rows = {r["technique"]: r for r in results.RunStore.open(run_dir).rows}
-    assert rows["zero"]["status"] == "failed"
-    assert rows["zero"]["error"] == "RuntimeError: CUDA out of memory (simulated)"
-    assert rows["few"]["status"] == "ok"
-    assert "simulated" in (run_dir / "logs" / "zero.log").read_text()
-    assert "## Failures and skipped" in (run_dir / "REPORT.md").read_text()
 
 
 def test_validate_reports_errors_cleanly(write, tmp_path):

@@ -9,8 +9,8 @@ from click.testing import CliRunner
 from conftest import tiny_recipe
 from harness import models, results, train
 from harness.cli import main
-from harness.config import LoraSettings, ModelSpec, QuantSettings, TrainSettings
-from harness.tasks import load_task
+from harness.config import LoraSettings, ModelSpec, QuantSettings, TrainSettings, ValidationSplit
+from harness.tasks import load_task, with_validation
 from harness.techniques.finetune import bnb_config, lora_config, parameter_counts
 
 FAST = TrainSettings(max_steps=8, batch_size=4, learning_rate=3e-3, logging_steps=1, warmup_ratio=0.0,
@@ -81,11 +81,18 @@ def test_qlora_uses_real_4bit_layers_and_trains(tiny_model_dir, task):
     assert isinstance(trained.base_model.model.model.layers[0].self_attn.q_proj.base_layer, bnb.nn.Linear4bit)
 
 
-def test_validation_loss_is_reported(tiny_model_dir, task):
+def test_validation_loss_is_taken_on_the_validation_split_only(tiny_model_dir, task):
+    split = with_validation(task, ValidationSplit(size=12))
+    assert len(split.validation) == 12 and len(split.train) == len(task.train) - 12
+    assert not {e.id for e in split.validation} & {e.id for e in split.train}
+    assert [e.id for e in split.train] == [e.id for e in task.train if e.id in {x.id for x in split.train}]  # order kept
     model, tokenizer = load_tiny(tiny_model_dir)
-    settings = FAST.model_copy(update={"validation_fraction": 0.05, "max_steps": None, "limit": 40, "epochs": 1.0})
-    _, stats, _ = train.train(model, tokenizer, task, settings, "full", device="cpu", seed=0)
-    assert stats.steps == 10 and stats.validation_loss is not None and stats.validation_loss > 0  # 38 train / 4
+    settings = FAST.model_copy(update={"max_steps": None, "limit": 40, "epochs": 1.0})
+    _, stats, _ = train.train(model, tokenizer, split, settings, "full", device="cpu", seed=0)
+    assert stats.steps == 10 and stats.examples == 40  # 40 train examples / batch 4
+    assert stats.validation_loss is not None and stats.validation_loss > 0
+    _, no_split, _ = train.train(*load_tiny(tiny_model_dir), task, settings, "full", device="cpu", seed=0)
+    assert no_split.validation_loss is None
 
 
 TRAINED = """\
@@ -115,7 +122,7 @@ def test_recipe_with_every_trained_kind_fills_every_measured_field(write, tiny_m
     assert rows["full"]["trainable_params"] == rows["full"]["total_params"]
     assert rows["lora"]["trainable_params"] < 0.05 * rows["lora"]["total_params"]
     assert rows["qlora"]["dtype"] == "4bit-nf4"
-    assert (run_dir / "artifacts" / "lora" / "adapter_config.json").is_file()
-    assert (run_dir / "artifacts" / "full" / "model.safetensors").is_file()
+    assert (run_dir / "artifacts" / "lora.seed-0" / "adapter_config.json").is_file()
+    assert (run_dir / "artifacts" / "full.seed-0" / "model.safetensors").is_file()
     assert rows["lora"]["artifact_bytes"] < rows["full"]["artifact_bytes"]
     assert "train tok/s" in (run_dir / "REPORT.md").read_text()

@@ -60,9 +60,8 @@ def _length_until_stop(tokens: list[int], stop_ids: set[int]) -> int:
     return len(tokens)
 
 
-def evaluate(model, tokenizer, task: Task, prompt_for: Callable[[Example], str], settings: HeldoutEval,
-             seed: int, on_batch: Callable[[int], None] = lambda n: None) -> HeldoutResult:
-    examples = list(heldout_examples(task, settings))
+def evaluate(model, tokenizer, task: Task, examples: Sequence[Example], prompt_for: Callable[[Example], str],
+             settings: HeldoutEval, seed: int, on_batch: Callable[[int], None] = lambda n: None) -> HeldoutResult:
     prompts = [prompt_for(e) for e in examples]
     answers, generated = generate(model, tokenizer, prompts, settings.batch_size, settings.max_new_tokens, on_batch)
     expected = [e.output for e in examples]

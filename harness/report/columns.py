@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from harness.baseline import KIND as BASELINE_KIND
 from harness.evaluate import lmeval
 
 
@@ -46,6 +47,27 @@ def fmt_ci(row: dict) -> str:
     return "–" if row.get("ci_low") is None else f"{row['ci_low']:.2f}–{row['ci_high']:.2f}"
 
 
+def fmt_seed_spread(row: dict) -> str:
+    """The standard deviation of the per-seed scores; "–" for single-seed rows, so the column hides itself."""
+    if (row.get("n_seeds") or 1) < 2 or row.get("score_std") is None:
+        return "–"
+    return f"±{row['score_std']:.3f}"
+
+
+def fmt_macro_f1(row: dict) -> str:
+    """Macro-F1 beside an accuracy score: a classifier that answers the majority label scores high accuracy
+    and low macro-F1, so the pair shows it at a glance."""
+    if row.get("metric") != "accuracy":
+        return "–"
+    return fmt_number(row.get("score_macro_f1"), ".3f")
+
+
+def fmt_sig(row: dict) -> str:
+    """The terminal's one-glyph verdict, with ⚠ when the technique carries a majority-floor warning."""
+    mark = {"best": "★", "tied": "≈", "worse": "▼"}.get(row.get("vs_best_marker"), "–")
+    return mark + ("⚠" if row.get("floor_flags") else "")
+
+
 def fmt_params(row: dict) -> str:
     trainable, total = row.get("trainable_params"), row.get("total_params")
     if total is None:
@@ -74,13 +96,18 @@ class Column:
     best: str | None = None  # "max" or "min": which end of `key` is best
 
 
+def _competes(row: dict) -> bool:
+    """Finished techniques compete for the bold best value; the majority floor is a reference, not a rival."""
+    return row["status"] == "ok" and row.get("kind") != BASELINE_KIND
+
+
 def best_values(columns: list[Column], rows: list[dict]) -> dict[str, float]:
     """Column header -> the best figure among finished rows, where at least two rows have one."""
     best = {}
     for column in columns:
         if column.best is None:
             continue
-        values = [r[column.key] for r in rows if r["status"] == "ok" and r.get(column.key) is not None]
+        values = [r[column.key] for r in rows if _competes(r) and r.get(column.key) is not None]
         if len(values) >= 2:
             best[column.header] = max(values) if column.best == "max" else min(values)
     return best
@@ -95,12 +122,13 @@ COLUMNS = (
     Column("score [95% CI]", fmt_score, where="markdown", key="score", best="max"),
     Column("score", lambda r: fmt_number(r.get("score"), ".3f"), where="terminal"),
     Column("95% CI", fmt_ci, where="terminal"),
+    Column("± seeds", fmt_seed_spread, where="markdown"),
+    Column("macro-F1", fmt_macro_f1, where="markdown", key="score_macro_f1", best="max"),
     Column("metric", lambda r: r.get("metric") or "–", numeric=False, where="markdown"),
     Column("n", lambda r: fmt_number(r.get("n_eval"), "d"), where="markdown"),
     Column("no label", lambda r: fmt_number(r.get("invalid_rate"), ".0%"), where="markdown"),
     Column("vs best", lambda r: r.get("vs_best") or "–", where="markdown"),
-    Column("sig", lambda r: {"best": "★", "tied": "≈", "worse": "▼"}.get(r.get("vs_best_marker"), "–"),
-           where="terminal"),
+    Column("sig", fmt_sig, where="terminal"),
     Column("recall", fmt_recall),
     Column("wrong: not retrieved / misread", fmt_misses, where="markdown"),
     Column("wall", lambda r: fmt_seconds(r.get("wall_seconds"))),

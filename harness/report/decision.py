@@ -1,7 +1,11 @@
-"""The numbers a decision rests on: which differences are real, the Pareto front, and the recommendation.
+"""The numbers a decision rests on: which differences are real, the majority floor, the Pareto front,
+and the recommendation.
 
 Everything here is computed from stored rows and per-example predictions, so a report can be
-re-rendered (and tested) without a model.
+re-rendered (and tested) without a model. Scores are means over the run's seeds; differences pair
+each example with itself under the same seed (see report/stats.py). Every p-value that decides
+something is Holm-adjusted within its family (all comparisons against the best of one table; all
+comparisons against the floor; all upgrades over the pick).
 """
 
 from __future__ import annotations
@@ -9,60 +13,130 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
+from harness.baseline import KIND as BASELINE_KIND
 from harness.evaluate import lmeval
+from harness.metrics import INVALID
+from harness.report.stats import Difference, collapsed_answer, holm, keyed, mcnemar_p, paired_difference
 
-ALPHA = 0.05  # significance level of the paired test
+ALPHA = 0.05  # significance level of the paired tests
+COST_TOLERANCE = 0.15  # costs within this share of the cheapest count as equal (wall time is noisy)
+COLLAPSE_SHARE = 0.9  # one answer above this share of all answers: the technique collapsed onto it
 
-
-def mcnemar_p(a: Sequence[bool], b: Sequence[bool]) -> float:
-    """Exact McNemar test on paired 0/1 outcomes: two-sided p that a and b are equally often right.
-
-    Only the discordant pairs count (a right and b wrong, or the reverse); under the null each is a
-    fair coin flip, so the p-value is a binomial test on them.
-    """
-    from scipy.stats import binomtest
-
-    if len(a) != len(b):
-        raise ValueError("paired outcomes need the same examples")
-    a_only = sum(1 for x, y in zip(a, b) if x and not y)
-    b_only = sum(1 for x, y in zip(a, b) if y and not x)
-    return 1.0 if a_only + b_only == 0 else float(binomtest(a_only, a_only + b_only, 0.5).pvalue)
+__all__ = ["ALPHA", "COST_TOLERANCE", "VersusBest", "Recommendation", "mcnemar_p", "paired_p", "scored_rows",
+           "paired_vs_best", "floor_flags", "recommend", "pareto_front", "with_verdicts"]
 
 
 @dataclass(frozen=True)
 class VersusBest:
-    p_value: float | None  # None for the best itself, or when the examples differ
+    p_value: float | None  # raw McNemar p; None for the best itself, or when no examples are shared
     marker: str  # "best", "tied" (not significantly worse), "worse" (significantly), or "" (untested)
+    diff: float | None = None  # this technique's mean correctness minus the best's
+    ci_low: float | None = None
+    ci_high: float | None = None
+    p_adjusted: float | None = None  # Holm over every comparison against the best in the table
 
 
 def paired_p(predictions: dict[str, list[dict]], a: str, b: str) -> float | None:
-    """McNemar p between two techniques' per-example correctness; None unless they scored the same examples."""
-    first = {p["id"]: bool(p["correct"]) for p in predictions.get(a, [])}
-    second = {p["id"]: bool(p["correct"]) for p in predictions.get(b, [])}
+    """McNemar p between two techniques' per-example correctness; None unless they scored the same
+    (seed, id) pairs (`harness compare` reads None as "different examples")."""
+    first, second = keyed(predictions.get(a, [])), keyed(predictions.get(b, []))
     if not first or first.keys() != second.keys():
         return None
-    ids = sorted(first)
-    return mcnemar_p([first[i] for i in ids], [second[i] for i in ids])
+    return mcnemar_p(list(first.values()), [second[k] for k in first])
 
 
 def scored_rows(rows: Sequence[dict]) -> list[dict]:
     return [r for r in rows if r["status"] == "ok" and r.get("score") is not None]
 
 
+def _techniques(rows: Sequence[dict]) -> list[dict]:
+    """Scored rows that are real techniques, not the majority floor."""
+    return [r for r in scored_rows(rows) if r["kind"] != BASELINE_KIND]
+
+
+def _floor(rows: Sequence[dict]) -> dict | None:
+    return next((r for r in scored_rows(rows) if r["kind"] == BASELINE_KIND), None)
+
+
+def _best(rows: Sequence[dict]) -> dict | None:
+    techniques = _techniques(rows)
+    return max(techniques, key=lambda r: r["score"]) if techniques else None
+
+
+def _differences(predictions: dict[str, list[dict]], names: Sequence[str], against: str
+                 ) -> tuple[dict[str, Difference | None], dict[str, float]]:
+    """Each name's paired difference to `against`, and the Holm-adjusted p of those that were tested."""
+    differences = {n: paired_difference(predictions.get(n, []), predictions.get(against, [])) for n in names}
+    return differences, holm({n: d.p_value for n, d in differences.items() if d is not None})
+
+
 def paired_vs_best(rows: Sequence[dict], predictions: dict[str, list[dict]]) -> dict[str, VersusBest]:
-    """Each scored technique against the highest-scoring one, McNemar on the shared held-out examples."""
-    scored = scored_rows(rows)
-    if not scored:
+    """Each scored row (the floor included) against the highest-scoring technique: the paired difference
+    with its two-level bootstrap CI, and McNemar's p, raw and Holm-adjusted over the table."""
+    best = _best(rows)
+    if best is None:
         return {}
-    best = max(scored, key=lambda r: r["score"])
+    others = [r["technique"] for r in scored_rows(rows) if r is not best]
+    differences, adjusted = _differences(predictions, others, best["technique"])
     verdicts = {best["technique"]: VersusBest(None, "best")}
-    for row in scored:
-        if row is not best:
-            p = paired_p(predictions, best["technique"], row["technique"])
-            marker = "" if p is None else "worse" if p < ALPHA and row["score"] < best["score"] else "tied"
-            verdicts[row["technique"]] = VersusBest(p, marker)
+    for name, d in differences.items():
+        if d is None:
+            verdicts[name] = VersusBest(None, "")
+            continue
+        marker = "worse" if adjusted[name] < ALPHA and d.diff < 0 else "tied"
+        verdicts[name] = VersusBest(d.p_value, marker, d.diff, d.ci_low, d.ci_high, adjusted[name])
     return verdicts
 
+
+# --- the majority floor --------------------------------------------------------------------------
+
+def _below_floor(rows: Sequence[dict], predictions: dict[str, list[dict]]) -> dict[str, str]:
+    """technique -> why it is not significantly above always answering the majority label.
+
+    The test is on per-example correctness, which is what accuracy averages; under macro-F1 the
+    majority answer already scores low on the metric itself, so those rows get the collapse check only.
+    """
+    floor = _floor(rows)
+    if floor is None or floor["technique"] not in predictions:
+        return {}
+    names = [r["technique"] for r in _techniques(rows) if r.get("metric") != "macro_f1"]
+    differences, adjusted = _differences(predictions, names, floor["technique"])
+    return {name: (f"not significantly above always answering {_label(floor)} (which scores {floor['score']:.3f}; "
+                   f"difference {_interval(d)}, Holm p = {adjusted[name]:.2f})")
+            for name, d in differences.items()
+            if d is not None and not (d.diff > 0 and adjusted[name] < ALPHA)}
+
+
+def _collapsed(rows: Sequence[dict], predictions: dict[str, list[dict]]) -> dict[str, str]:
+    """technique -> the label its answers collapsed onto, for classification runs (those with a floor)."""
+    if _floor(rows) is None:
+        return {}
+    flags = {}
+    for row in _techniques(rows):
+        collapsed = collapsed_answer(predictions.get(row["technique"], []), COLLAPSE_SHARE)
+        if collapsed is not None and collapsed[0] == INVALID:  # not a label: the format itself was not learned
+            flags[row["technique"]] = f"named no label in {collapsed[1]:.0%} of answers"
+        elif collapsed is not None:
+            flags[row["technique"]] = f"answers collapsed onto '{collapsed[0]}' ({collapsed[1]:.0%} of answers)"
+    return flags
+
+
+def floor_flags(rows: Sequence[dict], predictions: dict[str, list[dict]]) -> dict[str, list[str]]:
+    """technique -> warnings, for classification runs with a majority-baseline row: not significantly
+    above that floor, and answers collapsed onto one label. Techniques without a warning are absent."""
+    flags: dict[str, list[str]] = {}
+    for source in (_below_floor(rows, predictions), _collapsed(rows, predictions)):
+        for name, text in source.items():
+            flags.setdefault(name, []).append(text)
+    return flags
+
+
+def _label(floor: dict) -> str:
+    label = floor.get("majority_label")
+    return f"'{label}'" if label is not None else "the majority label"
+
+
+# --- the recommendation --------------------------------------------------------------------------
 
 def pareto_front(points: Sequence[tuple[str, float, float]]) -> list[str]:
     """Names of the (name, cost, score) points no other point beats: cheaper-or-equal and at least as good,
@@ -82,30 +156,93 @@ class Recommendation:
     upgrades: list[str]  # one line per costlier option: what it buys over the recommendation
 
 
-def recommend(rows: Sequence[dict], predictions: dict[str, list[dict]], cost_key: str = "cost_usd") -> Recommendation:
-    """The cheapest technique whose score is not significantly below the best, and what each costlier
-    option buys over it (score change with its significance, cost ratio, memory change)."""
-    verdicts = paired_vs_best(rows, predictions)
-    scored = [r for r in scored_rows(rows) if r.get(cost_key) is not None]
-    eligible = [r for r in scored if verdicts[r["technique"]].marker in ("best", "tied")]
-    if not eligible:
+def recommend(rows: Sequence[dict], predictions: dict[str, list[dict]], cost_key: str = "cost_usd",
+              cost_tolerance: float = COST_TOLERANCE) -> Recommendation:
+    """The cheapest technique above the majority floor whose score is not significantly below the best.
+
+    Costs within `cost_tolerance` of the cheapest such technique count as equal (wall time, hence
+    cost, varies from run to run), and the tie goes to lower peak memory, then higher score. Also
+    returns what each costlier option buys over the pick."""
+    verdicts, below = paired_vs_best(rows, predictions), _below_floor(rows, predictions)
+    techniques = _techniques(rows)
+    if techniques and all(r["technique"] in below for r in techniques):
+        floor = _floor(rows)
+        return Recommendation(None, f"no technique beats always answering {_label(floor)}, the majority label "
+                                    f"(which scores {floor['score']:.3f})", [])
+    priced = [r for r in techniques if r.get(cost_key) is not None]
+    if not priced:
         return Recommendation(None, "no technique finished with a score and a cost", [])
-    pick = min(eligible, key=lambda r: (r[cost_key], r.get("peak_memory_bytes") or 0, -r["score"]))
-    best = max(scored_rows(rows), key=lambda r: r["score"])
+    eligible = [r for r in priced
+                if r["technique"] not in below and verdicts[r["technique"]].marker in ("best", "tied")]
+    if not eligible:
+        return Recommendation(None, "no technique with a cost is both above the majority floor and not "
+                                    "significantly below the best", [])
+    cheapest = min(r[cost_key] for r in eligible)
+    same_cost = [r for r in eligible if r[cost_key] <= cheapest * (1 + cost_tolerance)]
+    pick = min(same_cost, key=lambda r: (_memory(r), -r["score"]))
+    reason = _reason(pick, _best(rows), verdicts, priced, below, same_cost, cost_key, cost_tolerance)
+    return Recommendation(pick["technique"], reason, _upgrades(pick, priced, predictions, cost_key))
+
+
+def _memory(row: dict) -> float:
+    """Peak memory for ordering; unmeasured sorts last, so it never wins a tie by default."""
+    value = row.get("peak_memory_bytes")
+    return float("inf") if value is None else value
+
+
+def _reason(pick, best, verdicts, priced, below, same_cost, cost_key, tolerance) -> str:
     if pick is best:
-        reason = f"it has the highest score ({pick['score']:.3f}) and every cheaper technique scores significantly lower"
+        text = f"it has the highest score ({_score(pick)})"
+        cheaper = [r for r in priced if r[cost_key] < pick[cost_key] and r not in same_cost]
+        if cheaper:
+            text += ", and every cheaper technique scores significantly lower"
+            text += " or does not beat the majority floor" if any(r["technique"] in below for r in cheaper) else ""
     else:
-        reason = (f"its score ({pick['score']:.3f}) is not significantly below the best, {best['technique']} "
-                  f"({best['score']:.3f}; McNemar p = {verdicts[pick['technique']].p_value:.2f}), and it costs less")
-    upgrades = []
-    for row in sorted(scored, key=lambda r: r[cost_key]):
-        if row is pick or row[cost_key] < pick[cost_key]:
-            continue
-        p = paired_p(predictions, row["technique"], pick["technique"])
-        noise = "" if p is None else f", significant (p = {p:.3f})" if p < ALPHA else f", within noise (p = {p:.2f})"
-        upgrades.append(f"**{row['technique']}**: {row['score'] - pick['score']:+.3f} score{noise}, for "
-                        f"{row[cost_key] / pick[cost_key]:.1f}x the cost{_memory_delta(row, pick)}{_lm_eval_delta(row, pick)}")
-    return Recommendation(pick["technique"], reason, upgrades)
+        v = verdicts[pick["technique"]]
+        text = (f"its score ({_score(pick)}) is not significantly below the best, {best['technique']} "
+                f"({_score(best)}; difference {_interval(v)}, Holm p = {v.p_adjusted:.2f})")
+        if best.get(cost_key) is not None and pick[cost_key] < best[cost_key]:
+            text += ", and it costs less"
+    rivals = [r["technique"] for r in same_cost if r is not pick]
+    if rivals:
+        rule = "lower peak memory" if any(_memory(r) != _memory(pick) for r in same_cost) else "higher score"
+        text += (f"; {', '.join(rivals)} cost{'s' if len(rivals) == 1 else ''} about as much (within {tolerance:.0%} "
+                 f"of the cheapest, which counts as equal), and the tie goes to {rule}")
+    return text
+
+
+def _upgrades(pick: dict, priced: list[dict], predictions: dict[str, list[dict]], cost_key: str) -> list[str]:
+    """What each option costing at least as much as the pick buys over it: the paired difference with its
+    CI and Holm-adjusted p, the cost ratio, the memory and lm-eval changes."""
+    costlier = sorted((r for r in priced if r is not pick and r[cost_key] >= pick[cost_key]), key=lambda r: r[cost_key])
+    differences, adjusted = _differences(predictions, [r["technique"] for r in costlier], pick["technique"])
+    lines = []
+    for row in costlier:
+        d = differences[row["technique"]]
+        if d is None:
+            change = f"{row['score'] - pick['score']:+.3f} score"
+        else:
+            p = adjusted[row["technique"]]
+            noise = f"significant (Holm p = {p:.3f})" if p < ALPHA else f"within noise (Holm p = {p:.2f})"
+            change = f"{d.diff:+.3f} score {_ci(d)}, {noise}"
+        ratio = f"{row[cost_key] / pick[cost_key]:.1f}x the cost" if pick[cost_key] else "a higher cost"
+        lines.append(f"**{row['technique']}**: {change}, for {ratio}"
+                     f"{_memory_delta(row, pick)}{_lm_eval_delta(row, pick)}")
+    return lines
+
+
+def _score(row: dict) -> str:
+    seeds = row.get("n_seeds") or 1
+    return f"{row['score']:.3f}" + (f", mean of {seeds} seeds" if seeds > 1 else "")
+
+
+def _ci(d: Difference | VersusBest) -> str:
+    return f"[{d.ci_low:+.3f}, {d.ci_high:+.3f}]"
+
+
+def _interval(d: Difference | VersusBest) -> str:
+    """A difference with its 95% CI: '+0.033 [-0.050, +0.117]'."""
+    return f"{d.diff:+.3f} {_ci(d)}"
 
 
 def _lm_eval_delta(row: dict, pick: dict) -> str:
@@ -124,15 +261,28 @@ def _memory_delta(row: dict, pick: dict) -> str:
     return "" if a is None or b is None else f" and {(a - b) / 2**30:+.2f} GiB peak memory"
 
 
+# --- the table's annotations ---------------------------------------------------------------------
+
+def vs_best_text(v: VersusBest, flagged: bool = False) -> str:
+    """The 'vs best' cell: 'best', '≈ −0.033 [−0.117, +0.050] p=1.000' (tied) or '▼ ...' (worse), with
+    the Holm-adjusted p; ' ⚠' when the technique carries a floor warning."""
+    if v.marker == "best":
+        text = "best"
+    elif v.marker == "":
+        text = "untested"
+    else:
+        symbol = "≈" if v.marker == "tied" else "▼"
+        text = f"{symbol} {_interval(v)} p={v.p_adjusted:.3f}".replace("-", "−")
+    return text + (" ⚠" if flagged else "")
+
+
 def with_verdicts(rows: Sequence[dict], predictions: dict[str, list[dict]]) -> list[dict]:
-    """Copies of rows with `vs_best_marker` and `vs_best` (marker and p-value, as the table shows them)."""
-    verdicts = paired_vs_best(rows, predictions)
+    """Copies of rows with `vs_best_marker`, `vs_best` (the table's text) and `floor_flags` (warnings)."""
+    verdicts, flags = paired_vs_best(rows, predictions), floor_flags(rows, predictions)
     annotated = []
     for row in rows:
-        v = verdicts.get(row["technique"])
-        text = None
-        if v is not None:
-            text = {"best": "best", "": "untested"}.get(v.marker) or (
-                f"{'≈' if v.marker == 'tied' else '▼'} p={v.p_value:.3f}")
-        annotated.append(row | {"vs_best_marker": v.marker if v else None, "vs_best": text})
+        v, warnings = verdicts.get(row["technique"]), flags.get(row["technique"], [])
+        annotated.append(row | {"vs_best_marker": v.marker if v else None,
+                                "vs_best": vs_best_text(v, bool(warnings)) if v else None,
+                                "floor_flags": warnings})
     return annotated

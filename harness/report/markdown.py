@@ -8,8 +8,9 @@ from pathlib import Path
 
 import yaml
 
+from harness import baseline
 from harness.evaluate import lmeval
-from harness.report import decision, plots
+from harness.report import decision, plots, study
 from harness.report.columns import best_values, visible_columns
 from harness.results import RunStore, report_folder, task_name, write_atomic
 
@@ -44,12 +45,14 @@ def results_table(rows: list[dict]) -> str:
 
 
 def recommendation_section(rows: list[dict], predictions: dict[str, list[dict]]) -> str:
+    """The pick and why, what each costlier option buys, and the majority-floor warnings."""
     pick = decision.recommend(rows, predictions)
-    if pick.technique is None:
-        return f"No recommendation: {pick.reason}."
-    lines = [f"**Use {pick.technique}**: {pick.reason}."]
+    lines = [f"**Use {pick.technique}**: {pick.reason}." if pick.technique else f"No recommendation: {pick.reason}."]
     if pick.upgrades:
         lines += ["", "Each costlier option, against it:", ""] + [f"- {line}" for line in pick.upgrades]
+    flags = decision.floor_flags(rows, predictions)
+    if flags:
+        lines += ["", "Watch out:", ""] + [f"- **{name}** {text}" for name, texts in flags.items() for text in texts]
     return "\n".join(lines)
 
 
@@ -67,11 +70,10 @@ def plots_section(store: RunStore, rows: list[dict], folder: Path) -> str:
 def task_section(store: RunStore, rows: list[dict], folder: Path, heading: str) -> list[str]:
     if not rows:
         return [f"{heading} {task_name(store)}", "No technique has finished yet."]
-    sections = [f"{heading} {task_name(store)}", results_table(rows)]
-    plot_links = plots_section(store, rows, folder)
-    if plot_links:
-        sections.append(plot_links)
-    return sections
+    sections = [f"{heading} {task_name(store)}", results_table(rows), plots_section(store, rows, folder),
+                study.seeds_section(store), study.learning_curve_section(store, folder),
+                study.search_section(store, folder)]
+    return [s for s in sections if s]  # the study's sections are empty for a plain run
 
 
 def measurement_section(metas: list[dict], rows: list[dict]) -> str:
@@ -82,12 +84,27 @@ def measurement_section(metas: list[dict], rows: list[dict]) -> str:
     metrics = ", ".join(sorted({f"`{m['task']['metric']}` ({m['task']['name']})" for m in metas}))
     lines = [
         f"- **score**: the task's metric ({metrics}) on the held-out examples (all of them, or the recipe's "
-        "`eval.heldout.limit`), greedy decoding; the interval is a 95% percentile bootstrap over examples.",
-        "- **vs best** (terminal: **sig**): McNemar's exact test on per-example correctness, each technique against "
-        f"the best-scoring one on the same examples. ≈: not significantly different (p ≥ {decision.ALPHA}); "
-        "▼: significantly worse. **Bold**: the best figure in its column.",
-        "- **Recommendation**: the cheapest technique (by cost, then peak memory) that is not significantly worse "
-        "than the best; computed from these numbers, not written by hand.",
+        "`eval.heldout.limit`), greedy decoding, averaged over the run's seeds; **± seeds** is the standard "
+        "deviation of the per-seed scores (shown for multi-seed runs). The interval is a 95% percentile bootstrap: "
+        "over examples, and with several seeds over seeds and examples together (see vs best).",
+        "- **vs best** (terminal: **sig**): each technique against the best-scoring one, paired on the same "
+        "example under the same seed: the difference in mean per-example correctness (the score itself, except "
+        "under macro-F1, where it is accuracy) with its 95% CI from a two-level paired bootstrap (each replicate "
+        "draws seeds with replacement, then examples with replacement, the same examples for every seed), and "
+        "the p of McNemar's exact test on the discordant pairs pooled over seeds (the stratified test), "
+        "Holm-adjusted over the table's comparisons. ≈: not significantly different "
+        f"(adjusted p ≥ {decision.ALPHA}); ▼: significantly worse. **Bold**: the best figure in its column (the majority floor never sets it).",
+        "- **macro-F1**: beside an accuracy score; answering the majority label every time keeps accuracy high "
+        "and macro-F1 low.",
+        f"- **Majority floor** (classification tasks): the `{baseline.NAME}` row always answers the most common "
+        "training label. A technique not significantly above it (the same paired test, Holm-adjusted over the "
+        "techniques; not under macro-F1, where the floor already scores low) is flagged ⚠ and never recommended. "
+        f"A technique with more than {decision.COLLAPSE_SHARE:.0%} of its answers on one label is flagged ⚠ too "
+        "(answers collapsed), as a warning; both are listed under the recommendation.",
+        "- **Recommendation**: the cheapest technique above the majority floor that is not significantly worse "
+        f"than the best. Costs within {decision.COST_TOLERANCE:.0%} of the cheapest such technique count as equal "
+        "(wall time, hence cost, varies between runs); the tie goes to lower peak memory, then higher score. "
+        "Computed from these numbers, not written by hand.",
         "- **no label**: share of answers that named none of the task's labels (classification tasks).",
         f"- **peak mem**: {'; '.join(methods) or 'not measured'}; the highest of the technique's phases. "
         "Process RSS counts everything the process holds (the Python runtime and libraries, ~0.5 GiB, and the "
@@ -137,13 +154,16 @@ def render_markdown(stores: list[RunStore], folder: Path) -> str:
     tasks = ", ".join(task_name(s) for s in stores)
     sections = [
         f"# {recipe['name']}: {recipe['model']['id']} on {tasks}",
-        f"Run `{meta.get('run_id')}`, started {meta.get('created')} on {meta.get('device_name')}; seed {meta.get('seed')}.",
+        f"Run `{meta.get('run_id')}`, started {meta.get('created')} on {meta.get('device_name')}; "
+        f"seed{'s' if len(meta.get('seeds') or [0]) > 1 else ''} {', '.join(map(str, meta.get('seeds') or [meta.get('seed')]))}.",
         "## Recommendation",
     ]
     predictions = [s.finished_predictions() for s in stores]  # read once: the tests and the table both need them
     task_rows = [decision.with_verdicts(s.ordered_rows(), p) for s, p in zip(stores, predictions)]
     for store, table_rows, task_predictions in zip(stores, task_rows, predictions):
         text = recommendation_section(table_rows, task_predictions)
+        advice = study.data_size_advice(store)  # where train sizes were given: which technique at that size
+        text += f"\n\n{advice}" if advice else ""
         sections.append(f"**{task_name(store)}**: {text}" if many else text)
     sections.append("## Results")
     for store, table_rows in zip(stores, task_rows):

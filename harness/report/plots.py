@@ -1,9 +1,10 @@
-"""PNG plots for REPORT.md: score against peak memory and against cost, with the Pareto front drawn."""
+"""PNG plots for REPORT.md: score against peak memory and against cost, with the Pareto front drawn; a
+study's search trials and learning curves."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from harness.report.decision import pareto_front, scored_rows
 
@@ -50,3 +51,82 @@ def plot_tradeoff(rows: Sequence[dict], axis: str, title: str, path: Path) -> Pa
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def _figure(panels: int = 1):
+    """A figure for files only (Agg: no display), one panel per axis in a row."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, panels, figsize=(6 * panels, 4), dpi=110, squeeze=False)
+    return plt, fig, list(axes[0])
+
+
+def _save(plt, fig, path: Path) -> Path:
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_search(points: Mapping[str, Sequence[tuple[int, float]]], chosen: Mapping[str, int],
+                labels: Mapping[str, str], title: str, path: Path) -> Path | None:
+    """Objective vs trial number, one line per technique, its chosen trial starred. points: technique ->
+    (trial, objective) of its finished trials; labels: technique -> its objective's axis label. Techniques
+    whose objectives differ (a score and a loss) get a panel each. None when no trial has a value."""
+    drawn = {name: sorted(values) for name, values in points.items() if values}
+    if not drawn:
+        return None
+    from matplotlib.ticker import MaxNLocator
+
+    panels = list(dict.fromkeys(labels[name] for name in drawn))
+    plt, fig, axes = _figure(len(panels))
+    for ax, label in zip(axes, panels):
+        for name, values in drawn.items():
+            if labels[name] != label:
+                continue
+            line, = ax.plot([t for t, _ in values], [v for _, v in values], "o-", alpha=0.8, label=name)
+            pick = dict(values).get(chosen.get(name))
+            if pick is not None:
+                ax.plot(chosen[name], pick, "*", markersize=16, color=line.get_color(), markeredgecolor="black")
+        ax.plot([], [], "*", color="gray", markersize=12, markeredgecolor="black", label="chosen")
+        ax.set_xlabel("trial")
+        ax.set_ylabel(label)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="best", fontsize=8)
+    return _save(plt, fig, path)
+
+
+def plot_learning_curve(curves: Mapping[str, Sequence[tuple[int, float, float, int]]],
+                        levels: Mapping[str, tuple[float, float | None, float | None]],
+                        ylabel: str, title: str, path: Path) -> Path | None:
+    """Score vs training examples (log-2 axis): per trained technique its (examples, mean, std, n) points
+    with std error bars; per technique that does not train, a horizontal line at its score, shaded over
+    its 95% CI. None when no trained technique has a point."""
+    drawn = {name: list(points) for name, points in curves.items() if points}
+    if not drawn:
+        return None
+    from matplotlib.ticker import FuncFormatter
+
+    plt, fig, (ax,) = _figure()
+    for name, points in drawn.items():
+        ax.errorbar([p[0] for p in points], [p[1] for p in points], yerr=[p[2] for p in points], fmt="o-",
+                    capsize=3, label=name)
+    for index, (name, (score, low, high)) in enumerate(levels.items()):
+        color = f"C{len(drawn) + index}"  # continue the line colours: a level never shares a curve's colour
+        ax.axhline(score, linestyle="--", color=color, label=name)
+        if low is not None and high is not None:
+            ax.axhspan(low, high, color=color, alpha=0.12)
+    ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    ax.set_xlabel("training examples (log scale)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8)  # outside: many lines cross the plot
+    return _save(plt, fig, path)

@@ -14,6 +14,7 @@ from harness.config import Recipe, RetrievalSettings
 from harness.evaluate import heldout, lmeval
 from harness.measure import measure
 from harness.registry import Registry
+from harness.study import Cell
 from harness.tasks import Example, Task
 from harness.yamlconfig import ConfigError
 
@@ -37,39 +38,57 @@ class Index:
 
 
 @dataclass
+class Shared:
+    """What the cells of one process share: the base model (loaded once, outside every cell's wall
+    time), corpus indexes, and the base model's lm-eval scores (prompt and rag read the same model)."""
+
+    base: tuple | None = None
+    base_load_seconds: float | None = None
+    indexes: dict = field(default_factory=dict)
+    base_lm_eval: dict | None = None
+    lm_eval_failed: dict = field(default_factory=dict)  # lm-eval tasks that cannot run here
+
+
+@dataclass
 class RunContext:
-    recipe: Recipe
+    recipe: Recipe  # narrowed to one task and to the cell's seed
     task: Task
     device: str
     run_dir: Path
     progress: Progress
-    _base: tuple | None = None
-    base_load_seconds: float | None = None
-    _indexes: dict = field(default_factory=dict)
-    _base_lm_eval: dict | None = None  # the base model's lm-eval values, shared by prompt and rag
-    _lm_eval_failed: dict = field(default_factory=dict)  # lm-eval tasks that cannot run in this run
+    cell: Cell = None  # type: ignore[assignment]  # which split to score, whether lm-eval and artifacts apply
+    shared: Shared = field(default_factory=Shared)
+
+    def __post_init__(self):
+        if self.cell is None:
+            self.cell = Cell("", self.recipe.seed)
 
     def base_model(self):
         """(model, tokenizer) of the recipe's base model, loaded once and shared by read-only techniques."""
-        if self._base is None:
+        if self.shared.base is None:
             job = self.progress.add_task(f"loading model {self.recipe.model.id}", total=None)
             with measure(self.device) as phase:
-                self._base = models.load(self.recipe.model, self.device)
-            self.base_load_seconds = phase.seconds
+                self.shared.base = models.load(self.recipe.model, self.device)
+            self.shared.base_load_seconds = phase.seconds
             self.progress.remove_task(job)
-        return self._base
-
-    def release_base_model(self) -> None:
-        self._base = None
+        return self.shared.base
 
     def heldout_examples(self) -> list[Example]:
+        """The examples this cell is scored on: the validation split for search trials, else the test split."""
+        if self.cell.split == "validation":
+            return list(self.task.validation)
         return list(heldout.heldout_examples(self.task, self.recipe.eval.heldout))
 
+    @property
+    def final(self) -> bool:
+        """The configuration the technique's row reports: it alone gets lm-eval and a saved artifact."""
+        return self.cell.split == "test" and self.cell.main
+
     def index(self, settings: RetrievalSettings) -> Index:
-        """The corpus index for these settings: built once per run, and cached on disk by corpus hash."""
+        """The corpus index for these settings: built once per process, and cached on disk by corpus hash."""
         key = (settings.retriever, settings.chunk_size, settings.chunk_overlap, settings.embedding_model)
-        if key in self._indexes:
-            return Index(self._indexes[key].retriever, self._indexes[key].chunks, 0.0, True)
+        if key in self.shared.indexes:
+            return Index(self.shared.indexes[key].retriever, self.shared.indexes[key].chunks, 0.0, True)
         if self.task.corpus_path is None:
             raise ConfigError(f"task {self.task.name!r} has no corpus, so retrieval has nothing to search; "
                               f"add `corpus: {{path: ...}}` to {self.task.path / 'task.yaml'}")
@@ -81,17 +100,18 @@ class RunContext:
             settings.retriever, chunks, embedding_model=settings.embedding_model, device=self.device,
             cache_root=models.cache_dir() / "indexes")
         self.progress.remove_task(job)
-        self._indexes[key] = Index(retriever, chunks, time.perf_counter() - start, retriever.loaded)
-        return self._indexes[key]
+        self.shared.indexes[key] = Index(retriever, chunks, time.perf_counter() - start, retriever.loaded)
+        return self.shared.indexes[key]
 
 
 def evaluate_heldout(ctx: RunContext, label: str, model, tokenizer, prompt_for: Callable[[Example], str]) -> Outcome:
     """Score a model on the held-out split, measuring the phase; fills the eval fields of a row."""
     settings = ctx.recipe.eval.heldout
-    n = len(heldout.heldout_examples(ctx.task, settings))
+    examples = ctx.heldout_examples()
+    n = len(examples)
     job = ctx.progress.add_task(f"{label}: generating", total=n)
     with measure(ctx.device) as phase:
-        result = heldout.evaluate(model, tokenizer, ctx.task, prompt_for, settings, ctx.recipe.seed,
+        result = heldout.evaluate(model, tokenizer, ctx.task, examples, prompt_for, settings, ctx.recipe.seed,
                                   on_batch=lambda k: ctx.progress.advance(job, k))
     ctx.progress.remove_task(job)
     values = {
@@ -109,18 +129,18 @@ def evaluate_lm_eval(ctx: RunContext, label: str, model, tokenizer, base_model: 
     """The recipe's lm-eval tasks on this model, measured; techniques that only read the base model
     (prompt, rag) share one run, since their lm-eval prompts are the same."""
     settings = ctx.recipe.eval.lm_eval
-    if not settings.tasks:
+    if not settings.tasks or not ctx.final:  # search trials and learning-curve sizes skip it
         return {}
-    if base_model and ctx._base_lm_eval is not None:
+    if base_model and ctx.shared.base_lm_eval is not None:
         # the scores are shared; the time and memory belong to the technique that ran lm-eval
-        return ctx._base_lm_eval | {"lm_eval_seconds": 0.0, "lm_eval_peak_memory_bytes": None, "lm_eval_shared": True}
+        return ctx.shared.base_lm_eval | {"lm_eval_seconds": 0.0, "lm_eval_peak_memory_bytes": None, "lm_eval_shared": True}
     job = ctx.progress.add_task(f"{label}: lm-eval", total=len(settings.tasks))
     with measure(ctx.device) as phase:
         values, errors = lmeval.score(model, tokenizer, settings, on_task=lambda name: ctx.progress.update(
-            job, description=f"{label}: lm-eval {name}", advance=1), failed=ctx._lm_eval_failed)
+            job, description=f"{label}: lm-eval {name}", advance=1), failed=ctx.shared.lm_eval_failed)
     ctx.progress.remove_task(job)
     values |= {"lm_eval_errors": errors or None, "lm_eval_seconds": phase.seconds,
                "lm_eval_peak_memory_bytes": phase.peak_bytes}
     if base_model:
-        ctx._base_lm_eval = values
+        ctx.shared.base_lm_eval = values
     return values

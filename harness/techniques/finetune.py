@@ -69,7 +69,8 @@ def finetune(spec, ctx: RunContext, peft_config=None, quantization_config=None) 
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=spec.train.gradient_checkpointing)
     augment = None
     if spec.retrieval is not None:  # train on the passage-augmented prompts it will be scored on
-        augment = augmenter(ctx, spec.retrieval, tokenizer, [*ctx.task.train, *ctx.heldout_examples()])
+        augment = augmenter(ctx, spec.retrieval, tokenizer,
+                            [*ctx.task.train, *ctx.task.validation, *ctx.heldout_examples()])
     model, stats, method = train.train(
         model, tokenizer, ctx.task, spec.train, spec.kind, device=ctx.device, seed=ctx.recipe.seed,
         progress=ctx.progress, label=spec.name, peft_config=peft_config, augment=augment,
@@ -80,18 +81,22 @@ def finetune(spec, ctx: RunContext, peft_config=None, quantization_config=None) 
     model.eval()
     dtype = ("4bit-" + quantization_config.bnb_4bit_quant_type if quantization_config is not None
              else str(model.dtype).removeprefix("torch."))
-    outcome = evaluate_heldout(
-        ctx, spec.name, model, tokenizer,
-        lambda example: prompting.render(tokenizer, prompting.messages(ctx.task, example, augment=augment)),
-    )
-    if augment is not None:
-        augment.annotate(outcome, ctx.heldout_examples())
+    outcome = Outcome({})
+    if ctx.cell.scores_split:  # a validation-loss trial is judged on its loss alone: no generation
+        outcome = evaluate_heldout(
+            ctx, spec.name, model, tokenizer,
+            lambda example: prompting.render(tokenizer, prompting.messages(ctx.task, example, augment=augment)),
+        )
+        if augment is not None:
+            augment.annotate(outcome, ctx.heldout_examples())
     outcome.values.update(evaluate_lm_eval(ctx, spec.name, model, tokenizer))
-    # Saved after scoring: merging an adapter changes the model in place.
-    artifact = save_artifact(model, tokenizer, ctx.run_dir / "artifacts" / spec.name, getattr(spec, "save_merged", False))
+    # Saved after scoring (merging an adapter changes the model in place), and only for the configuration
+    # the row reports: search trials and smaller learning-curve sizes leave nothing on disk.
+    artifact = (save_artifact(model, tokenizer, ctx.run_dir / "artifacts" / ctx.cell.id, getattr(spec, "save_merged", False))
+                if ctx.final else None)
     outcome.values.update(
         train_seconds=stats.seconds, train_peak_memory_bytes=stats.peak_bytes, train_tokens=stats.tokens,
-        train_tokens_per_second=stats.tokens_per_second, train_steps=stats.steps,
+        train_tokens_per_second=stats.tokens_per_second, train_steps=stats.steps, train_examples=stats.examples,
         train_precision=stats.precision, train_loss_first=stats.losses[0] if stats.losses else None,
         train_loss_last=stats.losses[-1] if stats.losses else None, validation_loss=stats.validation_loss,
         trainable_params=trainable, total_params=total, artifact_bytes=artifact, dtype=dtype,

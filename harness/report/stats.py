@@ -1,0 +1,128 @@
+"""Paired statistics on per-example correctness, pooled over seeds.
+
+A technique's predictions hold one dict per (seed, example): `correct` (0/1), `parsed` (its answer),
+`id` and `seed` (None in single-seed runs of older versions). Two techniques are compared only on the
+(seed, id) keys both have, so an example is always paired with itself under the same seed.
+
+Uncertainty comes from two sources: which examples the test split happened to hold, and which seeds
+(few-shot draws, training order) the run happened to use. The bootstrap here resamples both
+(`_two_level_bootstrap`); with one seed it is the ordinary paired bootstrap over examples.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+CONFIDENCE = 0.95
+_CHUNK = 250  # bootstrap replicates computed at once: bounds memory to _CHUNK x examples floats
+
+Key = tuple  # (seed, id)
+
+
+def mcnemar_p(a: Sequence[bool], b: Sequence[bool]) -> float:
+    """Exact McNemar test on paired 0/1 outcomes: two-sided p that a and b are equally often right.
+
+    Only the discordant pairs count (a right and b wrong, or the reverse); under the null each is a
+    fair coin flip, so the p-value is a binomial test on them. Pooling the discordant pairs of several
+    seeds is the stratified test: with one matched pair per stratum, Cochran–Mantel–Haenszel reduces
+    to exactly this.
+    """
+    from scipy.stats import binomtest
+
+    if len(a) != len(b):
+        raise ValueError("paired outcomes need the same examples")
+    a_only = sum(1 for x, y in zip(a, b) if x and not y)
+    b_only = sum(1 for x, y in zip(a, b) if y and not x)
+    return 1.0 if a_only + b_only == 0 else float(binomtest(a_only, a_only + b_only, 0.5).pvalue)
+
+
+def keyed(predictions: Sequence[dict]) -> dict[Key, bool]:
+    """(seed, id) -> correct, the pairing key of every comparison."""
+    return {(p.get("seed"), p["id"]): bool(p["correct"]) for p in predictions}
+
+
+@dataclass(frozen=True)
+class Difference:
+    diff: float  # mean(a) - mean(b) over the shared (seed, id) pairs
+    ci_low: float  # 95% two-level paired bootstrap interval of diff
+    ci_high: float
+    p_value: float  # exact McNemar on the discordant pairs of every seed, pooled
+    n_pairs: int
+    n_seeds: int
+
+
+def paired_difference(a: Sequence[dict], b: Sequence[dict], samples: int = 2000, seed: int = 0) -> Difference | None:
+    """a's mean correctness minus b's on the (seed, id) pairs both scored; None when they share none."""
+    first, second = keyed(a), keyed(b)
+    keys = [k for k in first if k in second]
+    if not keys:
+        return None
+    x = [first[k] for k in keys]
+    y = [second[k] for k in keys]
+    diffs = {k: float(first[k]) - float(second[k]) for k in keys}
+    low, high = _two_level_bootstrap(diffs, samples, seed)
+    return Difference(float(np.mean(x) - np.mean(y)), low, high, mcnemar_p(x, y), len(keys),
+                      len({k[0] for k in keys}))
+
+
+def mean_ci_over_seeds(predictions: Sequence[dict], samples: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """95% interval of one technique's mean correctness, resampling seeds and examples."""
+    return _two_level_bootstrap({k: float(v) for k, v in keyed(predictions).items()}, samples, seed)
+
+
+def _two_level_bootstrap(values: dict[Key, float], samples: int, seed: int) -> tuple[float, float]:
+    """Percentile interval of the mean of values keyed by (seed, id).
+
+    Each replicate draws seeds with replacement, then example ids with replacement, the same ids for
+    every drawn seed (examples are shared across seeds, so their difficulty must stay paired too),
+    and takes the mean over the drawn cells. Drawing counts from a multinomial is the same as drawing
+    indices with replacement, and lets a replicate's mean be one weighted sum.
+    """
+    if not values:
+        return (float("nan"), float("nan"))
+    seeds = sorted({k[0] for k in values}, key=repr)  # repr: None (older runs) sorts with ints
+    ids = sorted({k[1] for k in values}, key=repr)
+    grid = np.zeros((len(seeds), len(ids)))
+    present = np.zeros_like(grid)  # a seed may lack some ids (e.g. an interrupted run): they weigh 0
+    row, column = {s: i for i, s in enumerate(seeds)}, {e: j for j, e in enumerate(ids)}
+    for (s, e), value in values.items():
+        grid[row[s], column[e]], present[row[s], column[e]] = value, 1.0
+    rng = np.random.default_rng(seed)
+    means = []
+    for start in range(0, samples, _CHUNK):
+        n = min(_CHUNK, samples - start)
+        seed_counts = rng.multinomial(len(seeds), np.full(len(seeds), 1 / len(seeds)), size=n)
+        id_counts = rng.multinomial(len(ids), np.full(len(ids), 1 / len(ids)), size=n)
+        total = np.einsum("rs,sn,rn->r", seed_counts, grid * present, id_counts)
+        weight = np.einsum("rs,sn,rn->r", seed_counts, present, id_counts)
+        means.append(total[weight > 0] / weight[weight > 0])
+    tail = (1 - CONFIDENCE) / 2
+    low, high = np.quantile(np.concatenate(means), [tail, 1 - tail])
+    return float(low), float(high)
+
+
+def holm(pvalues: dict[str, float]) -> dict[str, float]:
+    """Holm–Bonferroni adjusted p-values: the k-th smallest of m is multiplied by (m - k + 1), then made
+    non-decreasing in that order and capped at 1. Rejecting where adjusted p < alpha keeps the chance
+    of any false "significant" among the family at most alpha."""
+    order = sorted(pvalues, key=pvalues.get)
+    adjusted, running = {}, 0.0
+    for rank, name in enumerate(order):
+        running = max(running, min(1.0, (len(order) - rank) * pvalues[name]))
+        adjusted[name] = running
+    return adjusted
+
+
+def collapsed_answer(predictions: Sequence[dict], threshold: float = 0.9) -> tuple[str, float] | None:
+    """(answer, share) when one parsed answer makes up more than `threshold` of all answers, else None:
+    a classifier that answers one label almost always has learned the label prior, not the task."""
+    answers = [p["parsed"] for p in predictions if p.get("parsed") is not None]
+    if not answers:
+        return None
+    label, count = Counter(answers).most_common(1)[0]
+    share = count / len(answers)
+    return (label, share) if share > threshold else None

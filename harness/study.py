@@ -1,0 +1,213 @@
+"""A run as a study: the matrix of cells (technique x seed x training-set size x search trial) and how
+finished cells merge back into one row per technique.
+
+A cell is the unit of work that runs in its own process (see executor.py and worker.py) and writes
+its own result file, cells/<cell id>.json; the driver (pipeline.py) plans cells, skips those already
+finished, and merges their rows. Nothing here loads a model.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from harness.yamlconfig import ConfigError, set_dotted, validate
+
+BASE_MODEL_KINDS = {"prompt", "rag"}  # read the base model only: their cells can share one process
+PEAK_KEYS = {"peak_memory_bytes", "train_peak_memory_bytes", "eval_peak_memory_bytes", "lm_eval_peak_memory_bytes"}
+UNTUNABLE = {"name", "kind", "search"}
+
+
+@dataclass(frozen=True)
+class Cell:
+    technique: str
+    seed: int
+    split: str = "test"  # "validation" for search trials: test is scored once per chosen configuration
+    params: dict[str, Any] = field(default_factory=dict)  # dotted settings applied to the technique
+    trial: int | None = None  # the search trial's number
+    train_size: int | None = None  # train on the first N train examples (None: all)
+    objective: str | None = None  # a trial's objective: validation_score or validation_loss
+    main: bool = True  # the configuration the technique's row reports (not a smaller learning-curve size)
+
+    @property
+    def id(self) -> str:
+        if self.trial is not None:
+            return f"{self.technique}.trial-{self.trial}"
+        return f"{self.technique}.seed-{self.seed}" + (f".n-{self.train_size}" if self.train_size else "")
+
+    @property
+    def scores_split(self) -> bool:
+        """Whether the cell generates answers (a validation-loss trial needs none)."""
+        return self.objective != "validation_loss"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Cell":
+        return cls(**data)
+
+
+# --- search spaces -------------------------------------------------------------------------------
+
+def apply_params(spec, params: dict[str, Any], source: str = "search space"):
+    """The technique spec with dotted settings replaced, validated by the technique's own schema."""
+    if not params:
+        return spec
+    data = spec.model_dump()
+    for key, value in params.items():
+        if key.split(".")[0] in UNTUNABLE:
+            raise ConfigError(f"{source}: technique {spec.name!r}: {key!r} cannot be searched")
+        set_dotted(data, key, value, what=f"{source}: technique {spec.name!r}: {key}")
+    return validate(data, type(spec), source=f"{source} of technique {spec.name!r}")
+
+
+def axis_values(axis) -> list:
+    """Values that represent an axis when checking it: a list's values, or a range's two ends."""
+    if isinstance(axis, list):
+        return axis
+    kind = next(k for k in ("log_uniform", "uniform", "int") if getattr(axis, k) is not None)
+    return list(getattr(axis, kind))
+
+
+def check_search(spec, budget: int | None) -> None:
+    """Every axis names a real setting of the technique and its values pass the technique's schema; the
+    objective suits the kind; the trial count is the recipe's budget, so no technique is tuned harder."""
+    search = spec.search
+    if search.objective == "validation_loss" and spec.kind in BASE_MODEL_KINDS:
+        raise ValueError(f"technique {spec.name!r}: objective validation_loss needs a trained kind "
+                         f"(full, lora, qlora); {spec.kind} has no training loss: use validation_score")
+    if search.trials is None and budget is None:
+        raise ValueError(f"technique {spec.name!r}: give `search.trials` or the recipe's `search_budget`")
+    if budget is not None and search.trials is not None and search.trials != budget:
+        raise ValueError(f"technique {spec.name!r}: search.trials ({search.trials}) differs from search_budget "
+                         f"({budget}); every technique gets the same budget, so drop `trials`")
+    for key, axis in search.space.items():
+        for value in axis_values(axis):
+            try:
+                apply_params(spec, {key: value})
+            except ConfigError as exc:
+                raise ValueError(f"search.space.{key}: {exc}") from None
+
+
+def trials_for(spec, budget: int | None) -> int:
+    """The technique's trial budget; an exhaustive grid smaller than the budget runs each point once."""
+    trials = spec.search.trials or budget
+    if spec.search.is_grid:
+        points = 1
+        for axis in spec.search.space.values():
+            points *= len(axis)
+        trials = min(trials, points)
+    return trials
+
+
+# --- planning ------------------------------------------------------------------------------------
+
+def seed_sensitive(spec) -> bool:
+    """Whether the seed changes the outcome: it draws few-shot examples and orders training; greedy
+    zero-shot answers from the base model are the same under every seed, so one cell serves them all."""
+    return spec.kind not in BASE_MODEL_KINDS or getattr(spec, "shots", 0) > 0
+
+
+def train_sizes(recipe) -> tuple[list[int | None], int | None]:
+    """(sizes to train on, the main size): None stands for all of the train split."""
+    if not recipe.train_sizes:
+        return [None], None
+    sizes = sorted((s for s in recipe.train_sizes if s != "all"))
+    main = None if "all" in recipe.train_sizes else sizes[-1]
+    return sizes + ([None] if main is None else []), main
+
+
+def test_cells(recipe, spec, params: dict) -> list[Cell]:
+    """The technique's cells on the test split: every seed (one when seed-insensitive), and for trained
+    kinds every training-set size."""
+    tuned = apply_params(spec, params)
+    seeds = recipe.run_seeds if seed_sensitive(tuned) else recipe.run_seeds[:1]
+    sizes, main = train_sizes(recipe) if spec.kind not in BASE_MODEL_KINDS else ([None], None)
+    return [Cell(spec.name, seed, "test", dict(params), train_size=size, main=size == main)
+            for seed in seeds for size in sizes]
+
+
+def job_groups(cells: Sequence[Cell], kinds: dict[str, str]) -> list[list[Cell]]:
+    """Cells grouped into processes: base-model readers share one (one model load); every other cell
+    gets its own, so its memory peak and any crash belong to it alone."""
+    shared = [c for c in cells if kinds[c.technique] in BASE_MODEL_KINDS]
+    return ([shared] if shared else []) + [[c] for c in cells if kinds[c.technique] not in BASE_MODEL_KINDS]
+
+
+# --- cell results --------------------------------------------------------------------------------
+
+def cell_path(run_dir: Path, cell: Cell) -> Path:
+    return Path(run_dir) / "cells" / f"{cell.id}.json"
+
+
+def read_result(run_dir: Path, cell: Cell) -> dict | None:
+    """A cell's stored result ({"cell", "row", "predictions"}), or None when it has not finished."""
+    path = cell_path(run_dir, cell)
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def finished(result: dict | None) -> bool:
+    """Done for good: scored or skipped (a failed cell is retried on resume)."""
+    return result is not None and result["row"]["status"] in ("ok", "skipped")
+
+
+def cell_row(result: dict) -> dict:
+    """The row stored in results.json's `cells`: the cell's figures and where it sits in the matrix."""
+    cell = result["cell"]
+    return result["row"] | {"cell": Cell.from_dict(cell).id, "seed": cell["seed"], "split": cell["split"],
+                            "trial": cell["trial"], "params": cell["params"], "train_size": cell["train_size"]}
+
+
+def merge(spec, results: Sequence[dict], seeds: Sequence[int], stats) -> tuple[dict, list[dict]]:
+    """One technique's row and predictions from its main test cells (one per seed, or one reused for
+    every seed): figures averaged over seeds (peaks: the highest), per-seed scores and their spread,
+    and predictions keyed by seed so paired tests pair the same example under the same seed."""
+    by_seed = {r["cell"]["seed"]: r for r in results}
+    per_seed = [by_seed.get(seed, results[0]) for seed in seeds]  # a seed-insensitive cell serves every seed
+    rows = [r["row"] for r in per_seed]
+    failed = next((r for r in rows if r["status"] != "ok"), None)
+    if failed is not None:
+        return failed, []
+    row = _average(rows)
+    predictions = [p | {"seed": seed} for seed, r in zip(seeds, per_seed) for p in r["predictions"]]
+    scores = [r["score"] for r in rows]
+    row.update(n_seeds=len(seeds), seed_scores=scores, seed_invariant=len(by_seed) == 1 and len(seeds) > 1,
+               score_std=_std(scores), params=per_seed[0]["cell"]["params"])
+    if len(seeds) > 1 and row.get("metric") != "macro_f1":  # a mean of 0/1 outcomes: bootstrap seeds and examples
+        row["ci_low"], row["ci_high"] = stats.mean_ci_over_seeds(predictions, samples=2000, seed=seeds[0])
+    return row, predictions
+
+
+def search_summary(trial_rows: Iterable[dict], objective: str) -> dict:
+    """Row fields describing a technique's search: trials, the chosen values, their validation figure, cost."""
+    trial_rows = list(trial_rows)
+    done = [r for r in trial_rows if r["status"] == "ok" and r.get("objective") is not None]
+    if not trial_rows:
+        return {}
+    pick = (min if objective == "validation_loss" else max)(done, key=lambda r: r["objective"]) if done else None
+    return {
+        "search_trials": len(trial_rows), "search_failed": len(trial_rows) - len(done),
+        "search_objective": objective, "search_best": pick["objective"] if pick else None,
+        "chosen": pick["params"] if pick else None,
+        "search_seconds": sum(r.get("wall_seconds") or 0 for r in trial_rows),
+        "search_cost_usd": sum(r.get("cost_usd") or 0 for r in trial_rows),
+    }
+
+
+def _average(rows: Sequence[dict]) -> dict:
+    merged = dict(rows[0])
+    for key, value in rows[0].items():
+        values = [r.get(key) for r in rows]
+        if len(set(map(repr, values))) > 1 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            merged[key] = max(values) if key in PEAK_KEYS else sum(values) / len(values)
+    return merged
+
+
+def _std(values: Sequence[float]) -> float:
+    if len(values) < 2:
+        return 0.0
+    mean = sum(values) / len(values)
+    return (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5

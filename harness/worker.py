@@ -1,0 +1,196 @@
+"""A worker process: `python -m harness.worker JOB_FILE` runs one job's cells and writes each cell's
+result file (cells/<cell id>.json) atomically as it finishes.
+
+A job is one or more cells that share this process: base-model readers (prompt, rag) share one
+loaded model; every other cell runs alone, so its memory peak, crash or OOM kill is its own. The
+worker never writes results.json: the driver (pipeline.py) merges the cell files.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import json
+import os
+import signal
+import sys
+import time
+import traceback
+from pathlib import Path
+
+# Progress goes to the job's log as plain lines (the driver shows the latest); tqdm bars would flood it.
+os.environ.setdefault("TQDM_DISABLE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+FAULT_ENV = "HARNESS_FAULT_KILL_CELL"  # fault injection for tests: the cell of this id SIGKILLs its process
+
+
+class LineProgress:
+    """The part of rich's Progress API the techniques use, printed as one line per change (at most one
+    a second per bar) so the driver can show the latest line of each running job's log."""
+
+    def __init__(self, stream=sys.stdout, interval: float = 1.0):
+        self.stream, self.interval = stream, interval
+        self.bars: dict[int, dict] = {}
+        self._next = 0
+
+    def add_task(self, description: str, total: float | None = None, **_) -> int:
+        self._next += 1
+        self.bars[self._next] = {"description": description, "total": total, "completed": 0, "printed": 0.0}
+        self._print(self._next, force=True)
+        return self._next
+
+    def update(self, job: int, completed: float | None = None, description: str | None = None,
+               advance: float | None = None, **_) -> None:
+        bar = self.bars[job]
+        if completed is not None:
+            bar["completed"] = completed
+        if advance:
+            bar["completed"] += advance
+        if description is not None:
+            bar["description"] = description
+        self._print(job)
+
+    def advance(self, job: int, amount: float = 1) -> None:
+        self.update(job, advance=amount)
+
+    def remove_task(self, job: int) -> None:
+        self.bars.pop(job, None)
+
+    def _print(self, job: int, force: bool = False) -> None:
+        bar, now = self.bars[job], time.monotonic()
+        if not force and now - bar["printed"] < self.interval:
+            return
+        bar["printed"] = now
+        done = f" {bar['completed']:.0f}/{bar['total']:.0f}" if bar["total"] else ""
+        print(f"[progress] {bar['description']}{done}", file=self.stream, flush=True)
+
+
+def run_cell(spec, ctx) -> tuple[dict, list[dict]]:
+    """One cell, never raising (but for Ctrl-C): a failure becomes a row with its reason."""
+    from transformers import set_seed
+
+    from harness.measure import cost_usd
+    from harness.results import make_row
+    from harness.techniques import TECHNIQUES, Outcome
+
+    set_seed(ctx.recipe.seed)
+    if needs_corpus(spec) and ctx.task.corpus_path is None:
+        reason = f"task {ctx.task.name!r} has no corpus to retrieve from"
+        return make_row(spec.name, spec.kind, "skipped", error=reason, device=ctx.device), []
+    start = time.perf_counter()
+    try:
+        outcome = TECHNIQUES.get(spec.kind)(spec, ctx)
+        status, error = "ok", None
+    except Exception as exc:  # noqa: BLE001 — any failure is recorded, the other cells still run
+        outcome, status, error = Outcome({}), "failed", f"{type(exc).__name__}: {exc}"
+        save_traceback(ctx.run_dir, ctx.cell.id)
+    wall = time.perf_counter() - start
+    values = outcome.values
+    peaks = [values.get(k) for k in ("train_peak_memory_bytes", "eval_peak_memory_bytes", "lm_eval_peak_memory_bytes")]
+    row = make_row(
+        spec.name, spec.kind, status, **values, error=error, wall_seconds=wall, device=ctx.device,
+        peak_memory_bytes=max((p for p in peaks if p is not None), default=None),
+        cost_usd=cost_usd(wall, ctx.device, ctx.recipe.cost.usd_per_hour) if status == "ok" else None,
+        model_load_seconds=ctx.shared.base_load_seconds,
+    )
+    return row, outcome.predictions
+
+
+def needs_corpus(spec) -> bool:
+    return spec.kind == "rag" or getattr(spec, "retrieval", None) is not None
+
+
+def objective_value(cell, row: dict) -> float | None:
+    """A search trial's objective: the validation score, or the validation loss."""
+    if cell.objective is None or row["status"] != "ok":
+        return None
+    return row.get("validation_loss") if cell.objective == "validation_loss" else row.get("score")
+
+
+def release_memory() -> None:
+    """Free what a finished cell left (Python garbage, CUDA cache, freed heap pages), so the next
+    cell of a shared process starts from the loaded base model alone."""
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def save_traceback(run_dir: Path, name: str) -> None:
+    path = Path(run_dir) / "logs" / f"{name}.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(traceback.format_exc())
+
+
+def run_job(job: dict) -> None:
+    from harness.results import RunStore, write_atomic
+    from harness.study import Cell, apply_params, cell_path
+    from harness.tasks import load_task, with_validation
+    from harness.techniques import RunContext
+    from harness.techniques.base import Shared
+
+    run_dir = Path(job["run_dir"])
+    meta = RunStore.open(run_dir).meta
+    from harness.config import Recipe
+
+    recipe = Recipe.model_validate(meta["recipe"]).for_task(meta["task_ref"])
+    task = with_validation(load_task(meta["task_ref"]), recipe.eval.validation)
+    shared, progress = Shared(), LineProgress()
+    for data in job["cells"]:
+        cell = Cell.from_dict(data)
+        print(f"[cell] {cell.id}", flush=True)
+        if os.environ.get(FAULT_ENV) == cell.id:
+            os.kill(os.getpid(), signal.SIGKILL)
+        spec = apply_params(recipe.technique(cell.technique), cell.params)
+        if cell.train_size:
+            spec = apply_params(spec, {"train.limit": min(cell.train_size, spec.train.limit or cell.train_size)})
+        ctx = RunContext(recipe=recipe.model_copy(update={"seed": cell.seed}), task=task, device=job["device"],
+                         run_dir=run_dir, progress=progress, cell=cell, shared=shared)
+        row, predictions = run_cell(spec, ctx)
+        row["objective"] = objective_value(cell, row)
+        result = {"cell": cell.to_dict(), "row": row, "predictions": predictions}
+        write_atomic(cell_path(run_dir, cell), json.dumps(result, default=str))
+        release_memory()
+
+
+def preload() -> None:
+    """Import what every cell needs (about 10 s of torch, transformers, peft, TRL): done once in the
+    fork server, so each cell's fresh process starts in well under a second."""
+    import logging
+
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)  # offline kernel-fetch warning
+    import harness.techniques  # noqa: F401
+
+
+def child_main(job: dict, log_path: str, env: dict[str, str]) -> None:
+    """Entry point of a forked cell process: output to the job's log, the executor's environment, the job."""
+    log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+        os.dup2(log, stream.fileno())
+    for key in [k for k in os.environ if k.startswith("HARNESS_") and k not in env]:
+        del os.environ[key]  # the fork server's environment is from when it started; the driver's is now
+    os.environ.update(env)
+    if "OMP_NUM_THREADS" in env:  # the library is loaded already: tell it too
+        import torch
+
+        torch.set_num_threads(int(env["OMP_NUM_THREADS"]))
+    run_job(job)
+    sys.stdout.flush()
+    sys.stderr.flush()
+
+
+def main(argv: list[str]) -> int:
+    preload()
+    run_job(json.loads(Path(argv[0]).read_text()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

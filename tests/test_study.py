@@ -1,0 +1,185 @@
+"""A run as a study, on the tiny model: search on validation, seeds, train sizes, cells in processes,
+a killed cell, and an interrupted study that resumes without redoing finished cells or trials."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from click.testing import CliRunner
+
+from conftest import tiny_recipe
+from harness import results, search, study
+from harness.cli import main
+from harness.config import load_recipe
+
+LORA_SEARCH = """\
+  - {name: zero, kind: prompt}
+  - name: lora
+    kind: lora
+    train: {max_steps: 2, batch_size: 4, limit: 16}
+    lora: {rank: 2, alpha: 4}
+    search: {space: {train.learning_rate: [1.0e-4, 1.0e-3, 1.0e-2]}, objective: validation_loss}
+"""
+STUDY = """\
+seeds: [0, 1]
+search_budget: 3
+train_sizes: [8, all]
+eval:
+  validation: {size: 10}
+  heldout: {limit: 12, batch_size: 4, max_new_tokens: 4, bootstrap_samples: 200}
+"""
+
+
+def study_recipe(write, tiny_model_dir, out, techniques=LORA_SEARCH, extra=STUDY):
+    # the study's `eval:` replaces tiny_recipe's
+    text = tiny_recipe(tiny_model_dir, out, techniques).split("eval:")[0] + extra
+    return write("study.yaml", text)
+
+
+def run_cli(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def only_run_dir(out):
+    (run_dir,) = (out / "tiny").iterdir()
+    return run_dir
+
+
+class FakeCells:
+    """Stands in for the executor in the selection test: each trial's validation figure comes from a
+    table, as does the test score it would have had, which the search must never see."""
+
+    def __init__(self, run_dir, validation: dict, test: dict):
+        self.run_dir, self.validation, self.test, self.ran = run_dir, validation, test, []
+
+    def __call__(self, cells):
+        self.ran += cells
+        out = [{"cell": c.to_dict(), "row": {"status": "ok", "objective": self.validation[c.params["shots"]],
+                                             "wall_seconds": 1.0, "cost_usd": 0.0}, "predictions": []}
+               for c in cells]
+        for cell, result in zip(cells, out):  # as the real runner leaves them
+            results.write_atomic(study.cell_path(self.run_dir, cell), json.dumps(result))
+        return out
+
+
+def test_search_keeps_the_validation_winner_not_the_test_winner(write, tmp_path):
+    recipe = load_recipe(write("r.yaml", """
+name: s
+task: ticket-routing
+search_budget: 4
+techniques:
+  - {name: few, kind: prompt, search: {space: {shots: [0, 1, 2, 4]}}}
+eval: {validation: {fraction: 0.1}}
+"""))
+    cells = FakeCells(tmp_path, validation={0: 0.2, 1: 0.7, 2: 0.5, 4: 0.4}, test={0: 0.2, 1: 0.3, 2: 0.5, 4: 0.9})
+    trials = search.tune(recipe.techniques[0], recipe, tmp_path, cells, jobs=1)
+    assert sorted(c.params["shots"] for c in cells.ran) == [0, 1, 2, 4]  # the grid, each point once
+    assert all(c.split == "validation" for c in cells.ran)
+    summary = study.search_summary([study.cell_row(t) for t in trials], "validation_score")
+    assert summary["chosen"] == {"shots": 1} and summary["search_best"] == 0.7  # not shots=4, the test winner
+    assert summary["search_trials"] == 4
+    # a second call (a resumed run) reads the finished trials back and runs nothing
+    again = FakeCells(tmp_path, cells.validation, cells.test)
+    assert len(search.tune(recipe.techniques[0], recipe, tmp_path, again, jobs=1)) == 4 and again.ran == []
+
+
+def test_search_space_errors_name_the_setting(write):
+    from harness.config import ConfigError
+
+    base = "name: s\ntask: ticket-routing\neval: {validation: {size: 8}}\ntechniques:\n"
+    with pytest.raises(ConfigError, match="lora.rnak"):
+        load_recipe(write("a.yaml", base + "  - {name: l, kind: lora, search: {trials: 2, space: {lora.rnak: [2, 4]}}}\n"))
+    with pytest.raises(ConfigError, match="validation_loss needs a trained kind"):
+        load_recipe(write("b.yaml", base + "  - {name: p, kind: prompt, search: {trials: 2, space: {shots: [1]}, "
+                                          "objective: validation_loss}}\n"))
+    with pytest.raises(ConfigError, match="same budget"):
+        load_recipe(write("c.yaml", base.replace("eval:", "search_budget: 4\neval:")
+                          + "  - {name: p, kind: prompt, search: {trials: 2, space: {shots: [1, 2]}}}\n"))
+    with pytest.raises(ConfigError, match="add `eval: {validation"):
+        load_recipe(write("d.yaml", "name: s\ntask: ticket-routing\ntechniques:\n"
+                                    "  - {name: p, kind: prompt, search: {trials: 2, space: {shots: [1, 2]}}}\n"))
+
+
+def test_study_searches_on_validation_then_runs_seeds_and_sizes_on_test(write, tiny_model_dir, tmp_path):
+    result = run_cli("run", study_recipe(write, tiny_model_dir, tmp_path / "out"))
+    assert result.exit_code == 0, result.output
+    run_dir = only_run_dir(tmp_path / "out")
+    store = results.RunStore.open(run_dir)
+    cells = {c["cell"]: c for c in store.cells}
+    assert set(cells) == {"zero.seed-0", "lora.trial-0", "lora.trial-1", "lora.trial-2",
+                          "lora.seed-0", "lora.seed-1", "lora.seed-0.n-8", "lora.seed-1.n-8"}
+    trials = [cells[f"lora.trial-{i}"] for i in range(3)]
+    assert all(t["split"] == "validation" and t["objective"] == t["validation_loss"] for t in trials)
+    assert all(t["score"] is None for t in trials)  # a validation-loss trial generates nothing
+    best = min(trials, key=lambda t: t["objective"])
+    rows = {r["technique"]: r for r in store.rows}
+    lora = rows["lora"]
+    assert lora["chosen"] == best["params"] and lora["search_trials"] == 3
+    assert all(cells[c]["params"] == best["params"] for c in ("lora.seed-0", "lora.seed-1", "lora.seed-0.n-8"))
+    assert cells["lora.seed-0.n-8"]["train_examples"] == 8 and cells["lora.seed-0"]["train_examples"] == 16
+    # seeds: per-seed scores, their spread, predictions paired by seed
+    assert lora["n_seeds"] == 2 and len(lora["seed_scores"]) == 2
+    assert lora["score"] == pytest.approx(sum(lora["seed_scores"]) / 2) and lora["score_std"] >= 0
+    predictions = store.predictions("lora")
+    assert sorted({p["seed"] for p in predictions}) == [0, 1] and len(predictions) == 24
+    # zero-shot does not depend on the seed: one cell, reused for both seeds
+    assert rows["zero"]["seed_invariant"] and rows["zero"]["score_std"] == 0
+    assert len(store.predictions("zero")) == 24
+    # test and validation never meet
+    test_ids = {p["id"] for p in predictions}
+    validation = json.loads((run_dir / "cells" / "lora.trial-0.json").read_text())
+    assert validation["row"]["n_eval"] is None and not test_ids & {p["id"] for p in validation["predictions"]}
+    assert rows["majority"]["kind"] == "baseline"
+    # only the reported configuration leaves an artifact
+    assert sorted(p.name for p in (run_dir / "artifacts").iterdir()) == ["lora.seed-0", "lora.seed-1"]
+    report = (run_dir / "REPORT.md").read_text()
+    assert "learning-curve.png" in report and (run_dir / "plots" / "ticket-routing-learning-curve.png").is_file()
+    assert "search.png" in report and "Every tuned technique got 3 trials" in report
+
+
+def test_a_cell_killed_by_sigkill_is_a_failed_row_and_the_rest_finish(write, tiny_model_dir, tmp_path, monkeypatch):
+    two = "  - {name: zero, kind: prompt}\n  - {name: few, kind: prompt, shots: 2}\n"
+    monkeypatch.setenv("HARNESS_FAULT_KILL_CELL", "zero.seed-0")  # zero's process kills itself
+    result = run_cli("run", write("r.yaml", tiny_recipe(tiny_model_dir, tmp_path / "out", two)))
+    assert result.exit_code == 1
+    run_dir = only_run_dir(tmp_path / "out")
+    rows = {r["technique"]: r for r in results.RunStore.open(run_dir).rows}
+    assert rows["zero"]["status"] == "failed" and "killed by SIGKILL" in rows["zero"]["error"]
+    assert "[cell] zero.seed-0" in rows["zero"]["error"]  # the log's last lines come along
+    assert rows["few"]["status"] == "ok"  # it shared zero's process, and got a fresh one
+    assert "killed by SIGKILL" in (run_dir / "REPORT.md").read_text()
+    monkeypatch.delenv("HARNESS_FAULT_KILL_CELL")
+    resumed = run_cli("run", "--resume", run_dir)
+    assert resumed.exit_code == 0, resumed.output
+    assert results.RunStore.open(run_dir).ordered_rows()[0]["status"] == "ok"
+
+
+def test_a_study_killed_midway_resumes_without_redoing_finished_cells_or_trials(write, tiny_model_dir, tmp_path):
+    recipe = study_recipe(write, tiny_model_dir, tmp_path / "out")
+    harness = os.path.join(os.path.dirname(sys.executable), "harness")
+    driver = subprocess.Popen([harness, "run", str(recipe)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)  # its own process group: driver and cells die together
+    deadline = time.monotonic() + 240
+    while not list((tmp_path / "out").glob("tiny/*/cells/lora.trial-1.json")):
+        assert driver.poll() is None and time.monotonic() < deadline, "the study ended before it was killed"
+        time.sleep(0.2)
+    os.killpg(driver.pid, signal.SIGKILL)
+    driver.wait()
+    run_dir = only_run_dir(tmp_path / "out")
+    before = {p.name: p.stat().st_mtime_ns for p in (run_dir / "cells").glob("*.json")}
+    assert "lora.trial-0.json" in before and "lora.seed-0.json" not in before
+
+    result = run_cli("run", "--resume", run_dir)
+    assert result.exit_code == 0, result.output
+    after = {p.name: p.stat().st_mtime_ns for p in (run_dir / "cells").glob("*.json")}
+    assert all(after[name] == mtime for name, mtime in before.items())  # nothing finished was redone
+    assert len(after) == 8
+    import optuna
+
+    trials = optuna.load_study(study_name="lora", storage=f"sqlite:///{run_dir / 'search.db'}").trials
+    assert [t.state.name for t in trials] == ["COMPLETE"] * 3  # the budget, not one trial more
+    assert all(r["status"] == "ok" for r in results.RunStore.open(run_dir).rows)
