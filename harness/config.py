@@ -63,6 +63,7 @@ class SearchSpec(Strict):
     trials: int | None = Field(None, ge=1)  # None: the recipe's search_budget
     space: dict[str, list[Choice] | Range] = Field(min_length=1)
     objective: Literal["validation_score", "validation_loss"] = "validation_score"  # loss: trained kinds, no generation
+    pruning: bool = True  # validation_loss: stop a trial whose loss trails the median of earlier ones mid-training
 
     @field_validator("space")
     @classmethod

@@ -18,7 +18,7 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.markup import escape
 
-from harness import baseline, report, search, study
+from harness import baseline, report, search, study, worker
 from harness.config import Recipe
 from harness.evaluate.heldout import heldout_examples
 from harness.executor import Job, JobEnd, LocalExecutor, last_lines
@@ -85,16 +85,15 @@ def run_task(full_recipe: Recipe, task_ref: str, run_dir: Path, recipe_path: str
     try:
         with runner.display():
             if task.is_classification and not store.finished(baseline.NAME):
-                values, predictions = baseline.majority(task, list(heldout_examples(task, recipe.eval.heldout)),
-                                                        recipe.run_seeds, recipe.eval.heldout.bootstrap_samples,
-                                                        recipe.seed)
-                store.record(make_row(baseline.NAME, "baseline", "ok", device="none", **values), predictions)
-            for spec in recipe.techniques:
-                if spec.search is not None:
+                record_floor(store, task, recipe)
+            for spec in recipe.techniques:  # selection first, on the validation split only
+                if spec.search is not None and not (worker.needs_corpus(spec) and task.corpus_path is None):
                     runner.searched[spec.name] = search.tune(spec, recipe, store.run_dir, runner.run, runner.jobs)
-            for spec in recipe.techniques:
-                chosen = study.search_summary(cell_rows(runner.searched.get(spec.name, [])), _objective(spec))
-                runner.planned[spec.name] = (spec, study.test_cells(recipe, spec, chosen.get("chosen") or {}), chosen)
+            for spec in recipe.techniques:  # then each chosen configuration on test
+                summary = study.search_summary([study.cell_row(r) for r in runner.searched.get(spec.name, [])],
+                                               spec.search.objective if spec.search else None)
+                runner.planned[spec.name] = (spec, study.test_cells(recipe, spec, summary.get("chosen") or {}),
+                                             summary)
             runner.run([c for _, cells, _ in runner.planned.values() for c in cells])
     except KeyboardInterrupt:
         runner.executor.shutdown()
@@ -108,12 +107,11 @@ def run_task(full_recipe: Recipe, task_ref: str, run_dir: Path, recipe_path: str
     return store
 
 
-def cell_rows(results) -> list[dict]:
-    return [study.cell_row(r) for r in results]
-
-
-def _objective(spec) -> str | None:
-    return spec.search.objective if spec.search is not None else None
+def record_floor(store: RunStore, task, recipe: Recipe) -> None:
+    """The majority-label row of a classification task: no model, computed by the driver itself."""
+    values, predictions = baseline.majority(task, list(heldout_examples(task, recipe.eval.heldout)),
+                                            recipe.run_seeds, recipe.eval.heldout.bootstrap_samples, recipe.seed)
+    store.record(make_row(baseline.NAME, baseline.KIND, "ok", device="none", **values), predictions)
 
 
 class CellRunner:
@@ -125,9 +123,11 @@ class CellRunner:
         self.jobs = getattr(executor, "jobs", 1)
         self.searched: dict[str, list[dict]] = {}  # technique -> its trial results
         self.planned: dict[str, tuple] = {}  # technique -> (spec, test cells, search summary)
+        self.merged: set[str] = set()
         self.kinds = {t.name: t.kind for t in Recipe.model_validate(store.meta["recipe"]).techniques}
         self.active: dict[str, tuple] = {}  # job id -> (job, start time)
         self.live: Live | None = None
+        self.table = report.terminal_table(store)  # redrawn when a job finishes, not on every tick
 
     def run(self, cells) -> list[dict]:
         """Each cell's result, in order; unfinished cells run (grouped into processes, see study.job_groups)."""
@@ -170,19 +170,22 @@ class CellRunner:
         return unfinished[1:]
 
     def refresh(self) -> None:
-        """results.json from the cell files: every cell's row, and one merged row per finished technique."""
+        """results.json from the cell files: every cell's row, and one merged row per technique whose
+        planned test cells have all finished (merged once: a finished cell does not run again)."""
         results = [json.loads(p.read_text()) for p in sorted((self.store.run_dir / "cells").glob("*.json"))]
+        by_id = {study.Cell.from_dict(r["cell"]).id: r for r in results}
         self.store.cells = [study.cell_row(r) for r in results]
         loads = [r["row"].get("model_load_seconds") for r in results if r["row"].get("model_load_seconds")]
         if loads:
             self.store.meta["model_load_seconds"] = max(loads)
+        seeds = self.store.meta.get("seeds") or [self.store.meta["seed"]]  # runs from before seeds existed
         for name, (spec, cells, summary) in self.planned.items():
-            done = [study.read_result(self.store.run_dir, c) for c in cells]
-            if all(r is not None for r in done):
-                main = [r for r, c in zip(done, cells) if c.main]
-                row, predictions = study.merge(spec, main, self.store.meta["seeds"], stats)
+            if name not in self.merged and all(c.id in by_id for c in cells):
+                row, predictions = study.merge(spec, [by_id[c.id] for c in cells if c.main], seeds, stats)
                 self.store.record(row | summary, predictions)
+                self.merged.add(name)
         self.store.save()
+        self.table = report.terminal_table(self.store)
 
     @contextmanager
     def display(self):
@@ -203,7 +206,7 @@ class CellRunner:
             latest = next((line for line in reversed(last_lines(job.log_path, 5)) if line.startswith("[")), "")
             lines.append(f"[cyan]running[/] {job.id} ({time.monotonic() - started:.0f}s) "
                          f"{escape(latest.partition('] ')[2])}")
-        return Group(report.terminal_table(self.store), *lines)
+        return Group(self.table, *lines)
 
 
 def _meta(recipe: Recipe, task_ref: str, recipe_path: str | None, run_id: str, device: str, task) -> dict:

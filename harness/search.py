@@ -15,6 +15,28 @@ from harness.study import BASE_MODEL_KINDS, Cell, read_result, trials_for
 RunCells = Callable[[Sequence[Cell]], list[dict]]  # runs cells (through the executor), returns their results
 
 
+PRUNE_STARTUP_TRIALS = 2  # trials that always finish, so the median has something to compare with
+PRUNE_CHECKS = 4  # validation-loss checks per pruned trial: often enough to stop early, few enough to stay cheap
+
+
+def storage(run_dir: Path):
+    """The SQLite study file; a generous lock timeout, since trial processes report to it too."""
+    import optuna
+
+    return optuna.storages.RDBStorage(f"sqlite:///{Path(run_dir).resolve() / 'search.db'}",
+                                      engine_kwargs={"connect_args": {"timeout": 60}})
+
+
+def pruner(spec):
+    """Median pruning for loss objectives: a trial whose validation loss trails the median of earlier
+    trials at the same step stops there. A validation score needs generation, too dear to check often."""
+    import optuna
+
+    if spec.search.objective != "validation_loss" or not spec.search.pruning:
+        return optuna.pruners.NopPruner()
+    return optuna.pruners.MedianPruner(n_startup_trials=PRUNE_STARTUP_TRIALS, n_warmup_steps=0)
+
+
 def open_study(run_dir: Path, spec, seed: int):
     import optuna
 
@@ -30,9 +52,37 @@ def open_study(run_dir: Path, spec, seed: int):
     sampler = (AskTellGrid({k: list(v) for k, v in search.space.items()}, seed=seed)
                if search.is_grid else optuna.samplers.TPESampler(seed=seed))
     return optuna.create_study(
-        storage=f"sqlite:///{Path(run_dir).resolve() / 'search.db'}", study_name=spec.name, sampler=sampler,
+        storage=storage(run_dir), study_name=spec.name, sampler=sampler, pruner=pruner(spec),
         direction="minimize" if search.objective == "validation_loss" else "maximize", load_if_exists=True,
     )
+
+
+def pruning_callback(run_dir: Path, spec, trial_number: int):
+    """A TrainerCallback for a trial cell's process: it evaluates the validation loss PRUNE_CHECKS times,
+    reports each to the trial in the run's study, and stops training when the pruner says so."""
+    import optuna
+    from transformers import TrainerCallback
+
+    study = optuna.load_study(study_name=spec.name, storage=storage(run_dir), pruner=pruner(spec))
+    # Optuna has no public lookup from a trial's number to its id; the storage method is public
+    trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, trial_number)
+    trial = optuna.trial.Trial(study, trial_id)
+
+    class Pruning(TrainerCallback):
+        pruned = False
+
+        def on_step_end(self, args, state, control, **kwargs):
+            every = max(1, state.max_steps // PRUNE_CHECKS)
+            if state.global_step % every == 0 and state.global_step < state.max_steps:
+                control.should_evaluate = True
+
+        def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+            if metrics and "eval_loss" in metrics and state.global_step < state.max_steps:
+                trial.report(metrics["eval_loss"], state.global_step)
+                if trial.should_prune():
+                    self.pruned = control.should_training_stop = True
+
+    return Pruning()
 
 
 def distributions(spec) -> dict:
@@ -68,7 +118,9 @@ def tune(spec, recipe, run_dir: Path, run_cells: RunCells, jobs: int) -> list[di
         for cell, result in zip(cells, run_cells(cells)):
             results[cell.trial] = result
             value = result["row"].get("objective")
-            if value is None:
+            if result["row"].get("pruned"):
+                study.tell(cell.trial, state=TrialState.PRUNED, skip_if_finished=True)
+            elif value is None:
                 study.tell(cell.trial, state=TrialState.FAIL, skip_if_finished=True)
             else:
                 study.tell(cell.trial, value, skip_if_finished=True)

@@ -175,21 +175,29 @@ def merge(spec, results: Sequence[dict], seeds: Sequence[int], stats) -> tuple[d
     predictions = [p | {"seed": seed} for seed, r in zip(seeds, per_seed) for p in r["predictions"]]
     scores = [r["score"] for r in rows]
     row.update(n_seeds=len(seeds), seed_scores=scores, seed_invariant=len(by_seed) == 1 and len(seeds) > 1,
-               score_std=_std(scores), params=per_seed[0]["cell"]["params"])
+               score_std=mean_std(scores)[1], params=per_seed[0]["cell"]["params"])
     if len(seeds) > 1 and row.get("metric") != "macro_f1":  # a mean of 0/1 outcomes: bootstrap seeds and examples
         row["ci_low"], row["ci_high"] = stats.mean_ci_over_seeds(predictions, samples=2000, seed=seeds[0])
     return row, predictions
 
 
+def chosen_trial(trial_rows: Iterable[dict], objective: str) -> dict | None:
+    """The trial whose values are chosen: the best validation figure among trials that finished (not pruned)."""
+    done = [r for r in trial_rows if r["status"] == "ok" and r.get("objective") is not None and not r.get("pruned")]
+    if not done:
+        return None
+    return (min if objective == "validation_loss" else max)(done, key=lambda r: r["objective"])
+
+
 def search_summary(trial_rows: Iterable[dict], objective: str) -> dict:
     """Row fields describing a technique's search: trials, the chosen values, their validation figure, cost."""
     trial_rows = list(trial_rows)
-    done = [r for r in trial_rows if r["status"] == "ok" and r.get("objective") is not None]
     if not trial_rows:
         return {}
-    pick = (min if objective == "validation_loss" else max)(done, key=lambda r: r["objective"]) if done else None
+    pick = chosen_trial(trial_rows, objective)
     return {
-        "search_trials": len(trial_rows), "search_failed": len(trial_rows) - len(done),
+        "search_trials": len(trial_rows), "search_pruned": sum(bool(r.get("pruned")) for r in trial_rows),
+        "search_failed": sum(r["status"] != "ok" or r.get("objective") is None for r in trial_rows),
         "search_objective": objective, "search_best": pick["objective"] if pick else None,
         "chosen": pick["params"] if pick else None,
         "search_seconds": sum(r.get("wall_seconds") or 0 for r in trial_rows),
@@ -206,8 +214,9 @@ def _average(rows: Sequence[dict]) -> dict:
     return merged
 
 
-def _std(values: Sequence[float]) -> float:
-    if len(values) < 2:
-        return 0.0
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
     mean = sum(values) / len(values)
-    return (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+    if len(values) < 2:
+        return mean, 0.0
+    return mean, (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5

@@ -114,11 +114,11 @@ def make_trainer(model, tokenizer, task: Task, settings: TrainSettings, kind: st
 
 
 def train(model, tokenizer, task: Task, settings: TrainSettings, kind: str, *, device: str, seed: int,
-          progress=None, label: str = "training", peft_config=None, augment=None):
+          progress=None, label: str = "training", peft_config=None, augment=None, callbacks=()):
     """Train in memory; return the trained model (peft-wrapped when peft_config is given), stats, and
     how memory was measured."""
     with tempfile.TemporaryDirectory(prefix="harness-trainer-") as work_dir:  # nothing is checkpointed
-        callbacks = [_ProgressCallback(progress, label)] if progress is not None else []
+        callbacks = [*callbacks, *([_ProgressCallback(progress, label)] if progress is not None else [])]
         trainer = make_trainer(model, tokenizer, task, settings, kind, device=device, seed=seed,
                                work_dir=Path(work_dir), peft_config=peft_config, callbacks=callbacks,
                                augment=augment)

@@ -108,6 +108,15 @@ def objective_value(cell, row: dict) -> float | None:
     return row.get("validation_loss") if cell.objective == "validation_loss" else row.get("score")
 
 
+def trial_pruning(run_dir: Path, spec, cell):
+    """The pruning callback of a validation-loss search trial (see search.pruning_callback), else None."""
+    if cell.trial is None or cell.objective != "validation_loss" or not spec.search.pruning:
+        return None
+    from harness.search import pruning_callback
+
+    return pruning_callback(run_dir, spec, cell.trial)
+
+
 def release_memory() -> None:
     """Free what a finished cell left (Python garbage, CUDA cache, freed heap pages), so the next
     cell of a shared process starts from the loaded base model alone."""
@@ -150,10 +159,14 @@ def run_job(job: dict) -> None:
         spec = apply_params(recipe.technique(cell.technique), cell.params)
         if cell.train_size:
             spec = apply_params(spec, {"train.limit": min(cell.train_size, spec.train.limit or cell.train_size)})
+        pruning = trial_pruning(run_dir, spec, cell)
         ctx = RunContext(recipe=recipe.model_copy(update={"seed": cell.seed}), task=task, device=job["device"],
-                         run_dir=run_dir, progress=progress, cell=cell, shared=shared)
+                         run_dir=run_dir, progress=progress, cell=cell, shared=shared,
+                         callbacks=[pruning] if pruning else [])
         row, predictions = run_cell(spec, ctx)
         row["objective"] = objective_value(cell, row)
+        if pruning is not None:
+            row["pruned"] = pruning.pruned
         result = {"cell": cell.to_dict(), "row": row, "predictions": predictions}
         write_atomic(cell_path(run_dir, cell), json.dumps(result, default=str))
         release_memory()

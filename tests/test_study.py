@@ -183,3 +183,30 @@ def test_a_study_killed_midway_resumes_without_redoing_finished_cells_or_trials(
     trials = optuna.load_study(study_name="lora", storage=f"sqlite:///{run_dir / 'search.db'}").trials
     assert [t.state.name for t in trials] == ["COMPLETE"] * 3  # the budget, not one trial more
     assert all(r["status"] == "ok" for r in results.RunStore.open(run_dir).rows)
+
+
+def test_a_trial_whose_validation_loss_trails_the_median_is_pruned(write, tiny_model_dir, tmp_path):
+    techniques = """\
+  - name: lora
+    kind: lora
+    train: {max_steps: 8, batch_size: 4, limit: 32}
+    lora: {rank: 2, alpha: 4}
+    search: {space: {train.learning_rate: [1.0e-7, 1.0e-2, 2.0e-2, 3.0e-2]}, objective: validation_loss}
+"""  # the seeded grid visits 1e-7 last, after two trials that always finish (PRUNE_STARTUP_TRIALS)
+    extra = ("search_budget: 4\neval:\n  validation: {size: 10}\n"
+             "  heldout: {limit: 4, batch_size: 4, max_new_tokens: 4, bootstrap_samples: 100}\n")
+    result = run_cli("run", study_recipe(write, tiny_model_dir, tmp_path / "out", techniques, extra))
+    assert result.exit_code == 0, result.output
+    run_dir = only_run_dir(tmp_path / "out")
+    store = results.RunStore.open(run_dir)
+    trials = [c for c in store.cells if c["trial"] is not None]
+    pruned = [t for t in trials if t.get("pruned")]
+    hopeless = next(t for t in trials if t["params"]["train.learning_rate"] < 1e-6)
+    assert hopeless in pruned and all(t["train_steps"] < 8 for t in pruned)  # stopped before the end
+    import optuna
+
+    states = {t.number: t.state.name for t in
+              optuna.load_study(study_name="lora", storage=f"sqlite:///{run_dir / 'search.db'}").trials}
+    assert sorted(states.values()).count("PRUNED") == len(pruned)
+    lora = next(r for r in store.rows if r["technique"] == "lora")
+    assert lora["search_pruned"] == len(pruned) and lora["chosen"]["train.learning_rate"] > 1e-2

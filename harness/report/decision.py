@@ -40,9 +40,16 @@ def paired_p(predictions: dict[str, list[dict]], a: str, b: str) -> float | None
     """McNemar p between two techniques' per-example correctness; None unless they scored the same
     (seed, id) pairs (`harness compare` reads None as "different examples")."""
     first, second = keyed(predictions.get(a, [])), keyed(predictions.get(b, []))
+    if first.keys() != second.keys() and _one_seed(first) and _one_seed(second):
+        # a run stored before predictions carried a seed, against a one-seed run: pair by example id
+        first, second = ({i: v for (_, i), v in d.items()} for d in (first, second))
     if not first or first.keys() != second.keys():
         return None
     return mcnemar_p(list(first.values()), [second[k] for k in first])
+
+
+def _one_seed(outcomes: dict) -> bool:
+    return len({seed for seed, _ in outcomes}) == 1
 
 
 def scored_rows(rows: Sequence[dict]) -> list[dict]:

@@ -13,6 +13,7 @@ from pathlib import Path
 from harness.report import markdown, plots
 from harness.report.columns import fmt_number, fmt_seconds
 from harness.results import RunStore, task_name
+from harness.study import chosen_trial, mean_std
 
 TRAINING_FREE = {"prompt", "rag", "baseline"}  # kinds that read the base model (or none) as it is
 OBJECTIVES = {  # objective: (words, which end is best)
@@ -31,14 +32,6 @@ def _by_recipe_order(store: RunStore, names) -> list[str]:
     """Distinct names in the recipe's technique order (names the recipe lacks, e.g. a baseline, last)."""
     order = [t.get("name") for t in _techniques(store)]
     return sorted(set(names), key=lambda n: (order.index(n) if n in order else len(order), n))
-
-
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (0 for a single value)."""
-    mean = sum(values) / len(values)
-    if len(values) < 2:
-        return mean, 0.0
-    return mean, (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
 
 
 def _value(value) -> str:
@@ -70,14 +63,6 @@ def _trials(store: RunStore) -> dict[str, list[dict]]:
     trials = [c for c in store.cells if c.get("trial") is not None]
     return {name: sorted((c for c in trials if c["technique"] == name), key=lambda c: c["trial"])
             for name in _by_recipe_order(store, (c["technique"] for c in trials))}
-
-
-def _chosen_trial(trials: list[dict], objective: str) -> dict | None:
-    """The trial whose values were chosen: the best objective among finished trials (as harness.study does)."""
-    done = [t for t in trials if t["status"] == "ok" and t.get("objective") is not None]
-    if not done:
-        return None
-    return (min if objective == "validation_loss" else max)(done, key=lambda t: t["objective"])
 
 
 def _budget_sentence(store: RunStore, tuned: list[dict]) -> str:
@@ -128,7 +113,8 @@ def _trials_table(trials: dict[str, list[dict]], chosen: dict[str, dict | None])
     rows = []
     for name, cells in trials.items():
         for c in cells:
-            status = c["status"] + (f": {markdown._clip(c['error'], 80)}" if c.get("error") else "")
+            status = (f"pruned at step {c.get('train_steps')}" if c.get("pruned") else c["status"]) + (
+                f": {markdown._clip(c['error'], 80)}" if c.get("error") else "")
             rows.append([name, f"{c['trial']}{' (chosen)' if c is chosen[name] else ''}"]
                         + [_value(c["params"][k]) if k in c.get("params", {}) else "–" for k in keys]
                         + [fmt_number(c.get("objective"), ".4f"), status])
@@ -145,7 +131,7 @@ def search_section(store: RunStore, folder: Path) -> str:
     specs = {t["name"]: t for t in _techniques(store)}
     tuned = [specs.get(name, {"name": name}) for name in trials]
     objectives = {t["name"]: _objective(t) for t in tuned}
-    chosen = {name: _chosen_trial(cells, objectives[name]) for name, cells in trials.items()}
+    chosen = {name: chosen_trial(cells, objectives[name]) for name, cells in trials.items()}
     parts = ["#### Hyperparameter search", _budget_sentence(store, tuned), _untuned_warning(store, tuned),
              _summary_table(trials, objectives, chosen), "Every trial:", _trials_table(trials, chosen)]
     name, title = f"plots/{task_name(store)}-search.png", f"{task_name(store)}: search trials"
@@ -168,7 +154,7 @@ def seeds_section(store: RunStore) -> str:
         return ""
     table = []
     for row in rows:
-        mean, std = _mean_std(row["seed_scores"])
+        mean, std = mean_std(row["seed_scores"])
         scores = [fmt_number(s, ".3f") for s in row["seed_scores"]]
         table.append([row["technique"], *scores, f"{mean:.3f} ± {std:.3f}"])
     lines = ["#### Scores per seed",
@@ -194,7 +180,7 @@ def learning_curves(store: RunStore) -> dict:
         mine = [c for c in cells if c["technique"] == name]
         if mine[0]["kind"] in TRAINING_FREE:
             row = next((r for r in store.rows if r["technique"] == name and r["status"] == "ok"), mine[0])
-            levels[name] = (_mean_std([c["score"] for c in mine])[0], row.get("ci_low"), row.get("ci_high"))
+            levels[name] = (mean_std([c["score"] for c in mine])[0], row.get("ci_low"), row.get("ci_high"))
             continue
         sizes = sorted({c["train_examples"] for c in mine if c.get("train_examples") is not None})
         curves[name] = [_point(n, [c["score"] for c in mine if c.get("train_examples") == n]) for n in sizes]
@@ -202,7 +188,7 @@ def learning_curves(store: RunStore) -> dict:
 
 
 def _point(n: int, scores: list[float]) -> tuple[int, float, float, int]:
-    return (n, *_mean_std(scores), len(scores))
+    return (n, *mean_std(scores), len(scores))
 
 
 def _has_curve(curves: dict) -> bool:

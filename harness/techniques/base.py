@@ -58,6 +58,7 @@ class RunContext:
     progress: Progress
     cell: Cell = None  # type: ignore[assignment]  # which split to score, whether lm-eval and artifacts apply
     shared: Shared = field(default_factory=Shared)
+    callbacks: list = field(default_factory=list)  # extra TrainerCallbacks (a search trial's pruning)
 
     def __post_init__(self):
         if self.cell is None:

@@ -73,7 +73,7 @@ def finetune(spec, ctx: RunContext, peft_config=None, quantization_config=None) 
                             [*ctx.task.train, *ctx.task.validation, *ctx.heldout_examples()])
     model, stats, method = train.train(
         model, tokenizer, ctx.task, spec.train, spec.kind, device=ctx.device, seed=ctx.recipe.seed,
-        progress=ctx.progress, label=spec.name, peft_config=peft_config, augment=augment,
+        progress=ctx.progress, label=spec.name, peft_config=peft_config, augment=augment, callbacks=ctx.callbacks,
     )
     trainable, total = parameter_counts(model)
     if quantization_config is None:
