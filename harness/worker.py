@@ -137,17 +137,26 @@ def save_traceback(run_dir: Path, name: str) -> None:
     path.write_text(traceback.format_exc())
 
 
+def cell_spec(recipe, cell):
+    """The technique's spec as this cell runs it: the cell's params applied, and its training-set size."""
+    from harness.study import apply_params
+
+    spec = apply_params(recipe.technique(cell.technique), cell.params)
+    if cell.train_size:  # the first N train examples: subsets of one order nest
+        spec = apply_params(spec, {"train.limit": min(cell.train_size, spec.train.limit or cell.train_size)})
+    return spec
+
+
 def run_job(job: dict) -> None:
+    from harness.config import Recipe
     from harness.results import RunStore, write_atomic
-    from harness.study import Cell, apply_params, cell_path
+    from harness.study import Cell, cell_path
     from harness.tasks import load_task, with_validation
     from harness.techniques import RunContext
     from harness.techniques.base import Shared
 
     run_dir = Path(job["run_dir"])
-    meta = RunStore.open(run_dir).meta
-    from harness.config import Recipe
-
+    meta = RunStore.open(run_dir).meta  # the driver's resolved recipe: every process runs the same one
     recipe = Recipe.model_validate(meta["recipe"]).for_task(meta["task_ref"])
     task = with_validation(load_task(meta["task_ref"]), recipe.eval.validation)
     shared, progress = Shared(), LineProgress()
@@ -156,9 +165,7 @@ def run_job(job: dict) -> None:
         print(f"[cell] {cell.id}", flush=True)
         if os.environ.get(FAULT_ENV) == cell.id:
             os.kill(os.getpid(), signal.SIGKILL)
-        spec = apply_params(recipe.technique(cell.technique), cell.params)
-        if cell.train_size:
-            spec = apply_params(spec, {"train.limit": min(cell.train_size, spec.train.limit or cell.train_size)})
+        spec = cell_spec(recipe, cell)
         pruning = trial_pruning(run_dir, spec, cell)
         ctx = RunContext(recipe=recipe.model_copy(update={"seed": cell.seed}), task=task, device=job["device"],
                          run_dir=run_dir, progress=progress, cell=cell, shared=shared,

@@ -35,7 +35,7 @@ def test_run_writes_results_predictions_and_report(write, tiny_model_dir, tmp_pa
     rows = {r["technique"]: r for r in data["rows"]}
     assert set(rows) == {"zero", "few", "majority"}  # a classification task gets the majority-label floor
     assert rows["majority"]["kind"] == "baseline" and rows["majority"]["majority_label"]
-    del rows["majority"]
+    rows_majority_label = rows.pop("majority")["majority_label"]
     for row in rows.values():
         assert set(results.ROW_FIELDS) <= set(row)
         assert row["status"] == "ok" and row["error"] is None
@@ -51,6 +51,7 @@ def test_run_writes_results_predictions_and_report(write, tiny_model_dir, tmp_pa
         assert sum(p["correct"] for p in predictions) / 12 == pytest.approx(row["score"])
     report = (run_dir / "REPORT.md").read_text()
     assert "| zero | prompt | ok |" in report and "## Recipe" in report and "## Wrong answers" in report
+    assert f"Floor: always answering '{rows_majority_label}'" in report and "uniformly among the labels would score 0.167" in report
     frame = results.load_frame(run_dir)
     assert list(frame["technique"]) == ["zero", "few", "majority"]
 

@@ -67,12 +67,21 @@ def plots_section(store: RunStore, rows: list[dict], folder: Path) -> str:
     return " ".join(links)
 
 
+def floor_note(rows: list[dict]) -> str:
+    """What a classifier scores without reading the question: the majority label, and uniform chance."""
+    floor = next((r for r in rows if r["kind"] == baseline.KIND and r.get("score") is not None), None)
+    if floor is None:
+        return ""
+    return (f"Floor: always answering '{floor['majority_label']}' (the most common training label) scores "
+            f"{floor['score']:.3f}; guessing uniformly among the labels would score {floor['chance_score']:.3f}.")
+
+
 def task_section(store: RunStore, rows: list[dict], folder: Path, heading: str) -> list[str]:
     if not rows:
         return [f"{heading} {task_name(store)}", "No technique has finished yet."]
-    sections = [f"{heading} {task_name(store)}", results_table(rows), plots_section(store, rows, folder),
-                study.seeds_section(store), study.learning_curve_section(store, folder),
-                study.search_section(store, folder)]
+    sections = [f"{heading} {task_name(store)}", results_table(rows), floor_note(rows),
+                plots_section(store, rows, folder), study.seeds_section(store),
+                study.learning_curve_section(store, folder), study.search_section(store, folder)]
     return [s for s in sections if s]  # the study's sections are empty for a plain run
 
 
