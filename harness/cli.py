@@ -15,13 +15,15 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 
 import click  # noqa: E402
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from harness.config import ConfigError, Recipe, load_recipe
+from harness.executors.base import ExecutorError
 from harness.models import ALIASES, RANDOM_ARCHITECTURES, ModelResolutionError, check_resolvable, describe
 
 console = Console()
-USER_ERRORS = (ConfigError, ModelResolutionError, FileNotFoundError)
+USER_ERRORS = (ConfigError, ModelResolutionError, FileNotFoundError, ExecutorError)
 
 
 def user_errors(command):
@@ -32,7 +34,7 @@ def user_errors(command):
         try:
             return command(*args, **kwargs)
         except USER_ERRORS as exc:
-            console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)  # [brackets] are text
             sys.exit(2)
 
     return wrapper
@@ -52,8 +54,9 @@ def main():
 @click.argument("recipe", required=False, type=click.Path(dir_okay=False))
 @click.argument("overrides", nargs=-1)
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False), help="Finish an interrupted run: skip cells already done.")
-@click.option("--jobs", "-j", default=1, show_default=True, type=click.IntRange(min=1),
-              help="Cells run at once, each in its own process (on CUDA: at most one per visible GPU).")
+@click.option("--jobs", "-j", default=None, type=click.IntRange(min=1),
+              help="Cells run at once, each in its own process (on CUDA: at most one per visible GPU). "
+                   "Default: 1 locally; on ray/slurm executors, as many as the cluster fits.")
 @user_errors
 def run(recipe, overrides, resume_dir, jobs):
     """Run RECIPE (YAML), with optional key=value OVERRIDES, e.g. seed=1 eval.heldout.limit=50."""

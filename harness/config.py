@@ -242,6 +242,40 @@ class CheckSpec(Strict):
     max_increase: dict[str, float | str] = {}  # e.g. {peak_memory_bytes: "10%", cost_usd: "20%"}
 
 
+class ExecutorSpec(Strict):
+    """Where cells run. local (the default) needs nothing extra; ray and slurm are optional extras,
+    imported only when chosen (pip install 'adapt-harness[ray]' / '[slurm]')."""
+
+    kind: Literal["local", "ray", "slurm"] = "local"
+    # ray: auto (the cluster `ray start` started here), host:6379, ray://host:10001, or local (a
+    # one-machine cluster started for this run and stopped with it)
+    address: str = "auto"
+    # GPUs per cell: one number, or per technique kind / name ({full: 2, lora: 1, prompt: 1}); default:
+    # 1 on CUDA, 0 on the CPU. Fractions share a GPU between cells (Ray only).
+    gpus_per_cell: float | dict[str, float] | None = None
+    # CPU cores per cell, also its torch threads; default: ray and slurm 1, local the machine's cores
+    # split between --jobs
+    cpus_per_cell: int | None = Field(None, ge=1)
+    max_retries: int = Field(2, ge=0)  # a cell lost with its worker or node runs again (ray, slurm)
+    storage: str | None = None  # the run folder's root for a new run (replaces output_dir): a path all workers see
+    # slurm (through submitit)
+    partition: str | None = None
+    account: str | None = None
+    timeout_min: int = Field(240, ge=1)  # a cell's wall-clock limit on Slurm (and submitit's local cluster)
+    mem_gb: float | None = Field(None, gt=0)
+    slurm: dict[str, str | int | float | bool] = {}  # more sbatch settings for submitit, e.g. {qos: high, constraint: a100}
+    cluster: Literal["slurm", "local"] = "slurm"  # local: submitit's one-machine stand-in for Slurm (tests, dry runs)
+
+    _expand = field_validator("storage")(classmethod(lambda cls, v: v if v is None else expand_path(v)))
+
+    def gpus_for(self, kind: str, name: str, device: str) -> float:
+        """GPUs one cell of this technique asks for."""
+        default = 1.0 if device.startswith("cuda") else 0.0
+        if isinstance(self.gpus_per_cell, dict):
+            return float(self.gpus_per_cell.get(name, self.gpus_per_cell.get(kind, default)))
+        return default if self.gpus_per_cell is None else float(self.gpus_per_cell)
+
+
 class Recipe(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # also the reports/<name>/ folder
     model: ModelSpec = ModelSpec()
@@ -256,6 +290,7 @@ class Recipe(Strict):
     eval: EvalSpec = EvalSpec()
     cost: CostSpec = CostSpec()
     check: CheckSpec = CheckSpec()
+    executor: ExecutorSpec = ExecutorSpec()
 
     @field_validator("model", mode="before")
     @classmethod
@@ -310,6 +345,17 @@ class Recipe(Strict):
                              "add `eval: {validation: {fraction: 0.15}}` (or `size: N`)")
         for technique in searched:
             check_search(technique, self.search_budget)
+        return self
+
+    @model_validator(mode="after")
+    def _executor_keys(self):
+        gpus = self.executor.gpus_per_cell
+        if isinstance(gpus, dict):
+            known = {t.name for t in self.techniques} | {t.kind for t in self.techniques}
+            unknown = sorted(set(gpus) - known)
+            if unknown:
+                raise ValueError(f"executor.gpus_per_cell: {unknown[0]!r} is neither a technique name nor a kind "
+                                 f"in this recipe (known: {', '.join(sorted(known))})")
         return self
 
     @property

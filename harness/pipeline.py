@@ -21,29 +21,19 @@ from rich.markup import escape
 from harness import baseline, report, search, study, worker
 from harness.config import Recipe
 from harness.evaluate.heldout import heldout_examples
-from harness.executor import Job, JobEnd, LocalExecutor, last_lines
+from harness.executors import Job, JobEnd, last_lines, make_executor
 from harness.measure import device_name
 from harness.report import stats
 from harness.results import RunStore, make_row, write_atomic
 from harness.tasks import load_task, with_validation
 
 LIBRARIES = ("torch", "transformers", "peft", "trl", "bitsandbytes", "lm_eval", "accelerate", "scikit-learn", "pandas",
-             "optuna")
-
-
-def resolve_device(requested: str) -> str:
-    import torch
-
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("recipe asks for device: cuda but no CUDA device is visible; set device: auto or cpu")
-    if requested == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return requested
+             "optuna", "ray", "submitit")
 
 
 def new_run_dir(recipe: Recipe) -> Path:
     run_id = datetime.now().strftime("%Y%m%d-%H%M%S")
-    path = Path(recipe.output_dir) / recipe.name / run_id
+    path = Path(recipe.executor.storage or recipe.output_dir) / recipe.name / run_id
     suffix = 1
     while path.exists():  # two runs in the same second
         path = path.with_name(f"{run_id}-{suffix}")
@@ -52,26 +42,30 @@ def new_run_dir(recipe: Recipe) -> Path:
 
 
 def run(recipe: Recipe, run_dir: Path | None = None, recipe_path: str | None = None,
-        console: Console | None = None, jobs: int = 1) -> list[RunStore]:
+        console: Console | None = None, jobs: int | None = None) -> list[RunStore]:
     """Run every cell not yet finished on each of the recipe's tasks (resuming when run_dir holds
     results). One task: results in run_dir; several: one sub-run per task, run_dir/<task>/, and a
-    combined REPORT.md in run_dir. `jobs`: cells run at once (one process each)."""
+    combined REPORT.md in run_dir. `jobs`: cells run at once (one process each; None: 1 locally, the
+    cluster's capacity on ray/slurm)."""
     console = console or Console()
-    device = resolve_device(recipe.device)
-    run_dir = Path(run_dir) if run_dir else new_run_dir(recipe)
-    if len(recipe.tasks) == 1:
-        return [run_task(recipe, recipe.tasks[0], run_dir, recipe_path, device, console, jobs)]
-    stores = [run_task(recipe, task, run_dir / Path(task).name, recipe_path, device, console, jobs,
-                       run_id=run_dir.name) for task in recipe.tasks]
+    executor = make_executor(recipe, jobs)
+    try:
+        run_dir = Path(run_dir) if run_dir else new_run_dir(recipe)
+        if len(recipe.tasks) == 1:
+            return [run_task(recipe, recipe.tasks[0], run_dir, recipe_path, executor, console)]
+        stores = [run_task(recipe, task, run_dir / Path(task).name, recipe_path, executor, console,
+                           run_id=run_dir.name) for task in recipe.tasks]
+    finally:
+        executor.shutdown()
     report.write_report(stores, run_dir)
     return stores
 
 
-def run_task(full_recipe: Recipe, task_ref: str, run_dir: Path, recipe_path: str | None, device: str,
-             console: Console, jobs: int = 1, run_id: str | None = None) -> RunStore:
+def run_task(full_recipe: Recipe, task_ref: str, run_dir: Path, recipe_path: str | None, executor,
+             console: Console, run_id: str | None = None) -> RunStore:
     """One task's study: the floor, each technique's search on validation, then every technique's
     chosen configuration on test over seeds and training-set sizes; rows merge as cells finish."""
-    recipe = full_recipe.for_task(task_ref)
+    recipe, device = full_recipe.for_task(task_ref), executor.device
     task = with_validation(load_task(task_ref), recipe.eval.validation)
     if (run_dir / "results.json").is_file():
         store = RunStore.open(run_dir)
@@ -80,8 +74,8 @@ def run_task(full_recipe: Recipe, task_ref: str, run_dir: Path, recipe_path: str
         store.save()
     console.print(f"[bold]{recipe.name}[/]: {len(recipe.techniques)} technique(s) on {recipe.model.id} / "
                   f"{task.name} ({len(task.train)} train, {len(task.validation)} validation, {len(task.test)} test) "
-                  f"on {device}, {len(recipe.run_seeds)} seed(s) -> {store.run_dir}")
-    runner = CellRunner(store, LocalExecutor(jobs, device), device, console)
+                  f"on {device} ({recipe.executor.kind} executor), {len(recipe.run_seeds)} seed(s) -> {store.run_dir}")
+    runner = CellRunner(store, executor, device, console)
     try:
         with runner.display():
             if task.is_classification and not store.finished(baseline.NAME):
@@ -96,12 +90,11 @@ def run_task(full_recipe: Recipe, task_ref: str, run_dir: Path, recipe_path: str
                                              summary)
             runner.run([c for _, cells, _ in runner.planned.values() for c in cells])
     except KeyboardInterrupt:
-        runner.executor.shutdown()
+        executor.shutdown()
         console.print(f"[yellow]interrupted[/]: finished cells are saved; continue with "
                       f"`harness run --resume {store.run_dir}`")
         raise
     finally:
-        runner.executor.shutdown()
         runner.refresh()
         report.write_report([store])
     return store
@@ -120,7 +113,7 @@ class CellRunner:
 
     def __init__(self, store: RunStore, executor, device: str, console: Console):
         self.store, self.executor, self.device, self.console = store, executor, device, console
-        self.jobs = getattr(executor, "jobs", 1)
+        self.jobs = executor.jobs
         self.searched: dict[str, list[dict]] = {}  # technique -> its trial results
         self.planned: dict[str, tuple] = {}  # technique -> (spec, test cells, search summary)
         self.merged: set[str] = set()
@@ -163,7 +156,7 @@ class CellRunner:
         if unfinished:
             reason = end.reason or "worker process ended without writing this cell's result"
             row = make_row(unfinished[0].technique, self.kinds[unfinished[0].technique], "failed", error=reason,
-                           device=self.device)
+                           device=self.device, executor=self.executor.kind)
             write_atomic(study.cell_path(job.run_dir, unfinished[0]), json.dumps(
                 {"cell": unfinished[0].to_dict(), "row": row | {"objective": None}, "predictions": []}))
         self.refresh()

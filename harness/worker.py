@@ -12,6 +12,7 @@ import ctypes
 import gc
 import json
 import os
+import platform
 import signal
 import sys
 import time
@@ -23,6 +24,10 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 FAULT_ENV = "HARNESS_FAULT_KILL_CELL"  # fault injection for tests: the cell of this id SIGKILLs its process
+# fault injection for tests: the cell of this id waits at its start until <run>/faults/<cell id>.release
+# exists, so that a test can kill its process (a lost cluster worker) while the cell runs
+HOLD_ENV = "HARNESS_FAULT_HOLD_CELL"
+HOLD_SECONDS = 300
 
 
 class LineProgress:
@@ -147,10 +152,17 @@ def cell_spec(recipe, cell):
     return spec
 
 
+def hold(release: Path) -> None:
+    print(f"[fault] holding until {release} exists", flush=True)
+    deadline = time.monotonic() + HOLD_SECONDS
+    while not release.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
 def run_job(job: dict) -> None:
     from harness.config import Recipe
     from harness.results import RunStore, write_atomic
-    from harness.study import Cell, cell_path
+    from harness.study import Cell, cell_path, finished, read_result
     from harness.tasks import load_task, with_validation
     from harness.techniques import RunContext
     from harness.techniques.base import Shared
@@ -162,16 +174,21 @@ def run_job(job: dict) -> None:
     shared, progress = Shared(), LineProgress()
     for data in job["cells"]:
         cell = Cell.from_dict(data)
-        print(f"[cell] {cell.id}", flush=True)
+        if finished(read_result(run_dir, cell)):  # a retried job (its worker was lost) redoes nothing
+            continue
+        print(f"[cell] {cell.id} (pid {os.getpid()} on {platform.node()})", flush=True)
         if os.environ.get(FAULT_ENV) == cell.id:
             os.kill(os.getpid(), signal.SIGKILL)
+        if os.environ.get(HOLD_ENV) == cell.id:
+            hold(run_dir / "faults" / f"{cell.id}.release")
         spec = cell_spec(recipe, cell)
         pruning = trial_pruning(run_dir, spec, cell)
         ctx = RunContext(recipe=recipe.model_copy(update={"seed": cell.seed}), task=task, device=job["device"],
                          run_dir=run_dir, progress=progress, cell=cell, shared=shared,
                          callbacks=[pruning] if pruning else [])
         row, predictions = run_cell(spec, ctx)
-        row["objective"] = objective_value(cell, row)
+        row |= {"objective": objective_value(cell, row), "executor": job.get("executor", "local"),
+                "node": platform.node()}
         if pruning is not None:
             row["pruned"] = pruning.pruned
         result = {"cell": cell.to_dict(), "row": row, "predictions": predictions}
@@ -190,7 +207,8 @@ def preload() -> None:
 
 def child_main(job: dict, log_path: str, env: dict[str, str]) -> None:
     """Entry point of a forked cell process: output to the job's log, the executor's environment, the job."""
-    log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    # appended: a job run again (resumed, or retried after its worker was lost) keeps the earlier attempt's lines
+    log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
         os.dup2(log, stream.fileno())
@@ -204,6 +222,12 @@ def child_main(job: dict, log_path: str, env: dict[str, str]) -> None:
     run_job(job)
     sys.stdout.flush()
     sys.stderr.flush()
+
+
+def job_main(job: dict, log_path: str, env: dict[str, str]) -> None:
+    """Entry point of a job on a cluster worker (Ray task, Slurm job): a fresh process, libraries not yet imported."""
+    preload()
+    child_main(job, log_path, env)
 
 
 def main(argv: list[str]) -> int:

@@ -1,0 +1,97 @@
+"""What every executor shares: a job (one or more cells run by one process), how it ended, and the
+interface `submit(job) -> Future[JobEnd]`, `shutdown()`.
+
+The executor only runs jobs; the driver (pipeline.py) alone plans cells and merges their result files.
+A job's process writes each cell's result into the run folder (`worker.run_job`), so any executor
+whose workers see the run folder can run it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from harness.results import write_atomic
+from harness.study import Cell
+
+LOG_TAIL_LINES = 8
+
+
+class ExecutorError(RuntimeError):
+    """The executor cannot start: its library is missing, its cluster unreachable, or too small for a cell."""
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    cells: list[Cell]
+    run_dir: Path
+    device: str
+
+    @property
+    def log_path(self) -> Path:
+        return self.run_dir / "logs" / f"{self.id}.log"
+
+    def payload(self, executor: str) -> dict:
+        """What the job's process needs, also written to jobs/<id>.json so that `python -m harness.worker
+        JOB_FILE` reruns it by hand."""
+        data = {"run_dir": str(self.run_dir), "device": self.device, "executor": executor,
+                "cells": [c.to_dict() for c in self.cells]}
+        write_atomic(self.run_dir / "jobs" / f"{self.id}.json", json.dumps(data))
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        return data
+
+
+@dataclass(frozen=True)
+class JobEnd:
+    returncode: int
+    reason: str | None  # why the process ended badly (signal, exit code, the log's last lines); None if it exited 0
+
+
+class Executor(Protocol):
+    kind: str  # local | ray | slurm, stored in every cell row
+    device: str  # where the cells run: cpu or cuda
+    jobs: int  # cells it can run at once: how many search trials are asked together
+
+    def submit(self, job: Job) -> "Future[JobEnd]": ...  # noqa: F821
+
+    def shutdown(self) -> None: ...
+
+
+def cell_env(threads: int | None = None) -> dict[str, str]:
+    """The environment a cell's process applies before it runs: the driver's HARNESS_ settings, and its
+    torch thread count when the executor fixes one."""
+    env = {key: value for key, value in os.environ.items() if key.startswith("HARNESS_")}
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
+    return env
+
+
+def describe_exit(returncode: int, log_path: Path) -> str:
+    """The reason a worker died, for a failed row: the signal (an OOM kill is SIGKILL) or exit code, and
+    the last lines it wrote."""
+    if returncode < 0:
+        name = signal.Signals(-returncode).name
+        why = f"worker process killed by {name}"
+        if name == "SIGKILL":
+            why += " (the OS kills a process that runs out of memory; or it was killed by hand)"
+    else:
+        why = f"worker process exited with code {returncode}"
+    return why + log_tail(log_path)
+
+
+def log_tail(log_path: Path) -> str:
+    tail = last_lines(log_path, LOG_TAIL_LINES)
+    return f"; last log lines ({log_path}): " + " | ".join(tail) if tail else ""
+
+
+def last_lines(path: Path, n: int) -> list[str]:
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return []
+    return [line.strip() for line in lines[-n:] if line.strip()]

@@ -1,0 +1,121 @@
+"""The Slurm executor, through submitit: each job is a Slurm job (sbatch) that runs the same entry point
+as a local cell process; `cluster: local` uses submitit's one-machine stand-in (tests, dry runs).
+
+The driver waits on each job from a thread; a job that ends without a result (node lost, preempted,
+killed, out of memory, over its time limit) is submitted again up to `max_retries` times, and the
+retry skips the cells its earlier attempt finished. submitit's own files (sbatch script, pickles,
+stdout/stderr) go to <run>/slurm/.
+"""
+
+from __future__ import annotations
+
+import difflib
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+from harness.executors.base import ExecutorError, Job, JobEnd, cell_env, log_tail
+
+INSTALL = "pip install 'adapt-harness[slurm]'"
+CELLS_IN_FLIGHT = 8  # default cells asked of Slurm at once (search trials asked together) without --jobs
+
+
+class SlurmExecutor:
+    kind = "slurm"
+
+    def __init__(self, spec, device: str, techniques, jobs: int | None):
+        try:
+            import submitit
+        except ImportError:
+            raise ExecutorError(f"executor.kind=slurm needs submitit, which is not installed: {INSTALL}") from None
+        self.submitit, self.spec, self.techniques = submitit, spec, {t.name: t for t in techniques}
+        # the driver often runs on a login node without GPUs: the cells' device follows gpus_per_cell
+        self.device = device if device != "auto" else ("cuda" if any(
+            spec.gpus_for(t.kind, t.name, "cpu") > 0 for t in techniques) else "cpu")
+        check_slurm_keys(spec.slurm)
+        self.jobs = jobs or CELLS_IN_FLIGHT
+        self.pool = ThreadPoolExecutor(max_workers=256, thread_name_prefix="harness-slurm")
+        self.running: dict[str, object] = {}  # job id -> its submitit job
+        self.lock = threading.Lock()
+        self.stopped = False
+
+    def submit(self, job: Job) -> "Future[JobEnd]":
+        return self.pool.submit(self._run, job)
+
+    def _run(self, job: Job) -> JobEnd:
+        from harness import worker
+
+        data, gpus = job.payload(self.kind), max(self._gpus(c.technique) for c in job.cells)
+        executor = self._executor(job.run_dir, job.id, gpus)
+        for attempt in range(self.spec.max_retries + 1):
+            if self.stopped:
+                return JobEnd(1, "cancelled (the driver stopped)")
+            submitted = executor.submit(worker.job_main, data, str(job.log_path), cell_env(self.spec.cpus_per_cell))
+            with self.lock:
+                self.running[job.id] = submitted
+            try:
+                submitted.result()
+                return JobEnd(0, None)
+            except self.submitit.core.utils.FailedJobError as exc:  # the job raised: running it again would too
+                return JobEnd(1, f"the job raised on Slurm (job {submitted.job_id}): {last_line(exc)}"
+                              + log_tail(job.log_path))
+            except self.submitit.core.utils.UncompletedJobError:
+                lost = f"Slurm job {submitted.job_id} ended without a result (state {job_state(submitted)})"
+            finally:
+                with self.lock:
+                    self.running.pop(job.id, None)
+        tries = self.spec.max_retries
+        return JobEnd(1, f"{lost}, after {tries} retr{'y' if tries == 1 else 'ies'} (executor.max_retries)"
+                      + log_tail(job.log_path))
+
+    def _gpus(self, technique: str) -> int:
+        spec = self.techniques[technique]
+        return int(round(self.spec.gpus_for(spec.kind, spec.name, self.device)))
+
+    def _executor(self, run_dir: Path, name: str, gpus: int):
+        spec = self.spec
+        executor = self.submitit.AutoExecutor(folder=run_dir / "slurm" / "%j", cluster=spec.cluster)
+        params = {"name": f"harness-{name}", "timeout_min": spec.timeout_min, "gpus_per_node": gpus,
+                  "cpus_per_task": spec.cpus_per_cell or 1, "nodes": 1, "tasks_per_node": 1}
+        if spec.mem_gb:
+            params["mem_gb"] = spec.mem_gb
+        slurm = {"partition": spec.partition, "account": spec.account, **spec.slurm}
+        params |= {f"slurm_{key}": value for key, value in slurm.items() if value is not None}
+        executor.update_parameters(**params)
+        return executor
+
+    def shutdown(self) -> None:
+        """Cancel the jobs in flight (Ctrl-C): their finished cells are already on disk."""
+        self.stopped = True
+        with self.lock:
+            jobs = list(self.running.values())
+        for submitted in jobs:
+            try:
+                submitted.cancel(check=False)
+            except Exception:  # noqa: BLE001 — already finished or gone
+                pass
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def check_slurm_keys(settings: dict) -> None:
+    """executor.slurm's keys are sbatch settings that submitit knows: a typo is an error now, not at sbatch."""
+    from submitit.slurm.slurm import _get_default_parameters
+
+    known = set(_get_default_parameters())
+    for key in settings:
+        if key not in known:
+            close = difflib.get_close_matches(key, sorted(known), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else f"; known: {', '.join(sorted(known))}"
+            raise ExecutorError(f"executor.slurm: unknown sbatch setting {key!r}{hint}")
+
+
+def job_state(submitted) -> str:
+    try:
+        return str(submitted.state)
+    except Exception:  # noqa: BLE001 — sacct unreachable: the state is only for the message
+        return "unknown"
+
+
+def last_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    return lines[-1] if lines else type(exc).__name__
