@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
+import signal
 import sys
+import threading
 from importlib import metadata
 from pathlib import Path
 
@@ -71,18 +74,37 @@ def run(recipe, overrides, resume_dir, jobs):
         spec = Recipe.model_validate(meta["recipe"])
         if (Path(resume_dir) / "results.json").is_file() and len(spec.tasks) > 1:
             spec = spec.for_task(meta["task_ref"])  # one task's folder of a multi-task run
-        stores = pipeline.run(spec, run_dir=Path(resume_dir), recipe_path=meta.get("recipe_path"), console=console,
-                              jobs=jobs)
+        run_dir, recipe = Path(resume_dir), meta.get("recipe_path")
     else:
         if not recipe:
             raise click.UsageError("give a RECIPE file, or --resume RUN_DIR")
-        stores = pipeline.run(_validated(recipe, overrides), recipe_path=recipe, console=console, jobs=jobs)
+        spec, run_dir = _validated(recipe, overrides), None
+    with stop_like_ctrl_c():
+        stores = pipeline.run(spec, run_dir=run_dir, recipe_path=recipe, console=console, jobs=jobs)
     folder = report_folder(stores)
     console.print(f"results: {', '.join(str(s.results_path) for s in stores)}\nreport:  {folder / 'REPORT.md'}")
     if any(r["status"] == "failed" for s in stores for r in s.rows):
         console.print("[red]some techniques failed[/]; reasons in REPORT.md, logs in "
                       + ", ".join(str(s.run_dir / "logs") for s in stores))
         sys.exit(1)
+
+
+@contextlib.contextmanager
+def stop_like_ctrl_c():
+    """`kill` and a closed terminal stop a run as Ctrl-C does: the cells in flight are cancelled (a
+    killed driver would leave them running) and finished cells stay on disk for --resume."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    names = [n for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n)]
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        names = []
+    before = {name: signal.signal(getattr(signal, name), interrupt) for name in names}
+    try:
+        yield
+    finally:
+        for name, handler in before.items():
+            signal.signal(getattr(signal, name), handler)
 
 
 def _validated(recipe_path: str, overrides) -> Recipe:

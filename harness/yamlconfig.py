@@ -120,13 +120,16 @@ def _data_path(loc: tuple, data: Any) -> Path_:
     """Drop pydantic's union-tag entries (e.g. 'prompt' in techniques.0.prompt.shots) from a loc."""
     path: list = []
     node = data
-    for part in loc:
+    for index, part in enumerate(loc):
+        # the discriminator value, not a key in the file; it follows the list index of a union member
+        # (checked first: `lora: {...}` on a `kind: lora` technique is a key that equals the tag)
+        if (isinstance(node, dict) and isinstance(part, str) and node.get("kind") == part
+                and index > 0 and isinstance(loc[index - 1], int)):
+            continue
         if isinstance(node, dict) and part in node:
             node = node[part]
         elif isinstance(node, list) and isinstance(part, int) and part < len(node):
             node = node[part]
-        elif isinstance(node, dict) and isinstance(part, str) and node.get("kind") == part:
-            continue  # the discriminator value, not a key in the file
         path.append(part)
         if node is not None and not isinstance(node, (dict, list)):
             node = None

@@ -35,6 +35,14 @@ def test_unknown_key_names_file_line_and_suggestion(write):
     assert f"{path}:8: unknown key 'techniques.1.shotz' (did you mean 'techniques.1.shots'?)" in str(err.value)
 
 
+def test_a_settings_key_named_like_the_kind_is_not_repeated_in_the_path(write):
+    # `lora:` on a `kind: lora` technique: the union's tag and the key share a name
+    path = write("r.yaml", "name: x\ntask: ticket-routing\ntechniques:\n  - {name: zero, kind: prompt}\n"
+                           "  - name: l\n    kind: lora\n    lora: {rnak: 8}\n")
+    message = str(pytest.raises(ConfigError, load_recipe, path).value)
+    assert f"{path}:7: unknown key 'techniques.1.lora.rnak' (did you mean 'techniques.1.lora.rank'?)" in message
+
+
 def test_nested_unknown_key_and_wrong_type(write):
     path = write("r.yaml", VALID + "eval:\n  heldout:\n    limt: 5\n    batch_size: many\n")
     message = str(pytest.raises(ConfigError, load_recipe, path).value)

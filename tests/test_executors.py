@@ -184,8 +184,10 @@ def test_a_cell_asking_for_more_gpus_than_any_ray_node_has_is_refused(write, tin
     assert "technique 'zero' asks for 2 GPU(s) per cell" in " ".join(result.output.split())
 
 
-def test_a_missing_cluster_library_names_the_extra_to_install(write, tiny_model_dir, tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+@pytest.mark.parametrize("kind, library", [("ray", "ray"), ("slurm", "submitit")])
+def test_a_missing_cluster_library_names_the_extra_to_install(write, tiny_model_dir, tmp_path, monkeypatch, kind,
+                                                              library):
+    monkeypatch.setitem(sys.modules, library, None)  # as if it were not installed
     recipe = write("r.yaml", tiny_recipe(tiny_model_dir, tmp_path / "out", "  - {name: zero, kind: prompt}\n"))
-    result = run_cli("run", recipe, "executor.kind=ray")
-    assert result.exit_code == 2 and "pip install 'adapt-harness[ray]'" in "".join(result.output.split("\n"))
+    result = run_cli("run", recipe, f"executor.kind={kind}")
+    assert result.exit_code == 2 and f"pip install 'adapt-harness[{kind}]'" in "".join(result.output.split("\n"))

@@ -210,3 +210,24 @@ def test_a_trial_whose_validation_loss_trails_the_median_is_pruned(write, tiny_m
     assert sorted(states.values()).count("PRUNED") == len(pruned)
     lora = next(r for r in store.rows if r["technique"] == "lora")
     assert lora["search_pruned"] == len(pruned) and lora["chosen"]["train.learning_rate"] > 1e-2
+
+
+def test_a_terminated_driver_stops_its_cells_and_keeps_finished_ones(write, tiny_model_dir, tmp_path):
+    import psutil
+
+    techniques = ("  - {name: zero, kind: prompt}\n"
+                  "  - {name: lora, kind: lora, train: {max_steps: 2000, batch_size: 4}, lora: {rank: 2, alpha: 4}}\n")
+    recipe = write("r.yaml", tiny_recipe(tiny_model_dir, tmp_path / "out", techniques))
+    harness = os.path.join(os.path.dirname(sys.executable), "harness")
+    driver = subprocess.Popen([harness, "run", str(recipe)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not list((tmp_path / "out").glob("tiny/*/logs/lora.seed-0.log")):  # lora's cell has started
+        assert driver.poll() is None and time.monotonic() < deadline
+        time.sleep(0.2)
+    processes = psutil.Process(driver.pid).children(recursive=True)  # fork server and the running cell
+    driver.terminate()  # SIGTERM, as `kill` or a closing terminal would send (SIGHUP likewise)
+    driver.wait(timeout=60)
+    _, alive = psutil.wait_procs(processes, timeout=10)
+    assert not alive, f"left running after the driver stopped: {[p.cmdline()[:3] for p in alive]}"
+    run_dir = only_run_dir(tmp_path / "out")
+    assert study.read_result(run_dir, study.Cell("zero", 0))["row"]["status"] == "ok"  # kept for --resume
