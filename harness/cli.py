@@ -6,6 +6,7 @@ import contextlib
 import functools
 import logging
 import os
+import re
 import signal
 import sys
 import threading
@@ -169,11 +170,36 @@ def compare(run_a, run_b):
     console.print(compare_table(run_a, run_b))
 
 
-@main.command()
+class ThresholdCommand(click.Command):
+    """`--max-increase peak_memory_bytes=10% cost_usd=20%`: the METRIC=AMOUNT words that follow a threshold
+    flag's value belong to that flag too (click gives an option one value per flag)."""
+
+    FLAGS = ("--max-drop", "--max-increase")
+
+    def parse_args(self, ctx, args):
+        spread, flag, value_next = [], None, False
+        for token in args:
+            if value_next:  # the flag's own value
+                spread.append(token)
+                value_next = False
+            elif token in self.FLAGS:
+                flag, value_next = token, True
+                spread.append(token)
+            elif flag and not token.startswith("-") and re.match(r"^[A-Za-z_][\w:.-]*=", token):
+                spread += [flag, token]  # one more METRIC=AMOUNT for the same flag
+            else:
+                flag = token.split("=")[0] if token.split("=")[0] in self.FLAGS else None  # --max-drop=score=0.02
+                spread.append(token)
+        return super().parse_args(ctx, spread)
+
+
+@main.command(cls=ThresholdCommand)
 @click.argument("run_dir", type=click.Path(exists=True))
 @click.option("--baseline", required=True, type=click.Path(exists=True), help="A committed results.json or run folder.")
-@click.option("--max-drop", multiple=True, help="METRIC=AMOUNT or METRIC=N%: how far a figure may fall, e.g. score=0.02.")
-@click.option("--max-increase", multiple=True, help="METRIC=N% or METRIC=AMOUNT: how far it may rise, e.g. peak_memory_bytes=10%.")
+@click.option("--max-drop", multiple=True, help="METRIC=AMOUNT or METRIC=N% (several after one flag, or the flag "
+              "repeated): how far a figure may fall, e.g. score=0.02.")
+@click.option("--max-increase", multiple=True, help="METRIC=N% or METRIC=AMOUNT (several after one flag, or the flag "
+              "repeated): how far it may rise, e.g. peak_memory_bytes=10% cost_usd=20%.")
 @user_errors
 def check(run_dir, baseline, max_drop, max_increase):
     """CI gate: exit 0 when RUN_DIR is within thresholds of BASELINE, else 1 with a table of regressions.

@@ -235,6 +235,20 @@ def test_check_fails_on_each_kind_of_regression(tmp_path, baseline, run, flags, 
     assert metric in line and problem in line
 
 
+def test_the_documented_check_command_takes_several_thresholds_after_one_flag(tmp_path, baseline):
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    documented = next(line for line in readme.splitlines() if line.startswith("harness check RUN --baseline"))
+    flags = documented.split("#")[0].split()[5:]  # what follows `harness check RUN --baseline BASELINE`
+    assert flags == ["--max-drop", "score=0.02", "--max-increase", "peak_memory_bytes=10%", "cost_usd=20%"]
+    make_run(tmp_path / "run", {"zero": (outcomes(20), 0.0013, 1000), "lora": (outcomes(40), 0.01, 4000)})
+    result = run_cli("check", tmp_path / "run", "--baseline", baseline, *flags)
+    assert result.exit_code == 1, result.output  # zero's cost rose 30%: the second threshold is in force
+    assert "cost_usd may rise 20%" in result.output and "peak_memory_bytes may rise 10%" in result.output
+    within = run_cli("check", tmp_path / "run", "--baseline", baseline, "--max-increase", "peak_memory_bytes=10%",
+                     "cost_usd=40%", "--max-drop=score=0.02")
+    assert within.exit_code == 0, within.output
+
+
 def test_check_uses_the_recipes_thresholds_and_rejects_bad_ones(tmp_path, baseline):
     make_run(tmp_path / "run", {"zero": (outcomes(17), 0.001, 1000), "lora": (outcomes(40), 0.01, 4000)},
              recipe_check={"max_drop": {"score": 0.06}})
