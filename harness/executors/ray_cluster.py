@@ -41,7 +41,7 @@ class RayExecutor:
         except ExecutorError:
             self.shutdown()
             raise
-        self.jobs = jobs or capacity(resources, self.cpus, max(self._gpus(t.kind) for t in self.techniques))
+        self.jobs = jobs or capacity(resources, self.cpus, max(self._gpus(t.kind, t.name) for t in self.techniques))
         from harness import worker
 
         self.task = ray.remote(max_calls=1)(worker.job_main)
