@@ -92,12 +92,21 @@ def free_port() -> int:
 def ray_address():
     """A real Ray cluster on loopback (head node only, 2 CPUs), started by `ray start` and stopped after."""
     port, temp = free_port(), tempfile.mkdtemp(prefix="ray", dir="/tmp")  # a short path: Ray's sockets live there
-    env = os.environ | {"RAY_USAGE_STATS_ENABLED": "0"}
+    # Ray's token auth: a token left in ~/.ray by an earlier `ray.init()` would make the drivers here send
+    # one that this cluster does not expect; the cluster and its drivers (this process too) agree on none
+    auth = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    before = {key: os.environ.get(key) for key in auth}
+    os.environ.update(auth)
     subprocess.run([BIN / "ray", "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=2",
                     "--num-gpus=0", "--include-dashboard=false", f"--temp-dir={temp}"],
-                   check=True, capture_output=True, env=env, timeout=120)
+                   check=True, capture_output=True, env=os.environ.copy(), timeout=120)
     yield f"127.0.0.1:{port}"
-    subprocess.run([BIN / "ray", "stop", "--force"], capture_output=True, env=env, timeout=120)
+    subprocess.run([BIN / "ray", "stop", "--force"], capture_output=True, env=os.environ.copy(), timeout=120)
+    for key, value in before.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 def test_ray_runs_the_study_with_the_same_rows_as_local(write, tiny_model_dir, tmp_path, local_study, ray_address):
