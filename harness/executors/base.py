@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -57,7 +58,7 @@ class Executor(Protocol):
     device: str  # where the cells run: cpu or cuda
     jobs: int  # cells it can run at once: how many search trials are asked together
 
-    def submit(self, job: Job) -> "Future[JobEnd]": ...  # noqa: F821
+    def submit(self, job: Job) -> Future[JobEnd]: ...
 
     def shutdown(self) -> None: ...
 
