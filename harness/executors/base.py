@@ -8,6 +8,7 @@ whose workers see the run folder can run it.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import signal
@@ -61,6 +62,24 @@ class Executor(Protocol):
     def submit(self, job: Job) -> Future[JobEnd]: ...
 
     def shutdown(self) -> None: ...
+
+
+def require(module: str, kind: str):
+    """The cluster library an executor kind needs, or an error naming the extra that installs it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ExecutorError(f"executor.kind={kind} needs {module}, which is not installed: "
+                            f"pip install 'adapt-harness[{kind}]'") from None
+
+
+def job_gpus(spec, techniques: dict, job: Job, device: str) -> float:
+    """GPUs a job asks for: the most that any of its cells' techniques asks for (executor.gpus_per_cell)."""
+    return max(spec.gpus_for(techniques[c.technique].kind, c.technique, device) for c in job.cells)
+
+
+def after_retries(tries: int) -> str:
+    return f"after {tries} retr{'y' if tries == 1 else 'ies'} (executor.max_retries)"
 
 
 def cell_env(threads: int | None = None) -> dict[str, str]:

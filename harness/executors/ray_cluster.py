@@ -14,45 +14,37 @@ import socket
 import threading
 from concurrent.futures import Future
 
-from harness.executors.base import ExecutorError, Job, JobEnd, cell_env, log_tail
-
-INSTALL = "pip install 'adapt-harness[ray]'"
+from harness.executors.base import ExecutorError, Job, JobEnd, after_retries, cell_env, job_gpus, log_tail, require
 
 
 class RayExecutor:
     kind = "ray"
 
     def __init__(self, spec, device: str, techniques, jobs: int | None):
-        try:
-            import ray
-        except ImportError:
-            raise ExecutorError(f"executor.kind=ray needs Ray, which is not installed: {INSTALL}") from None
-        self.ray, self.spec, self.techniques = ray, spec, list(techniques)
+        ray = require("ray", self.kind)
+        self.ray, self.spec, self.techniques = ray, spec, {t.name: t for t in techniques}
         self.started = not ray.is_initialized()  # a caller's own ray.init is left to it
         if self.started:
             connect(ray, spec.address)
-        self.refs: dict[str, object] = {}
+        self.refs: dict[str, object] = {}  # job id -> its task, while in flight
+        self.lock = threading.Lock()
         resources = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
         self.device = device if device != "auto" else (
             "cuda" if any(r.get("GPU", 0) for r in resources) else "cpu")
         self.cpus = spec.cpus_per_cell or 1
         try:
-            check_fits(self.techniques, spec, self.device, self.cpus, resources, spec.address)
+            check_fits(self.techniques.values(), spec, self.device, self.cpus, resources, spec.address)
         except ExecutorError:
             self.shutdown()
             raise
-        self.jobs = jobs or capacity(resources, self.cpus, max(self._gpus(t.kind, t.name) for t in self.techniques))
+        most_gpus = max(spec.gpus_for(t.kind, t.name, self.device) for t in self.techniques.values())
+        self.jobs = jobs or capacity(resources, self.cpus, most_gpus)
         from harness import worker
 
         self.task = ray.remote(max_calls=1)(worker.job_main)
-        self.lock = threading.Lock()
-
-    def _gpus(self, kind: str, name: str | None = None) -> float:
-        return self.spec.gpus_for(kind, name or kind, self.device)
 
     def submit(self, job: Job) -> "Future[JobEnd]":
-        kinds = {t.name: t.kind for t in self.techniques}
-        gpus = max(self._gpus(kinds[c.technique], c.technique) for c in job.cells)
+        gpus = job_gpus(self.spec, self.techniques, job, self.device)
         ref = self.task.options(num_cpus=self.cpus, num_gpus=gpus, max_retries=self.spec.max_retries,
                                 retry_exceptions=False, name=f"harness-{job.id}").remote(
             job.payload(self.kind), str(job.log_path), cell_env(self.cpus))
@@ -78,14 +70,14 @@ class RayExecutor:
             return f"the job raised on its Ray worker: {str(exc.cause or exc).strip().splitlines()[-1]}"
         if isinstance(exc, errors.TaskCancelledError):
             return "cancelled (the driver stopped)"
-        tries = self.spec.max_retries
         lost = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        return (f"Ray lost the cell's worker ({type(exc).__name__}) after {tries} retr{'y' if tries == 1 else 'ies'}"
-                f" (executor.max_retries): {lost}")
+        return f"Ray lost the cell's worker ({type(exc).__name__}) {after_retries(self.spec.max_retries)}: {lost}"
 
     def shutdown(self) -> None:
         """Cancel the jobs in flight (Ctrl-C): their finished cells are already on disk."""
-        for ref in list(self.refs.values()):
+        with self.lock:
+            refs = list(self.refs.values())
+        for ref in refs:
             try:
                 self.ray.cancel(ref, force=True)
             except Exception:  # noqa: BLE001 — already finished or gone

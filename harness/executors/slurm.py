@@ -14,9 +14,7 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-from harness.executors.base import ExecutorError, Job, JobEnd, cell_env, log_tail
-
-INSTALL = "pip install 'adapt-harness[slurm]'"
+from harness.executors.base import ExecutorError, Job, JobEnd, after_retries, cell_env, job_gpus, log_tail, require
 CELLS_IN_FLIGHT = 8  # default cells asked of Slurm at once (search trials asked together) without --jobs
 
 
@@ -24,10 +22,7 @@ class SlurmExecutor:
     kind = "slurm"
 
     def __init__(self, spec, device: str, techniques, jobs: int | None):
-        try:
-            import submitit
-        except ImportError:
-            raise ExecutorError(f"executor.kind=slurm needs submitit, which is not installed: {INSTALL}") from None
+        submitit = require("submitit", self.kind)
         self.submitit, self.spec, self.techniques = submitit, spec, {t.name: t for t in techniques}
         # the driver often runs on a login node without GPUs: the cells' device follows gpus_per_cell
         self.device = device if device != "auto" else ("cuda" if any(
@@ -45,9 +40,9 @@ class SlurmExecutor:
     def _run(self, job: Job) -> JobEnd:
         from harness import worker
 
-        data, gpus = job.payload(self.kind), max(self._gpus(c.technique) for c in job.cells)
+        data, gpus = job.payload(self.kind), int(round(job_gpus(self.spec, self.techniques, job, self.device)))
         executor = self._executor(job.run_dir, job.id, gpus)
-        for attempt in range(self.spec.max_retries + 1):
+        for _ in range(self.spec.max_retries + 1):
             if self.stopped:
                 return JobEnd(1, "cancelled (the driver stopped)")
             submitted = executor.submit(worker.job_main, data, str(job.log_path), cell_env(self.spec.cpus_per_cell))
@@ -64,13 +59,7 @@ class SlurmExecutor:
             finally:
                 with self.lock:
                     self.running.pop(job.id, None)
-        tries = self.spec.max_retries
-        return JobEnd(1, f"{lost}, after {tries} retr{'y' if tries == 1 else 'ies'} (executor.max_retries)"
-                      + log_tail(job.log_path))
-
-    def _gpus(self, technique: str) -> int:
-        spec = self.techniques[technique]
-        return int(round(self.spec.gpus_for(spec.kind, spec.name, self.device)))
+        return JobEnd(1, f"{lost}, {after_retries(self.spec.max_retries)}" + log_tail(job.log_path))
 
     def _executor(self, run_dir: Path, name: str, gpus: int):
         spec = self.spec
