@@ -78,3 +78,23 @@ eval:
   heldout: {{limit: 12, batch_size: 4, max_new_tokens: 4, bootstrap_samples: 200}}
 {extra}
 """
+
+
+def tiny_study(model_dir: Path, output_dir: Path, techniques: str, study: str) -> str:
+    """tiny_recipe with its `eval:` section replaced by a study's settings (seeds, search, eval, ...)."""
+    return tiny_recipe(model_dir, output_dir, techniques).split("eval:")[0] + study
+
+
+def run_cli(*args):
+    """`harness ARGS...` in this process; exceptions other than the CLI's own exits propagate."""
+    from click.testing import CliRunner
+
+    from harness.cli import main
+
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def only_run_dir(out: Path) -> Path:
+    """The one run folder a tiny recipe wrote under `out`."""
+    (run_dir,) = (out / "tiny").iterdir()
+    return run_dir

@@ -8,6 +8,7 @@ import pytest
 from click.testing import CliRunner
 from rich.console import Console
 
+from conftest import run_cli
 from harness import baseline as floor  # `baseline` is a fixture below
 from harness import metrics
 from harness.cli import main
@@ -197,10 +198,6 @@ def test_report_marks_best_values_significance_plots_and_exports(tmp_path):
     csv = (tmp_path / "results.csv").read_text().splitlines()
     assert csv[0].startswith("task,technique,kind,status") and len(csv) == 4
     assert (tmp_path / "results.parquet").is_file()
-
-
-def run_cli(*args):
-    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
 
 
 @pytest.fixture

@@ -14,10 +14,8 @@ import time
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from conftest import tiny_recipe
-from harness.cli import main
+from conftest import only_run_dir, run_cli, tiny_recipe, tiny_study
 from harness.results import RunStore
 
 BIN = Path(sys.executable).parent
@@ -38,17 +36,8 @@ executor: {cpus_per_cell: 1}   # the same torch threads on every executor, so th
 """
 
 
-def run_cli(*args):
-    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-
-
 def study_recipe(write, model, out):
-    return write("study.yaml", tiny_recipe(model, out, STUDY).split("eval:")[0] + EXTRA)
-
-
-def only_run_dir(out: Path) -> Path:
-    (run_dir,) = (out / "tiny").iterdir()
-    return run_dir
+    return write("study.yaml", tiny_study(model, out, STUDY, EXTRA))
 
 
 def figures(run_dir: Path) -> dict:
@@ -76,7 +65,7 @@ def local_study(tiny_model_dir, tmp_path_factory):
     """The reference: the study on the local executor."""
     folder = tmp_path_factory.mktemp("local")
     recipe = folder / "study.yaml"
-    recipe.write_text(tiny_recipe(tiny_model_dir, folder / "out", STUDY).split("eval:")[0] + EXTRA)
+    recipe.write_text(tiny_study(tiny_model_dir, folder / "out", STUDY, EXTRA))
     result = run_cli("run", recipe)
     assert result.exit_code == 0, result.output
     return figures(only_run_dir(folder / "out"))

@@ -3,25 +3,14 @@
 import json
 
 import pytest
-from click.testing import CliRunner
 
-from conftest import tiny_recipe
+from conftest import only_run_dir, run_cli, tiny_recipe
 from harness import results
-from harness.cli import main
 
 TWO = """\
   - {name: zero, kind: prompt, shots: 0}
   - {name: few, kind: prompt, shots: 2}
 """
-
-
-def run_cli(*args):
-    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-
-
-def only_run_dir(out):
-    (run_dir,) = (out / "tiny").iterdir()
-    return run_dir
 
 
 def test_run_writes_results_predictions_and_report(write, tiny_model_dir, tmp_path):

@@ -9,11 +9,9 @@ import sys
 import time
 
 import pytest
-from click.testing import CliRunner
 
-from conftest import tiny_recipe
+from conftest import only_run_dir, run_cli, tiny_recipe, tiny_study
 from harness import results, search, study
-from harness.cli import main
 from harness.config import load_recipe
 
 LORA_SEARCH = """\
@@ -35,18 +33,8 @@ eval:
 
 
 def study_recipe(write, tiny_model_dir, out, techniques=LORA_SEARCH, extra=STUDY):
-    # the study's `eval:` replaces tiny_recipe's
-    text = tiny_recipe(tiny_model_dir, out, techniques).split("eval:")[0] + extra
+    text = tiny_study(tiny_model_dir, out, techniques, extra)
     return write("study.yaml", text)
-
-
-def run_cli(*args):
-    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-
-
-def only_run_dir(out):
-    (run_dir,) = (out / "tiny").iterdir()
-    return run_dir
 
 
 class FakeCells:
