@@ -32,6 +32,16 @@ class FieldMap(Strict):
     choices: str | None = None
     id: str | None = None
     doc_id: str | None = None  # the gold document id (or a list of ids) in the corpus, for recall@k
+    chosen: str | None = None  # a preference pair (for DPO): the preferred answer ...
+    rejected: str | None = None  # ... and the dispreferred one; give both or neither
+
+    @model_validator(mode="after")
+    def _preference_pair(self):
+        if (self.chosen is None) != (self.rejected is None):
+            given, missing = ("chosen", "rejected") if self.chosen is not None else ("rejected", "chosen")
+            raise ValueError(f"`{given}` is set but `{missing}` is not; a preference pair needs both columns "
+                             "(or neither)")
+        return self
 
 
 class CorpusSpec(Strict):
@@ -95,6 +105,8 @@ class Example:
     context: str = ""
     choices: str = ""
     gold_docs: tuple[str, ...] = ()  # corpus documents that hold the answer, when the data names them
+    chosen: str | None = None  # the preferred answer of a preference pair (format `fields` with fields.chosen)
+    rejected: str | None = None  # the dispreferred answer; set exactly when chosen is
 
 
 @dataclass(frozen=True)
@@ -113,6 +125,11 @@ class Task:
     @property
     def is_classification(self) -> bool:
         return bool(self.spec.labels)
+
+    @property
+    def has_preferences(self) -> bool:
+        """Every example carries a chosen/rejected pair (fields.chosen and fields.rejected are set)."""
+        return self.spec.fields.chosen is not None and self.spec.fields.rejected is not None
 
     @property
     def corpus_path(self) -> Path | None:
@@ -266,7 +283,20 @@ def _from_fields(record: dict, spec: TaskSpec, where: str, default_id: str) -> E
         context=_text(record, f.context, where, required=False),
         choices=_text(record, f.choices, where, required=False),
         gold_docs=tuple(d for d in _text(record, f.doc_id, where, required=False).split("\n") if d),
+        chosen=_preference(record, f.chosen, where),
+        rejected=_preference(record, f.rejected, where),
     )
+
+
+def _preference(record: dict, key: str | None, where: str) -> str | None:
+    """One side of a preference pair: None when the task has none, else required and non-empty."""
+    if key is None:
+        return None
+    value = _text(record, key, where, required=True)
+    if not value.strip():
+        raise ConfigError(f"{where}: empty field {key!r}; every example of a preference task needs a chosen "
+                          "and a rejected answer")
+    return value
 
 
 def _from_alpaca(record: dict, spec: TaskSpec, where: str, default_id: str) -> Example:
