@@ -32,10 +32,10 @@ def one_harness(args, kind: str, precision: str) -> dict:
     import torch
 
     from harness import models, train
-    from harness.config import LoraSettings, ModelSpec, QuantSettings
+    from harness.config import ModelSpec
     from harness.measure import device_name
     from harness.tasks import load_task
-    from harness.techniques.finetune import bnb_config, lora_config, parameter_counts
+    from harness.techniques.finetune import LoraSettings, QuantSettings, bnb_config, lora_config, parameter_counts
 
     device = args.device
     task = load_task("ticket-routing")

@@ -1,18 +1,19 @@
 """The recipe schema: what a user writes in recipes/*.yaml, validated into frozen objects.
 
-Technique settings live here too (one class per `kind`), so a recipe is checked completely,
-without loading any model, before a run starts.
+Each technique kind's settings model lives in its own file (harness/techniques/) and is found through
+the kind registry (harness/kinds.py); the blocks several kinds share (training, retrieval, search) live
+here. A recipe is checked completely, without loading any model, before a run starts.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Iterable, Literal, Union
+from typing import Annotated, Any, Iterable, Literal, Union
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, WrapValidator, field_validator, model_validator
 
-from harness.yamlconfig import ConfigError, Strict, load_yaml_model
+from harness.yamlconfig import ByKind, ConfigError, Strict, load_yaml_model
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 
@@ -85,13 +86,6 @@ class TechniqueBase(Strict):
     search: SearchSpec | None = None
 
 
-class PromptTechnique(TechniqueBase):
-    """Prompt-only: the base model as it is, zero-shot or with k examples from the train split."""
-
-    kind: Literal["prompt"]
-    shots: int = Field(0, ge=0, le=64)  # examples shown before the question; drawn from train by seed
-
-
 DEFAULT_RAG_TEMPLATE = "Use these passages to answer.\n\n{passages}\n\nQuestion: {question}"
 
 
@@ -116,20 +110,12 @@ class RetrievalSettings(Strict):
         return self
 
 
-class RagTechnique(TechniqueBase):
-    """RAG baseline: the base model, prompted with passages retrieved from the task's corpus."""
-
-    kind: Literal["rag"]
-    shots: int = Field(0, ge=0, le=64)
-    retrieval: RetrievalSettings = RetrievalSettings()
-
-
 class TrainSettings(Strict):
     """Training through TRL's SFTTrainer; the loss covers the answer only (prompt tokens are masked)."""
 
     epochs: float = Field(1.0, gt=0)  # passes over the train split (ignored when max_steps is set)
     max_steps: int | None = Field(None, ge=1)  # stop after this many optimizer steps
-    learning_rate: float | None = Field(None, gt=0)  # None: 5e-5 for full, 2e-4 for lora/qlora
+    learning_rate: float | None = Field(None, gt=0)  # None: the kind's default (5e-5 full, 2e-4 lora/qlora)
     lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "linear"
     warmup_ratio: float = Field(0.05, ge=0, lt=1)  # share of steps spent ramping the learning rate up
     batch_size: int = Field(8, ge=1)  # examples per device step; higher: faster, more memory
@@ -141,21 +127,6 @@ class TrainSettings(Strict):
     logging_steps: int = Field(5, ge=1)
 
 
-class LoraSettings(Strict):
-    rank: int = Field(16, ge=1)  # higher: more capacity, more trainable parameters and memory
-    alpha: float = Field(32, gt=0)  # scale of the update (alpha / rank); 2 x rank is a common choice
-    dropout: float = Field(0.05, ge=0, lt=1)
-    target_modules: list[str] | Literal["all-linear"] = "all-linear"  # or e.g. [q_proj, v_proj]
-    use_dora: bool = False  # weight-decomposed LoRA (peft): often better, slower
-    use_rslora: bool = False  # rank-stabilised scaling alpha / sqrt(rank)
-
-
-class QuantSettings(Strict):
-    quant_type: Literal["nf4", "fp4"] = "nf4"  # NF4 suits normally distributed weights (the QLoRA paper)
-    double_quant: bool = True  # quantize the quantization constants too: ~0.4 bit/param less
-    compute_dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"  # auto: bf16 where supported
-
-
 class TrainedTechnique(TechniqueBase):
     """What every trained kind has: its training settings, and optional retrieval ("LoRA + RAG")."""
 
@@ -163,31 +134,16 @@ class TrainedTechnique(TechniqueBase):
     retrieval: RetrievalSettings | None = None  # train and score with retrieved passages
 
 
-class FullTechnique(TrainedTechnique):
-    """Full fine-tuning: every weight is trained."""
+def _kind_models() -> dict:
+    from harness import kinds  # the registry imports the kind modules, which import this one
 
-    kind: Literal["full"]
-
-
-class LoraTechnique(TrainedTechnique):
-    """LoRA (peft): the base weights stay frozen; small low-rank adapters are trained."""
-
-    kind: Literal["lora"]
-    lora: LoraSettings = LoraSettings()
-    save_merged: bool = False  # also save the base model with the adapter merged in
+    return {name: kinds.get(name).settings for name in kinds.known()}
 
 
-class QLoraTechnique(TrainedTechnique):
-    """QLoRA: base weights loaded in 4-bit (bitsandbytes), then LoRA adapters trained on top."""
-
-    kind: Literal["qlora"]
-    lora: LoraSettings = LoraSettings()
-    quantization: QuantSettings = QuantSettings()
-
-
-TechniqueSpec = Annotated[
-    Union[PromptTechnique, RagTechnique, FullTechnique, LoraTechnique, QLoraTechnique], Field(discriminator="kind")
-]
+_by_kind = ByKind(_kind_models)
+# A technique entry: validated by the settings model of its `kind:` (see harness/kinds.py), so a new
+# kind extends recipes by registering itself, without an edit here.
+TechniqueSpec = Annotated[Any, WrapValidator(_by_kind), _by_kind]
 
 
 class HeldoutEval(Strict):
@@ -280,6 +236,9 @@ class Recipe(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # also the reports/<name>/ folder
     model: ModelSpec = ModelSpec()
     task: str | list[str]  # a bundled task name (see `harness tasks`) or a task folder path; or a list of them
+    # Modules or .py files that register more technique kinds (docs/ARCHITECTURE.md, "Adding a kind");
+    # imported before `techniques` is read, by the driver and by every worker
+    plugins: list[str] = []
     seed: int = 0
     seeds: list[int] | None = Field(None, min_length=1)  # repeat every chosen configuration; replaces `seed`
     search_budget: int | None = Field(None, ge=1)  # trials for every technique that has `search:` (equal budgets)
@@ -309,6 +268,25 @@ class Recipe(Strict):
                 raise ValueError("each task may appear once")
             return [expand_path(v) for v in value]
         return expand_path(value)
+
+    @field_validator("plugins")
+    @classmethod
+    def _load_plugins(cls, refs):
+        from harness import kinds
+
+        resolved = []
+        for ref in refs:
+            ref = expand_path(ref)
+            if ref.endswith(".py"):
+                if not Path(ref).is_file():
+                    raise ValueError(f"plugin file {ref} not found (a path is relative to where harness runs)")
+                ref = str(Path(ref).resolve())  # workers may run elsewhere
+            try:
+                kinds.load_plugin(ref)
+            except Exception as exc:  # noqa: BLE001 — the plugin's own error, reported as a recipe error
+                raise ValueError(f"plugin {ref!r} failed to load: {type(exc).__name__}: {exc}") from None
+            resolved.append(ref)
+        return resolved
 
     @property
     def tasks(self) -> list[str]:

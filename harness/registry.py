@@ -14,20 +14,32 @@ class Registry(Generic[T]):
         self._items: dict[str, T] = {}
 
     def register(self, name: str) -> Callable[[T], T]:
-        def add(item: T) -> T:
-            if name in self._items:
-                raise ValueError(f"{self.what} {name!r} is registered twice")
-            self._items[name] = item
-            return item
+        """A decorator form of add()."""
+        return lambda item: self.add(name, item)
 
-        return add
+    def add(self, name: str, item: T) -> T:
+        if name in self._items:
+            raise ValueError(f"{self.what} {name!r} is registered twice")
+        self._items[name] = item
+        return item
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._items
 
     def get(self, name: str) -> T:
         if name not in self._items:
-            close = difflib.get_close_matches(name, self._items, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise KeyError(f"unknown {self.what} {name!r}{hint}; known: {', '.join(sorted(self._items))}")
+            raise KeyError(self.unknown(name))
         return self._items[name]
 
     def names(self) -> list[str]:
         return sorted(self._items)
+
+    def in_order(self) -> list[str]:
+        """The names in registration order (built-ins first, as documented)."""
+        return list(self._items)
+
+    def unknown(self, name: str) -> str:
+        """Why `name` is not registered, with the closest known name."""
+        close = difflib.get_close_matches(str(name), self._items, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return f"unknown {self.what} {name!r}{hint}; known: {', '.join(self.in_order())}"

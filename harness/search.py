@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Sequence
 
-from harness.study import BASE_MODEL_KINDS, Cell, read_result, trials_for
+from harness import kinds
+from harness.study import Cell, read_result, trials_for
 
 RunCells = Callable[[Sequence[Cell]], list[dict]]  # runs cells (through the executor), returns their results
 
@@ -133,7 +134,7 @@ def tune(spec, recipe, run_dir: Path, run_cells: RunCells, jobs: int) -> list[di
     if stale:
         finish([trial_cell(t.number, t.params) for t in stale])
     # base-model readers ask every trial at once (they share one process); trained kinds ask `jobs` at a time
-    batch = budget if spec.kind in BASE_MODEL_KINDS else jobs
+    batch = budget if kinds.reads_base_model(spec.kind) else jobs
     while len(study.trials) < budget:
         asked = [study.ask(space) for _ in range(min(batch, budget - len(study.trials)))]
         finish([trial_cell(t.number, t.params) for t in asked])

@@ -13,9 +13,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from harness import kinds
 from harness.yamlconfig import ConfigError, set_dotted, validate
 
-BASE_MODEL_KINDS = {"prompt", "rag"}  # read the base model only: their cells can share one process
 PEAK_KEYS = {"peak_memory_bytes", "train_peak_memory_bytes", "eval_peak_memory_bytes", "lm_eval_peak_memory_bytes"}
 UNTUNABLE = {"name", "kind", "search"}
 
@@ -76,9 +76,10 @@ def check_search(spec, budget: int | None) -> None:
     """Every axis names a real setting of the technique and its values pass the technique's schema; the
     objective suits the kind; the trial count is the recipe's budget, so no technique is tuned harder."""
     search = spec.search
-    if search.objective == "validation_loss" and spec.kind in BASE_MODEL_KINDS:
+    if search.objective == "validation_loss" and not kinds.trained(spec.kind):
+        trained = ", ".join(k for k in kinds.known() if kinds.trained(k))
         raise ValueError(f"technique {spec.name!r}: objective validation_loss needs a trained kind "
-                         f"(full, lora, qlora); {spec.kind} has no training loss: use validation_score")
+                         f"({trained}); {spec.kind} has no training loss: use validation_score")
     if search.trials is None and budget is None:
         raise ValueError(f"technique {spec.name!r}: give `search.trials` or the recipe's `search_budget`")
     if budget is not None and search.trials is not None and search.trials != budget:
@@ -108,7 +109,7 @@ def trials_for(spec, budget: int | None) -> int:
 def seed_sensitive(spec) -> bool:
     """Whether the seed changes the outcome: it draws few-shot examples and orders training; greedy
     zero-shot answers from the base model are the same under every seed, so one cell serves them all."""
-    return spec.kind not in BASE_MODEL_KINDS or getattr(spec, "shots", 0) > 0
+    return not kinds.reads_base_model(spec.kind) or getattr(spec, "shots", 0) > 0
 
 
 def train_sizes(recipe) -> tuple[list[int | None], int | None]:
@@ -125,16 +126,16 @@ def test_cells(recipe, spec, params: dict) -> list[Cell]:
     kinds every training-set size."""
     tuned = apply_params(spec, params)
     seeds = recipe.run_seeds if seed_sensitive(tuned) else recipe.run_seeds[:1]
-    sizes, main = train_sizes(recipe) if spec.kind not in BASE_MODEL_KINDS else ([None], None)
+    sizes, main = train_sizes(recipe) if kinds.trained(spec.kind) else ([None], None)
     return [Cell(spec.name, seed, "test", dict(params), train_size=size, main=size == main)
             for seed in seeds for size in sizes]
 
 
-def job_groups(cells: Sequence[Cell], kinds: dict[str, str]) -> list[list[Cell]]:
+def job_groups(cells: Sequence[Cell], kind_of: dict[str, str]) -> list[list[Cell]]:
     """Cells grouped into processes: base-model readers share one (one model load); every other cell
     gets its own, so its memory peak and any crash belong to it alone."""
-    shared = [c for c in cells if kinds[c.technique] in BASE_MODEL_KINDS]
-    return ([shared] if shared else []) + [[c] for c in cells if kinds[c.technique] not in BASE_MODEL_KINDS]
+    shared = [c for c in cells if kinds.reads_base_model(kind_of[c.technique])]
+    return ([shared] if shared else []) + [[c] for c in cells if not kinds.reads_base_model(kind_of[c.technique])]
 
 
 # --- cell results --------------------------------------------------------------------------------

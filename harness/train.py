@@ -15,12 +15,11 @@ from pathlib import Path
 import torch
 from transformers import PrinterCallback, TrainerCallback
 
-from harness import models, prompting
+from harness import kinds, models, prompting
 from harness.config import TrainSettings
 from harness.measure import measure
 from harness.tasks import Task
 
-DEFAULT_LEARNING_RATE = {"full": 5e-5, "lora": 2e-4, "qlora": 2e-4}
 # TRL 1.x still sets `gradient_checkpointing`, which transformers 5 renamed; the warning is not the user's to fix.
 warnings.filterwarnings("ignore", message=r".*gradient_checkpointing.* is deprecated", category=FutureWarning)
 
@@ -69,7 +68,7 @@ def sft_config(settings: TrainSettings, kind: str, device: str, output_dir: Path
         output_dir=str(output_dir),
         num_train_epochs=settings.epochs,
         max_steps=settings.max_steps or -1,
-        learning_rate=settings.learning_rate or DEFAULT_LEARNING_RATE[kind],
+        learning_rate=settings.learning_rate or kinds.get(kind).default_learning_rate,
         lr_scheduler_type=settings.lr_scheduler,
         warmup_steps=settings.warmup_ratio,  # a float below 1 is a share of the total steps
         per_device_train_batch_size=settings.batch_size,

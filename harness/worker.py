@@ -77,7 +77,8 @@ def run_cell(spec, ctx) -> tuple[dict, list[dict]]:
 
     from harness.measure import cost_usd
     from harness.results import make_row
-    from harness.techniques import TECHNIQUES, Outcome
+    from harness import kinds
+    from harness.techniques import Outcome
 
     set_seed(ctx.recipe.seed)
     if needs_corpus(spec) and ctx.task.corpus_path is None:
@@ -85,7 +86,7 @@ def run_cell(spec, ctx) -> tuple[dict, list[dict]]:
         return make_row(spec.name, spec.kind, "skipped", error=reason, device=ctx.device), []
     start = time.perf_counter()
     try:
-        outcome = TECHNIQUES.get(spec.kind)(spec, ctx)
+        outcome = kinds.get(spec.kind).run(spec, ctx)
         status, error = "ok", None
     except Exception as exc:  # noqa: BLE001 — any failure is recorded, the other cells still run
         outcome, status, error = Outcome({}), "failed", f"{type(exc).__name__}: {exc}"
@@ -103,7 +104,9 @@ def run_cell(spec, ctx) -> tuple[dict, list[dict]]:
 
 
 def needs_corpus(spec) -> bool:
-    return spec.kind == "rag" or getattr(spec, "retrieval", None) is not None
+    from harness import kinds
+
+    return kinds.get(spec.kind).needs_corpus(spec)
 
 
 def objective_value(cell, row: dict) -> float | None:

@@ -13,6 +13,7 @@ from typing import Any, Iterable, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic_core import PydanticCustomError
 
 M = TypeVar("M", bound=BaseModel)
 Path_ = tuple[Any, ...]
@@ -26,6 +27,35 @@ class Strict(BaseModel):
 
 class ConfigError(ValueError):
     """A user-facing configuration problem; the message says where and how to fix it."""
+
+
+class ByKind:
+    """A mapping whose schema is chosen by its `kind:` value from a registry (technique kinds), so that
+    registering a kind extends the recipe schema without editing it. Use as
+    `Annotated[Any, WrapValidator(by_kind), by_kind]`: the validator, and the marker the error
+    messages use to find the chosen model's keys."""
+
+    def __init__(self, models: typing.Callable[[], dict[str, type[BaseModel]]]):
+        self.models = models  # kind -> settings model, in the order errors list them
+
+    def model_for(self, value: Any) -> type[BaseModel] | None:
+        return self.models().get(value.get("kind")) if isinstance(value, dict) else None
+
+    def __call__(self, value: Any, handler: Any) -> BaseModel:
+        models = self.models()
+        if isinstance(value, BaseModel) and type(value) in models.values():
+            return value  # built in code (defaults, model_copy), already valid
+        if not isinstance(value, dict):
+            raise PydanticCustomError("dict_type", "expected a mapping with a `kind:` key")
+        if "kind" not in value:
+            raise ValidationError.from_exception_data("kind", [{"type": "missing", "loc": ("kind",), "input": value}])
+        if value["kind"] not in models:
+            hint = difflib.get_close_matches(str(value["kind"]), list(models), n=1)
+            message = (f"unknown value {value['kind']!r}" + (f" (did you mean '{hint[0]}'?)" if hint else "")
+                       + f"; known: {', '.join(models)}")
+            raise ValidationError.from_exception_data("kind", [{
+                "type": PydanticCustomError("unknown_kind", message), "loc": ("kind",), "input": value["kind"]}])
+        return models[value["kind"]].model_validate(value)
 
 
 def load_yaml_model(path: str | Path, model: type[M], overrides: Iterable[str] = ()) -> M:
@@ -117,15 +147,10 @@ def _line_map(node: yaml.Node | None, path: Path_ = ()) -> dict[Path_, int]:
 
 
 def _data_path(loc: tuple, data: Any) -> Path_:
-    """Drop pydantic's union-tag entries (e.g. 'prompt' in techniques.0.prompt.shots) from a loc."""
+    """A pydantic loc as a path of keys and indexes in the file (where it can be followed)."""
     path: list = []
     node = data
-    for index, part in enumerate(loc):
-        # the discriminator value, not a key in the file; it follows the list index of a union member
-        # (checked first: `lora: {...}` on a `kind: lora` technique is a key that equals the tag)
-        if (isinstance(node, dict) and isinstance(part, str) and node.get("kind") == part
-                and index > 0 and isinstance(loc[index - 1], int)):
-            continue
+    for part in loc:
         if isinstance(node, dict) and part in node:
             node = node[part]
         elif isinstance(node, list) and isinstance(part, int) and part < len(node):
@@ -138,48 +163,50 @@ def _data_path(loc: tuple, data: Any) -> Path_:
 
 def _describe(err: dict, data: dict, model: type[BaseModel], source: str, lines: dict[Path_, int]) -> str:
     path = _data_path(err["loc"], data)
-    if err["type"] == "union_tag_invalid":  # point at the `kind:` line itself
-        path += (err["ctx"]["discriminator"].strip("'"),)
     dotted = ".".join(str(p) for p in path) or "(top level)"
     line = next((lines[path[:n]] for n in range(len(path), -1, -1) if path[:n] in lines), None)
     where = f"{source}:{line}" if line else source
     if err["type"] == "extra_forbidden":
-        allowed = _fields_at(model, err["loc"][:-1])
+        allowed = _fields_at(model, err["loc"][:-1], data)
         hint = difflib.get_close_matches(str(path[-1]), allowed, n=1)
         fix = f" (did you mean '{'.'.join(map(str, path[:-1] + (hint[0],)))}'?)" if hint else ""
         known = f"; known keys: {', '.join(sorted(allowed))}" if allowed and not hint else ""
         return f"{where}: unknown key '{dotted}'{fix}{known}"
     if err["type"] == "missing":
         return f"{where}: missing required key '{dotted}'"
-    if err["type"] == "union_tag_invalid":
-        known = [t.strip(" '") for t in err["ctx"]["expected_tags"].split(",")]
-        hint = difflib.get_close_matches(str(err["ctx"]["tag"]), known, n=1)
-        fix = f" (did you mean '{hint[0]}'?)" if hint else ""
-        return f"{where}: {dotted}: unknown value {err['ctx']['tag']!r}{fix}; known: {', '.join(known)}"
+    if err["type"] == "unknown_kind":
+        return f"{where}: {dotted}: {err['msg']}"
     return f"{where}: {dotted}: {err['msg']} (got {err.get('input')!r})"
 
 
-def _fields_at(model: Any, loc: tuple) -> list[str]:
-    """The field names of the schema class that a pydantic loc points into."""
+def _fields_at(model: Any, loc: tuple, data: Any) -> list[str]:
+    """The field names of the schema class that a pydantic loc points into (`data` decides kinds)."""
     current: Any = model
+    node = data
     for part in loc:
-        current = _unwrap(current, part)
+        current = _unwrap(current, part, node)
+        if isinstance(node, dict):
+            node = node.get(part)
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            node = node[part]
+        else:
+            node = None
         if current is None:
             return []
-    current = _unwrap(current, None)
+    current = _unwrap(current, None, node)
     return list(current.model_fields) if isinstance(current, type) and issubclass(current, BaseModel) else []
 
 
-def _unwrap(tp: Any, part: Any) -> Any:
+def _unwrap(tp: Any, part: Any, node: Any = None) -> Any:
     origin = typing.get_origin(tp)
     if origin is typing.Annotated:
-        return _unwrap(typing.get_args(tp)[0], part)
+        chooser = next((m for m in typing.get_args(tp)[1:] if isinstance(m, ByKind)), None)
+        if chooser is not None:  # the schema is the one the mapping's `kind:` selects
+            chosen = chooser.model_for(node)
+            return chosen if part is None or chosen is None else _unwrap(chosen, part, node)
+        return _unwrap(typing.get_args(tp)[0], part, node)
     if origin in (typing.Union, types.UnionType):
         members = [a for a in typing.get_args(tp) if a is not type(None)]
-        for member in members:  # a discriminated union's loc names the member by its kind
-            kind = getattr(member, "model_fields", {}).get("kind")
-            if kind is not None and part in typing.get_args(kind.annotation):
-                return member
         return _unwrap(members[0], part) if len(members) == 1 else (None if part is not None else tp)
     if part is None:
         return tp

@@ -9,8 +9,9 @@ from click.testing import CliRunner
 from conftest import tiny_recipe
 from harness import models, results, train
 from harness.cli import main
-from harness.config import LoraSettings, ModelSpec, QuantSettings, TrainSettings, ValidationSplit
+from harness.config import ModelSpec, TrainSettings, ValidationSplit
 from harness.tasks import load_task, with_validation
+from harness.techniques.finetune import LoraSettings, QuantSettings
 from harness.techniques.finetune import bnb_config, lora_config, parameter_counts
 
 FAST = TrainSettings(max_steps=8, batch_size=4, learning_rate=3e-3, logging_steps=1, warmup_ratio=0.0,

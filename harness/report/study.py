@@ -10,12 +10,13 @@ from pathlib import Path
 
 # `markdown` as a module, its helpers looked up at call time: markdown.py imports this module to place
 # the sections, and a `from markdown import _table` here would fail during that circular import.
+from harness import kinds
+from harness.baseline import KIND as BASELINE_KIND
 from harness.report import markdown, plots
 from harness.report.columns import fmt_number, fmt_seconds
 from harness.results import RunStore, task_name
 from harness.study import chosen_trial, mean_std
 
-TRAINING_FREE = {"prompt", "rag", "baseline"}  # kinds that read the base model (or none) as it is
 OBJECTIVES = {  # objective: (words, which end is best)
     "validation_score": ("validation score", "higher is better"),
     "validation_loss": ("validation loss", "lower is better"),
@@ -178,7 +179,7 @@ def learning_curves(store: RunStore) -> dict:
     curves, levels = {}, {}
     for name in _by_recipe_order(store, (c["technique"] for c in cells)):
         mine = [c for c in cells if c["technique"] == name]
-        if mine[0]["kind"] in TRAINING_FREE:
+        if mine[0]["kind"] == BASELINE_KIND or kinds.reads_base_model(mine[0]["kind"]):  # training-free
             row = next((r for r in store.rows if r["technique"] == name and r["status"] == "ok"), mine[0])
             levels[name] = (mean_std([c["score"] for c in mine])[0], row.get("ci_low"), row.get("ci_high"))
             continue

@@ -1,4 +1,8 @@
-"""What every technique shares: the run context, the outcome type, and measured held-out evaluation."""
+"""What every technique shares: the run context, the outcome type, and measured held-out evaluation.
+
+Imported by the kind modules at recipe-validation time, so torch and the model code are imported
+inside the functions that run a cell, not here.
+"""
 
 from __future__ import annotations
 
@@ -9,16 +13,11 @@ from typing import Any, Callable
 
 from rich.progress import Progress
 
-from harness import models, retrieval
+from harness import retrieval
 from harness.config import Recipe, RetrievalSettings
-from harness.evaluate import heldout, lmeval
-from harness.measure import measure
-from harness.registry import Registry
 from harness.study import Cell
 from harness.tasks import Example, Task
 from harness.yamlconfig import ConfigError
-
-TECHNIQUES: Registry[Callable[[Any, "RunContext"], "Outcome"]] = Registry("technique kind")
 
 
 @dataclass
@@ -67,6 +66,9 @@ class RunContext:
     def base_model(self):
         """(model, tokenizer) of the recipe's base model, loaded once and shared by read-only techniques."""
         if self.shared.base is None:
+            from harness import models
+            from harness.measure import measure
+
             job = self.progress.add_task(f"loading model {self.recipe.model.id}", total=None)
             with measure(self.device) as phase:
                 self.shared.base = models.load(self.recipe.model, self.device)
@@ -76,6 +78,8 @@ class RunContext:
 
     def heldout_examples(self) -> list[Example]:
         """The examples this cell is scored on: the validation split for search trials, else the test split."""
+        from harness.evaluate import heldout
+
         if self.cell.split == "validation":
             return list(self.task.validation)
         return list(heldout.heldout_examples(self.task, self.recipe.eval.heldout))
@@ -93,6 +97,8 @@ class RunContext:
         if self.task.corpus_path is None:
             raise ConfigError(f"task {self.task.name!r} has no corpus, so retrieval has nothing to search; "
                               f"add `corpus: {{path: ...}}` to {self.task.path / 'task.yaml'}")
+        from harness import models
+
         job = self.progress.add_task(f"indexing corpus ({settings.retriever})", total=None)
         start = time.perf_counter()
         chunks = retrieval.chunk_documents(retrieval.load_corpus(self.task.corpus_path),
@@ -107,6 +113,9 @@ class RunContext:
 
 def evaluate_heldout(ctx: RunContext, label: str, model, tokenizer, prompt_for: Callable[[Example], str]) -> Outcome:
     """Score a model on the held-out split, measuring the phase; fills the eval fields of a row."""
+    from harness.evaluate import heldout
+    from harness.measure import measure
+
     settings = ctx.recipe.eval.heldout
     examples = ctx.heldout_examples()
     n = len(examples)
@@ -129,6 +138,9 @@ def evaluate_heldout(ctx: RunContext, label: str, model, tokenizer, prompt_for: 
 def evaluate_lm_eval(ctx: RunContext, label: str, model, tokenizer, base_model: bool = False) -> dict:
     """The recipe's lm-eval tasks on this model, measured; techniques that only read the base model
     (prompt, rag) share one run, since their lm-eval prompts are the same."""
+    from harness.evaluate import lmeval
+    from harness.measure import measure
+
     settings = ctx.recipe.eval.lm_eval
     if not settings.tasks or not ctx.final:  # search trials and learning-curve sizes skip it
         return {}

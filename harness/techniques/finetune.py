@@ -7,27 +7,65 @@ how the base model is loaded (4-bit for qlora) and whether peft adapters wrap it
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-import torch
+from pydantic import Field
 
-from harness import models, prompting, train
-from harness.config import FullTechnique, LoraSettings, LoraTechnique, QLoraTechnique, QuantSettings
-from harness.techniques.base import TECHNIQUES, Outcome, RunContext, evaluate_heldout, evaluate_lm_eval
+from harness import kinds, prompting
+from harness.config import TrainedTechnique
+from harness.techniques.base import Outcome, RunContext, evaluate_heldout, evaluate_lm_eval
 from harness.techniques.rag import augmenter
+from harness.yamlconfig import Strict
 
 
-@TECHNIQUES.register("full")
+class LoraSettings(Strict):
+    rank: int = Field(16, ge=1)  # higher: more capacity, more trainable parameters and memory
+    alpha: float = Field(32, gt=0)  # scale of the update (alpha / rank); 2 x rank is a common choice
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: list[str] | Literal["all-linear"] = "all-linear"  # or e.g. [q_proj, v_proj]
+    use_dora: bool = False  # weight-decomposed LoRA (peft): often better, slower
+    use_rslora: bool = False  # rank-stabilised scaling alpha / sqrt(rank)
+
+
+class QuantSettings(Strict):
+    quant_type: Literal["nf4", "fp4"] = "nf4"  # NF4 suits normally distributed weights (the QLoRA paper)
+    double_quant: bool = True  # quantize the quantization constants too: ~0.4 bit/param less
+    compute_dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"  # auto: bf16 where supported
+
+
+class FullTechnique(TrainedTechnique):
+    """Full fine-tuning: every weight is trained."""
+
+    kind: Literal["full"]
+
+
+class LoraTechnique(TrainedTechnique):
+    """LoRA (peft): the base weights stay frozen; small low-rank adapters are trained."""
+
+    kind: Literal["lora"]
+    lora: LoraSettings = LoraSettings()
+    save_merged: bool = False  # also save the base model with the adapter merged in
+
+
+class QLoraTechnique(TrainedTechnique):
+    """QLoRA: base weights loaded in 4-bit (bitsandbytes), then LoRA adapters trained on top."""
+
+    kind: Literal["qlora"]
+    lora: LoraSettings = LoraSettings()
+    quantization: QuantSettings = QuantSettings()
+
+
 def run_full(spec: FullTechnique, ctx: RunContext) -> Outcome:
     return finetune(spec, ctx)
 
 
-@TECHNIQUES.register("lora")
 def run_lora(spec: LoraTechnique, ctx: RunContext) -> Outcome:
     return finetune(spec, ctx, peft_config=lora_config(spec.lora))
 
 
-@TECHNIQUES.register("qlora")
 def run_qlora(spec: QLoraTechnique, ctx: RunContext) -> Outcome:
+    from harness import train
+
     quant = bnb_config(spec.quantization, train.precision(spec.train, ctx.device))
     return finetune(spec, ctx, peft_config=lora_config(spec.lora), quantization_config=quant)
 
@@ -47,6 +85,7 @@ def bnb_config(settings: QuantSettings, train_precision: str):
         import bitsandbytes  # noqa: F401
     except ImportError as exc:
         raise RuntimeError("qlora needs bitsandbytes: pip install 'bitsandbytes>=0.48'") from exc
+    import torch
     from transformers import BitsAndBytesConfig
 
     compute = settings.compute_dtype
@@ -59,6 +98,10 @@ def bnb_config(settings: QuantSettings, train_precision: str):
 
 
 def finetune(spec, ctx: RunContext, peft_config=None, quantization_config=None) -> Outcome:
+    import torch
+
+    from harness import models, train
+
     job = ctx.progress.add_task(f"{spec.name}: loading model", total=None)
     # Weights train in fp32 (mixed precision comes from autocast); 4-bit layers keep their own storage.
     model, tokenizer = models.load(ctx.recipe.model, ctx.device, torch.float32, quantization_config)
@@ -107,6 +150,8 @@ def finetune(spec, ctx: RunContext, peft_config=None, quantization_config=None) 
 
 def parameter_counts(model) -> tuple[int, int]:
     """(trainable, total); for peft models peft's own count, which counts 4-bit weights unpacked."""
+    from harness import models
+
     if hasattr(model, "get_nb_trainable_parameters"):
         return model.get_nb_trainable_parameters()
     return models.count_parameters(model)
@@ -122,3 +167,11 @@ def save_artifact(model, tokenizer, folder: Path, merged: bool) -> int:
         model.merge_and_unload(safe_merge=True).save_pretrained(folders[-1])
         tokenizer.save_pretrained(folders[-1])
     return sum(p.stat().st_size for f in folders for p in f.rglob("*") if p.is_file())
+
+
+kinds.register(kinds.Kind("full", FullTechnique, run_full, "every weight trained on the train split",
+                          trained=True, default_learning_rate=5e-5))
+kinds.register(kinds.Kind("lora", LoraTechnique, run_lora, "low-rank adapters trained, base weights frozen (peft)",
+                          trained=True, default_learning_rate=2e-4))
+kinds.register(kinds.Kind("qlora", QLoraTechnique, run_qlora, "LoRA on a 4-bit base model (bitsandbytes)",
+                          trained=True, default_learning_rate=2e-4))

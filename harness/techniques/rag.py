@@ -7,13 +7,24 @@ and scores with the same passage-augmented prompts ("LoRA + RAG").
 from __future__ import annotations
 
 import time
-from typing import Sequence
+from typing import Literal, Sequence
 
-from harness.config import RagTechnique, RetrievalSettings
+from pydantic import Field
+
+from harness import kinds
+from harness.config import RetrievalSettings, TechniqueBase
 from harness.retrieval import recall_at_k
 from harness.tasks import Example
-from harness.techniques.base import TECHNIQUES, Outcome, RunContext
+from harness.techniques.base import Outcome, RunContext
 from harness.techniques.prompt import score_base_model
+
+
+class RagTechnique(TechniqueBase):
+    """RAG baseline: the base model, prompted with passages retrieved from the task's corpus."""
+
+    kind: Literal["rag"]
+    shots: int = Field(0, ge=0, le=64)
+    retrieval: RetrievalSettings = RetrievalSettings()
 
 
 class Augmenter:
@@ -87,7 +98,6 @@ def augmenter(ctx: RunContext, settings: RetrievalSettings, tokenizer, examples:
     return augment
 
 
-@TECHNIQUES.register("rag")
 def run_rag(spec: RagTechnique, ctx: RunContext) -> Outcome:
     _, tokenizer = ctx.base_model()
     examples = ctx.heldout_examples()
@@ -95,3 +105,8 @@ def run_rag(spec: RagTechnique, ctx: RunContext) -> Outcome:
     outcome = score_base_model(spec, ctx, augment)
     augment.annotate(outcome, examples)
     return outcome
+
+
+kinds.register(kinds.Kind(
+    "rag", RagTechnique, run_rag, "the base model prompted with passages retrieved from the task's corpus",
+    reads_base_model=True, needs_corpus=lambda spec: True))

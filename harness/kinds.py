@@ -1,0 +1,115 @@
+"""Technique kinds: one descriptor per kind, registered once. The recipe schema (which settings a
+`kind:` takes) and the pipeline's behaviour (which cells share a process, which kinds train, which
+need a corpus, their default learning rate) are all read from here, so a new kind is one file that
+defines its settings model, its runner and one `register(Kind(...))` call (see docs/ARCHITECTURE.md).
+
+Importing this module, and the kind modules, loads no ML library: runners import torch and friends
+when a cell runs, so `harness validate` and the report commands stay light.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+import typing
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable
+
+from harness.registry import Registry
+
+# Modules whose import registers the built-in kinds: loaded on first lookup, with the modules that
+# installed packages declare under this entry-point group (a kind shipped as a package).
+BUILTIN_MODULES = ("harness.techniques",)
+ENTRY_POINT_GROUP = "adapt_harness.plugins"
+
+
+def uses_retrieval(spec) -> bool:
+    """The default corpus rule: a kind needs the task's corpus when its settings have a `retrieval:` block."""
+    return getattr(spec, "retrieval", None) is not None
+
+
+@dataclass(frozen=True)
+class Kind:
+    name: str  # the recipe's `kind:` value
+    settings: type  # pydantic model of a recipe entry; its `kind` field is Literal[name]
+    run: Callable[[Any, Any], Any]  # (spec, RunContext) -> Outcome; imports heavy libraries when called
+    description: str = ""  # one line for `harness kinds` and the docs
+    # Only reads the shared base model (no training, no weights changed): its cells share one process
+    # and one loaded model, its lm-eval run is the base model's, and the report counts it training-free.
+    reads_base_model: bool = False
+    trained: bool = False  # learns from the train split: learning curves and the validation-loss objective apply
+    default_learning_rate: float | None = None  # when the recipe's train.learning_rate is unset
+    needs_corpus: Callable[[Any], bool] = uses_retrieval  # (spec) -> whether the task must have a corpus
+
+    def __post_init__(self):
+        field = getattr(self.settings, "model_fields", {}).get("kind")
+        if field is None or typing.get_args(field.annotation) != (self.name,):
+            raise TypeError(f"kind {self.name!r}: its settings model {self.settings.__name__} needs "
+                            f"`kind: Literal[{self.name!r}]`")
+        if self.trained and self.default_learning_rate is None:
+            raise TypeError(f"kind {self.name!r} trains, so it needs a default_learning_rate")
+
+
+KINDS: Registry[Kind] = Registry("technique kind")
+
+
+def register(kind: Kind) -> Kind:
+    """Add a kind; from then on recipes may use `kind: <name>`."""
+    return KINDS.add(kind.name, kind)
+
+
+_loaded = False
+
+
+def _load_builtins() -> None:
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    for module in BUILTIN_MODULES:
+        importlib.import_module(module)
+    for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        entry.load()
+
+
+def load_plugin(ref: str) -> None:
+    """Import a recipe's `plugins:` entry (a module name, or a .py file) so the kinds it registers
+    exist; the driver and every worker do this when they read the recipe."""
+    if not ref.endswith(".py"):
+        importlib.import_module(ref)
+        return
+    name = "harness_plugin_" + Path(ref).stem.replace("-", "_")
+    if name in sys.modules:
+        return
+    spec = importlib.util.spec_from_file_location(name, ref)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+
+
+def get(name: str) -> Kind:
+    _load_builtins()
+    return KINDS.get(name)
+
+
+def known() -> list[str]:
+    _load_builtins()
+    return KINDS.in_order()
+
+
+def reads_base_model(kind: str) -> bool:
+    """False for kinds this process does not know (e.g. rows of a run made with a plugin kind)."""
+    _load_builtins()
+    return kind in KINDS and KINDS.get(kind).reads_base_model
+
+
+def trained(kind: str) -> bool:
+    _load_builtins()
+    return kind in KINDS and KINDS.get(kind).trained

@@ -1,0 +1,109 @@
+"""The extension contract: a technique kind is one file and one registration (harness/kinds.py)."""
+
+import json
+import sys
+from typing import Literal
+
+import pytest
+
+from conftest import only_run_dir, run_cli, tiny_recipe
+from harness import kinds
+from harness.config import TechniqueBase, TrainedTechnique, load_recipe
+from harness.yamlconfig import ConfigError
+
+# A kind written as a user would, in a file of its own: the base model with a system prompt of the
+# recipe's choosing. Nothing else in the harness is edited to add it.
+TOY_KIND = '''
+from typing import Literal
+
+from harness import kinds, prompting
+from harness.config import TechniqueBase
+from harness.techniques.base import evaluate_heldout
+
+
+class InstructedTechnique(TechniqueBase):
+    kind: Literal["instructed"]
+    instruction: str = "Answer with one word."
+
+
+def run_instructed(spec, ctx):
+    model, tokenizer = ctx.base_model()
+    def prompt_for(example):
+        messages = prompting.messages(ctx.task, example)
+        messages[0] = {"role": "system", "content": spec.instruction}
+        return prompting.render(tokenizer, messages)
+    outcome = evaluate_heldout(ctx, spec.name, model, tokenizer, prompt_for)
+    outcome.values.update(trainable_params=0, instruction_words=len(spec.instruction.split()))
+    return outcome
+
+
+kinds.register(kinds.Kind("instructed", InstructedTechnique, run_instructed, "a custom system prompt",
+                          reads_base_model=True, needs_corpus=lambda spec: False))
+'''
+
+
+@pytest.fixture
+def toy_plugin(write):
+    path = write("instructed_kind.py", TOY_KIND)
+    yield path
+    # the registry is process-wide: the next test loads the plugin afresh, and others never see it
+    kinds.KINDS._items.pop("instructed", None)
+    sys.modules.pop("harness_plugin_instructed_kind", None)
+
+
+def test_a_kind_added_by_a_plugin_file_alone_runs_end_to_end(toy_plugin, write, tiny_model_dir, tmp_path):
+    techniques = ("  - {name: plain, kind: prompt}\n"
+                  "  - {name: told, kind: instructed, instruction: Reply with the team name only.}\n")
+    recipe = write("r.yaml", tiny_recipe(tiny_model_dir, tmp_path / "out", techniques, f"plugins: [{toy_plugin}]"))
+    result = run_cli("run", recipe)
+    assert result.exit_code == 0, result.output
+    run_dir = only_run_dir(tmp_path / "out")
+    rows = {r["technique"]: r for r in json.loads((run_dir / "results.json").read_text())["rows"]}
+    told = rows["told"]
+    assert told["status"] == "ok", told["error"]
+    assert told["kind"] == "instructed" and told["n_eval"] == 12 and told["instruction_words"] == 6
+    assert told["ci_low"] <= told["score"] <= told["ci_high"]
+    # reads_base_model: it shared the prompt technique's process and loaded model
+    cells = json.loads((run_dir / "results.json").read_text())["cells"]
+    assert {c["technique"] for c in cells} >= {"plain", "told"}
+    assert "| told | instructed | ok |" in (run_dir / "REPORT.md").read_text()
+
+
+def test_a_plugin_kinds_settings_get_the_usual_recipe_errors(toy_plugin, write):
+    base = f"name: x\ntask: ticket-routing\nplugins: [{toy_plugin}]\ntechniques:\n"
+    path = write("a.yaml", base + "  - {name: t, kind: instructed, instructoin: hi}\n")
+    message = str(pytest.raises(ConfigError, load_recipe, path).value)
+    assert f"{path}:5: unknown key 'techniques.0.instructoin' (did you mean 'techniques.0.instruction'?)" in message
+    path = write("b.yaml", base + "  - {name: t, kind: instructd}\n")
+    message = str(pytest.raises(ConfigError, load_recipe, path).value)
+    assert "techniques.0.kind: unknown value 'instructd' (did you mean 'instructed'?)" in message
+
+
+def test_without_the_plugin_the_kind_is_unknown_and_a_missing_plugin_is_named(write):
+    path = write("a.yaml", "name: x\ntask: ticket-routing\ntechniques:\n  - {name: t, kind: instructed}\n")
+    message = str(pytest.raises(ConfigError, load_recipe, path).value)
+    assert "unknown value 'instructed'; known: prompt, rag, full, lora, qlora" in message
+    path = write("b.yaml", "name: x\ntask: ticket-routing\nplugins: [./nowhere.py]\ntechniques:\n  - {name: t, kind: prompt}\n")
+    assert "plugin file ./nowhere.py not found" in str(pytest.raises(ConfigError, load_recipe, path).value)
+
+
+def test_the_descriptor_is_checked_when_a_kind_registers():
+    class NoKind(TechniqueBase):
+        pass
+
+    class Trained(TrainedTechnique):
+        kind: Literal["trained-toy"]
+
+    with pytest.raises(TypeError, match="needs `kind: Literal"):
+        kinds.Kind("nokind", NoKind, lambda spec, ctx: None)
+    with pytest.raises(TypeError, match="needs a default_learning_rate"):
+        kinds.Kind("trained-toy", Trained, lambda spec, ctx: None, trained=True)
+    with pytest.raises(ValueError, match="registered twice"):
+        kinds.register(kinds.get("lora"))
+
+
+def test_every_builtin_kind_describes_itself():
+    for name in kinds.known():
+        kind = kinds.get(name)
+        assert kind.description and kind.settings.model_fields["kind"].annotation.__args__ == (name,)
+        assert kind.trained == (kind.default_learning_rate is not None)
