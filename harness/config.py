@@ -7,6 +7,7 @@ here. A recipe is checked completely, without loading any model, before a run st
 
 from __future__ import annotations
 
+import difflib
 import os
 from pathlib import Path
 from typing import Annotated, Any, Iterable, Literal, Union
@@ -323,6 +324,28 @@ class Recipe(Strict):
                              "add `eval: {validation: {fraction: 0.15}}` (or `size: N`)")
         for technique in searched:
             check_search(technique, self.search_budget)
+        return self
+
+    @model_validator(mode="after")
+    def _init_from(self):
+        """`init_from` names another trained technique of this recipe, and the chain has no loop."""
+        from harness import kinds
+
+        by_name = {t.name: t for t in self.techniques}
+        for technique in self.techniques:
+            source, seen = getattr(technique, "init_from", None), {technique.name}
+            while source is not None:
+                if source not in by_name:
+                    hint = difflib.get_close_matches(source, list(by_name), n=1)
+                    raise ValueError(f"technique {technique.name!r}: init_from {source!r} is not a technique of this "
+                                     f"recipe" + (f" (did you mean {hint[0]!r}?)" if hint else ""))
+                if source in seen:
+                    raise ValueError(f"technique {technique.name!r}: init_from makes a loop through {source!r}")
+                if not kinds.trained(by_name[source].kind):
+                    raise ValueError(f"technique {technique.name!r}: init_from {source!r} must name a trained "
+                                     f"technique; {by_name[source].kind} does not change the model")
+                seen.add(source)
+                source = getattr(by_name[source], "init_from", None)
         return self
 
     @model_validator(mode="after")

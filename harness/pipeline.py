@@ -80,15 +80,17 @@ def run_task(full_recipe: Recipe, task_ref: str, run_dir: Path, recipe_path: str
         with runner.display():
             if task.is_classification and not store.finished(baseline.NAME):
                 record_floor(store, task, recipe)
-            for spec in recipe.techniques:  # selection first, on the validation split only
-                if spec.search is not None and not (worker.needs_corpus(spec) and task.corpus_path is None):
-                    runner.searched[spec.name] = search.tune(spec, recipe, store.run_dir, runner.run, runner.jobs)
-            for spec in recipe.techniques:  # then each chosen configuration on test
-                summary = study.search_summary([study.cell_row(r) for r in runner.searched.get(spec.name, [])],
-                                               spec.search.objective if spec.search else None)
-                runner.planned[spec.name] = (spec, study.test_cells(recipe, spec, summary.get("chosen") or {}),
-                                             summary)
-            runner.run([c for _, cells, _ in runner.planned.values() for c in cells])
+            # a technique with `init_from` waits for the wave that trains its starting model
+            for wave in study.waves(recipe.techniques):
+                for spec in wave:  # selection first, on the validation split only
+                    if spec.search is not None and not (worker.needs_corpus(spec) and task.corpus_path is None):
+                        runner.searched[spec.name] = search.tune(spec, recipe, store.run_dir, runner.run, runner.jobs)
+                for spec in wave:  # then each chosen configuration on test
+                    summary = study.search_summary([study.cell_row(r) for r in runner.searched.get(spec.name, [])],
+                                                   spec.search.objective if spec.search else None)
+                    runner.planned[spec.name] = (spec, study.test_cells(recipe, spec, summary.get("chosen") or {}),
+                                                 summary)
+                runner.run([c for spec in wave for c in runner.planned[spec.name][1]])
     except KeyboardInterrupt:
         executor.shutdown()
         console.print(f"[yellow]interrupted[/]: finished cells are saved; continue with "

@@ -131,6 +131,22 @@ def test_cells(recipe, spec, params: dict) -> list[Cell]:
             for seed in seeds for size in sizes]
 
 
+def waves(techniques: Sequence) -> list[list]:
+    """Techniques in the order their results can exist: one that starts from another's trained model
+    (`init_from`) comes in a later wave than that technique."""
+    depth: dict[str, int] = {}
+    by_name = {t.name: t for t in techniques}
+
+    def level(name: str) -> int:
+        if name not in depth:
+            source = getattr(by_name[name], "init_from", None)
+            depth[name] = 0 if source is None else level(source) + 1
+        return depth[name]
+
+    levels = [level(t.name) for t in techniques]
+    return [[t for t, n in zip(techniques, levels) if n == wave] for wave in range(max(levels) + 1)]
+
+
 def job_groups(cells: Sequence[Cell], kind_of: dict[str, str]) -> list[list[Cell]]:
     """Cells grouped into processes: base-model readers share one (one model load); every other cell
     gets its own, so its memory peak and any crash belong to it alone."""

@@ -34,6 +34,7 @@ class TrainStats:
     losses: list[float] = field(default_factory=list)  # training loss at each logging step
     validation_loss: float | None = None
     examples: int | None = None  # train examples (records) the model was trained on
+    history: list[dict] = field(default_factory=list)  # the trainer's log at each logging step (loss, reward, ...)
 
     @property
     def tokens_per_second(self) -> float | None:
@@ -61,10 +62,10 @@ def sft_records(task: Task, settings: TrainSettings, augment=None) -> tuple[list
     return [record(e) for e in examples], [record(e) for e in task.validation]
 
 
-def sft_config(settings: TrainSettings, kind: str, device: str, output_dir: Path, seed: int, mode: str):
-    from trl import SFTConfig
-
-    return SFTConfig(
+def training_args(settings: TrainSettings, kind: str, device: str, output_dir: Path, seed: int) -> dict:
+    """The TrainingArguments every TRL trainer here shares (SFT, DPO, GRPO configs all extend them)."""
+    mode = precision(settings, device)
+    return dict(
         output_dir=str(output_dir),
         num_train_epochs=settings.epochs,
         max_steps=settings.max_steps or -1,
@@ -75,21 +76,26 @@ def sft_config(settings: TrainSettings, kind: str, device: str, output_dir: Path
         per_device_eval_batch_size=settings.batch_size,
         gradient_accumulation_steps=settings.gradient_accumulation,
         gradient_checkpointing=settings.gradient_checkpointing,
-        max_length=settings.max_length,
-        completion_only_loss=True,
         bf16=mode == "bf16",
         fp16=mode == "fp16",
         use_cpu=device == "cpu",
         seed=seed,
         data_seed=seed,
         logging_steps=settings.logging_steps,
-        eval_strategy="no",  # the validation loss is taken once, after training (see train())
+        eval_strategy="no",  # the validation loss is taken once, after training (see fit())
         save_strategy="no",
         report_to=[],
         disable_tqdm=True,  # progress goes to the harness's own bar
         include_num_input_tokens_seen="non_padding",
         dataloader_num_workers=0,
     )
+
+
+def sft_config(settings: TrainSettings, kind: str, device: str, output_dir: Path, seed: int):
+    from trl import SFTConfig
+
+    return SFTConfig(**training_args(settings, kind, device, output_dir, seed), max_length=settings.max_length,
+                     completion_only_loss=True)
 
 
 def make_trainer(model, tokenizer, task: Task, settings: TrainSettings, kind: str, *, device: str, seed: int,
@@ -100,7 +106,7 @@ def make_trainer(model, tokenizer, task: Task, settings: TrainSettings, kind: st
 
     disable_progress_bars()  # TRL's dataset preparation bars would break the rich display
     train_records, validation_records = sft_records(task, settings, augment)
-    args = sft_config(settings, kind, device, work_dir, seed, mode=precision(settings, device))
+    args = sft_config(settings, kind, device, work_dir, seed)
     tokenizer.padding_side = "right"  # TRL's collator pads right; generation switches back to left
     trainer = SFTTrainer(
         model=model, args=args, processing_class=tokenizer, peft_config=peft_config,
@@ -108,19 +114,28 @@ def make_trainer(model, tokenizer, task: Task, settings: TrainSettings, kind: st
         eval_dataset=Dataset.from_list(validation_records) if validation_records else None,
         callbacks=list(callbacks),
     )
-    trainer.remove_callback(PrinterCallback)  # it prints every log dict; the progress bar shows the loss
     return trainer
 
 
 def train(model, tokenizer, task: Task, settings: TrainSettings, kind: str, *, device: str, seed: int,
           progress=None, label: str = "training", peft_config=None, augment=None, callbacks=()):
-    """Train in memory; return the trained model (peft-wrapped when peft_config is given), stats, and
-    how memory was measured."""
+    """Supervised fine-tuning in memory; return the trained model (peft-wrapped when peft_config is
+    given), stats, and how memory was measured."""
+    def build(work_dir: Path, all_callbacks: list):
+        return make_trainer(model, tokenizer, task, settings, kind, device=device, seed=seed, work_dir=work_dir,
+                            peft_config=peft_config, callbacks=all_callbacks, augment=augment)
+
+    return fit(build, tokenizer, settings, device, progress=progress, label=label, callbacks=callbacks)
+
+
+def fit(build, tokenizer, settings: TrainSettings, device: str, *, progress=None, label: str = "training",
+        callbacks=()):
+    """Run the trainer that `build(work_dir, callbacks)` makes (any TRL trainer), measured; then the
+    final model's validation loss. Returns (trained model, TrainStats, how memory was measured)."""
     with tempfile.TemporaryDirectory(prefix="harness-trainer-") as work_dir:  # nothing is checkpointed
         callbacks = [*callbacks, *([_ProgressCallback(progress, label)] if progress is not None else [])]
-        trainer = make_trainer(model, tokenizer, task, settings, kind, device=device, seed=seed,
-                               work_dir=Path(work_dir), peft_config=peft_config, callbacks=callbacks,
-                               augment=augment)
+        trainer = build(Path(work_dir), callbacks)
+        trainer.remove_callback(PrinterCallback)  # it prints every log dict; the progress bar shows the loss
         with measure(device) as phase:
             trainer.train()
         # the final model's loss on the validation split: the search objective `validation_loss`
@@ -131,7 +146,7 @@ def train(model, tokenizer, task: Task, settings: TrainSettings, kind: str, *, d
         seconds=phase.seconds, peak_bytes=phase.peak_bytes, tokens=int(trainer.state.num_input_tokens_seen),
         steps=trainer.state.global_step, precision=precision(settings, device),
         losses=[h["loss"] for h in history if "loss" in h], validation_loss=validation_loss,
-        examples=len(trainer.train_dataset),
+        examples=len(trainer.train_dataset), history=[h for h in history if "loss" in h],
     )
     return trainer.model, stats, phase.method
 

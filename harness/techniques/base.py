@@ -123,6 +123,7 @@ def evaluate_heldout(ctx: RunContext, label: str, model, tokenizer, prompt_for: 
     with measure(ctx.device) as phase:
         result = heldout.evaluate(model, tokenizer, ctx.task, examples, prompt_for, settings, ctx.recipe.seed,
                                   on_batch=lambda k: ctx.progress.advance(job, k))
+        pairs = score_preferences(ctx, model, tokenizer, examples, prompt_for, result.predictions)
     ctx.progress.remove_task(job)
     values = {
         "metric": result.metric, "score": result.score, "ci_low": result.ci_low, "ci_high": result.ci_high,
@@ -130,9 +131,23 @@ def evaluate_heldout(ctx: RunContext, label: str, model, tokenizer, prompt_for: 
         "eval_peak_memory_bytes": phase.peak_bytes, "peak_memory_method": phase.method,
         "eval_tokens_per_second": result.generated_tokens / phase.seconds if phase.seconds else None,
         "eval_examples_per_second": n / phase.seconds if phase.seconds else None,
-        **{f"score_{name}": value for name, value in result.metrics.items()},
+        **{f"score_{name}": value for name, value in result.metrics.items()}, **pairs,
     }
     return Outcome(values, result.predictions)
+
+
+def score_preferences(ctx: RunContext, model, tokenizer, examples, prompt_for, predictions: list[dict]) -> dict:
+    """On a task with preference pairs, whether the model prefers each held-out example's chosen answer
+    to its rejected one (every technique is scored on the same pairs, trained on them or not)."""
+    if not ctx.task.has_preferences:
+        return {}
+    from harness.evaluate import preference
+
+    pairs = preference.score_pairs(model, tokenizer, [prompt_for(e) for e in examples], [e.chosen for e in examples],
+                                   [e.rejected for e in examples], ctx.recipe.eval.heldout.batch_size)
+    for prediction, margin in zip(predictions, pairs.margins):
+        prediction["preference_margin"] = margin
+    return {"preference_accuracy": pairs.accuracy, "preference_margin": pairs.mean_margin}
 
 
 def evaluate_lm_eval(ctx: RunContext, label: str, model, tokenizer, base_model: bool = False) -> dict:

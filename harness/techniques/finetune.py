@@ -97,14 +97,14 @@ def bnb_config(settings: QuantSettings, train_precision: str):
     )
 
 
-def finetune(spec, ctx: RunContext, peft_config=None, quantization_config=None) -> Outcome:
-    import torch
-
-    from harness import models, train
+def finetune(spec, ctx: RunContext, peft_config=None, quantization_config=None, fit=None) -> Outcome:
+    """Load (or start from `init_from`'s result), train, score in memory, save the artifact. `fit`
+    trains: (model, tokenizer, augment, peft_config) -> (model, TrainStats, memory method); the
+    default is supervised fine-tuning on the train split (train.train)."""
+    from harness import models
 
     job = ctx.progress.add_task(f"{spec.name}: loading model", total=None)
-    # Weights train in fp32 (mixed precision comes from autocast); 4-bit layers keep their own storage.
-    model, tokenizer = models.load(ctx.recipe.model, ctx.device, torch.float32, quantization_config)
+    model, tokenizer = starting_model(spec, ctx, quantization_config)
     ctx.progress.remove_task(job)
     if quantization_config is not None:
         from peft import prepare_model_for_kbit_training
@@ -114,10 +114,7 @@ def finetune(spec, ctx: RunContext, peft_config=None, quantization_config=None) 
     if spec.retrieval is not None:  # train on the passage-augmented prompts it will be scored on
         augment = augmenter(ctx, spec.retrieval, tokenizer,
                             [*ctx.task.train, *ctx.task.validation, *ctx.heldout_examples()])
-    model, stats, method = train.train(
-        model, tokenizer, ctx.task, spec.train, spec.kind, device=ctx.device, seed=ctx.recipe.seed,
-        progress=ctx.progress, label=spec.name, peft_config=peft_config, augment=augment, callbacks=ctx.callbacks,
-    )
+    model, stats, method = (fit or supervised(spec, ctx))(model, tokenizer, augment, peft_config)
     trainable, total = parameter_counts(model)
     if quantization_config is None:
         model = model.to(models.resolve_dtype(ctx.recipe.model, ctx.device))  # evaluate as the base is evaluated
@@ -143,9 +140,56 @@ def finetune(spec, ctx: RunContext, peft_config=None, quantization_config=None) 
         train_precision=stats.precision, train_loss_first=stats.losses[0] if stats.losses else None,
         train_loss_last=stats.losses[-1] if stats.losses else None, validation_loss=stats.validation_loss,
         trainable_params=trainable, total_params=total, artifact_bytes=artifact, dtype=dtype,
-        peak_memory_method=method,
+        peak_memory_method=method, train_curve=[{k: h[k] for k in CURVE_KEYS if k in h} for h in stats.history],
+        init_from=getattr(spec, "init_from", None),
     )
     return outcome
+
+
+# What a row keeps of the trainer's log at each logging step (loss curves; DPO's and GRPO's own figures).
+CURVE_KEYS = ("step", "epoch", "loss", "reward", "reward_std", "rewards/accuracies", "rewards/margins",
+              "learning_rate")
+
+
+def supervised(spec, ctx: RunContext):
+    """The default `fit`: SFT on the train split's prompt-completion pairs."""
+    from harness import train
+
+    def fit(model, tokenizer, augment, peft_config):
+        return train.train(model, tokenizer, ctx.task, spec.train, spec.kind, device=ctx.device, seed=ctx.recipe.seed,
+                           progress=ctx.progress, label=spec.name, peft_config=peft_config, augment=augment,
+                           callbacks=ctx.callbacks)
+
+    return fit
+
+
+def starting_model(spec, ctx: RunContext, quantization_config=None):
+    """(model, tokenizer) to train: the base model, or with `init_from` the result that technique
+    saved in this run for the same seed (an adapter is merged into the base first). Weights train in
+    fp32 (mixed precision comes from autocast); 4-bit layers keep their own storage."""
+    import torch
+
+    from harness import models
+
+    source = getattr(spec, "init_from", None)
+    if source is None:
+        return models.load(ctx.recipe.model, ctx.device, torch.float32, quantization_config)
+    folder = source_artifact(ctx, source)
+    if not folder.is_dir():
+        raise RuntimeError(f"init_from {source!r}: no trained model at {folder}; did that technique fail?")
+    if (folder / "adapter_config.json").is_file():
+        from peft import PeftModel
+
+        base, tokenizer = models.load(ctx.recipe.model, ctx.device, torch.float32)
+        return PeftModel.from_pretrained(base, folder).merge_and_unload(), tokenizer
+    return models.load(ctx.recipe.model.model_copy(update={"id": str(folder)}), ctx.device, torch.float32)
+
+
+def source_artifact(ctx: RunContext, source: str) -> Path:
+    """Where technique `source` saved its reported model for this cell's seed."""
+    from harness.study import Cell, train_sizes
+
+    return ctx.run_dir / "artifacts" / Cell(source, ctx.recipe.seed, train_size=train_sizes(ctx.recipe)[1]).id
 
 
 def parameter_counts(model) -> tuple[int, int]:
