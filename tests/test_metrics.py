@@ -29,7 +29,8 @@ def test_classification_scores_match_hand_computation():
 
 def test_generation_scores():
     scored = metrics.score("contains", ["Paris", "4"], ["paris\nmore text", "The answer is 4"], None)
-    assert scored.metrics == {"exact_match": 0.5, "contains": 1.0}
+    assert set(scored.metrics) == {"exact_match", "contains", "rouge_l", "chrf"}  # every free-text metric
+    assert (scored.metrics["exact_match"], scored.metrics["contains"]) == (0.5, 1.0)
     assert scored.correct.tolist() == [1.0, 1.0]
 
 
@@ -48,3 +49,48 @@ def test_macro_f1_ci_is_recomputed_per_resample():
     low, high = metrics.metric_ci("macro_f1", scored, expected, LABELS, 500, seed=1)
     assert low <= scored.metrics["macro_f1"] <= high
     assert high < 0.5  # macro-F1 of a one-label predictor stays low in every resample
+
+
+@pytest.mark.parametrize("name", ["rouge_l", "chrf"])
+def test_continuous_metrics_on_known_strings(name):
+    reference = "the billing team will refund the charge within five days"
+    expected = [reference, reference, reference]
+    answers = [reference, "xyzzy qwv", "the billing team will look into it"]
+    scored = metrics.score(name, expected, answers, None)
+    identical, disjoint, partial = scored.correct.tolist()
+    assert identical == pytest.approx(1.0)
+    assert disjoint == pytest.approx(0.0, abs=0.05)
+    assert 0.2 < partial < 0.8
+    assert scored.metrics[name] == pytest.approx((identical + disjoint + partial) / 3)
+    assert not metrics.get(name).binary and not metrics.is_binary(name)
+    low, high = metrics.metric_ci(name, scored, expected, None, 200, seed=0)
+    assert 0.0 <= low <= scored.metrics[name] <= high <= 1.0
+
+
+def test_rouge_l_is_the_lcs_f_measure():
+    # LCS of "the cat sat on the mat" and "the cat lay on a rug" is "the cat on" (3 of 6 words each way)
+    assert metrics.score("rouge_l", ["the cat sat on the mat"], ["the cat lay on a rug"], None).correct[0] == 0.5
+
+
+def test_predictions_store_a_value_under_a_continuous_metric():
+    assert metrics.outcome("exact_match", 1.0) == {"correct": True}
+    assert metrics.outcome("rouge_l", 0.25) == {"value": 0.25, "correct": None}
+
+
+TASK = "name: t\ndata: {train: d.jsonl}\nfields: {input: q, output: a}\n"
+
+
+@pytest.mark.parametrize("extra, error", [
+    ("metric: rouge\n", r"task\.yaml:4: metric: unknown metric 'rouge' \(did you mean 'rouge_l'\?\); known: "),
+    ("metric: macro_f1\n", r"task\.yaml:4: metric: .*metric 'macro_f1' needs a `labels:` list"),
+])
+def test_task_metric_is_checked_against_the_registry(write, extra, error):
+    from harness.tasks import load_task
+    from harness.yamlconfig import ConfigError
+
+    write("t/d.jsonl", "".join(f'{{"q": "q{i}", "a": "a{i}"}}\n' for i in range(4)))
+    folder = write("t/task.yaml", TASK + extra).parent
+    with pytest.raises(ConfigError, match=error):
+        load_task(str(folder))
+    write("t/task.yaml", TASK + "metric: chrf\n")
+    assert load_task(str(folder)).spec.metric == "chrf"
