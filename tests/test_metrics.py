@@ -94,3 +94,56 @@ def test_task_metric_is_checked_against_the_registry(write, extra, error):
         load_task(str(folder))
     write("t/task.yaml", TASK + "metric: chrf\n")
     assert load_task(str(folder)).spec.metric == "chrf"
+
+
+# --- the report's paired test follows the metric -------------------------------------------------
+
+def stored(values, continuous: bool) -> list[dict]:
+    """Predictions as heldout.evaluate stores them: `value` under a continuous metric, else `correct`."""
+    return [{"id": f"e{i}", "seed": 0, "input": f"q{i}", "expected": "the reply", "predicted": f"answer {i}",
+             "parsed": f"answer {i}", **({"value": float(v), "correct": None} if continuous else {"correct": bool(v)})}
+            for i, v in enumerate(values)]
+
+
+def versus_best(metric: str, a, b) -> "decision.VersusBest":
+    from harness.report import decision
+    from harness.results import make_row
+
+    continuous = not metrics.is_binary(metric)
+    rows = [make_row(name, "prompt", "ok", metric=metric, score=float(np.mean(v))) for name, v in (("a", a), ("b", b))]
+    return decision.paired_vs_best(rows, {"a": stored(a, continuous), "b": stored(b, continuous)})["b"]
+
+
+def test_a_continuous_metric_is_compared_with_wilcoxon():
+    from scipy.stats import wilcoxon
+
+    rng = np.random.default_rng(0)
+    a = rng.uniform(0.3, 1.0, 40)
+    b = np.clip(a - rng.normal(0.08, 0.15, 40), 0, 1)
+    v = versus_best("rouge_l", a, b)
+    assert v.p_value == pytest.approx(wilcoxon(b - a).pvalue)
+    assert v.diff == pytest.approx(b.mean() - a.mean())
+    assert v.ci_low < v.diff < v.ci_high  # the paired bootstrap CI, as for a binary metric
+
+
+def test_a_binary_metric_is_still_compared_with_mcnemar():
+    from harness.report import stats
+
+    a = [1] * 30 + [0] * 10
+    b = [1] * 20 + [0] * 20
+    assert versus_best("exact_match", a, b).p_value == pytest.approx(stats.mcnemar_p(b, a))
+    # the same 0/1 values under a continuous metric take the other test: the metric decides, not the data
+    assert versus_best("chrf", a, b).p_value == pytest.approx(stats.wilcoxon_p(b, a))
+    assert stats.mcnemar_p(b, a) != pytest.approx(stats.wilcoxon_p(b, a))
+    assert stats.wilcoxon_p(a, a) == 1.0  # every pair tied
+
+
+def test_wrong_answers_under_a_continuous_metric_are_the_lowest_scoring(tmp_path):
+    from harness.report.markdown import wrong_answers_section
+    from harness.results import RunStore, make_row
+
+    store = RunStore(tmp_path, {"recipe": {"name": "r"}, "task": {"name": "t", "metric": "rouge_l"}})
+    store.record(make_row("zero", "prompt", "ok", metric="rouge_l", score=0.5), stored([0.9, 0.1, 1.0, 0.4], True))
+    section = wrong_answers_section(store, store.ordered_rows(), 2)
+    assert "**t / zero** (lowest rouge_l first)" in section and "| input | expected | answer | rouge_l |" in section
+    assert section.index("answer 1") < section.index("answer 3") and "answer 0" not in section  # 0.1, 0.4
