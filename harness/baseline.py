@@ -49,7 +49,7 @@ def majority(task: Task, examples: Sequence[Example], seeds: Sequence[int], boot
     scored = metrics.score(metric, expected, [label] * len(examples), task.labels)
     low, high = metrics.metric_ci(metric, scored, expected, task.labels, bootstrap_samples, seed)
     answers = [{"id": e.id, "input": e.input, "expected": e.output, "predicted": label, "parsed": parsed,
-                "correct": bool(correct)} for e, parsed, correct in zip(examples, scored.parsed, scored.correct)]
+                **metrics.outcome(metric, value)} for e, parsed, value in zip(examples, scored.parsed, scored.correct)]
     score = scored.metrics[metric]
     values = {
         "metric": metric, "score": score, "ci_low": low, "ci_high": high, "n_eval": len(examples),

@@ -163,8 +163,8 @@ def report(run_dir, fmt):
 @click.argument("run_b", type=click.Path(exists=True))
 @user_errors
 def compare(run_a, run_b):
-    """Side-by-side deltas per technique and metric (B - A), with McNemar significance for the score
-    where both runs scored the same examples."""
+    """Side-by-side deltas per technique and metric (B - A), with a paired test on the score (McNemar
+    under a 0/1 metric, Wilcoxon under a continuous one) where both runs scored the same examples."""
     from harness.report.compare_table import compare_table
 
     console.print(compare_table(run_a, run_b))

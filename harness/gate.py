@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from harness import metrics
 from harness.evaluate import lmeval
 from harness.report.decision import paired_p
 from harness.results import RunStore, open_runs, task_name
@@ -28,11 +29,12 @@ class Pair:
     store_b: RunStore | None
 
     def score_p(self) -> float | None:
-        """McNemar p between the two runs' per-example correctness (None unless the same examples)."""
-        if not (self.store_a and self.store_b and self.a and self.b):
+        """The paired p between the two runs' per-example values (McNemar under a 0/1 metric, Wilcoxon
+        under a continuous one); None unless the same examples were scored with the same metric."""
+        if not (self.store_a and self.store_b and self.a and self.b) or self.a.get("metric") != self.b.get("metric"):
             return None
         predictions = {"a": self.store_a.predictions(self.technique), "b": self.store_b.predictions(self.technique)}
-        return paired_p(predictions, "a", "b")
+        return paired_p(predictions, "a", "b", metrics.is_binary(self.a.get("metric")))
 
 
 def pairs(baseline: str | Path, run: str | Path) -> Iterator[Pair]:

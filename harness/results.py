@@ -2,7 +2,7 @@
 
 Layout of reports/<recipe-name>/<run-id>/:
   results.json                   {"meta": {...}, "rows": [row, ...]}: one row per finished technique
-  predictions/<technique>.jsonl  per-example input, expected, predicted, parsed, correct
+  predictions/<technique>.jsonl  per-example input, expected, predicted, parsed, correct (value: continuous metrics)
   REPORT.md                      rendered from results.json by harness.report
 """
 

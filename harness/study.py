@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from harness import kinds
+from harness import kinds, metrics
 from harness.yamlconfig import ConfigError, set_dotted, validate
 
 PEAK_KEYS = {"peak_memory_bytes", "train_peak_memory_bytes", "eval_peak_memory_bytes", "lm_eval_peak_memory_bytes"}
@@ -193,7 +193,9 @@ def merge(spec, results: Sequence[dict], seeds: Sequence[int], stats) -> tuple[d
     scores = [r["score"] for r in rows]
     row.update(n_seeds=len(seeds), seed_scores=scores, seed_invariant=len(by_seed) == 1 and len(seeds) > 1,
                score_std=mean_std(scores)[1], params=per_seed[0]["cell"]["params"])
-    if len(seeds) > 1 and row.get("metric") != "macro_f1":  # a mean of 0/1 outcomes: bootstrap seeds and examples
+    # a mean of per-example values (not a corpus-level figure like macro-F1): bootstrap seeds and examples
+    mean_type = row.get("metric") not in metrics.METRICS or metrics.get(row["metric"]).is_mean
+    if len(seeds) > 1 and mean_type:
         row["ci_low"], row["ci_high"] = stats.mean_ci_over_seeds(predictions, samples=2000, seed=seeds[0])
     return row, predictions
 

@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
+from harness import metrics
 from harness.yamlconfig import ConfigError, Strict, load_yaml_model
 
 BUNDLED_TASKS = Path(__file__).resolve().parent.parent / "tasks"
@@ -79,7 +81,7 @@ class TaskSpec(Strict):
     fields: FieldMap = FieldMap()
     corpus: CorpusSpec | None = None
     labels: list[str] | None = Field(None, min_length=2)  # a classification task's label set
-    metric: Literal["exact_match", "contains", "accuracy", "macro_f1"] = "exact_match"
+    metric: str = "exact_match"  # a name registered in harness.metrics.METRICS
     prompt: PromptTemplate = PromptTemplate()
 
     @field_validator("labels", mode="before")
@@ -89,11 +91,17 @@ class TaskSpec(Strict):
             raise ValueError("YAML reads yes/no/on/off as booleans: quote such labels, e.g. ['yes', 'no']")
         return labels
 
-    @model_validator(mode="after")
-    def _classification_metrics_need_labels(self):
-        if self.metric in ("accuracy", "macro_f1") and not self.labels:
-            raise ValueError(f"metric {self.metric!r} needs a `labels:` list (the classification label set)")
-        return self
+    @field_validator("metric")
+    @classmethod
+    def _registered_metric(cls, name: str, info: ValidationInfo) -> str:
+        if name not in metrics.METRICS:
+            # a custom error type: the message is the whole story, without pydantic's "Value error," prefix
+            raise PydanticCustomError("unknown_name", metrics.METRICS.unknown(name))
+        # labels are validated before metric (field order); absent from info.data when they failed,
+        # and then that error is the one to report
+        if metrics.get(name).needs_labels and "labels" in info.data and not info.data["labels"]:
+            raise ValueError(f"metric {name!r} needs a `labels:` list (the classification label set)")
+        return name
 
 
 @dataclass(frozen=True)

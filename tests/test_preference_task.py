@@ -27,7 +27,7 @@ def data_rows():
 
 def test_bundled_task_loads_with_a_preference_pair_per_example():
     task = load_task("support-replies")
-    assert task.has_preferences and task.spec.metric == "exact_match" and not task.is_classification
+    assert task.has_preferences and task.spec.metric == "rouge_l" and not task.is_classification
     assert (len(task.train), len(task.test)) == (288, 72)
     team = {r["id"]: r["team"] for r in data_rows()}
     for example in task.train + task.test:

@@ -21,7 +21,7 @@ class HeldoutResult:
     metrics: dict[str, float]
     invalid_rate: float | None
     generated_tokens: int
-    predictions: list[dict]  # one per example: id, input, expected, predicted, parsed, correct
+    predictions: list[dict]  # one per example: id, input, expected, predicted, parsed, correct (and value)
 
 
 def generate(model, tokenizer, prompts: Sequence[str], batch_size: int, max_new_tokens: int,
@@ -69,8 +69,8 @@ def evaluate(model, tokenizer, task: Task, examples: Sequence[Example], prompt_f
     scored = metrics.score(metric, expected, answers, task.labels)
     low, high = metrics.metric_ci(metric, scored, expected, task.labels, settings.bootstrap_samples, seed)
     predictions = [
-        {"id": e.id, "input": e.input, "expected": e.output, "predicted": a, "parsed": p, "correct": bool(c)}
-        for e, a, p, c in zip(examples, answers, scored.parsed, scored.correct)
+        {"id": e.id, "input": e.input, "expected": e.output, "predicted": a, "parsed": p, **metrics.outcome(metric, v)}
+        for e, a, p, v in zip(examples, answers, scored.parsed, scored.correct)
     ]
     return HeldoutResult(metric, scored.metrics[metric], low, high, scored.metrics, scored.invalid_rate,
                          generated, predictions)

@@ -25,7 +25,7 @@ def fmt_figure(metric: str, value) -> str:
 
 
 def compare_table(run_a, run_b) -> Table:
-    table = Table("task", "technique", "figure", "A", "B", "B - A", "McNemar", header_style="bold",
+    table = Table("task", "technique", "figure", "A", "B", "B - A", "paired p", header_style="bold",
                   title=f"A: {run_a}\nB: {run_b}")
     for pair in gate.pairs(run_a, run_b):
         if pair.a is None or pair.b is None:
@@ -37,7 +37,7 @@ def compare_table(run_a, run_b) -> Table:
             note = ""
             if metric == "score":
                 p = pair.score_p()
-                note = "different examples" if p is None else f"p={p:.3f}" + (" significant" if p < 0.05 else "")
+                note = "not paired" if p is None else f"p={p:.3f}" + (" significant" if p < 0.05 else "")
             style = None
             if delta:
                 style = "green" if (delta > 0) == gate.better(metric) else "red"

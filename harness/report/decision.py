@@ -13,10 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
+from harness import metrics
 from harness.baseline import KIND as BASELINE_KIND
 from harness.evaluate import lmeval
 from harness.metrics import INVALID
-from harness.report.stats import Difference, collapsed_answer, holm, keyed, mcnemar_p, paired_difference
+from harness.report.stats import (Difference, collapsed_answer, holm, keyed, mcnemar_p, paired_difference,
+                                  paired_test_p)
 
 ALPHA = 0.05  # significance level of the paired tests
 COST_TOLERANCE = 0.15  # costs within this share of the cheapest count as equal (wall time is noisy)
@@ -28,24 +30,24 @@ __all__ = ["ALPHA", "COST_TOLERANCE", "VersusBest", "Recommendation", "mcnemar_p
 
 @dataclass(frozen=True)
 class VersusBest:
-    p_value: float | None  # raw McNemar p; None for the best itself, or when no examples are shared
+    p_value: float | None  # raw paired p (McNemar or Wilcoxon, by metric); None for the best, or nothing shared
     marker: str  # "best", "tied" (not significantly worse), "worse" (significantly), or "" (untested)
-    diff: float | None = None  # this technique's mean correctness minus the best's
+    diff: float | None = None  # this technique's mean per-example value minus the best's
     ci_low: float | None = None
     ci_high: float | None = None
     p_adjusted: float | None = None  # Holm over every comparison against the best in the table
 
 
-def paired_p(predictions: dict[str, list[dict]], a: str, b: str) -> float | None:
-    """McNemar p between two techniques' per-example correctness; None unless they scored the same
-    (seed, id) pairs (`harness compare` reads None as "different examples")."""
+def paired_p(predictions: dict[str, list[dict]], a: str, b: str, binary: bool = True) -> float | None:
+    """The paired p between two techniques' per-example values (McNemar when `binary`, else Wilcoxon);
+    None unless they scored the same (seed, id) pairs (`harness compare` reads None as "not paired")."""
     first, second = keyed(predictions.get(a, [])), keyed(predictions.get(b, []))
     if first.keys() != second.keys() and _one_seed(first) and _one_seed(second):
         # a run stored before predictions carried a seed, against a one-seed run: pair by example id
         first, second = ({i: v for (_, i), v in d.items()} for d in (first, second))
     if not first or first.keys() != second.keys():
         return None
-    return mcnemar_p(list(first.values()), [second[k] for k in first])
+    return paired_test_p(list(first.values()), [second[k] for k in first], binary)
 
 
 def _one_seed(outcomes: dict) -> bool:
@@ -70,21 +72,28 @@ def _best(rows: Sequence[dict]) -> dict | None:
     return max(techniques, key=lambda r: r["score"]) if techniques else None
 
 
-def _differences(predictions: dict[str, list[dict]], names: Sequence[str], against: str
+def _binary(row: dict) -> bool:
+    """Whether the row's metric has 0/1 per-example values (McNemar), else continuous ones (Wilcoxon)."""
+    return metrics.is_binary(row.get("metric"))
+
+
+def _differences(predictions: dict[str, list[dict]], names: Sequence[str], against: dict
                  ) -> tuple[dict[str, Difference | None], dict[str, float]]:
-    """Each name's paired difference to `against`, and the Holm-adjusted p of those that were tested."""
-    differences = {n: paired_difference(predictions.get(n, []), predictions.get(against, [])) for n in names}
+    """Each name's paired difference to the row `against` (whose metric picks the test), and the
+    Holm-adjusted p of those that were tested."""
+    reference = predictions.get(against["technique"], [])
+    differences = {n: paired_difference(predictions.get(n, []), reference, binary=_binary(against)) for n in names}
     return differences, holm({n: d.p_value for n, d in differences.items() if d is not None})
 
 
 def paired_vs_best(rows: Sequence[dict], predictions: dict[str, list[dict]]) -> dict[str, VersusBest]:
     """Each scored row (the floor included) against the highest-scoring technique: the paired difference
-    with its two-level bootstrap CI, and McNemar's p, raw and Holm-adjusted over the table."""
+    with its two-level bootstrap CI, and the paired test's p, raw and Holm-adjusted over the table."""
     best = _best(rows)
     if best is None:
         return {}
     others = [r["technique"] for r in scored_rows(rows) if r is not best]
-    differences, adjusted = _differences(predictions, others, best["technique"])
+    differences, adjusted = _differences(predictions, others, best)
     verdicts = {best["technique"]: VersusBest(None, "best")}
     for name, d in differences.items():
         if d is None:
@@ -107,7 +116,7 @@ def _below_floor(rows: Sequence[dict], predictions: dict[str, list[dict]]) -> di
     if floor is None or floor["technique"] not in predictions:
         return {}
     names = [r["technique"] for r in _techniques(rows) if r.get("metric") != "macro_f1"]
-    differences, adjusted = _differences(predictions, names, floor["technique"])
+    differences, adjusted = _differences(predictions, names, floor)
     return {name: (f"not significantly above always answering {_label(floor)} (which scores {floor['score']:.3f}; "
                    f"difference {_interval(d)}, Holm p = {adjusted[name]:.2f})")
             for name, d in differences.items()
@@ -222,7 +231,7 @@ def _upgrades(pick: dict, priced: list[dict], predictions: dict[str, list[dict]]
     """What each option costing at least as much as the pick buys over it: the paired difference with its
     CI and Holm-adjusted p, the cost ratio, the memory and lm-eval changes."""
     costlier = sorted((r for r in priced if r is not pick and r[cost_key] >= pick[cost_key]), key=lambda r: r[cost_key])
-    differences, adjusted = _differences(predictions, [r["technique"] for r in costlier], pick["technique"])
+    differences, adjusted = _differences(predictions, [r["technique"] for r in costlier], pick)
     lines = []
     for row in costlier:
         d = differences[row["technique"]]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from harness import baseline
+from harness import baseline, metrics
 from harness.evaluate import lmeval
 from harness.report import decision, plots, study
 from harness.report.columns import best_values, visible_columns
@@ -85,6 +85,18 @@ def task_section(store: RunStore, rows: list[dict], folder: Path, heading: str) 
     return [s for s in sections if s]  # the study's sections are empty for a plain run
 
 
+def paired_test_text(metas: list[dict]) -> str:
+    """The paired test(s) the run's metrics use, as the legend names them."""
+    binary = {metrics.is_binary(m["task"]["metric"]) for m in metas}
+    mcnemar = "McNemar's exact test on the discordant pairs pooled over seeds (the stratified test)"
+    wilcoxon = "the Wilcoxon signed-rank test on the per-example differences pooled over seeds"
+    if binary == {True}:
+        return mcnemar
+    if binary == {False}:
+        return f"{wilcoxon} (the metric's values are continuous, not right or wrong)"
+    return f"{mcnemar} under a 0/1 metric, {wilcoxon} under a continuous one"
+
+
 def measurement_section(metas: list[dict], rows: list[dict]) -> str:
     meta = metas[0]
     methods = sorted({r["peak_memory_method"] for r in rows if r.get("peak_memory_method")})
@@ -97,10 +109,10 @@ def measurement_section(metas: list[dict], rows: list[dict]) -> str:
         "deviation of the per-seed scores (shown for multi-seed runs). The interval is a 95% percentile bootstrap: "
         "over examples, and with several seeds over seeds and examples together (see vs best).",
         "- **vs best** (terminal: **sig**): each technique against the best-scoring one, paired on the same "
-        "example under the same seed: the difference in mean per-example correctness (the score itself, except "
+        "example under the same seed: the difference in mean per-example value (the score itself, except "
         "under macro-F1, where it is accuracy) with its 95% CI from a two-level paired bootstrap (each replicate "
         "draws seeds with replacement, then examples with replacement, the same examples for every seed), and "
-        "the p of McNemar's exact test on the discordant pairs pooled over seeds (the stratified test), "
+        f"the p of {paired_test_text(metas)}, "
         "Holm-adjusted over the table's comparisons. ≈: not significantly different "
         f"(adjusted p ≥ {decision.ALPHA}); ▼: significantly worse. **Bold**: the best figure in its column (the majority floor never sets it).",
         "- **macro-F1**: beside an accuracy score; answering the majority label every time keeps accuracy high "
@@ -139,18 +151,31 @@ def measurement_section(metas: list[dict], rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _wrong(predictions: list[dict], limit: int) -> list[dict]:
+    """The answers to show: the first `limit` wrong ones under a 0/1 metric; under a continuous one
+    (predictions carry `value`, nothing is simply wrong) the `limit` lowest-scoring, lowest first."""
+    if any(p.get("value") is not None for p in predictions):
+        return sorted((p for p in predictions if p["value"] < 1), key=lambda p: p["value"])[:limit]
+    return [p for p in predictions if not p["correct"]][:limit]
+
+
 def wrong_answers_section(store: RunStore, rows: list[dict], limit: int) -> str:
     parts = []
     for row in rows:
-        wrong = [p for p in store.predictions(row["technique"]) if not p["correct"]][:limit]
+        wrong = _wrong(store.predictions(row["technique"]), limit)
         if not wrong:
             continue
+        title = f"**{task_name(store)} / {row['technique']}**"
         headers = ["input", "expected", "answer"]
         cells = [[_clip(p["input"]), p["expected"], _clip(p["predicted"], 80) or "(empty)"] for p in wrong]
+        if wrong[0].get("value") is not None:
+            title += f" (lowest {row.get('metric') or 'score'} first)"
+            headers.append(row.get("metric") or "score")
+            cells = [c + [f"{p['value']:.3f}"] for c, p in zip(cells, wrong)]
         if any("recall" in p for p in wrong):  # RAG: was the answer's document in the prompt?
             headers.append("gold retrieved")
             cells = [c + [{None: "–", 1.0: "yes"}.get(p.get("recall"), "no")] for c, p in zip(cells, wrong)]
-        parts.append(f"**{task_name(store)} / {row['technique']}**\n\n{_table(headers, cells)}")
+        parts.append(f"{title}\n\n{_table(headers, cells)}")
     return "\n\n".join(parts)
 
 

@@ -1,8 +1,10 @@
-"""Paired statistics on per-example correctness, pooled over seeds.
+"""Paired statistics on per-example metric values, pooled over seeds.
 
-A technique's predictions hold one dict per (seed, example): `correct` (0/1), `parsed` (its answer),
+A technique's predictions hold one dict per (seed, example): `correct` (0/1) under a binary metric, or
+`value` (a float, with `correct` None) under a continuous one (rouge_l, chrf); `parsed` (its answer),
 `id` and `seed` (None in single-seed runs of older versions). Two techniques are compared only on the
-(seed, id) keys both have, so an example is always paired with itself under the same seed.
+(seed, id) keys both have, so an example is always paired with itself under the same seed. The p-value
+is McNemar's exact test for 0/1 values and the Wilcoxon signed-rank test for continuous ones.
 
 Uncertainty comes from two sources: which examples the test split happened to hold, and which seeds
 (few-shot draws, training order) the run happened to use. The bootstrap here resamples both
@@ -40,9 +42,38 @@ def mcnemar_p(a: Sequence[bool], b: Sequence[bool]) -> float:
     return 1.0 if a_only + b_only == 0 else float(binomtest(a_only, a_only + b_only, 0.5).pvalue)
 
 
-def keyed(predictions: Sequence[dict]) -> dict[Key, bool]:
-    """(seed, id) -> correct, the pairing key of every comparison."""
-    return {(p.get("seed"), p["id"]): bool(p["correct"]) for p in predictions}
+def wilcoxon_p(a: Sequence[float], b: Sequence[float]) -> float:
+    """Wilcoxon signed-rank test on the paired differences a - b (scipy's defaults: zero differences
+    dropped, exact for small samples): two-sided p that the differences are symmetric about zero.
+
+    Used for continuous per-example values, where McNemar's right/wrong pairs do not exist; it uses
+    the size of each difference, not only its sign, and assumes no distribution. Pooling the pairs of
+    several seeds treats each (seed, example) as one pair, like McNemar's pooled test.
+    """
+    from scipy.stats import wilcoxon
+
+    if len(a) != len(b):
+        raise ValueError("paired outcomes need the same examples")
+    differences = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    if not differences.any():
+        return 1.0  # every pair tied: nothing to test (scipy would fail on no nonzero differences)
+    return float(wilcoxon(differences).pvalue)
+
+
+def paired_test_p(a: Sequence[float], b: Sequence[float], binary: bool) -> float:
+    """The paired test that suits the metric: McNemar on 0/1 values, Wilcoxon on continuous ones."""
+    return mcnemar_p(a, b) if binary else wilcoxon_p(a, b)
+
+
+def value_of(prediction: dict) -> float:
+    """A prediction's per-example value: `value` under a continuous metric, else its 0/1 `correct`."""
+    value = prediction.get("value")
+    return float(prediction["correct"]) if value is None else float(value)
+
+
+def keyed(predictions: Sequence[dict]) -> dict[Key, float]:
+    """(seed, id) -> per-example value, the pairing key of every comparison."""
+    return {(p.get("seed"), p["id"]): value_of(p) for p in predictions}
 
 
 @dataclass(frozen=True)
@@ -50,13 +81,15 @@ class Difference:
     diff: float  # mean(a) - mean(b) over the shared (seed, id) pairs
     ci_low: float  # 95% two-level paired bootstrap interval of diff
     ci_high: float
-    p_value: float  # exact McNemar on the discordant pairs of every seed, pooled
+    p_value: float  # exact McNemar (binary metric) or Wilcoxon signed-rank (continuous) on every seed's pairs, pooled
     n_pairs: int
     n_seeds: int
 
 
-def paired_difference(a: Sequence[dict], b: Sequence[dict], samples: int = 2000, seed: int = 0) -> Difference | None:
-    """a's mean correctness minus b's on the (seed, id) pairs both scored; None when they share none."""
+def paired_difference(a: Sequence[dict], b: Sequence[dict], samples: int = 2000, seed: int = 0,
+                      binary: bool = True) -> Difference | None:
+    """a's mean per-example value minus b's on the (seed, id) pairs both scored; None when they share
+    none. `binary`: the metric's values are 0/1 (its descriptor says), which picks the paired test."""
     first, second = keyed(a), keyed(b)
     keys = [k for k in first if k in second]
     if not keys:
@@ -65,12 +98,12 @@ def paired_difference(a: Sequence[dict], b: Sequence[dict], samples: int = 2000,
     y = [second[k] for k in keys]
     diffs = {k: float(first[k]) - float(second[k]) for k in keys}
     low, high = _two_level_bootstrap(diffs, samples, seed)
-    return Difference(float(np.mean(x) - np.mean(y)), low, high, mcnemar_p(x, y), len(keys),
+    return Difference(float(np.mean(x) - np.mean(y)), low, high, paired_test_p(x, y, binary), len(keys),
                       len({k[0] for k in keys}))
 
 
 def mean_ci_over_seeds(predictions: Sequence[dict], samples: int = 2000, seed: int = 0) -> tuple[float, float]:
-    """95% interval of one technique's mean correctness, resampling seeds and examples."""
+    """95% interval of one technique's mean per-example value, resampling seeds and examples."""
     return _two_level_bootstrap({k: float(v) for k, v in keyed(predictions).items()}, samples, seed)
 
 

@@ -70,6 +70,9 @@ class Augmenter:
         was a retrieval miss (gold document not retrieved) or a reading miss (retrieved, misread)."""
         by_id = {e.id: e for e in examples}
         recalls, retrieval_misses, reading_misses = [], 0, 0
+        # Under a continuous metric (rouge_l, chrf) predictions carry `correct` None: no answer is
+        # simply wrong, so there are no misses to split.
+        binary = all(p.get("correct") is not None for p in outcome.predictions)
         for prediction in outcome.predictions:
             example = by_id[prediction["id"]]
             docs = self.retrieved_docs(example)
@@ -78,7 +81,7 @@ class Augmenter:
                 recall = recall_at_k(example.gold_docs, docs)
                 recalls.append(recall)
                 prediction.update(gold_docs=list(example.gold_docs), recall=recall)
-                if not prediction["correct"]:
+                if binary and not prediction["correct"]:
                     retrieval_misses += recall < 1
                     reading_misses += recall == 1
         s = self.settings
@@ -86,7 +89,8 @@ class Augmenter:
             retriever=s.retriever, retrieval_k=s.k, index_seconds=self.index.seconds, index_cached=self.index.cached,
             index_chunks=len(self.index.chunks), retrieval_seconds=self.search_seconds,
             recall_at_k=sum(recalls) / len(recalls) if recalls else None,
-            retrieval_misses=retrieval_misses if recalls else None, reading_misses=reading_misses if recalls else None,
+            retrieval_misses=retrieval_misses if recalls and binary else None,
+            reading_misses=reading_misses if recalls and binary else None,
             passages_in_prompt=sum(self.passages_used.values()) / max(len(self.passages_used), 1),
         )
 
