@@ -28,11 +28,27 @@ class ConfigError(ValueError):
     """A user-facing configuration problem; the message says where and how to fix it."""
 
 
+class ConfigWarning(UserWarning):
+    """Input that works, but likely not as meant; the CLI prints it as a one-line warning."""
+
+
+def read_text(path: Path) -> str:
+    """A file's text as UTF-8 (a leading BOM, as spreadsheet programs write, dropped); any other
+    encoding is a ConfigError naming the line, not a UnicodeDecodeError deep in a parser."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ConfigError(f"{path}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x}); "
+                          "fix: save the file as UTF-8") from None
+
+
 def load_yaml_model(path: str | Path, model: type[M], overrides: Iterable[str] = ()) -> M:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: file not found")
-    text = path.read_text()
+    text = read_text(path)
     try:
         lines = _line_map(yaml.compose(text))
         data = yaml.safe_load(text)
