@@ -34,7 +34,7 @@ ROW_METRICS = (
     "score_exact_match", "score_contains", "score_accuracy", "score_macro_f1", "score_std", "n_seeds", "chance_score",
     "model_load_seconds", "eval_examples_per_second", "eval_peak_memory_bytes", "train_peak_memory_bytes",
     "lm_eval_seconds", "lm_eval_peak_memory_bytes",
-    "train_steps", "train_examples", "train_loss_first", "train_loss_last", "validation_loss",
+    "train_steps", "train_examples", "train_truncated_examples", "train_loss_first", "train_loss_last", "validation_loss",
     "index_chunks", "index_seconds", "retrieval_seconds", "retrieval_k", "recall_at_k", "retrieval_misses",
     "reading_misses", "passages_in_prompt",
     "search_trials", "search_pruned", "search_failed", "search_best", "search_seconds", "search_cost_usd",
