@@ -10,6 +10,7 @@ import re
 import signal
 import sys
 import threading
+import warnings
 from importlib import metadata
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from rich.table import Table
 from harness.config import ConfigError, Recipe, load_recipe
 from harness.executors.base import ExecutorError
 from harness.models import ALIASES, RANDOM_ARCHITECTURES, ModelResolutionError, check_resolvable, describe
+from harness.yamlconfig import ConfigWarning
 
 console = Console()
 USER_ERRORS = (ConfigError, ModelResolutionError, FileNotFoundError, ExecutorError)
@@ -38,7 +40,8 @@ def user_errors(command):
         try:
             return command(*args, **kwargs)
         except USER_ERRORS as exc:
-            console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)  # [brackets] are text
+            # [brackets] are text; soft_wrap: one line per line of the message, whatever the terminal's width
+            console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             sys.exit(2)
 
     return wrapper
@@ -52,6 +55,15 @@ def main():
     # bitsandbytes warns on every CPU import that it cannot fetch an optional kernel from the hub;
     # offline that is expected, and it falls back to its built-in kernel.
     logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+    warnings.showwarning = _show_warning
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None, _python=warnings.showwarning):
+    """A ConfigWarning (input that works, but likely not as meant) as one line; others as Python shows them."""
+    if issubclass(category, ConfigWarning):
+        console.print(f"[bold yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
+    else:
+        _python(message, category, filename, lineno, file, line)
 
 
 @main.command()
@@ -111,11 +123,19 @@ def stop_like_ctrl_c():
 def _validated(recipe_path: str, overrides) -> Recipe:
     """Parse the recipe and resolve every name it uses, loading no model."""
     from harness.prompting import draw_shots
-    from harness.tasks import load_task
+    from harness.retrieval import load_corpus
+    from harness.tasks import load_task, with_validation
+    from harness.worker import needs_corpus
 
     spec = load_recipe(recipe_path, overrides)
     check_resolvable(spec.model.id)
     for task in map(load_task, spec.tasks):
+        try:  # the split a run cuts, so that its problems show here rather than in a worker
+            task = with_validation(task, spec.eval.validation)
+        except ConfigError as exc:
+            raise ConfigError(f"{recipe_path}: {exc}") from None
+        if task.corpus_path is not None and any(map(needs_corpus, spec.techniques)):
+            load_corpus(task.corpus_path)
         for technique in spec.techniques:
             try:
                 draw_shots(task, getattr(technique, "shots", 0), spec.seed)

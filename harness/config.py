@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Iterable, Literal, Union
 
@@ -33,6 +34,14 @@ class ModelSpec(Strict):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
 
     _expand = field_validator("id")(classmethod(lambda cls, v: expand_path(v)))
+
+    @field_validator("id")
+    @classmethod
+    def _not_empty(cls, value):
+        if not value.strip():  # an empty id would reach the loader as a hub id ''
+            raise ValueError("empty model id; give an alias (see `harness models`), a local directory, a .gguf "
+                             "file, a hub id or random:<arch>")
+        return value
 
 
 class Range(Strict):
@@ -197,6 +206,21 @@ class CheckSpec(Strict):
 
     max_drop: dict[str, float | str] = {}  # metric: absolute amount or "N%" of the baseline, e.g. {score: 0.02}
     max_increase: dict[str, float | str] = {}  # e.g. {peak_memory_bytes: "10%", cost_usd: "20%"}
+
+    @field_validator("max_drop", "max_increase")
+    @classmethod
+    def _known_metrics(cls, limits):
+        from harness.results import ROW_METRICS  # the row schema; a metric no row has would never be checked
+
+        for metric, amount in limits.items():
+            if metric not in ROW_METRICS and not metric.startswith("lm_eval:"):
+                hint = difflib.get_close_matches(metric, ROW_METRICS, n=1)
+                raise ValueError(f"unknown metric {metric!r}{f' (did you mean {hint[0]!r}?)' if hint else ''}; "
+                                 "name a figure of the result rows, e.g. score, peak_memory_bytes, cost_usd, "
+                                 "or an lm-eval score lm_eval:<task>:<metric>")
+            if not (amount >= 0 if isinstance(amount, float) else re.fullmatch(r"\s*[0-9]*\.?[0-9]+\s*%?\s*", amount)):
+                raise ValueError(f"{metric}: {amount!r} is neither an amount (0.02) nor a percentage ('10%')")
+        return limits
 
 
 class ExecutorSpec(Strict):

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Iterator
 
 from harness import metrics
+from harness import baseline as floor
 from harness.evaluate import lmeval
 from harness.report.decision import paired_p
 from harness.results import RunStore, open_runs, task_name
@@ -98,6 +99,7 @@ def check(run: str | Path, baseline: str | Path, max_drop: list[Threshold], max_
           ) -> tuple[list[Violation], int]:
     """(violations, techniques checked): every baseline technique that finished must finish again, and
     stay within each threshold."""
+    require_same_study(baseline, run)
     violations, checked = [], 0
     for pair in pairs(baseline, run):
         if pair.a is None or pair.a["status"] != "ok":
@@ -119,6 +121,29 @@ def check(run: str | Path, baseline: str | Path, max_drop: list[Threshold], max_
                     violations.append(Violation(pair.task, pair.technique, threshold.metric, old, new,
                                                 f"{word} by more than {threshold}"))
     return violations, checked
+
+
+def require_same_study(baseline: str | Path, run: str | Path) -> None:
+    """A ConfigError when the two runs share no task, or no technique on a shared task: they come from
+    different recipes or tasks, and reporting every baseline technique "missing" would hide that."""
+    stores_a, stores_b = open_runs(baseline), open_runs(run)
+
+    def techniques(stores) -> set[tuple[str, str]]:  # the majority floor is in every classification run
+        return {(task_name(s), r["technique"]) for s in stores for r in s.rows if r["technique"] != floor.NAME}
+
+    shared_tasks = {task_name(s) for s in stores_a} & {task_name(s) for s in stores_b}
+    if shared_tasks and techniques(stores_a) & techniques(stores_b):
+        return
+
+    def describe(stores) -> str:
+        names = sorted({r["technique"] for s in stores for r in s.rows if r["technique"] != floor.NAME})
+        return (f"recipe {stores[0].meta.get('recipe', {}).get('name')!r} on task(s) "
+                f"{', '.join(task_name(s) for s in stores)} (techniques: {', '.join(names) or 'none'})")
+
+    differ = "recipes (no technique in common)" if shared_tasks else "tasks"
+    raise ConfigError(f"the run and the baseline compare different {differ}, "
+                      f"so there is nothing to check: run {run} is {describe(stores_b)}; baseline {baseline} is "
+                      f"{describe(stores_a)}. Fix: give a baseline from the same recipe and task")
 
 
 def thresholds_from(meta: dict, drops: tuple[str, ...], increases: tuple[str, ...]) -> tuple[list[Threshold], list[Threshold]]:

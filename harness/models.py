@@ -96,6 +96,37 @@ def check_resolvable(model_id: str) -> None:
         raise ModelResolutionError(f"GGUF file not found: {path}")
     if model_id.startswith((".", "/", "~")) and path.suffix != ".gguf" and not path.is_dir():
         raise ModelResolutionError(f"model directory not found: {path}")
+    if not (model_id in ALIASES or model_id.startswith(RANDOM_PREFIX) or path.suffix == ".gguf" or path.is_dir()):
+        _check_hub_id(model_id)
+
+
+def _check_hub_id(model_id: str) -> None:
+    """A hub id must be in the local cache, or on a hub that answers: otherwise loading it would spend about
+    a minute in the hub client's retries, in a worker, after the run folder was made, before failing."""
+    import huggingface_hub
+    from huggingface_hub.errors import HFValidationError, RepositoryNotFoundError
+
+    fix = "give a local directory, a .gguf file or an alias (`harness models`)"
+    try:
+        if isinstance(huggingface_hub.try_to_load_from_cache(model_id, "config.json"), str):
+            return
+    except HFValidationError as exc:
+        raise ModelResolutionError(f"model {model_id!r} is not a local path, and not a hub id ({exc}); "
+                                   f"fix: {fix}") from None
+    if huggingface_hub.is_offline_mode():
+        raise ModelResolutionError(
+            f"model {model_id!r} is not in the Hugging Face cache ({huggingface_hub.constants.HF_HUB_CACHE}) and "
+            f"the hub is off (HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE is set); fix: download it while online "
+            f"(`hf download {model_id}`), or {fix}")
+    try:  # one quick request, no retries
+        huggingface_hub.HfApi().model_info(model_id, timeout=10)
+    except RepositoryNotFoundError:
+        raise ModelResolutionError(f"model {model_id!r} is not on the hub (or is private: log in with `hf auth "
+                                   f"login` or set HF_TOKEN); fix: check the id, or {fix}") from None
+    except Exception as exc:  # no network, DNS, proxy, timeout, a hub error: all mean the load would fail
+        raise ModelResolutionError(f"model {model_id!r} is not in the Hugging Face cache and the hub cannot be "
+                                   f"reached ({type(exc).__name__}: {exc}); fix: connect, set HF_ENDPOINT to a "
+                                   f"mirror, or {fix}") from None
 
 
 def resolve_dtype(spec: ModelSpec, device: str) -> torch.dtype:

@@ -23,6 +23,7 @@ from harness.config import Recipe
 from harness.evaluate.heldout import heldout_examples
 from harness.executors import Job, JobEnd, last_lines, make_executor
 from harness.measure import device_name
+from harness.models import check_resolvable
 from harness.report import stats
 from harness.results import RunStore, make_row, write_atomic
 from harness.tasks import load_task, with_validation
@@ -48,6 +49,7 @@ def run(recipe: Recipe, run_dir: Path | None = None, recipe_path: str | None = N
     combined REPORT.md in run_dir. `jobs`: cells run at once (one process each; None: 1 locally, the
     cluster's capacity on ray/slurm)."""
     console = console or Console()
+    check_resolvable(recipe.model.id)  # before any folder is made: a model that cannot load fails here, fast
     executor = make_executor(recipe, jobs)
     try:
         run_dir = Path(run_dir) if run_dir else new_run_dir(recipe)

@@ -11,13 +11,14 @@ import hashlib
 import importlib.util
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from harness.yamlconfig import ConfigError
+from harness.yamlconfig import ConfigError, ConfigWarning
 
 DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
 RRF_K = 60  # the constant of reciprocal rank fusion (Cormack et al., 2009); 60 is the usual choice
@@ -32,10 +33,7 @@ class Chunk:
 def load_corpus(path: Path) -> list[tuple[str, str]]:
     """(doc id, text) for each document: a folder's .txt/.md files, or a JSONL file of {id, text}."""
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in (".txt", ".md") and p.is_file())
-        if not files:
-            raise ConfigError(f"{path}: corpus folder has no .txt or .md files")
-        return [(str(f.relative_to(path).with_suffix("")), f.read_text()) for f in files]
+        return _load_folder(path)
     from harness.tasks import read_records
 
     documents = []
@@ -43,6 +41,38 @@ def load_corpus(path: Path) -> list[tuple[str, str]]:
         if not isinstance(record, dict) or not isinstance(record.get("text"), str) or "id" not in record:
             raise ConfigError(f"{path}:{line}: each corpus record needs an 'id' and a 'text' string")
         documents.append((str(record["id"]), record["text"]))
+    if not any(text.strip() for _, text in documents):
+        raise ConfigError(f"{path}: the corpus has no document with text; fix: add {{id, text}} records")
+    return documents
+
+
+def _load_folder(path: Path) -> list[tuple[str, str]]:
+    """A folder's .txt/.md documents; empty files are skipped, and files that are not UTF-8 text are skipped
+    with a warning (a stray binary file should not stop a run); a folder with none left is an error."""
+    files = sorted(p for p in path.rglob("*") if p.suffix.lower() in (".txt", ".md") and p.is_file())
+    if not files:
+        raise ConfigError(f"{path}: corpus folder has no .txt or .md files")
+    root, documents, unreadable = path.resolve(), [], []
+    for file in files:
+        # the task folder must hold its corpus (load_task checked the folder itself): no links out of it
+        if not file.resolve().is_relative_to(root):
+            raise ConfigError(f"{file}: a link to {file.resolve()}, outside the corpus folder {path}; "
+                              "fix: copy the document into the folder")
+        data = file.read_bytes()
+        try:
+            text = data.decode("utf-8-sig") if b"\0" not in data else None
+        except UnicodeDecodeError:
+            text = None
+        if text is None:
+            unreadable.append(file)
+        elif text.strip():
+            documents.append((str(file.relative_to(path).with_suffix("")), text))
+    if not documents:
+        raise ConfigError(f"{path}: corpus folder has no .txt or .md file with text ({len(files)} empty or not "
+                          "UTF-8); fix: add UTF-8 text documents")
+    if unreadable:
+        warnings.warn(f"{path}: skipped {len(unreadable)} corpus file(s) that are not UTF-8 text, e.g. "
+                      f"{unreadable[0].name}", ConfigWarning, stacklevel=2)
     return documents
 
 

@@ -8,8 +8,13 @@ A data file may be JSONL, JSON (a list of records), CSV or Parquet, in one of th
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
+import math
+import re
 import string
+import warnings
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -18,7 +23,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from harness import metrics
-from harness.yamlconfig import ConfigError, Strict, load_yaml_model
+from harness.yamlconfig import ConfigError, ConfigWarning, Strict, load_yaml_model, read_text
 
 BUNDLED_TASKS = Path(__file__).resolve().parent.parent / "tasks"
 PLACEHOLDERS = {"input", "instruction", "context", "choices", "labels"}
@@ -84,6 +89,14 @@ class TaskSpec(Strict):
     metric: str = "exact_match"  # a name registered in harness.metrics.METRICS
     prompt: PromptTemplate = PromptTemplate()
 
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, name):
+        # the name becomes part of file names in the run folder (plots/<task>-....png)
+        if not name.strip() or "/" in name or "\\" in name or ".." in name:
+            raise ValueError("a task name must be non-empty and contain no '/', '\\' or '..' (it names files)")
+        return name
+
     @field_validator("labels", mode="before")
     @classmethod
     def _no_yaml_booleans(cls, labels):
@@ -102,6 +115,17 @@ class TaskSpec(Strict):
         if metrics.get(name).needs_labels and "labels" in info.data and not info.data["labels"]:
             raise ValueError(f"metric {name!r} needs a `labels:` list (the classification label set)")
         return name
+
+    @field_validator("labels")
+    @classmethod
+    def _distinct_labels(cls, labels):
+        if labels is not None:
+            if any(not label.strip() for label in labels):
+                raise ValueError("a label must be non-empty text (a model cannot be scored on answering nothing)")
+            repeated = sorted({label for label in labels if labels.count(label) > 1})
+            if repeated:
+                raise ValueError(f"each label may appear once; repeated: {', '.join(map(repr, repeated))}")
+        return labels
 
 
 @dataclass(frozen=True)
@@ -171,29 +195,53 @@ def load_task_spec(name_or_path: str) -> tuple[Path, TaskSpec]:
 
 def load_task(name_or_path: str) -> Task:
     folder, spec = load_task_spec(name_or_path)
-    if spec.corpus and not (folder / spec.corpus.path).exists():
-        raise ConfigError(f"{folder / 'task.yaml'}: corpus path {spec.corpus.path!r} does not exist in {folder}; "
-                          "fix `corpus.path` (a folder of .txt/.md files or a .jsonl of {id, text})")
+    if spec.corpus:
+        corpus = folder / spec.corpus.path
+        if not corpus.exists():
+            raise ConfigError(f"{folder / 'task.yaml'}: corpus path {spec.corpus.path!r} does not exist in {folder}; "
+                              "fix `corpus.path` (a folder of .txt/.md files or a .jsonl of {id, text})")
+        # a task folder holds all its data: a run records only the folder, and may run on another machine
+        if not corpus.resolve().is_relative_to(folder.resolve()):
+            raise ConfigError(f"{folder / 'task.yaml'}: corpus path {spec.corpus.path!r} leads outside the task "
+                              f"folder (to {corpus.resolve()}); fix: copy the corpus into {folder}")
     examples = _load_examples(folder / spec.data.train, spec)
     if spec.data.test:
         train, test = examples, _load_examples(folder / spec.data.test, spec)
     else:
-        train, test = _split(examples, spec)
+        train, test = _split(examples, spec, folder)
     return Task(name=spec.name, path=folder, spec=spec, train=tuple(train), test=tuple(test))
 
 
-def _split(examples: list[Example], spec: TaskSpec) -> tuple[list[Example], list[Example]]:
-    return stratified_split(examples, spec.data.test_fraction, spec.data.split_seed, bool(spec.labels))
+def _split(examples: list[Example], spec: TaskSpec, folder: Path) -> tuple[list[Example], list[Example]]:
+    fraction, n = spec.data.test_fraction, len(examples)
+    cut = cut_size(n, fraction)
+    if cut >= n:  # the test split rounds up (never empty), so it is the train split that can be
+        raise ConfigError(
+            f"{folder / 'task.yaml'}: data.test_fraction {fraction} of the {n} example(s) in {spec.data.train} "
+            "leaves no training examples; fix: add examples, lower `test_fraction`, or give a separate "
+            "`data.test` file")
+    return stratified_split(examples, fraction, spec.data.split_seed, bool(spec.labels),
+                            where=f"{folder / 'task.yaml'}: the test split")
 
 
-def stratified_split(examples, size: float | int, seed: int, by_label: bool) -> tuple[list[Example], list[Example]]:
+def cut_size(n: int, size: float | int) -> int:
+    """How many of n examples a cut of `size` takes: a count, or a share rounded up (as scikit-learn does)."""
+    return math.ceil(size * n) if isinstance(size, float) else size
+
+
+def stratified_split(examples, size: float | int, seed: int, by_label: bool,
+                     where: str = "split") -> tuple[list[Example], list[Example]]:
     """(rest, cut): `size` examples (a count, or a share when below 1) cut off, stratified by label when asked."""
     from sklearn.model_selection import train_test_split
 
     stratify = [e.output for e in examples] if by_label else None
     try:
         return train_test_split(examples, test_size=size, random_state=seed, stratify=stratify)
-    except ValueError:  # too few examples of a label to stratify: an unstratified cut still serves
+    except ValueError as exc:  # too few examples of a label to stratify: an unstratified cut still serves
+        single = sorted(label for label, n in Counter(stratify or []).items() if n == 1)
+        reason = f"label(s) {', '.join(map(repr, single))} have one example each" if single else str(exc)
+        warnings.warn(f"{where} is cut at random, not by label, so it may lack some labels: {reason}",
+                      ConfigWarning, stacklevel=2)
         return train_test_split(examples, test_size=size, random_state=seed)
 
 
@@ -203,10 +251,12 @@ def with_validation(task: Task, split) -> Task:
     if split is None:
         return task
     size = split.size if split.size is not None else split.fraction
-    if split.size is not None and split.size >= len(task.train):
-        raise ConfigError(f"eval.validation.size {split.size} leaves no training data: task {task.name!r} has "
-                          f"{len(task.train)} train examples; lower it or use `fraction`")
-    _, validation = stratified_split(list(task.train), size, split.seed, task.is_classification)
+    if cut_size(len(task.train), size) >= len(task.train):
+        setting = f"size {split.size}" if split.size is not None else f"fraction {split.fraction}"
+        raise ConfigError(f"eval.validation.{setting} leaves no training data: task {task.name!r} has "
+                          f"{len(task.train)} train example(s); lower it, or add examples to the task")
+    _, validation = stratified_split(list(task.train), size, split.seed, task.is_classification,
+                                     where=f"task {task.name!r}: the validation split (eval.validation)")
     held = {e.id for e in validation}
     train = tuple(e for e in task.train if e.id not in held)
     return dataclasses.replace(task, train=train, validation=tuple(validation))
@@ -221,40 +271,73 @@ def read_records(path: Path) -> list[tuple[int, object]]:
         return list(_read_jsonl(path))
     if suffix == ".json":
         try:
-            data = json.loads(path.read_text())
+            data = json.loads(read_text(path))
         except json.JSONDecodeError as exc:
             raise ConfigError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from None
+        except RecursionError:
+            raise ConfigError(f"{path}: JSON nested too deeply to read; fix: flatten the records") from None
         if not isinstance(data, list):
             raise ConfigError(f"{path}: expected a JSON list of records")
         return [(i + 1, r) for i, r in enumerate(data)]  # record number: JSON has no line per record
     if suffix in (".csv", ".parquet"):
-        import pandas as pd
-
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False) if suffix == ".csv" else pd.read_parquet(path)
+        frame = _read_csv(path) if suffix == ".csv" else _read_parquet(path)
         first = 2 if suffix == ".csv" else 1  # CSV: line 1 is the header
         return [(i + first, r) for i, r in enumerate(frame.to_dict("records"))]
     raise ConfigError(f"{path}: unsupported data file type {suffix!r}; use .jsonl, .json, .csv or .parquet")
 
 
 def _read_jsonl(path: Path):
-    with path.open() as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield line_no, json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ConfigError(f"{path}:{line_no}: invalid JSON ({exc.msg}); each line must be one JSON object") from None
+    # split on newlines only: str.splitlines would also split on U+2028 and others, legal inside JSON strings
+    for line_no, line in enumerate(read_text(path).split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            yield line_no, json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path}:{line_no}: invalid JSON ({exc.msg}); each line must be one JSON object") from None
+        except RecursionError:
+            raise ConfigError(f"{path}:{line_no}: JSON nested too deeply to read; fix: flatten the record") from None
+
+
+def _read_csv(path: Path):
+    import pandas as pd
+
+    try:
+        return pd.read_csv(io.StringIO(read_text(path)), dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        raise ConfigError(f"{path}: empty CSV file; its first line must be the header (the column names)") from None
+    except pd.errors.ParserError as exc:
+        ragged = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(exc))
+        if ragged:
+            expected, line, saw = ragged.groups()
+            raise ConfigError(f"{path}:{line}: {saw} fields but the header has {expected}; "
+                              "fix: quote values that contain commas") from None
+        raise ConfigError(f"{path}: not a readable CSV file ({str(exc).strip()})") from None
+
+
+def _read_parquet(path: Path):
+    import pandas as pd
+
+    try:
+        return pd.read_parquet(path)
+    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+        reason = str(exc).replace(f"Could not open Parquet input source '{path}': ", "").strip()
+        raise ConfigError(f"{path}: not a readable Parquet file ({reason}); fix: write it again, "
+                          "e.g. with pandas' DataFrame.to_parquet") from None
 
 
 def _load_examples(path: Path, spec: TaskSpec) -> list[Example]:
     convert = {"fields": _from_fields, "alpaca": _from_alpaca, "chat": _from_chat}[spec.data.format]
-    examples = []
+    examples, first_line = [], {}
     for line, record in read_records(path):
         where = f"{path}:{line}"
         if not isinstance(record, dict):
             raise ConfigError(f"{where}: expected an object with keys, got {type(record).__name__}")
         example = convert(record, spec, where, default_id=f"{path.stem}-{line}")
+        if example.id in first_line:  # predictions and the validation cut are keyed by id
+            raise ConfigError(f"{where}: id {example.id!r} is already used at {path.name}:{first_line[example.id]}; "
+                              "fix: give each example its own id")
+        first_line[example.id] = line
         if not example.output.strip():
             raise ConfigError(f"{where}: empty output; every example needs an expected answer")
         if spec.labels and example.output not in spec.labels:

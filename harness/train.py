@@ -35,6 +35,7 @@ class TrainStats:
     validation_loss: float | None = None
     examples: int | None = None  # train examples (records) the model was trained on
     history: list[dict] = field(default_factory=list)  # the trainer's log at each logging step (loss, reward, ...)
+    truncated_examples: int = 0  # train examples longer than max_length, cut at the end
 
     @property
     def tokens_per_second(self) -> float | None:
@@ -106,6 +107,7 @@ def make_trainer(model, tokenizer, task: Task, settings: TrainSettings, kind: st
 
     disable_progress_bars()  # TRL's dataset preparation bars would break the rich display
     train_records, validation_records = sft_records(task, settings, augment)
+    truncated = count_too_long(tokenizer, train_records, settings.max_length)
     args = sft_config(settings, kind, device, work_dir, seed)
     tokenizer.padding_side = "right"  # TRL's collator pads right; generation switches back to left
     trainer = SFTTrainer(
@@ -114,7 +116,34 @@ def make_trainer(model, tokenizer, task: Task, settings: TrainSettings, kind: st
         eval_dataset=Dataset.from_list(validation_records) if validation_records else None,
         callbacks=list(callbacks),
     )
+    trainer.truncated_examples = truncated  # for fit()'s TrainStats
     return trainer
+
+
+def count_too_long(tokenizer, records: list[dict], max_length: int) -> int:
+    """How many records (prompt + answer, as TRL tokenizes them) are longer than max_length. TRL cuts them
+    at the end and drops those left with no answer token; when that is all of them the Trainer would
+    fail with an opaque 'num_samples=0', so that is a ConfigError, and some of them a warning."""
+    from harness.yamlconfig import ConfigError, ConfigWarning
+
+    def length(messages, **kwargs) -> int:
+        return len(tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True, **kwargs)["input_ids"])
+
+    lengths = [length(r["prompt"] + r["completion"]) for r in records]
+    too_long = [r for r, n in zip(records, lengths) if n > max_length]
+    if not too_long:
+        return 0
+    answerless = sum(length(r["prompt"], add_generation_prompt=True) >= max_length for r in too_long)
+    longest = max(lengths)
+    fix = f"raise `train.max_length` to at least {longest} to keep every example whole"
+    if answerless == len(records):
+        raise ConfigError(f"all {len(records)} training examples are longer than train.max_length ({max_length} "
+                          f"tokens; the longest has {longest}), so truncation would cut off every answer; fix: {fix}")
+    dropped = f"; {answerless} lose their whole answer and are left out" if answerless else ""
+    warnings.warn(f"{len(too_long)} of {len(records)} training examples are longer than train.max_length "
+                  f"({max_length} tokens; the longest has {longest}) and are cut at the end{dropped}; {fix}",
+                  ConfigWarning, stacklevel=2)
+    return len(too_long)
 
 
 def train(model, tokenizer, task: Task, settings: TrainSettings, kind: str, *, device: str, seed: int,
@@ -147,6 +176,7 @@ def fit(build, tokenizer, settings: TrainSettings, device: str, *, progress=None
         steps=trainer.state.global_step, precision=precision(settings, device),
         losses=[h["loss"] for h in history if "loss" in h], validation_loss=validation_loss,
         examples=len(trainer.train_dataset), history=[h for h in history if "loss" in h],
+        truncated_examples=getattr(trainer, "truncated_examples", 0),
     )
     return trainer.model, stats, phase.method
 

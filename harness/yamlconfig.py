@@ -58,18 +58,36 @@ class ByKind:
         return models[value["kind"]].model_validate(value)
 
 
+class ConfigWarning(UserWarning):
+    """Input that works, but likely not as meant; the CLI prints it as a one-line warning."""
+
+
+def read_text(path: Path) -> str:
+    """A file's text as UTF-8 (a leading BOM, as spreadsheet programs write, dropped); any other
+    encoding is a ConfigError naming the line, not a UnicodeDecodeError deep in a parser."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ConfigError(f"{path}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x}); "
+                          "fix: save the file as UTF-8") from None
+
+
 def load_yaml_model(path: str | Path, model: type[M], overrides: Iterable[str] = ()) -> M:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: file not found")
-    text = path.read_text()
+    text = read_text(path)
     try:
-        lines = _line_map(yaml.compose(text))
+        lines = _line_map(yaml.compose(text), source=str(path))
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
         raise ConfigError(f"{where}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: YAML nested too deeply to read") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of settings at the top level")
     for override in overrides:
@@ -129,20 +147,33 @@ def _list_index(items: list, part: str, where: str) -> int:
     raise ConfigError(f"override: no item {part!r} in {where} (names: {', '.join(map(str, names))})")
 
 
-def _line_map(node: yaml.Node | None, path: Path_ = ()) -> dict[Path_, int]:
-    """Map every key path in the document to its 1-based line."""
+def _line_map(node: yaml.Node | None, path: Path_ = (), source: str = "", inside: frozenset = frozenset()
+              ) -> dict[Path_, int]:
+    """Map every key path in the document to its 1-based line. Rejected here, as PyYAML accepts them: a
+    duplicate key (the later value would silently win) and an alias inside its own anchor (a structure
+    that contains itself; `inside` holds the nodes enclosing this one)."""
     lines: dict[Path_, int] = {}
     if node is None:
         return lines
+    if id(node) in inside:
+        raise ConfigError(f"{source}:{node.start_mark.line + 1}: the YAML anchor here is used by an alias inside itself "
+                          "(a structure that contains itself); fix: remove that alias")
+    inside = inside | {id(node)}
     lines[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
+        first: dict[str, int] = {}
         for key_node, value_node in node.value:
-            child = path + (key_node.value,)
-            lines.update(_line_map(value_node, child))
-            lines[child] = key_node.start_mark.line + 1
+            child, line = path + (key_node.value,), key_node.start_mark.line + 1
+            if isinstance(key_node, yaml.ScalarNode):
+                if key_node.value in first:
+                    raise ConfigError(f"{source}:{line}: duplicate key '{'.'.join(map(str, child))}' (first at line "
+                                      f"{first[key_node.value]}); fix: keep one of them")
+                first[key_node.value] = line
+            lines.update(_line_map(value_node, child, source, inside))
+            lines[child] = line
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            lines.update(_line_map(item, path + (i,)))
+            lines.update(_line_map(item, path + (i,), source, inside))
     return lines
 
 

@@ -1,3 +1,4 @@
+import json
 from pathlib import Path
 
 import pytest
@@ -60,6 +61,36 @@ def test_missing_field_and_bad_kind(write):
 def test_invalid_yaml_names_the_line(write):
     path = write("r.yaml", "name: t\ntechniques: [\n  - bad: : x\n")
     assert f"{path}:3: invalid YAML" in str(pytest.raises(ConfigError, load_recipe, path).value)
+
+
+@pytest.mark.parametrize("change, line, message", [
+    (("task: ticket-routing\n", "task: ticket-routing\nmodel: ''\n"), 3, "model.id: Value error, empty model id"),
+    (("task: ticket-routing\n", "task: ticket-routing\nmodel: {id: ' ', dtype: float32}\n"), 3, "empty model id"),
+    (("", "check:\n  max_drop: {scroe: 0.02}\n"), 10, "unknown metric 'scroe' (did you mean 'score'?)"),
+    (("", "check:\n  max_increase:\n    peak_memory: 10%\n"), 10, "unknown metric 'peak_memory' (did you mean 'peak_memory_bytes'?)"),
+    (("", "check:\n  max_drop: {score: ten}\n"), 10, "'ten' is neither an amount (0.02) nor a percentage"),
+    (("", "techniques:\n  - {name: other, kind: prompt}\n"), 9, "duplicate key 'techniques' (first at line 3)"),
+    (("    shots: 2\n", "    shots: 2\n    shots: 3\n"), 9, "duplicate key 'techniques.1.shots' (first at line 8)"),
+    (("", "eval: &e\n  heldout: *e\n"), 9, "the YAML anchor here is used by an alias inside itself"),
+    (("", "executor:\n  slurm: &s [1, *s]\n"), 10, "the YAML anchor here is used by an alias inside itself"),
+], ids=["empty model", "blank model id", "check key typo", "check key typo (increase)", "check amount",
+        "duplicate top-level key", "duplicate nested key", "recursive alias", "recursive alias in a list"])
+def test_malformed_recipe_names_file_and_line(write, change, line, message):
+    old, new = change
+    path = write("r.yaml", VALID.replace(old, new) if old else VALID + new)
+    assert f"{path}:{line}: " in (error := str(pytest.raises(ConfigError, load_recipe, path).value)), error
+    assert message in error
+
+
+def test_lm_eval_scores_and_every_committed_row_figure_are_checkable_metrics(write):
+    from harness.results import ROW_METRICS
+
+    load_recipe(write("r.yaml", VALID + "check:\n  max_drop: {score: 0.02, 'lm_eval:general_ability:acc': 0.05}\n"
+                                       "  max_increase: {peak_memory_bytes: 10%, recall_at_k: '5%'}\n"))
+    figures = {key for results in (REPO / "reports").rglob("results.json")
+               for row in json.loads(results.read_text())["rows"] for key, value in row.items()
+               if isinstance(value, (int, float)) and not isinstance(value, bool) and not key.startswith("lm_eval:")}
+    assert figures and figures <= set(ROW_METRICS), figures - set(ROW_METRICS)
 
 
 def test_duplicate_technique_names_rejected(write):

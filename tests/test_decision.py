@@ -232,6 +232,20 @@ def test_check_fails_on_each_kind_of_regression(tmp_path, baseline, run, flags, 
     assert metric in line and problem in line
 
 
+@pytest.mark.parametrize("run, task, differ", [
+    ({"zero": (outcomes(20), 0.001, 1000), "lora": (outcomes(40), 0.01, 4000)}, "other-task", "tasks"),
+    ({"rag": (outcomes(20), 0.001, 1000)}, "t", "recipes (no technique in common)"),
+])
+def test_check_refuses_a_baseline_of_another_task_or_recipe(tmp_path, baseline, run, task, differ):
+    make_run(tmp_path / "run", run, task=task)
+    result = run_cli("check", tmp_path / "run", "--baseline", baseline)
+    assert result.exit_code == 2, result.output
+    assert f"the run and the baseline compare different {differ}" in result.output
+    assert f"run {tmp_path / 'run'} is recipe 'fixture' on task(s) {task}" in result.output
+    assert f"baseline {baseline} is recipe 'fixture' on task(s) t (techniques: lora, zero)" in result.output
+    assert "missing from the run" not in result.output
+
+
 def test_the_documented_check_command_takes_several_thresholds_after_one_flag(tmp_path, baseline):
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     documented = next(line for line in readme.splitlines() if line.startswith("harness check RUN --baseline"))

@@ -46,6 +46,25 @@ def test_unresolvable_specs_explain_the_fix(tmp_path, monkeypatch):
         models.check_resolvable("smollm2-135m-instruct")
 
 
+def test_an_uncached_hub_id_fails_at_once_offline_or_without_a_hub(monkeypatch):
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub, "is_offline_mode", lambda: True)
+    with pytest.raises(models.ModelResolutionError, match=r"'nobody/does-not-exist' is not in the Hugging Face "
+                                                          r"cache .* the hub is off \(HF_HUB_OFFLINE"):
+        models.check_resolvable("nobody/does-not-exist")
+
+    def unreachable(*args, **kwargs):
+        raise ConnectionError("Name or service not known")
+
+    monkeypatch.setattr(huggingface_hub, "is_offline_mode", lambda: False)
+    monkeypatch.setattr(huggingface_hub.HfApi, "model_info", unreachable)
+    with pytest.raises(models.ModelResolutionError, match="the hub cannot be reached .*Name or service not known"):
+        models.check_resolvable("nobody/does-not-exist")
+    with pytest.raises(models.ModelResolutionError, match="not a local path, and not a hub id"):
+        models.check_resolvable("nobody/does not exist")
+
+
 def test_few_shot_messages_are_earlier_turns_fixed_by_seed():
     task = load_task("ticket-routing")
     shots = prompting.draw_shots(task, 3, seed=5)

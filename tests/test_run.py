@@ -54,3 +54,19 @@ def test_validate_reports_errors_cleanly(write, tmp_path):
     result = run_cli("validate", recipe)
     assert result.exit_code == 2
     assert "unknown key 'techniques.0.shot' (did you mean 'techniques.0.shots'?)" in result.output
+
+
+def test_an_uncached_hub_model_offline_fails_fast_and_leaves_no_run_folder(write, tmp_path, monkeypatch):
+    import time
+
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub, "is_offline_mode", lambda: True)  # HF_HUB_OFFLINE=1, read at its import
+    recipe = write("r.yaml", f"name: x\nmodel: nobody/does-not-exist\ntask: ticket-routing\noutput_dir: {tmp_path / 'out'}\n"
+                             "techniques:\n  - {name: zero, kind: prompt}\n")
+    start = time.monotonic()
+    result = run_cli("run", recipe)
+    assert result.exit_code == 2, result.output
+    assert "'nobody/does-not-exist' is not in the Hugging Face cache" in result.output
+    assert time.monotonic() - start < 20  # not the hub client's minute of retries
+    assert not (tmp_path / "out").exists()

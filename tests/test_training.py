@@ -12,6 +12,7 @@ from harness.cli import main
 from harness.config import ModelSpec, TrainSettings, ValidationSplit
 from harness.tasks import load_task, with_validation
 from harness.techniques.finetune import LoraSettings, QuantSettings
+from harness.yamlconfig import ConfigError, ConfigWarning
 from harness.techniques.finetune import bnb_config, lora_config, parameter_counts
 
 FAST = TrainSettings(max_steps=8, batch_size=4, learning_rate=3e-3, logging_steps=1, warmup_ratio=0.0,
@@ -94,6 +95,23 @@ def test_validation_loss_is_taken_on_the_validation_split_only(tiny_model_dir, t
     assert stats.validation_loss is not None and stats.validation_loss > 0
     _, no_split, _ = train.train(*load_tiny(tiny_model_dir), task, settings, "full", device="cpu", seed=0)
     assert no_split.validation_loss is None
+
+
+def test_examples_longer_than_max_length_are_counted_or_a_clear_error(tiny_model_dir, task):
+    model, tokenizer = load_tiny(tiny_model_dir)
+    settings = FAST.model_copy(update={"max_steps": 1, "limit": 16, "max_length": 16})
+    with pytest.raises(ConfigError, match=r"all 16 training examples are longer than train.max_length \(16 tokens; "
+                                          r"the longest has (\d+)\).*raise `train.max_length` to at least \1 "):
+        train.train(model, tokenizer, task, settings, "full", device="cpu", seed=0)  # not TRL's "num_samples=0"
+    records, _ = train.sft_records(task, settings)
+    lengths = sorted(len(tokenizer.apply_chat_template(r["prompt"] + r["completion"], tokenize=True,
+                                                       return_dict=True)["input_ids"]) for r in records)
+    some = settings.model_copy(update={"max_length": lengths[8]})  # about half no longer fit
+    longer = sum(n > lengths[8] for n in lengths)
+    with pytest.warns(ConfigWarning, match=rf"{longer} of 16 training examples are longer than train.max_length "
+                                           rf"\({lengths[8]} tokens; the longest has {lengths[-1]}\)"):
+        _, stats, _ = train.train(model, tokenizer, task, some, "full", device="cpu", seed=0)
+    assert stats.truncated_examples == longer and 16 - longer <= stats.examples <= 16  # TRL drops the answerless
 
 
 TRAINED = """\

@@ -137,6 +137,7 @@ def finetune(spec, ctx: RunContext, peft_config=None, quantization_config=None, 
     outcome.values.update(
         train_seconds=stats.seconds, train_peak_memory_bytes=stats.peak_bytes, train_tokens=stats.tokens,
         train_tokens_per_second=stats.tokens_per_second, train_steps=stats.steps, train_examples=stats.examples,
+        train_truncated_examples=stats.truncated_examples,
         train_precision=stats.precision, train_loss_first=stats.losses[0] if stats.losses else None,
         train_loss_last=stats.losses[-1] if stats.losses else None, validation_loss=stats.validation_loss,
         trainable_params=trainable, total_params=total, artifact_bytes=artifact, dtype=dtype,
