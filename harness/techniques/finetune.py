@@ -149,7 +149,7 @@ def finetune(spec, ctx: RunContext, peft_config=None, quantization_config=None, 
 
 # What a row keeps of the trainer's log at each logging step (loss curves; DPO's and GRPO's own figures).
 CURVE_KEYS = ("step", "epoch", "loss", "reward", "reward_std", "rewards/accuracies", "rewards/margins",
-              "learning_rate")
+              "learning_rate", "completions/mean_length")
 
 
 def supervised(spec, ctx: RunContext):
