@@ -102,13 +102,22 @@ DEFAULT_RAG_TEMPLATE = "Use these passages to answer.\n\n{passages}\n\nQuestion:
 class RetrievalSettings(Strict):
     """Retrieve passages from the task's corpus and put them in the prompt, before the question."""
 
-    retriever: Literal["bm25", "dense", "hybrid"] = "bm25"  # hybrid: reciprocal rank fusion of both
+    retriever: str = "bm25"  # bm25 | dense | hybrid (reciprocal rank fusion of both) | any registered retriever
     k: int = Field(3, ge=1, le=100)  # passages retrieved per question (recall@k is measured at this k)
     chunk_size: int = Field(120, ge=8)  # words per passage
     chunk_overlap: int = Field(20, ge=0)  # words shared by consecutive passages of a document
     context_tokens: int = Field(1024, ge=16)  # token budget for the passages; lower-ranked ones are dropped first
     embedding_model: str = "all-MiniLM-L6-v2"  # dense/hybrid: bundled offline, or a local path or hub id
     template: str = DEFAULT_RAG_TEMPLATE  # the user turn; placeholders {passages} and {question}
+
+    @field_validator("retriever")
+    @classmethod
+    def _registered(cls, name):
+        from harness.retrieval import RETRIEVERS
+
+        if name not in RETRIEVERS:
+            raise ValueError(RETRIEVERS.unknown(name))
+        return name
 
     @model_validator(mode="after")
     def _check(self):

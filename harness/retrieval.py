@@ -14,10 +14,11 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
+from harness.registry import Registry
 from harness.yamlconfig import ConfigError, ConfigWarning
 
 DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
@@ -181,20 +182,24 @@ class HybridRetriever:
         return fused
 
 
+# A retriever kind: (chunks, embedding model, device, cache(part, *extra) -> folder | None) -> retriever.
+# One registration adds a `retrieval.retriever:` value for recipes.
+RETRIEVERS: Registry[Callable] = Registry("retriever")
+RETRIEVERS.add("bm25", lambda chunks, model, device, cache: BM25Retriever(chunks, cache("bm25")))
+RETRIEVERS.add("dense", lambda chunks, model, device, cache: DenseRetriever(chunks, model, device, cache("dense", model)))
+RETRIEVERS.add("hybrid", lambda chunks, model, device, cache: HybridRetriever(  # reciprocal rank fusion of both
+    BM25Retriever(chunks, cache("bm25")), DenseRetriever(chunks, model, device, cache("dense", model))))
+
+
 def build_retriever(kind: str, chunks: Sequence[Chunk], *, embedding_model: str, device: str,
                     cache_root: Path | None):
     """A retriever of `kind` over chunks, loaded from cache_root/<hash> when that index was built before."""
     def cache(part: str, *extra: str) -> Path | None:
         return cache_root / index_key(chunks, part, *extra) if cache_root is not None else None
 
-    if kind == "bm25":
-        return BM25Retriever(chunks, cache("bm25"))
-    dense = DenseRetriever(chunks, embedding_model, device, cache("dense", embedding_model))
-    if kind == "dense":
-        return dense
-    if kind == "hybrid":
-        return HybridRetriever(BM25Retriever(chunks, cache("bm25")), dense)
-    raise ValueError(f"unknown retriever {kind!r}; use bm25, dense or hybrid")
+    if kind not in RETRIEVERS:
+        raise ValueError(RETRIEVERS.unknown(kind))
+    return RETRIEVERS.get(kind)(chunks, embedding_model, device, cache)
 
 
 def index_key(chunks: Sequence[Chunk], *parts: str) -> str:

@@ -107,3 +107,30 @@ def test_every_builtin_kind_describes_itself():
         kind = kinds.get(name)
         assert kind.description and kind.settings.model_fields["kind"].annotation.__args__ == (name,)
         assert kind.trained == (kind.default_learning_rate is not None)
+
+
+def test_retrievers_are_a_registry_too(write):
+    from harness import retrieval
+
+    path = write("r.yaml", "name: x\ntask: product-catalogue\ntechniques:\n"
+                           "  - {name: r, kind: rag, retrieval: {retriever: bm52}}\n")
+    message = str(pytest.raises(ConfigError, load_recipe, path).value)
+    assert "unknown retriever 'bm52' (did you mean 'bm25'?); known: bm25, dense, hybrid" in message
+
+    class FirstChunks:  # a toy retriever: the first k chunks for every query
+        def __init__(self, chunks):
+            self.chunks = chunks
+
+        def search(self, queries, k):
+            return [list(range(min(k, len(self.chunks))))] * len(queries)
+
+    retrieval.RETRIEVERS.add("first", lambda chunks, model, device, cache: FirstChunks(chunks))
+    try:
+        path = write("s.yaml", "name: x\ntask: product-catalogue\ntechniques:\n"
+                               "  - {name: r, kind: rag, retrieval: {retriever: first, k: 2}}\n")
+        assert load_recipe(path).techniques[0].retrieval.retriever == "first"
+        chunks = retrieval.chunk_documents([("a", "one two three"), ("b", "four five")], 8, 2)
+        built = retrieval.build_retriever("first", chunks, embedding_model="", device="cpu", cache_root=None)
+        assert built.search(["q"], 2) == [[0, 1]]
+    finally:
+        retrieval.RETRIEVERS._items.pop("first")

@@ -129,6 +129,9 @@ COLUMNS = (
     Column("no label", lambda r: fmt_number(r.get("invalid_rate"), ".0%"), where="markdown"),
     Column("vs best", lambda r: r.get("vs_best") or "–", where="markdown"),
     Column("sig", fmt_sig, where="terminal"),
+    Column("prefers chosen", lambda r: fmt_number(r.get("preference_accuracy"), ".0%"), where="markdown",
+           key="preference_accuracy", best="max"),  # preference tasks: held-out pairs ranked the chosen answer first
+    Column("pref. margin", lambda r: fmt_number(r.get("preference_margin"), ".1f"), where="markdown"),
     Column("recall", fmt_recall),
     Column("wrong: not retrieved / misread", fmt_misses, where="markdown"),
     Column("wall", lambda r: fmt_seconds(r.get("wall_seconds"))),
