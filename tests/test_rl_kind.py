@@ -25,6 +25,8 @@ def test_grpo_runs_end_to_end_and_logs_its_reward_every_step(write, tiny_model_d
     assert [point["step"] for point in curve] == [1, 2, 3]
     assert all(0 <= point["reward"] <= 1.5 for point in curve)  # task reward (0/1) + 0.5 x format reward (0/1)
     assert row["trainable_params"] < row["total_params"]  # LoRA adapters by default
+    assert (run_dir / "plots" / "ticket-routing-training.png").stat().st_size > 1000  # loss and reward panels
+    assert "![ticket-routing: training curves](plots/ticket-routing-training.png)" in (run_dir / "REPORT.md").read_text()
 
 
 def test_the_reward_is_the_tasks_metric_on_each_sampled_answer():

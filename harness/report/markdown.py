@@ -64,6 +64,9 @@ def plots_section(store: RunStore, rows: list[dict], folder: Path) -> str:
         title = f"{task_name(store)}: score vs {axis}"
         if plots.plot_tradeoff(rows, axis, title, folder / name):
             links.append(f"![{title}]({name})")
+    name, title = f"plots/{task_name(store)}-training.png", f"{task_name(store)}: training curves"
+    if plots.plot_training(rows, title, folder / name):
+        links.append(f"![{title}]({name})")
     return " ".join(links)
 
 

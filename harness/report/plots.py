@@ -130,3 +130,29 @@ def plot_learning_curve(curves: Mapping[str, Sequence[tuple[int, float, float, i
     ax.grid(alpha=0.3)
     ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8)  # outside: many lines cross the plot
     return _save(plt, fig, path)
+
+
+# Training-curve panels: (log key, axis label); a panel is drawn when some technique logged the key.
+CURVE_PANELS = (("loss", "training loss"), ("reward", "mean reward (GRPO)"),
+                ("rewards/accuracies", "DPO reward accuracy"))
+
+
+def plot_training(rows: Sequence[dict], title: str, path: Path) -> Path | None:
+    """Per trained technique, its logged training figures against the optimizer step: the loss, GRPO's
+    mean reward, DPO's reward accuracy (each a panel). None when no row has a curve of two points."""
+    curves = {r["technique"]: r["train_curve"] for r in rows if r.get("status") == "ok" and len(r.get("train_curve") or []) >= 2}
+    panels = [(key, label) for key, label in CURVE_PANELS
+              if any(sum(key in point for point in curve) >= 2 for curve in curves.values())]
+    if not panels:
+        return None
+    plt, fig, axes = _figure(len(panels))
+    for ax, (key, label) in zip(axes, panels):
+        for name, curve in curves.items():
+            points = [(p["step"], p[key]) for p in curve if key in p and "step" in p]
+            if len(points) >= 2:
+                ax.plot(*zip(*points), marker=".", label=name)
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel(label)
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    return _save(plt, fig, path)
