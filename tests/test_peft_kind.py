@@ -145,3 +145,33 @@ def test_a_peft_recipe_survives_the_json_round_trip_the_worker_makes(write):
     with pytest.raises(ConfigError, match="settings.r: Input should be a valid integer"):
         apply_params(recipe.technique("q"), {"settings.r": "eight"})
 
+
+def test_lm_eval_reads_a_prompt_tuned_models_logits_at_the_inputs_positions(tiny_model_dir, monkeypatch):
+    from peft import get_peft_model
+
+    from harness.config import LmEvalSettings
+    from harness.evaluate import lmeval
+
+    model, tokenizer = models.load(ModelSpec(id=str(tiny_model_dir), dtype="float32"), "cpu")
+    tuned = get_peft_model(model, peft_config("prompt_tuning", {"num_virtual_tokens": 8}))
+    inputs = torch.tensor([[5, 6, 7, 8, 9]])
+    with torch.no_grad():
+        full = tuned(inputs).logits
+    assert full.shape[1] == 8 + 5  # peft returns the virtual tokens' logits first
+
+    class LM:  # lm-eval's HFLM as drop_virtual_tokens sees it
+        def _model_call(self, inps, attn_mask=None, labels=None):
+            with torch.no_grad():
+                return tuned(inps).logits
+
+    lm = LM()
+    lmeval.drop_virtual_tokens(lm)
+    assert torch.equal(lm._model_call(inputs), full[:, 8:])
+
+    dropped, original = [], lmeval.drop_virtual_tokens
+    monkeypatch.setattr(lmeval, "drop_virtual_tokens", lambda lm: (dropped.append(lm), original(lm)))
+    settings = LmEvalSettings(tasks=["general_ability"], limit=4, batch_size=4)
+    _, errors = lmeval.score(model, tokenizer, settings)  # prompt tuning leaves the base model's layers as they were
+    assert errors == {} and not dropped  # a model without virtual tokens is read as it is
+    values, errors = lmeval.score(tuned, tokenizer, settings)
+    assert errors == {} and len(dropped) == 1 and values["lm_eval:general_ability:acc"] is not None
