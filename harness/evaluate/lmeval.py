@@ -66,6 +66,8 @@ def score(model, tokenizer, settings: LmEvalSettings, on_task: Callable[[str], N
     padding_side = tokenizer.padding_side
     with _quiet():  # it warns that a model object (not a name) was passed: that is the point here
         lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=settings.batch_size)
+    if getattr(getattr(model, "active_peft_config", None), "is_prompt_learning", False):
+        drop_virtual_tokens(lm)
     values, errors = {}, {}
     for name in settings.tasks:
         on_task(name)
@@ -82,6 +84,18 @@ def score(model, tokenizer, settings: LmEvalSettings, on_task: Callable[[str], N
         values.update(flatten(output["results"], name))
     tokenizer.padding_side = padding_side  # HFLM may change it; generation needs its own
     return values, errors
+
+
+def drop_virtual_tokens(lm) -> None:
+    """peft's prompt tuning and P-tuning put their virtual tokens before the input, and their logits
+    too; lm-eval reads the logits by input position, so only the input's last positions are kept."""
+    call = lm._model_call
+
+    def model_call(inps, attn_mask=None, labels=None):
+        logits = call(inps, attn_mask, labels)
+        return logits[:, logits.shape[1] - inps.shape[1]:]
+
+    lm._model_call = model_call
 
 
 def flatten(results: dict, name: str) -> dict[str, float | None]:
