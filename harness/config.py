@@ -219,11 +219,13 @@ class CheckSpec(Strict):
     @field_validator("max_drop", "max_increase")
     @classmethod
     def _known_metrics(cls, limits):
-        from harness.results import ROW_METRICS  # the row schema; a metric no row has would never be checked
+        from harness import figures  # the row's figures; a metric no row has would never be checked
+
+        known = figures.known()
 
         for metric, amount in limits.items():
-            if metric not in ROW_METRICS and not metric.startswith("lm_eval:"):
-                hint = difflib.get_close_matches(metric, ROW_METRICS, n=1)
+            if metric not in known and not metric.startswith(figures.LM_EVAL_PREFIX):
+                hint = difflib.get_close_matches(metric, known, n=1)
                 raise ValueError(f"unknown metric {metric!r}{f' (did you mean {hint[0]!r}?)' if hint else ''}; "
                                  "name a figure of the result rows, e.g. score, peak_memory_bytes, cost_usd, "
                                  "or an lm-eval score lm_eval:<task>:<metric>")

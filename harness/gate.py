@@ -8,16 +8,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from harness import metrics
+from harness import figures, metrics
 from harness import baseline as floor
 from harness.evaluate import lmeval
 from harness.report.decision import paired_p
 from harness.results import RunStore, open_runs, task_name
 from harness.yamlconfig import ConfigError
 
-# Figures compared by default, and which direction is better.
-HIGHER_IS_BETTER = {"score": True, "peak_memory_bytes": False, "wall_seconds": False, "train_seconds": False,
-                    "cost_usd": False, "eval_seconds": False, "artifact_bytes": False}
 
 
 @dataclass(frozen=True)
@@ -52,11 +49,13 @@ def pairs(baseline: str | Path, run: str | Path) -> Iterator[Pair]:
 
 def compared_metrics(pair: Pair) -> list[str]:
     rows = [r for r in (pair.a, pair.b) if r]
-    return [m for m in [*HIGHER_IS_BETTER, *lmeval.columns(rows)] if any(r.get(m) is not None for r in rows)]
+    return [m for m in [*figures.compared(), *lmeval.columns(rows)] if any(r.get(m) is not None for r in rows)]
 
 
 def better(metric: str) -> bool:
-    return HIGHER_IS_BETTER.get(metric, metric.startswith(lmeval.PREFIX))
+    """Whether a higher value of the figure is better (the figure table says; unknown figures: higher)."""
+    figure = figures.get(metric)
+    return figure is None or figure.better != "lower"
 
 
 # --- check ---------------------------------------------------------------------------------------

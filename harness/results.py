@@ -25,23 +25,6 @@ ROW_FIELDS = (
     "cost_usd", "artifact_bytes",
 )
 STATUSES = ("ok", "failed", "skipped")
-# The numeric figures rows carry (ROW_FIELDS' numbers, then the kinds' own), which `check:` thresholds may
-# name besides lm-eval scores (lm_eval:<task>:<metric>); a test keeps this in step with committed runs.
-ROW_METRICS = (
-    "score", "ci_low", "ci_high", "n_eval", "invalid_rate", "wall_seconds", "train_seconds", "eval_seconds",
-    "peak_memory_bytes", "trainable_params", "total_params", "train_tokens", "train_tokens_per_second",
-    "eval_tokens_per_second", "cost_usd", "artifact_bytes",
-    "score_exact_match", "score_contains", "score_accuracy", "score_macro_f1", "score_rouge_l", "score_chrf",
-    "score_std", "n_seeds", "chance_score", "preference_accuracy", "preference_margin",
-    "model_load_seconds", "eval_examples_per_second", "eval_peak_memory_bytes", "train_peak_memory_bytes",
-    "lm_eval_seconds", "lm_eval_peak_memory_bytes",
-    "train_steps", "train_examples", "train_truncated_examples", "train_loss_first", "train_loss_last", "validation_loss",
-    "index_chunks", "index_seconds", "retrieval_seconds", "retrieval_k", "recall_at_k", "retrieval_misses",
-    "reading_misses", "passages_in_prompt",
-    "search_trials", "search_pruned", "search_failed", "search_best", "search_seconds", "search_cost_usd",
-)
-
-
 def make_row(technique: str, kind: str, status: str, **values: Any) -> dict:
     if status not in STATUSES:
         raise ValueError(f"status must be one of {STATUSES}")

@@ -83,14 +83,14 @@ def test_malformed_recipe_names_file_and_line(write, change, line, message):
 
 
 def test_lm_eval_scores_and_every_committed_row_figure_are_checkable_metrics(write):
-    from harness.results import ROW_METRICS
+    from harness import figures
 
     load_recipe(write("r.yaml", VALID + "check:\n  max_drop: {score: 0.02, 'lm_eval:general_ability:acc': 0.05}\n"
                                        "  max_increase: {peak_memory_bytes: 10%, recall_at_k: '5%'}\n"))
-    figures = {key for results in (REPO / "reports").rglob("results.json")
+    stored = {key for results in (REPO / "reports").rglob("results.json")
                for row in json.loads(results.read_text())["rows"] for key, value in row.items()
                if isinstance(value, (int, float)) and not isinstance(value, bool) and not key.startswith("lm_eval:")}
-    assert figures and figures <= set(ROW_METRICS), figures - set(ROW_METRICS)
+    assert stored and stored <= set(figures.known()), stored - set(figures.known())
 
 
 def test_duplicate_technique_names_rejected(write):

@@ -5,36 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from harness import figures
 from harness.baseline import KIND as BASELINE_KIND
+from harness.figures import fmt_bytes, fmt_count, fmt_number, fmt_seconds  # noqa: F401  (re-exported)
 from harness.evaluate import lmeval
-
-
-def fmt_bytes(value) -> str:
-    if value is None:
-        return "–"
-    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if value >= size:
-            return f"{value / size:.2f} {unit}" if unit == "GiB" else f"{value / size:.0f} {unit}"
-    return f"{value} B"
-
-
-def fmt_seconds(value) -> str:
-    if value is None:
-        return "–"
-    return f"{value:.1f}s" if value < 600 else f"{value / 60:.1f}min"
-
-
-def fmt_count(value) -> str:
-    if value is None:
-        return "–"
-    for unit, size in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
-        if abs(value) >= size:
-            return f"{value / size:.1f}{unit}"
-    return str(value)
-
-
-def fmt_number(value, spec: str) -> str:
-    return "–" if value is None else format(value, spec)
 
 
 def fmt_score(row: dict) -> str:
@@ -92,8 +66,13 @@ class Column:
     render: Callable[[dict], str]
     numeric: bool = True  # right-aligned
     where: str = "both"  # "both", "markdown" or "terminal": the terminal table must fit 80 columns
-    key: str | None = None  # the row figure behind the cell, for marking the best value
-    best: str | None = None  # "max" or "min": which end of `key` is best
+    key: str | None = None  # the row figure behind the cell: its best value is marked (harness/figures.py)
+
+    @property
+    def best(self) -> str | None:
+        """"max" or "min": which end of `key` is best, from the figure table; None: nothing to mark."""
+        figure = figures.get(self.key) if self.key else None
+        return None if figure is None or figure.better is None else ("max" if figure.better == "higher" else "min")
 
 
 def _competes(row: dict) -> bool:
@@ -119,33 +98,33 @@ COLUMNS = (
            numeric=False, where="terminal"),  # the status rides along, saving a column
     Column("kind", lambda r: r["kind"], numeric=False, where="markdown"),
     Column("status", lambda r: r["status"], numeric=False, where="markdown"),
-    Column("score [95% CI]", fmt_score, where="markdown", key="score", best="max"),
+    Column("score [95% CI]", fmt_score, where="markdown", key="score"),
     Column("score", lambda r: fmt_number(r.get("score"), ".3f"), where="terminal"),
     Column("95% CI", fmt_ci, where="terminal"),
     Column("± seeds", fmt_seed_spread, where="markdown"),
-    Column("macro-F1", fmt_macro_f1, where="markdown", key="score_macro_f1", best="max"),
+    Column("macro-F1", fmt_macro_f1, where="markdown", key="score_macro_f1"),
     Column("metric", lambda r: r.get("metric") or "–", numeric=False, where="markdown"),
     Column("n", lambda r: fmt_number(r.get("n_eval"), "d"), where="markdown"),
     Column("no label", lambda r: fmt_number(r.get("invalid_rate"), ".0%"), where="markdown"),
     Column("vs best", lambda r: r.get("vs_best") or "–", where="markdown"),
     Column("sig", fmt_sig, where="terminal"),
     Column("prefers chosen", lambda r: fmt_number(r.get("preference_accuracy"), ".0%"), where="markdown",
-           key="preference_accuracy", best="max"),  # preference tasks: held-out pairs ranked the chosen answer first
+           key="preference_accuracy"),  # preference tasks: held-out pairs ranked the chosen answer first
     Column("pref. margin", lambda r: fmt_number(r.get("preference_margin"), ".1f"), where="markdown"),
     Column("recall", fmt_recall),
     Column("wrong: not retrieved / misread", fmt_misses, where="markdown"),
     Column("wall", lambda r: fmt_seconds(r.get("wall_seconds"))),
-    Column("train", lambda r: fmt_seconds(r.get("train_seconds")), where="markdown", key="train_seconds", best="min"),
+    Column("train", lambda r: fmt_seconds(r.get("train_seconds")), where="markdown", key="train_seconds"),
     Column("eval", lambda r: fmt_seconds(r.get("eval_seconds")), where="markdown"),
     Column("index", lambda r: fmt_seconds(r.get("index_seconds")), where="markdown"),
     Column("lm-eval time", lambda r: fmt_seconds(r.get("lm_eval_seconds")), where="markdown"),
-    Column("peak mem", lambda r: fmt_bytes(r.get("peak_memory_bytes")), key="peak_memory_bytes", best="min"),
+    Column("peak mem", lambda r: fmt_bytes(r.get("peak_memory_bytes")), key="peak_memory_bytes"),
     Column("trainable / total params", fmt_params, where="markdown"),
     Column("train tok/s", lambda r: fmt_number(r.get("train_tokens_per_second"), ".0f"), where="markdown",
-           key="train_tokens_per_second", best="max"),
+           key="train_tokens_per_second"),
     Column("ex/s", lambda r: fmt_number(r.get("eval_examples_per_second"), ".2f"), where="markdown"),
-    Column("cost", lambda r: "–" if r.get("cost_usd") is None else f"${r['cost_usd']:.4f}", key="cost_usd", best="min"),
-    Column("artifact", lambda r: fmt_bytes(r.get("artifact_bytes")), where="markdown", key="artifact_bytes", best="min"),
+    Column("cost", lambda r: "–" if r.get("cost_usd") is None else f"${r['cost_usd']:.4f}", key="cost_usd"),
+    Column("artifact", lambda r: fmt_bytes(r.get("artifact_bytes")), where="markdown", key="artifact_bytes"),
 )
 
 
@@ -171,7 +150,7 @@ def lm_eval_columns(rows: list[dict], target: str) -> list[Column]:
         task, metric = key.removeprefix(lmeval.PREFIX).split(":", 1)
         return f"{task} {metric}" if target == "markdown" else (task if len(task) <= 8 else task[:7] + "…")
 
-    return [Column(header(key), render(key), where=target, key=key, best="max") for key in keys]
+    return [Column(header(key), render(key), where=target, key=key) for key in keys]
 
 
 def visible_columns(rows: list[dict], target: str) -> list[Column]:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from harness import gate
-from harness.report.columns import fmt_bytes, fmt_seconds
+from harness import figures, gate
 
 
 def fmt_delta(metric: str, value) -> str:
@@ -13,15 +12,10 @@ def fmt_delta(metric: str, value) -> str:
 
 
 def fmt_figure(metric: str, value) -> str:
+    figure = figures.get(metric)
     if value is None:
         return "–"
-    if metric.endswith("_bytes"):
-        return fmt_bytes(value) if value >= 0 else "-" + fmt_bytes(-value)
-    if metric.endswith("_seconds"):
-        return fmt_seconds(value) if value >= 0 else "-" + fmt_seconds(-value)
-    if metric == "cost_usd":
-        return f"${value:.4f}" if value >= 0 else f"-${-value:.4f}"
-    return f"{value:.3f}"
+    return figure.format(value) if figure is not None else f"{value:.3f}"
 
 
 def compare_table(run_a, run_b) -> Table:

@@ -6,11 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from harness.figures import FIGURES
 from harness.report.decision import pareto_front, scored_rows
 
-AXES = {  # file suffix: (row key, axis label, scale to display units, tick format)
-    "memory": ("peak_memory_bytes", "peak memory (GiB)", 1 / 2**30, "{:.1f}"),
-    "cost": ("cost_usd", "cost (USD)", 1.0, "${:.4f}"),
+AXES = {  # file suffix: (row key, axis label from the figure table, scale to display units, tick format)
+    "memory": ("peak_memory_bytes", f"{FIGURES['peak_memory_bytes'].label} (GiB)", 1 / 2**30, "{:.1f}"),
+    "cost": ("cost_usd", f"{FIGURES['cost_usd'].label} (USD)", 1.0, "${:.4f}"),
 }
 
 

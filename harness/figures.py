@@ -1,0 +1,145 @@
+"""The row's numeric figures in one table: a label, a unit (which decides the format), and which end
+is better. The report's columns (report/columns.py), the trade-off plots' axes (report/plots.py), the
+`check:` keys a recipe may name (config.py) and `harness compare` / `check` (gate.py) all read it, so a
+new figure is one line here. lm-eval scores (`lm_eval:<task>:<metric>`) are figures too: higher is better.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+LM_EVAL_PREFIX = "lm_eval:"
+Unit = Literal["score", "bytes", "seconds", "usd", "count", "share", "rate", "number"]
+
+
+def fmt_bytes(value) -> str:
+    if value is None:
+        return "–"
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if value >= size:
+            return f"{value / size:.2f} {unit}" if unit == "GiB" else f"{value / size:.0f} {unit}"
+    return f"{value} B"
+
+
+def fmt_seconds(value) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.1f}s" if value < 600 else f"{value / 60:.1f}min"
+
+
+def fmt_count(value) -> str:
+    if value is None:
+        return "–"
+    for unit, size in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(value) >= size:
+            return f"{value / size:.1f}{unit}"
+    return str(value)
+
+
+def fmt_number(value, spec: str) -> str:
+    return "–" if value is None else format(value, spec)
+
+
+FORMATS = {
+    "score": lambda v: fmt_number(v, ".3f"), "bytes": fmt_bytes, "seconds": fmt_seconds,
+    "usd": lambda v: "–" if v is None else f"${v:.4f}", "count": fmt_count,
+    "share": lambda v: fmt_number(v, ".0%"), "rate": lambda v: fmt_number(v, ".1f"),
+    "number": lambda v: fmt_number(v, ".3f"),
+}
+
+
+@dataclass(frozen=True)
+class Figure:
+    key: str
+    label: str
+    unit: Unit
+    better: Literal["higher", "lower"] | None = None  # None: neither end (a count, a setting)
+    compared: bool = False  # `harness compare` lists it, and `check` tests it, by default
+
+    def format(self, value) -> str:
+        """The value for a table; a negative amount (a difference) keeps its unit."""
+        if value is not None and value < 0 and self.unit in ("bytes", "seconds", "usd"):
+            return "-" + FORMATS[self.unit](-value)
+        return FORMATS[self.unit](value)
+
+    def improved(self, change: float) -> bool:
+        return (change > 0) == (self.better != "lower")
+
+
+_TABLE = (
+    Figure("score", "score", "score", "higher", compared=True),
+    Figure("ci_low", "95% CI low", "score", "higher"),
+    Figure("ci_high", "95% CI high", "score", "higher"),
+    Figure("score_std", "score std over seeds", "score", "lower"),
+    Figure("chance_score", "uniform-guess score", "score"),
+    Figure("invalid_rate", "answers naming no label", "share", "lower"),
+    Figure("preference_accuracy", "prefers chosen", "share", "higher"),
+    Figure("preference_margin", "preference margin (log-likelihood)", "rate", "higher"),
+    Figure("wall_seconds", "wall time", "seconds", "lower", compared=True),
+    Figure("train_seconds", "training time", "seconds", "lower", compared=True),
+    Figure("eval_seconds", "evaluation time", "seconds", "lower", compared=True),
+    Figure("model_load_seconds", "model load time", "seconds", "lower"),
+    Figure("lm_eval_seconds", "lm-eval time", "seconds", "lower"),
+    Figure("index_seconds", "index build time", "seconds", "lower"),
+    Figure("retrieval_seconds", "retrieval time", "seconds", "lower"),
+    Figure("search_seconds", "search time", "seconds", "lower"),
+    Figure("peak_memory_bytes", "peak memory", "bytes", "lower", compared=True),
+    Figure("eval_peak_memory_bytes", "evaluation peak memory", "bytes", "lower"),
+    Figure("train_peak_memory_bytes", "training peak memory", "bytes", "lower"),
+    Figure("lm_eval_peak_memory_bytes", "lm-eval peak memory", "bytes", "lower"),
+    Figure("artifact_bytes", "artifact size", "bytes", "lower", compared=True),
+    Figure("cost_usd", "cost", "usd", "lower", compared=True),
+    Figure("search_cost_usd", "search cost", "usd", "lower"),
+    Figure("trainable_params", "trainable parameters", "count"),
+    Figure("total_params", "parameters", "count"),
+    Figure("train_tokens", "training tokens", "count"),
+    Figure("train_tokens_per_second", "training tokens/s", "rate", "higher"),
+    Figure("eval_tokens_per_second", "generated tokens/s", "rate", "higher"),
+    Figure("eval_examples_per_second", "examples/s", "number", "higher"),
+    Figure("train_steps", "training steps", "count"),
+    Figure("train_examples", "training examples", "count"),
+    Figure("train_truncated_examples", "truncated training examples", "count", "lower"),
+    Figure("train_loss_first", "first training loss", "number", "lower"),
+    Figure("train_loss_last", "last training loss", "number", "lower"),
+    Figure("validation_loss", "validation loss", "number", "lower"),
+    Figure("n_eval", "examples scored", "count"),
+    Figure("n_seeds", "seeds", "count"),
+    Figure("index_chunks", "corpus chunks", "count"),
+    Figure("retrieval_k", "passages retrieved", "count"),
+    Figure("recall_at_k", "retrieval recall@k", "share", "higher"),
+    Figure("retrieval_misses", "wrong: gold passage not retrieved", "count", "lower"),
+    Figure("reading_misses", "wrong: retrieved but misread", "count", "lower"),
+    Figure("passages_in_prompt", "passages in the prompt", "number"),
+    Figure("search_trials", "search trials", "count"),
+    Figure("search_pruned", "search trials pruned", "count"),
+    Figure("search_failed", "search trials failed", "count", "lower"),
+    Figure("search_best", "best validation figure", "number"),
+)
+FIGURES: dict[str, Figure] = {f.key: f for f in _TABLE}
+
+
+def get(key: str) -> Figure | None:
+    """The figure for a row key: the table's, a secondary metric's (score_<metric>), or an lm-eval score."""
+    if key in FIGURES:
+        return FIGURES[key]
+    if key.startswith(LM_EVAL_PREFIX):
+        return Figure(key, key.removeprefix(LM_EVAL_PREFIX), "score", "higher")
+    if key.startswith("score_"):
+        from harness import metrics
+
+        name = key.removeprefix("score_")
+        if name in metrics.METRICS:
+            return Figure(key, name, "score", "higher" if metrics.get(name).higher_is_better else "lower")
+    return None
+
+
+def known() -> list[str]:
+    """Every figure key a `check:` threshold may name (lm-eval scores aside)."""
+    from harness import metrics
+
+    return [*FIGURES, *(f"score_{name}" for name in metrics.METRICS.in_order())]
+
+
+def compared() -> list[str]:
+    return [key for key, figure in FIGURES.items() if figure.compared]
