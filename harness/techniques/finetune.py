@@ -99,8 +99,9 @@ def bnb_config(settings: QuantSettings, train_precision: str):
 
 def finetune(spec, ctx: RunContext, peft_config=None, quantization_config=None, fit=None) -> Outcome:
     """Load (or start from `init_from`'s result), train, score in memory, save the artifact. `fit`
-    trains: (model, tokenizer, augment, peft_config) -> (model, TrainStats, memory method); the
-    default is supervised fine-tuning on the train split (train.train)."""
+    trains: (model, tokenizer, augment, peft_config) -> (model, TrainStats, memory method), and may put
+    row figures of its own in TrainStats.extra; the default is supervised fine-tuning on the train
+    split (train.train)."""
     from harness import models
 
     job = ctx.progress.add_task(f"{spec.name}: loading model", total=None)
@@ -144,6 +145,7 @@ def finetune(spec, ctx: RunContext, peft_config=None, quantization_config=None, 
         peak_memory_method=method, train_curve=[{k: h[k] for k in CURVE_KEYS if k in h} for h in stats.history],
         init_from=getattr(spec, "init_from", None),
     )
+    outcome.values.update(stats.extra)  # a custom `fit`'s own figures (and corrections, e.g. trainable_params)
     return outcome
 
 
