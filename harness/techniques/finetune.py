@@ -184,7 +184,9 @@ def starting_model(spec, ctx: RunContext, quantization_config=None):
         from peft import PeftModel
 
         base, tokenizer = models.load(ctx.recipe.model, ctx.device, torch.float32)
-        return PeftModel.from_pretrained(base, folder).merge_and_unload(), tokenizer
+        model = PeftModel.from_pretrained(base, folder).merge_and_unload()
+        model.requires_grad_(True)  # peft froze the base weights: full training needs them back (LoRA refreezes)
+        return model, tokenizer
     return models.load(ctx.recipe.model.model_copy(update={"id": str(folder)}), ctx.device, torch.float32)
 
 
