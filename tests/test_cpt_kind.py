@@ -172,3 +172,30 @@ def test_a_direct_call_without_corpus_names_the_fix(tiny_model_dir, tmp_path):
     ctx = RunContext(recipe=recipe, task=task, device="cpu", run_dir=tmp_path, progress=Progress(disable=True))
     message = str(pytest.raises(ConfigError, document_blocks, ctx, None, 16).value)
     assert "has no corpus, so kind cpt has no documents to train on" in message and "add `corpus:" in message
+
+
+def test_lora_documents_then_full_instructions_train_every_weight(tiny_model_dir, tmp_path):
+    """The document adapter is merged, and `then: full` trains every weight of the merged model."""
+    import torch
+    from rich.progress import Progress
+
+    from harness import models
+    from harness.config import Recipe
+    from harness.tasks import load_task
+    from harness.techniques.base import RunContext
+    from harness.techniques.cpt import CptTechnique, cpt_fit
+    from harness.techniques.finetune import lora_config
+
+    task = load_task(str(corpus_task(tmp_path, DOCS)))
+    phase = {"max_steps": 2, "batch_size": 2, "logging_steps": 1, "max_length": 256}
+    spec = CptTechnique.model_validate({"name": "c", "kind": "cpt", "corpus": {"chunk_tokens": 16}, "train": phase,
+                                        "then": {"kind": "full", "train": phase}})
+    recipe = Recipe.model_validate({"name": "t", "model": str(tiny_model_dir), "task": str(task.path),
+                                    "techniques": [spec.model_dump()]})
+    ctx = RunContext(recipe=recipe, task=task, device="cpu", run_dir=tmp_path, progress=Progress(disable=True))
+    model, tokenizer = models.load(ModelSpec(id=str(tiny_model_dir)), "cpu", torch.float32)
+    trained, stats, _ = cpt_fit(spec, ctx)(model, tokenizer, None, lora_config(spec.lora))
+    assert not hasattr(trained, "merge_and_unload")  # a plain model: nothing left to merge
+    assert stats.steps == 4 and stats.extra["cpt_steps"] == 2 and stats.extra["then_kind"] == "full"
+    assert stats.extra["trainable_params"] == stats.extra["total_params"] == models.count_parameters(trained)[1]
+    assert stats.extra["cpt_trainable_params"] < stats.extra["total_params"]  # the document phase: an adapter
