@@ -36,6 +36,7 @@ class TrainStats:
     examples: int | None = None  # train examples (records) the model was trained on
     history: list[dict] = field(default_factory=list)  # the trainer's log at each logging step (loss, reward, ...)
     truncated_examples: int = 0  # train examples longer than max_length, cut at the end
+    extra: dict = field(default_factory=dict)  # a `fit`'s own row figures (e.g. cpt's document phase), added last
 
     @property
     def tokens_per_second(self) -> float | None:

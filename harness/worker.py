@@ -82,7 +82,9 @@ def run_cell(spec, ctx) -> tuple[dict, list[dict]]:
 
     set_seed(ctx.recipe.seed)
     if needs_corpus(spec) and ctx.task.corpus_path is None:
-        reason = f"task {ctx.task.name!r} has no corpus to retrieve from"
+        what = "its `retrieval:`" if kinds.uses_retrieval(spec) else f"kind {spec.kind}"
+        reason = (f"task {ctx.task.name!r} has no corpus, which {spec.name!r} needs ({what}); fix: add "
+                  "`corpus: {path: ...}` to the task's task.yaml")
         return make_row(spec.name, spec.kind, "skipped", error=reason, device=ctx.device), []
     start = time.perf_counter()
     try:

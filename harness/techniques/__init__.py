@@ -1,6 +1,6 @@
 """Technique kinds: each module defines one kind's settings, its runner, and registers it (harness.kinds)."""
 
 from harness.techniques.base import Outcome, RunContext
-from harness.techniques import finetune, peft_method, preference, prompt, rag, rl  # noqa: F401  (each registers its kinds)
+from harness.techniques import cpt, finetune, peft_method, preference, prompt, rag, rl  # noqa: F401  (each registers its kinds)
 
 __all__ = ["Outcome", "RunContext"]

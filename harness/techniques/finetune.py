@@ -99,8 +99,9 @@ def bnb_config(settings: QuantSettings, train_precision: str):
 
 def finetune(spec, ctx: RunContext, peft_config=None, quantization_config=None, fit=None) -> Outcome:
     """Load (or start from `init_from`'s result), train, score in memory, save the artifact. `fit`
-    trains: (model, tokenizer, augment, peft_config) -> (model, TrainStats, memory method); the
-    default is supervised fine-tuning on the train split (train.train)."""
+    trains: (model, tokenizer, augment, peft_config) -> (model, TrainStats, memory method), and may put
+    row figures of its own in TrainStats.extra; the default is supervised fine-tuning on the train
+    split (train.train)."""
     from harness import models
 
     job = ctx.progress.add_task(f"{spec.name}: loading model", total=None)
@@ -144,6 +145,7 @@ def finetune(spec, ctx: RunContext, peft_config=None, quantization_config=None, 
         peak_memory_method=method, train_curve=[{k: h[k] for k in CURVE_KEYS if k in h} for h in stats.history],
         init_from=getattr(spec, "init_from", None),
     )
+    outcome.values.update(stats.extra)  # a custom `fit`'s own figures (and corrections, e.g. trainable_params)
     return outcome
 
 
@@ -182,7 +184,9 @@ def starting_model(spec, ctx: RunContext, quantization_config=None):
         from peft import PeftModel
 
         base, tokenizer = models.load(ctx.recipe.model, ctx.device, torch.float32)
-        return PeftModel.from_pretrained(base, folder).merge_and_unload(), tokenizer
+        model = PeftModel.from_pretrained(base, folder).merge_and_unload()
+        model.requires_grad_(True)  # peft froze the base weights: full training needs them back (LoRA refreezes)
+        return model, tokenizer
     return models.load(ctx.recipe.model.model_copy(update={"id": str(folder)}), ctx.device, torch.float32)
 
 
