@@ -171,6 +171,8 @@ class HeldoutEval(Strict):
     max_new_tokens: int = Field(16, ge=1, le=4096)  # the longest answer the model may write
     bootstrap_samples: int = Field(1000, ge=100)  # resamples for the 95% confidence interval
     wrong_examples: int = Field(5, ge=0)  # wrong answers shown per technique in REPORT.md
+    # the first N prompts are also generated one at a time, timed: latency at batch size 1 (0: not measured)
+    latency_samples: int = Field(8, ge=0)
 
 
 class LmEvalSettings(Strict):

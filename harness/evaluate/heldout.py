@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -22,16 +23,32 @@ class HeldoutResult:
     invalid_rate: float | None
     generated_tokens: int
     predictions: list[dict]  # one per example: id, input, expected, predicted, parsed, correct (and value)
+    prompt_tokens: tuple[int, ...] = ()  # per example: the tokens the model read (padding excluded)
+    output_tokens: tuple[int, ...] = ()  # per example: the tokens it wrote (up to and including a stop token)
+
+
+@dataclass(frozen=True)
+class Generation:
+    answers: list[str]
+    prompt_tokens: list[int]  # per prompt, in the prompts' order
+    output_tokens: list[int]
 
 
 def generate(model, tokenizer, prompts: Sequence[str], batch_size: int, max_new_tokens: int,
              on_batch: Callable[[int], None] = lambda n: None) -> tuple[list[str], int]:
     """Greedy answers for prompts (left-padded batches, similar lengths together); also the token count."""
+    generation = generate_counted(model, tokenizer, prompts, batch_size, max_new_tokens, on_batch)
+    return generation.answers, sum(generation.output_tokens)
+
+
+def generate_counted(model, tokenizer, prompts: Sequence[str], batch_size: int, max_new_tokens: int,
+                     on_batch: Callable[[int], None] = lambda n: None) -> Generation:
+    """As `generate`, with each request's prompt and output token counts."""
     # Prompts rendered by a chat template already carry their special tokens.
     add_special = not getattr(tokenizer, "chat_template", None)
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     answers: list[str] = [""] * len(prompts)
-    generated = 0
+    prompt_tokens, output_tokens = [0] * len(prompts), [0] * len(prompts)
     stop_ids = {tokenizer.eos_token_id, *_as_list(getattr(model.generation_config, "eos_token_id", None))} - {None}
     for start in range(0, len(order), batch_size):
         batch = order[start:start + batch_size]
@@ -42,11 +59,22 @@ def generate(model, tokenizer, prompts: Sequence[str], batch_size: int, max_new_
                                     temperature=None, top_p=None, top_k=None,
                                     pad_token_id=tokenizer.pad_token_id, eos_token_id=sorted(stop_ids))
         new_tokens = output[:, encoded["input_ids"].shape[1]:]
-        generated += int(sum(_length_until_stop(row, stop_ids) for row in new_tokens.tolist()))
+        for i, row, read in zip(batch, new_tokens.tolist(), encoded["attention_mask"].sum(dim=1).tolist()):
+            prompt_tokens[i], output_tokens[i] = int(read), _length_until_stop(row, stop_ids)
         for i, text in zip(batch, tokenizer.batch_decode(new_tokens, skip_special_tokens=True)):
             answers[i] = text.strip()
         on_batch(len(batch))
-    return answers, generated
+    return Generation(answers, prompt_tokens, output_tokens)
+
+
+def latencies(model, tokenizer, prompts: Sequence[str], max_new_tokens: int) -> list[float]:
+    """Seconds to answer each prompt alone (batch size 1), with the same greedy settings as the scored run."""
+    seconds = []
+    for prompt in prompts:
+        start = time.perf_counter()
+        generate_counted(model, tokenizer, [prompt], 1, max_new_tokens)  # reads the output: on CUDA, synchronized
+        seconds.append(time.perf_counter() - start)
+    return seconds
 
 
 def _as_list(value) -> list:
@@ -63,7 +91,8 @@ def _length_until_stop(tokens: list[int], stop_ids: set[int]) -> int:
 def evaluate(model, tokenizer, task: Task, examples: Sequence[Example], prompt_for: Callable[[Example], str],
              settings: HeldoutEval, seed: int, on_batch: Callable[[int], None] = lambda n: None) -> HeldoutResult:
     prompts = [prompt_for(e) for e in examples]
-    answers, generated = generate(model, tokenizer, prompts, settings.batch_size, settings.max_new_tokens, on_batch)
+    generation = generate_counted(model, tokenizer, prompts, settings.batch_size, settings.max_new_tokens, on_batch)
+    answers = generation.answers
     expected = [e.output for e in examples]
     metric = task.spec.metric
     scored = metrics.score(metric, expected, answers, task.labels)
@@ -73,7 +102,8 @@ def evaluate(model, tokenizer, task: Task, examples: Sequence[Example], prompt_f
         for e, a, p, v in zip(examples, answers, scored.parsed, scored.correct)
     ]
     return HeldoutResult(metric, scored.metrics[metric], low, high, scored.metrics, scored.invalid_rate,
-                         generated, predictions)
+                         sum(generation.output_tokens), predictions, tuple(generation.prompt_tokens),
+                         tuple(generation.output_tokens))
 
 
 def heldout_examples(task: Task, settings: HeldoutEval) -> Sequence[Example]:

@@ -132,8 +132,36 @@ def evaluate_heldout(ctx: RunContext, label: str, model, tokenizer, prompt_for: 
         "eval_tokens_per_second": result.generated_tokens / phase.seconds if phase.seconds else None,
         "eval_examples_per_second": n / phase.seconds if phase.seconds else None,
         **{f"score_{name}": value for name, value in result.metrics.items()}, **pairs,
+        **serving_figures(result.prompt_tokens, result.output_tokens,
+                          measure_latency(ctx, model, tokenizer, examples, prompt_for)),
     }
     return Outcome(values, result.predictions)
+
+
+def measure_latency(ctx: RunContext, model, tokenizer, examples: list[Example], prompt_for) -> list[float]:
+    """Seconds per request at batch size 1 on the first `eval.heldout.latency_samples` held-out prompts,
+    outside the measured evaluation phase (so eval_seconds stays the batched run). Only the configuration
+    the row reports measures it: search trials and smaller learning-curve sizes skip it."""
+    from harness.evaluate import heldout
+
+    settings = ctx.recipe.eval.heldout
+    if not ctx.final or not settings.latency_samples:
+        return []
+    prompts = [prompt_for(e) for e in examples[: settings.latency_samples]]
+    return heldout.latencies(model, tokenizer, prompts, settings.max_new_tokens)
+
+
+def serving_figures(prompt_tokens, output_tokens, latencies) -> dict:
+    """Per request: prompt and generated tokens (mean, p95) and latency at batch size 1 (p50, p95); None
+    where nothing was measured."""
+    import numpy as np
+
+    def stat(values, q=None):
+        return None if not len(values) else float(np.mean(values) if q is None else np.percentile(values, q))
+
+    return {"prompt_tokens_mean": stat(prompt_tokens), "prompt_tokens_p95": stat(prompt_tokens, 95),
+            "output_tokens_mean": stat(output_tokens), "output_tokens_p95": stat(output_tokens, 95),
+            "latency_p50_seconds": stat(latencies, 50), "latency_p95_seconds": stat(latencies, 95)}
 
 
 def score_preferences(ctx: RunContext, model, tokenizer, examples, prompt_for, predictions: list[dict]) -> dict:

@@ -88,6 +88,7 @@ class Augmenter:
         outcome.values.update(
             retriever=s.retriever, retrieval_k=s.k, index_seconds=self.index.seconds, index_cached=self.index.cached,
             index_chunks=len(self.index.chunks), retrieval_seconds=self.search_seconds,
+            retrieval_seconds_per_request=self.search_seconds / max(len(self.retrieved), 1),
             recall_at_k=sum(recalls) / len(recalls) if recalls else None,
             retrieval_misses=retrieval_misses if recalls and binary else None,
             reading_misses=reading_misses if recalls and binary else None,
