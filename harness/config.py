@@ -212,6 +212,13 @@ class CostSpec(Strict):
     usd_per_hour: dict[str, float] = {"cpu": 0.10, "cuda": 2.50}
 
 
+class Workload(Strict):
+    """The production volume the recommendation compares costs at: training once plus this many requests."""
+
+    requests: int = Field(ge=1)  # requests served in one period
+    period: str = "month"  # only named in the report ("1M requests a month")
+
+
 class CheckSpec(Strict):
     """Thresholds for `harness check RUN --baseline BASE` (command-line flags replace them)."""
 
@@ -286,6 +293,7 @@ class Recipe(Strict):
     techniques: list[TechniqueSpec] = Field(min_length=1)
     eval: EvalSpec = EvalSpec()
     cost: CostSpec = CostSpec()
+    workload: Workload | None = None  # e.g. {requests: 1000000, period: month}; else the report gives volume ranges
     check: CheckSpec = CheckSpec()
     executor: ExecutorSpec = ExecutorSpec()
 

@@ -6,6 +6,7 @@ new figure is one line here. lm-eval scores (`lm_eval:<task>:<metric>`) are figu
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -25,7 +26,22 @@ def fmt_bytes(value) -> str:
 def fmt_seconds(value) -> str:
     if value is None:
         return "–"
+    if value < 1:  # a request's latency, a retrieval
+        return f"{value * 1000:.0f}ms" if value >= 0.001 else f"{value * 1000:.2f}ms"
     return f"{value:.1f}s" if value < 600 else f"{value / 60:.1f}min"
+
+
+def fmt_usd(value) -> str:
+    """Dollars and cents from $1, four places below that, two significant figures below $0.0001 (a request)."""
+    if value is None:
+        return "–"
+    if value == 0:
+        return "$0"
+    if abs(value) >= 1:
+        return f"${value:,.2f}"
+    if abs(value) >= 1e-4:
+        return f"${value:.4f}"
+    return f"${value:.{1 - math.floor(math.log10(abs(value)))}f}"
 
 
 def fmt_count(value) -> str:
@@ -43,7 +59,7 @@ def fmt_number(value, spec: str) -> str:
 
 FORMATS = {
     "score": lambda v: fmt_number(v, ".3f"), "bytes": fmt_bytes, "seconds": fmt_seconds,
-    "usd": lambda v: "–" if v is None else f"${v:.4f}", "count": fmt_count,
+    "usd": fmt_usd, "count": fmt_count,
     "share": lambda v: fmt_number(v, ".0%"), "rate": lambda v: fmt_number(v, ".1f"),
     "number": lambda v: fmt_number(v, ".3f"),
 }
@@ -91,12 +107,22 @@ _TABLE = (
     Figure("artifact_bytes", "artifact size", "bytes", "lower", compared=True),
     Figure("cost_usd", "cost", "usd", "lower", compared=True),
     Figure("search_cost_usd", "search cost", "usd", "lower"),
+    Figure("lm_eval_cost_usd", "lm-eval cost", "usd", "lower"),
+    Figure("train_cost_usd", "training cost (one-off)", "usd", "lower"),
+    Figure("serving_usd_per_request", "serving cost per request", "usd", "lower"),
+    Figure("prompt_tokens_mean", "prompt tokens per request (mean)", "rate", "lower"),
+    Figure("prompt_tokens_p95", "prompt tokens per request (p95)", "rate", "lower"),
+    Figure("output_tokens_mean", "generated tokens per request (mean)", "rate", "lower"),
+    Figure("output_tokens_p95", "generated tokens per request (p95)", "rate", "lower"),
+    Figure("latency_p50_seconds", "latency per request at batch size 1 (p50)", "seconds", "lower"),
+    Figure("latency_p95_seconds", "latency per request at batch size 1 (p95)", "seconds", "lower"),
+    Figure("retrieval_seconds_per_request", "retrieval time per request", "seconds", "lower"),
     Figure("trainable_params", "trainable parameters", "count"),
     Figure("total_params", "parameters", "count"),
     Figure("train_tokens", "training tokens", "count"),
     Figure("train_tokens_per_second", "training tokens/s", "rate", "higher"),
     Figure("eval_tokens_per_second", "generated tokens/s", "rate", "higher"),
-    Figure("eval_examples_per_second", "examples/s", "number", "higher"),
+    Figure("eval_examples_per_second", "requests/s at the recipe's batch size", "number", "higher"),
     Figure("train_steps", "training steps", "count"),
     Figure("train_examples", "training examples", "count"),
     Figure("train_truncated_examples", "truncated training examples", "count", "lower"),

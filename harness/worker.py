@@ -75,7 +75,7 @@ def run_cell(spec, ctx) -> tuple[dict, list[dict]]:
     """One cell, never raising (but for Ctrl-C): a failure becomes a row with its reason."""
     from transformers import set_seed
 
-    from harness.measure import cost_usd
+    from harness.report.ownership import run_costs
     from harness.results import make_row
     from harness import kinds
     from harness.techniques import Outcome
@@ -99,9 +99,10 @@ def run_cell(spec, ctx) -> tuple[dict, list[dict]]:
     row = make_row(
         spec.name, spec.kind, status, **values, error=error, wall_seconds=wall, device=ctx.device,
         peak_memory_bytes=max((p for p in peaks if p is not None), default=None),
-        cost_usd=cost_usd(wall, ctx.device, ctx.recipe.cost.usd_per_hour) if status == "ok" else None,
         model_load_seconds=ctx.shared.base_load_seconds,
     )
+    if status == "ok":  # the run's cost less lm-eval, lm-eval's own line, training once, serving per request
+        row |= run_costs(row, ctx.recipe.cost.usd_per_hour)
     return row, outcome.predictions
 
 

@@ -1,0 +1,156 @@
+"""Cost of ownership: train once, then pay for every request served.
+
+A technique's cost at V requests is `train_cost_usd + V * serving_usd_per_request`, a line in V. Two
+lines cross once unless they are parallel or one is below the other everywhere (cheaper both to start
+and per request). Everything here is a pure function of rows (the per-row figures also of the
+recipe's device prices), so the worker that stores the figures, the report's "Cost at volume" section
+and the recommendation share one arithmetic.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+API_TOKEN_FIELDS = ("api_input_tokens", "api_output_tokens")  # a row priced by its tokens (kind api)
+
+
+def price_per_second(device: str | None, usd_per_hour: dict[str, float]) -> float | None:
+    """The recipe's price for the row's device type (cpu, cuda), per second; None when it has none."""
+    price = usd_per_hour.get((device or "").split(":")[0])
+    return None if price is None else price / 3600
+
+
+def priced_by_tokens(row: dict) -> bool:
+    """Whether the row's cost comes from token prices (kind api) rather than device time."""
+    return any(row.get(key) is not None for key in API_TOKEN_FIELDS) and row.get("cost_usd") is not None
+
+
+def serving_usd_per_request(row: dict, price: float | None) -> float | None:
+    """One request's cost: a token-priced row's cost per request; else device time per request at the
+    recipe's batch size (evaluation seconds / examples, plus retrieval per request) times the price."""
+    n = row.get("n_eval")
+    if not n:
+        return None
+    if priced_by_tokens(row):
+        return row["cost_usd"] / n
+    if price is None or row.get("eval_seconds") is None:
+        return None
+    return price * (row["eval_seconds"] / n + (row.get("retrieval_seconds_per_request") or 0.0))
+
+
+def run_costs(row: dict, usd_per_hour: dict[str, float]) -> dict:
+    """The cost figures of a finished cell's row, from its measured seconds:
+
+    - `cost_usd`: what this run spent on the technique, wall time less its lm-eval run (a token-priced
+      row keeps its own);
+    - `lm_eval_cost_usd`: the lm-eval run, on a line of its own (0 for a technique that reused the
+      shared base-model scores; None without lm-eval);
+    - `train_cost_usd`: training, once (0 for a technique that does not train);
+    - `serving_usd_per_request`: see serving_usd_per_request."""
+    price = price_per_second(row.get("device"), usd_per_hour)
+    lm_eval = row.get("lm_eval_seconds")
+    if priced_by_tokens(row):
+        cost = row["cost_usd"]
+    else:
+        cost = None if price is None else price * ((row.get("wall_seconds") or 0.0) - (lm_eval or 0.0))
+    train = row.get("train_seconds")
+    return {
+        "cost_usd": cost,
+        "lm_eval_cost_usd": None if price is None or lm_eval is None else price * lm_eval,
+        "train_cost_usd": 0.0 if not train else None if price is None else price * train,
+        "serving_usd_per_request": serving_usd_per_request(row, price),
+    }
+
+
+# --- cost lines --------------------------------------------------------------------------------
+
+def line(row: dict) -> tuple[float, float] | None:
+    """(one-off training cost, cost per request), or None when the row lacks either."""
+    train, serving = row.get("train_cost_usd"), row.get("serving_usd_per_request")
+    return None if train is None or serving is None else (train, serving)
+
+
+def total_cost(row: dict, volume: float) -> float | None:
+    """Training once plus `volume` requests."""
+    costs = line(row)
+    return None if costs is None else costs[0] + volume * costs[1]
+
+
+def costed(rows: Sequence[dict]) -> list[dict]:
+    """Finished rows that have a cost line."""
+    return [r for r in rows if r.get("status", "ok") == "ok" and line(r) is not None]
+
+
+def break_even(a: dict, b: dict) -> float | None:
+    """The request volume (> 0) at which a's and b's costs are equal; None when they never cross
+    (parallel, or one cheaper both to start and per request)."""
+    (ta, sa), (tb, sb) = line(a), line(b)
+    if sa == sb:
+        return None
+    volume = (tb - ta) / (sa - sb)
+    return volume if volume > 0 else None
+
+
+@dataclass(frozen=True)
+class Crossing:
+    before: str  # cheaper below the volume (cheaper to start)
+    after: str  # cheaper above it (cheaper per request)
+    volume: float
+
+
+def crossings(rows: Sequence[dict]) -> list[Crossing]:
+    """Every pair of techniques whose costs cross, by volume."""
+    rows = costed(rows)
+    found = []
+    for i, a in enumerate(rows):
+        for b in rows[i + 1:]:
+            volume = break_even(a, b)
+            if volume is not None:
+                first, second = (a, b) if line(a)[0] < line(b)[0] else (b, a)
+                found.append(Crossing(first["technique"], second["technique"], volume))
+    return sorted(found, key=lambda c: c.volume)
+
+
+def cheapest_to_start(rows: Sequence[dict]) -> dict | None:
+    """The lowest training cost (ties: the cheaper per request)."""
+    rows = costed(rows)
+    return min(rows, key=lambda r: line(r)) if rows else None
+
+
+def cheapest_per_request(rows: Sequence[dict]) -> dict | None:
+    """The lowest serving cost per request (ties: the cheaper to start)."""
+    rows = costed(rows)
+    return min(rows, key=lambda r: line(r)[::-1]) if rows else None
+
+
+def cheapest_ranges(rows: Sequence[dict]) -> list[tuple[str, float, float]]:
+    """(technique, from volume, to volume) for the technique that costs least over each range of
+    request volumes, from 0 to infinity: the lower envelope of the cost lines."""
+    lines = {r["technique"]: line(r) for r in costed(rows)}
+    if not lines:
+        return []
+    current, volume, ranges = min(lines, key=lambda n: lines[n]), 0.0, []
+    while True:
+        start, per_request = lines[current]
+        # the line that meets the current one soonest after `volume`, among those cheaper per request
+        meets = [((t - start) / (per_request - s), s, n) for n, (t, s) in lines.items() if s < per_request]
+        if not meets:
+            ranges.append((current, volume, math.inf))
+            return ranges
+        at, _, following = min((max(at, volume), s, n) for at, s, n in meets)
+        if at > volume:
+            ranges.append((current, volume, at))
+        current, volume = following, at
+
+
+# --- words -------------------------------------------------------------------------------------
+
+def volume_text(volume: float) -> str:
+    """A request count rounded to two significant figures: 40k, 1.2M, 850."""
+    rounded = float(f"{max(volume, 1):.2g}")
+    for unit, size in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if rounded >= size:
+            return f"{rounded / size:g}{unit}"
+    return f"{rounded:g}"
