@@ -10,9 +10,9 @@ from rich.console import Console
 
 from conftest import run_cli
 from harness import baseline as floor  # `baseline` is a fixture below
-from harness import metrics
+from harness import figures, metrics
 from harness.cli import main
-from harness.report import decision, terminal_table, write_report
+from harness.report import decision, ownership, terminal_table, write_report
 from harness.results import RunStore, make_row
 from harness.tasks import DataSpec, Example, Task, TaskSpec
 
@@ -198,6 +198,66 @@ def test_report_marks_best_values_significance_plots_and_exports(tmp_path):
     csv = (tmp_path / "results.csv").read_text().splitlines()
     assert csv[0].startswith("task,technique,kind,status") and len(csv) == 4
     assert (tmp_path / "results.parquet").is_file()
+
+
+# --- cost at volume: training once, then serving each request -------------------------------------
+
+def with_cost_lines(store: RunStore, lines: dict[str, tuple[float, float]], workload: dict | None = None) -> RunStore:
+    """Give each technique a training cost and a serving cost per request (and the recipe a workload)."""
+    for row in store.rows:
+        row["train_cost_usd"], row["serving_usd_per_request"] = lines[row["technique"]]
+        row.update(latency_p50_seconds=0.05, latency_p95_seconds=0.08, prompt_tokens_mean=120.0, output_tokens_mean=3.0)
+    if workload:
+        store.meta["recipe"]["workload"] = workload
+    store.save()
+    return store
+
+
+TIED = {"rag": (outcomes(40), 0.002, 1200), "lora": (outcomes(42), 0.010, 4000)}  # not significantly apart
+LINES = {"rag": (0.0, 0.0005), "lora": (10.0, 0.0001)}  # they cross at 10 / 0.0004 = 25k requests
+
+
+@pytest.mark.parametrize("volume, pick", [(1_000, "rag"), (1_000_000, "lora")])
+def test_under_a_workload_the_cheaper_at_that_volume_of_the_tied_techniques_is_recommended(tmp_path, volume, pick):
+    store = with_cost_lines(make_run(tmp_path, TIED), LINES)
+    predictions = store.finished_predictions()
+    chosen = decision.recommend(store.ordered_rows(), predictions, volume=volume)
+    assert chosen.technique == pick and chosen.volumes == ""
+    cost = {"rag": 0.0005 * volume, "lora": 10 + 0.0001 * volume}[pick]
+    assert chosen.reason.endswith(f"at {ownership.volume_text(volume)} requests (training once, then serving each) "
+                                  f"it costs {figures.fmt_usd(cost)}")
+    assert "x the cost at " in chosen.upgrades[0]
+
+
+def test_without_a_workload_the_verdict_says_which_volumes_it_holds_for(tmp_path):
+    store = with_cost_lines(make_run(tmp_path, {"zero": (outcomes(6), 0.001, 900), **TIED}),
+                            LINES | {"zero": (0.0, 0.0001)})  # cheapest everywhere, but significantly worse
+    chosen = decision.recommend(store.ordered_rows(), store.finished_predictions())
+    assert chosen.technique == "rag"  # the run's cost, as before
+    assert chosen.volumes == ("This holds for fewer than ~25k requests (training once, then serving each); "
+                              "above ~25k, lora costs less at a score not significantly below the best.")
+    dominated = with_cost_lines(store, LINES | {"zero": (0.0, 0.0001), "rag": (0.0, 0.00005)})
+    again = decision.recommend(dominated.ordered_rows(), dominated.finished_predictions())
+    assert again.volumes.startswith("It is also the cheapest to own at any request volume")
+    old = make_run(tmp_path / "old", TIED)  # a run stored before the serving figures
+    unpriced = decision.recommend(old.ordered_rows(), old.finished_predictions())
+    assert unpriced.technique == "rag" and unpriced.volumes == ""
+
+
+def test_report_has_a_cost_at_volume_section_plot_and_break_evens(tmp_path):
+    store = with_cost_lines(make_run(tmp_path, {"zero": (outcomes(6), 0.001, 900), **TIED}),
+                            LINES | {"zero": (0.0, 0.0002)}, workload={"requests": 1_000_000, "period": "month"})
+    report = write_report([store]).read_text()
+    assert "**Use lora**" in report and "at 1M requests (training once, then serving each) it costs $110.00" in report
+    section = report[report.index("## Cost at volume"):report.index("## How each figure was measured")]
+    assert "(plots/t-cost-at-volume.png)" in section
+    assert (tmp_path / "plots" / "t-cost-at-volume.png").read_bytes()[:4] == b"\x89PNG"
+    assert "| lora | $10.00 | $0.1000 | 50ms / 80ms | 120 / 3.0 | $110.00 |" in section
+    assert "at 1M requests a month |" in section
+    assert ("zero is the cheapest to start ($0 of training), lora the cheapest per request ($0.1000 per 1k): "
+            "lora becomes cheaper than zero after about 100k requests.") in section
+    assert "- lora becomes cheaper than rag after about 25k requests." in section
+    assert "rag becomes cheaper" not in section and "zero becomes cheaper" not in section
 
 
 @pytest.fixture

@@ -16,7 +16,9 @@ from typing import Sequence
 from harness import metrics
 from harness.baseline import KIND as BASELINE_KIND
 from harness.evaluate import lmeval
+from harness.figures import fmt_usd
 from harness.metrics import INVALID
+from harness.report import ownership
 from harness.report.stats import (Difference, collapsed_answer, holm, keyed, mcnemar_p, paired_difference,
                                   paired_test_p)
 
@@ -170,15 +172,22 @@ class Recommendation:
     technique: str | None
     reason: str
     upgrades: list[str]  # one line per costlier option: what it buys over the recommendation
+    volumes: str = ""  # without a workload: the request volumes over which the pick costs least to own
 
 
 def recommend(rows: Sequence[dict], predictions: dict[str, list[dict]], cost_key: str = "cost_usd",
-              cost_tolerance: float = COST_TOLERANCE) -> Recommendation:
+              cost_tolerance: float = COST_TOLERANCE, volume: float | None = None) -> Recommendation:
     """The cheapest technique above the majority floor whose score is not significantly below the best.
 
-    Costs within `cost_tolerance` of the cheapest such technique count as equal (wall time, hence
-    cost, varies from run to run), and the tie goes to lower peak memory, then higher score. Also
-    returns what each costlier option buys over the pick."""
+    With a `volume` (the recipe's workload), the cost compared is each technique's cost of ownership at
+    that many requests (training once, then serving each; see report/ownership.py); without one, the
+    run's cost (`cost_key`), and `volumes` says over which request volumes the pick is also the
+    cheapest to own. Costs within `cost_tolerance` of the cheapest such technique count as equal (wall
+    time, hence cost, varies from run to run), and the tie goes to lower peak memory, then higher
+    score. Also returns what each costlier option buys over the pick."""
+    if volume is not None:
+        rows = [r | {"cost_at_volume": ownership.total_cost(r, volume)} for r in rows]
+        cost_key = "cost_at_volume"
     verdicts, below = paired_vs_best(rows, predictions), _below_floor(rows, predictions)
     techniques = _techniques(rows)
     if techniques and all(r["technique"] in below for r in techniques):
@@ -197,7 +206,40 @@ def recommend(rows: Sequence[dict], predictions: dict[str, list[dict]], cost_key
     same_cost = [r for r in eligible if r[cost_key] <= cheapest * (1 + cost_tolerance)]
     pick = min(same_cost, key=lambda r: (_memory(r), -r["score"]))
     reason = _reason(pick, _best(rows), verdicts, priced, below, same_cost, cost_key, cost_tolerance)
-    return Recommendation(pick["technique"], reason, _upgrades(pick, priced, predictions, cost_key))
+    at = "" if volume is None else f" at {ownership.volume_text(volume)} requests"
+    if volume is not None:
+        reason += f";{at} (training once, then serving each) it costs {fmt_usd(pick[cost_key])}"
+    return Recommendation(pick["technique"], reason, _upgrades(pick, priced, predictions, cost_key, at),
+                          "" if volume is not None else volume_range(pick, eligible))
+
+
+def volume_range(pick: dict, eligible: Sequence[dict]) -> str:
+    """Over which request volumes the pick costs least to own (training once, then serving each request)
+    among the techniques not significantly below the best; "" when fewer than two have a cost line."""
+    ranges = ownership.cheapest_ranges(eligible)
+    if len(ownership.costed(eligible)) < 2 or not ranges:
+        return ""
+    name, text = pick["technique"], ownership.volume_text
+    if len(ranges) == 1:
+        if ranges[0][0] == name:
+            return ("It is also the cheapest to own at any request volume (training once, then serving each "
+                    "request) among the techniques not significantly below the best.")
+        return (f"To own (training once, then serving each request), {ranges[0][0]} costs less at any request "
+                "volume at a score not significantly below the best; set `workload:` to decide at your volume.")
+    if ranges[0][0] == name:
+        later = "; ".join(f"above ~{text(start)}, {other}" for other, start, _ in ranges[1:])
+        return (f"This holds for fewer than ~{text(ranges[0][2])} requests (training once, then serving each); "
+                f"{later} costs less at a score not significantly below the best.")
+    spans = ", ".join(f"{other} {_span(start, end)}" for other, start, end in ranges)
+    return (f"To own (training once, then serving each request), among the techniques not significantly below "
+            f"the best the cheapest is {spans}; set `workload:` to decide at your volume.")
+
+
+def _span(start: float, end: float) -> str:
+    text = ownership.volume_text
+    if start == 0:
+        return f"below ~{text(end)} requests"
+    return f"above ~{text(start)}" if end == float("inf") else f"from ~{text(start)} to ~{text(end)}"
 
 
 def _memory(row: dict) -> float:
@@ -227,7 +269,8 @@ def _reason(pick, best, verdicts, priced, below, same_cost, cost_key, tolerance)
     return text
 
 
-def _upgrades(pick: dict, priced: list[dict], predictions: dict[str, list[dict]], cost_key: str) -> list[str]:
+def _upgrades(pick: dict, priced: list[dict], predictions: dict[str, list[dict]], cost_key: str,
+              at: str = "") -> list[str]:
     """What each option costing at least as much as the pick buys over it: the paired difference with its
     CI and Holm-adjusted p, the cost ratio, the memory and lm-eval changes."""
     costlier = sorted((r for r in priced if r is not pick and r[cost_key] >= pick[cost_key]), key=lambda r: r[cost_key])
@@ -241,7 +284,7 @@ def _upgrades(pick: dict, priced: list[dict], predictions: dict[str, list[dict]]
             p = adjusted[row["technique"]]
             noise = f"significant (Holm p = {p:.3f})" if p < ALPHA else f"within noise (Holm p = {p:.2f})"
             change = f"{d.diff:+.3f} score {_ci(d)}, {noise}"
-        ratio = f"{row[cost_key] / pick[cost_key]:.1f}x the cost" if pick[cost_key] else "a higher cost"
+        ratio = f"{row[cost_key] / pick[cost_key]:.1f}x the cost{at}" if pick[cost_key] else f"a higher cost{at}"
         lines.append(f"**{row['technique']}**: {change}, for {ratio}"
                      f"{_memory_delta(row, pick)}{_lm_eval_delta(row, pick)}")
     return lines

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import yaml
 
-from harness import baseline, metrics
+from harness import baseline, figures, metrics
 from harness.evaluate import lmeval
-from harness.report import decision, plots, study
+from harness.report import decision, ownership, plots, study
 from harness.report.columns import best_values, visible_columns
 from harness.results import RunStore, report_folder, task_name, write_atomic
 
@@ -44,10 +44,14 @@ def results_table(rows: list[dict]) -> str:
                   [c.numeric for c in columns])
 
 
-def recommendation_section(rows: list[dict], predictions: dict[str, list[dict]]) -> str:
-    """The pick and why, what each costlier option buys, and the majority-floor warnings."""
-    pick = decision.recommend(rows, predictions)
+def recommendation_section(rows: list[dict], predictions: dict[str, list[dict]],
+                           workload: dict | None = None) -> str:
+    """The pick and why (at the workload's volume when the recipe gives one, else with the volumes its
+    verdict holds for), what each costlier option buys, and the majority-floor warnings."""
+    pick = decision.recommend(rows, predictions, volume=workload["requests"] if workload else None)
     lines = [f"**Use {pick.technique}**: {pick.reason}." if pick.technique else f"No recommendation: {pick.reason}."]
+    if pick.volumes:
+        lines[0] += f" {pick.volumes}"
     if pick.upgrades:
         lines += ["", "Each costlier option, against it:", ""] + [f"- {line}" for line in pick.upgrades]
     flags = decision.floor_flags(rows, predictions)
@@ -68,6 +72,53 @@ def plots_section(store: RunStore, rows: list[dict], folder: Path) -> str:
     if plots.plot_training(rows, title, folder / name):
         links.append(f"![{title}]({name})")
     return " ".join(links)
+
+
+def cost_at_volume_section(store: RunStore, rows: list[dict], folder: Path, workload: dict | None) -> str:
+    """Each technique's cost of ownership (training once, then serving each request): a plot against
+    request volume, a table, and where the cheapest technique changes."""
+    rows = [r for r in ownership.costed(rows) if r["kind"] != baseline.KIND]
+    if not rows:
+        return ""
+    volume = workload["requests"] if workload else None
+    name, title = f"plots/{task_name(store)}-cost-at-volume.png", f"{task_name(store)}: cost at volume"
+    plot = plots.plot_cost_at_volume(rows, title, folder / name, volume)
+    headers = ["technique", "training (one-off)", "per 1k requests", "latency p50 / p95 (batch 1)",
+               "tokens in / out (mean)"]
+    if volume:
+        headers.append(f"at {ownership.volume_text(volume)} requests a {workload.get('period') or 'period'}")
+    usd, seconds = figures.fmt_usd, figures.fmt_seconds
+    cells = []
+    for r in rows:
+        tokens = (f"{r['prompt_tokens_mean']:.0f} / {r['output_tokens_mean']:.1f}"
+                  if r.get("prompt_tokens_mean") is not None else "–")
+        cells.append([r["technique"], usd(r["train_cost_usd"]), usd(1000 * r["serving_usd_per_request"]),
+                      f"{seconds(r.get('latency_p50_seconds'))} / {seconds(r.get('latency_p95_seconds'))}", tokens]
+                     + ([usd(ownership.total_cost(r, volume))] if volume else []))
+    parts = [f"![{title}]({name})" if plot else "", _table(headers, cells, [False] + [True] * (len(headers) - 1)),
+             break_even_text(rows)]
+    return "\n\n".join(p for p in parts if p)
+
+
+def break_even_text(rows: list[dict]) -> str:
+    """Where costs cross: the cheapest to start against the cheapest per request, then every other pair."""
+    start, serve = ownership.cheapest_to_start(rows), ownership.cheapest_per_request(rows)
+    if start is None or len(rows) < 2:
+        return ""
+    if start is serve:
+        head = (f"{start['technique']} is both the cheapest to start and the cheapest per request: it costs least "
+                "at every volume.")
+    else:
+        volume = ownership.break_even(start, serve)
+        head = (f"{start['technique']} is the cheapest to start ({figures.fmt_usd(start['train_cost_usd'])} of "
+                f"training), {serve['technique']} the cheapest per request "
+                f"({figures.fmt_usd(1000 * serve['serving_usd_per_request'])} per 1k)"
+                + (f": {serve['technique']} becomes cheaper than {start['technique']} after about "
+                   f"{ownership.volume_text(volume)} requests." if volume else "."))
+    pair = {start["technique"], serve["technique"]}
+    others = [f"- {c.after} becomes cheaper than {c.before} after about {ownership.volume_text(c.volume)} requests."
+              for c in ownership.crossings(rows) if {c.before, c.after} != pair]
+    return "\n\n".join([head] + (["\n".join(others)] if others else []))
 
 
 def floor_note(rows: list[dict]) -> str:
@@ -128,7 +179,9 @@ def measurement_section(metas: list[dict], rows: list[dict]) -> str:
         "- **Recommendation**: the cheapest technique above the majority floor that is not significantly worse "
         f"than the best. Costs within {decision.COST_TOLERANCE:.0%} of the cheapest such technique count as equal "
         "(wall time, hence cost, varies between runs); the tie goes to lower peak memory, then higher score. "
-        "Computed from these numbers, not written by hand.",
+        "With a `workload:` in the recipe, the cost compared is the cost at that many requests (see Cost at "
+        "volume); without one, the run's cost, with the request volumes over which the pick is also the "
+        "cheapest to own. Computed from these numbers, not written by hand.",
         "- **no label**: share of answers that named none of the task's labels (classification tasks).",
         f"- **peak mem**: {'; '.join(methods) or 'not measured'}; the highest of the technique's phases. "
         "Process RSS counts everything the process holds (the Python runtime and libraries, ~0.5 GiB, and the "
@@ -137,8 +190,18 @@ def measurement_section(metas: list[dict], rows: list[dict]) -> str:
         "- **wall**: the technique from start to finish (training, evaluation, lm-eval; prompt-only and RAG "
         "techniques share one base-model load"
         f"{f' ({max(loads):.1f}s at most)' if loads else ''}, counted in none).",
-        f"- **cost**: wall hours x the recipe's price per device-hour ({prices or 'none set'}).",
-        "- **ex/s**: held-out examples scored per second (prompt processing and generation).",
+        f"- **cost**: what this run spent on the technique: wall hours, less its lm-eval run (billed on its own "
+        "line, `lm_eval_cost_usd`, to the technique that ran it), x the recipe's price per device-hour "
+        f"({prices or 'none set'}). Not what the technique costs in production: see Cost at volume.",
+        "- **ex/s**: held-out requests scored per second at the recipe's batch size (prompt processing and "
+        "generation).",
+        "- **Cost at volume**: training cost = training seconds x the price, paid once (a search's trials and a "
+        "RAG index build are not in it); serving cost per request = evaluation seconds / examples at the "
+        "recipe's batch size, plus retrieval per request, x the price (a technique priced by tokens costs its "
+        "tokens); cost at V requests = training + V x serving. **Latency**: the first "
+        "`eval.heldout.latency_samples` held-out prompts, each answered alone (batch size 1) with the same "
+        "greedy settings; p50 and p95. **Tokens**: per request, the prompt tokens the model read (padding "
+        "excluded) and the tokens it generated.",
     ]
     if any(r.get("retriever") for r in rows):
         lines.append(
@@ -197,14 +260,21 @@ def render_markdown(stores: list[RunStore], folder: Path) -> str:
     ]
     predictions = [s.finished_predictions() for s in stores]  # read once: the tests and the table both need them
     task_rows = [decision.with_verdicts(s.ordered_rows(), p) for s, p in zip(stores, predictions)]
+    workload = recipe.get("workload")
     for store, table_rows, task_predictions in zip(stores, task_rows, predictions):
-        text = recommendation_section(table_rows, task_predictions)
+        text = recommendation_section(table_rows, task_predictions, workload)
         advice = study.data_size_advice(store)  # where train sizes were given: which technique at that size
         text += f"\n\n{advice}" if advice else ""
         sections.append(f"**{task_name(store)}**: {text}" if many else text)
     sections.append("## Results")
     for store, table_rows in zip(stores, task_rows):
         sections += task_section(store, table_rows, folder, "###")
+    volume_sections = [(s, cost_at_volume_section(s, s.ordered_rows(), folder, workload)) for s in stores]
+    if any(text for _, text in volume_sections):
+        sections.append("## Cost at volume")
+        sections.append("Training once, then serving each request at the measured device time (the recipe's batch "
+                        "size) and the recipe's price per device-hour; see how each figure was measured.")
+        sections += [f"### {task_name(s)}\n\n{text}" if many else text for s, text in volume_sections if text]
     sections += ["## How each figure was measured", measurement_section(metas, rows)]
     not_ok = [(task_name(s), r) for s in stores for r in s.ordered_rows() if r["status"] != "ok"]
     if not_ok:

@@ -1,5 +1,5 @@
 """PNG plots for REPORT.md: score against peak memory and against cost, with the Pareto front drawn; a
-study's search trials and learning curves."""
+study's search trials and learning curves; cost of ownership against request volume."""
 
 from __future__ import annotations
 
@@ -156,4 +156,35 @@ def plot_training(rows: Sequence[dict], title: str, path: Path) -> Path | None:
         ax.set_ylabel(label)
         ax.legend(fontsize=8)
     fig.suptitle(title)
+    return _save(plt, fig, path)
+
+
+def plot_cost_at_volume(rows: Sequence[dict], title: str, path: Path, workload: float | None = None) -> Path | None:
+    """Cost of ownership (training once, then serving each request) against request volume, one line per
+    technique, both axes logarithmic; the workload's volume as a dashed vertical line. None when no row
+    has a cost line."""
+    import math
+
+    import numpy as np
+
+    from harness.report import ownership
+
+    rows = ownership.costed(rows)
+    if not rows:
+        return None
+    marks = [c.volume for c in ownership.crossings(rows)] + ([workload] if workload else [])
+    top = max(6, math.ceil(math.log10(10 * max(marks, default=1))))  # past every crossing: at least 1M requests
+    volumes = np.logspace(0, top, 200)
+    plt, fig, (ax,) = _figure()
+    for row in rows:
+        ax.plot(volumes, [ownership.total_cost(row, v) for v in volumes], label=row["technique"])
+    if workload:
+        ax.axvline(workload, linestyle="--", color="gray", label=f"workload ({ownership.volume_text(workload)})")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("requests served (log scale)")
+    ax.set_ylabel("cost: training + serving (USD, log scale)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(loc="best", fontsize=8)
     return _save(plt, fig, path)
