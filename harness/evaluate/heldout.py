@@ -68,8 +68,11 @@ def generate_counted(model, tokenizer, prompts: Sequence[str], batch_size: int, 
 
 
 def latencies(model, tokenizer, prompts: Sequence[str], max_new_tokens: int) -> list[float]:
-    """Seconds to answer each prompt alone (batch size 1), with the same greedy settings as the scored run."""
+    """Seconds to answer each prompt alone (batch size 1), with the same greedy settings as the scored run;
+    after one untimed request, since the first at a new batch shape pays one-off set-up."""
     seconds = []
+    if prompts:
+        generate_counted(model, tokenizer, prompts[:1], 1, max_new_tokens)
     for prompt in prompts:
         start = time.perf_counter()
         generate_counted(model, tokenizer, [prompt], 1, max_new_tokens)  # reads the output: on CUDA, synchronized
