@@ -70,3 +70,39 @@ def test_an_uncached_hub_model_offline_fails_fast_and_leaves_no_run_folder(write
     assert "'nobody/does-not-exist' is not in the Hugging Face cache" in result.output
     assert time.monotonic() - start < 20  # not the hub client's minute of retries
     assert not (tmp_path / "out").exists()
+
+
+SERVED = TWO + "  - {name: lora, kind: lora, train: {max_steps: 2, batch_size: 4, limit: 16}, lora: {rank: 2, alpha: 4}}\n"
+
+
+def test_run_measures_serving_and_reports_the_cost_at_volume(write, tiny_model_dir, tmp_path):
+    extra = ("  lm_eval: {tasks: [general_ability], limit: 4, batch_size: 4}\n"
+             "workload: {requests: 1000000, period: month}\n")
+    text = tiny_recipe(tiny_model_dir, tmp_path / "out", SERVED, extra).replace(
+        "bootstrap_samples: 200}", "bootstrap_samples: 200, latency_samples: 2}")
+    result = run_cli("run", write("r.yaml", text))
+    assert result.exit_code == 0, result.output
+    run_dir = only_run_dir(tmp_path / "out")
+    rows = {r["technique"]: r for r in results.RunStore.open(run_dir).rows}
+    for name in ("zero", "few", "lora"):
+        row = rows[name]
+        assert row["status"] == "ok", row["error"]
+        assert row["latency_p95_seconds"] >= row["latency_p50_seconds"] > 0
+        assert row["prompt_tokens_p95"] >= row["prompt_tokens_mean"] > 0
+        assert 0 < row["output_tokens_mean"] <= row["output_tokens_p95"] <= 4  # max_new_tokens
+        assert row["serving_usd_per_request"] == pytest.approx(row["eval_seconds"] / 12 * 0.10 / 3600)
+        assert row["eval_examples_per_second"] == pytest.approx(12 / row["eval_seconds"])  # requests/s, batched
+        assert row["cost_usd"] == pytest.approx((row["wall_seconds"] - row["lm_eval_seconds"]) * 0.10 / 3600)
+        assert row["lm_eval_cost_usd"] == pytest.approx(row["lm_eval_seconds"] * 0.10 / 3600)
+    assert rows["few"]["prompt_tokens_mean"] > rows["zero"]["prompt_tokens_mean"]  # two shots are read every time
+    assert rows["zero"]["train_cost_usd"] == 0 and rows["lora"]["train_cost_usd"] == pytest.approx(
+        rows["lora"]["train_seconds"] * 0.10 / 3600)
+    # the shared base-model lm-eval is billed once, on its own line, never to zero-shot's cost
+    assert rows["zero"]["lm_eval_seconds"] > 0 and rows["few"]["lm_eval_shared"]
+    assert rows["few"]["lm_eval_cost_usd"] == 0 and rows["lora"]["lm_eval_cost_usd"] > 0
+
+    report = (run_dir / "REPORT.md").read_text()
+    section = report[report.index("## Cost at volume"):report.index("## How each figure was measured")]
+    assert "(plots/ticket-routing-cost-at-volume.png)" in section and "at 1M requests a month" in section
+    assert (run_dir / "plots" / "ticket-routing-cost-at-volume.png").read_bytes()[:4] == b"\x89PNG"
+    assert "the cheapest to start" in section and "| lora | $0.0" in section
