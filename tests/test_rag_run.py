@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 from click.testing import CliRunner
 
 from harness import results
@@ -41,6 +42,12 @@ def test_rag_and_lm_eval_fill_their_columns_for_every_technique(tiny_model_dir, 
     assert rows["rag"]["retrieval_k"] == 2 and rows["lora-rag"]["retrieval_k"] == 1
     assert not rows["rag"]["index_cached"] and rows["lora-rag"]["index_cached"]  # built once per run
     assert rows["zero"].get("recall_at_k") is None
+    for name in ("rag", "lora-rag"):  # retrieval is part of serving a request
+        row = rows[name]
+        assert 0 < row["retrieval_seconds_per_request"] <= row["retrieval_seconds"]
+        assert row["serving_usd_per_request"] == pytest.approx(
+            (row["eval_seconds"] / 8 + row["retrieval_seconds_per_request"]) * 0.10 / 3600)
+    assert rows["zero"].get("retrieval_seconds_per_request") is None
 
     for row in rows.values():
         assert 0 <= row["lm_eval:general_ability:acc"] <= 1 and row["lm_eval:general_ability:acc_stderr"] > 0
