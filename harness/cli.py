@@ -131,6 +131,7 @@ def _validated(recipe_path: str, overrides) -> Recipe:
     check_resolvable(spec.model.id)
     for task in map(load_task, spec.tasks):
         try:  # the split a run cuts, so that its problems show here rather than in a worker
+            spec.eval.heldout.check_task(task)
             task = with_validation(task, spec.eval.validation)
         except ConfigError as exc:
             raise ConfigError(f"{recipe_path}: {exc}") from None

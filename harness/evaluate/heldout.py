@@ -1,4 +1,5 @@
-"""Held-out evaluation: batched greedy generation over the test split, then scoring with a 95% CI."""
+"""Held-out evaluation: batched greedy generation over the test split (or, with `mode: loglikelihood`,
+the likeliest of the task's labels), then scoring with a 95% CI."""
 
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ class HeldoutResult:
     metrics: dict[str, float]
     invalid_rate: float | None
     generated_tokens: int
-    predictions: list[dict]  # one per example: id, input, expected, predicted, parsed, correct (and value)
+    predictions: list[dict]  # one per example: id, input, expected, predicted, parsed, correct (and value;
+    # label_loglikelihoods under mode: loglikelihood)
 
 
 def generate(model, tokenizer, prompts: Sequence[str], batch_size: int, max_new_tokens: int,
@@ -60,10 +62,36 @@ def _length_until_stop(tokens: list[int], stop_ids: set[int]) -> int:
     return len(tokens)
 
 
+def loglikelihood_answers(model, tokenizer, prompts: Sequence[str], labels: Sequence[str], batch_size: int,
+                          on_batch: Callable[[int], None] = lambda n: None) -> tuple[list[str], list[dict[str, float]]]:
+    """For each prompt, every label scored as the assistant's answer (the summed log-probabilities of its
+    tokens after the rendered prompt); the answer is the likeliest label (the first one listed on a tie)."""
+    from harness.evaluate.preference import completion_logprobs
+
+    answers, scores = [], []
+    for start in range(0, len(prompts), batch_size):
+        batch = prompts[start:start + batch_size]
+        logps = completion_logprobs(model, tokenizer, [p for p in batch for _ in labels],
+                                    [label for _ in batch for label in labels], batch_size)
+        for i in range(len(batch)):
+            by_label = dict(zip(labels, logps[i * len(labels):(i + 1) * len(labels)]))
+            answers.append(max(by_label, key=by_label.get))
+            scores.append(by_label)
+        on_batch(len(batch))
+    return answers, scores
+
+
 def evaluate(model, tokenizer, task: Task, examples: Sequence[Example], prompt_for: Callable[[Example], str],
              settings: HeldoutEval, seed: int, on_batch: Callable[[int], None] = lambda n: None) -> HeldoutResult:
     prompts = [prompt_for(e) for e in examples]
-    answers, generated = generate(model, tokenizer, prompts, settings.batch_size, settings.max_new_tokens, on_batch)
+    label_scores = None
+    if settings.mode == "loglikelihood":
+        settings.check_task(task)
+        answers, label_scores = loglikelihood_answers(model, tokenizer, prompts, task.labels, settings.batch_size,
+                                                      on_batch)
+        generated = 0
+    else:
+        answers, generated = generate(model, tokenizer, prompts, settings.batch_size, settings.max_new_tokens, on_batch)
     expected = [e.output for e in examples]
     metric = task.spec.metric
     scored = metrics.score(metric, expected, answers, task.labels)
@@ -72,6 +100,8 @@ def evaluate(model, tokenizer, task: Task, examples: Sequence[Example], prompt_f
         {"id": e.id, "input": e.input, "expected": e.output, "predicted": a, "parsed": p, **metrics.outcome(metric, v)}
         for e, a, p, v in zip(examples, answers, scored.parsed, scored.correct)
     ]
+    for prediction, by_label in zip(predictions, label_scores or []):
+        prediction["label_loglikelihoods"] = {label: round(value, 4) for label, value in by_label.items()}
     return HeldoutResult(metric, scored.metrics[metric], low, high, scored.metrics, scored.invalid_rate,
                          generated, predictions)
 

@@ -100,6 +100,16 @@ def paired_test_text(metas: list[dict]) -> str:
     return f"{mcnemar} under a 0/1 metric, {wilcoxon} under a continuous one"
 
 
+def _answers_text(rows: list[dict]) -> str:
+    """How the held-out answers were obtained: greedy decoding, or (eval.heldout.mode: loglikelihood) the likeliest label."""
+    modes = {r.get("eval_mode") or "generate" for r in rows if r.get("kind") != baseline.KIND and r.get("score") is not None}
+    loglik = ("the likeliest label (each of the task's labels scored as the answer by the summed log-probabilities "
+              "of its tokens; metric marked (loglik))")
+    if modes == {"loglikelihood"}:
+        return loglik
+    return "greedy decoding" + (f", or {loglik}" if "loglikelihood" in modes else "")
+
+
 def measurement_section(metas: list[dict], rows: list[dict]) -> str:
     meta = metas[0]
     methods = sorted({r["peak_memory_method"] for r in rows if r.get("peak_memory_method")})
@@ -108,7 +118,7 @@ def measurement_section(metas: list[dict], rows: list[dict]) -> str:
     metrics = ", ".join(sorted({f"`{m['task']['metric']}` ({m['task']['name']})" for m in metas}))
     lines = [
         f"- **score**: the task's metric ({metrics}) on the held-out examples (all of them, or the recipe's "
-        "`eval.heldout.limit`), greedy decoding, averaged over the run's seeds; **± seeds** is the standard "
+        f"`eval.heldout.limit`), {_answers_text(rows)}, averaged over the run's seeds; **± seeds** is the standard "
         "deviation of the per-seed scores (shown for multi-seed runs). The interval is a 95% percentile bootstrap: "
         "over examples, and with several seeds over seeds and examples together (see vs best).",
         "- **vs best** (terminal: **sig**): each technique against the best-scoring one, paired on the same "

@@ -1,0 +1,66 @@
+"""Classification on the tiny model: loglikelihood scoring of labels, the confusion matrix and per-label F1
+in REPORT.md, the terminal's legend and recommendation, and the pull-request summary."""
+
+import json
+
+import pytest
+
+from conftest import only_run_dir, run_cli, tiny_recipe
+from harness import metrics, results
+
+LABELS = ["billing", "shipping", "technical", "account", "returns", "feedback"]
+TWO = """\
+  - {name: zero, kind: prompt, shots: 0}
+  - {name: few, kind: prompt, shots: 2}
+"""
+
+
+@pytest.fixture(scope="module")
+def loglik_run(tiny_model_dir, tmp_path_factory):
+    """One tiny run, scored by loglikelihood, shared by the tests that read it."""
+    folder = tmp_path_factory.mktemp("loglik")
+    recipe = folder / "r.yaml"
+    recipe.write_text(tiny_recipe(tiny_model_dir, folder / "out", TWO).replace(
+        "heldout: {limit: 12", "heldout: {mode: loglikelihood, limit: 12"))
+    result = run_cli("run", recipe)
+    assert result.exit_code == 0, result.output
+    return only_run_dir(folder / "out"), result.output
+
+
+def test_loglikelihood_mode_always_names_a_label_the_likeliest(loglik_run):
+    run_dir, _ = loglik_run
+    store = results.RunStore.open(run_dir)
+    rows = {r["technique"]: r for r in store.rows}
+    assert set(rows) == {"zero", "few", "majority"}
+    for name in ("zero", "few"):
+        row = rows[name]
+        assert row["status"] == "ok" and row["eval_mode"] == "loglikelihood" and row["n_eval"] == 12
+        assert row["invalid_rate"] == 0 and row["eval_tokens_per_second"] is None
+        predictions = store.predictions(name)
+        assert len(predictions) == 12
+        for p in predictions:
+            scores = p["label_loglikelihoods"]
+            assert list(scores) == LABELS and all(v < 0 for v in scores.values())
+            assert p["parsed"] == p["predicted"] and p["parsed"] in LABELS
+            assert scores[p["parsed"]] == max(scores.values())  # the argmax (rounding may tie; then any maximum)
+            assert p["correct"] == (p["parsed"] == p["expected"])
+        assert sum(p["correct"] for p in predictions) / 12 == pytest.approx(row["score"])
+    report = (run_dir / "REPORT.md").read_text()
+    assert "| accuracy (loglik) |" in report and "the likeliest label" in report
+
+
+def test_loglikelihood_mode_on_a_task_without_labels_fails_before_the_run(write, tiny_model_dir, tmp_path):
+    text = tiny_recipe(tiny_model_dir, tmp_path / "out", TWO, "").replace("task: ticket-routing", "task: support-replies")
+    recipe = write("r.yaml", text.replace("heldout: {limit: 12", "heldout: {mode: loglikelihood, limit: 12"))
+    for command in ("validate", "run"):
+        result = run_cli(command, recipe)
+        assert result.exit_code == 2, result.output
+        assert "loglikelihood scores each of a task's labels" in result.output
+        assert "'support-replies' has no `labels:`" in result.output and "mode: generate" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_generate_is_the_default_mode():
+    from harness.config import HeldoutEval
+
+    assert HeldoutEval().mode == "generate"
