@@ -64,3 +64,45 @@ def test_generate_is_the_default_mode():
     from harness.config import HeldoutEval
 
     assert HeldoutEval().mode == "generate"
+
+
+def _details_table(report: str, technique: str) -> list[list[str]]:
+    """The body rows of a technique's per-label table in REPORT.md."""
+    block = report.split(f"<summary><b>{technique}</b>")[1].split("</details>")[0]
+    lines = [line for line in block.splitlines() if line.startswith("| ")][1:]  # past the header
+    return [[cell.strip().strip("*") for cell in line.strip("|").split("|")] for line in lines]
+
+
+def test_the_confusion_table_counts_every_prediction(loglik_run):
+    run_dir, _ = loglik_run
+    store = results.RunStore.open(run_dir)
+    report = (run_dir / "REPORT.md").read_text()
+    for name in ("zero", "few"):
+        predictions = store.predictions(name)
+        table = _details_table(report, name)
+        assert [row[0] for row in table] == LABELS
+        counts = [[int(n) for n in row[1:1 + len(LABELS)]] for row in table]  # no "no label" column here
+        assert sum(map(sum, counts)) == next(r["n_eval"] for r in store.rows if r["technique"] == name) == 12
+        for i, expected in enumerate(LABELS):
+            for j, answered in enumerate(LABELS):
+                assert counts[i][j] == sum(p["expected"] == expected and p["parsed"] == answered for p in predictions)
+    assert "majority</b>" not in report  # the floor answers one label by construction
+
+
+def test_confusion_adds_a_no_label_column_and_per_label_f1():
+    from harness.report.confusion import confusion, confusion_section
+
+    labels = ["a", "b"]
+    predictions = [{"expected": e, "parsed": p} for e, p in
+                   [("a", "a"), ("a", "a"), ("a", "b"), ("b", "b"), ("b", metrics.INVALID)]]
+    c = confusion(predictions, labels)
+    assert c.columns == ["a", "b", metrics.INVALID] and c.counts == [[2, 1, 0], [0, 1, 1]] and c.total == 5
+    assert c.precision == [1.0, 0.5] and c.recall == [pytest.approx(2 / 3), 0.5] and c.support == [3, 2]
+    assert c.f1 == [pytest.approx(0.8), pytest.approx(0.5)]
+    rows = [{"technique": "t", "kind": "prompt", "status": "ok", "metric": "accuracy", "score": 0.6,
+             "vs_best_marker": "best"}]
+    text = confusion_section(rows, {"t": predictions}, labels, seeds=1)
+    assert "<details open><summary><b>t</b>: accuracy 0.600, macro-F1 0.650; 5 answers</summary>" in text
+    assert "| expected ↓ answered → | a | b | no label | precision | recall | F1 |" in text
+    assert "| b | 0 | **1** | 1 | 0.50 | 0.50 | 0.50 |" in text
+    assert confusion_section(rows, {"t": predictions}, None) == ""  # not a classification task

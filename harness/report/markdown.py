@@ -1,6 +1,6 @@
 """REPORT.md: the recommendation, one results table per task (best values in bold, paired significance
-against the best), trade-off plots, how each figure was measured, failures, wrong answers, recipe and
-environment. Rendered from stored results only, so `harness report` can redo it at any time."""
+against the best), trade-off plots, per-label results of classification tasks (confusion matrix, F1 per
+label), how each figure was measured, failures, wrong answers, recipe and environment. Rendered from stored results only, so `harness report` can redo it at any time."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from harness import baseline, metrics
 from harness.evaluate import lmeval
 from harness.report import decision, plots, study
 from harness.report.columns import best_values, visible_columns
+from harness.report.confusion import confusion_section
 from harness.results import RunStore, report_folder, task_name, write_atomic
 
 
@@ -79,11 +80,14 @@ def floor_note(rows: list[dict]) -> str:
             f"{floor['score']:.3f}; guessing uniformly among the labels would score {floor['chance_score']:.3f}.")
 
 
-def task_section(store: RunStore, rows: list[dict], folder: Path, heading: str) -> list[str]:
+def task_section(store: RunStore, rows: list[dict], folder: Path, heading: str,
+                 predictions: dict[str, list[dict]] | None = None) -> list[str]:
     if not rows:
         return [f"{heading} {task_name(store)}", "No technique has finished yet."]
+    predictions = store.finished_predictions() if predictions is None else predictions
+    per_label = confusion_section(rows, predictions, store.meta["task"].get("labels"), len(store.meta.get("seeds") or [0]))
     sections = [f"{heading} {task_name(store)}", results_table(rows), floor_note(rows),
-                plots_section(store, rows, folder), study.seeds_section(store),
+                plots_section(store, rows, folder), per_label, study.seeds_section(store),
                 study.learning_curve_section(store, folder), study.search_section(store, folder)]
     return [s for s in sections if s]  # the study's sections are empty for a plain run
 
@@ -213,8 +217,8 @@ def render_markdown(stores: list[RunStore], folder: Path) -> str:
         text += f"\n\n{advice}" if advice else ""
         sections.append(f"**{task_name(store)}**: {text}" if many else text)
     sections.append("## Results")
-    for store, table_rows in zip(stores, task_rows):
-        sections += task_section(store, table_rows, folder, "###")
+    for store, table_rows, task_predictions in zip(stores, task_rows, predictions):
+        sections += task_section(store, table_rows, folder, "###", task_predictions)
     sections += ["## How each figure was measured", measurement_section(metas, rows)]
     not_ok = [(task_name(s), r) for s in stores for r in s.ordered_rows() if r["status"] != "ok"]
     if not_ok:
