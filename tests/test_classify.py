@@ -106,3 +106,41 @@ def test_confusion_adds_a_no_label_column_and_per_label_f1():
     assert "| expected ↓ answered → | a | b | no label | precision | recall | F1 |" in text
     assert "| b | 0 | **1** | 1 | 0.50 | 0.50 | 0.50 |" in text
     assert confusion_section(rows, {"t": predictions}, None) == ""  # not a classification task
+
+
+def _recommendation(run_dir, strong=lambda head: head) -> str:
+    from harness.report import decision
+
+    store = results.RunStore.open(run_dir)
+    return decision.sentence(decision.recommend(store.ordered_rows(), store.finished_predictions()), strong)
+
+
+def test_run_and_report_print_the_legend_and_the_recommendation(loglik_run):
+    from harness.report.terminal import LEGEND
+
+    run_dir, run_output = loglik_run
+    sentence = _recommendation(run_dir)
+    assert sentence.startswith(("Use ", "No recommendation: "))
+    report = (run_dir / "REPORT.md").read_text()
+    assert _recommendation(run_dir, lambda head: f"**{head}**") in report  # the same sentence as REPORT.md
+    result = run_cli("report", run_dir)
+    assert result.exit_code == 0, result.output
+    for output in (run_output, result.output):
+        assert LEGEND in output and "★ best score" in output and "▼ significantly worse" in output
+        assert sentence in output
+    assert result.output.index("sig") < result.output.index(LEGEND) < result.output.index(sentence)
+
+
+def test_report_format_pr_writes_a_short_summary(loglik_run):
+    run_dir, _ = loglik_run
+    result = run_cli("report", run_dir, "--format", "pr", "--link", "https://ci.example/artifacts/1")
+    assert result.exit_code == 0, result.output
+    text = (run_dir / "PR.md").read_text()
+    assert result.output == text and len(text.splitlines()) < 60
+    assert text.startswith("### tiny: ") and "on ticket-routing" in text
+    assert "| technique | accuracy (loglik) [95% CI] | vs best | peak mem | cost |" in text
+    assert all(f"| {name} | " in text for name in ("zero", "few", "majority"))
+    assert _recommendation(run_dir, lambda head: f"**{head}**") in text
+    assert text.rstrip().endswith("[REPORT.md](https://ci.example/artifacts/1)")
+    default = run_cli("report", run_dir, "--format", "pr")  # without --link: the report's path
+    assert default.output.rstrip().endswith("REPORT.md)") and "REPORT.md](" in default.output

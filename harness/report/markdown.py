@@ -48,7 +48,7 @@ def results_table(rows: list[dict]) -> str:
 def recommendation_section(rows: list[dict], predictions: dict[str, list[dict]]) -> str:
     """The pick and why, what each costlier option buys, and the majority-floor warnings."""
     pick = decision.recommend(rows, predictions)
-    lines = [f"**Use {pick.technique}**: {pick.reason}." if pick.technique else f"No recommendation: {pick.reason}."]
+    lines = [decision.sentence(pick, lambda head: f"**{head}**")]
     if pick.upgrades:
         lines += ["", "Each costlier option, against it:", ""] + [f"- {line}" for line in pick.upgrades]
     flags = decision.floor_flags(rows, predictions)
