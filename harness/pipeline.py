@@ -194,6 +194,8 @@ class CellRunner:
                 yield
             finally:
                 self.live = None
+        if not self.console.is_terminal:  # rich ends the last frame with a newline on terminals only (CI logs)
+            self.console.line()
 
     def _redraw(self) -> None:
         if self.live is not None:

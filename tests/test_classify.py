@@ -129,6 +129,7 @@ def test_run_and_report_print_the_legend_and_the_recommendation(loglik_run):
         assert LEGEND in output and "★ best score" in output and "▼ significantly worse" in output
         assert sentence in output
     assert result.output.index("sig") < result.output.index(LEGEND) < result.output.index(sentence)
+    assert f"\n{LEGEND}\n" in run_output  # on a line of its own, also after the live table of a log (CI)
 
 
 def test_report_format_pr_writes_a_short_summary(loglik_run):
