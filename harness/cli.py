@@ -285,5 +285,23 @@ def tasks():
     console.print(table)
 
 
+
+@main.command()
+def kinds():
+    """List the technique kinds a recipe may use (plugins add more), and the metrics and retrievers."""
+    from harness import kinds as registry
+    from harness import metrics
+    from harness.retrieval import RETRIEVERS
+
+    table = Table("kind", "trains", "reads base model", "default lr", "description", header_style="bold")
+    for name in registry.known():
+        kind = registry.get(name)
+        table.add_row(name, "yes" if kind.trained else "–", "yes" if kind.reads_base_model else "–",
+                      f"{kind.default_learning_rate:g}" if kind.default_learning_rate else "–", kind.description)
+    console.print(table)
+    console.print("metrics: " + ", ".join(metrics.METRICS.in_order()))
+    console.print("retrievers: " + ", ".join(RETRIEVERS.in_order()))
+
+
 if __name__ == "__main__":
     main()
