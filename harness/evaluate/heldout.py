@@ -10,7 +10,7 @@ import torch
 
 from harness import metrics
 from harness.config import HeldoutEval
-from harness.tasks import Example, Task
+from harness.tasks import Example, Task, heldout_examples  # noqa: F401  (heldout_examples lived here)
 
 
 @dataclass(frozen=True)
@@ -104,7 +104,3 @@ def evaluate(model, tokenizer, task: Task, examples: Sequence[Example], prompt_f
         prediction["label_loglikelihoods"] = {label: round(value, 4) for label, value in by_label.items()}
     return HeldoutResult(metric, scored.metrics[metric], low, high, scored.metrics, scored.invalid_rate,
                          generated, predictions)
-
-
-def heldout_examples(task: Task, settings: HeldoutEval) -> Sequence[Example]:
-    return task.test[: settings.limit] if settings.limit else task.test
