@@ -1,8 +1,6 @@
 """Classification on the tiny model: loglikelihood scoring of labels, the confusion matrix and per-label F1
 in REPORT.md, the terminal's legend and recommendation, and the pull-request summary."""
 
-import json
-
 import pytest
 
 from conftest import only_run_dir, run_cli, tiny_recipe
