@@ -20,13 +20,12 @@ from rich.markup import escape
 
 from harness import baseline, report, search, study, worker
 from harness.config import Recipe
-from harness.evaluate.heldout import heldout_examples
 from harness.executors import Job, JobEnd, last_lines, make_executor
 from harness.measure import device_name
 from harness.models import check_resolvable
 from harness.report import stats
 from harness.results import RunStore, make_row, write_atomic
-from harness.tasks import load_task, with_validation
+from harness.tasks import heldout_examples, load_task, with_validation
 
 LIBRARIES = ("torch", "transformers", "peft", "trl", "bitsandbytes", "lm_eval", "accelerate", "scikit-learn", "pandas",
              "optuna", "ray", "submitit")
@@ -50,6 +49,8 @@ def run(recipe: Recipe, run_dir: Path | None = None, recipe_path: str | None = N
     cluster's capacity on ray/slurm)."""
     console = console or Console()
     check_resolvable(recipe.model.id)  # before any folder is made: a model that cannot load fails here, fast
+    for task_ref in recipe.tasks:  # so do settings a task cannot take (loglikelihood scoring needs labels)
+        recipe.eval.heldout.check_task(load_task(task_ref))
     executor = make_executor(recipe, jobs)
     try:
         run_dir = Path(run_dir) if run_dir else new_run_dir(recipe)
@@ -192,6 +193,8 @@ class CellRunner:
                 yield
             finally:
                 self.live = None
+        if not self.console.is_terminal:  # rich ends the last frame with a newline on terminals only (CI logs)
+            self.console.line()
 
     def _redraw(self) -> None:
         if self.live is not None:

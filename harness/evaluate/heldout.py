@@ -1,4 +1,5 @@
-"""Held-out evaluation: batched greedy generation over the test split, then scoring with a 95% CI."""
+"""Held-out evaluation: batched greedy generation over the test split (or, with `mode: loglikelihood`,
+the likeliest of the task's labels), then scoring with a 95% CI."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import torch
 
 from harness import metrics
 from harness.config import HeldoutEval
-from harness.tasks import Example, Task
+from harness.tasks import Example, Task, heldout_examples  # noqa: F401  (heldout_examples lived here)
 
 
 @dataclass(frozen=True)
@@ -22,8 +23,9 @@ class HeldoutResult:
     metrics: dict[str, float]
     invalid_rate: float | None
     generated_tokens: int
-    predictions: list[dict]  # one per example: id, input, expected, predicted, parsed, correct (and value)
-    prompt_tokens: tuple[int, ...] = ()  # per example: the tokens the model read (padding excluded)
+    predictions: list[dict]  # one per example: id, input, expected, predicted, parsed, correct (and value;
+    # label_loglikelihoods under mode: loglikelihood)
+    prompt_tokens: tuple[int, ...] = ()  # per example: the tokens the model read (padding excluded; generate mode)
     output_tokens: tuple[int, ...] = ()  # per example: the tokens it wrote (up to and including a stop token)
 
 
@@ -67,15 +69,22 @@ def generate_counted(model, tokenizer, prompts: Sequence[str], batch_size: int, 
     return Generation(answers, prompt_tokens, output_tokens)
 
 
-def latencies(model, tokenizer, prompts: Sequence[str], max_new_tokens: int) -> list[float]:
-    """Seconds to answer each prompt alone (batch size 1), with the same greedy settings as the scored run;
-    after one untimed request, since the first at a new batch shape pays one-off set-up."""
+def latencies(model, tokenizer, prompts: Sequence[str], settings: HeldoutEval, labels: Sequence[str] = ()
+              ) -> list[float]:
+    """Seconds to answer each prompt alone (batch size 1), as the scored run answers (greedy generation, or
+    the labels' log-likelihoods); after one untimed request, since the first at a new batch shape pays set-up."""
+    def answer(prompt: str) -> None:  # reads the output: on CUDA, synchronized
+        if settings.mode == "loglikelihood":
+            loglikelihood_answers(model, tokenizer, [prompt], labels, 1)
+        else:
+            generate_counted(model, tokenizer, [prompt], 1, settings.max_new_tokens)
+
     seconds = []
-    if prompts:
-        generate_counted(model, tokenizer, prompts[:1], 1, max_new_tokens)
+    for prompt in prompts[:1]:
+        answer(prompt)
     for prompt in prompts:
         start = time.perf_counter()
-        generate_counted(model, tokenizer, [prompt], 1, max_new_tokens)  # reads the output: on CUDA, synchronized
+        answer(prompt)
         seconds.append(time.perf_counter() - start)
     return seconds
 
@@ -91,11 +100,37 @@ def _length_until_stop(tokens: list[int], stop_ids: set[int]) -> int:
     return len(tokens)
 
 
+def loglikelihood_answers(model, tokenizer, prompts: Sequence[str], labels: Sequence[str], batch_size: int,
+                          on_batch: Callable[[int], None] = lambda n: None) -> tuple[list[str], list[dict[str, float]]]:
+    """For each prompt, every label scored as the assistant's answer (the summed log-probabilities of its
+    tokens after the rendered prompt); the answer is the likeliest label (the first one listed on a tie)."""
+    from harness.evaluate.preference import completion_logprobs
+
+    answers, scores = [], []
+    for start in range(0, len(prompts), batch_size):
+        batch = prompts[start:start + batch_size]
+        logps = completion_logprobs(model, tokenizer, [p for p in batch for _ in labels],
+                                    [label for _ in batch for label in labels], batch_size)
+        for i in range(len(batch)):
+            by_label = dict(zip(labels, logps[i * len(labels):(i + 1) * len(labels)]))
+            answers.append(max(by_label, key=by_label.get))
+            scores.append(by_label)
+        on_batch(len(batch))
+    return answers, scores
+
+
 def evaluate(model, tokenizer, task: Task, examples: Sequence[Example], prompt_for: Callable[[Example], str],
              settings: HeldoutEval, seed: int, on_batch: Callable[[int], None] = lambda n: None) -> HeldoutResult:
     prompts = [prompt_for(e) for e in examples]
-    generation = generate_counted(model, tokenizer, prompts, settings.batch_size, settings.max_new_tokens, on_batch)
-    answers = generation.answers
+    label_scores, generation = None, Generation([], [], [])
+    if settings.mode == "loglikelihood":
+        settings.check_task(task)
+        answers, label_scores = loglikelihood_answers(model, tokenizer, prompts, task.labels, settings.batch_size,
+                                                      on_batch)
+    else:
+        generation = generate_counted(model, tokenizer, prompts, settings.batch_size, settings.max_new_tokens,
+                                      on_batch)
+        answers = generation.answers
     expected = [e.output for e in examples]
     metric = task.spec.metric
     scored = metrics.score(metric, expected, answers, task.labels)
@@ -104,10 +139,8 @@ def evaluate(model, tokenizer, task: Task, examples: Sequence[Example], prompt_f
         {"id": e.id, "input": e.input, "expected": e.output, "predicted": a, "parsed": p, **metrics.outcome(metric, v)}
         for e, a, p, v in zip(examples, answers, scored.parsed, scored.correct)
     ]
+    for prediction, by_label in zip(predictions, label_scores or []):
+        prediction["label_loglikelihoods"] = {label: round(value, 4) for label, value in by_label.items()}
     return HeldoutResult(metric, scored.metrics[metric], low, high, scored.metrics, scored.invalid_rate,
                          sum(generation.output_tokens), predictions, tuple(generation.prompt_tokens),
                          tuple(generation.output_tokens))
-
-
-def heldout_examples(task: Task, settings: HeldoutEval) -> Sequence[Example]:
-    return task.test[: settings.limit] if settings.limit else task.test

@@ -11,7 +11,7 @@ comparisons against the floor; all upgrades over the pick).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 from harness import metrics
 from harness.baseline import KIND as BASELINE_KIND
@@ -27,7 +27,7 @@ COST_TOLERANCE = 0.15  # costs within this share of the cheapest count as equal 
 COLLAPSE_SHARE = 0.9  # one answer above this share of all answers: the technique collapsed onto it
 
 __all__ = ["ALPHA", "COST_TOLERANCE", "VersusBest", "Recommendation", "mcnemar_p", "paired_p", "scored_rows",
-           "paired_vs_best", "floor_flags", "recommend", "pareto_front", "with_verdicts"]
+           "paired_vs_best", "floor_flags", "recommend", "sentence", "pareto_front", "with_verdicts"]
 
 
 @dataclass(frozen=True)
@@ -173,6 +173,19 @@ class Recommendation:
     reason: str
     upgrades: list[str]  # one line per costlier option: what it buys over the recommendation
     volumes: str = ""  # without a workload: the request volumes over which the pick costs least to own
+
+
+def sentence(pick: Recommendation, strong: Callable[[str], str] = lambda text: text) -> str:
+    """The recommendation as one sentence, as REPORT.md, the terminal and the PR summary give it;
+    `strong` marks its head ('Use lora') up, e.g. in bold."""
+    if not pick.technique:
+        return f"No recommendation: {pick.reason}."
+    return f"{strong(f'Use {pick.technique}')}: {pick.reason}." + (f" {pick.volumes}" if pick.volumes else "")
+
+
+def workload_volume(meta: dict) -> float | None:
+    """The requests of the run's recipe `workload:`, the volume its recommendation compares costs at."""
+    return (meta.get("recipe", {}).get("workload") or {}).get("requests")
 
 
 def recommend(rows: Sequence[dict], predictions: dict[str, list[dict]], cost_key: str = "cost_usd",

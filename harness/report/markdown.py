@@ -1,6 +1,6 @@
 """REPORT.md: the recommendation, one results table per task (best values in bold, paired significance
-against the best), trade-off plots, how each figure was measured, failures, wrong answers, recipe and
-environment. Rendered from stored results only, so `harness report` can redo it at any time."""
+against the best), trade-off plots, per-label results of classification tasks (confusion matrix, F1 per
+label), how each figure was measured, failures, wrong answers, recipe and environment. Rendered from stored results only, so `harness report` can redo it at any time."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from harness import baseline, figures, metrics
 from harness.evaluate import lmeval
 from harness.report import decision, ownership, plots, study
 from harness.report.columns import best_values, visible_columns
+from harness.report.confusion import confusion_section
 from harness.results import RunStore, report_folder, task_name, write_atomic
 
 
@@ -44,14 +45,11 @@ def results_table(rows: list[dict]) -> str:
                   [c.numeric for c in columns])
 
 
-def recommendation_section(rows: list[dict], predictions: dict[str, list[dict]],
-                           workload: dict | None = None) -> str:
-    """The pick and why (at the workload's volume when the recipe gives one, else with the volumes its
+def recommendation_section(rows: list[dict], predictions: dict[str, list[dict]], volume: float | None = None) -> str:
+    """The pick and why (at the workload's `volume` when the recipe gives one, else with the volumes its
     verdict holds for), what each costlier option buys, and the majority-floor warnings."""
-    pick = decision.recommend(rows, predictions, volume=workload["requests"] if workload else None)
-    lines = [f"**Use {pick.technique}**: {pick.reason}." if pick.technique else f"No recommendation: {pick.reason}."]
-    if pick.volumes:
-        lines[0] += f" {pick.volumes}"
+    pick = decision.recommend(rows, predictions, volume=volume)
+    lines = [decision.sentence(pick, lambda head: f"**{head}**")]
     if pick.upgrades:
         lines += ["", "Each costlier option, against it:", ""] + [f"- {line}" for line in pick.upgrades]
     flags = decision.floor_flags(rows, predictions)
@@ -130,11 +128,14 @@ def floor_note(rows: list[dict]) -> str:
             f"{floor['score']:.3f}; guessing uniformly among the labels would score {floor['chance_score']:.3f}.")
 
 
-def task_section(store: RunStore, rows: list[dict], folder: Path, heading: str) -> list[str]:
+def task_section(store: RunStore, rows: list[dict], folder: Path, heading: str,
+                 predictions: dict[str, list[dict]] | None = None) -> list[str]:
     if not rows:
         return [f"{heading} {task_name(store)}", "No technique has finished yet."]
+    predictions = store.finished_predictions() if predictions is None else predictions
+    per_label = confusion_section(rows, predictions, store.meta["task"].get("labels"), len(store.meta.get("seeds") or [0]))
     sections = [f"{heading} {task_name(store)}", results_table(rows), floor_note(rows),
-                plots_section(store, rows, folder), study.seeds_section(store),
+                plots_section(store, rows, folder), per_label, study.seeds_section(store),
                 study.learning_curve_section(store, folder), study.search_section(store, folder)]
     return [s for s in sections if s]  # the study's sections are empty for a plain run
 
@@ -151,6 +152,16 @@ def paired_test_text(metas: list[dict]) -> str:
     return f"{mcnemar} under a 0/1 metric, {wilcoxon} under a continuous one"
 
 
+def _answers_text(rows: list[dict]) -> str:
+    """How the held-out answers were obtained: greedy decoding, or (eval.heldout.mode: loglikelihood) the likeliest label."""
+    modes = {r.get("eval_mode") or "generate" for r in rows if r.get("kind") != baseline.KIND and r.get("score") is not None}
+    loglik = ("the likeliest label (each of the task's labels scored as the answer by the summed log-probabilities "
+              "of its tokens; metric marked (loglik))")
+    if modes == {"loglikelihood"}:
+        return loglik
+    return "greedy decoding" + (f", or {loglik}" if "loglikelihood" in modes else "")
+
+
 def measurement_section(metas: list[dict], rows: list[dict]) -> str:
     meta = metas[0]
     methods = sorted({r["peak_memory_method"] for r in rows if r.get("peak_memory_method")})
@@ -159,7 +170,7 @@ def measurement_section(metas: list[dict], rows: list[dict]) -> str:
     metrics = ", ".join(sorted({f"`{m['task']['metric']}` ({m['task']['name']})" for m in metas}))
     lines = [
         f"- **score**: the task's metric ({metrics}) on the held-out examples (all of them, or the recipe's "
-        "`eval.heldout.limit`), greedy decoding, averaged over the run's seeds; **± seeds** is the standard "
+        f"`eval.heldout.limit`), {_answers_text(rows)}, averaged over the run's seeds; **± seeds** is the standard "
         "deviation of the per-seed scores (shown for multi-seed runs). The interval is a 95% percentile bootstrap: "
         "over examples, and with several seeds over seeds and examples together (see vs best).",
         "- **vs best** (terminal: **sig**): each technique against the best-scoring one, paired on the same "
@@ -262,13 +273,13 @@ def render_markdown(stores: list[RunStore], folder: Path) -> str:
     task_rows = [decision.with_verdicts(s.ordered_rows(), p) for s, p in zip(stores, predictions)]
     workload = recipe.get("workload")
     for store, table_rows, task_predictions in zip(stores, task_rows, predictions):
-        text = recommendation_section(table_rows, task_predictions, workload)
+        text = recommendation_section(table_rows, task_predictions, decision.workload_volume(meta))
         advice = study.data_size_advice(store)  # where train sizes were given: which technique at that size
         text += f"\n\n{advice}" if advice else ""
         sections.append(f"**{task_name(store)}**: {text}" if many else text)
     sections.append("## Results")
-    for store, table_rows in zip(stores, task_rows):
-        sections += task_section(store, table_rows, folder, "###")
+    for store, table_rows, task_predictions in zip(stores, task_rows, predictions):
+        sections += task_section(store, table_rows, folder, "###", task_predictions)
     volume_sections = [(s, cost_at_volume_section(s, s.ordered_rows(), folder, workload)) for s in stores]
     if any(text for _, text in volume_sections):
         sections.append("## Cost at volume")

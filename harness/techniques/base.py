@@ -78,11 +78,11 @@ class RunContext:
 
     def heldout_examples(self) -> list[Example]:
         """The examples this cell is scored on: the validation split for search trials, else the test split."""
-        from harness.evaluate import heldout
+        from harness.tasks import heldout_examples
 
         if self.cell.split == "validation":
             return list(self.task.validation)
-        return list(heldout.heldout_examples(self.task, self.recipe.eval.heldout))
+        return list(heldout_examples(self.task, self.recipe.eval.heldout))
 
     @property
     def final(self) -> bool:
@@ -119,7 +119,7 @@ def evaluate_heldout(ctx: RunContext, label: str, model, tokenizer, prompt_for: 
     settings = ctx.recipe.eval.heldout
     examples = ctx.heldout_examples()
     n = len(examples)
-    job = ctx.progress.add_task(f"{label}: generating", total=n)
+    job = ctx.progress.add_task(f"{label}: {'generating' if settings.mode == 'generate' else 'scoring labels'}", total=n)
     with measure(ctx.device) as phase:
         result = heldout.evaluate(model, tokenizer, ctx.task, examples, prompt_for, settings, ctx.recipe.seed,
                                   on_batch=lambda k: ctx.progress.advance(job, k))
@@ -129,7 +129,9 @@ def evaluate_heldout(ctx: RunContext, label: str, model, tokenizer, prompt_for: 
         "metric": result.metric, "score": result.score, "ci_low": result.ci_low, "ci_high": result.ci_high,
         "n_eval": n, "invalid_rate": result.invalid_rate, "eval_seconds": phase.seconds,
         "eval_peak_memory_bytes": phase.peak_bytes, "peak_memory_method": phase.method,
-        "eval_tokens_per_second": result.generated_tokens / phase.seconds if phase.seconds else None,
+        "eval_mode": settings.mode,  # nothing is generated under loglikelihood: no tokens/s
+        "eval_tokens_per_second": result.generated_tokens / phase.seconds
+        if phase.seconds and settings.mode == "generate" else None,
         "eval_examples_per_second": n / phase.seconds if phase.seconds else None,
         **{f"score_{name}": value for name, value in result.metrics.items()}, **pairs,
         **serving_figures(result.prompt_tokens, result.output_tokens,
@@ -148,7 +150,7 @@ def measure_latency(ctx: RunContext, model, tokenizer, examples: list[Example], 
     if not ctx.final or not settings.latency_samples:
         return []
     prompts = [prompt_for(e) for e in examples[: settings.latency_samples]]
-    return heldout.latencies(model, tokenizer, prompts, settings.max_new_tokens)
+    return heldout.latencies(model, tokenizer, prompts, settings, ctx.task.labels or ())
 
 
 def serving_figures(prompt_tokens, output_tokens, latencies) -> dict:
