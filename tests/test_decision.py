@@ -258,6 +258,9 @@ def test_report_has_a_cost_at_volume_section_plot_and_break_evens(tmp_path):
             "lora becomes cheaper than zero after about 100k requests.") in section
     assert "- lora becomes cheaper than rag after about 25k requests." in section
     assert "rag becomes cheaper" not in section and "zero becomes cheaper" not in section
+    from harness.report.terminal import verdict_lines  # the terminal gives the same verdict at the workload
+
+    assert str(verdict_lines([store])[1]).startswith("Use lora: it has the highest score (0.700); at 1M requests")
 
 
 @pytest.fixture
