@@ -285,7 +285,8 @@ def render_markdown(stores: list[RunStore], folder: Path) -> str:
         sections.append("## Cost at volume")
         sections.append("Training once, then serving each request at the measured device time (the recipe's batch "
                         "size) and the recipe's price per device-hour; see how each figure was measured.")
-        sections += [f"### {task_name(s)}\n\n{text}" if many else text for s, text in volume_sections if text]
+        # the task named in bold, as in the recommendation: the ### headings are the results' per task
+        sections += [f"**{task_name(s)}**\n\n{text}" if many else text for s, text in volume_sections if text]
     sections += ["## How each figure was measured", measurement_section(metas, rows)]
     not_ok = [(task_name(s), r) for s in stores for r in s.ordered_rows() if r["status"] != "ok"]
     if not_ok:
