@@ -1,11 +1,14 @@
-"""Held-out evaluation: batched greedy generation over the test split, then scoring with a 95% CI."""
+"""Held-out evaluation: batched greedy generation over the test split, then scoring with a 95% CI.
+
+Generation and scoring are separate steps: `evaluate` generates with a local model, and a technique
+whose answers come from elsewhere (kind api: a hosted endpoint) scores them with the same
+`score_answers`. torch is imported by `generate` only.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Callable, Sequence
-
-import torch
 
 from harness import metrics
 from harness.config import HeldoutEval
@@ -27,6 +30,8 @@ class HeldoutResult:
 def generate(model, tokenizer, prompts: Sequence[str], batch_size: int, max_new_tokens: int,
              on_batch: Callable[[int], None] = lambda n: None) -> tuple[list[str], int]:
     """Greedy answers for prompts (left-padded batches, similar lengths together); also the token count."""
+    import torch
+
     # Prompts rendered by a chat template already carry their special tokens.
     add_special = not getattr(tokenizer, "chat_template", None)
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
@@ -64,16 +69,23 @@ def evaluate(model, tokenizer, task: Task, examples: Sequence[Example], prompt_f
              settings: HeldoutEval, seed: int, on_batch: Callable[[int], None] = lambda n: None) -> HeldoutResult:
     prompts = [prompt_for(e) for e in examples]
     answers, generated = generate(model, tokenizer, prompts, settings.batch_size, settings.max_new_tokens, on_batch)
+    return score_answers(task, examples, answers, settings, seed, generated)
+
+
+def score_answers(task: Task, examples: Sequence[Example], answers: Sequence[str], settings: HeldoutEval, seed: int,
+                  generated_tokens: int = 0) -> HeldoutResult:
+    """Score answers (one per example, however they were produced) with the task's metric and its
+    bootstrap 95% CI; the predictions every technique stores."""
     expected = [e.output for e in examples]
     metric = task.spec.metric
-    scored = metrics.score(metric, expected, answers, task.labels)
+    scored = metrics.score(metric, expected, list(answers), task.labels)
     low, high = metrics.metric_ci(metric, scored, expected, task.labels, settings.bootstrap_samples, seed)
     predictions = [
         {"id": e.id, "input": e.input, "expected": e.output, "predicted": a, "parsed": p, **metrics.outcome(metric, v)}
         for e, a, p, v in zip(examples, answers, scored.parsed, scored.correct)
     ]
     return HeldoutResult(metric, scored.metrics[metric], low, high, scored.metrics, scored.invalid_rate,
-                         generated, predictions)
+                         generated_tokens, predictions)
 
 
 def heldout_examples(task: Task, settings: HeldoutEval) -> Sequence[Example]:

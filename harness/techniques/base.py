@@ -114,6 +114,28 @@ class RunContext:
 def evaluate_heldout(ctx: RunContext, label: str, model, tokenizer, prompt_for: Callable[[Example], str]) -> Outcome:
     """Score a model on the held-out split, measuring the phase; fills the eval fields of a row."""
     from harness.evaluate import heldout
+
+    settings = ctx.recipe.eval.heldout
+
+    def generate(examples: list[Example], on_batch: Callable[[int], None]) -> tuple[list[str], int]:
+        return heldout.generate(model, tokenizer, [prompt_for(e) for e in examples], settings.batch_size,
+                                settings.max_new_tokens, on_batch)
+
+    return evaluate_answers(ctx, label, generate, lambda examples, predictions: score_preferences(
+        ctx, model, tokenizer, examples, prompt_for, predictions))
+
+
+Answerer = Callable[[list[Example], Callable[[int], None]], tuple[list[str], int]]
+
+
+def evaluate_answers(ctx: RunContext, label: str, answer: Answerer,
+                     after: Callable[[list[Example], list[dict]], dict] | None = None) -> Outcome:
+    """Score answers on the held-out split, measuring the phase; fills the eval fields of a row.
+
+    `answer(examples, on_batch)` returns one answer per example and the number of tokens generated (a
+    local model's batched generation, or a hosted endpoint's replies); it calls `on_batch(k)` as k more
+    are done. `after(examples, predictions)` adds figures measured in the same phase (preference pairs)."""
+    from harness.evaluate import heldout
     from harness.measure import measure
 
     settings = ctx.recipe.eval.heldout
@@ -121,9 +143,9 @@ def evaluate_heldout(ctx: RunContext, label: str, model, tokenizer, prompt_for: 
     n = len(examples)
     job = ctx.progress.add_task(f"{label}: generating", total=n)
     with measure(ctx.device) as phase:
-        result = heldout.evaluate(model, tokenizer, ctx.task, examples, prompt_for, settings, ctx.recipe.seed,
-                                  on_batch=lambda k: ctx.progress.advance(job, k))
-        pairs = score_preferences(ctx, model, tokenizer, examples, prompt_for, result.predictions)
+        answers, generated = answer(examples, lambda k: ctx.progress.advance(job, k))
+        result = heldout.score_answers(ctx.task, examples, answers, settings, ctx.recipe.seed, generated)
+        extra = after(examples, result.predictions) if after else {}
     ctx.progress.remove_task(job)
     values = {
         "metric": result.metric, "score": result.score, "ci_low": result.ci_low, "ci_high": result.ci_high,
@@ -131,7 +153,7 @@ def evaluate_heldout(ctx: RunContext, label: str, model, tokenizer, prompt_for: 
         "eval_peak_memory_bytes": phase.peak_bytes, "peak_memory_method": phase.method,
         "eval_tokens_per_second": result.generated_tokens / phase.seconds if phase.seconds else None,
         "eval_examples_per_second": n / phase.seconds if phase.seconds else None,
-        **{f"score_{name}": value for name, value in result.metrics.items()}, **pairs,
+        **{f"score_{name}": value for name, value in result.metrics.items()}, **extra,
     }
     return Outcome(values, result.predictions)
 
