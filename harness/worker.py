@@ -94,12 +94,15 @@ def run_cell(spec, ctx) -> tuple[dict, list[dict]]:
         outcome, status, error = Outcome({}), "failed", f"{type(exc).__name__}: {exc}"
         save_traceback(ctx.run_dir, ctx.cell.id)
     wall = time.perf_counter() - start
-    values = outcome.values
+    values = dict(outcome.values)
     peaks = [values.get(k) for k in ("train_peak_memory_bytes", "eval_peak_memory_bytes", "lm_eval_peak_memory_bytes")]
+    # A kind that prices its own work (api: tokens x the endpoint's price) sets cost_usd; else device-hours
+    own_cost = "cost_usd" in values
+    cost = values.pop("cost_usd", None) if own_cost else cost_usd(wall, ctx.device, ctx.recipe.cost.usd_per_hour)
     row = make_row(
         spec.name, spec.kind, status, **values, error=error, wall_seconds=wall, device=ctx.device,
         peak_memory_bytes=max((p for p in peaks if p is not None), default=None),
-        cost_usd=cost_usd(wall, ctx.device, ctx.recipe.cost.usd_per_hour) if status == "ok" else None,
+        cost_usd=cost if status == "ok" else None,
         model_load_seconds=ctx.shared.base_load_seconds,
     )
     return row, outcome.predictions
