@@ -23,13 +23,20 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from harness.config import ConfigError, Recipe, load_recipe
-from harness.executors.base import ExecutorError
-from harness.models import ALIASES, RANDOM_ARCHITECTURES, ModelResolutionError, check_resolvable, describe
-from harness.yamlconfig import ConfigWarning
+# Only light modules here: `--help`, validate, report, compare, check, tasks and models must not import torch
+# or transformers (a CI runner for the gate has neither; tests/test_cli_light.py holds this). A command
+# imports what it needs in its own body.
+from harness.yamlconfig import ConfigError, ConfigWarning
 
 console = Console()
-USER_ERRORS = (ConfigError, ModelResolutionError, FileNotFoundError, ExecutorError)
+
+
+def user_error_types() -> tuple[type[Exception], ...]:
+    """The exceptions that are user mistakes (imported when an exception is being handled, not at start)."""
+    from harness.executors.base import ExecutorError
+    from harness.models import ModelResolutionError
+
+    return ConfigError, ModelResolutionError, FileNotFoundError, ExecutorError
 
 
 def user_errors(command):
@@ -39,7 +46,7 @@ def user_errors(command):
     def wrapper(*args, **kwargs):
         try:
             return command(*args, **kwargs)
-        except USER_ERRORS as exc:
+        except user_error_types() as exc:  # evaluated only when an exception propagates
             # [brackets] are text; soft_wrap: one line per line of the message, whatever the terminal's width
             console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             sys.exit(2)
@@ -77,6 +84,7 @@ def _show_warning(message, category, filename, lineno, file=None, line=None, _py
 def run(recipe, overrides, resume_dir, jobs):
     """Run RECIPE (YAML), with optional key=value OVERRIDES, e.g. seed=1 eval.heldout.limit=50."""
     from harness import pipeline
+    from harness.config import Recipe
     from harness.results import open_runs, report_folder
 
     if resume_dir:
@@ -122,6 +130,8 @@ def stop_like_ctrl_c():
 
 def _validated(recipe_path: str, overrides) -> Recipe:
     """Parse the recipe and resolve every name it uses, loading no model."""
+    from harness.config import load_recipe
+    from harness.models import check_resolvable
     from harness.prompting import draw_shots
     from harness.retrieval import load_corpus
     from harness.tasks import load_task, with_validation
@@ -249,6 +259,8 @@ def _figure(value) -> str:
 @main.command()
 def models():
     """List model aliases and random-init architectures, and where each resolves."""
+    from harness.models import ALIASES, RANDOM_ARCHITECTURES, describe
+
     table = Table("spec", "resolves to", header_style="bold")
     for alias in ALIASES:
         table.add_row(alias, describe(alias))
@@ -271,6 +283,24 @@ def tasks():
         table.add_row(task.name, str(len(task.train)), str(len(task.test)), task.spec.metric,
                       str(len(task.labels)) if task.labels else "–", task.spec.description)
     console.print(table)
+
+
+
+@main.command()
+def kinds():
+    """List the technique kinds a recipe may use (plugins add more), and the metrics and retrievers."""
+    from harness import kinds as registry
+    from harness import metrics
+    from harness.retrieval import RETRIEVERS
+
+    table = Table("kind", "trains", "reads base model", "default lr", "description", header_style="bold")
+    for name in registry.known():
+        kind = registry.get(name)
+        table.add_row(name, "yes" if kind.trained else "–", "yes" if kind.reads_base_model else "–",
+                      f"{kind.default_learning_rate:g}" if kind.default_learning_rate else "–", kind.description)
+    console.print(table)
+    console.print("metrics: " + ", ".join(metrics.METRICS.in_order()))
+    console.print("retrievers: " + ", ".join(RETRIEVERS.in_order()))
 
 
 if __name__ == "__main__":

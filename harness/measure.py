@@ -2,7 +2,8 @@
 
 On CUDA the peak comes from the caching allocator (reset when the phase starts); on the CPU a
 background thread samples the process's resident memory every 20 ms. The method travels with the
-figure so the report can say how it was measured.
+figure so the report can say how it was measured. torch is imported on the CUDA paths only, so the
+driver and the CLI can import this module without it.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import psutil
-import torch
 
 SAMPLE_SECONDS = 0.02
 
@@ -37,6 +37,8 @@ def measure(device: str):
             try:
                 yield phase
             finally:
+                import torch
+
                 torch.cuda.synchronize()
                 phase.seconds = time.perf_counter() - start
     else:
@@ -50,6 +52,8 @@ def measure(device: str):
 
 @contextmanager
 def _cuda_peak(phase: Phase):
+    import torch
+
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
     try:
@@ -83,6 +87,8 @@ def _rss_peak(phase: Phase):
 
 def device_name(device: str) -> str:
     if device.startswith("cuda"):
+        import torch
+
         return torch.cuda.get_device_name(device)
     import platform
 

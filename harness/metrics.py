@@ -7,6 +7,8 @@ one (tasks.py checks it). Built in:
 - rouge_l: ROUGE-L F-measure (longest common subsequence of words; the rouge_score package) between
   the whole answer and the expected answer, in [0, 1]: partial credit for free-text answers.
 - chrf: sacrebleu's sentence-level chrF (character n-gram F-score) divided by 100, in [0, 1].
+- embedding_similarity: cosine similarity of the answer's and the expected answer's embeddings from
+  the bundled all-MiniLM-L6-v2, in [0, 1]; computed only for a task that names it (it loads a model).
 - accuracy / macro_f1 (classification): the answer is parsed to a label (see parse_label); accuracy
   is the share of correct labels, macro_f1 scikit-learn's f1_score(average="macro") over the labels.
 
@@ -68,6 +70,9 @@ class Metric:
     # (continuous values) with the Wilcoxon signed-rank test on the per-example differences.
     binary: bool = True
     needs_labels: bool = False  # classification only: the task must have a `labels:` list
+    # Also computed (as score_<name>) for every task it applies to; False for a costly metric that runs
+    # only when a task names it (it loads a model)
+    secondary: bool = True
 
     @property
     def is_mean(self) -> bool:
@@ -129,6 +134,21 @@ def _chrf(expected: str, answer: str, labels=None) -> float:
     return _chrf_scorer().sentence_score(answer, [expected]).score / 100
 
 
+@lru_cache(maxsize=1)
+def _embedder():
+    from sentence_transformers import SentenceTransformer
+
+    from harness.retrieval import DEFAULT_EMBEDDING_MODEL, embedding_model_path
+
+    return SentenceTransformer(embedding_model_path(DEFAULT_EMBEDDING_MODEL), device="cpu")
+
+
+def _embedding_similarity(expected: str, answer: str, labels=None) -> float:
+    """Cosine similarity of the two texts' MiniLM embeddings (bundled offline), clipped to [0, 1]."""
+    first, second = _embedder().encode([expected, answer], normalize_embeddings=True)
+    return float(max(0.0, min(1.0, float(np.dot(first, second)))))
+
+
 def _label_correct(expected: str, answer: str, labels: Sequence[str] | None) -> float:
     return float(parse_label(answer, labels) == expected)
 
@@ -143,6 +163,9 @@ register(Metric("exact_match", _exact_match, "the answer's first line equals the
 register(Metric("contains", _contains, "the expected answer appears in the answer (normalised)"))
 register(Metric("rouge_l", _rouge_l, "ROUGE-L F-measure against the expected answer, 0-1", binary=False))
 register(Metric("chrf", _chrf, "chrF (character n-gram F-score) against the expected answer, 0-1", binary=False))
+register(Metric("embedding_similarity", _embedding_similarity,
+                "cosine similarity of MiniLM sentence embeddings of answer and expected answer, 0-1",
+                binary=False, secondary=False))
 register(Metric("accuracy", _label_correct, "share of answers whose parsed label is the expected one",
                 needs_labels=True))
 # Per example, macro-F1 has no value of its own: the values are label correctness (what the paired
@@ -154,7 +177,7 @@ register(Metric("macro_f1", _label_correct, "F1 per label, averaged over the lab
 
 def applicable(labels: Sequence[str] | None) -> list[Metric]:
     """The metrics a task is scored on: the label metrics for a classification task, else the others."""
-    return [m for m in map(METRICS.get, METRICS.in_order()) if m.needs_labels == bool(labels)]
+    return [m for m in map(METRICS.get, METRICS.in_order()) if m.needs_labels == bool(labels) and m.secondary]
 
 
 # --- scoring -------------------------------------------------------------------------------------

@@ -12,10 +12,12 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from harness.config import ModelSpec
+
+if TYPE_CHECKING:  # torch is imported where a model is built, so the CLI's light commands never import it
+    import torch
 
 RANDOM_PREFIX = "random:"
 
@@ -130,6 +132,8 @@ def _check_hub_id(model_id: str) -> None:
 
 
 def resolve_dtype(spec: ModelSpec, device: str) -> torch.dtype:
+    import torch
+
     if spec.dtype != "auto":
         return getattr(torch, spec.dtype)
     if device.startswith("cuda"):
@@ -215,6 +219,7 @@ def _cached_gguf(gguf: Path) -> Path:
     target = _gguf_cache(gguf)
     if (target / "config.json").is_file():
         return target
+    import torch
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
@@ -245,6 +250,7 @@ def _random_config_dict(arch: str) -> dict:
 
 
 def _random_model(arch: str, device: str, dtype: torch.dtype):
+    import torch
     from transformers import AutoConfig
 
     settings = _random_config_dict(arch)

@@ -20,13 +20,12 @@ from rich.markup import escape
 
 from harness import baseline, report, search, study, worker
 from harness.config import Recipe
-from harness.evaluate.heldout import heldout_examples
 from harness.executors import Job, JobEnd, last_lines, make_executor
 from harness.measure import device_name
 from harness.models import check_resolvable
 from harness.report import stats
 from harness.results import RunStore, make_row, write_atomic
-from harness.tasks import load_task, with_validation
+from harness.tasks import heldout_examples, load_task, with_validation
 
 LIBRARIES = ("torch", "transformers", "peft", "trl", "bitsandbytes", "lm_eval", "accelerate", "scikit-learn", "pandas",
              "optuna", "ray", "submitit")

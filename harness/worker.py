@@ -210,7 +210,17 @@ def preload() -> None:
     import logging
 
     logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)  # offline kernel-fetch warning
-    import harness.techniques  # noqa: F401
+    import harness.techniques  # noqa: F401  (the kinds; light by design, so the heavy libraries come next)
+    # What the runners import when a cell runs: the libraries themselves and the harness modules that
+    # wrap them (the kind modules import these inside functions so that validation stays light).
+    import datasets  # noqa: F401
+    import peft  # noqa: F401
+    import torch  # noqa: F401
+    import transformers  # noqa: F401
+    from trl import SFTConfig, SFTTrainer  # noqa: F401  (trl loads its trainers lazily)
+
+    from harness import models, train  # noqa: F401
+    from harness.evaluate import heldout, lmeval  # noqa: F401
 
 
 def child_main(job: dict, log_path: str, env: dict[str, str]) -> None:

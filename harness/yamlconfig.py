@@ -39,7 +39,8 @@ class ByKind:
         self.models = models  # kind -> settings model, in the order errors list them
 
     def model_for(self, value: Any) -> type[BaseModel] | None:
-        return self.models().get(value.get("kind")) if isinstance(value, dict) else None
+        kind = value.get("kind") if isinstance(value, dict) else None
+        return self.models().get(kind) if isinstance(kind, str) else None
 
     def __call__(self, value: Any, handler: Any) -> BaseModel:
         models = self.models()
@@ -49,7 +50,7 @@ class ByKind:
             raise PydanticCustomError("dict_type", "expected a mapping with a `kind:` key")
         if "kind" not in value:
             raise ValidationError.from_exception_data("kind", [{"type": "missing", "loc": ("kind",), "input": value}])
-        if value["kind"] not in models:
+        if not isinstance(value["kind"], str) or value["kind"] not in models:
             hint = difflib.get_close_matches(str(value["kind"]), list(models), n=1)
             message = (f"unknown value {value['kind']!r}" + (f" (did you mean '{hint[0]}'?)" if hint else "")
                        + f"; known: {', '.join(models)}")

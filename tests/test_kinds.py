@@ -134,3 +134,10 @@ def test_retrievers_are_a_registry_too(write):
         assert built.search(["q"], 2) == [[0, 1]]
     finally:
         retrieval.RETRIEVERS._items.pop("first")
+
+
+def test_harness_kinds_lists_every_kind_metric_and_retriever():
+    result = run_cli("kinds")
+    assert result.exit_code == 0, result.output
+    for name in [*kinds.known(), "rouge_l", "hybrid"]:
+        assert name in result.output

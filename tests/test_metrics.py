@@ -147,3 +147,18 @@ def test_wrong_answers_under_a_continuous_metric_are_the_lowest_scoring(tmp_path
     section = wrong_answers_section(store, store.ordered_rows(), 2)
     assert "**t / zero** (lowest rouge_l first)" in section and "| input | expected | answer | rouge_l |" in section
     assert section.index("answer 1") < section.index("answer 3") and "answer 0" not in section  # 0.1, 0.4
+
+
+def test_embedding_similarity_ranks_a_paraphrase_above_an_unrelated_answer():
+    from harness import metrics
+
+    similarity = metrics.get("embedding_similarity").value
+    expected = "Our billing team will refund the duplicate charge within 3 business days."
+    assert similarity(expected, expected, None) == pytest.approx(1.0, abs=1e-4)
+    paraphrase = similarity(expected, "The billing team is going to refund the double charge in three working days.", None)
+    unrelated = similarity(expected, "The TrailMate backpack weighs 1.2 kg.", None)
+    assert 0 <= unrelated < paraphrase < 1
+    # costly: scored only when a task names it, never as a secondary figure
+    scored = metrics.score("rouge_l", [expected], [expected], None)
+    assert "embedding_similarity" not in scored.metrics
+    assert metrics.score("embedding_similarity", [expected], [expected], None).metrics["embedding_similarity"] > 0.99

@@ -12,7 +12,7 @@ from typing import Callable, Sequence
 
 from harness import metrics
 from harness.config import HeldoutEval
-from harness.tasks import Example, Task
+from harness.tasks import Example, Task, heldout_examples  # noqa: F401  (heldout_examples lived here)
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,3 @@ def score_answers(task: Task, examples: Sequence[Example], answers: Sequence[str
     ]
     return HeldoutResult(metric, scored.metrics[metric], low, high, scored.metrics, scored.invalid_rate,
                          generated_tokens, predictions)
-
-
-def heldout_examples(task: Task, settings: HeldoutEval) -> Sequence[Example]:
-    return task.test[: settings.limit] if settings.limit else task.test

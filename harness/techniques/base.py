@@ -78,11 +78,11 @@ class RunContext:
 
     def heldout_examples(self) -> list[Example]:
         """The examples this cell is scored on: the validation split for search trials, else the test split."""
-        from harness.evaluate import heldout
+        from harness.tasks import heldout_examples
 
         if self.cell.split == "validation":
             return list(self.task.validation)
-        return list(heldout.heldout_examples(self.task, self.recipe.eval.heldout))
+        return list(heldout_examples(self.task, self.recipe.eval.heldout))
 
     @property
     def final(self) -> bool:

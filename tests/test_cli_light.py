@@ -1,0 +1,45 @@
+"""The light commands (--help, validate, tasks, models, report, compare, check) import neither torch nor
+transformers: the CI gate runs where they are not installed, and `harness --help` answers at once."""
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+from conftest import REPO
+
+HEAVY = ("torch", "transformers")
+
+# Runs in a fresh interpreter: this test process has imported torch already (conftest, other tests).
+SCRIPT = textwrap.dedent("""
+    import sys
+
+    from click.testing import CliRunner
+
+    def heavy():
+        return [name for name in {heavy!r} if name in sys.modules]
+
+    import harness.cli
+
+    assert not heavy(), f"importing harness.cli imported {{heavy()}}"
+    run_dir = sys.argv[1]
+    for args in (["--help"], ["validate", "recipes/demo.yaml"], ["tasks"], ["models"], ["report", run_dir],
+                 ["report", run_dir, "--format", "json"], ["compare", run_dir, run_dir],
+                 ["check", run_dir, "--baseline", run_dir]):
+        result = CliRunner().invoke(harness.cli.main, args)
+        assert result.exit_code == 0, (args, result.output, result.exception)
+        assert not heavy(), f"harness {{' '.join(args)}} imported {{heavy()}}"
+    print("light")
+""").format(heavy=HEAVY)
+
+
+def test_light_commands_import_neither_torch_nor_transformers(tmp_path):
+    run_dir = tmp_path / "study-example"
+    shutil.copytree(REPO / "reports" / "study-example", run_dir)  # `report` rewrites REPORT.md and plots
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", SCRIPT, str(run_dir)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.stdout.strip().endswith("light")
+    assert (run_dir / "REPORT.md").is_file() and any((run_dir / "plots").glob("*.png"))
