@@ -9,6 +9,7 @@ server plays several endpoints:
     /fail-429-<n>/v1     HTTP 429 (Retry-After: 0) for the first n requests to this prefix, then normal
     /always-429/v1       HTTP 429 (Retry-After: 0) always
     /always-500/v1       HTTP 500 always
+    /slow-<s>/v1         answers after s seconds
 
 With `key`, a request without `Authorization: Bearer <key>` gets HTTP 401. `requests` records every
 request received (prefix, body, whether it carried the right key), for tests to inspect.
@@ -92,6 +93,9 @@ class OpenAIServer:
                              {"Retry-After": "0"})
         if prefix == "/always-500":
             return self.send(handler, 500, {"error": {"message": "internal error"}})
+        slow = re.fullmatch(r"/slow-([\d.]+)", prefix)
+        if slow:
+            time.sleep(float(slow.group(1)))
         self.send(handler, 200, self.complete(body))
 
     def complete(self, body: dict) -> dict:

@@ -127,7 +127,8 @@ def test_api_answers_equal_the_local_prompt_technique(two_runs, server):
     assert api["eval_seconds"] > 0 and api["eval_peak_memory_bytes"] is None and api["peak_memory_bytes"] is None
     assert api["api_model"] == "tiny-lively" and api["api_base_url"] == server.url()
     assert local["cost_usd"] is not None and local.get("api_input_tokens") is None
-    assert "hosted-2shot" in (run_dir / "REPORT.md").read_text()
+    report = (run_dir / "REPORT.md").read_text()
+    assert "latency p50 / p95" in report and "api tokens in / out" in report and "**api rows**" in report
 
 
 def test_a_second_run_is_served_from_the_cache(two_runs, server):
@@ -157,6 +158,20 @@ def test_the_key_is_never_written(two_runs, server):
     assert all(KEY not in output for output in two_runs["outputs"])
 
 
+def test_backoff_doubles_with_jitter_and_retry_after_wins():
+    from harness.techniques.api import ApiTechnique, Endpoint, _retry_after
+
+    spec = ApiTechnique(kind="api", name="x", base_url="http://127.0.0.1:9/v1", model="m", backoff_seconds=2)
+    endpoint = Endpoint(spec, None, None, 4, 0)
+    for attempt in range(4):
+        waits = [endpoint.delay(attempt, None) for _ in range(50)]
+        assert all(2 * 2 ** attempt / 2 <= w <= 2 * 2 ** attempt for w in waits) and len(set(waits)) > 1
+    assert endpoint.delay(10, None) <= 60  # capped
+    assert endpoint.delay(3, 0.0) == 0 and endpoint.delay(0, 7.0) == 7.0  # Retry-After wins, either way
+    assert _retry_after("0") == 0 and _retry_after("2.5") == 2.5 and _retry_after(None) is None
+    assert _retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0 and _retry_after("soon") is None  # a past date: now
+
+
 def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -170,26 +185,30 @@ def test_retries_and_failures_are_rows(server, lively_model_dir, tmp_path, monke
     monkeypatch.delenv("HARNESS_TEST_UNSET_KEY", raising=False)
     fast = {"backoff_seconds": 0.01, "max_retries": 2, "api_key_env": KEY_ENV}
     techniques = ("  - {name: local, kind: prompt}\n"
-                  + api_entry("flaky", server.url("/fail-429-2"), **fast, concurrency=1)
+                  # a long backoff: the server's Retry-After: 0 must win, or the cell takes a minute
+                  + api_entry("flaky", server.url("/fail-429-2"), **{**fast, "backoff_seconds": 30}, concurrency=1)
+                  + api_entry("slow", server.url("/slow-1.5"), **{**fast, "max_retries": 1}, timeout_seconds=0.3)
                   + api_entry("rate-limited", server.url("/always-429"), **fast)
                   + api_entry("down", server.url("/always-500"), **fast)
                   + api_entry("refused", f"http://127.0.0.1:{closed_port()}/v1", **fast)
                   + api_entry("no-key", server.url(), **{**fast, "api_key_env": "HARNESS_TEST_UNSET_KEY"})
                   + api_entry("wrong-key", server.url(), **{**fast, "api_key_env": "HARNESS_TEST_WRONG_KEY"}))
     result = run_cli("run", _write(tmp_path, recipe(lively_model_dir, tmp_path / "out", techniques)))
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1 and "some techniques failed" in result.output, result.output
     run_dir = only_run_dir(tmp_path / "out")
     rows = rows_of(run_dir)
     assert rows["local"]["status"] == "ok" and rows["local"]["n_eval"] == 12
     flaky = rows["flaky"]  # 429 (Retry-After: 0) twice, then answers
     assert flaky["status"] == "ok" and flaky["api_retries"] == 2 and flaky["api_requests"] == 14
     assert flaky["n_eval"] == 12 and flaky["cost_usd"] is None  # no usd_per_1k_tokens: cost unknown
-    errors = {name: rows[name]["error"] for name in ("rate-limited", "down", "refused", "no-key", "wrong-key")}
+    assert flaky["wall_seconds"] < 20
+    errors = {name: rows[name]["error"] for name in ("rate-limited", "down", "refused", "no-key", "wrong-key", "slow")}
     assert all(rows[name]["status"] == "failed" and rows[name]["cost_usd"] is None for name in errors), errors
     assert errors["rate-limited"].startswith("RuntimeError: HTTP 429 rate limited by ")
     assert errors["rate-limited"].endswith("after 2 retries")
     assert "HTTP 500" in errors["down"] and errors["down"].endswith("after 2 retries")
     assert errors["refused"].endswith("refused the connection after 2 retries")
+    assert errors["slow"].endswith("did not answer within 0.3s after 1 retry")
     assert "environment variable HARNESS_TEST_UNSET_KEY" in errors["no-key"] and "is not set" in errors["no-key"]
     assert "HTTP 401" in errors["wrong-key"] and "check the key in $HARNESS_TEST_WRONG_KEY" in errors["wrong-key"]
     # 4 in flight, 3 attempts each; the first failure stops the rest (a few may have started meanwhile)

@@ -27,7 +27,7 @@ import os
 import random
 import threading
 import time
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -219,7 +219,8 @@ class Endpoint:
             if attempt == self.spec.max_retries:
                 break
             self.stop.wait(self.delay(attempt, retry_after))
-        raise EndpointError(f"{reason} after {self.spec.max_retries} retries")
+        retries = self.spec.max_retries
+        raise EndpointError(f"{reason} after {retries} {'retry' if retries == 1 else 'retries'}")
 
     def delay(self, attempt: int, retry_after: float | None) -> float:
         """Exponential backoff with jitter (half to all of base x 2^attempt); a server's Retry-After wins."""
@@ -333,7 +334,7 @@ def ask_all(endpoint: Endpoint, conversations: list[list[dict]], concurrency: in
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="api") as pool:
         pending = {pool.submit(endpoint.complete, c): i for i, c in enumerate(conversations)}
         while pending:
-            done, _ = wait(pending, return_when=FIRST_EXCEPTION)
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
                 index = pending.pop(future)
                 if future.exception() is not None:
