@@ -262,3 +262,11 @@ def test_retrieval_through_the_endpoint(server, lively_model_dir, tmp_path, monk
     skipped = run_cli("run", _write(tmp_path, recipe(lively_model_dir, tmp_path / "out2", techniques)))
     row = rows_of(only_run_dir(tmp_path / "out2"))["hosted-rag"]
     assert row["status"] == "skipped" and "has no corpus" in row["error"]
+
+
+def test_the_readme_entry_is_a_valid_recipe(tmp_path):
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = readme.split("- name: hosted-4shot\n", 1)[1].split("```", 1)[0]
+    entry = "  - name: hosted-4shot\n" + "".join(f"  {line}\n" for line in block.splitlines())
+    spec = load_recipe(_write(tmp_path, recipe(Path("random:llama"), tmp_path / "out", entry))).techniques[0]
+    assert spec.kind == "api" and spec.shots == 4 and spec.retrieval.k == 2 and spec.usd_per_1k_tokens.output == 0.0006
