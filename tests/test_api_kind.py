@@ -270,3 +270,19 @@ def test_the_readme_entry_is_a_valid_recipe(tmp_path):
     entry = "  - name: hosted-4shot\n" + "".join(f"  {line}\n" for line in block.splitlines())
     spec = load_recipe(_write(tmp_path, recipe(Path("random:llama"), tmp_path / "out", entry))).techniques[0]
     assert spec.kind == "api" and spec.shots == 4 and spec.retrieval.k == 2 and spec.usd_per_1k_tokens.output == 0.0006
+
+
+def test_the_kind_is_registered_light_and_needs_a_corpus_only_with_retrieval():
+    import subprocess
+    import sys
+
+    from harness import kinds
+    from harness.techniques.api import ApiTechnique
+
+    kind = kinds.get("api")
+    assert kind.description and not kind.trained and not kind.reads_base_model
+    spec = ApiTechnique(kind="api", name="x", base_url="https://api.example.com/v1", model="m")
+    assert not kind.needs_corpus(spec) and kind.needs_corpus(spec.model_copy(update={"retrieval": {}}))
+    # validating a recipe imports no ML library: the kind's module imports them when a cell runs
+    code = "import sys, harness.techniques.api; print(sorted({'torch', 'transformers'} & set(sys.modules)))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
