@@ -85,6 +85,7 @@ def run(recipe, overrides, resume_dir, jobs):
     """Run RECIPE (YAML), with optional key=value OVERRIDES, e.g. seed=1 eval.heldout.limit=50."""
     from harness import pipeline
     from harness.config import Recipe
+    from harness.report.terminal import verdict_lines
     from harness.results import open_runs, report_folder
 
     if resume_dir:
@@ -103,6 +104,8 @@ def run(recipe, overrides, resume_dir, jobs):
     with stop_like_ctrl_c():
         stores = pipeline.run(spec, run_dir=run_dir, recipe_path=recipe, console=console, jobs=jobs)
     folder = report_folder(stores)
+    for line in verdict_lines(stores):
+        console.print(line, soft_wrap=True)
     console.print(f"results: {', '.join(str(s.results_path) for s in stores)}\nreport:  {folder / 'REPORT.md'}")
     if any(r["status"] == "failed" for s in stores for r in s.rows):
         console.print("[red]some techniques failed[/]; reasons in REPORT.md, logs in "
@@ -141,6 +144,7 @@ def _validated(recipe_path: str, overrides) -> Recipe:
     check_resolvable(spec.model.id)
     for task in map(load_task, spec.tasks):
         try:  # the split a run cuts, so that its problems show here rather than in a worker
+            spec.eval.heldout.check_task(task)
             task = with_validation(task, spec.eval.validation)
         except ConfigError as exc:
             raise ConfigError(f"{recipe_path}: {exc}") from None
@@ -168,23 +172,33 @@ def validate(recipes, overrides):
 
 @main.command()
 @click.argument("run_dir", type=click.Path(exists=True))
-@click.option("--format", "fmt", type=click.Choice(["table", "md", "json", "csv"]), default="table",
-              help="table: re-render REPORT.md and print the table(s); md/json/csv: print that format to stdout.")
+@click.option("--format", "fmt", type=click.Choice(["table", "md", "json", "csv", "pr"]), default="table",
+              help="table: re-render REPORT.md and print the table(s); md/json/csv: print that format to stdout; "
+                   "pr: write PR.md (a short summary for a pull-request comment) and print it.")
+@click.option("--link", default=None, help="With --format pr: where its REPORT.md link points (e.g. a CI artifact's "
+                                           "URL); default: the report's path.")
 @user_errors
-def report(run_dir, fmt):
-    """Re-render REPORT.md, plots and exports of RUN_DIR from its stored results, or print it as md/json/csv."""
+def report(run_dir, fmt, link):
+    """Re-render REPORT.md, plots and exports of RUN_DIR from its stored results, or print it as md/json/csv/pr."""
     from harness.report import terminal_table, write_report
     from harness.report.export import render
+    from harness.report.pr import write_pr
+    from harness.report.terminal import verdict_lines
     from harness.results import open_runs, report_folder
 
     stores = open_runs(run_dir)
     folder = report_folder(stores)
+    if fmt == "pr":
+        click.echo(write_pr(stores, folder, link)[1], nl=False)
+        return
     if fmt != "table":
         click.echo(render(stores, fmt, folder), nl=False)
         return
     path = write_report(stores, folder)
     for store in stores:
         console.print(terminal_table(store))
+    for line in verdict_lines(stores):
+        console.print(line, soft_wrap=True)
     console.print(f"report: {path}")
 
 

@@ -166,11 +166,23 @@ TechniqueSpec = Annotated[Any, WrapValidator(_by_kind), _by_kind]
 
 
 class HeldoutEval(Strict):
+    # generate: greedy answers, parsed for a label (any task). loglikelihood (tasks with `labels:`): each
+    # label scored as the assistant's answer (summed token log-probabilities), the likeliest one is the
+    # prediction: no answer names no label, so prompt-only scores reflect knowledge, not answer format
+    mode: Literal["generate", "loglikelihood"] = "generate"
     limit: int | None = Field(None, ge=1)  # score only the first N test examples (None: all)
     batch_size: int = Field(16, ge=1)  # higher: faster generation, more memory
-    max_new_tokens: int = Field(16, ge=1, le=4096)  # the longest answer the model may write
+    max_new_tokens: int = Field(16, ge=1, le=4096)  # the longest answer the model may write (generate)
     bootstrap_samples: int = Field(1000, ge=100)  # resamples for the 95% confidence interval
     wrong_examples: int = Field(5, ge=0)  # wrong answers shown per technique in REPORT.md
+
+    def check_task(self, task) -> None:
+        """Loglikelihood scoring ranks the task's labels; a task without them is an error before the run starts."""
+        if self.mode == "loglikelihood" and not task.labels:
+            raise ConfigError(
+                f"eval.heldout.mode: loglikelihood scores each of a task's labels as the answer, but task "
+                f"{task.name!r} has no `labels:` list; use `eval.heldout.mode: generate` for it, or add the label "
+                f"set to {task.path / 'task.yaml'}")
 
 
 class LmEvalSettings(Strict):

@@ -41,14 +41,16 @@ def first_line(text: str) -> str:
 
 
 def parse_label(answer: str, labels: Sequence[str]) -> str:
-    """The first label named (as a whole word) in the answer's first line; INVALID when none is."""
+    """The first label named (as a whole word) in the answer's first line; INVALID when none is. Of labels
+    starting at the same place the longest wins ('account closure' over 'account'), so an answer that is
+    exactly a label parses to that label."""
     line = normalize(first_line(answer))
     found = []
     for label in labels:
         match = re.search(rf"(?<!\w){re.escape(normalize(label))}(?!\w)", line)
         if match:
             found.append((match.start(), label))
-    return min(found)[1] if found else INVALID
+    return min(found, key=lambda f: (f[0], -len(f[1])))[1] if found else INVALID
 
 
 # --- the registry --------------------------------------------------------------------------------

@@ -49,6 +49,8 @@ def run(recipe: Recipe, run_dir: Path | None = None, recipe_path: str | None = N
     cluster's capacity on ray/slurm)."""
     console = console or Console()
     check_resolvable(recipe.model.id)  # before any folder is made: a model that cannot load fails here, fast
+    for task_ref in recipe.tasks:  # so do settings a task cannot take (loglikelihood scoring needs labels)
+        recipe.eval.heldout.check_task(load_task(task_ref))
     executor = make_executor(recipe, jobs)
     try:
         run_dir = Path(run_dir) if run_dir else new_run_dir(recipe)
@@ -191,6 +193,8 @@ class CellRunner:
                 yield
             finally:
                 self.live = None
+        if not self.console.is_terminal:  # rich ends the last frame with a newline on terminals only (CI logs)
+            self.console.line()
 
     def _redraw(self) -> None:
         if self.live is not None:

@@ -98,3 +98,11 @@ def only_run_dir(out: Path) -> Path:
     """The one run folder a tiny recipe wrote under `out`."""
     (run_dir,) = (out / "tiny").iterdir()
     return run_dir
+
+
+def run_rows(write, recipe_text: str, out: Path) -> tuple[Path, dict]:
+    """Write the recipe, `harness run` it (it must succeed), and return its run folder and rows by technique."""
+    result = run_cli("run", write("r.yaml", recipe_text))
+    assert result.exit_code == 0, result.output
+    run_dir = only_run_dir(out)
+    return run_dir, {r["technique"]: r for r in json.loads((run_dir / "results.json").read_text())["rows"]}

@@ -25,7 +25,8 @@ SCRIPT = textwrap.dedent("""
     assert not heavy(), f"importing harness.cli imported {{heavy()}}"
     run_dir = sys.argv[1]
     for args in (["--help"], ["validate", "recipes/demo.yaml"], ["tasks"], ["models"], ["report", run_dir],
-                 ["report", run_dir, "--format", "json"], ["compare", run_dir, run_dir],
+                 ["report", run_dir, "--format", "json"], ["report", run_dir, "--format", "pr"],
+                 ["compare", run_dir, run_dir],
                  ["check", run_dir, "--baseline", run_dir]):
         result = CliRunner().invoke(harness.cli.main, args)
         assert result.exit_code == 0, (args, result.output, result.exception)

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from conftest import REPO, only_run_dir, run_cli, tiny_recipe
+from conftest import REPO, only_run_dir, run_cli, run_rows, tiny_recipe
 from harness.config import ModelSpec, load_recipe
 from harness.yamlconfig import ConfigError
 
@@ -26,10 +26,7 @@ def test_cpt_alone_and_then_lora_run_end_to_end(write, tiny_model_dir, tmp_path)
                   f"  - {{name: cpt-sft, kind: cpt, adapter: full, init_from: cpt, corpus: {{chunk_tokens: 64}},\n"
                   f"     train: {PHASE},\n"
                   f"     then: {{kind: lora, train: {PHASE}}}}}\n")
-    result = run_cli("run", write("r.yaml", catalogue_recipe(tiny_model_dir, tmp_path / "out", techniques)))
-    assert result.exit_code == 0, result.output
-    run_dir = only_run_dir(tmp_path / "out")
-    rows = {r["technique"]: r for r in json.loads((run_dir / "results.json").read_text())["rows"]}
+    run_dir, rows = run_rows(write, catalogue_recipe(tiny_model_dir, tmp_path / "out", techniques), tmp_path / "out")
     for name, row in rows.items():
         assert row["status"] == "ok", (name, row["error"])
         assert row["kind"] == "cpt" and row["n_eval"] == 12 and row["score"] is not None

@@ -13,6 +13,9 @@ def test_normalize_and_parse_label():
     assert metrics.parse_label("\n\ntechnical issue\nbilling", LABELS) == "technical"  # first line only
     assert metrics.parse_label("rebilling", LABELS) == metrics.INVALID  # whole words only
     assert metrics.parse_label("", LABELS) == metrics.INVALID
+    nested = ["account", "account closure"]  # the longest label at the first position, whatever the list order
+    assert metrics.parse_label("Account closure, please", nested) == "account closure"
+    assert metrics.parse_label("account", nested) == "account"
 
 
 def test_classification_scores_match_hand_computation():

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from conftest import only_run_dir, run_cli, tiny_recipe
+from conftest import run_rows, tiny_recipe
 from harness import models
 from harness.config import ModelSpec, load_recipe
 from harness.evaluate import preference
@@ -24,10 +24,7 @@ def test_sft_then_dpo_and_dpo_alone_run_and_every_technique_gets_preference_figu
                   f"  - {{name: sft, kind: lora, {FAST}}}\n"
                   f"  - {{name: sft-dpo, kind: dpo, init_from: sft, {FAST}}}\n"
                   f"  - {{name: dpo, kind: dpo, adapter: full, dpo: {{beta: 0.2, loss: ipo}}, {FAST}}}\n")
-    result = run_cli("run", write("r.yaml", preference_recipe(tiny_model_dir, tmp_path / "out", techniques)))
-    assert result.exit_code == 0, result.output
-    run_dir = only_run_dir(tmp_path / "out")
-    rows = {r["technique"]: r for r in json.loads((run_dir / "results.json").read_text())["rows"]}
+    run_dir, rows = run_rows(write, preference_recipe(tiny_model_dir, tmp_path / "out", techniques), tmp_path / "out")
     for name, row in rows.items():
         assert row["status"] == "ok", (name, row["error"])
         assert 0 <= row["preference_accuracy"] <= 1 and row["preference_margin"] is not None

@@ -1,9 +1,9 @@
-"""Held-out evaluation: batched greedy generation over the test split, then scoring with a 95% CI.
+"""Held-out evaluation: batched greedy generation over the test split (or, with `mode: loglikelihood`,
+the likeliest of the task's labels), then scoring with a 95% CI.
 
-Generation and scoring are separate steps: `evaluate` generates with a local model, and a technique
+Answering and scoring are separate steps: `model_answers` answers with a local model, and a technique
 whose answers come from elsewhere (kind api: a hosted endpoint) scores them with the same
-`score_answers`. torch is imported by `generate` only.
-"""
+`score_answers`."""
 
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ class HeldoutResult:
     metrics: dict[str, float]
     invalid_rate: float | None
     generated_tokens: int
-    predictions: list[dict]  # one per example: id, input, expected, predicted, parsed, correct (and value)
+    predictions: list[dict]  # one per example: id, input, expected, predicted, parsed, correct (and value;
+    # label_loglikelihoods under mode: loglikelihood)
 
 
 def generate(model, tokenizer, prompts: Sequence[str], batch_size: int, max_new_tokens: int,
@@ -65,15 +66,47 @@ def _length_until_stop(tokens: list[int], stop_ids: set[int]) -> int:
     return len(tokens)
 
 
+def loglikelihood_answers(model, tokenizer, prompts: Sequence[str], labels: Sequence[str], batch_size: int,
+                          on_batch: Callable[[int], None] = lambda n: None) -> tuple[list[str], list[dict[str, float]]]:
+    """For each prompt, every label scored as the assistant's answer (the summed log-probabilities of its
+    tokens after the rendered prompt); the answer is the likeliest label (the first one listed on a tie)."""
+    from harness.evaluate.preference import completion_logprobs
+
+    answers, scores = [], []
+    for start in range(0, len(prompts), batch_size):
+        batch = prompts[start:start + batch_size]
+        logps = completion_logprobs(model, tokenizer, [p for p in batch for _ in labels],
+                                    [label for _ in batch for label in labels], batch_size)
+        for i in range(len(batch)):
+            by_label = dict(zip(labels, logps[i * len(labels):(i + 1) * len(labels)]))
+            answers.append(max(by_label, key=by_label.get))
+            scores.append(by_label)
+        on_batch(len(batch))
+    return answers, scores
+
+
+def model_answers(model, tokenizer, task: Task, prompts: Sequence[str], settings: HeldoutEval,
+                  on_batch: Callable[[int], None] = lambda n: None) -> tuple[list[str], int, list[dict] | None]:
+    """A local model's answers under `settings.mode`, the tokens it generated, and (loglikelihood) every
+    label's log-likelihood per prompt."""
+    if settings.mode == "loglikelihood":
+        settings.check_task(task)
+        answers, label_scores = loglikelihood_answers(model, tokenizer, prompts, task.labels, settings.batch_size,
+                                                      on_batch)
+        return answers, 0, label_scores
+    answers, generated = generate(model, tokenizer, prompts, settings.batch_size, settings.max_new_tokens, on_batch)
+    return answers, generated, None
+
+
 def evaluate(model, tokenizer, task: Task, examples: Sequence[Example], prompt_for: Callable[[Example], str],
              settings: HeldoutEval, seed: int, on_batch: Callable[[int], None] = lambda n: None) -> HeldoutResult:
-    prompts = [prompt_for(e) for e in examples]
-    answers, generated = generate(model, tokenizer, prompts, settings.batch_size, settings.max_new_tokens, on_batch)
-    return score_answers(task, examples, answers, settings, seed, generated)
+    answers, generated, label_scores = model_answers(model, tokenizer, task, [prompt_for(e) for e in examples],
+                                                     settings, on_batch)
+    return score_answers(task, examples, answers, settings, seed, generated, label_scores)
 
 
 def score_answers(task: Task, examples: Sequence[Example], answers: Sequence[str], settings: HeldoutEval, seed: int,
-                  generated_tokens: int = 0) -> HeldoutResult:
+                  generated_tokens: int = 0, label_scores: Sequence[dict[str, float]] | None = None) -> HeldoutResult:
     """Score answers (one per example, however they were produced) with the task's metric and its
     bootstrap 95% CI; the predictions every technique stores."""
     expected = [e.output for e in examples]
@@ -84,5 +117,7 @@ def score_answers(task: Task, examples: Sequence[Example], answers: Sequence[str
         {"id": e.id, "input": e.input, "expected": e.output, "predicted": a, "parsed": p, **metrics.outcome(metric, v)}
         for e, a, p, v in zip(examples, answers, scored.parsed, scored.correct)
     ]
+    for prediction, by_label in zip(predictions, label_scores or []):
+        prediction["label_loglikelihoods"] = {label: round(value, 4) for label, value in by_label.items()}
     return HeldoutResult(metric, scored.metrics[metric], low, high, scored.metrics, scored.invalid_rate,
                          generated_tokens, predictions)

@@ -36,6 +36,13 @@ def fmt_macro_f1(row: dict) -> str:
     return fmt_number(row.get("score_macro_f1"), ".3f")
 
 
+def fmt_metric(row: dict) -> str:
+    """The metric, and how answers were obtained when not by generation: 'accuracy (loglik)'."""
+    if not row.get("metric"):
+        return "–"
+    return row["metric"] + (" (loglik)" if row.get("eval_mode") == "loglikelihood" else "")
+
+
 def fmt_sig(row: dict) -> str:
     """The terminal's one-glyph verdict, with ⚠ when the technique carries a majority-floor warning."""
     mark = {"best": "★", "tied": "≈", "worse": "▼"}.get(row.get("vs_best_marker"), "–")
@@ -115,7 +122,7 @@ COLUMNS = (
     Column("95% CI", fmt_ci, where="terminal"),
     Column("± seeds", fmt_seed_spread, where="markdown"),
     Column("macro-F1", fmt_macro_f1, where="markdown", key="score_macro_f1"),
-    Column("metric", lambda r: r.get("metric") or "–", numeric=False, where="markdown"),
+    Column("metric", fmt_metric, numeric=False, where="markdown"),
     Column("n", lambda r: fmt_number(r.get("n_eval"), "d"), where="markdown"),
     Column("no label", lambda r: fmt_number(r.get("invalid_rate"), ".0%"), where="markdown"),
     Column("vs best", lambda r: r.get("vs_best") or "–", where="markdown"),

@@ -11,7 +11,7 @@ comparisons against the floor; all upgrades over the pick).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 from harness import metrics
 from harness.baseline import KIND as BASELINE_KIND
@@ -25,7 +25,7 @@ COST_TOLERANCE = 0.15  # costs within this share of the cheapest count as equal 
 COLLAPSE_SHARE = 0.9  # one answer above this share of all answers: the technique collapsed onto it
 
 __all__ = ["ALPHA", "COST_TOLERANCE", "VersusBest", "Recommendation", "mcnemar_p", "paired_p", "scored_rows",
-           "paired_vs_best", "floor_flags", "recommend", "pareto_front", "with_verdicts"]
+           "paired_vs_best", "floor_flags", "recommend", "sentence", "pareto_front", "with_verdicts"]
 
 
 @dataclass(frozen=True)
@@ -170,6 +170,12 @@ class Recommendation:
     technique: str | None
     reason: str
     upgrades: list[str]  # one line per costlier option: what it buys over the recommendation
+
+
+def sentence(pick: Recommendation, strong: Callable[[str], str] = lambda text: text) -> str:
+    """The recommendation as one sentence, as REPORT.md, the terminal and the PR summary give it;
+    `strong` marks its head ('Use lora') up, e.g. in bold."""
+    return f"{strong(f'Use {pick.technique}')}: {pick.reason}." if pick.technique else f"No recommendation: {pick.reason}."
 
 
 def recommend(rows: Sequence[dict], predictions: dict[str, list[dict]], cost_key: str = "cost_usd",

@@ -1,6 +1,6 @@
 """REPORT.md: the recommendation, one results table per task (best values in bold, paired significance
-against the best), trade-off plots, how each figure was measured, failures, wrong answers, recipe and
-environment. Rendered from stored results only, so `harness report` can redo it at any time."""
+against the best), trade-off plots, per-label results of classification tasks (confusion matrix, F1 per
+label), how each figure was measured, failures, wrong answers, recipe and environment. Rendered from stored results only, so `harness report` can redo it at any time."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from harness import baseline, metrics
 from harness.evaluate import lmeval
 from harness.report import decision, plots, study
 from harness.report.columns import best_values, visible_columns
+from harness.report.confusion import confusion_section
 from harness.results import RunStore, report_folder, task_name, write_atomic
 
 
@@ -47,7 +48,7 @@ def results_table(rows: list[dict]) -> str:
 def recommendation_section(rows: list[dict], predictions: dict[str, list[dict]]) -> str:
     """The pick and why, what each costlier option buys, and the majority-floor warnings."""
     pick = decision.recommend(rows, predictions)
-    lines = [f"**Use {pick.technique}**: {pick.reason}." if pick.technique else f"No recommendation: {pick.reason}."]
+    lines = [decision.sentence(pick, lambda head: f"**{head}**")]
     if pick.upgrades:
         lines += ["", "Each costlier option, against it:", ""] + [f"- {line}" for line in pick.upgrades]
     flags = decision.floor_flags(rows, predictions)
@@ -79,11 +80,14 @@ def floor_note(rows: list[dict]) -> str:
             f"{floor['score']:.3f}; guessing uniformly among the labels would score {floor['chance_score']:.3f}.")
 
 
-def task_section(store: RunStore, rows: list[dict], folder: Path, heading: str) -> list[str]:
+def task_section(store: RunStore, rows: list[dict], folder: Path, heading: str,
+                 predictions: dict[str, list[dict]] | None = None) -> list[str]:
     if not rows:
         return [f"{heading} {task_name(store)}", "No technique has finished yet."]
+    predictions = store.finished_predictions() if predictions is None else predictions
+    per_label = confusion_section(rows, predictions, store.meta["task"].get("labels"), len(store.meta.get("seeds") or [0]))
     sections = [f"{heading} {task_name(store)}", results_table(rows), floor_note(rows),
-                plots_section(store, rows, folder), study.seeds_section(store),
+                plots_section(store, rows, folder), per_label, study.seeds_section(store),
                 study.learning_curve_section(store, folder), study.search_section(store, folder)]
     return [s for s in sections if s]  # the study's sections are empty for a plain run
 
@@ -100,6 +104,16 @@ def paired_test_text(metas: list[dict]) -> str:
     return f"{mcnemar} under a 0/1 metric, {wilcoxon} under a continuous one"
 
 
+def _answers_text(rows: list[dict]) -> str:
+    """How the held-out answers were obtained: greedy decoding, or (eval.heldout.mode: loglikelihood) the likeliest label."""
+    modes = {r.get("eval_mode") or "generate" for r in rows if r.get("kind") != baseline.KIND and r.get("score") is not None}
+    loglik = ("the likeliest label (each of the task's labels scored as the answer by the summed log-probabilities "
+              "of its tokens; metric marked (loglik))")
+    if modes == {"loglikelihood"}:
+        return loglik
+    return "greedy decoding" + (f", or {loglik}" if "loglikelihood" in modes else "")
+
+
 def measurement_section(metas: list[dict], rows: list[dict]) -> str:
     meta = metas[0]
     methods = sorted({r["peak_memory_method"] for r in rows if r.get("peak_memory_method")})
@@ -108,7 +122,7 @@ def measurement_section(metas: list[dict], rows: list[dict]) -> str:
     metrics = ", ".join(sorted({f"`{m['task']['metric']}` ({m['task']['name']})" for m in metas}))
     lines = [
         f"- **score**: the task's metric ({metrics}) on the held-out examples (all of them, or the recipe's "
-        "`eval.heldout.limit`), greedy decoding, averaged over the run's seeds; **± seeds** is the standard "
+        f"`eval.heldout.limit`), {_answers_text(rows)}, averaged over the run's seeds; **± seeds** is the standard "
         "deviation of the per-seed scores (shown for multi-seed runs). The interval is a 95% percentile bootstrap: "
         "over examples, and with several seeds over seeds and examples together (see vs best).",
         "- **vs best** (terminal: **sig**): each technique against the best-scoring one, paired on the same "
@@ -212,8 +226,8 @@ def render_markdown(stores: list[RunStore], folder: Path) -> str:
         text += f"\n\n{advice}" if advice else ""
         sections.append(f"**{task_name(store)}**: {text}" if many else text)
     sections.append("## Results")
-    for store, table_rows in zip(stores, task_rows):
-        sections += task_section(store, table_rows, folder, "###")
+    for store, table_rows, task_predictions in zip(stores, task_rows, predictions):
+        sections += task_section(store, table_rows, folder, "###", task_predictions)
     sections += ["## How each figure was measured", measurement_section(metas, rows)]
     not_ok = [(task_name(s), r) for s in stores for r in s.ordered_rows() if r["status"] != "ok"]
     if not_ok:

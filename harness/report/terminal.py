@@ -1,15 +1,18 @@
-"""The results table for the terminal (rich)."""
+"""The results table for the terminal (rich), the legend of its marks, and the recommendation."""
 
 from __future__ import annotations
 
 from rich import box
 from rich.table import Table
+from rich.text import Text
 
 from harness.report.columns import visible_columns
-from harness.report.decision import with_verdicts
-from harness.results import RunStore
+from harness.report.decision import ALPHA, recommend, sentence, with_verdicts
+from harness.results import RunStore, task_name
 
 STATUS_STYLE = {"ok": "green", "failed": "red", "skipped": "yellow"}
+LEGEND = (f"sig: ★ best score · ≈ not significantly different from the best · ▼ significantly worse (paired test, "
+          f"Holm-adjusted p < {ALPHA}) · ⚠ a majority-floor warning, listed in REPORT.md")
 
 
 def terminal_table(store: RunStore) -> Table:
@@ -24,3 +27,17 @@ def terminal_table(store: RunStore) -> Table:
     for row in rows:
         table.add_row(*(column.render(row) for column in columns), style=STATUS_STYLE.get(row["status"]))
     return table
+
+
+def verdict_lines(stores: list[RunStore]) -> list[Text]:
+    """Under the table(s): the legend of the sig marks, then each task's recommendation, the sentence
+    REPORT.md gives (prefixed with the task in a multi-task run)."""
+    lines = [Text(LEGEND, style="dim")]
+    for store in stores:
+        pick = recommend(store.ordered_rows(), store.finished_predictions())
+        prefix = f"{task_name(store)}: " if len(stores) > 1 else ""
+        line = Text(prefix + sentence(pick))
+        if pick.technique:
+            line.stylize("bold", len(prefix), len(prefix) + len(f"Use {pick.technique}"))
+        lines.append(line)
+    return lines

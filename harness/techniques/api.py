@@ -305,6 +305,12 @@ def run_api(spec: ApiTechnique, ctx: RunContext) -> Outcome:
 def _run_api(spec: ApiTechnique, ctx: RunContext) -> Outcome:
     from harness import models
 
+    if ctx.recipe.eval.heldout.mode != "generate":
+        raise EndpointError("kind api generates its answers, but the recipe's eval.heldout.mode is "
+                            f"{ctx.recipe.eval.heldout.mode}: scoring each label needs the model's log-likelihoods, "
+                            "which a chat-completions endpoint does not return; compare it in a recipe with "
+                            "eval.heldout.mode: generate")
+
     endpoint = Endpoint(spec, api_key(spec), models.cache_dir() / "api" if spec.cache else None,
                         ctx.recipe.eval.heldout.max_new_tokens, ctx.recipe.seed)
     shots = prompting.draw_shots(ctx.task, spec.shots, ctx.recipe.seed)
@@ -315,10 +321,10 @@ def _run_api(spec: ApiTechnique, ctx: RunContext) -> Outcome:
         augment = augmenter(ctx, spec.retrieval, WordTokens(), ctx.heldout_examples())
     replies: list[Reply] = []
 
-    def answer(examples: list[Example], on_batch) -> tuple[list[str], int]:
+    def answer(examples: list[Example], on_batch) -> tuple[list[str], int, None]:
         conversations = [prompting.messages(ctx.task, e, shots, augment) for e in examples]
         replies.extend(ask_all(endpoint, conversations, spec.concurrency, on_batch))
-        return [r.text for r in replies], sum(r.output_tokens or 0 for r in replies)
+        return [r.text for r in replies], sum(r.output_tokens or 0 for r in replies), None
 
     outcome = evaluate_answers(ctx, spec.name, answer)
     if augment is not None:

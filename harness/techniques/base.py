@@ -117,41 +117,43 @@ def evaluate_heldout(ctx: RunContext, label: str, model, tokenizer, prompt_for: 
 
     settings = ctx.recipe.eval.heldout
 
-    def generate(examples: list[Example], on_batch: Callable[[int], None]) -> tuple[list[str], int]:
-        return heldout.generate(model, tokenizer, [prompt_for(e) for e in examples], settings.batch_size,
-                                settings.max_new_tokens, on_batch)
+    def answer(examples: list[Example], on_batch: Callable[[int], None]):
+        return heldout.model_answers(model, tokenizer, ctx.task, [prompt_for(e) for e in examples], settings, on_batch)
 
-    return evaluate_answers(ctx, label, generate, lambda examples, predictions: score_preferences(
+    return evaluate_answers(ctx, label, answer, lambda examples, predictions: score_preferences(
         ctx, model, tokenizer, examples, prompt_for, predictions))
 
 
-Answerer = Callable[[list[Example], Callable[[int], None]], tuple[list[str], int]]
+# (examples, on_batch) -> (one answer per example, tokens generated, each label's log-likelihood per example or None)
+Answerer = Callable[[list[Example], Callable[[int], None]], tuple[list[str], int, list[dict] | None]]
 
 
 def evaluate_answers(ctx: RunContext, label: str, answer: Answerer,
                      after: Callable[[list[Example], list[dict]], dict] | None = None) -> Outcome:
     """Score answers on the held-out split, measuring the phase; fills the eval fields of a row.
 
-    `answer(examples, on_batch)` returns one answer per example and the number of tokens generated (a
-    local model's batched generation, or a hosted endpoint's replies); it calls `on_batch(k)` as k more
-    are done. `after(examples, predictions)` adds figures measured in the same phase (preference pairs)."""
+    `answer(examples, on_batch)` answers every example (a local model: `heldout.model_answers`; kind api:
+    a hosted endpoint's replies), calling `on_batch(k)` as k more are done. `after(examples, predictions)`
+    adds figures measured in the same phase (preference pairs)."""
     from harness.evaluate import heldout
     from harness.measure import measure
 
     settings = ctx.recipe.eval.heldout
     examples = ctx.heldout_examples()
     n = len(examples)
-    job = ctx.progress.add_task(f"{label}: generating", total=n)
+    job = ctx.progress.add_task(f"{label}: {'generating' if settings.mode == 'generate' else 'scoring labels'}", total=n)
     with measure(ctx.device) as phase:
-        answers, generated = answer(examples, lambda k: ctx.progress.advance(job, k))
-        result = heldout.score_answers(ctx.task, examples, answers, settings, ctx.recipe.seed, generated)
+        answers, generated, label_scores = answer(examples, lambda k: ctx.progress.advance(job, k))
+        result = heldout.score_answers(ctx.task, examples, answers, settings, ctx.recipe.seed, generated, label_scores)
         extra = after(examples, result.predictions) if after else {}
     ctx.progress.remove_task(job)
     values = {
         "metric": result.metric, "score": result.score, "ci_low": result.ci_low, "ci_high": result.ci_high,
         "n_eval": n, "invalid_rate": result.invalid_rate, "eval_seconds": phase.seconds,
         "eval_peak_memory_bytes": phase.peak_bytes, "peak_memory_method": phase.method,
-        "eval_tokens_per_second": result.generated_tokens / phase.seconds if phase.seconds else None,
+        "eval_mode": settings.mode,  # nothing is generated under loglikelihood: no tokens/s
+        "eval_tokens_per_second": result.generated_tokens / phase.seconds
+        if phase.seconds and settings.mode == "generate" else None,
         "eval_examples_per_second": n / phase.seconds if phase.seconds else None,
         **{f"score_{name}": value for name, value in result.metrics.items()}, **extra,
     }
