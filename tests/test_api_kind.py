@@ -44,7 +44,8 @@ def server(lively_model_dir):
     server.stop()
 
 
-def recipe(model_dir: Path, out: Path, techniques: str, task: str = "ticket-routing", limit: int = 12) -> str:
+def recipe(model_dir: Path, out: Path, techniques: str, task: str = "ticket-routing", limit: int = 12,
+           mode: str = "generate") -> str:
     return f"""
 name: tiny
 model: {{id: {model_dir}, dtype: float32}}   # the server generates in float32 too
@@ -55,7 +56,7 @@ output_dir: {out}
 techniques:
 {techniques}
 eval:
-  heldout: {{limit: {limit}, batch_size: 4, max_new_tokens: 4, bootstrap_samples: 200}}
+  heldout: {{mode: {mode}, limit: {limit}, batch_size: 4, max_new_tokens: 4, bootstrap_samples: 200}}
 """
 
 
@@ -262,6 +263,21 @@ def test_retrieval_through_the_endpoint(server, lively_model_dir, tmp_path, monk
     skipped = run_cli("run", _write(tmp_path, recipe(lively_model_dir, tmp_path / "out2", techniques)))
     row = rows_of(only_run_dir(tmp_path / "out2"))["hosted-rag"]
     assert row["status"] == "skipped" and "has no corpus" in row["error"]
+
+
+def test_loglikelihood_mode_fails_the_row_with_the_reason(server, lively_model_dir, tmp_path, monkeypatch):
+    """A chat-completions endpoint returns no log-likelihoods of given answers, so under
+    eval.heldout.mode: loglikelihood the api row fails with the reason, and asks the endpoint nothing."""
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    before = len(server.requests)
+    techniques = "  - {name: local, kind: prompt}\n" + api_entry("hosted", server.url())
+    result = run_cli("run", _write(tmp_path, recipe(lively_model_dir, tmp_path / "out", techniques, limit=4,
+                                                                      mode="loglikelihood")))
+    assert result.exit_code == 1, result.output
+    rows = rows_of(only_run_dir(tmp_path / "out"))
+    assert rows["local"]["status"] == "ok" and rows["local"]["eval_mode"] == "loglikelihood"
+    assert rows["hosted"]["status"] == "failed" and "eval.heldout.mode is loglikelihood" in rows["hosted"]["error"]
+    assert len(server.requests) == before
 
 
 def test_the_readme_entry_is_a_valid_recipe(tmp_path):
