@@ -94,7 +94,7 @@ def run_cell(spec, ctx) -> tuple[dict, list[dict]]:
         outcome, status, error = Outcome({}), "failed", f"{type(exc).__name__}: {exc}"
         save_traceback(ctx.run_dir, ctx.cell.id)
     wall = time.perf_counter() - start
-    values = outcome.values
+    values = dict(outcome.values)
     peaks = [values.get(k) for k in ("train_peak_memory_bytes", "eval_peak_memory_bytes", "lm_eval_peak_memory_bytes")]
     row = make_row(
         spec.name, spec.kind, status, **values, error=error, wall_seconds=wall, device=ctx.device,

@@ -206,7 +206,8 @@ def _describe(err: dict, data: dict, model: type[BaseModel], source: str, lines:
         return f"{where}: unknown key '{dotted}'{fix}{known}"
     if err["type"] == "missing":
         return f"{where}: missing required key '{dotted}'"
-    if err["type"] in ("unknown_kind", "unknown_name"):  # the message names the value and the known ones
+    # the message names the value and the known ones; no_echo: the value may be a secret (a pasted API key)
+    if err["type"] in ("unknown_kind", "unknown_name", "no_echo"):
         return f"{where}: {dotted}: {err['msg']}"
     return f"{where}: {dotted}: {err['msg']} (got {err.get('input')!r})"
 

@@ -1,13 +1,15 @@
 """Held-out evaluation: batched greedy generation over the test split (or, with `mode: loglikelihood`,
-the likeliest of the task's labels), then scoring with a 95% CI."""
+the likeliest of the task's labels), then scoring with a 95% CI.
+
+Answering and scoring are separate steps: `model_answers` answers with a local model, and a technique
+whose answers come from elsewhere (kind api: a hosted endpoint) scores them with the same
+`score_answers`."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
-
-import torch
 
 from harness import metrics
 from harness.config import HeldoutEval
@@ -46,6 +48,8 @@ def generate(model, tokenizer, prompts: Sequence[str], batch_size: int, max_new_
 def generate_counted(model, tokenizer, prompts: Sequence[str], batch_size: int, max_new_tokens: int,
                      on_batch: Callable[[int], None] = lambda n: None) -> Generation:
     """As `generate`, with each request's prompt and output token counts."""
+    import torch
+
     # Prompts rendered by a chat template already carry their special tokens.
     add_special = not getattr(tokenizer, "chat_template", None)
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
@@ -119,18 +123,40 @@ def loglikelihood_answers(model, tokenizer, prompts: Sequence[str], labels: Sequ
     return answers, scores
 
 
-def evaluate(model, tokenizer, task: Task, examples: Sequence[Example], prompt_for: Callable[[Example], str],
-             settings: HeldoutEval, seed: int, on_batch: Callable[[int], None] = lambda n: None) -> HeldoutResult:
-    prompts = [prompt_for(e) for e in examples]
-    label_scores, generation = None, Generation([], [], [])
+@dataclass(frozen=True)
+class Answered:
+    """One answer per prompt, and what producing them measured."""
+
+    answers: list[str]
+    prompt_tokens: tuple[int, ...] = ()  # per prompt: tokens read (generation; an endpoint's reported usage)
+    output_tokens: tuple[int, ...] = ()  # per prompt: tokens written
+    label_scores: list[dict[str, float]] | None = None  # mode loglikelihood: every label's log-likelihood
+
+
+def model_answers(model, tokenizer, task: Task, prompts: Sequence[str], settings: HeldoutEval,
+                  on_batch: Callable[[int], None] = lambda n: None) -> Answered:
+    """A local model's answers under `settings.mode`: greedy generation with its token counts, or the
+    likeliest label with every label's log-likelihood."""
     if settings.mode == "loglikelihood":
         settings.check_task(task)
         answers, label_scores = loglikelihood_answers(model, tokenizer, prompts, task.labels, settings.batch_size,
                                                       on_batch)
-    else:
-        generation = generate_counted(model, tokenizer, prompts, settings.batch_size, settings.max_new_tokens,
-                                      on_batch)
-        answers = generation.answers
+        return Answered(answers, label_scores=label_scores)
+    generation = generate_counted(model, tokenizer, prompts, settings.batch_size, settings.max_new_tokens, on_batch)
+    return Answered(generation.answers, tuple(generation.prompt_tokens), tuple(generation.output_tokens))
+
+
+def evaluate(model, tokenizer, task: Task, examples: Sequence[Example], prompt_for: Callable[[Example], str],
+             settings: HeldoutEval, seed: int, on_batch: Callable[[int], None] = lambda n: None) -> HeldoutResult:
+    answered = model_answers(model, tokenizer, task, [prompt_for(e) for e in examples], settings, on_batch)
+    return score_answers(task, examples, answered, settings, seed)
+
+
+def score_answers(task: Task, examples: Sequence[Example], answered: Answered, settings: HeldoutEval,
+                  seed: int) -> HeldoutResult:
+    """Score answers (one per example, however they were produced) with the task's metric and its
+    bootstrap 95% CI; the predictions every technique stores."""
+    answers = list(answered.answers)
     expected = [e.output for e in examples]
     metric = task.spec.metric
     scored = metrics.score(metric, expected, answers, task.labels)
@@ -139,8 +165,7 @@ def evaluate(model, tokenizer, task: Task, examples: Sequence[Example], prompt_f
         {"id": e.id, "input": e.input, "expected": e.output, "predicted": a, "parsed": p, **metrics.outcome(metric, v)}
         for e, a, p, v in zip(examples, answers, scored.parsed, scored.correct)
     ]
-    for prediction, by_label in zip(predictions, label_scores or []):
+    for prediction, by_label in zip(predictions, answered.label_scores or []):
         prediction["label_loglikelihoods"] = {label: round(value, 4) for label, value in by_label.items()}
     return HeldoutResult(metric, scored.metrics[metric], low, high, scored.metrics, scored.invalid_rate,
-                         sum(generation.output_tokens), predictions, tuple(generation.prompt_tokens),
-                         tuple(generation.output_tokens))
+                         sum(answered.output_tokens), predictions, answered.prompt_tokens, answered.output_tokens)

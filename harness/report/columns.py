@@ -67,6 +67,18 @@ def fmt_misses(row: dict) -> str:
     return f"{row['retrieval_misses']} / {row['reading_misses']}"
 
 
+def fmt_latency(row: dict) -> str:
+    if row.get("latency_p50_seconds") is None:
+        return "–"
+    return f"{row['latency_p50_seconds']:.2f}s / {row['latency_p95_seconds']:.2f}s"
+
+
+def fmt_api_tokens(row: dict) -> str:
+    if row.get("api_input_tokens") is None:
+        return "–"
+    return f"{fmt_count(row['api_input_tokens'])} / {fmt_count(row['api_output_tokens'])}"
+
+
 @dataclass(frozen=True)
 class Column:
     header: str
@@ -130,6 +142,8 @@ COLUMNS = (
     Column("train tok/s", lambda r: fmt_number(r.get("train_tokens_per_second"), ".0f"), where="markdown",
            key="train_tokens_per_second"),
     Column("ex/s", lambda r: fmt_number(r.get("eval_examples_per_second"), ".2f"), where="markdown"),
+    Column("latency p50 / p95", fmt_latency, where="markdown"),  # kind api: per request
+    Column("api tokens in / out", fmt_api_tokens, where="markdown"),
     Column("cost", lambda r: "–" if r.get("cost_usd") is None else f"${r['cost_usd']:.4f}", key="cost_usd"),
     Column("artifact", lambda r: fmt_bytes(r.get("artifact_bytes")), where="markdown", key="artifact_bytes"),
 )

@@ -214,6 +214,15 @@ def measurement_section(metas: list[dict], rows: list[dict]) -> str:
         "greedy settings; p50 and p95. **Tokens**: per request, the prompt tokens the model read (padding "
         "excluded) and the tokens it generated.",
     ]
+    if any(r.get("kind") == "api" for r in rows):
+        lines.append(
+            "- **api rows** (a hosted model behind an OpenAI-compatible endpoint): **cost** is the tokens the "
+            "endpoint reported (`usage`) x the technique's `usd_per_1k_tokens`, for every answer (those served "
+            "from the response cache at their stored usage; `api_billed_usd` is what this run's requests cost), "
+            "not device-hours; **peak mem** is not measured (the model runs elsewhere); **latency p50 / p95** is "
+            "per request, over the requests this run sent (retries and backoff not included). The hosted "
+            "model's size and hardware are unknown, so its cost is the endpoint's price, not a like-for-like "
+            "compute figure.")
     if any(r.get("retriever") for r in rows):
         lines.append(
             "- **recall**: retrieval recall@k, the share of examples' gold documents among the k retrieved passages "

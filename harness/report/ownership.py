@@ -51,8 +51,8 @@ def run_costs(row: dict, usd_per_hour: dict[str, float]) -> dict:
     - `serving_usd_per_request`: see serving_usd_per_request."""
     price = price_per_second(row.get("device"), usd_per_hour)
     lm_eval = row.get("lm_eval_seconds")
-    if priced_by_tokens(row):
-        cost = row["cost_usd"]
+    if priced_by_tokens(row) or row.get("kind") == "api":  # a hosted model: its token price, or unknown
+        cost = row.get("cost_usd")
     else:
         cost = None if price is None else price * ((row.get("wall_seconds") or 0.0) - (lm_eval or 0.0))
     train = row.get("train_seconds")

@@ -114,6 +114,30 @@ class RunContext:
 def evaluate_heldout(ctx: RunContext, label: str, model, tokenizer, prompt_for: Callable[[Example], str]) -> Outcome:
     """Score a model on the held-out split, measuring the phase; fills the eval fields of a row."""
     from harness.evaluate import heldout
+
+    settings = ctx.recipe.eval.heldout
+
+    def answer(examples: list[Example], on_batch: Callable[[int], None]):
+        return heldout.model_answers(model, tokenizer, ctx.task, [prompt_for(e) for e in examples], settings, on_batch)
+
+    outcome = evaluate_answers(ctx, label, answer, lambda examples, predictions: score_preferences(
+        ctx, model, tokenizer, examples, prompt_for, predictions))
+    outcome.values.update(latency_figures(measure_latency(ctx, model, tokenizer, ctx.heldout_examples(), prompt_for)))
+    return outcome
+
+
+# (examples, on_batch) -> heldout.Answered: one answer per example, with the token counts it measured
+Answerer = Callable[[list[Example], Callable[[int], None]], Any]
+
+
+def evaluate_answers(ctx: RunContext, label: str, answer: Answerer,
+                     after: Callable[[list[Example], list[dict]], dict] | None = None) -> Outcome:
+    """Score answers on the held-out split, measuring the phase; fills the eval fields of a row.
+
+    `answer(examples, on_batch)` answers every example (a local model: `heldout.model_answers`; kind api:
+    a hosted endpoint's replies), calling `on_batch(k)` as k more are done. `after(examples, predictions)`
+    adds figures measured in the same phase (preference pairs)."""
+    from harness.evaluate import heldout
     from harness.measure import measure
 
     settings = ctx.recipe.eval.heldout
@@ -121,9 +145,9 @@ def evaluate_heldout(ctx: RunContext, label: str, model, tokenizer, prompt_for: 
     n = len(examples)
     job = ctx.progress.add_task(f"{label}: {'generating' if settings.mode == 'generate' else 'scoring labels'}", total=n)
     with measure(ctx.device) as phase:
-        result = heldout.evaluate(model, tokenizer, ctx.task, examples, prompt_for, settings, ctx.recipe.seed,
-                                  on_batch=lambda k: ctx.progress.advance(job, k))
-        pairs = score_preferences(ctx, model, tokenizer, examples, prompt_for, result.predictions)
+        answered = answer(examples, lambda k: ctx.progress.advance(job, k))
+        result = heldout.score_answers(ctx.task, examples, answered, settings, ctx.recipe.seed)
+        extra = after(examples, result.predictions) if after else {}
     ctx.progress.remove_task(job)
     values = {
         "metric": result.metric, "score": result.score, "ci_low": result.ci_low, "ci_high": result.ci_high,
@@ -133,9 +157,8 @@ def evaluate_heldout(ctx: RunContext, label: str, model, tokenizer, prompt_for: 
         "eval_tokens_per_second": result.generated_tokens / phase.seconds
         if phase.seconds and settings.mode == "generate" else None,
         "eval_examples_per_second": n / phase.seconds if phase.seconds else None,
-        **{f"score_{name}": value for name, value in result.metrics.items()}, **pairs,
-        **serving_figures(result.prompt_tokens, result.output_tokens,
-                          measure_latency(ctx, model, tokenizer, examples, prompt_for)),
+        **{f"score_{name}": value for name, value in result.metrics.items()}, **extra,
+        **serving_figures(result.prompt_tokens, result.output_tokens),
     }
     return Outcome(values, result.predictions)
 
@@ -153,17 +176,23 @@ def measure_latency(ctx: RunContext, model, tokenizer, examples: list[Example], 
     return heldout.latencies(model, tokenizer, prompts, settings, ctx.task.labels or ())
 
 
-def serving_figures(prompt_tokens, output_tokens, latencies) -> dict:
-    """Per request: prompt and generated tokens (mean, p95) and latency at batch size 1 (p50, p95); None
-    where nothing was measured."""
+def percentile(values, q: float | None = None) -> float | None:
+    """The q-th percentile of values (their mean when q is None); None when nothing was measured."""
     import numpy as np
 
-    def stat(values, q=None):
-        return None if not len(values) else float(np.mean(values) if q is None else np.percentile(values, q))
+    return None if not len(values) else float(np.mean(values) if q is None else np.percentile(values, q))
 
-    return {"prompt_tokens_mean": stat(prompt_tokens), "prompt_tokens_p95": stat(prompt_tokens, 95),
-            "output_tokens_mean": stat(output_tokens), "output_tokens_p95": stat(output_tokens, 95),
-            "latency_p50_seconds": stat(latencies, 50), "latency_p95_seconds": stat(latencies, 95)}
+
+def serving_figures(prompt_tokens, output_tokens, latencies=()) -> dict:
+    """Per request: prompt and generated tokens (mean, p95) and latency at batch size 1 (p50, p95); None
+    where nothing was measured."""
+    return {"prompt_tokens_mean": percentile(prompt_tokens), "prompt_tokens_p95": percentile(prompt_tokens, 95),
+            "output_tokens_mean": percentile(output_tokens), "output_tokens_p95": percentile(output_tokens, 95),
+            **latency_figures(latencies)}
+
+
+def latency_figures(latencies) -> dict:
+    return {"latency_p50_seconds": percentile(latencies, 50), "latency_p95_seconds": percentile(latencies, 95)}
 
 
 def score_preferences(ctx: RunContext, model, tokenizer, examples, prompt_for, predictions: list[dict]) -> dict:
