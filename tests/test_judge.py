@@ -252,7 +252,7 @@ eval:
     # the judge's time is its own: the technique's cost is its wall time, which excludes judging
     assert row["cost_usd"] == pytest.approx(row["wall_seconds"] * 0.10 / 3600)
     predictions = [json.loads(line) for line in (run_dir / "predictions" / "zero.jsonl").open()]
-    assert len(predictions) == 6 and all(isinstance(p["judge_reason"], str) for p in predictions)
+    assert len(predictions) == 6 and all(p["judge_reason"].startswith("Score:") for p in predictions)  # prefilled
     scores = [p["judge_score"] for p in predictions if p["judge_score"] is not None]
     assert row["judge_unparsed"] == 6 - len(scores)  # a random model's replies: most likely all unparsed
     assert all(0 <= s <= 1 for s in scores)

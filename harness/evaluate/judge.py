@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Callable, Protocol, Sequence
 
 REASON_CHARS = 300  # the judge's reply kept per prediction
+PREFILL = "Score:"  # how a local judge's reply starts (see LocalJudge)
 
 PROMPT = """\
 You are grading an answer to a task by this rubric:
@@ -51,7 +52,9 @@ class Judge(Protocol):
 
 @dataclass
 class LocalJudge:
-    """A judge model in this process: each prompt rendered with its chat template, answered greedily."""
+    """A judge model in this process: each prompt rendered with its chat template, answered greedily. The
+    reply is started for it with "Score:" (PREFILL; kept in the returned reply), so that a small model
+    writes a number next rather than restating the rubric (seen with SmolLM2-135M-Instruct)."""
 
     name: str
     model: object
@@ -63,9 +66,9 @@ class LocalJudge:
         from harness import prompting
         from harness.evaluate.heldout import generate
 
-        rendered = [prompting.render(self.tokenizer, [{"role": "user", "content": p}]) for p in prompts]
+        rendered = [prompting.render(self.tokenizer, [{"role": "user", "content": p}]) + PREFILL for p in prompts]
         answers, _ = generate(self.model, self.tokenizer, rendered, self.batch_size, self.max_new_tokens, on_batch)
-        return answers
+        return [f"{PREFILL} {answer}" for answer in answers]
 
 
 def build(settings, device: str, loaded: tuple | None = None) -> Judge:
