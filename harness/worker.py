@@ -119,8 +119,9 @@ def judge(ctx, predictions: list[dict], metric: str | None) -> dict:
         return judge_heldout(ctx, predictions, metric)
     except Exception as exc:  # noqa: BLE001 — the technique's own results stand without the judge's
         save_traceback(ctx.run_dir, f"{ctx.cell.id}.judge")
-        for prediction in predictions:
-            prediction.pop("judge_score", None), prediction.pop("judge_reason", None)
+        for prediction in predictions:  # no half-judged answers
+            for key in ("judge_score", "judge_reason"):
+                prediction.pop(key, None)
         return {"judge_error": f"{type(exc).__name__}: {exc}"}
     finally:
         ctx.shared.drop_judge()  # a judge is per cell: it must not sit in the next cell's memory peak
