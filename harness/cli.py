@@ -142,9 +142,13 @@ def _validated(recipe_path: str, overrides) -> Recipe:
 
     spec = load_recipe(recipe_path, overrides)
     check_resolvable(spec.model.id)
+    if spec.eval.judge is not None:
+        spec.eval.judge.check_resolvable()
     for task in map(load_task, spec.tasks):
         try:  # the split a run cuts, so that its problems show here rather than in a worker
             spec.eval.heldout.check_task(task)
+            if spec.eval.judge is not None:
+                spec.eval.judge.check_task(task)
             task = with_validation(task, spec.eval.validation)
         except ConfigError as exc:
             raise ConfigError(f"{recipe_path}: {exc}") from None

@@ -213,10 +213,47 @@ class ValidationSplit(Strict):
         return self
 
 
+class JudgeSettings(Strict):
+    """An LLM judge that grades every technique's held-out answers by the task's `judge:` rubric (only on
+    tasks that have one). Today a local model, loaded like the recipe's `model:` and decoded greedily; an
+    `endpoint:` variant (an OpenAI-compatible chat endpoint) can sit beside `model:` later, with the
+    judge built from whichever is set (harness/evaluate/judge.py, `build`)."""
+
+    model: ModelSpec  # alias, local directory, .gguf file, hub id or random:<arch>; {id: ..., dtype: ...}
+    max_new_tokens: int = Field(64, ge=1, le=4096)  # the judge's reply: "Score: N" and a one-sentence reason
+    batch_size: int = Field(8, ge=1)  # judge prompts are long (rubric, question, reference, answer)
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _model_shorthand(cls, value):
+        return {"id": value} if isinstance(value, str) else value
+
+    def check_resolvable(self) -> None:
+        """Fail early, loading nothing, on a judge model that certainly cannot load (as for `model:`)."""
+        from harness.models import ModelResolutionError, check_resolvable
+
+        try:
+            check_resolvable(self.model.id)
+        except ModelResolutionError as exc:
+            raise ModelResolutionError(f"eval.judge.model: {exc}") from None
+
+    def check_task(self, task) -> None:
+        """A task without a rubric is not judged: say so, since the recipe asked for a judge."""
+        if task.spec.judge is None:
+            import warnings
+
+            from harness.yamlconfig import ConfigWarning
+
+            warnings.warn(f"eval.judge is set, but task {task.name!r} has no `judge:` rubric, so its answers are not "
+                          f"judged; add `judge: {{rubric: ...}}` to {task.path / 'task.yaml'}", ConfigWarning,
+                          stacklevel=2)
+
+
 class EvalSpec(Strict):
     heldout: HeldoutEval = HeldoutEval()
     validation: ValidationSplit | None = None  # needed by search; gives trained kinds a validation loss
     lm_eval: LmEvalSettings = LmEvalSettings()
+    judge: JudgeSettings | None = None  # grade answers with an LLM judge, on tasks with a `judge:` rubric
 
 
 class CostSpec(Strict):

@@ -92,6 +92,17 @@ _TABLE = (
     Figure("invalid_rate", "answers naming no label", "share", "lower"),
     Figure("preference_accuracy", "prefers chosen", "share", "higher"),
     Figure("preference_margin", "preference margin (log-likelihood)", "rate", "higher"),
+    # an LLM judge's grades (eval.judge + the task's `judge:` rubric); agreement and correlation describe
+    # the judge against the task metric, higher meaning the two tell the same story
+    Figure("judge_score", "judge score (rubric, 0-1)", "score", "higher"),
+    Figure("judge_unparsed", "judge replies without a score", "count", "lower"),
+    Figure("judge_agreement", "judge agrees with the metric", "share", "higher"),
+    Figure("judge_kappa", "judge-metric Cohen's kappa", "number", "higher"),
+    Figure("judge_spearman", "judge-metric Spearman correlation", "number", "higher"),
+    Figure("judge_scale", "judge's top score", "count"),
+    Figure("judge_seconds", "judge time", "seconds", "lower"),
+    Figure("judge_peak_memory_bytes", "judge peak memory", "bytes", "lower"),
+    Figure("judge_cost_usd", "judge cost", "usd", "lower"),
     Figure("wall_seconds", "wall time", "seconds", "lower", compared=True),
     Figure("train_seconds", "training time", "seconds", "lower", compared=True),
     Figure("eval_seconds", "evaluation time", "seconds", "lower", compared=True),

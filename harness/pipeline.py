@@ -49,8 +49,13 @@ def run(recipe: Recipe, run_dir: Path | None = None, recipe_path: str | None = N
     cluster's capacity on ray/slurm)."""
     console = console or Console()
     check_resolvable(recipe.model.id)  # before any folder is made: a model that cannot load fails here, fast
+    if recipe.eval.judge is not None:
+        recipe.eval.judge.check_resolvable()
     for task_ref in recipe.tasks:  # so do settings a task cannot take (loglikelihood scoring needs labels)
-        recipe.eval.heldout.check_task(load_task(task_ref))
+        task = load_task(task_ref)
+        recipe.eval.heldout.check_task(task)
+        if recipe.eval.judge is not None:
+            recipe.eval.judge.check_task(task)
     executor = make_executor(recipe, jobs)
     try:
         run_dir = Path(run_dir) if run_dir else new_run_dir(recipe)
@@ -222,7 +227,8 @@ def _meta(recipe: Recipe, task_ref: str, recipe_path: str | None, run_id: str, d
         "device_name": device_name(device),
         "task": {"name": task.name, "path": str(task.path), "n_train": len(task.train),
                  "n_validation": len(task.validation), "n_test": len(task.test),
-                 "metric": task.spec.metric, "labels": task.labels},
+                 "metric": task.spec.metric, "labels": task.labels,
+                 "judge": task.spec.judge.model_dump() if task.spec.judge else None},
         "python": platform.python_version(),
         "platform": platform.platform(),
         "versions": {name: _version(name) for name in LIBRARIES},

@@ -16,7 +16,8 @@ from typing import Any, Iterable, Sequence
 from harness import kinds, metrics
 from harness.yamlconfig import ConfigError, set_dotted, validate
 
-PEAK_KEYS = {"peak_memory_bytes", "train_peak_memory_bytes", "eval_peak_memory_bytes", "lm_eval_peak_memory_bytes"}
+PEAK_KEYS = {"peak_memory_bytes", "train_peak_memory_bytes", "eval_peak_memory_bytes", "lm_eval_peak_memory_bytes",
+             "judge_peak_memory_bytes"}
 UNTUNABLE = {"name", "kind", "search"}
 
 

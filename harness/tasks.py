@@ -82,6 +82,21 @@ class PromptTemplate(Strict):
         return self
 
 
+class JudgeRubric(Strict):
+    """How an LLM judge grades this task's answers (used when a recipe sets `eval.judge`): the rubric it
+    reads beside the question, the reference answer and the answer, and the top of its 1..scale score."""
+
+    rubric: str = Field(min_length=1)  # what a good answer does, in plain words
+    scale: int = Field(5, ge=2, le=100)  # the judge scores 1..scale; stored normalised to 0-1
+
+    @field_validator("rubric")
+    @classmethod
+    def _not_blank(cls, rubric: str) -> str:
+        if not rubric.strip():
+            raise ValueError("the rubric is empty; say what a good answer does")
+        return rubric
+
+
 class TaskSpec(Strict):
     name: str
     description: str = ""
@@ -91,6 +106,7 @@ class TaskSpec(Strict):
     labels: list[str] | None = Field(None, min_length=2)  # a classification task's label set
     metric: str = "exact_match"  # a name registered in harness.metrics.METRICS
     prompt: PromptTemplate = PromptTemplate()
+    judge: JudgeRubric | None = None  # an LLM judge's rubric; judged only when the recipe names a judge model
 
     @field_validator("name")
     @classmethod

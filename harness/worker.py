@@ -79,6 +79,7 @@ def run_cell(spec, ctx) -> tuple[dict, list[dict]]:
     from harness.results import make_row
     from harness import kinds
     from harness.techniques import Outcome
+    from harness.techniques.base import judges
 
     set_seed(ctx.recipe.seed)
     if needs_corpus(spec) and ctx.task.corpus_path is None:
@@ -95,6 +96,8 @@ def run_cell(spec, ctx) -> tuple[dict, list[dict]]:
         save_traceback(ctx.run_dir, ctx.cell.id)
     wall = time.perf_counter() - start
     values = dict(outcome.values)
+    if status == "ok" and judges(ctx):  # after the wall time: the judge's time is its own
+        values |= judge(ctx, outcome.predictions, values.get("metric"))
     peaks = [values.get(k) for k in ("train_peak_memory_bytes", "eval_peak_memory_bytes", "lm_eval_peak_memory_bytes")]
     row = make_row(
         spec.name, spec.kind, status, **values, error=error, wall_seconds=wall, device=ctx.device,
@@ -104,6 +107,24 @@ def run_cell(spec, ctx) -> tuple[dict, list[dict]]:
     if status == "ok":  # the run's cost less lm-eval, lm-eval's own line, training once, serving per request
         row |= run_costs(row, ctx.recipe.cost.usd_per_hour)
     return row, outcome.predictions
+
+
+def judge(ctx, predictions: list[dict], metric: str | None) -> dict:
+    """The recipe's LLM judge on the cell's answers (techniques/base.judge_heldout), once the technique's
+    own model is freed. A judge that fails leaves the technique's row ok, with `judge_error` saying why."""
+    from harness.techniques.base import judge_heldout
+
+    release_memory()  # a trained model the runner dropped: gone before the judge loads
+    try:
+        return judge_heldout(ctx, predictions, metric)
+    except Exception as exc:  # noqa: BLE001 — the technique's own results stand without the judge's
+        save_traceback(ctx.run_dir, f"{ctx.cell.id}.judge")
+        for prediction in predictions:  # no half-judged answers
+            for key in ("judge_score", "judge_reason"):
+                prediction.pop(key, None)
+        return {"judge_error": f"{type(exc).__name__}: {exc}"}
+    finally:
+        ctx.shared.drop_judge()  # a judge is per cell: it must not sit in the next cell's memory peak
 
 
 def needs_corpus(spec) -> bool:

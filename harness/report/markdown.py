@@ -128,13 +128,75 @@ def floor_note(rows: list[dict]) -> str:
             f"{floor['score']:.3f}; guessing uniformly among the labels would score {floor['chance_score']:.3f}.")
 
 
+METRIC_NAMES = {"exact_match": "exact match", "contains": "contains", "accuracy": "accuracy",
+                "macro_f1": "label correctness", "rouge_l": "ROUGE-L", "chrf": "chrF",
+                "embedding_similarity": "embedding similarity"}
+
+
+def _count(value) -> str:
+    return "–" if value is None else f"{value:g}"
+
+
+def judge_note(store: RunStore, rows: list[dict]) -> str:
+    """One sentence under the table: which judge graded the answers by the task's rubric, and how far its
+    grades agree with the task's metric (agreement and Cohen's kappa under a 0/1 metric, Spearman's rank
+    correlation under a continuous one); then replies it gave no score in, and judges that failed."""
+    judged = [r for r in rows if r["status"] == "ok" and r.get("judge_model")]
+    failed = [r for r in rows if r["status"] == "ok" and r.get("judge_error") and not r.get("judge_model")]
+    if not judged and not failed:
+        return ""
+    parts = []
+    if judged:
+        metric = judged[0].get("metric") or store.meta["task"]["metric"]
+        name, scale = METRIC_NAMES.get(metric, metric), judged[0].get("judge_scale")
+        scored = [r for r in judged if r.get("judge_score") is not None]
+        head = f"**Judge** (`{judged[0]['judge_model']}`, the task's rubric scored 1–{scale}"
+        if not scored:
+            parts.append(f"{head}): none of its replies carried a score, so nothing is compared with {name}.")
+        elif metrics.is_binary(metric):
+            each = [f"{r['judge_agreement']:.0%} of {r['technique']}'s answers"
+                    + (f" (kappa {r['judge_kappa']:.2f})" if r.get("judge_kappa") is not None else "")
+                    for r in scored if r.get("judge_agreement") is not None]
+            parts.append(f"{head}, shown as 0–1 in the judge column): it agrees with {name} on {', '.join(each)}.")
+        else:
+            each = [f"{r['judge_spearman']:.2f} on {r['technique']}'s answers" if r.get("judge_spearman") is not None
+                    else f"– on {r['technique']}'s (too few scored replies, or no spread)" for r in scored]
+            parts.append(f"{head}, shown as 0–1 in the judge column): it correlates with {name} at Spearman "
+                         f"{', '.join(each)}.")
+        unparsed = [r for r in judged if r.get("judge_unparsed")]
+        if unparsed and scored:
+            parts.append("Replies without a score (not counted): " + ", ".join(
+                f"{r['technique']} {_count(r['judge_unparsed'])} of {_count(r.get('n_eval'))}" for r in unparsed) + ".")
+    parts += [f"The judge failed on {r['technique']}: {_cell(r['judge_error'])}." for r in failed]
+    return " ".join(parts)
+
+
+def judge_lowest_section(store: RunStore, rows: list[dict], limit: int) -> str:
+    """Per technique, the `limit` answers the judge scored lowest (lowest first), with its reasons."""
+    parts = []
+    for row in rows:
+        if not row.get("judge_model"):
+            continue
+        scale = row.get("judge_scale") or (store.meta["task"].get("judge") or {}).get("scale")
+        scored = [p for p in store.predictions(row["technique"]) if p.get("judge_score") is not None]
+        lowest = sorted(scored, key=lambda p: p["judge_score"])[:limit]
+        if not lowest:
+            continue
+        cells = [[_clip(p["input"]), _clip(p["predicted"], 80) or "(empty)",
+                  f"{round(p['judge_score'] * (scale - 1) + 1)}/{scale}" if scale else f"{p['judge_score']:.2f}",
+                  _clip(p.get("judge_reason") or "", 200)] for p in lowest]
+        parts.append(f"**{task_name(store)} / {row['technique']}**\n\n"
+                     + _table(["input", "answer", "judge", "judge's reply"], cells))
+    return "\n\n".join(parts)
+
+
 def task_section(store: RunStore, rows: list[dict], folder: Path, heading: str,
                  predictions: dict[str, list[dict]] | None = None) -> list[str]:
     if not rows:
         return [f"{heading} {task_name(store)}", "No technique has finished yet."]
     predictions = store.finished_predictions() if predictions is None else predictions
     per_label = confusion_section(rows, predictions, store.meta["task"].get("labels"), len(store.meta.get("seeds") or [0]))
-    sections = [f"{heading} {task_name(store)}", results_table(rows), floor_note(rows),
+    sections = [f"{heading} {task_name(store)}", results_table(rows), floor_note(rows), judge_note(store, rows),
                 plots_section(store, rows, folder), per_label, study.seeds_section(store),
                 study.learning_curve_section(store, folder), study.search_section(store, folder)]
     return [s for s in sections if s]  # the study's sections are empty for a plain run
@@ -228,6 +290,16 @@ def measurement_section(metas: list[dict], rows: list[dict]) -> str:
             "- **recall**: retrieval recall@k, the share of examples' gold documents among the k retrieved passages "
             "(only where the task's data names them); **wrong: not retrieved / misread** splits the wrong answers "
             "into retrieval misses and reading misses. **index**: building (or loading from the cache) the corpus index.")
+    if any(r.get("judge_model") for r in rows):
+        lines.append(
+            "- **judge**: an LLM judge (the recipe's `eval.judge` model, greedy) reads each held-out question (the "
+            "task's user text, without shots or passages), the reference answer, the answer and the task's rubric, "
+            "and replies `Score: N` (1 to the rubric's scale) with a reason; the column is the mean of (N - 1) / "
+            "(scale - 1) over the replies that carried a score. Under a 0/1 metric, agreement is the share of "
+            "answers where \"the judge passes it\" (score ≥ 0.5) matches the metric, with Cohen's kappa; under a "
+            "continuous one, Spearman's rank correlation with the metric's values. The judge's time, memory and "
+            "cost (`judge_seconds`, `judge_peak_memory_bytes`, `judge_cost_usd`; its model load included) are "
+            "measured apart from the technique's: not in wall, eval, peak mem, cost or the serving figures.")
     if lmeval.columns(rows):
         lines.append(
             "- **lm-eval columns** (`task metric`): lm-eval's `simple_evaluate` on each technique's model in memory "
@@ -310,6 +382,9 @@ def render_markdown(stores: list[RunStore], folder: Path) -> str:
     wrong = "\n\n".join(filter(None, (wrong_answers_section(s, s.ordered_rows(), limit) for s in stores)))
     if limit and wrong:
         sections += [f"## Wrong answers (up to {limit} per technique)", wrong]
+    lowest = "\n\n".join(filter(None, (judge_lowest_section(s, s.ordered_rows(), limit) for s in stores)))
+    if limit and lowest:
+        sections += [f"## The judge's lowest-scored answers (up to {limit} per technique)", lowest]
     sections += [
         "## Recipe",
         "```yaml\n" + yaml.safe_dump(recipe, sort_keys=False).strip() + "\n```",

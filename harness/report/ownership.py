@@ -48,6 +48,8 @@ def run_costs(row: dict, usd_per_hour: dict[str, float]) -> dict:
     - `lm_eval_cost_usd`: the lm-eval run, on a line of its own (0 for a technique that reused the
       shared base-model scores; None without lm-eval);
     - `train_cost_usd`: training, once (0 for a technique that does not train);
+    - `judge_cost_usd` (only where an LLM judge graded the answers, eval.judge): its own seconds, which are
+      not in the wall time;
     - `serving_usd_per_request`: see serving_usd_per_request."""
     price = price_per_second(row.get("device"), usd_per_hour)
     lm_eval = row.get("lm_eval_seconds")
@@ -55,13 +57,13 @@ def run_costs(row: dict, usd_per_hour: dict[str, float]) -> dict:
         cost = row.get("cost_usd")
     else:
         cost = None if price is None else price * ((row.get("wall_seconds") or 0.0) - (lm_eval or 0.0))
-    train = row.get("train_seconds")
+    train, judge = row.get("train_seconds"), row.get("judge_seconds")
     return {
         "cost_usd": cost,
         "lm_eval_cost_usd": None if price is None or lm_eval is None else price * lm_eval,
         "train_cost_usd": 0.0 if not train else None if price is None else price * train,
         "serving_usd_per_request": serving_usd_per_request(row, price),
-    }
+    } | ({} if judge is None else {"judge_cost_usd": None if price is None else price * judge})
 
 
 # --- cost lines --------------------------------------------------------------------------------

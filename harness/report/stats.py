@@ -159,3 +159,38 @@ def collapsed_answer(predictions: Sequence[dict], threshold: float = 0.9) -> tup
     label, count = Counter(answers).most_common(1)[0]
     share = count / len(answers)
     return (label, share) if share > threshold else None
+
+
+def judge_agreement(judge_scores: Sequence[float], metric_values: Sequence[float], binary: bool) -> dict:
+    """How a judge's scores (normalised to [0, 1]) line up with the task metric's per-example values, on
+    the examples the judge scored. Under a 0/1 metric: `judge_agreement`, the share of examples where
+    "the judge passes it" (score >= 0.5) equals the metric's verdict, and Cohen's kappa
+    (`judge_kappa`: that agreement beyond what the two rates alone would give by chance). Under a
+    continuous metric: `judge_spearman`, the rank correlation. A figure that cannot be computed (no
+    examples; kappa or Spearman with a constant side) is None."""
+    judge = np.asarray(judge_scores, dtype=float)
+    metric = np.asarray(metric_values, dtype=float)
+    if len(judge) != len(metric):
+        raise ValueError("judge scores and metric values must pair up")
+    if binary:
+        if not len(judge):
+            return {"judge_agreement": None, "judge_kappa": None}
+        passes, correct = judge >= 0.5, metric >= 0.5
+        return {"judge_agreement": float(np.mean(passes == correct)), "judge_kappa": _kappa(passes, correct)}
+    if len(judge) < 2 or np.ptp(judge) == 0 or np.ptp(metric) == 0:
+        return {"judge_spearman": None}  # a rank correlation needs two values that vary
+    from scipy.stats import spearmanr
+
+    rho = float(spearmanr(judge, metric).statistic)
+    return {"judge_spearman": None if np.isnan(rho) else rho}
+
+
+def _kappa(a: np.ndarray, b: np.ndarray) -> float | None:
+    """Cohen's kappa of two 0/1 raters; None when it is undefined (both raters say one thing throughout,
+    so chance agreement is 1)."""
+    if len(set(a.tolist()) | set(b.tolist())) < 2:
+        return None
+    from sklearn.metrics import cohen_kappa_score
+
+    kappa = float(cohen_kappa_score(a, b))
+    return None if np.isnan(kappa) else kappa

@@ -46,6 +46,12 @@ class Shared:
     indexes: dict = field(default_factory=dict)
     base_lm_eval: dict | None = None
     lm_eval_failed: dict = field(default_factory=dict)  # lm-eval tasks that cannot run here
+    # the recipe's LLM judge (eval.judge), loaded on first use; the worker drops it when the cell ends
+    # (`drop_judge`), so it never sits in a later cell's memory peak
+    judge: Any = None
+
+    def drop_judge(self) -> None:
+        self.judge = None
 
 
 @dataclass
@@ -75,6 +81,17 @@ class RunContext:
             self.shared.base_load_seconds = phase.seconds
             self.progress.remove_task(job)
         return self.shared.base
+
+    def judge(self):
+        """The recipe's judge (harness/evaluate/judge.py), built once per cell. A judge whose model spec is
+        the recipe's own model, with the base model already loaded in this process, reads that copy."""
+        if self.shared.judge is None:
+            from harness.evaluate import judge
+
+            settings = self.recipe.eval.judge
+            reuse = self.shared.base if settings.model == self.recipe.model else None
+            self.shared.judge = judge.build(settings, self.device, loaded=reuse)
+        return self.shared.judge
 
     def heldout_examples(self) -> list[Example]:
         """The examples this cell is scored on: the validation split for search trials, else the test split."""
@@ -161,6 +178,51 @@ def evaluate_answers(ctx: RunContext, label: str, answer: Answerer,
         **serving_figures(result.prompt_tokens, result.output_tokens),
     }
     return Outcome(values, result.predictions)
+
+
+def judges(ctx: RunContext) -> bool:
+    """Whether this cell's answers are judged: the task has a `judge:` rubric, the recipe an `eval.judge`,
+    and this is the configuration the row reports (search trials and smaller learning-curve sizes are not)."""
+    return ctx.task.spec.judge is not None and ctx.recipe.eval.judge is not None and ctx.final
+
+
+def judge_heldout(ctx: RunContext, predictions: list[dict], metric: str | None) -> dict:
+    """Grade a finished cell's held-out answers with the recipe's judge, by the task's rubric. Adds
+    `judge_score` (normalised to [0, 1], None when the reply had no score) and `judge_reason` to each
+    prediction, and returns the row's judge figures: the mean score over parsed replies, the unparsed
+    count, the judge's own seconds and peak memory (model load included; not part of eval_seconds,
+    wall_seconds or the serving figures), and its agreement with the task metric (see
+    report/stats.judge_agreement). Run by the worker after the technique's runner returned, so a trained
+    model is already freed when the judge loads."""
+    from harness import metrics
+    from harness.evaluate import judge
+    from harness.measure import measure
+    from harness.prompting import user_text
+    from harness.report.stats import judge_agreement, value_of
+
+    rubric = ctx.task.spec.judge
+    by_id = {e.id: e for e in ctx.heldout_examples()}
+    texts = [judge.prompt(rubric.rubric, rubric.scale, user_text(ctx.task, by_id[p["id"]]), p["expected"],
+                          p["predicted"] or "") for p in predictions]
+    job = ctx.progress.add_task("judging answers", total=len(texts))
+    with measure(ctx.device) as phase:
+        grader = ctx.judge()
+        replies = grader.judge_answers(texts, on_batch=lambda k: ctx.progress.advance(job, k))
+    ctx.progress.remove_task(job)
+    scored = []
+    for prediction, reply in zip(predictions, replies):
+        points = judge.parse_score(reply, rubric.scale)
+        prediction["judge_score"] = None if points is None else judge.normalise(points, rubric.scale)
+        prediction["judge_reason"] = judge.reason(reply)
+        if points is not None:
+            scored.append((prediction["judge_score"], value_of(prediction)))
+    values = {
+        "judge_model": grader.name, "judge_scale": rubric.scale,
+        "judge_score": sum(s for s, _ in scored) / len(scored) if scored else None,
+        "judge_unparsed": len(predictions) - len(scored),
+        "judge_seconds": phase.seconds, "judge_peak_memory_bytes": phase.peak_bytes,
+    }
+    return values | judge_agreement([s for s, _ in scored], [v for _, v in scored], metrics.is_binary(metric))
 
 
 def measure_latency(ctx: RunContext, model, tokenizer, examples: list[Example], prompt_for) -> list[float]:

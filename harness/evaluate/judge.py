@@ -1,0 +1,125 @@
+"""LLM-as-judge: a judge model grades held-out answers by the task's rubric.
+
+The judge reads the task prompt (the user text, without shots or retrieved passages, so every technique
+is judged on the same question), the reference answer, the answer and the rubric, and replies with a
+line `Score: N` (1..scale) and a one-sentence reason. `parse_score` reads N; scores are stored
+normalised to [0, 1] as (N - 1) / (scale - 1).
+
+A judge is anything with `judge_answers(prompts) -> replies` (the `Judge` protocol, which also takes an
+optional progress callback): it receives the
+judge's user texts and returns its raw replies, in order. `build` makes one from the recipe's
+`eval.judge`; today that is `LocalJudge` (a model loaded with harness.models.load, greedy batched
+generation). An endpoint judge (an OpenAI-compatible chat endpoint) would be one more class here that
+sends each text as a user message, chosen by `build` when the settings name an `endpoint:`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Callable, Protocol, Sequence
+
+REASON_CHARS = 300  # the judge's reply kept per prediction
+PREFILL = "Score:"  # how a local judge's reply starts (see LocalJudge)
+
+PROMPT = """\
+You are grading an answer to a task by this rubric:
+{rubric}
+
+Task:
+{question}
+
+Reference answer:
+{reference}
+
+Answer to grade:
+{answer}
+
+Score the answer from 1 (fails the rubric) to {scale} (meets it fully); the reference shows one good answer.
+Reply with exactly two lines:
+Score: <an integer from 1 to {scale}>
+Reason: <one sentence>"""
+
+
+class Judge(Protocol):
+    name: str  # the judge model (or endpoint), as the report names it
+
+    def judge_answers(self, prompts: Sequence[str], on_batch: Callable[[int], None] = lambda n: None) -> list[str]:
+        """The judge's raw reply to each prompt (a user message), in the prompts' order; `on_batch(k)`
+        after every k replies (progress)."""
+        ...
+
+
+@dataclass
+class LocalJudge:
+    """A judge model in this process: each prompt rendered with its chat template, answered greedily. The
+    reply is started for it with "Score:" (PREFILL; kept in the returned reply), so that a small model
+    writes a number next rather than restating the rubric (seen with SmolLM2-135M-Instruct)."""
+
+    name: str
+    model: object
+    tokenizer: object
+    batch_size: int
+    max_new_tokens: int
+
+    def judge_answers(self, prompts: Sequence[str], on_batch: Callable[[int], None] = lambda n: None) -> list[str]:
+        from harness import prompting
+        from harness.evaluate.heldout import generate
+
+        rendered = [prompting.render(self.tokenizer, [{"role": "user", "content": p}]) + PREFILL for p in prompts]
+        answers, _ = generate(self.model, self.tokenizer, rendered, self.batch_size, self.max_new_tokens, on_batch)
+        return [f"{PREFILL} {answer}" for answer in answers]
+
+
+def build(settings, device: str, loaded: tuple | None = None) -> Judge:
+    """The judge the recipe's `eval.judge` describes. `loaded`: (model, tokenizer) already in memory for
+    the same model spec (the shared base model), used instead of a second copy."""
+    # an `endpoint:` setting would return an endpoint judge here, before any model is loaded
+    if loaded is None:
+        from harness import models
+
+        loaded = models.load(settings.model, device)
+    model, tokenizer = loaded
+    return LocalJudge(settings.model.id, model, tokenizer, settings.batch_size, settings.max_new_tokens)
+
+
+def prompt(rubric: str, scale: int, question: str, reference: str, answer: str) -> str:
+    """The judge's user message for one answer."""
+    return PROMPT.format(rubric=rubric.strip(), scale=scale, question=question.strip(), reference=reference.strip(),
+                         answer=answer.strip() or "(empty)")
+
+
+_SCORE_WORD = re.compile(r"score", re.IGNORECASE)
+# a whole integer: not part of a longer number or a decimal (4.5), not a denominator (/5, "out of 5")
+_INTEGER = re.compile(r"(?<![\d.])(\d+)(?!\d)(?!\.\d)")
+_DENOMINATOR = re.compile(r"(?:/|out\s+of)\s*$", re.IGNORECASE)
+
+
+def _first_integer(text: str) -> int | None:
+    for match in _INTEGER.finditer(text):
+        if not _DENOMINATOR.search(text[: match.start()]):
+            return int(match.group(1))
+    return None
+
+
+def parse_score(reply: str, scale: int) -> int | None:
+    """The judge's score: the first integer after the word "score" (any case: "Score: 4", "**score** 4/5"),
+    or, in a reply that never says "score", the first integer in it ("I give it 5"); None when there is
+    none or it lies outside 1..scale. Decimals and denominators ("/5", "out of 5") are not scores."""
+    words = list(_SCORE_WORD.finditer(reply))
+    if words:
+        found = next((n for n in (_first_integer(reply[w.end():]) for w in words) if n is not None), None)
+    else:
+        found = _first_integer(reply)
+    return found if found is not None and 1 <= found <= scale else None
+
+
+def normalise(score: int, scale: int) -> float:
+    """1..scale onto [0, 1]."""
+    return (score - 1) / (scale - 1)
+
+
+def reason(reply: str) -> str:
+    """The reply as stored beside the prediction: whitespace collapsed, at most REASON_CHARS characters."""
+    text = " ".join(reply.split())
+    return text if len(text) <= REASON_CHARS else text[: REASON_CHARS - 1] + "…"
