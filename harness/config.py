@@ -12,6 +12,7 @@ import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Iterable, Literal, Union
+from urllib.parse import urlsplit
 
 from pydantic import Field, WrapValidator, field_validator, model_validator
 
@@ -94,6 +95,51 @@ class TechniqueBase(Strict):
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$", max_length=80)
     search: SearchSpec | None = None
+
+
+class TokenPrices(Strict):
+    input: float = Field(ge=0)  # USD per 1000 prompt tokens
+    output: float = Field(ge=0)  # USD per 1000 completion tokens
+
+
+class EndpointSettings(Strict):
+    """An OpenAI-compatible chat-completions endpoint and how to call it: kind api's settings (an api
+    technique takes these keys beside its own) and an endpoint judge's (`eval.judge.endpoint`). The
+    client that uses them is harness/techniques/api.py's `Endpoint`."""
+
+    base_url: str  # http(s)://host[:port]/v1 — requests go to {base_url}/chat/completions
+    model: str = Field(min_length=1)  # the endpoint's model name
+    api_key_env: str | None = None  # environment variable holding the key (a bearer token); None: send no key
+    usd_per_1k_tokens: TokenPrices | None = None  # the endpoint's price; None: the cost is unknown (null)
+    concurrency: int = Field(4, ge=1, le=256)  # requests in flight; higher: faster, sooner rate limited
+    max_retries: int = Field(4, ge=0, le=20)  # on 429 / 5xx / timeouts / connection errors
+    backoff_seconds: float = Field(1.0, ge=0, le=60)  # first retry's wait; doubles per retry, with jitter
+    timeout_seconds: float = Field(60.0, gt=0, le=3600)  # per request
+    cache: bool = True  # reuse stored responses (false: always ask the endpoint, e.g. to measure latency)
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"base_url must be an http:// or https:// URL with a host, e.g. "
+                             f"http://127.0.0.1:8000/v1 (got {value!r})")
+        if parts.username or parts.password:
+            raise ValueError("base_url must not carry credentials; name the key's environment variable in api_key_env")
+        if parts.query or parts.fragment:
+            raise ValueError("base_url takes no query string or fragment; requests go to {base_url}/chat/completions")
+        return value.strip().rstrip("/")
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _env_name(cls, value: str | None) -> str | None:
+        if value is not None and not (value.replace("_", "a").isalnum() and not value[:1].isdigit()):
+            from pydantic_core import PydanticCustomError
+
+            # no_echo: the error does not repeat the value, so a key pasted here stays off screens and CI logs
+            raise PydanticCustomError("no_echo", "api_key_env names an environment variable (letters, digits, _; "
+                                                 "e.g. OPENAI_API_KEY), not the key itself")
+        return value
 
 
 DEFAULT_RAG_TEMPLATE = "Use these passages to answer.\n\n{passages}\n\nQuestion: {question}"
@@ -215,23 +261,38 @@ class ValidationSplit(Strict):
 
 class JudgeSettings(Strict):
     """An LLM judge that grades every technique's held-out answers by the task's `judge:` rubric (only on
-    tasks that have one). Today a local model, loaded like the recipe's `model:` and decoded greedily; an
-    `endpoint:` variant (an OpenAI-compatible chat endpoint) can sit beside `model:` later, with the
-    judge built from whichever is set (harness/evaluate/judge.py, `build`)."""
+    tasks that have one): exactly one of `model:` (a local model, loaded like the recipe's `model:` and
+    decoded greedily) or `endpoint:` (an OpenAI-compatible chat endpoint, asked at temperature 0 through
+    kind api's client). harness/evaluate/judge.py's `build` makes the judge from whichever is set."""
 
-    model: ModelSpec  # alias, local directory, .gguf file, hub id or random:<arch>; {id: ..., dtype: ...}
+    model: ModelSpec | None = None  # alias, local directory, .gguf file, hub id or random:<arch>; {id: ..., dtype: ...}
+    endpoint: EndpointSettings | None = None  # {base_url, model, api_key_env, usd_per_1k_tokens, concurrency, ...}
     max_new_tokens: int = Field(64, ge=1, le=4096)  # the judge's reply: "Score: N" and a one-sentence reason
-    batch_size: int = Field(8, ge=1)  # judge prompts are long (rubric, question, reference, answer)
+    batch_size: int = Field(8, ge=1)  # a local judge's batch (prompts are long); unused by an endpoint judge,
+    # which sends endpoint.concurrency requests at a time (not an error: the recipe stored in a run folder,
+    # validated again on --resume, carries the default)
 
     @field_validator("model", mode="before")
     @classmethod
     def _model_shorthand(cls, value):
         return {"id": value} if isinstance(value, str) else value
 
+    @model_validator(mode="after")
+    def _one_judge(self):
+        if (self.model is None) == (self.endpoint is None):
+            raise ValueError(("give one judge, not both: " if self.model is not None else "name the judge: ")
+                             + "exactly one of `model:` (a local model, e.g. {model: smollm2-135m-instruct}) or "
+                             "`endpoint:` (an OpenAI-compatible chat endpoint, e.g. {endpoint: {base_url: "
+                             "https://api.openai.com/v1, model: gpt-4o-mini, api_key_env: OPENAI_API_KEY}})")
+        return self
+
     def check_resolvable(self) -> None:
-        """Fail early, loading nothing, on a judge model that certainly cannot load (as for `model:`)."""
+        """Fail early, loading nothing, on a judge model that certainly cannot load (as for `model:`). An
+        endpoint is not contacted before the run (its key is read where the cells run)."""
         from harness.models import ModelResolutionError, check_resolvable
 
+        if self.model is None:
+            return
         try:
             check_resolvable(self.model.id)
         except ModelResolutionError as exc:

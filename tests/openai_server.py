@@ -10,6 +10,8 @@ server plays several endpoints:
     /always-429/v1       HTTP 429 (Retry-After: 0) always
     /always-500/v1       HTTP 500 always
     /slow-<s>/v1         answers after s seconds
+    /judge-4/v1          always JUDGE_REPLY, without the model (a judge that grades deterministically); usage
+                         counts whitespace-separated words: the messages' contents in, the reply's out
 
 With `key`, a request without `Authorization: Bearer <key>` gets HTTP 401. `requests` records every
 request received (prefix, body, whether it carried the right key), for tests to inspect.
@@ -23,6 +25,8 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+JUDGE_REPLY = "Score: 4\nThe reply names the team."
 
 
 class OpenAIServer:
@@ -93,6 +97,8 @@ class OpenAIServer:
                              {"Retry-After": "0"})
         if prefix == "/always-500":
             return self.send(handler, 500, {"error": {"message": "internal error"}})
+        if prefix == "/judge-4":
+            return self.send(handler, 200, self.canned(body, JUDGE_REPLY))
         slow = re.fullmatch(r"/slow-([\d.]+)", prefix)
         if slow:
             time.sleep(float(slow.group(1)))
@@ -123,6 +129,18 @@ class OpenAIServer:
                          "finish_reason": "stop" if stopped else "length"}],
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(new),
                       "total_tokens": prompt_tokens + len(new)},
+        }
+
+    def canned(self, body: dict, content: str) -> dict:
+        """A chat completion that answers `content`, whatever was asked."""
+        prompt_tokens = sum(len(m["content"].split()) for m in body["messages"])
+        completion_tokens = len(content.split())
+        return {
+            "id": f"chatcmpl-{len(self.requests)}", "object": "chat.completion", "created": int(time.time()),
+            "model": body.get("model"),
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                      "total_tokens": prompt_tokens + completion_tokens},
         }
 
     @staticmethod

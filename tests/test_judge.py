@@ -1,5 +1,6 @@
 """LLM-as-judge: the reply parser, agreement with the task metric, the judging step of a cell, the report's
-judge note and lowest-scored answers, validation, and one `harness run` with the tiny model as its own judge."""
+judge note and lowest-scored answers, validation, one `harness run` with the tiny model as its own judge, and
+one whose judge is an OpenAI-compatible endpoint (tests/openai_server.py)."""
 
 import dataclasses
 import io
@@ -8,7 +9,7 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from conftest import run_cli, run_rows
+from conftest import only_run_dir, run_cli, run_rows
 from harness.config import JudgeSettings, Recipe
 from harness.evaluate import judge
 from harness.report import markdown
@@ -217,7 +218,7 @@ def test_a_bad_eval_judge_in_a_recipe_is_a_validation_error(write):
     result = run_cli("validate", write("r.yaml", recipe % "{model: random:tiny-llama, max_tokens: 8}"))
     assert result.exit_code == 2 and "unknown key 'eval.judge.max_tokens' (did you mean" in result.output
     result = run_cli("validate", write("r.yaml", recipe % "{max_new_tokens: 8}"))
-    assert result.exit_code == 2 and "eval.judge.model" in result.output
+    assert result.exit_code == 2 and "eval.judge: Value error, name the judge: exactly one of `model:`" in result.output
     result = run_cli("validate", write("r.yaml", recipe % "{model: ./no-such-judge}"))
     assert result.exit_code == 2 and "eval.judge.model: model directory not found" in result.output
     with pytest.raises(ValidationError):
@@ -225,6 +226,56 @@ def test_a_bad_eval_judge_in_a_recipe_is_a_validation_error(write):
     result = run_cli("validate", write("r.yaml", (recipe % "{model: random:tiny-llama}").replace(
         "support-replies", "ticket-routing")))
     assert result.exit_code == 0 and "task 'ticket-routing' has no `judge:` rubric" in result.output
+
+
+JUDGE_KEY = "sk-judge-test-2b9d41c7e0a35f68"
+JUDGE_KEY_ENV = "HARNESS_TEST_JUDGE_KEY"  # HARNESS_* variables reach the cell processes from the driver's environment
+ENDPOINT = "{base_url: 'https://api.example.com/v1', model: grader-1, api_key_env: OPENAI_API_KEY}"
+
+
+@pytest.mark.parametrize("block, message", [
+    ("{model: random:tiny-llama, endpoint: %s}" % ENDPOINT,
+     "eval.judge: Value error, give one judge, not both: exactly one of `model:`"),
+    ("{max_new_tokens: 64}", "eval.judge: Value error, name the judge: exactly one of `model:`"),
+    ("{endpoint: {base_url: 'api.example.com/v1', model: grader-1}}",
+     "eval.judge.endpoint.base_url: Value error, base_url must be an http:// or https:// URL"),
+    ("{endpoint: {base_url: 'https://api.example.com/v1', model: grader-1, api_key_env: %s}}" % JUDGE_KEY,
+     "eval.judge.endpoint.api_key_env: api_key_env names an environment variable"),
+    ("{endpoint: {base_url: 'https://api.example.com/v1', model: grader-1, concurrency: 0}}",
+     "eval.judge.endpoint.concurrency"),
+])
+def test_an_endpoint_judge_is_exactly_one_judge_with_valid_settings(write, block, message):
+    recipe = "name: r\ntask: support-replies\ntechniques:\n  - {name: zero, kind: prompt}\neval:\n  judge: %s\n"
+    result = run_cli("validate", write("r.yaml", recipe % block))
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert JUDGE_KEY not in result.output  # a key pasted where its variable's name belongs is not echoed
+
+
+def test_a_valid_endpoint_judge_validates_without_contacting_it(write):
+    recipe = "name: r\ntask: support-replies\ntechniques:\n  - {name: zero, kind: prompt}\neval:\n  judge: %s\n"
+    result = run_cli("validate", write("r.yaml", recipe % ("{endpoint: %s, max_new_tokens: 32}" % ENDPOINT)))
+    assert result.exit_code == 0, result.output
+    settings = JudgeSettings(endpoint={"base_url": "https://api.example.com/v1/", "model": "grader-1"})
+    assert settings.model is None and settings.endpoint.base_url == "https://api.example.com/v1"
+    spec = settings.endpoint
+    assert (spec.concurrency, spec.max_retries, spec.timeout_seconds, spec.cache) == (4, 4, 60, True)
+
+
+def test_an_endpoint_judge_without_its_key_leaves_the_row_ok_with_the_reason(tmp_path, monkeypatch):
+    from harness import worker
+
+    monkeypatch.delenv("HARNESS_TEST_UNSET_JUDGE_KEY", raising=False)
+    ctx = dataclasses.replace(context(limit=2), run_dir=tmp_path)
+    ctx = dataclasses.replace(ctx, recipe=ctx.recipe.model_copy(update={"eval": ctx.recipe.eval.model_copy(update={
+        "judge": JudgeSettings(endpoint={"base_url": "http://127.0.0.1:9/v1", "model": "grader-1",
+                                         "api_key_env": "HARNESS_TEST_UNSET_JUDGE_KEY"})})}))
+    predictions = [{"id": e.id, "input": e.input, "expected": e.output, "predicted": e.output, "correct": True}
+                   for e in ctx.heldout_examples()]
+    figures = worker.judge(ctx, predictions, "accuracy")
+    assert figures == {"judge_error": "EndpointError: environment variable HARNESS_TEST_UNSET_JUDGE_KEY (api_key_env "
+                                      "of eval.judge.endpoint) is not set; export the endpoint's key under that name "
+                                      "where the cells run"}
+    assert not any("judge_score" in p for p in predictions)
 
 
 # --- end to end ----------------------------------------------------------------------------------
@@ -262,3 +313,86 @@ eval:
     assert "**Judge** (`" in report and "- **judge**: an LLM judge" in report
     if not scores:
         assert "none of its replies carried a score, so nothing is compared with ROUGE-L." in report
+
+
+@pytest.fixture(scope="module")
+def judge_server(tiny_model_dir):
+    """The test OpenAI-compatible server; its /judge-4 route grades every answer "Score: 4"."""
+    from openai_server import OpenAIServer
+
+    server = OpenAIServer(tiny_model_dir, key=JUDGE_KEY).start()
+    yield server
+    server.stop()
+
+
+def test_run_judges_every_answer_through_an_endpoint(write, tiny_model_dir, judge_server, tmp_path, monkeypatch):
+    from openai_server import JUDGE_REPLY
+
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv(JUDGE_KEY_ENV, JUDGE_KEY)
+    endpoint = {"base_url": judge_server.url("/judge-4"), "model": "grader-1", "api_key_env": JUDGE_KEY_ENV,
+                "concurrency": 2, "max_retries": 1, "timeout_seconds": 30,
+                "usd_per_1k_tokens": {"input": 0.5, "output": 2.0}}
+
+    def recipe(out):
+        return f"""
+name: tiny
+model: {tiny_model_dir}
+task: support-replies
+device: cpu
+output_dir: {out}
+techniques:
+  - {{name: zero, kind: prompt}}
+eval:
+  heldout: {{limit: 4, batch_size: 4, max_new_tokens: 8, bootstrap_samples: 100, latency_samples: 0}}
+  judge: {{endpoint: {json.dumps(endpoint)}, max_new_tokens: 64}}
+"""
+
+    result = run_cli("run", write("r.yaml", recipe(tmp_path / "out")))
+    assert result.exit_code == 0, result.output
+    run_dir = only_run_dir(tmp_path / "out")
+    row = json.loads((run_dir / "results.json").read_text())["rows"][0]
+    assert row["status"] == "ok" and row.get("judge_error") is None, (row["error"], row.get("judge_error"))
+    assert row["n_eval"] == 4 and row["judge_model"] == "grader-1" and row["judge_scale"] == 5
+    assert row["judge_score"] == (4 - 1) / (5 - 1) == 0.75 and row["judge_unparsed"] == 0
+    predictions = [json.loads(line) for line in (run_dir / "predictions" / "zero.jsonl").open()]
+    assert [p["judge_score"] for p in predictions] == [0.75] * 4
+    assert all(p["judge_reason"] == "Score: 4 The reply names the team." for p in predictions)  # not prefilled
+    # the requests: the rubric instructions as the system message, the judge prompt as the user's, greedy
+    sent = [r for r in judge_server.requests if r["prefix"] == "/judge-4"]
+    assert len(sent) == 4 and all(r["authorized"] for r in sent)
+    for request in sent:
+        body = request["body"]
+        assert (body["model"], body["temperature"], body["max_tokens"]) == ("grader-1", 0.0, 64)
+        system, user = body["messages"]
+        assert (system["role"], system["content"], user["role"]) == ("system", judge.SYSTEM, "user")
+        assert user["content"].startswith("You are grading an answer to a task by this rubric:\n")
+    references = [r["body"]["messages"][1]["content"].split("Reference answer:\n")[1].split("\n\nAnswer to grade:")[0]
+                  for r in sent]
+    assert sorted(references) == sorted(p["expected"].strip() for p in predictions)
+    # its tokens at the endpoint's price; the time is its own, its memory not measured (the model is elsewhere)
+    words_in = sum(len(m["content"].split()) for r in sent for m in r["body"]["messages"])
+    words_out = 4 * len(JUDGE_REPLY.split())
+    assert (row["judge_input_tokens"], row["judge_output_tokens"]) == (words_in, words_out)
+    assert row["judge_cost_usd"] == pytest.approx((words_in * 0.5 + words_out * 2.0) / 1000)
+    assert (row["judge_requests"], row["judge_cached"], row["judge_retries"]) == (4, 0, 0)
+    assert row["judge_seconds"] > 0 and row["judge_peak_memory_bytes"] is None
+    assert row["cost_usd"] == pytest.approx(row["wall_seconds"] * 0.10 / 3600)  # the technique's own, as before
+    report = (run_dir / "REPORT.md").read_text()
+    assert "**Judge** (`grader-1`, the task's rubric scored 1–5" in report and "An endpoint judge's cost" in report
+
+    # a second run asks the endpoint nothing: the replies come from the response cache, at the same cost
+    result = run_cli("run", write("r.yaml", recipe(tmp_path / "again")))
+    assert result.exit_code == 0, result.output
+    again = json.loads((only_run_dir(tmp_path / "again") / "results.json").read_text())["rows"][0]
+    assert judge_server.count("/judge-4") == 4 and again["judge_score"] == 0.75
+    assert (again["judge_requests"], again["judge_cached"]) == (0, 4)
+    assert again["judge_cost_usd"] == pytest.approx(row["judge_cost_usd"])
+
+    # the key was sent, and is written nowhere: not the run folders, the cache or the output
+    written = [p for root in (tmp_path / "out", tmp_path / "again", tmp_path / "cache") for p in root.rglob("*")
+               if p.is_file()]
+    assert any(p.name == "results.json" for p in written) and any(p.suffix == ".log" for p in written)
+    assert len(list((tmp_path / "cache" / "api").glob("*.json"))) == 4
+    assert not [p for p in written if JUDGE_KEY.encode() in p.read_bytes()]
+    assert JUDGE_KEY not in result.output

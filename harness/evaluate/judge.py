@@ -8,19 +8,24 @@ normalised to [0, 1] as (N - 1) / (scale - 1).
 A judge is anything with `judge_answers(prompts) -> replies` (the `Judge` protocol, which also takes an
 optional progress callback): it receives the
 judge's user texts and returns its raw replies, in order. `build` makes one from the recipe's
-`eval.judge`; today that is `LocalJudge` (a model loaded with harness.models.load, greedy batched
-generation). An endpoint judge (an OpenAI-compatible chat endpoint) would be one more class here that
-sends each text as a user message, chosen by `build` when the settings name an `endpoint:`.
+`eval.judge`: `LocalJudge` for `model:` (a model loaded with harness.models.load, greedy batched
+generation), `EndpointJudge` for `endpoint:` (an OpenAI-compatible chat endpoint through kind api's
+client, harness/techniques/api.py: its response cache, retries with backoff, and the key read from the
+environment and never written). A judge may also have `figures() -> dict`, row figures of its own
+(the endpoint judge's tokens and cost).
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Protocol, Sequence
 
 REASON_CHARS = 300  # the judge's reply kept per prediction
 PREFILL = "Score:"  # how a local judge's reply starts (see LocalJudge)
+# an endpoint judge's system message; the rubric and the reply's format are in each user message (PROMPT)
+SYSTEM = ("You grade answers strictly by the rubric you are given, the same way every time. Reply with exactly "
+          "the two lines asked for: the score, then a one-sentence reason.")
 
 PROMPT = """\
 You are grading an answer to a task by this rubric:
@@ -71,10 +76,53 @@ class LocalJudge:
         return [f"{PREFILL} {answer}" for answer in answers]
 
 
+@dataclass
+class EndpointJudge:
+    """A judge behind an OpenAI-compatible chat endpoint (`eval.judge.endpoint`), asked through kind api's
+    client (`Endpoint`, `ask_all`): each prompt as a user message after the SYSTEM instructions, at
+    temperature 0, `concurrency` requests in flight. No reply is prefilled (a chat endpoint follows the
+    format asked for). The replies of the last call are kept for `figures`."""
+
+    name: str
+    endpoint: object  # harness.techniques.api.Endpoint
+    concurrency: int
+    replies: list = field(default_factory=list)  # api.Reply of the last judge_answers
+
+    def judge_answers(self, prompts: Sequence[str], on_batch: Callable[[int], None] = lambda n: None) -> list[str]:
+        from harness.techniques.api import ask_all
+
+        conversations = [[{"role": "system", "content": SYSTEM}, {"role": "user", "content": p}] for p in prompts]
+        self.replies = ask_all(self.endpoint, conversations, self.concurrency, on_batch)
+        return [r.text for r in self.replies]
+
+    def figures(self) -> dict:
+        """The row's endpoint-judge figures: tokens the endpoint reported, `judge_cost_usd` at the endpoint's
+        `usd_per_1k_tokens` (cached replies at their stored usage, as kind api's cost_usd; None without
+        prices or usage: not the device-hour price, which is not what the endpoint charges), requests,
+        retries and cached replies; no peak memory (the judge model runs elsewhere)."""
+        from harness.techniques.api import token_cost
+
+        complete = all(r.input_tokens is not None and r.output_tokens is not None for r in self.replies)
+        return {
+            "judge_input_tokens": sum(r.input_tokens for r in self.replies) if complete else None,
+            "judge_output_tokens": sum(r.output_tokens for r in self.replies) if complete else None,
+            "judge_cost_usd": token_cost(self.endpoint.spec.usd_per_1k_tokens, self.replies),
+            "judge_requests": self.endpoint.requests, "judge_retries": self.endpoint.retries,
+            "judge_cached": sum(r.cached for r in self.replies),
+            "judge_peak_memory_bytes": None,
+        }
+
+
 def build(settings, device: str, loaded: tuple | None = None) -> Judge:
     """The judge the recipe's `eval.judge` describes. `loaded`: (model, tokenizer) already in memory for
     the same model spec (the shared base model), used instead of a second copy."""
-    # an `endpoint:` setting would return an endpoint judge here, before any model is loaded
+    if settings.endpoint is not None:  # nothing loaded here: the key is read now, where the cell runs
+        from harness.techniques import api
+
+        spec = settings.endpoint
+        endpoint = api.Endpoint(spec, api.api_key(spec, "eval.judge.endpoint"), api.cache_root(spec),
+                                settings.max_new_tokens, seed=0, temperature=0.0)
+        return EndpointJudge(spec.model, endpoint, spec.concurrency)
     if loaded is None:
         from harness import models
 

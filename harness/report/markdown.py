@@ -292,14 +292,18 @@ def measurement_section(metas: list[dict], rows: list[dict]) -> str:
             "into retrieval misses and reading misses. **index**: building (or loading from the cache) the corpus index.")
     if any(r.get("judge_model") for r in rows):
         lines.append(
-            "- **judge**: an LLM judge (the recipe's `eval.judge` model, greedy) reads each held-out question (the "
+            "- **judge**: an LLM judge (the recipe's `eval.judge`: a local model, greedy, or an OpenAI-compatible "
+            "endpoint at temperature 0) reads each held-out question (the "
             "task's user text, without shots or passages), the reference answer, the answer and the task's rubric, "
             "and replies `Score: N` (1 to the rubric's scale) with a reason; the column is the mean of (N - 1) / "
             "(scale - 1) over the replies that carried a score. Under a 0/1 metric, agreement is the share of "
             "answers where \"the judge passes it\" (score ≥ 0.5) matches the metric, with Cohen's kappa; under a "
             "continuous one, Spearman's rank correlation with the metric's values. The judge's time, memory and "
             "cost (`judge_seconds`, `judge_peak_memory_bytes`, `judge_cost_usd`; its model load included) are "
-            "measured apart from the technique's: not in wall, eval, peak mem, cost or the serving figures.")
+            "measured apart from the technique's: not in wall, eval, peak mem, cost or the serving figures."
+            + (" An endpoint judge's cost is its tokens at the endpoint's `usd_per_1k_tokens` (unknown without "
+               "them), and its memory is not measured (the model runs elsewhere)."
+               if any(r.get("judge_requests") is not None for r in rows) else ""))
     if lmeval.columns(rows):
         lines.append(
             "- **lm-eval columns** (`task metric`): lm-eval's `simple_evaluate` on each technique's model in memory "

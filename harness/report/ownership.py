@@ -48,8 +48,9 @@ def run_costs(row: dict, usd_per_hour: dict[str, float]) -> dict:
     - `lm_eval_cost_usd`: the lm-eval run, on a line of its own (0 for a technique that reused the
       shared base-model scores; None without lm-eval);
     - `train_cost_usd`: training, once (0 for a technique that does not train);
-    - `judge_cost_usd` (only where an LLM judge graded the answers, eval.judge): its own seconds, which are
-      not in the wall time;
+    - `judge_cost_usd` (only where an LLM judge graded the answers, eval.judge): a local judge's own
+      seconds, which are not in the wall time; an endpoint judge's row keeps its own (its tokens at the
+      endpoint's price, or None);
     - `serving_usd_per_request`: see serving_usd_per_request."""
     price = price_per_second(row.get("device"), usd_per_hour)
     lm_eval = row.get("lm_eval_seconds")
@@ -63,7 +64,8 @@ def run_costs(row: dict, usd_per_hour: dict[str, float]) -> dict:
         "lm_eval_cost_usd": None if price is None or lm_eval is None else price * lm_eval,
         "train_cost_usd": 0.0 if not train else None if price is None else price * train,
         "serving_usd_per_request": serving_usd_per_request(row, price),
-    } | ({} if judge is None else {"judge_cost_usd": None if price is None else price * judge})
+    } | ({} if judge is None or "judge_cost_usd" in row  # an endpoint judge priced itself
+         else {"judge_cost_usd": None if price is None else price * judge})
 
 
 # --- cost lines --------------------------------------------------------------------------------

@@ -31,66 +31,28 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from harness import kinds, prompting
-from harness.config import RetrievalSettings, TechniqueBase
+from harness.config import EndpointSettings, RetrievalSettings, TechniqueBase, TokenPrices
 from harness.tasks import Example
 from harness.techniques.base import Outcome, RunContext, evaluate_answers, latency_figures
-from harness.yamlconfig import Strict
 
 MAX_BACKOFF_SECONDS = 60.0  # no single wait between retries is longer (but a server's Retry-After, up to 10 min)
 MAX_RETRY_AFTER_SECONDS = 600.0
 RETRYABLE_STATUS = {408, 409, 429}  # and every 5xx
 
 
-class TokenPrices(Strict):
-    input: float = Field(ge=0)  # USD per 1000 prompt tokens
-    output: float = Field(ge=0)  # USD per 1000 completion tokens
-
-
-class ApiTechnique(TechniqueBase):
-    """A hosted model through an OpenAI-compatible chat-completions endpoint, prompted as kind prompt is."""
+class ApiTechnique(EndpointSettings, TechniqueBase):  # name and search first in its fields
+    """A hosted model through an OpenAI-compatible chat-completions endpoint, prompted as kind prompt is.
+    The endpoint's keys (base_url, model, api_key_env, usd_per_1k_tokens, concurrency, retries, timeout,
+    cache) are config.EndpointSettings, which an endpoint judge (eval.judge.endpoint) shares."""
 
     kind: Literal["api"]
-    base_url: str  # http(s)://host[:port]/v1 — requests go to {base_url}/chat/completions
-    model: str = Field(min_length=1)  # the endpoint's model name
-    api_key_env: str | None = None  # environment variable holding the key (a bearer token); None: send no key
     shots: int = Field(0, ge=0, le=64)  # as kind prompt: examples from train, drawn by the recipe's seed
     retrieval: RetrievalSettings | None = None  # RAG through the endpoint; context_tokens counts words here
-    usd_per_1k_tokens: TokenPrices | None = None  # the endpoint's price; None: cost_usd is unknown (null)
-    concurrency: int = Field(4, ge=1, le=256)  # requests in flight; higher: faster, sooner rate limited
-    max_retries: int = Field(4, ge=0, le=20)  # on 429 / 5xx / timeouts / connection errors
-    backoff_seconds: float = Field(1.0, ge=0, le=60)  # first retry's wait; doubles per retry, with jitter
-    timeout_seconds: float = Field(60.0, gt=0, le=3600)  # per request
     temperature: float = Field(0.0, ge=0, le=2)  # 0: greedy, like the local techniques
-    cache: bool = True  # reuse stored responses (false: always ask the endpoint, e.g. to measure latency)
-
-    @field_validator("base_url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        parts = urlsplit(value.strip())
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"base_url must be an http:// or https:// URL with a host, e.g. "
-                             f"http://127.0.0.1:8000/v1 (got {value!r})")
-        if parts.username or parts.password:
-            raise ValueError("base_url must not carry credentials; name the key's environment variable in api_key_env")
-        if parts.query or parts.fragment:
-            raise ValueError("base_url takes no query string or fragment; requests go to {base_url}/chat/completions")
-        return value.strip().rstrip("/")
-
-    @field_validator("api_key_env")
-    @classmethod
-    def _env_name(cls, value: str | None) -> str | None:
-        if value is not None and not (value.replace("_", "a").isalnum() and not value[:1].isdigit()):
-            from pydantic_core import PydanticCustomError
-
-            # no_echo: the error does not repeat the value, so a key pasted here stays off screens and CI logs
-            raise PydanticCustomError("no_echo", "api_key_env names an environment variable (letters, digits, _; "
-                                                 "e.g. OPENAI_API_KEY), not the key itself")
-        return value
 
 
 class WordTokens:
@@ -119,10 +81,13 @@ class EndpointError(RuntimeError):
 
 
 class Endpoint:
-    """One technique's client: cached, retried, thread-safe chat completions."""
+    """One technique's (or an endpoint judge's) client: cached, retried, thread-safe chat completions.
+    `spec`: the endpoint's settings (an ApiTechnique, or eval.judge.endpoint)."""
 
-    def __init__(self, spec: ApiTechnique, key: str | None, cache_root: Path | None, max_tokens: int, seed: int):
+    def __init__(self, spec: EndpointSettings, key: str | None, cache_root: Path | None, max_tokens: int, seed: int,
+                 temperature: float = 0.0):
         self.spec, self.key, self.cache_root, self.max_tokens = spec, key, cache_root, max_tokens
+        self.temperature = temperature
         self.seed = seed  # in the cache key only when sampling (temperature > 0): each seed its own samples
         self.url = f"{spec.base_url}/chat/completions"
         self.lock = threading.Lock()
@@ -134,11 +99,11 @@ class Endpoint:
 
     def request_body(self, messages: list[dict]) -> dict:
         return {"model": self.spec.model, "messages": messages, "max_tokens": self.max_tokens,
-                "temperature": self.spec.temperature}
+                "temperature": self.temperature}
 
     def cache_key(self, body: dict) -> str:
         keyed = {"base_url": self.spec.base_url, **body}
-        if self.spec.temperature > 0:
+        if self.temperature > 0:
             keyed["seed"] = self.seed
         return hashlib.sha256(json.dumps(keyed, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
@@ -279,12 +244,15 @@ def _reply(response: dict, cached: bool, latency: float | None) -> Reply:
     return Reply(_content(response).strip(), usage.get("prompt_tokens"), usage.get("completion_tokens"), cached, latency)
 
 
-def api_key(spec: ApiTechnique) -> str | None:
+def api_key(spec: EndpointSettings, owner: str | None = None) -> str | None:
+    """The key from the environment variable `api_key_env` names; `owner` names the settings in the error
+    (default: the technique's name)."""
     if spec.api_key_env is None:
         return None
     key = os.environ.get(spec.api_key_env, "").strip()
     if not key:
-        raise EndpointError(f"environment variable {spec.api_key_env} (api_key_env of {spec.name!r}) is not set; "
+        owner = owner or repr(spec.name)
+        raise EndpointError(f"environment variable {spec.api_key_env} (api_key_env of {owner}) is not set; "
                             "export the endpoint's key under that name where the cells run")
     return key
 
@@ -297,16 +265,14 @@ def run_api(spec: ApiTechnique, ctx: RunContext) -> Outcome:
 
 
 def _run_api(spec: ApiTechnique, ctx: RunContext) -> Outcome:
-    from harness import models
-
     if ctx.recipe.eval.heldout.mode != "generate":
         raise EndpointError("kind api generates its answers, but the recipe's eval.heldout.mode is "
                             f"{ctx.recipe.eval.heldout.mode}: scoring each label needs the model's log-likelihoods, "
                             "which a chat-completions endpoint does not return; compare it in a recipe with "
                             "eval.heldout.mode: generate")
 
-    endpoint = Endpoint(spec, api_key(spec), models.cache_dir() / "api" if spec.cache else None,
-                        ctx.recipe.eval.heldout.max_new_tokens, ctx.recipe.seed)
+    endpoint = Endpoint(spec, api_key(spec), cache_root(spec), ctx.recipe.eval.heldout.max_new_tokens,
+                        ctx.recipe.seed, spec.temperature)
     shots = prompting.draw_shots(ctx.task, spec.shots, ctx.recipe.seed)
     augment = None
     if spec.retrieval is not None:
@@ -352,6 +318,20 @@ def ask_all(endpoint: Endpoint, conversations: list[list[dict]], concurrency: in
     return replies  # type: ignore[return-value]
 
 
+def cache_root(spec: EndpointSettings) -> Path | None:
+    """Where responses are stored (None: `cache: false`)."""
+    from harness import models
+
+    return models.cache_dir() / "api" if spec.cache else None
+
+
+def token_cost(prices: TokenPrices | None, replies: list[Reply]) -> float | None:
+    """USD for these replies at the endpoint's prices; None without prices or when a reply lacks usage."""
+    if prices is None or any(r.input_tokens is None or r.output_tokens is None for r in replies):
+        return None
+    return sum((r.input_tokens * prices.input + r.output_tokens * prices.output) / 1000 for r in replies)
+
+
 def reply_figures(spec: ApiTechnique, endpoint: Endpoint, replies: list[Reply]) -> dict:
     """The row's api figures. Tokens and cost_usd cover every answer (a cached one at the usage stored
     with it), so a repeated run reports the same cost; api_billed_usd is what this cell's requests cost."""
@@ -359,12 +339,9 @@ def reply_figures(spec: ApiTechnique, endpoint: Endpoint, replies: list[Reply]) 
     complete = all(r.input_tokens is not None and r.output_tokens is not None for r in replies)
     input_tokens = sum(r.input_tokens or 0 for r in replies)
     output_tokens = sum(r.output_tokens or 0 for r in replies)
-    prices = spec.usd_per_1k_tokens
 
     def price(rs: list[Reply]) -> float | None:
-        if prices is None or not complete:
-            return None
-        return sum((r.input_tokens * prices.input + r.output_tokens * prices.output) / 1000 for r in rs)
+        return token_cost(spec.usd_per_1k_tokens, rs) if complete else None
 
     latencies = [r.latency for r in fresh if r.latency is not None]
     values = {

@@ -191,7 +191,8 @@ def judge_heldout(ctx: RunContext, predictions: list[dict], metric: str | None) 
     `judge_score` (normalised to [0, 1], None when the reply had no score) and `judge_reason` to each
     prediction, and returns the row's judge figures: the mean score over parsed replies, the unparsed
     count, the judge's own seconds and peak memory (model load included; not part of eval_seconds,
-    wall_seconds or the serving figures), and its agreement with the task metric (see
+    wall_seconds or the serving figures), the judge's own figures (an endpoint judge's tokens and
+    judge_cost_usd; see judge.EndpointJudge.figures), and its agreement with the task metric (see
     report/stats.judge_agreement). Run by the worker after the technique's runner returned, so a trained
     model is already freed when the judge loads."""
     from harness import metrics
@@ -221,7 +222,7 @@ def judge_heldout(ctx: RunContext, predictions: list[dict], metric: str | None) 
         "judge_score": sum(s for s, _ in scored) / len(scored) if scored else None,
         "judge_unparsed": len(predictions) - len(scored),
         "judge_seconds": phase.seconds, "judge_peak_memory_bytes": phase.peak_bytes,
-    }
+    } | (grader.figures() if hasattr(grader, "figures") else {})  # an endpoint judge's tokens and cost
     return values | judge_agreement([s for s, _ in scored], [v for _, v in scored], metrics.is_binary(metric))
 
 
