@@ -26,6 +26,8 @@ def fmt_bytes(value) -> str:
 def fmt_seconds(value) -> str:
     if value is None:
         return "–"
+    if value == 0:  # nothing spent (e.g. lm-eval scores shared with another technique)
+        return "0s"
     if value < 1:  # a request's latency, a retrieval
         return f"{value * 1000:.0f}ms" if value >= 0.001 else f"{value * 1000:.2f}ms"
     return f"{value:.1f}s" if value < 600 else f"{value / 60:.1f}min"
