@@ -23,7 +23,7 @@ from harness.config import Recipe
 from harness.executors import Job, JobEnd, last_lines, make_executor
 from harness.measure import device_name
 from harness.models import check_resolvable
-from harness.report import stats
+from harness.report import ownership, stats
 from harness.results import RunStore, make_row, write_atomic
 from harness.tasks import heldout_examples, load_task, with_validation
 
@@ -185,6 +185,9 @@ class CellRunner:
         for name, (spec, cells, summary) in self.planned.items():
             if name not in self.merged and all(c.id in by_id for c in cells):
                 row, predictions = study.merge(spec, [by_id[c.id] for c in cells if c.main], seeds, stats)
+                source = getattr(spec, "init_from", None)  # merged in an earlier wave
+                if source is not None:
+                    row = ownership.with_starting_model(row, next((r for r in self.store.rows if r["technique"] == source), None))
                 self.store.record(row | summary, predictions)
                 self.merged.add(name)
         self.store.save()

@@ -93,3 +93,12 @@ def test_the_cheapest_over_each_range_of_volumes():
                                           (0.3, "1"), (6_666.7, "6.7k"), (2.5e9, "2.5B")])
 def test_volumes_are_rounded_to_two_significant_figures(volume, text):
     assert ownership.volume_text(volume) == text
+
+
+def test_a_technique_started_from_another_owns_its_training_too():
+    from harness.report import ownership
+
+    sft = {"technique": "sft", "train_cost_usd": 0.004}
+    dpo = ownership.with_starting_model({"technique": "dpo", "train_cost_usd": 0.003}, sft)
+    assert dpo["train_cost_usd"] == pytest.approx(0.007) and dpo["own_train_cost_usd"] == 0.003
+    assert ownership.with_starting_model({"train_cost_usd": 0.003}, None) == {"train_cost_usd": 0.003}

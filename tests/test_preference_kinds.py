@@ -28,6 +28,8 @@ def test_sft_then_dpo_runs_and_every_technique_gets_preference_figures(write, ti
         assert row["status"] == "ok", (name, row["error"])
         assert 0 <= row["preference_accuracy"] <= 1 and row["preference_margin"] is not None
     assert rows["sft-dpo"]["init_from"] == "sft" and rows["sft"]["init_from"] is None
+    # it owns the SFT it starts from: its one-off training cost includes it
+    assert rows["sft-dpo"]["train_cost_usd"] == pytest.approx(rows["sft-dpo"]["own_train_cost_usd"] + rows["sft"]["train_cost_usd"])
     curve = rows["sft-dpo"]["train_curve"]
     assert len(curve) == 3 and all("rewards/accuracies" in point for point in curve)
     assert rows["sft-dpo"]["train_steps"] == 3

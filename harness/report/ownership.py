@@ -68,6 +68,15 @@ def run_costs(row: dict, usd_per_hour: dict[str, float]) -> dict:
          else {"judge_cost_usd": None if price is None else price * judge})
 
 
+def with_starting_model(row: dict, source: dict | None) -> dict:
+    """A technique that starts from another's trained model (`init_from`) owns that training too: its
+    train_cost_usd adds the source's (which holds its own source's), and own_train_cost_usd keeps its own."""
+    own, inherited = row.get("train_cost_usd"), (source or {}).get("train_cost_usd")
+    if own is None or source is None:
+        return row
+    return row | {"own_train_cost_usd": own, "train_cost_usd": None if inherited is None else own + inherited}
+
+
 # --- cost lines --------------------------------------------------------------------------------
 
 def line(row: dict) -> tuple[float, float] | None:
