@@ -280,20 +280,25 @@ def test_an_endpoint_judge_without_its_key_leaves_the_row_ok_with_the_reason(tmp
 
 # --- end to end ----------------------------------------------------------------------------------
 
-def test_run_judges_every_answer_with_the_tiny_model_as_judge(write, tiny_model_dir, tmp_path):
-    out = tmp_path / "out"
-    recipe = f"""
+def judged_recipe(model_dir, out, limit: int, judge: str) -> str:
+    """One prompt technique on support-replies, its `limit` held-out answers judged by `judge` (YAML)."""
+    return f"""
 name: tiny
-model: {tiny_model_dir}
+model: {model_dir}
 task: support-replies
 device: cpu
 output_dir: {out}
 techniques:
   - {{name: zero, kind: prompt}}
 eval:
-  heldout: {{limit: 6, batch_size: 6, max_new_tokens: 8, bootstrap_samples: 100, latency_samples: 0}}
-  judge: {{model: {{id: {tiny_model_dir}, dtype: float32}}, max_new_tokens: 8, batch_size: 6}}
+  heldout: {{limit: {limit}, batch_size: {limit}, max_new_tokens: 8, bootstrap_samples: 100, latency_samples: 0}}
+  judge: {judge}
 """
+
+
+def test_run_judges_every_answer_with_the_tiny_model_as_judge(write, tiny_model_dir, tmp_path):
+    out = tmp_path / "out"
+    recipe = judged_recipe(tiny_model_dir, out, 6, f"{{model: {{id: {tiny_model_dir}, dtype: float32}}, max_new_tokens: 8, batch_size: 6}}")
     run_dir, rows = run_rows(write, recipe, out)
     row = rows["zero"]
     assert row["status"] == "ok" and row["error"] is None and row.get("judge_error") is None
@@ -335,18 +340,7 @@ def test_run_judges_every_answer_through_an_endpoint(write, tiny_model_dir, judg
                 "usd_per_1k_tokens": {"input": 0.5, "output": 2.0}}
 
     def recipe(out):
-        return f"""
-name: tiny
-model: {tiny_model_dir}
-task: support-replies
-device: cpu
-output_dir: {out}
-techniques:
-  - {{name: zero, kind: prompt}}
-eval:
-  heldout: {{limit: 4, batch_size: 4, max_new_tokens: 8, bootstrap_samples: 100, latency_samples: 0}}
-  judge: {{endpoint: {json.dumps(endpoint)}, max_new_tokens: 64}}
-"""
+        return judged_recipe(tiny_model_dir, out, 4, f"{{endpoint: {json.dumps(endpoint)}, max_new_tokens: 64}}")
 
     result = run_cli("run", write("r.yaml", recipe(tmp_path / "out")))
     assert result.exit_code == 0, result.output
