@@ -93,9 +93,3 @@ def device_name(device: str) -> str:
     import platform
 
     return f"cpu ({platform.processor() or platform.machine()}, {psutil.cpu_count(logical=True)} threads)"
-
-
-def cost_usd(seconds: float, device: str, usd_per_hour: dict[str, float]) -> float | None:
-    """Device-hours times the recipe's price for this device type (None when no price is set)."""
-    price = usd_per_hour.get(device.split(":")[0])
-    return None if price is None else seconds / 3600 * price
