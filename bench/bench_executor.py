@@ -25,20 +25,36 @@ import tempfile
 import time
 from pathlib import Path
 
-SHRINK = ["model=random:tiny-llama", "task=ticket-routing", "seeds=[0,1]", "search_budget=2",
-          "train_sizes=[32,all]", "eval.validation.size=16", "eval.heldout.limit=16", "eval.heldout.max_new_tokens=8",
-          "eval.lm_eval.tasks=[]", "techniques.full.train.max_steps=4", "techniques.lora.train.max_steps=4"]
+SHRINK = [
+    "model=random:tiny-llama",
+    "task=ticket-routing",
+    "seeds=[0,1]",
+    "search_budget=2",
+    "train_sizes=[32,all]",
+    "eval.validation.size=16",
+    "eval.heldout.limit=16",
+    "eval.heldout.max_new_tokens=8",
+    "eval.lm_eval.tasks=[]",
+    "techniques.full.train.max_steps=4",
+    "techniques.lora.train.max_steps=4",
+]
 
 
 def one_run(recipe: str, overrides: list[str], variant: str, cores: int) -> dict:
     out = Path(tempfile.mkdtemp(prefix=f"bench-{variant}-"))
-    extra = {"local-1": ["--jobs", "1"],
-             "ray-1": ["executor.kind=ray", "executor.address=local", f"executor.cpus_per_cell={cores}"],
-             f"ray-{cores}": ["executor.kind=ray", "executor.address=local", "executor.cpus_per_cell=1"]}[variant]
+    extra = {
+        "local-1": ["--jobs", "1"],
+        "ray-1": ["executor.kind=ray", "executor.address=local", f"executor.cpus_per_cell={cores}"],
+        f"ray-{cores}": ["executor.kind=ray", "executor.address=local", "executor.cpus_per_cell=1"],
+    }[variant]
     harness = str(Path(sys.executable).parent / "harness")
     start = time.perf_counter()
-    done = subprocess.run([harness, "run", recipe, *overrides, f"output_dir={out}", *extra],
-                          capture_output=True, text=True, env=os.environ | {"RAY_USAGE_STATS_ENABLED": "0"})
+    done = subprocess.run(
+        [harness, "run", recipe, *overrides, f"output_dir={out}", *extra],
+        capture_output=True,
+        text=True,
+        env=os.environ | {"RAY_USAGE_STATS_ENABLED": "0"},
+    )
     seconds = time.perf_counter() - start
     if done.returncode != 0:
         sys.exit(f"{variant} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")

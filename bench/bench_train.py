@@ -24,8 +24,15 @@ LORA = dict(r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear",
 def settings(args, precision):
     from harness.config import TrainSettings
 
-    return TrainSettings(max_steps=args.steps, batch_size=args.batch_size, learning_rate=2e-4, warmup_ratio=0.05,
-                         precision=precision, logging_steps=args.steps, max_length=512)
+    return TrainSettings(
+        max_steps=args.steps,
+        batch_size=args.batch_size,
+        learning_rate=2e-4,
+        warmup_ratio=0.05,
+        precision=precision,
+        logging_steps=args.steps,
+        max_length=512,
+    )
 
 
 def one_harness(args, kind: str, precision: str) -> dict:
@@ -46,12 +53,21 @@ def one_harness(args, kind: str, precision: str) -> dict:
 
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     peft_config = lora_config(LoraSettings()) if kind in ("lora", "qlora") else None
-    trained, stats, method = train.train(model, tokenizer, task, settings(args, precision), kind, device=device,
-                                         seed=0, peft_config=peft_config)
+    trained, stats, method = train.train(
+        model, tokenizer, task, settings(args, precision), kind, device=device, seed=0, peft_config=peft_config
+    )
     trainable, total = parameter_counts(trained)
-    return {"tokens_per_second": stats.tokens_per_second, "seconds": stats.seconds, "tokens": stats.tokens,
-            "peak_bytes": stats.peak_bytes, "method": method, "trainable": trainable, "total": total,
-            "device": device_name(device), "mfu": mfu(stats, total, trainable, device, kind)}
+    return {
+        "tokens_per_second": stats.tokens_per_second,
+        "seconds": stats.seconds,
+        "tokens": stats.tokens,
+        "peak_bytes": stats.peak_bytes,
+        "method": method,
+        "trainable": trainable,
+        "total": total,
+        "device": device_name(device),
+        "mfu": mfu(stats, total, trainable, device, kind),
+    }
 
 
 def one_plain(args, precision: str) -> dict:
@@ -70,16 +86,41 @@ def one_plain(args, precision: str) -> dict:
     model, tokenizer = models.load(ModelSpec(id=args.model), args.device, torch.float32)
     system, template = task.spec.prompt.system, task.spec.prompt.template
     labels = ", ".join(task.labels)
-    records = [{"prompt": [{"role": "system", "content": system},
-                           {"role": "user", "content": template.format(input=e.input, labels=labels)}],
-                "completion": [{"role": "assistant", "content": e.output}]} for e in task.train]
+    records = [
+        {
+            "prompt": [
+                {"role": "system", "content": system},
+                {"role": "user", "content": template.format(input=e.input, labels=labels)},
+            ],
+            "completion": [{"role": "assistant", "content": e.output}],
+        }
+        for e in task.train
+    ]
     with tempfile.TemporaryDirectory() as out:
-        config = SFTConfig(output_dir=out, max_steps=args.steps, per_device_train_batch_size=args.batch_size,
-                           learning_rate=2e-4, warmup_steps=0.05, bf16=precision == "bf16", use_cpu=args.device == "cpu",
-                           logging_steps=args.steps, save_strategy="no", report_to=[], max_length=512,
-                           completion_only_loss=True, include_num_input_tokens_seen="non_padding", seed=0, data_seed=0)
-        trainer = SFTTrainer(model=model, args=config, train_dataset=Dataset.from_list(records),
-                             processing_class=tokenizer, peft_config=LoraConfig(**LORA))
+        config = SFTConfig(
+            output_dir=out,
+            max_steps=args.steps,
+            per_device_train_batch_size=args.batch_size,
+            learning_rate=2e-4,
+            warmup_steps=0.05,
+            bf16=precision == "bf16",
+            use_cpu=args.device == "cpu",
+            logging_steps=args.steps,
+            save_strategy="no",
+            report_to=[],
+            max_length=512,
+            completion_only_loss=True,
+            include_num_input_tokens_seen="non_padding",
+            seed=0,
+            data_seed=0,
+        )
+        trainer = SFTTrainer(
+            model=model,
+            args=config,
+            train_dataset=Dataset.from_list(records),
+            processing_class=tokenizer,
+            peft_config=LoraConfig(**LORA),
+        )
         if args.device.startswith("cuda"):
             torch.cuda.synchronize()
         start = time.perf_counter()
@@ -103,8 +144,20 @@ def mfu(stats, total: int, trainable: int, device: str, kind: str) -> float | No
 
 
 def run_child(args, *job: str) -> dict:
-    cmd = [sys.executable, __file__, "--model", args.model, "--steps", str(args.steps), "--batch-size",
-           str(args.batch_size), "--device", args.device, "--child", *job]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--model",
+        args.model,
+        "--steps",
+        str(args.steps),
+        "--batch-size",
+        str(args.batch_size),
+        "--device",
+        args.device,
+        "--child",
+        *job,
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode:
         raise RuntimeError(f"{' '.join(job)} failed:\n{out.stderr[-3000:]}")
@@ -140,8 +193,10 @@ def main() -> None:
         harness_runs.append(run_child(args, "harness", "lora", fast))
         plain_runs.append(run_child(args, "plain", fast))
     h, p = median(harness_runs, "tokens_per_second"), median(plain_runs, "tokens_per_second")
-    print(f"\nLoRA train tokens/s, median of {args.repeats}: harness {h:.1f}, plain TRL {p:.1f}; "
-          f"harness/plain = {h / p:.3f} (goal >= 0.97)")
+    print(
+        f"\nLoRA train tokens/s, median of {args.repeats}: harness {h:.1f}, plain TRL {p:.1f}; "
+        f"harness/plain = {h / p:.3f} (goal >= 0.97)"
+    )
     print("  harness runs:", [round(r["tokens_per_second"], 1) for r in harness_runs])
     print("  plain runs:  ", [round(r["tokens_per_second"], 1) for r in plain_runs])
 
@@ -152,10 +207,14 @@ def main() -> None:
     for kind in ("full", "lora", "qlora"):
         r = memory[kind]
         mfu_text = f", MFU {r['mfu']:.1%}" if r.get("mfu") else ""
-        print(f"  {kind:6s} {r['peak_bytes'] / 2**20:8.0f} MiB  {r['tokens_per_second']:8.1f} tok/s  "
-              f"trainable {r['trainable'] / 1e6:.2f}M of {r['total'] / 1e6:.1f}M{mfu_text}")
-    print(f"  ratios: lora/full {memory['lora']['peak_bytes'] / memory['full']['peak_bytes']:.2f}, "
-          f"qlora/full {memory['qlora']['peak_bytes'] / memory['full']['peak_bytes']:.2f}")
+        print(
+            f"  {kind:6s} {r['peak_bytes'] / 2**20:8.0f} MiB  {r['tokens_per_second']:8.1f} tok/s  "
+            f"trainable {r['trainable'] / 1e6:.2f}M of {r['total'] / 1e6:.1f}M{mfu_text}"
+        )
+    print(
+        f"  ratios: lora/full {memory['lora']['peak_bytes'] / memory['full']['peak_bytes']:.2f}, "
+        f"qlora/full {memory['qlora']['peak_bytes'] / memory['full']['peak_bytes']:.2f}"
+    )
 
     if fast != "fp32":
         fp32 = [run_child(args, "harness", "lora", "fp32") for _ in range(args.repeats)]

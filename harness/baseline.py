@@ -9,7 +9,7 @@ predictions in the held-out shape, one copy per seed so that paired tests find e
 from __future__ import annotations
 
 from collections import Counter
-from typing import Sequence
+from collections.abc import Sequence
 
 from harness import metrics
 from harness.tasks import Example, Task
@@ -39,8 +39,9 @@ def majority_label(task: Task) -> str:
     return max(task.labels, key=lambda label: shares[label])  # max keeps the first of equal keys
 
 
-def majority(task: Task, examples: Sequence[Example], seeds: Sequence[int], bootstrap_samples: int,
-             seed: int) -> tuple[dict, list[dict]]:
+def majority(
+    task: Task, examples: Sequence[Example], seeds: Sequence[int], bootstrap_samples: int, seed: int
+) -> tuple[dict, list[dict]]:
     """(row values, predictions) of answering the majority label for every example."""
     if not task.is_classification:
         raise ValueError(f"task {task.name!r} has no labels: the majority baseline needs a classification task")
@@ -48,15 +49,32 @@ def majority(task: Task, examples: Sequence[Example], seeds: Sequence[int], boot
     expected = [e.output for e in examples]
     scored = metrics.score(metric, expected, [label] * len(examples), task.labels)
     low, high = metrics.metric_ci(metric, scored, expected, task.labels, bootstrap_samples, seed)
-    answers = [{"id": e.id, "input": e.input, "expected": e.output, "predicted": label, "parsed": parsed,
-                **metrics.outcome(metric, value)} for e, parsed, value in zip(examples, scored.parsed, scored.correct)]
+    answers = [
+        {
+            "id": e.id,
+            "input": e.input,
+            "expected": e.output,
+            "predicted": label,
+            "parsed": parsed,
+            **metrics.outcome(metric, value),
+        }
+        for e, parsed, value in zip(examples, scored.parsed, scored.correct)
+    ]
     score = scored.metrics[metric]
     values = {
-        "metric": metric, "score": score, "ci_low": low, "ci_high": high, "n_eval": len(examples),
-        "invalid_rate": scored.invalid_rate, **{f"score_{name}": v for name, v in scored.metrics.items()},
-        "majority_label": label, "chance_score": 1 / len(task.labels),
+        "metric": metric,
+        "score": score,
+        "ci_low": low,
+        "ci_high": high,
+        "n_eval": len(examples),
+        "invalid_rate": scored.invalid_rate,
+        **{f"score_{name}": v for name, v in scored.metrics.items()},
+        "majority_label": label,
+        "chance_score": 1 / len(task.labels),
         # the same seed fields a seed-free technique (zero-shot) carries: one score, valid for every seed
-        "n_seeds": len(seeds), "seed_scores": [score] * len(seeds), "score_std": 0.0,
+        "n_seeds": len(seeds),
+        "seed_scores": [score] * len(seeds),
+        "score_std": 0.0,
         "seed_invariant": len(seeds) > 1,
     }
     return values, [answer | {"seed": s} for s in seeds for answer in answers]

@@ -13,6 +13,7 @@ import threading
 import warnings
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 # Every progress display is rich's; libraries' tqdm bars (weight loading, lm-eval requests) would tear
 # the live table. tqdm reads TQDM_* defaults when it is imported, so this comes before any import of it.
@@ -27,6 +28,9 @@ from rich.table import Table
 # or transformers (a CI runner for the gate has neither; tests/test_cli_light.py holds this). A command
 # imports what it needs in its own body.
 from harness.yamlconfig import ConfigError, ConfigWarning
+
+if TYPE_CHECKING:  # the CLI stays light: config imports pydantic models only when a command needs them
+    from harness.config import Recipe
 
 console = Console()
 
@@ -76,10 +80,20 @@ def _show_warning(message, category, filename, lineno, file=None, line=None, _py
 @main.command()
 @click.argument("recipe", required=False, type=click.Path(dir_okay=False))
 @click.argument("overrides", nargs=-1)
-@click.option("--resume", "resume_dir", type=click.Path(file_okay=False), help="Finish an interrupted run: skip cells already done.")
-@click.option("--jobs", "-j", default=None, type=click.IntRange(min=1),
-              help="Cells run at once, each in its own process (on CUDA: at most one per visible GPU). "
-                   "Default: 1 locally; on ray/slurm executors, as many as the cluster fits.")
+@click.option(
+    "--resume",
+    "resume_dir",
+    type=click.Path(file_okay=False),
+    help="Finish an interrupted run: skip cells already done.",
+)
+@click.option(
+    "--jobs",
+    "-j",
+    default=None,
+    type=click.IntRange(min=1),
+    help="Cells run at once, each in its own process (on CUDA: at most one per visible GPU). "
+    "Default: 1 locally; on ray/slurm executors, as many as the cluster fits.",
+)
 @user_errors
 def run(recipe, overrides, resume_dir, jobs):
     """Run RECIPE (YAML), with optional key=value OVERRIDES, e.g. seed=1 eval.heldout.limit=50."""
@@ -108,8 +122,10 @@ def run(recipe, overrides, resume_dir, jobs):
         console.print(line, soft_wrap=True)
     console.print(f"results: {', '.join(str(s.results_path) for s in stores)}\nreport:  {folder / 'REPORT.md'}")
     if any(r["status"] == "failed" for s in stores for r in s.rows):
-        console.print("[red]some techniques failed[/]; reasons in REPORT.md, logs in "
-                      + ", ".join(str(s.run_dir / "logs") for s in stores))
+        console.print(
+            "[red]some techniques failed[/]; reasons in REPORT.md, logs in "
+            + ", ".join(str(s.run_dir / "logs") for s in stores)
+        )
         sys.exit(1)
 
 
@@ -117,6 +133,7 @@ def run(recipe, overrides, resume_dir, jobs):
 def stop_like_ctrl_c():
     """`kill` and a closed terminal stop a run as Ctrl-C does: the cells in flight are cancelled (a
     killed driver would leave them running) and finished cells stay on disk for --resume."""
+
     def interrupt(signum, frame):
         raise KeyboardInterrupt(signal.Signals(signum).name)
 
@@ -176,11 +193,19 @@ def validate(recipes, overrides):
 
 @main.command()
 @click.argument("run_dir", type=click.Path(exists=True))
-@click.option("--format", "fmt", type=click.Choice(["table", "md", "json", "csv", "pr"]), default="table",
-              help="table: re-render REPORT.md and print the table(s); md/json/csv: print that format to stdout; "
-                   "pr: write PR.md (a short summary for a pull-request comment) and print it.")
-@click.option("--link", default=None, help="With --format pr: where its REPORT.md link points (e.g. a CI artifact's "
-                                           "URL); default: the report's path.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "md", "json", "csv", "pr"]),
+    default="table",
+    help="table: re-render REPORT.md and print the table(s); md/json/csv: print that format to stdout; "
+    "pr: write PR.md (a short summary for a pull-request comment) and print it.",
+)
+@click.option(
+    "--link",
+    default=None,
+    help="With --format pr: where its REPORT.md link points (e.g. a CI artifact's URL); default: the report's path.",
+)
 @user_errors
 def report(run_dir, fmt, link):
     """Re-render REPORT.md, plots and exports of RUN_DIR from its stored results, or print it as md/json/csv/pr."""
@@ -244,10 +269,18 @@ class ThresholdCommand(click.Command):
 @main.command(cls=ThresholdCommand)
 @click.argument("run_dir", type=click.Path(exists=True))
 @click.option("--baseline", required=True, type=click.Path(exists=True), help="A committed results.json or run folder.")
-@click.option("--max-drop", multiple=True, help="METRIC=AMOUNT or METRIC=N% (several after one flag, or the flag "
-              "repeated): how far a figure may fall, e.g. score=0.02.")
-@click.option("--max-increase", multiple=True, help="METRIC=N% or METRIC=AMOUNT (several after one flag, or the flag "
-              "repeated): how far it may rise, e.g. peak_memory_bytes=10% cost_usd=20%.")
+@click.option(
+    "--max-drop",
+    multiple=True,
+    help="METRIC=AMOUNT or METRIC=N% (several after one flag, or the flag "
+    "repeated): how far a figure may fall, e.g. score=0.02.",
+)
+@click.option(
+    "--max-increase",
+    multiple=True,
+    help="METRIC=N% or METRIC=AMOUNT (several after one flag, or the flag "
+    "repeated): how far it may rise, e.g. peak_memory_bytes=10% cost_usd=20%.",
+)
 @user_errors
 def check(run_dir, baseline, max_drop, max_increase):
     """CI gate: exit 0 when RUN_DIR is within thresholds of BASELINE, else 1 with a table of regressions.
@@ -262,8 +295,16 @@ def check(run_dir, baseline, max_drop, max_increase):
     if not violations:
         console.print(f"[green]check passed[/]: {checked} technique(s) within thresholds ({rules})")
         return
-    table = Table("task", "technique", "metric", "baseline", "run", "problem", header_style="bold",
-                  title=f"{len(violations)} regression(s) ({rules})")
+    table = Table(
+        "task",
+        "technique",
+        "metric",
+        "baseline",
+        "run",
+        "problem",
+        header_style="bold",
+        title=f"{len(violations)} regression(s) ({rules})",
+    )
     for v in violations:
         table.add_row(v.task, v.technique, v.metric, _figure(v.baseline), _figure(v.value), v.reason)
     console.print(table)
@@ -298,10 +339,15 @@ def tasks():
     table = Table("task", "train", "test", "metric", "labels", "description", header_style="bold")
     for folder in list_task_dirs():
         task = load_task(str(folder))
-        table.add_row(task.name, str(len(task.train)), str(len(task.test)), task.spec.metric,
-                      str(len(task.labels)) if task.labels else "–", task.spec.description)
+        table.add_row(
+            task.name,
+            str(len(task.train)),
+            str(len(task.test)),
+            task.spec.metric,
+            str(len(task.labels)) if task.labels else "–",
+            task.spec.description,
+        )
     console.print(table)
-
 
 
 @main.command()
@@ -314,8 +360,13 @@ def kinds():
     table = Table("kind", "trains", "reads base model", "default lr", "description", header_style="bold")
     for name in registry.known():
         kind = registry.get(name)
-        table.add_row(name, "yes" if kind.trained else "–", "yes" if kind.reads_base_model else "–",
-                      f"{kind.default_learning_rate:g}" if kind.default_learning_rate else "–", kind.description)
+        table.add_row(
+            name,
+            "yes" if kind.trained else "–",
+            "yes" if kind.reads_base_model else "–",
+            f"{kind.default_learning_rate:g}" if kind.default_learning_rate else "–",
+            kind.description,
+        )
     console.print(table)
     console.print("metrics: " + ", ".join(metrics.METRICS.in_order()))
     console.print("retrievers: " + ", ".join(RETRIEVERS.in_order()))

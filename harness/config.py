@@ -10,8 +10,9 @@ from __future__ import annotations
 import difflib
 import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated, Any, Iterable, Literal, Union
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, WrapValidator, field_validator, model_validator
@@ -40,8 +41,10 @@ class ModelSpec(Strict):
     @classmethod
     def _not_empty(cls, value):
         if not value.strip():  # an empty id would reach the loader as a hub id ''
-            raise ValueError("empty model id; give an alias (see `harness models`), a local directory, a .gguf "
-                             "file, a hub id or random:<arch>")
+            raise ValueError(
+                "empty model id; give an alias (see `harness models`), a local directory, a .gguf "
+                "file, a hub id or random:<arch>"
+            )
         return value
 
 
@@ -54,17 +57,22 @@ class Range(Strict):
 
     @model_validator(mode="after")
     def _one_range(self):
-        given = [(k, v) for k, v in (("log_uniform", self.log_uniform), ("uniform", self.uniform), ("int", self.int))
-                 if v is not None]
+        given = [
+            (k, v)
+            for k, v in (("log_uniform", self.log_uniform), ("uniform", self.uniform), ("int", self.int))
+            if v is not None
+        ]
         if len(given) != 1:
             raise ValueError("give exactly one of log_uniform, uniform or int, e.g. {log_uniform: [1.0e-5, 3.0e-3]}")
         kind, (low, high) = given[0]
         if not low < high or (kind == "log_uniform" and low <= 0):
-            raise ValueError(f"{kind}: need low < high{' and low > 0' if kind == 'log_uniform' else ''}, got [{low}, {high}]")
+            raise ValueError(
+                f"{kind}: need low < high{' and low > 0' if kind == 'log_uniform' else ''}, got [{low}, {high}]"
+            )
         return self
 
 
-Choice = Union[bool, int, float, str]
+Choice = bool | int | float | str
 
 
 class SearchSpec(Strict):
@@ -122,8 +130,10 @@ class EndpointSettings(Strict):
     def _url(cls, value: str) -> str:
         parts = urlsplit(value.strip())
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"base_url must be an http:// or https:// URL with a host, e.g. "
-                             f"http://127.0.0.1:8000/v1 (got {value!r})")
+            raise ValueError(
+                f"base_url must be an http:// or https:// URL with a host, e.g. "
+                f"http://127.0.0.1:8000/v1 (got {value!r})"
+            )
         if parts.username or parts.password:
             raise ValueError("base_url must not carry credentials; name the key's environment variable in api_key_env")
         if parts.query or parts.fragment:
@@ -137,8 +147,11 @@ class EndpointSettings(Strict):
             from pydantic_core import PydanticCustomError
 
             # no_echo: the error does not repeat the value, so a key pasted here stays off screens and CI logs
-            raise PydanticCustomError("no_echo", "api_key_env names an environment variable (letters, digits, _; "
-                                                 "e.g. OPENAI_API_KEY), not the key itself")
+            raise PydanticCustomError(
+                "no_echo",
+                "api_key_env names an environment variable (letters, digits, _; "
+                "e.g. OPENAI_API_KEY), not the key itself",
+            )
         return value
 
 
@@ -168,7 +181,9 @@ class RetrievalSettings(Strict):
     @model_validator(mode="after")
     def _check(self):
         if self.chunk_overlap >= self.chunk_size:
-            raise ValueError(f"chunk_overlap ({self.chunk_overlap}) must be smaller than chunk_size ({self.chunk_size})")
+            raise ValueError(
+                f"chunk_overlap ({self.chunk_overlap}) must be smaller than chunk_size ({self.chunk_size})"
+            )
         for placeholder in ("{passages}", "{question}"):
             if placeholder not in self.template:
                 raise ValueError(f"template must contain {placeholder}")
@@ -230,7 +245,8 @@ class HeldoutEval(Strict):
             raise ConfigError(
                 f"eval.heldout.mode: loglikelihood scores each of a task's labels as the answer, but task "
                 f"{task.name!r} has no `labels:` list; use `eval.heldout.mode: generate` for it, or add the label "
-                f"set to {task.path / 'task.yaml'}")
+                f"set to {task.path / 'task.yaml'}"
+            )
 
 
 class LmEvalSettings(Strict):
@@ -280,10 +296,12 @@ class JudgeSettings(Strict):
     @model_validator(mode="after")
     def _one_judge(self):
         if (self.model is None) == (self.endpoint is None):
-            raise ValueError(("give one judge, not both: " if self.model is not None else "name the judge: ")
-                             + "exactly one of `model:` (a local model, e.g. {model: smollm2-135m-instruct}) or "
-                             "`endpoint:` (an OpenAI-compatible chat endpoint, e.g. {endpoint: {base_url: "
-                             "https://api.openai.com/v1, model: gpt-4o-mini, api_key_env: OPENAI_API_KEY}})")
+            raise ValueError(
+                ("give one judge, not both: " if self.model is not None else "name the judge: ")
+                + "exactly one of `model:` (a local model, e.g. {model: smollm2-135m-instruct}) or "
+                "`endpoint:` (an OpenAI-compatible chat endpoint, e.g. {endpoint: {base_url: "
+                "https://api.openai.com/v1, model: gpt-4o-mini, api_key_env: OPENAI_API_KEY}})"
+            )
         return self
 
     def check_resolvable(self) -> None:
@@ -305,9 +323,12 @@ class JudgeSettings(Strict):
 
             from harness.yamlconfig import ConfigWarning
 
-            warnings.warn(f"eval.judge is set, but task {task.name!r} has no `judge:` rubric, so its answers are not "
-                          f"judged; add `judge: {{rubric: ...}}` to {task.path / 'task.yaml'}", ConfigWarning,
-                          stacklevel=2)
+            warnings.warn(
+                f"eval.judge is set, but task {task.name!r} has no `judge:` rubric, so its answers are not "
+                f"judged; add `judge: {{rubric: ...}}` to {task.path / 'task.yaml'}",
+                ConfigWarning,
+                stacklevel=2,
+            )
 
 
 class EvalSpec(Strict):
@@ -345,9 +366,11 @@ class CheckSpec(Strict):
         for metric, amount in limits.items():
             if metric not in known and not metric.startswith(figures.LM_EVAL_PREFIX):
                 hint = difflib.get_close_matches(metric, known, n=1)
-                raise ValueError(f"unknown metric {metric!r}{f' (did you mean {hint[0]!r}?)' if hint else ''}; "
-                                 "name a figure of the result rows, e.g. score, peak_memory_bytes, cost_usd, "
-                                 "or an lm-eval score lm_eval:<task>:<metric>")
+                raise ValueError(
+                    f"unknown metric {metric!r}{f' (did you mean {hint[0]!r}?)' if hint else ''}; "
+                    "name a figure of the result rows, e.g. score, peak_memory_bytes, cost_usd, "
+                    "or an lm-eval score lm_eval:<task>:<metric>"
+                )
             if not (amount >= 0 if isinstance(amount, float) else re.fullmatch(r"\s*[0-9]*\.?[0-9]+\s*%?\s*", amount)):
                 raise ValueError(f"{metric}: {amount!r} is neither an amount (0.02) nor a percentage ('10%')")
         return limits
@@ -374,7 +397,9 @@ class ExecutorSpec(Strict):
     account: str | None = None
     timeout_min: int = Field(240, ge=1)  # a cell's wall-clock limit on Slurm (and submitit's local cluster)
     mem_gb: float | None = Field(None, gt=0)
-    slurm: dict[str, str | int | float | bool] = {}  # more sbatch settings for submitit, e.g. {qos: high, constraint: a100}
+    slurm: dict[
+        str, str | int | float | bool
+    ] = {}  # more sbatch settings for submitit, e.g. {qos: high, constraint: a100}
     cluster: Literal["slurm", "local"] = "slurm"  # local: submitit's one-machine stand-in for Slurm (tests, dry runs)
 
     _expand = field_validator("storage")(classmethod(lambda cls, v: v if v is None else expand_path(v)))
@@ -448,7 +473,7 @@ class Recipe(Strict):
     def tasks(self) -> list[str]:
         return self.task if isinstance(self.task, list) else [self.task]
 
-    def for_task(self, task: str) -> "Recipe":
+    def for_task(self, task: str) -> Recipe:
         """The recipe narrowed to one of its tasks (a multi-task run is one run per task)."""
         return self.model_copy(update={"task": task})
 
@@ -475,8 +500,10 @@ class Recipe(Strict):
 
         searched = [t for t in self.techniques if t.search is not None]
         if searched and self.eval.validation is None:
-            raise ValueError(f"technique {searched[0].name!r} has `search:`, which chooses on a validation split: "
-                             "add `eval: {validation: {fraction: 0.15}}` (or `size: N`)")
+            raise ValueError(
+                f"technique {searched[0].name!r} has `search:`, which chooses on a validation split: "
+                "add `eval: {validation: {fraction: 0.15}}` (or `size: N`)"
+            )
         for technique in searched:
             check_search(technique, self.search_budget)
         return self
@@ -492,13 +519,17 @@ class Recipe(Strict):
             while source is not None:
                 if source not in by_name:
                     hint = difflib.get_close_matches(source, list(by_name), n=1)
-                    raise ValueError(f"technique {technique.name!r}: init_from {source!r} is not a technique of this "
-                                     f"recipe" + (f" (did you mean {hint[0]!r}?)" if hint else ""))
+                    raise ValueError(
+                        f"technique {technique.name!r}: init_from {source!r} is not a technique of this "
+                        f"recipe" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                    )
                 if source in seen:
                     raise ValueError(f"technique {technique.name!r}: init_from makes a loop through {source!r}")
                 if not kinds.trained(by_name[source].kind):
-                    raise ValueError(f"technique {technique.name!r}: init_from {source!r} must name a trained "
-                                     f"technique; {by_name[source].kind} does not change the model")
+                    raise ValueError(
+                        f"technique {technique.name!r}: init_from {source!r} must name a trained "
+                        f"technique; {by_name[source].kind} does not change the model"
+                    )
                 seen.add(source)
                 source = getattr(by_name[source], "init_from", None)
         return self
@@ -510,8 +541,10 @@ class Recipe(Strict):
             known = {t.name for t in self.techniques} | {t.kind for t in self.techniques}
             unknown = sorted(set(gpus) - known)
             if unknown:
-                raise ValueError(f"executor.gpus_per_cell: {unknown[0]!r} is neither a technique name nor a kind "
-                                 f"in this recipe (known: {', '.join(sorted(known))})")
+                raise ValueError(
+                    f"executor.gpus_per_cell: {unknown[0]!r} is neither a technique name nor a kind "
+                    f"in this recipe (known: {', '.join(sorted(known))})"
+                )
         return self
 
     @property

@@ -60,9 +60,13 @@ def fmt_number(value, spec: str) -> str:
 
 
 FORMATS = {
-    "score": lambda v: fmt_number(v, ".3f"), "bytes": fmt_bytes, "seconds": fmt_seconds,
-    "usd": fmt_usd, "count": fmt_count,
-    "share": lambda v: fmt_number(v, ".0%"), "rate": lambda v: fmt_number(v, ".1f"),
+    "score": lambda v: fmt_number(v, ".3f"),
+    "bytes": fmt_bytes,
+    "seconds": fmt_seconds,
+    "usd": fmt_usd,
+    "count": fmt_count,
+    "share": lambda v: fmt_number(v, ".0%"),
+    "rate": lambda v: fmt_number(v, ".1f"),
     "number": lambda v: fmt_number(v, ".3f"),
 }
 

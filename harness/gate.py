@@ -4,17 +4,16 @@ same examples were scored) and `harness check` (the CI gate: regressions beyond 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
-from harness import figures, metrics
 from harness import baseline as floor
+from harness import figures, metrics
 from harness.evaluate import lmeval
 from harness.report.decision import paired_p
 from harness.results import RunStore, open_runs, task_name
 from harness.yamlconfig import ConfigError
-
 
 
 @dataclass(frozen=True)
@@ -60,6 +59,7 @@ def better(metric: str) -> bool:
 
 # --- check ---------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Threshold:
     metric: str
@@ -78,8 +78,9 @@ def parse_threshold(text: str, source: str = "threshold") -> Threshold:
     """'score=0.02' (absolute) or 'peak_memory_bytes=10%' (relative to the baseline)."""
     match = re.fullmatch(r"\s*([\w:.\-\[\]]+)\s*=\s*([0-9.]+)\s*(%?)\s*", str(text))
     if not match:
-        raise ConfigError(f"{source}: {text!r} is not METRIC=AMOUNT or METRIC=PERCENT%, "
-                          "e.g. score=0.02 or peak_memory_bytes=10%")
+        raise ConfigError(
+            f"{source}: {text!r} is not METRIC=AMOUNT or METRIC=PERCENT%, e.g. score=0.02 or peak_memory_bytes=10%"
+        )
     metric, amount, percent = match.groups()
     return Threshold(metric, float(amount) / (100 if percent else 1), bool(percent))
 
@@ -94,8 +95,9 @@ class Violation:
     reason: str
 
 
-def check(run: str | Path, baseline: str | Path, max_drop: list[Threshold], max_increase: list[Threshold]
-          ) -> tuple[list[Violation], int]:
+def check(
+    run: str | Path, baseline: str | Path, max_drop: list[Threshold], max_increase: list[Threshold]
+) -> tuple[list[Violation], int]:
     """(violations, techniques checked): every baseline technique that finished must finish again, and
     stay within each threshold."""
     require_same_study(baseline, run)
@@ -114,11 +116,15 @@ def check(run: str | Path, baseline: str | Path, max_drop: list[Threshold], max_
                 if old is None:
                     continue
                 if new is None:
-                    violations.append(Violation(pair.task, pair.technique, threshold.metric, old, None,
-                                                "not measured in the run"))
+                    violations.append(
+                        Violation(pair.task, pair.technique, threshold.metric, old, None, "not measured in the run")
+                    )
                 elif threshold.exceeded(sign * (new - old), old):
-                    violations.append(Violation(pair.task, pair.technique, threshold.metric, old, new,
-                                                f"{word} by more than {threshold}"))
+                    violations.append(
+                        Violation(
+                            pair.task, pair.technique, threshold.metric, old, new, f"{word} by more than {threshold}"
+                        )
+                    )
     return violations, checked
 
 
@@ -136,22 +142,31 @@ def require_same_study(baseline: str | Path, run: str | Path) -> None:
 
     def describe(stores) -> str:
         names = sorted({r["technique"] for s in stores for r in s.rows if r["technique"] != floor.NAME})
-        return (f"recipe {stores[0].meta.get('recipe', {}).get('name')!r} on task(s) "
-                f"{', '.join(task_name(s) for s in stores)} (techniques: {', '.join(names) or 'none'})")
+        return (
+            f"recipe {stores[0].meta.get('recipe', {}).get('name')!r} on task(s) "
+            f"{', '.join(task_name(s) for s in stores)} (techniques: {', '.join(names) or 'none'})"
+        )
 
     differ = "recipes (no technique in common)" if shared_tasks else "tasks"
-    raise ConfigError(f"the run and the baseline compare different {differ}, "
-                      f"so there is nothing to check: run {run} is {describe(stores_b)}; baseline {baseline} is "
-                      f"{describe(stores_a)}. Fix: give a baseline from the same recipe and task")
+    raise ConfigError(
+        f"the run and the baseline compare different {differ}, "
+        f"so there is nothing to check: run {run} is {describe(stores_b)}; baseline {baseline} is "
+        f"{describe(stores_a)}. Fix: give a baseline from the same recipe and task"
+    )
 
 
-def thresholds_from(meta: dict, drops: tuple[str, ...], increases: tuple[str, ...]) -> tuple[list[Threshold], list[Threshold]]:
+def thresholds_from(
+    meta: dict, drops: tuple[str, ...], increases: tuple[str, ...]
+) -> tuple[list[Threshold], list[Threshold]]:
     """Command-line thresholds, else the recipe's `check:` section, else score may drop by 0.02."""
     recipe_check = meta.get("recipe", {}).get("check") or {}
     drop = [parse_threshold(t, "--max-drop") for t in drops] or [
-        parse_threshold(f"{m}={v}", "recipe check.max_drop") for m, v in recipe_check.get("max_drop", {}).items()]
+        parse_threshold(f"{m}={v}", "recipe check.max_drop") for m, v in recipe_check.get("max_drop", {}).items()
+    ]
     rise = [parse_threshold(t, "--max-increase") for t in increases] or [
-        parse_threshold(f"{m}={v}", "recipe check.max_increase") for m, v in recipe_check.get("max_increase", {}).items()]
+        parse_threshold(f"{m}={v}", "recipe check.max_increase")
+        for m, v in recipe_check.get("max_increase", {}).items()
+    ]
     if not drop and not rise:
         drop = [Threshold("score", 0.02, False)]
     return drop, rise

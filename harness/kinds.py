@@ -13,10 +13,11 @@ import importlib
 import importlib.util
 import sys
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from harness.registry import Registry
 
@@ -47,8 +48,9 @@ class Kind:
     def __post_init__(self):
         field = getattr(self.settings, "model_fields", {}).get("kind")
         if field is None or typing.get_args(field.annotation) != (self.name,):
-            raise TypeError(f"kind {self.name!r}: its settings model {self.settings.__name__} needs "
-                            f"`kind: Literal[{self.name!r}]`")
+            raise TypeError(
+                f"kind {self.name!r}: its settings model {self.settings.__name__} needs `kind: Literal[{self.name!r}]`"
+            )
         if self.trained and self.default_learning_rate is None:
             raise TypeError(f"kind {self.name!r} trains, so it needs a default_learning_rate")
 

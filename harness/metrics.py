@@ -19,9 +19,9 @@ the task schema can read the registry and `harness validate` stays light.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -165,16 +165,29 @@ register(Metric("exact_match", _exact_match, "the answer's first line equals the
 register(Metric("contains", _contains, "the expected answer appears in the answer (normalised)"))
 register(Metric("rouge_l", _rouge_l, "ROUGE-L F-measure against the expected answer, 0-1", binary=False))
 register(Metric("chrf", _chrf, "chrF (character n-gram F-score) against the expected answer, 0-1", binary=False))
-register(Metric("embedding_similarity", _embedding_similarity,
-                "cosine similarity of MiniLM sentence embeddings of answer and expected answer, 0-1",
-                binary=False, secondary=False))
-register(Metric("accuracy", _label_correct, "share of answers whose parsed label is the expected one",
-                needs_labels=True))
+register(
+    Metric(
+        "embedding_similarity",
+        _embedding_similarity,
+        "cosine similarity of MiniLM sentence embeddings of answer and expected answer, 0-1",
+        binary=False,
+        secondary=False,
+    )
+)
+register(
+    Metric("accuracy", _label_correct, "share of answers whose parsed label is the expected one", needs_labels=True)
+)
 # Per example, macro-F1 has no value of its own: the values are label correctness (what the paired
 # tests compare), and the figure is recomputed from the parsed labels.
-register(Metric("macro_f1", _label_correct, "F1 per label, averaged over the labels",
-                aggregate=lambda values, expected, parsed, labels: macro_f1(expected, parsed, labels),
-                needs_labels=True))
+register(
+    Metric(
+        "macro_f1",
+        _label_correct,
+        "F1 per label, averaged over the labels",
+        aggregate=lambda values, expected, parsed, labels: macro_f1(expected, parsed, labels),
+        needs_labels=True,
+    )
+)
 
 
 def applicable(labels: Sequence[str] | None) -> list[Metric]:
@@ -183,6 +196,7 @@ def applicable(labels: Sequence[str] | None) -> list[Metric]:
 
 
 # --- scoring -------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Scored:

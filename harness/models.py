@@ -49,14 +49,42 @@ ALIASES = {
 # Architectures for random-initialised models (benchmarks where weights cannot travel, smoke tests).
 # Keys are passed to AutoConfig.for_model; the tokenizer comes from the default model.
 RANDOM_ARCHITECTURES = {
-    "smollm2-135m": dict(model_type="llama", hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
-                         num_attention_heads=9, num_key_value_heads=3, tie_word_embeddings=True),
-    "qwen2.5-0.5b": dict(model_type="qwen2", hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
-                         num_attention_heads=14, num_key_value_heads=2, tie_word_embeddings=True),
-    "llama-1b": dict(model_type="llama", hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
-                     num_attention_heads=32, num_key_value_heads=8, tie_word_embeddings=True),
-    "tiny-llama": dict(model_type="llama", hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                       num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True),
+    "smollm2-135m": dict(
+        model_type="llama",
+        hidden_size=576,
+        intermediate_size=1536,
+        num_hidden_layers=30,
+        num_attention_heads=9,
+        num_key_value_heads=3,
+        tie_word_embeddings=True,
+    ),
+    "qwen2.5-0.5b": dict(
+        model_type="qwen2",
+        hidden_size=896,
+        intermediate_size=4864,
+        num_hidden_layers=24,
+        num_attention_heads=14,
+        num_key_value_heads=2,
+        tie_word_embeddings=True,
+    ),
+    "llama-1b": dict(
+        model_type="llama",
+        hidden_size=2048,
+        intermediate_size=8192,
+        num_hidden_layers=16,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        tie_word_embeddings=True,
+    ),
+    "tiny-llama": dict(
+        model_type="llama",
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        tie_word_embeddings=True,
+    ),
 }
 
 
@@ -76,9 +104,10 @@ def describe(model_id: str) -> str:
         if path is None:
             return f"alias: {alias.description} — NOT INSTALLED ({alias.install})"
         cached = _gguf_cache(path)
-        return f"alias: {alias.description}\n  gguf: {path}\n  cache: {cached}{'' if cached.exists() else ' (built on first use)'}"
+        built = "" if cached.exists() else " (built on first use)"
+        return f"alias: {alias.description}\n  gguf: {path}\n  cache: {cached}{built}"
     if model_id.startswith(RANDOM_PREFIX):
-        return f"random init: {model_id[len(RANDOM_PREFIX):]}"
+        return f"random init: {model_id[len(RANDOM_PREFIX) :]}"
     path = Path(model_id)
     if path.suffix == ".gguf":
         return f"gguf file: {path}" + ("" if path.is_file() else " (MISSING)")
@@ -92,7 +121,7 @@ def check_resolvable(model_id: str) -> None:
     if model_id in ALIASES and ALIASES[model_id].gguf_path() is None:
         raise ModelResolutionError(_not_installed(model_id))
     if model_id.startswith(RANDOM_PREFIX):
-        _random_config_dict(model_id[len(RANDOM_PREFIX):])
+        _random_config_dict(model_id[len(RANDOM_PREFIX) :])
     path = Path(model_id)
     if path.suffix == ".gguf" and not path.is_file():
         raise ModelResolutionError(f"GGUF file not found: {path}")
@@ -113,22 +142,28 @@ def _check_hub_id(model_id: str) -> None:
         if isinstance(huggingface_hub.try_to_load_from_cache(model_id, "config.json"), str):
             return
     except HFValidationError as exc:
-        raise ModelResolutionError(f"model {model_id!r} is not a local path, and not a hub id ({exc}); "
-                                   f"fix: {fix}") from None
+        raise ModelResolutionError(
+            f"model {model_id!r} is not a local path, and not a hub id ({exc}); fix: {fix}"
+        ) from None
     if huggingface_hub.is_offline_mode():
         raise ModelResolutionError(
             f"model {model_id!r} is not in the Hugging Face cache ({huggingface_hub.constants.HF_HUB_CACHE}) and "
             f"the hub is off (HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE is set); fix: download it while online "
-            f"(`hf download {model_id}`), or {fix}")
+            f"(`hf download {model_id}`), or {fix}"
+        )
     try:  # one quick request, no retries
         huggingface_hub.HfApi().model_info(model_id, timeout=10)
     except RepositoryNotFoundError:
-        raise ModelResolutionError(f"model {model_id!r} is not on the hub (or is private: log in with `hf auth "
-                                   f"login` or set HF_TOKEN); fix: check the id, or {fix}") from None
+        raise ModelResolutionError(
+            f"model {model_id!r} is not on the hub (or is private: log in with `hf auth "
+            f"login` or set HF_TOKEN); fix: check the id, or {fix}"
+        ) from None
     except Exception as exc:  # no network, DNS, proxy, timeout, a hub error: all mean the load would fail
-        raise ModelResolutionError(f"model {model_id!r} is not in the Hugging Face cache and the hub cannot be "
-                                   f"reached ({type(exc).__name__}: {exc}); fix: connect, set HF_ENDPOINT to a "
-                                   f"mirror, or {fix}") from None
+        raise ModelResolutionError(
+            f"model {model_id!r} is not in the Hugging Face cache and the hub cannot be "
+            f"reached ({type(exc).__name__}: {exc}); fix: connect, set HF_ENDPOINT to a "
+            f"mirror, or {fix}"
+        ) from None
 
 
 def resolve_dtype(spec: ModelSpec, device: str) -> torch.dtype:
@@ -164,17 +199,20 @@ def load(spec: ModelSpec, device: str, dtype: torch.dtype | None = None, quantiz
         source = _cached_gguf(Path(model_id))
     elif model_id.startswith(RANDOM_PREFIX):
         if quantization_config is not None:
-            raise ModelResolutionError("4-bit loading needs saved weights; random: models cannot be quantized "
-                                       "on load (save the random model to a directory first)")
-        return _random_model(model_id[len(RANDOM_PREFIX):], device, dtype)
+            raise ModelResolutionError(
+                "4-bit loading needs saved weights; random: models cannot be quantized "
+                "on load (save the random model to a directory first)"
+            )
+        return _random_model(model_id[len(RANDOM_PREFIX) :], device, dtype)
     else:
         source = model_id
     try:
         tokenizer = _tokenizer(source)
         if quantization_config is not None:
             # bitsandbytes quantizes while placing weights on the device, so load straight onto it.
-            model = _auto_model().from_pretrained(source, dtype=dtype, quantization_config=quantization_config,
-                                                  device_map={"": device})
+            model = _auto_model().from_pretrained(
+                source, dtype=dtype, quantization_config=quantization_config, device_map={"": device}
+            )
             return model.eval(), tokenizer
         model = _auto_model().from_pretrained(source, dtype=dtype)
     except OSError as exc:
@@ -244,8 +282,7 @@ def _random_config_dict(arch: str) -> dict:
             raise ModelResolutionError(f"random-init config not found: {path}")
         return json.loads(path.read_text())
     raise ModelResolutionError(
-        f"unknown random architecture {arch!r}: use one of {', '.join(RANDOM_ARCHITECTURES)} "
-        "or a path to a config.json"
+        f"unknown random architecture {arch!r}: use one of {', '.join(RANDOM_ARCHITECTURES)} or a path to a config.json"
     )
 
 
@@ -257,8 +294,12 @@ def _random_model(arch: str, device: str, dtype: torch.dtype):
     config_dir = Path(arch).parent if Path(arch).suffix == ".json" else None
     has_tokenizer = config_dir is not None and (config_dir / "tokenizer_config.json").is_file()
     tokenizer = _tokenizer(config_dir) if has_tokenizer else load_default_tokenizer()
-    settings.update(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
-                    eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id)
+    settings.update(
+        vocab_size=len(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+    )
     config = AutoConfig.for_model(**settings)
     with torch.device(device):
         model = _auto_model().from_config(config, dtype=dtype)

@@ -27,8 +27,20 @@ from harness.report import ownership, stats
 from harness.results import RunStore, make_row, write_atomic
 from harness.tasks import heldout_examples, load_task, with_validation
 
-LIBRARIES = ("torch", "transformers", "peft", "trl", "bitsandbytes", "lm_eval", "accelerate", "scikit-learn", "pandas",
-             "optuna", "ray", "submitit")
+LIBRARIES = (
+    "torch",
+    "transformers",
+    "peft",
+    "trl",
+    "bitsandbytes",
+    "lm_eval",
+    "accelerate",
+    "scikit-learn",
+    "pandas",
+    "optuna",
+    "ray",
+    "submitit",
+)
 
 
 def new_run_dir(recipe: Recipe) -> Path:
@@ -41,8 +53,13 @@ def new_run_dir(recipe: Recipe) -> Path:
     return path
 
 
-def run(recipe: Recipe, run_dir: Path | None = None, recipe_path: str | None = None,
-        console: Console | None = None, jobs: int | None = None) -> list[RunStore]:
+def run(
+    recipe: Recipe,
+    run_dir: Path | None = None,
+    recipe_path: str | None = None,
+    console: Console | None = None,
+    jobs: int | None = None,
+) -> list[RunStore]:
     """Run every cell not yet finished on each of the recipe's tasks (resuming when run_dir holds
     results). One task: results in run_dir; several: one sub-run per task, run_dir/<task>/, and a
     combined REPORT.md in run_dir. `jobs`: cells run at once (one process each; None: 1 locally, the
@@ -61,16 +78,25 @@ def run(recipe: Recipe, run_dir: Path | None = None, recipe_path: str | None = N
         run_dir = Path(run_dir) if run_dir else new_run_dir(recipe)
         if len(recipe.tasks) == 1:
             return [run_task(recipe, recipe.tasks[0], run_dir, recipe_path, executor, console)]
-        stores = [run_task(recipe, task, run_dir / Path(task).name, recipe_path, executor, console,
-                           run_id=run_dir.name) for task in recipe.tasks]
+        stores = [
+            run_task(recipe, task, run_dir / Path(task).name, recipe_path, executor, console, run_id=run_dir.name)
+            for task in recipe.tasks
+        ]
     finally:
         executor.shutdown()
     report.write_report(stores, run_dir)
     return stores
 
 
-def run_task(full_recipe: Recipe, task_ref: str, run_dir: Path, recipe_path: str | None, executor,
-             console: Console, run_id: str | None = None) -> RunStore:
+def run_task(
+    full_recipe: Recipe,
+    task_ref: str,
+    run_dir: Path,
+    recipe_path: str | None,
+    executor,
+    console: Console,
+    run_id: str | None = None,
+) -> RunStore:
     """One task's study: the floor, each technique's search on validation, then every technique's
     chosen configuration on test over seeds and training-set sizes; rows merge as cells finish."""
     recipe, device = full_recipe.for_task(task_ref), executor.device
@@ -80,9 +106,11 @@ def run_task(full_recipe: Recipe, task_ref: str, run_dir: Path, recipe_path: str
     else:
         store = RunStore(run_dir, _meta(full_recipe, task_ref, recipe_path, run_id or run_dir.name, device, task))
         store.save()
-    console.print(f"[bold]{recipe.name}[/]: {len(recipe.techniques)} technique(s) on {recipe.model.id} / "
-                  f"{task.name} ({len(task.train)} train, {len(task.validation)} validation, {len(task.test)} test) "
-                  f"on {device} ({recipe.executor.kind} executor), {len(recipe.run_seeds)} seed(s) -> {store.run_dir}")
+    console.print(
+        f"[bold]{recipe.name}[/]: {len(recipe.techniques)} technique(s) on {recipe.model.id} / "
+        f"{task.name} ({len(task.train)} train, {len(task.validation)} validation, {len(task.test)} test) "
+        f"on {device} ({recipe.executor.kind} executor), {len(recipe.run_seeds)} seed(s) -> {store.run_dir}"
+    )
     runner = CellRunner(store, executor, device, console)
     try:
         with runner.display():
@@ -94,15 +122,21 @@ def run_task(full_recipe: Recipe, task_ref: str, run_dir: Path, recipe_path: str
                     if spec.search is not None and not (worker.needs_corpus(spec) and task.corpus_path is None):
                         runner.searched[spec.name] = search.tune(spec, recipe, store.run_dir, runner.run, runner.jobs)
                 for spec in wave:  # then each chosen configuration on test
-                    summary = study.search_summary([study.cell_row(r) for r in runner.searched.get(spec.name, [])],
-                                                   spec.search.objective if spec.search else None)
-                    runner.planned[spec.name] = (spec, study.test_cells(recipe, spec, summary.get("chosen") or {}),
-                                                 summary)
+                    summary = study.search_summary(
+                        [study.cell_row(r) for r in runner.searched.get(spec.name, [])],
+                        spec.search.objective if spec.search else None,
+                    )
+                    runner.planned[spec.name] = (
+                        spec,
+                        study.test_cells(recipe, spec, summary.get("chosen") or {}),
+                        summary,
+                    )
                 runner.run([c for spec in wave for c in runner.planned[spec.name][1]])
     except KeyboardInterrupt:
         executor.shutdown()
-        console.print(f"[yellow]interrupted[/]: finished cells are saved; continue with "
-                      f"`harness run --resume {store.run_dir}`")
+        console.print(
+            f"[yellow]interrupted[/]: finished cells are saved; continue with `harness run --resume {store.run_dir}`"
+        )
         raise
     finally:
         runner.refresh()
@@ -112,8 +146,13 @@ def run_task(full_recipe: Recipe, task_ref: str, run_dir: Path, recipe_path: str
 
 def record_floor(store: RunStore, task, recipe: Recipe) -> None:
     """The majority-label row of a classification task: no model, computed by the driver itself."""
-    values, predictions = baseline.majority(task, list(heldout_examples(task, recipe.eval.heldout)),
-                                            recipe.run_seeds, recipe.eval.heldout.bootstrap_samples, recipe.seed)
+    values, predictions = baseline.majority(
+        task,
+        list(heldout_examples(task, recipe.eval.heldout)),
+        recipe.run_seeds,
+        recipe.eval.heldout.bootstrap_samples,
+        recipe.seed,
+    )
     store.record(make_row(baseline.NAME, baseline.KIND, "ok", device="none", **values), predictions)
 
 
@@ -165,10 +204,18 @@ class CellRunner:
         unfinished = [c for c in job.cells if study.read_result(job.run_dir, c) is None]
         if unfinished:
             reason = end.reason or "worker process ended without writing this cell's result"
-            row = make_row(unfinished[0].technique, self.kinds[unfinished[0].technique], "failed", error=reason,
-                           device=self.device, executor=self.executor.kind)
-            write_atomic(study.cell_path(job.run_dir, unfinished[0]), json.dumps(
-                {"cell": unfinished[0].to_dict(), "row": row | {"objective": None}, "predictions": []}))
+            row = make_row(
+                unfinished[0].technique,
+                self.kinds[unfinished[0].technique],
+                "failed",
+                error=reason,
+                device=self.device,
+                executor=self.executor.kind,
+            )
+            write_atomic(
+                study.cell_path(job.run_dir, unfinished[0]),
+                json.dumps({"cell": unfinished[0].to_dict(), "row": row | {"objective": None}, "predictions": []}),
+            )
         self.refresh()
         return unfinished[1:]
 
@@ -187,7 +234,9 @@ class CellRunner:
                 row, predictions = study.merge(spec, [by_id[c.id] for c in cells if c.main], seeds, stats)
                 source = getattr(spec, "init_from", None)  # merged in an earlier wave
                 if source is not None:
-                    row = ownership.with_starting_model(row, next((r for r in self.store.rows if r["technique"] == source), None))
+                    row = ownership.with_starting_model(
+                        row, next((r for r in self.store.rows if r["technique"] == source), None)
+                    )
                 self.store.record(row | summary, predictions)
                 self.merged.add(name)
         self.store.save()
@@ -212,8 +261,9 @@ class CellRunner:
         lines = []
         for job, started in self.active.values():
             latest = next((line for line in reversed(last_lines(job.log_path, 5)) if line.startswith("[")), "")
-            lines.append(f"[cyan]running[/] {job.id} ({time.monotonic() - started:.0f}s) "
-                         f"{escape(latest.partition('] ')[2])}")
+            lines.append(
+                f"[cyan]running[/] {job.id} ({time.monotonic() - started:.0f}s) {escape(latest.partition('] ')[2])}"
+            )
         return Group(self.table, *lines)
 
 
@@ -228,10 +278,16 @@ def _meta(recipe: Recipe, task_ref: str, recipe_path: str | None, run_id: str, d
         "seeds": recipe.run_seeds,
         "device": device,
         "device_name": device_name(device),
-        "task": {"name": task.name, "path": str(task.path), "n_train": len(task.train),
-                 "n_validation": len(task.validation), "n_test": len(task.test),
-                 "metric": task.spec.metric, "labels": task.labels,
-                 "judge": task.spec.judge.model_dump() if task.spec.judge else None},
+        "task": {
+            "name": task.name,
+            "path": str(task.path),
+            "n_train": len(task.train),
+            "n_validation": len(task.validation),
+            "n_test": len(task.test),
+            "metric": task.spec.metric,
+            "labels": task.labels,
+            "judge": task.spec.judge.model_dump() if task.spec.judge else None,
+        },
         "python": platform.python_version(),
         "platform": platform.platform(),
         "versions": {name: _version(name) for name in LIBRARIES},
@@ -249,8 +305,9 @@ def _version(package: str) -> str | None:
 
 def _git_commit() -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).resolve().parent)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).resolve().parent
+        )
         return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None

@@ -7,7 +7,7 @@ turns), and later the fine-tuning kinds (which train on exactly these messages) 
 from __future__ import annotations
 
 import random
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from harness.tasks import Example, Task
 
@@ -22,8 +22,9 @@ def user_text(task: Task, example: Example) -> str:
     )
 
 
-def messages(task: Task, example: Example, shots: Sequence[Example] = (),
-             augment: Callable[[Example, str], str] | None = None) -> list[dict]:
+def messages(
+    task: Task, example: Example, shots: Sequence[Example] = (), augment: Callable[[Example, str], str] | None = None
+) -> list[dict]:
     """System message (task's, else the example's instruction), then k solved shots, then the question.
 
     `augment` rewrites the question's user text (RAG puts retrieved passages before the question).

@@ -11,20 +11,40 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 # Every row has all of these keys (None where a figure does not apply to the technique).
 ROW_FIELDS = (
-    "technique", "kind", "status", "error",
-    "metric", "score", "ci_low", "ci_high", "n_eval", "invalid_rate",
-    "wall_seconds", "train_seconds", "eval_seconds",
-    "peak_memory_bytes", "peak_memory_method", "device", "dtype",
-    "trainable_params", "total_params",
-    "train_tokens", "train_tokens_per_second", "eval_tokens_per_second",
-    "cost_usd", "artifact_bytes",
+    "technique",
+    "kind",
+    "status",
+    "error",
+    "metric",
+    "score",
+    "ci_low",
+    "ci_high",
+    "n_eval",
+    "invalid_rate",
+    "wall_seconds",
+    "train_seconds",
+    "eval_seconds",
+    "peak_memory_bytes",
+    "peak_memory_method",
+    "device",
+    "dtype",
+    "trainable_params",
+    "total_params",
+    "train_tokens",
+    "train_tokens_per_second",
+    "eval_tokens_per_second",
+    "cost_usd",
+    "artifact_bytes",
 )
 STATUSES = ("ok", "failed", "skipped")
+
+
 def make_row(technique: str, kind: str, status: str, **values: Any) -> dict:
     if status not in STATUSES:
         raise ValueError(f"status must be one of {STATUSES}")
@@ -59,7 +79,7 @@ class RunStore:
         self.cells = cells or []  # one row per cell (search trial, seed, train size); see harness/study.py
 
     @classmethod
-    def open(cls, run_dir: str | Path) -> "RunStore":
+    def open(cls, run_dir: str | Path) -> RunStore:
         path = Path(run_dir) / "results.json"
         if not path.is_file():
             raise FileNotFoundError(f"{path} not found: not a run directory (expected reports/<recipe>/<run-id>/)")
@@ -75,7 +95,10 @@ class RunStore:
         return any(r["technique"] == technique and r["status"] in ("ok", "skipped") for r in self.rows)
 
     def save(self) -> None:
-        write_atomic(self.results_path, json.dumps({"meta": self.meta, "rows": self.rows, "cells": self.cells}, indent=2, default=str))
+        write_atomic(
+            self.results_path,
+            json.dumps({"meta": self.meta, "rows": self.rows, "cells": self.cells}, indent=2, default=str),
+        )
 
     def record(self, row: dict, predictions: Iterable[dict] = ()) -> None:
         """Store one technique's row (replacing an earlier attempt) and its predictions."""
@@ -112,12 +135,16 @@ def open_runs(path: str | Path) -> list[RunStore]:
         return [RunStore.open(path)]
     subruns = sorted(p.parent for p in path.glob("*/results.json"))
     if not subruns:
-        raise FileNotFoundError(f"{path}: no results.json in it or in its sub-folders; give a run folder "
-                                "(reports/<recipe>/<run-id>/) or a results.json")
+        raise FileNotFoundError(
+            f"{path}: no results.json in it or in its sub-folders; give a run folder "
+            "(reports/<recipe>/<run-id>/) or a results.json"
+        )
     stores = [RunStore.open(p) for p in subruns]
     order = stores[0].meta.get("recipe", {}).get("task")
     if isinstance(order, list):  # the recipe's task order, not the folders' alphabetical one
-        stores.sort(key=lambda s: order.index(s.meta.get("task_ref")) if s.meta.get("task_ref") in order else len(order))
+        stores.sort(
+            key=lambda s: order.index(s.meta.get("task_ref")) if s.meta.get("task_ref") in order else len(order)
+        )
     return stores
 
 

@@ -12,9 +12,9 @@ import importlib.util
 import json
 import os
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -57,8 +57,10 @@ def _load_folder(path: Path) -> list[tuple[str, str]]:
     for file in files:
         # the task folder must hold its corpus (load_task checked the folder itself): no links out of it
         if not file.resolve().is_relative_to(root):
-            raise ConfigError(f"{file}: a link to {file.resolve()}, outside the corpus folder {path}; "
-                              "fix: copy the document into the folder")
+            raise ConfigError(
+                f"{file}: a link to {file.resolve()}, outside the corpus folder {path}; "
+                "fix: copy the document into the folder"
+            )
         data = file.read_bytes()
         try:
             text = data.decode("utf-8-sig") if b"\0" not in data else None
@@ -69,11 +71,16 @@ def _load_folder(path: Path) -> list[tuple[str, str]]:
         elif text.strip():
             documents.append((str(file.relative_to(path).with_suffix("")), text))
     if not documents:
-        raise ConfigError(f"{path}: corpus folder has no .txt or .md file with text ({len(files)} empty or not "
-                          "UTF-8); fix: add UTF-8 text documents")
+        raise ConfigError(
+            f"{path}: corpus folder has no .txt or .md file with text ({len(files)} empty or not "
+            "UTF-8); fix: add UTF-8 text documents"
+        )
     if unreadable:
-        warnings.warn(f"{path}: skipped {len(unreadable)} corpus file(s) that are not UTF-8 text, e.g. "
-                      f"{unreadable[0].name}", ConfigWarning, stacklevel=2)
+        warnings.warn(
+            f"{path}: skipped {len(unreadable)} corpus file(s) that are not UTF-8 text, e.g. {unreadable[0].name}",
+            ConfigWarning,
+            stacklevel=2,
+        )
     return documents
 
 
@@ -88,7 +95,7 @@ def chunk_documents(documents: Sequence[tuple[str, str]], size: int, overlap: in
     for doc_id, text in documents:
         words = text.split()
         for start in range(0, max(len(words) - overlap, 1), size - overlap):
-            chunks.append(Chunk(doc_id, " ".join(words[start:start + size])))
+            chunks.append(Chunk(doc_id, " ".join(words[start : start + size])))
     return chunks
 
 
@@ -114,8 +121,9 @@ class BM25Retriever:
             self.loaded = True
             return
         self.index = bm25s.BM25()
-        self.index.index(bm25s.tokenize([c.text for c in chunks], stopwords="en", show_progress=False),
-                         show_progress=False)
+        self.index.index(
+            bm25s.tokenize([c.text for c in chunks], stopwords="en", show_progress=False), show_progress=False
+        )
         self.loaded = False
         if cache_dir is not None:  # saved beside, then renamed: a crash never leaves half an index
             tmp = cache_dir.with_name(cache_dir.name + ".tmp")
@@ -153,8 +161,9 @@ class DenseRetriever:
                 os.replace(tmp, cached)
 
     def _encode(self, texts: Sequence[str]) -> np.ndarray:
-        return self.encoder.encode(list(texts), batch_size=64, normalize_embeddings=True,
-                                   convert_to_numpy=True, show_progress_bar=False).astype(np.float32)
+        return self.encoder.encode(
+            list(texts), batch_size=64, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+        ).astype(np.float32)
 
     def search(self, queries: Sequence[str], k: int) -> list[list[int]]:
         scores = self._encode(queries) @ self.embeddings.T
@@ -186,14 +195,20 @@ class HybridRetriever:
 # One registration adds a `retrieval.retriever:` value for recipes.
 RETRIEVERS: Registry[Callable] = Registry("retriever")
 RETRIEVERS.add("bm25", lambda chunks, model, device, cache: BM25Retriever(chunks, cache("bm25")))
-RETRIEVERS.add("dense", lambda chunks, model, device, cache: DenseRetriever(chunks, model, device, cache("dense", model)))
-RETRIEVERS.add("hybrid", lambda chunks, model, device, cache: HybridRetriever(  # reciprocal rank fusion of both
-    BM25Retriever(chunks, cache("bm25")), DenseRetriever(chunks, model, device, cache("dense", model))))
+RETRIEVERS.add(
+    "dense", lambda chunks, model, device, cache: DenseRetriever(chunks, model, device, cache("dense", model))
+)
+RETRIEVERS.add(
+    "hybrid",
+    lambda chunks, model, device, cache: HybridRetriever(  # reciprocal rank fusion of both
+        BM25Retriever(chunks, cache("bm25")), DenseRetriever(chunks, model, device, cache("dense", model))
+    ),
+)
 
 
-def build_retriever(kind: str, chunks: Sequence[Chunk], *, embedding_model: str, device: str,
-                    cache_root: Path | None):
+def build_retriever(kind: str, chunks: Sequence[Chunk], *, embedding_model: str, device: str, cache_root: Path | None):
     """A retriever of `kind` over chunks, loaded from cache_root/<hash> when that index was built before."""
+
     def cache(part: str, *extra: str) -> Path | None:
         return cache_root / index_key(chunks, part, *extra) if cache_root is not None else None
 

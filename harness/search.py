@@ -7,8 +7,8 @@ or run again with the same values. Grid search when every axis is a list, else T
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 from harness import kinds
 from harness.study import Cell, read_result, trials_for
@@ -24,8 +24,9 @@ def storage(run_dir: Path):
     """The SQLite study file; a generous lock timeout, since trial processes report to it too."""
     import optuna
 
-    return optuna.storages.RDBStorage(f"sqlite:///{Path(run_dir).resolve() / 'search.db'}",
-                                      engine_kwargs={"connect_args": {"timeout": 60}})
+    return optuna.storages.RDBStorage(
+        f"sqlite:///{Path(run_dir).resolve() / 'search.db'}", engine_kwargs={"connect_args": {"timeout": 60}}
+    )
 
 
 def pruner(spec):
@@ -50,11 +51,18 @@ def open_study(run_dir: Path, spec, seed: int):
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     search = spec.search
-    sampler = (AskTellGrid({k: list(v) for k, v in search.space.items()}, seed=seed)
-               if search.is_grid else optuna.samplers.TPESampler(seed=seed))
+    sampler = (
+        AskTellGrid({k: list(v) for k, v in search.space.items()}, seed=seed)
+        if search.is_grid
+        else optuna.samplers.TPESampler(seed=seed)
+    )
     return optuna.create_study(
-        storage=storage(run_dir), study_name=spec.name, sampler=sampler, pruner=pruner(spec),
-        direction="minimize" if search.objective == "validation_loss" else "maximize", load_if_exists=True,
+        storage=storage(run_dir),
+        study_name=spec.name,
+        sampler=sampler,
+        pruner=pruner(spec),
+        direction="minimize" if search.objective == "validation_loss" else "maximize",
+        load_if_exists=True,
     )
 
 
@@ -112,8 +120,7 @@ def tune(spec, recipe, run_dir: Path, run_cells: RunCells, jobs: int) -> list[di
 
     def trial_cell(number: int, params: dict) -> Cell:
         # trials train and score with the first seed; the chosen values then run with every seed
-        return Cell(spec.name, recipe.run_seeds[0], "validation", params, trial=number,
-                    objective=spec.search.objective)
+        return Cell(spec.name, recipe.run_seeds[0], "validation", params, trial=number, objective=spec.search.objective)
 
     def finish(cells: list[Cell]) -> None:
         for cell, result in zip(cells, run_cells(cells)):

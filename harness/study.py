@@ -9,15 +9,21 @@ finished, and merges their rows. Nothing here loads a model.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from harness import kinds, metrics
 from harness.yamlconfig import ConfigError, set_dotted, validate
 
-PEAK_KEYS = {"peak_memory_bytes", "train_peak_memory_bytes", "eval_peak_memory_bytes", "lm_eval_peak_memory_bytes",
-             "judge_peak_memory_bytes"}
+PEAK_KEYS = {
+    "peak_memory_bytes",
+    "train_peak_memory_bytes",
+    "eval_peak_memory_bytes",
+    "lm_eval_peak_memory_bytes",
+    "judge_peak_memory_bytes",
+}
 UNTUNABLE = {"name", "kind", "search"}
 
 
@@ -47,11 +53,12 @@ class Cell:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Cell":
+    def from_dict(cls, data: dict) -> Cell:
         return cls(**data)
 
 
 # --- search spaces -------------------------------------------------------------------------------
+
 
 def apply_params(spec, params: dict[str, Any], source: str = "search space"):
     """The technique spec with dotted settings replaced, validated by the technique's own schema."""
@@ -79,13 +86,17 @@ def check_search(spec, budget: int | None) -> None:
     search = spec.search
     if search.objective == "validation_loss" and not kinds.trained(spec.kind):
         trained = ", ".join(k for k in kinds.known() if kinds.trained(k))
-        raise ValueError(f"technique {spec.name!r}: objective validation_loss needs a trained kind "
-                         f"({trained}); {spec.kind} has no training loss: use validation_score")
+        raise ValueError(
+            f"technique {spec.name!r}: objective validation_loss needs a trained kind "
+            f"({trained}); {spec.kind} has no training loss: use validation_score"
+        )
     if search.trials is None and budget is None:
         raise ValueError(f"technique {spec.name!r}: give `search.trials` or the recipe's `search_budget`")
     if budget is not None and search.trials is not None and search.trials != budget:
-        raise ValueError(f"technique {spec.name!r}: search.trials ({search.trials}) differs from search_budget "
-                         f"({budget}); every technique gets the same budget, so drop `trials`")
+        raise ValueError(
+            f"technique {spec.name!r}: search.trials ({search.trials}) differs from search_budget "
+            f"({budget}); every technique gets the same budget, so drop `trials`"
+        )
     for key, axis in search.space.items():
         for value in axis_values(axis):
             try:
@@ -107,6 +118,7 @@ def trials_for(spec, budget: int | None) -> int:
 
 # --- planning ------------------------------------------------------------------------------------
 
+
 def seed_sensitive(spec) -> bool:
     """Whether the seed changes the outcome: it draws few-shot examples and orders training; greedy
     zero-shot answers from the base model are the same under every seed, so one cell serves them all."""
@@ -117,7 +129,7 @@ def train_sizes(recipe) -> tuple[list[int | None], int | None]:
     """(sizes to train on, the main size): None stands for all of the train split."""
     if not recipe.train_sizes:
         return [None], None
-    sizes = sorted((s for s in recipe.train_sizes if s != "all"))
+    sizes = sorted(s for s in recipe.train_sizes if s != "all")
     main = None if "all" in recipe.train_sizes else sizes[-1]
     return sizes + ([None] if main is None else []), main
 
@@ -128,8 +140,11 @@ def test_cells(recipe, spec, params: dict) -> list[Cell]:
     tuned = apply_params(spec, params)
     seeds = recipe.run_seeds if seed_sensitive(tuned) else recipe.run_seeds[:1]
     sizes, main = train_sizes(recipe) if kinds.trained(spec.kind) else ([None], None)
-    return [Cell(spec.name, seed, "test", dict(params), train_size=size, main=size == main)
-            for seed in seeds for size in sizes]
+    return [
+        Cell(spec.name, seed, "test", dict(params), train_size=size, main=size == main)
+        for seed in seeds
+        for size in sizes
+    ]
 
 
 def waves(techniques: Sequence) -> list[list]:
@@ -157,6 +172,7 @@ def job_groups(cells: Sequence[Cell], kind_of: dict[str, str]) -> list[list[Cell
 
 # --- cell results --------------------------------------------------------------------------------
 
+
 def cell_path(run_dir: Path, cell: Cell) -> Path:
     return Path(run_dir) / "cells" / f"{cell.id}.json"
 
@@ -175,8 +191,14 @@ def finished(result: dict | None) -> bool:
 def cell_row(result: dict) -> dict:
     """The row stored in results.json's `cells`: the cell's figures and where it sits in the matrix."""
     cell = result["cell"]
-    return result["row"] | {"cell": Cell.from_dict(cell).id, "seed": cell["seed"], "split": cell["split"],
-                            "trial": cell["trial"], "params": cell["params"], "train_size": cell["train_size"]}
+    return result["row"] | {
+        "cell": Cell.from_dict(cell).id,
+        "seed": cell["seed"],
+        "split": cell["split"],
+        "trial": cell["trial"],
+        "params": cell["params"],
+        "train_size": cell["train_size"],
+    }
 
 
 def merge(spec, results: Sequence[dict], seeds: Sequence[int], stats) -> tuple[dict, list[dict]]:
@@ -192,8 +214,13 @@ def merge(spec, results: Sequence[dict], seeds: Sequence[int], stats) -> tuple[d
     row = _average(rows)
     predictions = [p | {"seed": seed} for seed, r in zip(seeds, per_seed) for p in r["predictions"]]
     scores = [r["score"] for r in rows]
-    row.update(n_seeds=len(seeds), seed_scores=scores, seed_invariant=len(by_seed) == 1 and len(seeds) > 1,
-               score_std=mean_std(scores)[1], params=per_seed[0]["cell"]["params"])
+    row.update(
+        n_seeds=len(seeds),
+        seed_scores=scores,
+        seed_invariant=len(by_seed) == 1 and len(seeds) > 1,
+        score_std=mean_std(scores)[1],
+        params=per_seed[0]["cell"]["params"],
+    )
     # a mean of per-example values (not a corpus-level figure like macro-F1): bootstrap seeds and examples
     mean_type = row.get("metric") not in metrics.METRICS or metrics.get(row["metric"]).is_mean
     if len(seeds) > 1 and mean_type:
@@ -216,9 +243,11 @@ def search_summary(trial_rows: Iterable[dict], objective: str) -> dict:
         return {}
     pick = chosen_trial(trial_rows, objective)
     return {
-        "search_trials": len(trial_rows), "search_pruned": sum(bool(r.get("pruned")) for r in trial_rows),
+        "search_trials": len(trial_rows),
+        "search_pruned": sum(bool(r.get("pruned")) for r in trial_rows),
         "search_failed": sum(r["status"] != "ok" or r.get("objective") is None for r in trial_rows),
-        "search_objective": objective, "search_best": pick["objective"] if pick else None,
+        "search_objective": objective,
+        "search_best": pick["objective"] if pick else None,
         "chosen": pick["params"] if pick else None,
         "search_seconds": sum(r.get("wall_seconds") or 0 for r in trial_rows),
         "search_cost_usd": sum(r.get("cost_usd") or 0 for r in trial_rows),
@@ -227,9 +256,11 @@ def search_summary(trial_rows: Iterable[dict], objective: str) -> dict:
 
 def _average(rows: Sequence[dict]) -> dict:
     merged = dict(rows[0])
-    for key, value in rows[0].items():
+    for key in rows[0]:
         values = [r.get(key) for r in rows]
-        if len(set(map(repr, values))) > 1 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        if len(set(map(repr, values))) > 1 and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in values
+        ):
             merged[key] = max(values) if key in PEAK_KEYS else sum(values) / len(values)
     return merged
 

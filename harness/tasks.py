@@ -15,9 +15,10 @@ import re
 import string
 import warnings
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Sequence
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
@@ -49,8 +50,9 @@ class FieldMap(Strict):
     def _preference_pair(self):
         if (self.chosen is None) != (self.rejected is None):
             given, missing = ("chosen", "rejected") if self.chosen is not None else ("rejected", "chosen")
-            raise ValueError(f"`{given}` is set but `{missing}` is not; a preference pair needs both columns "
-                             "(or neither)")
+            raise ValueError(
+                f"`{given}` is set but `{missing}` is not; a preference pair needs both columns (or neither)"
+            )
         return self
 
 
@@ -217,12 +219,16 @@ def load_task(name_or_path: str) -> Task:
     if spec.corpus:
         corpus = folder / spec.corpus.path
         if not corpus.exists():
-            raise ConfigError(f"{folder / 'task.yaml'}: corpus path {spec.corpus.path!r} does not exist in {folder}; "
-                              "fix `corpus.path` (a folder of .txt/.md files or a .jsonl of {id, text})")
+            raise ConfigError(
+                f"{folder / 'task.yaml'}: corpus path {spec.corpus.path!r} does not exist in {folder}; "
+                "fix `corpus.path` (a folder of .txt/.md files or a .jsonl of {id, text})"
+            )
         # a task folder holds all its data: a run records only the folder, and may run on another machine
         if not corpus.resolve().is_relative_to(folder.resolve()):
-            raise ConfigError(f"{folder / 'task.yaml'}: corpus path {spec.corpus.path!r} leads outside the task "
-                              f"folder (to {corpus.resolve()}); fix: copy the corpus into {folder}")
+            raise ConfigError(
+                f"{folder / 'task.yaml'}: corpus path {spec.corpus.path!r} leads outside the task "
+                f"folder (to {corpus.resolve()}); fix: copy the corpus into {folder}"
+            )
     examples = _load_examples(folder / spec.data.train, spec)
     if spec.data.test:
         train, test = examples, _load_examples(folder / spec.data.test, spec)
@@ -238,9 +244,11 @@ def _split(examples: list[Example], spec: TaskSpec, folder: Path) -> tuple[list[
         raise ConfigError(
             f"{folder / 'task.yaml'}: data.test_fraction {fraction} of the {n} example(s) in {spec.data.train} "
             "leaves no training examples; fix: add examples, lower `test_fraction`, or give a separate "
-            "`data.test` file")
-    return stratified_split(examples, fraction, spec.data.split_seed, bool(spec.labels),
-                            where=f"{folder / 'task.yaml'}: the test split")
+            "`data.test` file"
+        )
+    return stratified_split(
+        examples, fraction, spec.data.split_seed, bool(spec.labels), where=f"{folder / 'task.yaml'}: the test split"
+    )
 
 
 def cut_size(n: int, size: float | int) -> int:
@@ -248,8 +256,9 @@ def cut_size(n: int, size: float | int) -> int:
     return math.ceil(size * n) if isinstance(size, float) else size
 
 
-def stratified_split(examples, size: float | int, seed: int, by_label: bool,
-                     where: str = "split") -> tuple[list[Example], list[Example]]:
+def stratified_split(
+    examples, size: float | int, seed: int, by_label: bool, where: str = "split"
+) -> tuple[list[Example], list[Example]]:
     """(rest, cut): `size` examples (a count, or a share when below 1) cut off, stratified by label when asked."""
     from sklearn.model_selection import train_test_split
 
@@ -259,8 +268,9 @@ def stratified_split(examples, size: float | int, seed: int, by_label: bool,
     except ValueError as exc:  # too few examples of a label to stratify: an unstratified cut still serves
         single = sorted(label for label, n in Counter(stratify or []).items() if n == 1)
         reason = f"label(s) {', '.join(map(repr, single))} have one example each" if single else str(exc)
-        warnings.warn(f"{where} is cut at random, not by label, so it may lack some labels: {reason}",
-                      ConfigWarning, stacklevel=2)
+        warnings.warn(
+            f"{where} is cut at random, not by label, so it may lack some labels: {reason}", ConfigWarning, stacklevel=2
+        )
         return train_test_split(examples, test_size=size, random_state=seed)
 
 
@@ -272,10 +282,17 @@ def with_validation(task: Task, split) -> Task:
     size = split.size if split.size is not None else split.fraction
     if cut_size(len(task.train), size) >= len(task.train):
         setting = f"size {split.size}" if split.size is not None else f"fraction {split.fraction}"
-        raise ConfigError(f"eval.validation.{setting} leaves no training data: task {task.name!r} has "
-                          f"{len(task.train)} train example(s); lower it, or add examples to the task")
-    _, validation = stratified_split(list(task.train), size, split.seed, task.is_classification,
-                                     where=f"task {task.name!r}: the validation split (eval.validation)")
+        raise ConfigError(
+            f"eval.validation.{setting} leaves no training data: task {task.name!r} has "
+            f"{len(task.train)} train example(s); lower it, or add examples to the task"
+        )
+    _, validation = stratified_split(
+        list(task.train),
+        size,
+        split.seed,
+        task.is_classification,
+        where=f"task {task.name!r}: the validation split (eval.validation)",
+    )
     held = {e.id for e in validation}
     train = tuple(e for e in task.train if e.id not in held)
     return dataclasses.replace(task, train=train, validation=tuple(validation))
@@ -318,7 +335,9 @@ def _read_jsonl(path: Path):
         try:
             yield line_no, json.loads(line)
         except json.JSONDecodeError as exc:
-            raise ConfigError(f"{path}:{line_no}: invalid JSON ({exc.msg}); each line must be one JSON object") from None
+            raise ConfigError(
+                f"{path}:{line_no}: invalid JSON ({exc.msg}); each line must be one JSON object"
+            ) from None
         except RecursionError:
             raise ConfigError(f"{path}:{line_no}: JSON nested too deeply to read; fix: flatten the record") from None
 
@@ -334,8 +353,9 @@ def _read_csv(path: Path):
         ragged = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(exc))
         if ragged:
             expected, line, saw = ragged.groups()
-            raise ConfigError(f"{path}:{line}: {saw} fields but the header has {expected}; "
-                              "fix: quote values that contain commas") from None
+            raise ConfigError(
+                f"{path}:{line}: {saw} fields but the header has {expected}; fix: quote values that contain commas"
+            ) from None
         raise ConfigError(f"{path}: not a readable CSV file ({str(exc).strip()})") from None
 
 
@@ -346,8 +366,10 @@ def _read_parquet(path: Path):
         return pd.read_parquet(path)
     except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
         reason = str(exc).replace(f"Could not open Parquet input source '{path}': ", "").strip()
-        raise ConfigError(f"{path}: not a readable Parquet file ({reason}); fix: write it again, "
-                          "e.g. with pandas' DataFrame.to_parquet") from None
+        raise ConfigError(
+            f"{path}: not a readable Parquet file ({reason}); fix: write it again, "
+            "e.g. with pandas' DataFrame.to_parquet"
+        ) from None
 
 
 def _load_examples(path: Path, spec: TaskSpec) -> list[Example]:
@@ -359,8 +381,10 @@ def _load_examples(path: Path, spec: TaskSpec) -> list[Example]:
             raise ConfigError(f"{where}: expected an object with keys, got {type(record).__name__}")
         example = convert(record, spec, where, default_id=f"{path.stem}-{line}")
         if example.id in first_line:  # predictions and the validation cut are keyed by id
-            raise ConfigError(f"{where}: id {example.id!r} is already used at {path.name}:{first_line[example.id]}; "
-                              "fix: give each example its own id")
+            raise ConfigError(
+                f"{where}: id {example.id!r} is already used at {path.name}:{first_line[example.id]}; "
+                "fix: give each example its own id"
+            )
         first_line[example.id] = line
         if not example.output.strip():
             raise ConfigError(f"{where}: empty output; every example needs an expected answer")
@@ -378,7 +402,9 @@ def _text(record: dict, key: str | None, where: str, required: bool) -> str:
     if key not in record or record[key] is None:
         if required:
             keys = ", ".join(map(str, record)) or "none"
-            raise ConfigError(f"{where}: missing field {key!r} (the record has: {keys}); fix the row or `fields:` in task.yaml")
+            raise ConfigError(
+                f"{where}: missing field {key!r} (the record has: {keys}); fix the row or `fields:` in task.yaml"
+            )
         return ""
     value = record[key]
     if isinstance(value, list):
@@ -409,8 +435,9 @@ def _preference(record: dict, key: str | None, where: str) -> str | None:
         return None
     value = _text(record, key, where, required=True)
     if not value.strip():
-        raise ConfigError(f"{where}: empty field {key!r}; every example of a preference task needs a chosen "
-                          "and a rejected answer")
+        raise ConfigError(
+            f"{where}: empty field {key!r}; every example of a preference task needs a chosen and a rejected answer"
+        )
     return value
 
 
@@ -426,7 +453,9 @@ def _from_alpaca(record: dict, spec: TaskSpec, where: str, default_id: str) -> E
 def _from_chat(record: dict, spec: TaskSpec, where: str, default_id: str) -> Example:
     messages = record.get("messages")
     if not isinstance(messages, list) or len(messages) < 2 or not all(isinstance(m, dict) for m in messages):
-        raise ConfigError(f"{where}: expected 'messages': a list of {{role, content}} with at least a user and an assistant turn")
+        raise ConfigError(
+            f"{where}: expected 'messages': a list of {{role, content}} with at least a user and an assistant turn"
+        )
     if messages[-1].get("role") != "assistant" or messages[-2].get("role") != "user":
         raise ConfigError(f"{where}: the last two messages must be user then assistant (the answer)")
     system = next((m.get("content", "") for m in messages if m.get("role") == "system"), "")

@@ -56,9 +56,12 @@ def sft_records(task: Task, settings: TrainSettings, augment=None) -> tuple[list
     """(train, validation) records in TRL's conversational prompt-completion format; the prompts are
     exactly what the model is scored on (with `augment`, retrieved passages included). Train is the
     first `limit` train examples (nested subsets for learning curves); validation is the task's split."""
+
     def record(e):
-        return {"prompt": prompting.messages(task, e, augment=augment),
-                "completion": [{"role": "assistant", "content": e.output}]}
+        return {
+            "prompt": prompting.messages(task, e, augment=augment),
+            "completion": [{"role": "assistant", "content": e.output}],
+        }
 
     examples = task.train[: settings.limit] if settings.limit else task.train
     return [record(e) for e in examples], [record(e) for e in task.validation]
@@ -96,12 +99,27 @@ def training_args(settings: TrainSettings, kind: str, device: str, output_dir: P
 def sft_config(settings: TrainSettings, kind: str, device: str, output_dir: Path, seed: int):
     from trl import SFTConfig
 
-    return SFTConfig(**training_args(settings, kind, device, output_dir, seed), max_length=settings.max_length,
-                     completion_only_loss=True)
+    return SFTConfig(
+        **training_args(settings, kind, device, output_dir, seed),
+        max_length=settings.max_length,
+        completion_only_loss=True,
+    )
 
 
-def make_trainer(model, tokenizer, task: Task, settings: TrainSettings, kind: str, *, device: str, seed: int,
-                 work_dir: Path, peft_config=None, callbacks=(), augment=None):
+def make_trainer(
+    model,
+    tokenizer,
+    task: Task,
+    settings: TrainSettings,
+    kind: str,
+    *,
+    device: str,
+    seed: int,
+    work_dir: Path,
+    peft_config=None,
+    callbacks=(),
+    augment=None,
+):
     """An SFTTrainer over the task's train split (peft-wrapping the model when peft_config is given)."""
     from datasets import Dataset, disable_progress_bars
     from trl import SFTTrainer
@@ -112,7 +130,10 @@ def make_trainer(model, tokenizer, task: Task, settings: TrainSettings, kind: st
     args = sft_config(settings, kind, device, work_dir, seed)
     tokenizer.padding_side = "right"  # TRL's collator pads right; generation switches back to left
     trainer = SFTTrainer(
-        model=model, args=args, processing_class=tokenizer, peft_config=peft_config,
+        model=model,
+        args=args,
+        processing_class=tokenizer,
+        peft_config=peft_config,
         train_dataset=Dataset.from_list(train_records),
         eval_dataset=Dataset.from_list(validation_records) if validation_records else None,
         callbacks=list(callbacks),
@@ -138,28 +159,59 @@ def count_too_long(tokenizer, records: list[dict], max_length: int) -> int:
     longest = max(lengths)
     fix = f"raise `train.max_length` to at least {longest} to keep every example whole"
     if answerless == len(records):
-        raise ConfigError(f"all {len(records)} training examples are longer than train.max_length ({max_length} "
-                          f"tokens; the longest has {longest}), so truncation would cut off every answer; fix: {fix}")
+        raise ConfigError(
+            f"all {len(records)} training examples are longer than train.max_length ({max_length} "
+            f"tokens; the longest has {longest}), so truncation would cut off every answer; fix: {fix}"
+        )
     dropped = f"; {answerless} lose their whole answer and are left out" if answerless else ""
-    warnings.warn(f"{len(too_long)} of {len(records)} training examples are longer than train.max_length "
-                  f"({max_length} tokens; the longest has {longest}) and are cut at the end{dropped}; {fix}",
-                  ConfigWarning, stacklevel=2)
+    warnings.warn(
+        f"{len(too_long)} of {len(records)} training examples are longer than train.max_length "
+        f"({max_length} tokens; the longest has {longest}) and are cut at the end{dropped}; {fix}",
+        ConfigWarning,
+        stacklevel=2,
+    )
     return len(too_long)
 
 
-def train(model, tokenizer, task: Task, settings: TrainSettings, kind: str, *, device: str, seed: int,
-          progress=None, label: str = "training", peft_config=None, augment=None, callbacks=()):
+def train(
+    model,
+    tokenizer,
+    task: Task,
+    settings: TrainSettings,
+    kind: str,
+    *,
+    device: str,
+    seed: int,
+    progress=None,
+    label: str = "training",
+    peft_config=None,
+    augment=None,
+    callbacks=(),
+):
     """Supervised fine-tuning in memory; return the trained model (peft-wrapped when peft_config is
     given), stats, and how memory was measured."""
+
     def build(work_dir: Path, all_callbacks: list):
-        return make_trainer(model, tokenizer, task, settings, kind, device=device, seed=seed, work_dir=work_dir,
-                            peft_config=peft_config, callbacks=all_callbacks, augment=augment)
+        return make_trainer(
+            model,
+            tokenizer,
+            task,
+            settings,
+            kind,
+            device=device,
+            seed=seed,
+            work_dir=work_dir,
+            peft_config=peft_config,
+            callbacks=all_callbacks,
+            augment=augment,
+        )
 
     return fit(build, tokenizer, settings, device, progress=progress, label=label, callbacks=callbacks)
 
 
-def fit(build, tokenizer, settings: TrainSettings, device: str, *, progress=None, label: str = "training",
-        callbacks=()):
+def fit(
+    build, tokenizer, settings: TrainSettings, device: str, *, progress=None, label: str = "training", callbacks=()
+):
     """Run the trainer that `build(work_dir, callbacks)` makes (any TRL trainer), measured; then the
     final model's validation loss. Returns (trained model, TrainStats, how memory was measured)."""
     with tempfile.TemporaryDirectory(prefix="harness-trainer-") as work_dir:  # nothing is checkpointed
@@ -173,10 +225,15 @@ def fit(build, tokenizer, settings: TrainSettings, device: str, *, progress=None
     tokenizer.padding_side = "left"
     history = trainer.state.log_history
     stats = TrainStats(
-        seconds=phase.seconds, peak_bytes=phase.peak_bytes, tokens=int(trainer.state.num_input_tokens_seen),
-        steps=trainer.state.global_step, precision=precision(settings, device),
-        losses=[h["loss"] for h in history if "loss" in h], validation_loss=validation_loss,
-        examples=len(trainer.train_dataset), history=[h for h in history if "loss" in h],
+        seconds=phase.seconds,
+        peak_bytes=phase.peak_bytes,
+        tokens=int(trainer.state.num_input_tokens_seen),
+        steps=trainer.state.global_step,
+        precision=precision(settings, device),
+        losses=[h["loss"] for h in history if "loss" in h],
+        validation_loss=validation_loss,
+        examples=len(trainer.train_dataset),
+        history=[h for h in history if "loss" in h],
         truncated_examples=getattr(trainer, "truncated_examples", 0),
     )
     return trainer.model, stats, phase.method

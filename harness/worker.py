@@ -45,8 +45,14 @@ class LineProgress:
         self._print(self._next, force=True)
         return self._next
 
-    def update(self, job: int, completed: float | None = None, description: str | None = None,
-               advance: float | None = None, **_) -> None:
+    def update(
+        self,
+        job: int,
+        completed: float | None = None,
+        description: str | None = None,
+        advance: float | None = None,
+        **_,
+    ) -> None:
         bar = self.bars[job]
         if completed is not None:
             bar["completed"] = completed
@@ -75,17 +81,19 @@ def run_cell(spec, ctx) -> tuple[dict, list[dict]]:
     """One cell, never raising (but for Ctrl-C): a failure becomes a row with its reason."""
     from transformers import set_seed
 
+    from harness import kinds
     from harness.report.ownership import run_costs
     from harness.results import make_row
-    from harness import kinds
     from harness.techniques import Outcome
     from harness.techniques.base import judges
 
     set_seed(ctx.recipe.seed)
     if needs_corpus(spec) and ctx.task.corpus_path is None:
         what = "its `retrieval:`" if kinds.uses_retrieval(spec) else f"kind {spec.kind}"
-        reason = (f"task {ctx.task.name!r} has no corpus, which {spec.name!r} needs ({what}); fix: add "
-                  "`corpus: {path: ...}` to the task's task.yaml")
+        reason = (
+            f"task {ctx.task.name!r} has no corpus, which {spec.name!r} needs ({what}); fix: add "
+            "`corpus: {path: ...}` to the task's task.yaml"
+        )
         return make_row(spec.name, spec.kind, "skipped", error=reason, device=ctx.device), []
     start = time.perf_counter()
     try:
@@ -100,7 +108,13 @@ def run_cell(spec, ctx) -> tuple[dict, list[dict]]:
         values |= judge(ctx, outcome.predictions, values.get("metric"))
     peaks = [values.get(k) for k in ("train_peak_memory_bytes", "eval_peak_memory_bytes", "lm_eval_peak_memory_bytes")]
     row = make_row(
-        spec.name, spec.kind, status, **values, error=error, wall_seconds=wall, device=ctx.device,
+        spec.name,
+        spec.kind,
+        status,
+        **values,
+        error=error,
+        wall_seconds=wall,
+        device=ctx.device,
         peak_memory_bytes=max((p for p in peaks if p is not None), default=None),
         model_load_seconds=ctx.shared.base_load_seconds,
     )
@@ -210,12 +224,22 @@ def run_job(job: dict) -> None:
             hold(run_dir / "faults" / f"{cell.id}.release")
         spec = cell_spec(recipe, cell)
         pruning = trial_pruning(run_dir, spec, cell)
-        ctx = RunContext(recipe=recipe.model_copy(update={"seed": cell.seed}), task=task, device=job["device"],
-                         run_dir=run_dir, progress=progress, cell=cell, shared=shared,
-                         callbacks=[pruning] if pruning else [])
+        ctx = RunContext(
+            recipe=recipe.model_copy(update={"seed": cell.seed}),
+            task=task,
+            device=job["device"],
+            run_dir=run_dir,
+            progress=progress,
+            cell=cell,
+            shared=shared,
+            callbacks=[pruning] if pruning else [],
+        )
         row, predictions = run_cell(spec, ctx)
-        row |= {"objective": objective_value(cell, row), "executor": job.get("executor", "local"),
-                "node": platform.node()}
+        row |= {
+            "objective": objective_value(cell, row),
+            "executor": job.get("executor", "local"),
+            "node": platform.node(),
+        }
         if pruning is not None:
             row["pruned"] = pruning.pruned
         result = {"cell": cell.to_dict(), "row": row, "predictions": predictions}
@@ -229,7 +253,6 @@ def preload() -> None:
     import logging
 
     logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)  # offline kernel-fetch warning
-    import harness.techniques  # noqa: F401  (the kinds; light by design, so the heavy libraries come next)
     # What the runners import when a cell runs: the libraries themselves and the harness modules that
     # wrap them (the kind modules import these inside functions so that validation stays light).
     import datasets  # noqa: F401
@@ -238,6 +261,7 @@ def preload() -> None:
     import transformers  # noqa: F401
     from trl import SFTConfig, SFTTrainer  # noqa: F401  (trl loads its trainers lazily)
 
+    import harness.techniques  # noqa: F401  (the kinds; light by design, so the heavy libraries come next)
     from harness import models, train  # noqa: F401
     from harness.evaluate import heldout, lmeval  # noqa: F401
 

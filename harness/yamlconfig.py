@@ -8,8 +8,9 @@ from __future__ import annotations
 import difflib
 import types
 import typing
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable, TypeVar
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -52,10 +53,15 @@ class ByKind:
             raise ValidationError.from_exception_data("kind", [{"type": "missing", "loc": ("kind",), "input": value}])
         if not isinstance(value["kind"], str) or value["kind"] not in models:
             hint = difflib.get_close_matches(str(value["kind"]), list(models), n=1)
-            message = (f"unknown value {value['kind']!r}" + (f" (did you mean '{hint[0]}'?)" if hint else "")
-                       + f"; known: {', '.join(models)}")
-            raise ValidationError.from_exception_data("kind", [{
-                "type": PydanticCustomError("unknown_kind", message), "loc": ("kind",), "input": value["kind"]}])
+            message = (
+                f"unknown value {value['kind']!r}"
+                + (f" (did you mean '{hint[0]}'?)" if hint else "")
+                + f"; known: {', '.join(models)}"
+            )
+            raise ValidationError.from_exception_data(
+                "kind",
+                [{"type": PydanticCustomError("unknown_kind", message), "loc": ("kind",), "input": value["kind"]}],
+            )
         return models[value["kind"]].model_validate(value)
 
 
@@ -71,8 +77,9 @@ def read_text(path: Path) -> str:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
-        raise ConfigError(f"{path}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x}); "
-                          "fix: save the file as UTF-8") from None
+        raise ConfigError(
+            f"{path}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x}); fix: save the file as UTF-8"
+        ) from None
 
 
 def load_yaml_model(path: str | Path, model: type[M], overrides: Iterable[str] = ()) -> M:
@@ -148,8 +155,9 @@ def _list_index(items: list, part: str, where: str) -> int:
     raise ConfigError(f"override: no item {part!r} in {where} (names: {', '.join(map(str, names))})")
 
 
-def _line_map(node: yaml.Node | None, path: Path_ = (), source: str = "", inside: frozenset = frozenset()
-              ) -> dict[Path_, int]:
+def _line_map(
+    node: yaml.Node | None, path: Path_ = (), source: str = "", inside: frozenset = frozenset()
+) -> dict[Path_, int]:
     """Map every key path in the document to its 1-based line. Rejected here, as PyYAML accepts them: a
     duplicate key (the later value would silently win) and an alias inside its own anchor (a structure
     that contains itself; `inside` holds the nodes enclosing this one)."""
@@ -157,8 +165,10 @@ def _line_map(node: yaml.Node | None, path: Path_ = (), source: str = "", inside
     if node is None:
         return lines
     if id(node) in inside:
-        raise ConfigError(f"{source}:{node.start_mark.line + 1}: the YAML anchor here is used by an alias inside itself "
-                          "(a structure that contains itself); fix: remove that alias")
+        raise ConfigError(
+            f"{source}:{node.start_mark.line + 1}: the YAML anchor here is used by an alias inside itself "
+            "(a structure that contains itself); fix: remove that alias"
+        )
     inside = inside | {id(node)}
     lines[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
@@ -167,8 +177,10 @@ def _line_map(node: yaml.Node | None, path: Path_ = (), source: str = "", inside
             child, line = path + (key_node.value,), key_node.start_mark.line + 1
             if isinstance(key_node, yaml.ScalarNode):
                 if key_node.value in first:
-                    raise ConfigError(f"{source}:{line}: duplicate key '{'.'.join(map(str, child))}' (first at line "
-                                      f"{first[key_node.value]}); fix: keep one of them")
+                    raise ConfigError(
+                        f"{source}:{line}: duplicate key '{'.'.join(map(str, child))}' (first at line "
+                        f"{first[key_node.value]}); fix: keep one of them"
+                    )
                 first[key_node.value] = line
             lines.update(_line_map(value_node, child, source, inside))
             lines[child] = line

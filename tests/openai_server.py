@@ -44,7 +44,7 @@ class OpenAIServer:
 
     # --- lifecycle -------------------------------------------------------------------------------
 
-    def start(self) -> "OpenAIServer":
+    def start(self) -> OpenAIServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -86,15 +86,24 @@ class OpenAIServer:
         body = json.loads(handler.rfile.read(int(handler.headers.get("Content-Length", 0))))
         authorized = self.key is None or handler.headers.get("Authorization") == f"Bearer {self.key}"
         with self.lock:
-            self.requests.append({"prefix": prefix, "body": body, "authorized": authorized,
-                                  "sent_key": handler.headers.get("Authorization") is not None})
+            self.requests.append(
+                {
+                    "prefix": prefix,
+                    "body": body,
+                    "authorized": authorized,
+                    "sent_key": handler.headers.get("Authorization") is not None,
+                }
+            )
             seen = self.served[prefix] = self.served.get(prefix, 0) + 1
         if not authorized:
-            return self.send(handler, 401, {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error"}})
+            return self.send(
+                handler, 401, {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error"}}
+            )
         failing = re.fullmatch(r"/fail-429-(\d+)", prefix)
         if prefix == "/always-429" or (failing and seen <= int(failing.group(1))):
-            return self.send(handler, 429, {"error": {"message": "Rate limit reached", "type": "rate_limit"}},
-                             {"Retry-After": "0"})
+            return self.send(
+                handler, 429, {"error": {"message": "Rate limit reached", "type": "rate_limit"}}, {"Retry-After": "0"}
+            )
         if prefix == "/always-500":
             return self.send(handler, 500, {"error": {"message": "internal error"}})
         if prefix == "/judge-4":
@@ -112,23 +121,40 @@ class OpenAIServer:
         encoded = tokenizer(prompt, return_tensors="pt", add_special_tokens=not tokenizer.chat_template)
         temperature = float(body.get("temperature", 1.0))
         stop_ids = sorted({tokenizer.eos_token_id, model.generation_config.eos_token_id} - {None})
-        sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else \
-            {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+        sampling = (
+            {"do_sample": True, "temperature": temperature}
+            if temperature > 0
+            else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+        )
         with self.lock, torch.inference_mode():
-            output = model.generate(**encoded, max_new_tokens=int(body.get("max_tokens", 16)),
-                                    pad_token_id=tokenizer.pad_token_id, eos_token_id=stop_ids, **sampling)
-        new = output[0, encoded["input_ids"].shape[1]:].tolist()
+            output = model.generate(
+                **encoded,
+                max_new_tokens=int(body.get("max_tokens", 16)),
+                pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=stop_ids,
+                **sampling,
+            )
+        new = output[0, encoded["input_ids"].shape[1] :].tolist()
         stopped = next((n + 1 for n, t in enumerate(new) if t in stop_ids), None)
         new = new[:stopped] if stopped else new
         prompt_tokens = encoded["input_ids"].shape[1]
         return {
-            "id": f"chatcmpl-{len(self.requests)}", "object": "chat.completion", "created": int(time.time()),
+            "id": f"chatcmpl-{len(self.requests)}",
+            "object": "chat.completion",
+            "created": int(time.time()),
             "model": body.get("model"),
-            "choices": [{"index": 0, "message": {"role": "assistant",
-                                                 "content": tokenizer.decode(new, skip_special_tokens=True)},
-                         "finish_reason": "stop" if stopped else "length"}],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(new),
-                      "total_tokens": prompt_tokens + len(new)},
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": tokenizer.decode(new, skip_special_tokens=True)},
+                    "finish_reason": "stop" if stopped else "length",
+                }
+            ],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": len(new),
+                "total_tokens": prompt_tokens + len(new),
+            },
         }
 
     def canned(self, body: dict, content: str) -> dict:
@@ -136,11 +162,16 @@ class OpenAIServer:
         prompt_tokens = sum(len(m["content"].split()) for m in body["messages"])
         completion_tokens = len(content.split())
         return {
-            "id": f"chatcmpl-{len(self.requests)}", "object": "chat.completion", "created": int(time.time()),
+            "id": f"chatcmpl-{len(self.requests)}",
+            "object": "chat.completion",
+            "created": int(time.time()),
             "model": body.get("model"),
             "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                      "total_tokens": prompt_tokens + completion_tokens},
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
         }
 
     @staticmethod

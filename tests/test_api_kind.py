@@ -7,11 +7,11 @@ import socket
 from pathlib import Path
 
 import pytest
-
 from conftest import only_run_dir, run_cli
+from openai_server import OpenAIServer
+
 from harness.config import load_recipe
 from harness.yamlconfig import ConfigError
-from openai_server import OpenAIServer
 
 KEY = "sk-harness-test-7f3a9c2e51d04b86"
 KEY_ENV = "HARNESS_TEST_API_KEY"  # HARNESS_* variables reach the cell processes from the driver's environment
@@ -44,8 +44,9 @@ def server(lively_model_dir):
     server.stop()
 
 
-def recipe(model_dir: Path, out: Path, techniques: str, task: str = "ticket-routing", limit: int = 12,
-           mode: str = "generate") -> str:
+def recipe(
+    model_dir: Path, out: Path, techniques: str, task: str = "ticket-routing", limit: int = 12, mode: str = "generate"
+) -> str:
     return f"""
 name: tiny
 model: {{id: {model_dir}, dtype: float32}}   # the server generates in float32 too
@@ -78,9 +79,9 @@ def two_runs(server, lively_model_dir, tmp_path_factory):
     """The same recipe run twice (a local prompt technique and the api one, both 2-shot), sharing a cache;
     the server's request count after each run."""
     tmp = tmp_path_factory.mktemp("api-runs")
-    techniques = ("  - {name: local-2shot, kind: prompt, shots: 2}\n"
-                  + api_entry("hosted-2shot", server.url(), api_key_env=KEY_ENV, shots=2, usd_per_1k_tokens=PRICES,
-                              concurrency=3))
+    techniques = "  - {name: local-2shot, kind: prompt, shots: 2}\n" + api_entry(
+        "hosted-2shot", server.url(), api_key_env=KEY_ENV, shots=2, usd_per_1k_tokens=PRICES, concurrency=3
+    )
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("HARNESS_CACHE", str(tmp / "cache"))
         patch.setenv(KEY_ENV, KEY)
@@ -139,11 +140,15 @@ def test_a_second_run_is_served_from_the_cache(two_runs, server):
     assert (second["api_cached"], second["api_requests"], second["api_retries"]) == (12, 0, 0)
     assert second["score"] == first["score"]
     # the technique's cost is the same (cached answers count at their stored usage); this run paid nothing
-    assert (second["api_input_tokens"], second["api_output_tokens"]) == (first["api_input_tokens"], first["api_output_tokens"])
+    assert (second["api_input_tokens"], second["api_output_tokens"]) == (
+        first["api_input_tokens"],
+        first["api_output_tokens"],
+    )
     assert second["cost_usd"] == pytest.approx(first["cost_usd"]) and second["api_billed_usd"] == 0
     assert second["latency_p50_seconds"] is None and second["eval_tokens_per_second"] is None
-    assert [p["predicted"] for p in predictions_of(two_runs["runs"][1], "hosted-2shot")] == \
-        [p["predicted"] for p in predictions_of(two_runs["runs"][0], "hosted-2shot")]
+    assert [p["predicted"] for p in predictions_of(two_runs["runs"][1], "hosted-2shot")] == [
+        p["predicted"] for p in predictions_of(two_runs["runs"][0], "hosted-2shot")
+    ]
     files = list((two_runs["cache"] / "api").glob("*.json"))
     assert len(files) == 12
     stored = json.loads(files[0].read_text())
@@ -166,7 +171,7 @@ def test_backoff_doubles_with_jitter_and_retry_after_wins():
     endpoint = Endpoint(spec, None, None, 4, 0)
     for attempt in range(4):
         waits = [endpoint.delay(attempt, None) for _ in range(50)]
-        assert all(2 * 2 ** attempt / 2 <= w <= 2 * 2 ** attempt for w in waits) and len(set(waits)) > 1
+        assert all(2 * 2**attempt / 2 <= w <= 2 * 2**attempt for w in waits) and len(set(waits)) > 1
     assert endpoint.delay(10, None) <= 60  # capped
     assert endpoint.delay(3, 0.0) == 0 and endpoint.delay(0, 7.0) == 7.0  # Retry-After wins, either way
     assert _retry_after("0") == 0 and _retry_after("2.5") == 2.5 and _retry_after(None) is None
@@ -185,15 +190,17 @@ def test_retries_and_failures_are_rows(server, lively_model_dir, tmp_path, monke
     monkeypatch.setenv("HARNESS_TEST_WRONG_KEY", "not-the-key")
     monkeypatch.delenv("HARNESS_TEST_UNSET_KEY", raising=False)
     fast = {"backoff_seconds": 0.01, "max_retries": 2, "api_key_env": KEY_ENV}
-    techniques = ("  - {name: local, kind: prompt}\n"
-                  # a long backoff: the server's Retry-After: 0 must win, or the cell takes a minute
-                  + api_entry("flaky", server.url("/fail-429-2"), **{**fast, "backoff_seconds": 30}, concurrency=1)
-                  + api_entry("slow", server.url("/slow-1.5"), **{**fast, "max_retries": 1}, timeout_seconds=0.3)
-                  + api_entry("rate-limited", server.url("/always-429"), **fast)
-                  + api_entry("down", server.url("/always-500"), **fast)
-                  + api_entry("refused", f"http://127.0.0.1:{closed_port()}/v1", **fast)
-                  + api_entry("no-key", server.url(), **{**fast, "api_key_env": "HARNESS_TEST_UNSET_KEY"})
-                  + api_entry("wrong-key", server.url(), **{**fast, "api_key_env": "HARNESS_TEST_WRONG_KEY"}))
+    techniques = (
+        "  - {name: local, kind: prompt}\n"
+        # a long backoff: the server's Retry-After: 0 must win, or the cell takes a minute
+        + api_entry("flaky", server.url("/fail-429-2"), **{**fast, "backoff_seconds": 30}, concurrency=1)
+        + api_entry("slow", server.url("/slow-1.5"), **{**fast, "max_retries": 1}, timeout_seconds=0.3)
+        + api_entry("rate-limited", server.url("/always-429"), **fast)
+        + api_entry("down", server.url("/always-500"), **fast)
+        + api_entry("refused", f"http://127.0.0.1:{closed_port()}/v1", **fast)
+        + api_entry("no-key", server.url(), **{**fast, "api_key_env": "HARNESS_TEST_UNSET_KEY"})
+        + api_entry("wrong-key", server.url(), **{**fast, "api_key_env": "HARNESS_TEST_WRONG_KEY"})
+    )
     result = run_cli("run", _write(tmp_path, recipe(lively_model_dir, tmp_path / "out", techniques)))
     assert result.exit_code == 1 and "some techniques failed" in result.output, result.output
     run_dir = only_run_dir(tmp_path / "out")
@@ -224,13 +231,16 @@ def _write(folder: Path, text: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"base_url": "127.0.0.1:8000/v1"}, "base_url must be an http:// or https:// URL"),
-    ({"base_url": "https://user:secret@api.example.com/v1"}, "must not carry credentials"),
-    ({"usd_per_1k_tokens": {"input": -0.1, "output": 0.6}}, "usd_per_1k_tokens.input"),
-    ({"api_key_env": KEY}, "not the key itself"),
-    ({"concurrency": 0}, "concurrency"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"base_url": "127.0.0.1:8000/v1"}, "base_url must be an http:// or https:// URL"),
+        ({"base_url": "https://user:secret@api.example.com/v1"}, "must not carry credentials"),
+        ({"usd_per_1k_tokens": {"input": -0.1, "output": 0.6}}, "usd_per_1k_tokens.input"),
+        ({"api_key_env": KEY}, "not the key itself"),
+        ({"concurrency": 0}, "concurrency"),
+    ],
+)
 def test_invalid_settings_are_recipe_errors(change, message, tmp_path):
     entry = {"name": "hosted", "kind": "api", "base_url": "https://api.example.com/v1", "model": "m", **change}
     path = _write(tmp_path, recipe(Path("random:llama"), tmp_path / "out", "  - " + json.dumps(entry) + "\n"))
@@ -246,10 +256,13 @@ def test_retrieval_through_the_endpoint(server, lively_model_dir, tmp_path, monk
     monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv(KEY_ENV, KEY)
     before = len(server.requests)
-    techniques = api_entry("hosted-rag", server.url(), api_key_env=KEY_ENV,
-                           retrieval={"retriever": "bm25", "k": 2, "context_tokens": 60})
-    result = run_cli("run", _write(tmp_path, recipe(lively_model_dir, tmp_path / "out", techniques,
-                                                    task="product-catalogue", limit=4)))
+    techniques = api_entry(
+        "hosted-rag", server.url(), api_key_env=KEY_ENV, retrieval={"retriever": "bm25", "k": 2, "context_tokens": 60}
+    )
+    result = run_cli(
+        "run",
+        _write(tmp_path, recipe(lively_model_dir, tmp_path / "out", techniques, task="product-catalogue", limit=4)),
+    )
     assert result.exit_code == 0, result.output
     row = rows_of(only_run_dir(tmp_path / "out"))["hosted-rag"]
     assert row["status"] == "ok", row["error"]
@@ -260,7 +273,7 @@ def test_retrieval_through_the_endpoint(server, lively_model_dir, tmp_path, monk
     passages = [u.split("\n\nQuestion: ")[0] for u in users]
     assert all(len(p.split()) <= 60 + 5 + 2 * 2 for p in passages)  # the budget, the header, "[1] (doc)" labels
 
-    skipped = run_cli("run", _write(tmp_path, recipe(lively_model_dir, tmp_path / "out2", techniques)))
+    run_cli("run", _write(tmp_path, recipe(lively_model_dir, tmp_path / "out2", techniques)))
     row = rows_of(only_run_dir(tmp_path / "out2"))["hosted-rag"]
     assert row["status"] == "skipped" and "has no corpus" in row["error"]
 
@@ -271,8 +284,9 @@ def test_loglikelihood_mode_fails_the_row_with_the_reason(server, lively_model_d
     monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
     before = len(server.requests)
     techniques = "  - {name: local, kind: prompt}\n" + api_entry("hosted", server.url())
-    result = run_cli("run", _write(tmp_path, recipe(lively_model_dir, tmp_path / "out", techniques, limit=4,
-                                                                      mode="loglikelihood")))
+    result = run_cli(
+        "run", _write(tmp_path, recipe(lively_model_dir, tmp_path / "out", techniques, limit=4, mode="loglikelihood"))
+    )
     assert result.exit_code == 1, result.output
     rows = rows_of(only_run_dir(tmp_path / "out"))
     assert rows["local"]["status"] == "ok" and rows["local"]["eval_mode"] == "loglikelihood"
@@ -301,4 +315,6 @@ def test_the_kind_is_registered_light_and_needs_a_corpus_only_with_retrieval():
     assert not kind.needs_corpus(spec) and kind.needs_corpus(spec.model_copy(update={"retrieval": {}}))
     # validating a recipe imports no ML library: the kind's module imports them when a cell runs
     code = "import sys, harness.techniques.api; print(sorted({'torch', 'transformers'} & set(sys.modules)))"
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+    assert (
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+    )

@@ -2,8 +2,8 @@
 in REPORT.md, the terminal's legend and recommendation, and the pull-request summary."""
 
 import pytest
-
 from conftest import only_run_dir, run_cli, tiny_recipe
+
 from harness import metrics, results
 
 LABELS = ["billing", "shipping", "technical", "account", "returns", "feedback"]
@@ -18,8 +18,11 @@ def loglik_run(tiny_model_dir, tmp_path_factory):
     """One tiny run, scored by loglikelihood, shared by the tests that read it."""
     folder = tmp_path_factory.mktemp("loglik")
     recipe = folder / "r.yaml"
-    recipe.write_text(tiny_recipe(tiny_model_dir, folder / "out", TWO).replace(
-        "heldout: {limit: 12", "heldout: {mode: loglikelihood, limit: 12"))
+    recipe.write_text(
+        tiny_recipe(tiny_model_dir, folder / "out", TWO).replace(
+            "heldout: {limit: 12", "heldout: {mode: loglikelihood, limit: 12"
+        )
+    )
     result = run_cli("run", recipe)
     assert result.exit_code == 0, result.output
     return only_run_dir(folder / "out"), result.output
@@ -48,7 +51,9 @@ def test_loglikelihood_mode_always_names_a_label_the_likeliest(loglik_run):
 
 
 def test_loglikelihood_mode_on_a_task_without_labels_fails_before_the_run(write, tiny_model_dir, tmp_path):
-    text = tiny_recipe(tiny_model_dir, tmp_path / "out", TWO, "").replace("task: ticket-routing", "task: support-replies")
+    text = tiny_recipe(tiny_model_dir, tmp_path / "out", TWO, "").replace(
+        "task: ticket-routing", "task: support-replies"
+    )
     recipe = write("r.yaml", text.replace("heldout: {limit: 12", "heldout: {mode: loglikelihood, limit: 12"))
     for command in ("validate", "run"):
         result = run_cli(command, recipe)
@@ -79,7 +84,7 @@ def test_the_confusion_table_counts_every_prediction(loglik_run):
         predictions = store.predictions(name)
         table = _details_table(report, name)
         assert [row[0] for row in table] == LABELS
-        counts = [[int(n) for n in row[1:1 + len(LABELS)]] for row in table]  # no "no label" column here
+        counts = [[int(n) for n in row[1 : 1 + len(LABELS)]] for row in table]  # no "no label" column here
         assert sum(map(sum, counts)) == next(r["n_eval"] for r in store.rows if r["technique"] == name) == 12
         for i, expected in enumerate(LABELS):
             for j, answered in enumerate(LABELS):
@@ -91,14 +96,24 @@ def test_confusion_adds_a_no_label_column_and_per_label_f1():
     from harness.report.confusion import confusion, confusion_section
 
     labels = ["a", "b"]
-    predictions = [{"expected": e, "parsed": p} for e, p in
-                   [("a", "a"), ("a", "a"), ("a", "b"), ("b", "b"), ("b", metrics.INVALID)]]
+    predictions = [
+        {"expected": e, "parsed": p}
+        for e, p in [("a", "a"), ("a", "a"), ("a", "b"), ("b", "b"), ("b", metrics.INVALID)]
+    ]
     c = confusion(predictions, labels)
     assert c.columns == ["a", "b", metrics.INVALID] and c.counts == [[2, 1, 0], [0, 1, 1]] and c.total == 5
     assert c.precision == [1.0, 0.5] and c.recall == [pytest.approx(2 / 3), 0.5] and c.support == [3, 2]
     assert c.f1 == [pytest.approx(0.8), pytest.approx(0.5)]
-    rows = [{"technique": "t", "kind": "prompt", "status": "ok", "metric": "accuracy", "score": 0.6,
-             "vs_best_marker": "best"}]
+    rows = [
+        {
+            "technique": "t",
+            "kind": "prompt",
+            "status": "ok",
+            "metric": "accuracy",
+            "score": 0.6,
+            "vs_best_marker": "best",
+        }
+    ]
     text = confusion_section(rows, {"t": predictions}, labels, seeds=1)
     assert "<details open><summary><b>t</b>: accuracy 0.600, macro-F1 0.650; 5 answers</summary>" in text
     assert "| expected ↓ answered → | a | b | no label | precision | recall | F1 |" in text

@@ -39,8 +39,9 @@ def test_light_commands_import_neither_torch_nor_transformers(tmp_path):
     run_dir = tmp_path / "study-example"
     shutil.copytree(REPO / "reports" / "study-example", run_dir)  # `report` rewrites REPORT.md and plots
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    done = subprocess.run([sys.executable, "-c", SCRIPT, str(run_dir)], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(run_dir)], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert done.stdout.strip().endswith("light")
     assert (run_dir / "REPORT.md").is_file() and any((run_dir / "plots").glob("*.png"))

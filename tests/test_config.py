@@ -2,9 +2,10 @@ import json
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
-from harness.config import ConfigError, load_recipe
 from harness.cli import _validated
+from harness.config import ConfigError, load_recipe
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -25,7 +26,7 @@ def test_valid_recipe_gets_defaults_and_is_frozen(write):
     assert recipe.model.id == "smollm2-135m-instruct"
     assert [t.shots for t in recipe.techniques] == [0, 2]
     assert recipe.eval.heldout.batch_size == 16
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):  # recipes are frozen
         recipe.seed = 3
 
 
@@ -38,8 +39,11 @@ def test_unknown_key_names_file_line_and_suggestion(write):
 
 def test_a_settings_key_named_like_the_kind_is_not_repeated_in_the_path(write):
     # `lora:` on a `kind: lora` technique: the union's tag and the key share a name
-    path = write("r.yaml", "name: x\ntask: ticket-routing\ntechniques:\n  - {name: zero, kind: prompt}\n"
-                           "  - name: l\n    kind: lora\n    lora: {rnak: 8}\n")
+    path = write(
+        "r.yaml",
+        "name: x\ntask: ticket-routing\ntechniques:\n  - {name: zero, kind: prompt}\n"
+        "  - name: l\n    kind: lora\n    lora: {rnak: 8}\n",
+    )
     message = str(pytest.raises(ConfigError, load_recipe, path).value)
     assert f"{path}:7: unknown key 'techniques.1.lora.rnak' (did you mean 'techniques.1.lora.rank'?)" in message
 
@@ -52,10 +56,16 @@ def test_nested_unknown_key_and_wrong_type(write):
 
 
 def test_missing_field_and_bad_kind(write):
-    path = write("r.yaml", VALID.replace("task: ticket-routing\n", "").replace("kind: prompt\n    shots", "kind: promt\n    shots"))
+    path = write(
+        "r.yaml",
+        VALID.replace("task: ticket-routing\n", "").replace("kind: prompt\n    shots", "kind: promt\n    shots"),
+    )
     message = str(pytest.raises(ConfigError, load_recipe, path).value)
     assert "missing required key 'task'" in message
-    assert f"{path}:6: techniques.1.kind: unknown value 'promt' (did you mean 'prompt'?); known: prompt, rag, full, lora, qlora" in message
+    assert (
+        f"{path}:6: techniques.1.kind: unknown value 'promt' (did you mean 'prompt'?); "
+        "known: prompt, rag, full, lora, qlora" in message
+    )
 
 
 def test_invalid_yaml_names_the_line(write):
@@ -63,18 +73,35 @@ def test_invalid_yaml_names_the_line(write):
     assert f"{path}:3: invalid YAML" in str(pytest.raises(ConfigError, load_recipe, path).value)
 
 
-@pytest.mark.parametrize("change, line, message", [
-    (("task: ticket-routing\n", "task: ticket-routing\nmodel: ''\n"), 3, "model.id: Value error, empty model id"),
-    (("task: ticket-routing\n", "task: ticket-routing\nmodel: {id: ' ', dtype: float32}\n"), 3, "empty model id"),
-    (("", "check:\n  max_drop: {scroe: 0.02}\n"), 10, "unknown metric 'scroe' (did you mean 'score'?)"),
-    (("", "check:\n  max_increase:\n    peak_memory: 10%\n"), 10, "unknown metric 'peak_memory' (did you mean 'peak_memory_bytes'?)"),
-    (("", "check:\n  max_drop: {score: ten}\n"), 10, "'ten' is neither an amount (0.02) nor a percentage"),
-    (("", "techniques:\n  - {name: other, kind: prompt}\n"), 9, "duplicate key 'techniques' (first at line 3)"),
-    (("    shots: 2\n", "    shots: 2\n    shots: 3\n"), 9, "duplicate key 'techniques.1.shots' (first at line 8)"),
-    (("", "eval: &e\n  heldout: *e\n"), 9, "the YAML anchor here is used by an alias inside itself"),
-    (("", "executor:\n  slurm: &s [1, *s]\n"), 10, "the YAML anchor here is used by an alias inside itself"),
-], ids=["empty model", "blank model id", "check key typo", "check key typo (increase)", "check amount",
-        "duplicate top-level key", "duplicate nested key", "recursive alias", "recursive alias in a list"])
+@pytest.mark.parametrize(
+    "change, line, message",
+    [
+        (("task: ticket-routing\n", "task: ticket-routing\nmodel: ''\n"), 3, "model.id: Value error, empty model id"),
+        (("task: ticket-routing\n", "task: ticket-routing\nmodel: {id: ' ', dtype: float32}\n"), 3, "empty model id"),
+        (("", "check:\n  max_drop: {scroe: 0.02}\n"), 10, "unknown metric 'scroe' (did you mean 'score'?)"),
+        (
+            ("", "check:\n  max_increase:\n    peak_memory: 10%\n"),
+            10,
+            "unknown metric 'peak_memory' (did you mean 'peak_memory_bytes'?)",
+        ),
+        (("", "check:\n  max_drop: {score: ten}\n"), 10, "'ten' is neither an amount (0.02) nor a percentage"),
+        (("", "techniques:\n  - {name: other, kind: prompt}\n"), 9, "duplicate key 'techniques' (first at line 3)"),
+        (("    shots: 2\n", "    shots: 2\n    shots: 3\n"), 9, "duplicate key 'techniques.1.shots' (first at line 8)"),
+        (("", "eval: &e\n  heldout: *e\n"), 9, "the YAML anchor here is used by an alias inside itself"),
+        (("", "executor:\n  slurm: &s [1, *s]\n"), 10, "the YAML anchor here is used by an alias inside itself"),
+    ],
+    ids=[
+        "empty model",
+        "blank model id",
+        "check key typo",
+        "check key typo (increase)",
+        "check amount",
+        "duplicate top-level key",
+        "duplicate nested key",
+        "recursive alias",
+        "recursive alias in a list",
+    ],
+)
 def test_malformed_recipe_names_file_and_line(write, change, line, message):
     old, new = change
     path = write("r.yaml", VALID.replace(old, new) if old else VALID + new)
@@ -85,11 +112,20 @@ def test_malformed_recipe_names_file_and_line(write, change, line, message):
 def test_lm_eval_scores_and_every_committed_row_figure_are_checkable_metrics(write):
     from harness import figures
 
-    load_recipe(write("r.yaml", VALID + "check:\n  max_drop: {score: 0.02, 'lm_eval:general_ability:acc': 0.05}\n"
-                                       "  max_increase: {peak_memory_bytes: 10%, recall_at_k: '5%'}\n"))
-    stored = {key for results in (REPO / "reports").rglob("results.json")
-               for row in json.loads(results.read_text())["rows"] for key, value in row.items()
-               if isinstance(value, (int, float)) and not isinstance(value, bool) and not key.startswith("lm_eval:")}
+    load_recipe(
+        write(
+            "r.yaml",
+            VALID + "check:\n  max_drop: {score: 0.02, 'lm_eval:general_ability:acc': 0.05}\n"
+            "  max_increase: {peak_memory_bytes: 10%, recall_at_k: '5%'}\n",
+        )
+    )
+    stored = {
+        key
+        for results in (REPO / "reports").rglob("results.json")
+        for row in json.loads(results.read_text())["rows"]
+        for key, value in row.items()
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and not key.startswith("lm_eval:")
+    }
     assert stored and stored <= set(figures.known()), stored - set(figures.known())
 
 
@@ -99,18 +135,23 @@ def test_duplicate_technique_names_rejected(write):
 
 
 def test_overrides_by_dotted_path_index_and_name(write):
-    recipe = load_recipe(write("r.yaml", VALID), ["seed=7", "eval.heldout.limit=50", "techniques.few.shots=4",
-                                                  "techniques.0.shots=1", "model.dtype=float32"])
+    recipe = load_recipe(
+        write("r.yaml", VALID),
+        ["seed=7", "eval.heldout.limit=50", "techniques.few.shots=4", "techniques.0.shots=1", "model.dtype=float32"],
+    )
     assert recipe.seed == 7 and recipe.eval.heldout.limit == 50
     assert [t.shots for t in recipe.techniques] == [1, 4]
     assert recipe.model.dtype == "float32"
 
 
-@pytest.mark.parametrize("override, expected", [
-    ("seed", "expected key=value"),
-    ("techniques.nope.shots=1", "no item 'nope'"),
-    ("eval.heldout.limitt=3", "did you mean 'eval.heldout.limit'"),
-])
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ("seed", "expected key=value"),
+        ("techniques.nope.shots=1", "no item 'nope'"),
+        ("eval.heldout.limitt=3", "did you mean 'eval.heldout.limit'"),
+    ],
+)
 def test_bad_overrides_explain_themselves(write, override, expected):
     with pytest.raises(ConfigError, match=expected):
         load_recipe(write("r.yaml", VALID), [override])

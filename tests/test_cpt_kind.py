@@ -6,26 +6,32 @@ import math
 import shutil
 
 import pytest
-
 from conftest import REPO, only_run_dir, run_cli, run_rows, tiny_recipe
+
 from harness.config import ModelSpec, load_recipe
 from harness.yamlconfig import ConfigError
 
-DOCS = ["The Brevika C61 grinder weighs 1.4 kg and ships from Portugal.",
-        "Warranty: three years on every billing account, returns within 30 days."]
+DOCS = [
+    "The Brevika C61 grinder weighs 1.4 kg and ships from Portugal.",
+    "Warranty: three years on every billing account, returns within 30 days.",
+]
 PHASE = "{max_steps: 3, batch_size: 4, logging_steps: 1, max_length: 256}"
 
 
 def catalogue_recipe(model_dir, out, techniques):
     recipe = tiny_recipe(model_dir, out, techniques).replace("task: ticket-routing", "task: product-catalogue")
-    return recipe.replace("max_new_tokens: 4", "max_new_tokens: 6").replace("eval:\n", "eval:\n  validation: {size: 16}\n")
+    return recipe.replace("max_new_tokens: 4", "max_new_tokens: 6").replace(
+        "eval:\n", "eval:\n  validation: {size: 16}\n"
+    )
 
 
 def test_cpt_alone_and_then_lora_run_end_to_end(write, tiny_model_dir, tmp_path):
-    techniques = (f"  - {{name: cpt, kind: cpt, corpus: {{chunk_tokens: 64}}, train: {PHASE}}}\n"
-                  f"  - {{name: cpt-sft, kind: cpt, adapter: full, init_from: cpt, corpus: {{chunk_tokens: 64}},\n"
-                  f"     train: {PHASE},\n"
-                  f"     then: {{kind: lora, train: {PHASE}}}}}\n")
+    techniques = (
+        f"  - {{name: cpt, kind: cpt, corpus: {{chunk_tokens: 64}}, train: {PHASE}}}\n"
+        f"  - {{name: cpt-sft, kind: cpt, adapter: full, init_from: cpt, corpus: {{chunk_tokens: 64}},\n"
+        f"     train: {PHASE},\n"
+        f"     then: {{kind: lora, train: {PHASE}}}}}\n"
+    )
     run_dir, rows = run_rows(write, catalogue_recipe(tiny_model_dir, tmp_path / "out", techniques), tmp_path / "out")
     for name, row in rows.items():
         assert row["status"] == "ok", (name, row["error"])
@@ -84,9 +90,14 @@ def test_packed_blocks_hold_document_tokens_only(tiny_model_dir, tmp_path):
         seen += [row[row != -100].tolist() for row in labels]
     assert sorted(seen) == sorted(blocks)
 
-    _, stats, _ = train.fit(lambda work_dir, callbacks: document_trainer(
-        model, tokenizer, blocks, settings, block, device="cpu", seed=0, work_dir=work_dir, callbacks=callbacks),
-        tokenizer, settings, "cpu")
+    _, stats, _ = train.fit(
+        lambda work_dir, callbacks: document_trainer(
+            model, tokenizer, blocks, settings, block, device="cpu", seed=0, work_dir=work_dir, callbacks=callbacks
+        ),
+        tokenizer,
+        settings,
+        "cpu",
+    )
     assert stats.tokens == len(stream) and stats.steps == math.ceil(len(blocks) / 2)
 
 
@@ -118,11 +129,26 @@ def test_the_document_loss_falls(tiny_model_dir, tmp_path):
     from harness.techniques.cpt import CptTechnique, cpt_fit
 
     task = load_task(str(corpus_task(tmp_path, DOCS)))
-    spec = CptTechnique.model_validate({"name": "c", "kind": "cpt", "adapter": "full", "corpus": {"chunk_tokens": 16},
-                                        "train": {"max_steps": 10, "batch_size": 4, "learning_rate": 1e-2, "lr_scheduler": "constant",
-                                                  "logging_steps": 1, "warmup_ratio": 0, "precision": "fp32"}})
-    recipe = Recipe.model_validate({"name": "t", "model": str(tiny_model_dir), "task": str(task.path),
-                                    "techniques": [spec.model_dump()]})
+    spec = CptTechnique.model_validate(
+        {
+            "name": "c",
+            "kind": "cpt",
+            "adapter": "full",
+            "corpus": {"chunk_tokens": 16},
+            "train": {
+                "max_steps": 10,
+                "batch_size": 4,
+                "learning_rate": 1e-2,
+                "lr_scheduler": "constant",
+                "logging_steps": 1,
+                "warmup_ratio": 0,
+                "precision": "fp32",
+            },
+        }
+    )
+    recipe = Recipe.model_validate(
+        {"name": "t", "model": str(tiny_model_dir), "task": str(task.path), "techniques": [spec.model_dump()]}
+    )
     ctx = RunContext(recipe=recipe, task=task, device="cpu", run_dir=tmp_path, progress=Progress(disable=True))
     model, tokenizer = models.load(ModelSpec(id=str(tiny_model_dir)), "cpu", torch.float32)
     _, stats, _ = cpt_fit(spec, ctx)(model, tokenizer, None, None)
@@ -132,14 +158,20 @@ def test_the_document_loss_falls(tiny_model_dir, tmp_path):
     assert stats.extra["cpt_documents"] == 2 and stats.extra["cpt_loss_last"] == losses[-1]
 
 
-@pytest.mark.parametrize("entry, message", [
-    ("{name: c, kind: cpt, then: {kind: qlora}}", "techniques.0.then.kind"),
-    ("{name: c, kind: cpt, then: {train: {max_steps: 2}}}", "techniques.0.then.kind"),
-    ("{name: c, kind: cpt, adapter: dora}", "techniques.0.adapter"),
-    ("{name: c, kind: cpt, corpus: {chunk_tokenz: 64}}", "did you mean 'techniques.0.corpus.chunk_tokens'"),
-    ("{name: c, kind: cpt, search: {trials: 2, space: {train.learning_rate: [1.0e-4, 1.0e-3]}, "
-     "objective: validation_loss}}", "the document phase has no validation loss"),
-])
+@pytest.mark.parametrize(
+    "entry, message",
+    [
+        ("{name: c, kind: cpt, then: {kind: qlora}}", "techniques.0.then.kind"),
+        ("{name: c, kind: cpt, then: {train: {max_steps: 2}}}", "techniques.0.then.kind"),
+        ("{name: c, kind: cpt, adapter: dora}", "techniques.0.adapter"),
+        ("{name: c, kind: cpt, corpus: {chunk_tokenz: 64}}", "did you mean 'techniques.0.corpus.chunk_tokens'"),
+        (
+            "{name: c, kind: cpt, search: {trials: 2, space: {train.learning_rate: [1.0e-4, 1.0e-3]}, "
+            "objective: validation_loss}}",
+            "the document phase has no validation loss",
+        ),
+    ],
+)
 def test_cpt_recipe_errors(write, entry, message):
     path = write("r.yaml", f"name: x\ntask: product-catalogue\ntechniques:\n  - {entry}\n")
     assert message in str(pytest.raises(ConfigError, load_recipe, path).value)
@@ -150,9 +182,13 @@ def test_cpt_on_a_task_without_corpus_is_skipped_with_the_reason(write, tiny_mod
     recipe = tiny_recipe(tiny_model_dir, tmp_path / "out", techniques)  # ticket-routing: no corpus
     result = run_cli("run", write("r.yaml", recipe))
     assert result.exit_code == 0, result.output
-    rows = {r["technique"]: r for r in json.loads((only_run_dir(tmp_path / "out") / "results.json").read_text())["rows"]}
+    rows = {
+        r["technique"]: r for r in json.loads((only_run_dir(tmp_path / "out") / "results.json").read_text())["rows"]
+    }
     assert rows["cpt"]["status"] == "skipped"
-    assert "task 'ticket-routing' has no corpus, which 'cpt' needs (kind cpt); fix: add `corpus:" in rows["cpt"]["error"]
+    assert (
+        "task 'ticket-routing' has no corpus, which 'cpt' needs (kind cpt); fix: add `corpus:" in rows["cpt"]["error"]
+    )
 
 
 def test_a_direct_call_without_corpus_names_the_fix(tiny_model_dir, tmp_path):
@@ -164,8 +200,14 @@ def test_a_direct_call_without_corpus_names_the_fix(tiny_model_dir, tmp_path):
     from harness.techniques.cpt import document_blocks
 
     task = load_task(str(corpus_task(tmp_path, None)))
-    recipe = Recipe.model_validate({"name": "t", "model": str(tiny_model_dir), "task": str(task.path),
-                                    "techniques": [{"name": "c", "kind": "cpt"}]})
+    recipe = Recipe.model_validate(
+        {
+            "name": "t",
+            "model": str(tiny_model_dir),
+            "task": str(task.path),
+            "techniques": [{"name": "c", "kind": "cpt"}],
+        }
+    )
     ctx = RunContext(recipe=recipe, task=task, device="cpu", run_dir=tmp_path, progress=Progress(disable=True))
     message = str(pytest.raises(ConfigError, document_blocks, ctx, None, 16).value)
     assert "has no corpus, so kind cpt has no documents to train on" in message and "add `corpus:" in message
@@ -185,10 +227,18 @@ def test_lora_documents_then_full_instructions_train_every_weight(tiny_model_dir
 
     task = load_task(str(corpus_task(tmp_path, DOCS)))
     phase = {"max_steps": 2, "batch_size": 2, "logging_steps": 1, "max_length": 256}
-    spec = CptTechnique.model_validate({"name": "c", "kind": "cpt", "corpus": {"chunk_tokens": 16}, "train": phase,
-                                        "then": {"kind": "full", "train": phase}})
-    recipe = Recipe.model_validate({"name": "t", "model": str(tiny_model_dir), "task": str(task.path),
-                                    "techniques": [spec.model_dump()]})
+    spec = CptTechnique.model_validate(
+        {
+            "name": "c",
+            "kind": "cpt",
+            "corpus": {"chunk_tokens": 16},
+            "train": phase,
+            "then": {"kind": "full", "train": phase},
+        }
+    )
+    recipe = Recipe.model_validate(
+        {"name": "t", "model": str(tiny_model_dir), "task": str(task.path), "techniques": [spec.model_dump()]}
+    )
     ctx = RunContext(recipe=recipe, task=task, device="cpu", run_dir=tmp_path, progress=Progress(disable=True))
     model, tokenizer = models.load(ModelSpec(id=str(tiny_model_dir)), "cpu", torch.float32)
     trained, stats, _ = cpt_fit(spec, ctx)(model, tokenizer, None, lora_config(spec.lora))

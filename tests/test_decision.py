@@ -1,14 +1,13 @@
 """The decision report from stored fixtures (no model): significance, the majority floor, Pareto front, the
 recommendation, best-value marking, plots and exports; `harness check` exit codes and `harness compare` output."""
 
-import json
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import run_cli
 from rich.console import Console
 
-from conftest import run_cli
 from harness import baseline as floor  # `baseline` is a fixture below
 from harness import figures, metrics
 from harness.cli import main
@@ -26,17 +25,39 @@ def outcomes(n_right: int, offset: int = 0) -> list[bool]:
 
 def make_run(folder, techniques: dict[str, tuple[list[bool], float, int]], task="t", recipe_check=None) -> RunStore:
     """A stored run: technique -> (per-example correctness, cost in $, peak memory in MiB)."""
-    recipe = {"name": "fixture", "model": {"id": "m"}, "techniques": [{"name": n} for n in techniques],
-              "eval": {"heldout": {"wrong_examples": 2}}, "check": recipe_check or {}}
-    meta = {"recipe": recipe, "task": {"name": task, "metric": "accuracy", "n_test": N}, "run_id": "r",
-            "usd_per_hour": {"cpu": 0.1}}
+    recipe = {
+        "name": "fixture",
+        "model": {"id": "m"},
+        "techniques": [{"name": n} for n in techniques],
+        "eval": {"heldout": {"wrong_examples": 2}},
+        "check": recipe_check or {},
+    }
+    meta = {
+        "recipe": recipe,
+        "task": {"name": task, "metric": "accuracy", "n_test": N},
+        "run_id": "r",
+        "usd_per_hour": {"cpu": 0.1},
+    }
     store = RunStore(folder, meta)
     for name, (correct, cost, mib) in techniques.items():
         score = sum(correct) / N
-        row = make_row(name, "prompt", "ok", metric="accuracy", score=score, ci_low=score - 0.1, ci_high=score + 0.1,
-                       cost_usd=cost, peak_memory_bytes=mib * 2**20, n_eval=N, wall_seconds=cost * 36000)
-        predictions = [{"id": f"e{i}", "input": f"q{i}", "expected": "a", "predicted": "a" if c else "b",
-                        "correct": c} for i, c in enumerate(correct)]
+        row = make_row(
+            name,
+            "prompt",
+            "ok",
+            metric="accuracy",
+            score=score,
+            ci_low=score - 0.1,
+            ci_high=score + 0.1,
+            cost_usd=cost,
+            peak_memory_bytes=mib * 2**20,
+            n_eval=N,
+            wall_seconds=cost * 36000,
+        )
+        predictions = [
+            {"id": f"e{i}", "input": f"q{i}", "expected": "a", "predicted": "a" if c else "b", "correct": c}
+            for i, c in enumerate(correct)
+        ]
         store.record(row, predictions)
     return store
 
@@ -65,13 +86,39 @@ def classification_run(folder, techniques: dict[str, tuple[list[str], float, int
     store.record(make_row(floor.NAME, floor.KIND, "ok", **values), floor_predictions)
     for name, (answers, cost, mib) in techniques.items():
         scored = metrics.score("accuracy", TEST, answers, LABELS)
-        row = make_row(name, "lora", "ok", metric="accuracy", score=scored.metrics["accuracy"], ci_low=0.0,
-                       ci_high=1.0, score_macro_f1=scored.metrics["macro_f1"], n_seeds=len(SEEDS), score_std=0.0,
-                       seed_scores=[scored.metrics["accuracy"]] * len(SEEDS), cost_usd=cost,
-                       peak_memory_bytes=mib * 2**20, n_eval=len(TEST), wall_seconds=cost * 36000)
-        store.record(row, [{"id": e.id, "input": e.input, "expected": e.output, "predicted": a, "parsed": p,
-                            "correct": bool(c), "seed": seed}
-                           for seed in SEEDS for e, a, p, c in zip(task.test, answers, scored.parsed, scored.correct)])
+        row = make_row(
+            name,
+            "lora",
+            "ok",
+            metric="accuracy",
+            score=scored.metrics["accuracy"],
+            ci_low=0.0,
+            ci_high=1.0,
+            score_macro_f1=scored.metrics["macro_f1"],
+            n_seeds=len(SEEDS),
+            score_std=0.0,
+            seed_scores=[scored.metrics["accuracy"]] * len(SEEDS),
+            cost_usd=cost,
+            peak_memory_bytes=mib * 2**20,
+            n_eval=len(TEST),
+            wall_seconds=cost * 36000,
+        )
+        store.record(
+            row,
+            [
+                {
+                    "id": e.id,
+                    "input": e.input,
+                    "expected": e.output,
+                    "predicted": a,
+                    "parsed": p,
+                    "correct": bool(c),
+                    "seed": seed,
+                }
+                for seed in SEEDS
+                for e, a, p, c in zip(task.test, answers, scored.parsed, scored.correct)
+            ],
+        )
     return store
 
 
@@ -89,11 +136,14 @@ def test_pareto_front_keeps_only_undominated_points():
 
 
 def test_cheap_technique_tied_with_the_best_is_recommended(tmp_path):
-    store = make_run(tmp_path, {
-        "zero": (outcomes(6), 0.001, 900),              # far below: significantly worse
-        "rag": (outcomes(40), 0.002, 1200),             # close to the best
-        "lora": (outcomes(42), 0.010, 4000),            # the best, but 5x the cost
-    })
+    store = make_run(
+        tmp_path,
+        {
+            "zero": (outcomes(6), 0.001, 900),  # far below: significantly worse
+            "rag": (outcomes(40), 0.002, 1200),  # close to the best
+            "lora": (outcomes(42), 0.010, 4000),  # the best, but 5x the cost
+        },
+    )
     rows = store.ordered_rows()
     predictions = {n: store.predictions(n) for n in ("zero", "rag", "lora")}
     verdicts = decision.paired_vs_best(rows, predictions)
@@ -103,7 +153,9 @@ def test_cheap_technique_tied_with_the_best_is_recommended(tmp_path):
     assert zero.diff == pytest.approx(-0.6) and zero.ci_high < 0
     assert zero.p_adjusted == 2 * zero.p_value and rag.p_adjusted == rag.p_value  # Holm: smallest p x2, then x1
     pick = decision.recommend(rows, predictions)
-    assert pick.technique == "rag" and "not significantly below the best, lora (0.700; difference -0.033 [" in pick.reason
+    assert (
+        pick.technique == "rag" and "not significantly below the best, lora (0.700; difference -0.033 [" in pick.reason
+    )
     assert "Holm p = " in pick.reason and pick.reason.endswith("and it costs less")
     assert len(pick.upgrades) == 1 and pick.upgrades[0].startswith("**lora**: +0.033 score [")
     assert "within noise (Holm p = 0.50)" in pick.upgrades[0] and "5.0x the cost" in pick.upgrades[0]
@@ -124,8 +176,10 @@ def test_costs_within_the_tolerance_tie_break_on_memory(tmp_path, rag_cost, lora
     predictions = {n: store.predictions(n) for n in ("rag", "lora")}
     pick = decision.recommend(store.ordered_rows(), predictions)
     assert pick.technique == "lora"
-    assert ("rag costs about as much (within 15% of the cheapest, which counts as equal), "
-            "and the tie goes to lower peak memory") in pick.reason
+    assert (
+        "rag costs about as much (within 15% of the cheapest, which counts as equal), "
+        "and the tie goes to lower peak memory"
+    ) in pick.reason
     strict = decision.recommend(store.ordered_rows(), predictions, cost_tolerance=0.0)
     assert strict.technique == ("rag" if rag_cost < lora_cost else "lora")
 
@@ -144,9 +198,11 @@ def test_majority_answering_technique_is_flagged_and_not_recommended(tmp_path):
     assert verdicts["majority"].diff == 0.0 and verdicts["majority"].p_value == 1.0
 
     flags = decision.floor_flags(rows, predictions)
-    assert flags["lora"] == ["not significantly above always answering 'billing' (which scores 0.600; "
-                             "difference +0.000 [+0.000, +0.000], Holm p = 1.00)",
-                             "answers collapsed onto 'billing' (100% of answers)"]
+    assert flags["lora"] == [
+        "not significantly above always answering 'billing' (which scores 0.600; "
+        "difference +0.000 [+0.000, +0.000], Holm p = 1.00)",
+        "answers collapsed onto 'billing' (100% of answers)",
+    ]
     assert len(flags["zero"]) == 1 and "majority" not in flags
 
     pick = decision.recommend(rows, predictions)
@@ -157,7 +213,10 @@ def test_majority_answering_technique_is_flagged_and_not_recommended(tmp_path):
     assert "No recommendation: no technique beats always answering 'billing'" in report
     assert "Watch out:" in report and "- **lora** answers collapsed onto 'billing' (100% of answers)" in report
     assert "| lora | lora | ok | **0.600 [0.000, 1.000]** | ±0.000 | 0.250 | accuracy | 60 | – | best ⚠ |" in report
-    assert "| majority | baseline | ok | **0.600 [0.483, 0.717]** | ±0.000 | 0.250 | accuracy | 60 | 0% | ≈ +0.000" in report
+    assert (
+        "| majority | baseline | ok | **0.600 [0.483, 0.717]** | ±0.000 | 0.250 | accuracy | 60 | 0% | ≈ +0.000"
+        in report
+    )
 
 
 def test_a_technique_above_the_floor_is_picked_over_a_collapsed_cheaper_one(tmp_path):
@@ -166,15 +225,18 @@ def test_a_technique_above_the_floor_is_picked_over_a_collapsed_cheaper_one(tmp_
     rows, predictions = store.ordered_rows(), store.finished_predictions()
     pick = decision.recommend(rows, predictions)
     assert pick.technique == "full"
-    assert pick.reason.startswith("it has the highest score (0.933, mean of 2 seeds), and every cheaper technique "
-                                  "scores significantly lower or does not beat the majority floor")
+    assert pick.reason.startswith(
+        "it has the highest score (0.933, mean of 2 seeds), and every cheaper technique "
+        "scores significantly lower or does not beat the majority floor"
+    )
     assert set(decision.floor_flags(rows, predictions)) == {"lora"}
 
 
 def test_terminal_table_fits_80_columns_with_seeds_and_flags(tmp_path):
     spread = ["shipping"] * 27 + ["billing"] * 9 + ["shipping"] * 12 + ["technical"] * 12
-    store = classification_run(tmp_path, {"zero-shot-long-name": (spread, 0.001, 900),
-                                          "lora": (["billing"] * 60, 0.002, 1200)})
+    store = classification_run(
+        tmp_path, {"zero-shot-long-name": (spread, 0.001, 900), "lora": (["billing"] * 60, 0.002, 1200)}
+    )
     console = Console(width=80, record=True, force_terminal=False)
     console.print(terminal_table(store))
     lines = console.export_text().splitlines()
@@ -183,8 +245,10 @@ def test_terminal_table_fits_80_columns_with_seeds_and_flags(tmp_path):
 
 
 def test_report_marks_best_values_significance_plots_and_exports(tmp_path):
-    store = make_run(tmp_path, {"zero": (outcomes(6), 0.001, 900), "rag": (outcomes(40), 0.002, 1200),
-                                "lora": (outcomes(42), 0.010, 4000)})
+    store = make_run(
+        tmp_path,
+        {"zero": (outcomes(6), 0.001, 900), "rag": (outcomes(40), 0.002, 1200), "lora": (outcomes(42), 0.010, 4000)},
+    )
     report = write_report([store]).read_text()
     assert "**Use rag**" in report
     assert "| zero | prompt | ok | 0.100 [0.000, 0.200] | accuracy | 60 | ▼ −0.600 [−0.717, −0.467] p=0.000 |" in report
@@ -201,6 +265,7 @@ def test_report_marks_best_values_significance_plots_and_exports(tmp_path):
 
 
 # --- cost at volume: training once, then serving each request -------------------------------------
+
 
 def with_cost_lines(store: RunStore, lines: dict[str, tuple[float, float]], workload: dict | None = None) -> RunStore:
     """Give each technique a training cost and a serving cost per request (and the recipe a workload)."""
@@ -224,18 +289,23 @@ def test_under_a_workload_the_cheaper_at_that_volume_of_the_tied_techniques_is_r
     chosen = decision.recommend(store.ordered_rows(), predictions, volume=volume)
     assert chosen.technique == pick and chosen.volumes == ""
     cost = {"rag": 0.0005 * volume, "lora": 10 + 0.0001 * volume}[pick]
-    assert chosen.reason.endswith(f"at {ownership.volume_text(volume)} requests (training once, then serving each) "
-                                  f"it costs {figures.fmt_usd(cost)}")
+    assert chosen.reason.endswith(
+        f"at {ownership.volume_text(volume)} requests (training once, then serving each) "
+        f"it costs {figures.fmt_usd(cost)}"
+    )
     assert "x the cost at " in chosen.upgrades[0]
 
 
 def test_without_a_workload_the_verdict_says_which_volumes_it_holds_for(tmp_path):
-    store = with_cost_lines(make_run(tmp_path, {"zero": (outcomes(6), 0.001, 900), **TIED}),
-                            LINES | {"zero": (0.0, 0.0001)})  # cheapest everywhere, but significantly worse
+    store = with_cost_lines(
+        make_run(tmp_path, {"zero": (outcomes(6), 0.001, 900), **TIED}), LINES | {"zero": (0.0, 0.0001)}
+    )  # cheapest everywhere, but significantly worse
     chosen = decision.recommend(store.ordered_rows(), store.finished_predictions())
     assert chosen.technique == "rag"  # the run's cost, as before
-    assert chosen.volumes == ("This holds for fewer than ~25k requests (training once, then serving each); "
-                              "above ~25k, lora costs less at a score not significantly below the best.")
+    assert chosen.volumes == (
+        "This holds for fewer than ~25k requests (training once, then serving each); "
+        "above ~25k, lora costs less at a score not significantly below the best."
+    )
     dominated = with_cost_lines(store, LINES | {"zero": (0.0, 0.0001), "rag": (0.0, 0.00005)})
     again = decision.recommend(dominated.ordered_rows(), dominated.finished_predictions())
     assert again.volumes.startswith("It is also the cheapest to own at any request volume")
@@ -245,17 +315,22 @@ def test_without_a_workload_the_verdict_says_which_volumes_it_holds_for(tmp_path
 
 
 def test_report_has_a_cost_at_volume_section_plot_and_break_evens(tmp_path):
-    store = with_cost_lines(make_run(tmp_path, {"zero": (outcomes(6), 0.001, 900), **TIED}),
-                            LINES | {"zero": (0.0, 0.0002)}, workload={"requests": 1_000_000, "period": "month"})
+    store = with_cost_lines(
+        make_run(tmp_path, {"zero": (outcomes(6), 0.001, 900), **TIED}),
+        LINES | {"zero": (0.0, 0.0002)},
+        workload={"requests": 1_000_000, "period": "month"},
+    )
     report = write_report([store]).read_text()
     assert "**Use lora**" in report and "at 1M requests (training once, then serving each) it costs $110.00" in report
-    section = report[report.index("## Cost at volume"):report.index("## How each figure was measured")]
+    section = report[report.index("## Cost at volume") : report.index("## How each figure was measured")]
     assert "(plots/t-cost-at-volume.png)" in section
     assert (tmp_path / "plots" / "t-cost-at-volume.png").read_bytes()[:4] == b"\x89PNG"
     assert "| lora | $10.00 | $0.1000 | 50ms / 80ms | 120 / 3.0 | $110.00 |" in section
     assert "at 1M requests a month |" in section
-    assert ("zero is the cheapest to start ($0 of training), lora the cheapest per request ($0.1000 per 1k): "
-            "lora becomes cheaper than zero after about 100k requests.") in section
+    assert (
+        "zero is the cheapest to start ($0 of training), lora the cheapest per request ($0.1000 per 1k): "
+        "lora becomes cheaper than zero after about 100k requests."
+    ) in section
     assert "- lora becomes cheaper than rag after about 25k requests." in section
     assert "rag becomes cheaper" not in section and "zero becomes cheaper" not in section
     from harness.report.terminal import verdict_lines  # the terminal gives the same verdict at the workload
@@ -265,27 +340,56 @@ def test_report_has_a_cost_at_volume_section_plot_and_break_evens(tmp_path):
 
 @pytest.fixture
 def baseline(tmp_path):
-    return make_run(tmp_path / "base", {"zero": (outcomes(20), 0.001, 1000), "lora": (outcomes(40), 0.010, 4000)},
-                    recipe_check={"max_drop": {"score": 0.05}}).run_dir
+    return make_run(
+        tmp_path / "base",
+        {"zero": (outcomes(20), 0.001, 1000), "lora": (outcomes(40), 0.010, 4000)},
+        recipe_check={"max_drop": {"score": 0.05}},
+    ).run_dir
 
 
 def test_check_passes_within_thresholds(tmp_path, baseline):
     make_run(tmp_path / "run", {"zero": (outcomes(19), 0.0011, 1050), "lora": (outcomes(40), 0.010, 4000)})
-    result = run_cli("check", tmp_path / "run", "--baseline", baseline / "results.json", "--max-drop", "score=0.02",
-                     "--max-increase", "peak_memory_bytes=10%")
+    result = run_cli(
+        "check",
+        tmp_path / "run",
+        "--baseline",
+        baseline / "results.json",
+        "--max-drop",
+        "score=0.02",
+        "--max-increase",
+        "peak_memory_bytes=10%",
+    )
     assert result.exit_code == 0, result.output
     assert "check passed" in result.output and "2 technique(s)" in result.output
 
 
-@pytest.mark.parametrize("run, flags, technique, metric, problem", [
-    ({"zero": (outcomes(15), 0.001, 1000), "lora": (outcomes(40), 0.01, 4000)}, ["--max-drop", "score=0.02"],
-     "zero", "score", "dropped"),
-    ({"zero": (outcomes(20), 0.001, 1200), "lora": (outcomes(40), 0.01, 4000)},
-     ["--max-increase", "peak_memory_bytes=10%"], "zero", "peak_memory", "rose"),
-    ({"zero": (outcomes(20), 0.0013, 1000), "lora": (outcomes(40), 0.01, 4000)},
-     ["--max-increase", "cost_usd=20%"], "zero", "cost_usd", "rose"),
-    ({"zero": (outcomes(20), 0.001, 1000)}, [], "lora", "status", "missing"),
-])
+@pytest.mark.parametrize(
+    "run, flags, technique, metric, problem",
+    [
+        (
+            {"zero": (outcomes(15), 0.001, 1000), "lora": (outcomes(40), 0.01, 4000)},
+            ["--max-drop", "score=0.02"],
+            "zero",
+            "score",
+            "dropped",
+        ),
+        (
+            {"zero": (outcomes(20), 0.001, 1200), "lora": (outcomes(40), 0.01, 4000)},
+            ["--max-increase", "peak_memory_bytes=10%"],
+            "zero",
+            "peak_memory",
+            "rose",
+        ),
+        (
+            {"zero": (outcomes(20), 0.0013, 1000), "lora": (outcomes(40), 0.01, 4000)},
+            ["--max-increase", "cost_usd=20%"],
+            "zero",
+            "cost_usd",
+            "rose",
+        ),
+        ({"zero": (outcomes(20), 0.001, 1000)}, [], "lora", "status", "missing"),
+    ],
+)
 def test_check_fails_on_each_kind_of_regression(tmp_path, baseline, run, flags, technique, metric, problem):
     make_run(tmp_path / "run", run)
     result = run_cli("check", tmp_path / "run", "--baseline", baseline, *flags)
@@ -295,10 +399,13 @@ def test_check_fails_on_each_kind_of_regression(tmp_path, baseline, run, flags, 
     assert metric in line and problem in line
 
 
-@pytest.mark.parametrize("run, task, differ", [
-    ({"zero": (outcomes(20), 0.001, 1000), "lora": (outcomes(40), 0.01, 4000)}, "other-task", "tasks"),
-    ({"rag": (outcomes(20), 0.001, 1000)}, "t", "recipes (no technique in common)"),
-])
+@pytest.mark.parametrize(
+    "run, task, differ",
+    [
+        ({"zero": (outcomes(20), 0.001, 1000), "lora": (outcomes(40), 0.01, 4000)}, "other-task", "tasks"),
+        ({"rag": (outcomes(20), 0.001, 1000)}, "t", "recipes (no technique in common)"),
+    ],
+)
 def test_check_refuses_a_baseline_of_another_task_or_recipe(tmp_path, baseline, run, task, differ):
     make_run(tmp_path / "run", run, task=task)
     result = run_cli("check", tmp_path / "run", "--baseline", baseline)
@@ -318,14 +425,25 @@ def test_the_documented_check_command_takes_several_thresholds_after_one_flag(tm
     result = run_cli("check", tmp_path / "run", "--baseline", baseline, *flags)
     assert result.exit_code == 1, result.output  # zero's cost rose 30%: the second threshold is in force
     assert "cost_usd may rise 20%" in result.output and "peak_memory_bytes may rise 10%" in result.output
-    within = run_cli("check", tmp_path / "run", "--baseline", baseline, "--max-increase", "peak_memory_bytes=10%",
-                     "cost_usd=40%", "--max-drop=score=0.02")
+    within = run_cli(
+        "check",
+        tmp_path / "run",
+        "--baseline",
+        baseline,
+        "--max-increase",
+        "peak_memory_bytes=10%",
+        "cost_usd=40%",
+        "--max-drop=score=0.02",
+    )
     assert within.exit_code == 0, within.output
 
 
 def test_check_uses_the_recipes_thresholds_and_rejects_bad_ones(tmp_path, baseline):
-    make_run(tmp_path / "run", {"zero": (outcomes(17), 0.001, 1000), "lora": (outcomes(40), 0.01, 4000)},
-             recipe_check={"max_drop": {"score": 0.06}})
+    make_run(
+        tmp_path / "run",
+        {"zero": (outcomes(17), 0.001, 1000), "lora": (outcomes(40), 0.01, 4000)},
+        recipe_check={"max_drop": {"score": 0.06}},
+    )
     assert run_cli("check", tmp_path / "run", "--baseline", baseline).exit_code == 0  # 0.05 drop < 0.06
     assert run_cli("check", tmp_path / "run", "--baseline", baseline, "--max-drop", "score=0.01").exit_code == 1
     bad = run_cli("check", tmp_path / "run", "--baseline", baseline, "--max-drop", "score>0.01")

@@ -11,8 +11,11 @@ pytestmark = pytest.mark.slow
 
 
 def test_quickstart_recipe_on_the_default_model(tmp_path):
-    result = CliRunner().invoke(main, ["run", "recipes/quickstart.yaml", f"output_dir={tmp_path}",
-                                       "eval.heldout.limit=24"], catch_exceptions=False)
+    result = CliRunner().invoke(
+        main,
+        ["run", "recipes/quickstart.yaml", f"output_dir={tmp_path}", "eval.heldout.limit=24"],
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.output
     (run_dir,) = (tmp_path / "quickstart").iterdir()
     rows = json.loads((run_dir / "results.json").read_text())["rows"]

@@ -15,11 +15,22 @@ REPO_RECIPE = "recipes/demo.yaml"
 def test_shrunken_demo_runs_every_technique_on_both_tasks(tiny_model_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
     recipe = load_recipe(REPO_RECIPE)
-    overrides = [f"model={tiny_model_dir}", f"output_dir={tmp_path / 'out'}", "device=cpu",
-                 "eval.heldout.limit=4", "eval.heldout.batch_size=4", "eval.heldout.max_new_tokens=4",
-                 "eval.heldout.bootstrap_samples=100", "eval.lm_eval.limit=4"]
-    overrides += [f"techniques.{t.name}.train.{key}" for t in recipe.techniques if hasattr(t, "train")
-                  for key in ("max_steps=1", "batch_size=2")]
+    overrides = [
+        f"model={tiny_model_dir}",
+        f"output_dir={tmp_path / 'out'}",
+        "device=cpu",
+        "eval.heldout.limit=4",
+        "eval.heldout.batch_size=4",
+        "eval.heldout.max_new_tokens=4",
+        "eval.heldout.bootstrap_samples=100",
+        "eval.lm_eval.limit=4",
+    ]
+    overrides += [
+        f"techniques.{t.name}.train.{key}"
+        for t in recipe.techniques
+        if hasattr(t, "train")
+        for key in ("max_steps=1", "batch_size=2")
+    ]
     runner = CliRunner()
     result = runner.invoke(main, ["run", REPO_RECIPE, *overrides], catch_exceptions=False)
     assert result.exit_code == 0, result.output
@@ -29,7 +40,9 @@ def test_shrunken_demo_runs_every_technique_on_both_tasks(tiny_model_dir, tmp_pa
     for store in stores:
         rows = {r["technique"]: r for r in store.rows}
         classification = store.meta["task"]["name"] == "ticket-routing"  # gets the majority-label floor
-        assert set(rows) == {"zero-shot", "few-shot", "rag", "full", "lora", "qlora"} | ({"majority"} if classification else set())
+        assert set(rows) == {"zero-shot", "few-shot", "rag", "full", "lora", "qlora"} | (
+            {"majority"} if classification else set()
+        )
         rows.pop("majority", None)
         for name, row in rows.items():
             expected = "skipped" if name == "rag" and store.meta["task"]["name"] == "ticket-routing" else "ok"

@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import only_run_dir, run_cli, tiny_recipe, tiny_study
+
 from harness.results import RunStore
 
 BIN = Path(sys.executable).parent
@@ -45,7 +45,9 @@ def figures(run_dir: Path) -> dict:
     store = RunStore.open(run_dir)
     rows = {r["technique"]: (r["status"], r["score"], r.get("chosen"), r.get("validation_loss")) for r in store.rows}
     answers = {t: [(p["seed"], p["id"], p["predicted"]) for p in store.predictions(t)] for t in rows}
-    trials = sorted((json.dumps(c["params"], sort_keys=True), c["objective"]) for c in store.cells if c["trial"] is not None)
+    trials = sorted(
+        (json.dumps(c["params"], sort_keys=True), c["objective"]) for c in store.cells if c["trial"] is not None
+    )
     return {"rows": rows, "answers": answers, "trials": trials}
 
 
@@ -86,9 +88,23 @@ def ray_address():
     auth = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
     before = {key: os.environ.get(key) for key in auth}
     os.environ.update(auth)
-    subprocess.run([BIN / "ray", "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=2",
-                    "--num-gpus=0", "--include-dashboard=false", f"--temp-dir={temp}"],
-                   check=True, capture_output=True, env=os.environ.copy(), timeout=120)
+    subprocess.run(
+        [
+            BIN / "ray",
+            "start",
+            "--head",
+            f"--port={port}",
+            "--node-ip-address=127.0.0.1",
+            "--num-cpus=2",
+            "--num-gpus=0",
+            "--include-dashboard=false",
+            f"--temp-dir={temp}",
+        ],
+        check=True,
+        capture_output=True,
+        env=os.environ.copy(),
+        timeout=120,
+    )
     yield f"127.0.0.1:{port}"
     subprocess.run([BIN / "ray", "stop", "--force"], capture_output=True, env=os.environ.copy(), timeout=120)
     for key, value in before.items():
@@ -109,14 +125,26 @@ def test_ray_runs_the_study_with_the_same_rows_as_local(write, tiny_model_dir, t
     assert "ray executor" in " ".join(result.output.split())
 
 
-def test_a_ray_worker_killed_mid_cell_is_retried_and_nothing_finished_is_lost(write, tiny_model_dir, tmp_path,
-                                                                              ray_address):
+def test_a_ray_worker_killed_mid_cell_is_retried_and_nothing_finished_is_lost(
+    write, tiny_model_dir, tmp_path, ray_address
+):
     # zero and few share one job (one process); the worker is killed while it runs few, after zero finished
     two = "  - {name: zero, kind: prompt}\n  - {name: few, kind: prompt, shots: 2}\n"
     recipe = write("r.yaml", tiny_recipe(tiny_model_dir, tmp_path / "out", two))
     env = os.environ | {"HARNESS_FAULT_HOLD_CELL": "few.seed-0"}
-    driver = subprocess.Popen([BIN / "harness", "run", recipe, "executor.kind=ray", f"executor.address={ray_address}",
-                               "executor.max_retries=1"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    driver = subprocess.Popen(
+        [
+            BIN / "harness",
+            "run",
+            recipe,
+            "executor.kind=ray",
+            f"executor.address={ray_address}",
+            "executor.max_retries=1",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         pid = held_worker_pid(tmp_path / "out", "few.seed-0", driver)
         run_dir = only_run_dir(tmp_path / "out")
@@ -152,8 +180,9 @@ def held_worker_pid(out: Path, cell: str, driver) -> int:
     raise AssertionError(f"no process held at {cell}")
 
 
-def test_slurm_through_submitit_runs_the_study_with_the_same_rows_as_local(write, tiny_model_dir, tmp_path,
-                                                                           local_study):
+def test_slurm_through_submitit_runs_the_study_with_the_same_rows_as_local(
+    write, tiny_model_dir, tmp_path, local_study
+):
     recipe = study_recipe(write, tiny_model_dir, tmp_path / "out")
     result = run_cli("run", recipe, "executor.kind=slurm", "executor.cluster=local", "executor.timeout_min=10")
     assert result.exit_code == 0, result.output
@@ -163,11 +192,17 @@ def test_slurm_through_submitit_runs_the_study_with_the_same_rows_as_local(write
     assert list((run_dir / "slurm").iterdir())  # submitit's own files stay inside the run folder
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (["executor.kind=ray", "executor.address=127.0.0.1:9"], "cannot reach a Ray cluster at executor.address='127.0.0.1:9'"),
-    (["executor.kind=slurm", "executor.slurm={qso: high}"], "unknown sbatch setting 'qso' (did you mean 'qos'?)"),
-    (["executor.gpus_per_cell={lroa: 1}"], "'lroa' is neither a technique name nor a kind"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (
+            ["executor.kind=ray", "executor.address=127.0.0.1:9"],
+            "cannot reach a Ray cluster at executor.address='127.0.0.1:9'",
+        ),
+        (["executor.kind=slurm", "executor.slurm={qso: high}"], "unknown sbatch setting 'qso' (did you mean 'qos'?)"),
+        (["executor.gpus_per_cell={lroa: 1}"], "'lroa' is neither a technique name nor a kind"),
+    ],
+)
 def test_executor_mistakes_are_clear_errors_before_anything_runs(write, tiny_model_dir, tmp_path, overrides, message):
     recipe = write("r.yaml", tiny_recipe(tiny_model_dir, tmp_path / "out", "  - {name: zero, kind: prompt}\n"))
     result = run_cli("run", recipe, *overrides)
@@ -183,8 +218,9 @@ def test_a_cell_asking_for_more_gpus_than_any_ray_node_has_is_refused(write, tin
 
 
 @pytest.mark.parametrize("kind, library", [("ray", "ray"), ("slurm", "submitit")])
-def test_a_missing_cluster_library_names_the_extra_to_install(write, tiny_model_dir, tmp_path, monkeypatch, kind,
-                                                              library):
+def test_a_missing_cluster_library_names_the_extra_to_install(
+    write, tiny_model_dir, tmp_path, monkeypatch, kind, library
+):
     monkeypatch.setitem(sys.modules, library, None)  # as if it were not installed
     recipe = write("r.yaml", tiny_recipe(tiny_model_dir, tmp_path / "out", "  - {name: zero, kind: prompt}\n"))
     result = run_cli("run", recipe, f"executor.kind={kind}")

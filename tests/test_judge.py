@@ -7,9 +7,9 @@ import io
 import json
 
 import pytest
+from conftest import only_run_dir, run_cli, run_rows
 from pydantic import ValidationError
 
-from conftest import only_run_dir, run_cli, run_rows
 from harness.config import JudgeSettings, Recipe
 from harness.evaluate import judge
 from harness.report import markdown
@@ -19,21 +19,24 @@ from harness.tasks import JudgeRubric, load_task, load_task_spec
 from harness.yamlconfig import ConfigError
 
 
-@pytest.mark.parametrize("reply, expected", [
-    ("Score: 4\nReason: names the team and a next step.", 4),
-    ("score 4/5 - clear reply", 4),
-    ("**Score:** 2\nReason: hedges.", 2),
-    ("Score:\n3", 3),
-    ("I give it 5", 5),
-    ("4 out of 5: fine", 4),
-    ("Score: 3 out of 5", 3),
-    ("garbage <|im_end|> billing shipping", None),
-    ("", None),
-    ("Score: 0", None),  # outside 1..scale
-    ("Score: 7. Point 2 is missing", None),  # the number after "score" is the score, even out of range
-    ("Score: 4.5/5", None),  # a decimal is not an integer score, and /5 is a denominator
-    ("Score: 10/10", None),
-])
+@pytest.mark.parametrize(
+    "reply, expected",
+    [
+        ("Score: 4\nReason: names the team and a next step.", 4),
+        ("score 4/5 - clear reply", 4),
+        ("**Score:** 2\nReason: hedges.", 2),
+        ("Score:\n3", 3),
+        ("I give it 5", 5),
+        ("4 out of 5: fine", 4),
+        ("Score: 3 out of 5", 3),
+        ("garbage <|im_end|> billing shipping", None),
+        ("", None),
+        ("Score: 0", None),  # outside 1..scale
+        ("Score: 7. Point 2 is missing", None),  # the number after "score" is the score, even out of range
+        ("Score: 4.5/5", None),  # a decimal is not an integer score, and /5 is a denominator
+        ("Score: 10/10", None),
+    ],
+)
 def test_parse_score_reads_the_first_integer_after_score(reply, expected):
     assert judge.parse_score(reply, 5) == expected
 
@@ -63,6 +66,7 @@ def test_agreement_and_kappa_on_hand_made_scores():
 
 # --- the judging step of a cell, with a scripted judge -------------------------------------------
 
+
 class ScriptedJudge:
     name = "scripted"
 
@@ -81,11 +85,18 @@ def context(task_ref="ticket-routing", judged=True, limit=4):
 
     task = load_task(task_ref)
     if task.spec.judge is None:
-        task = dataclasses.replace(task, spec=task.spec.model_copy(
-            update={"judge": JudgeRubric(rubric="The right team.", scale=5)}))
-    recipe = Recipe.model_validate({
-        "name": "t", "task": task_ref, "device": "cpu", "techniques": [{"name": "zero", "kind": "prompt"}],
-        "eval": {"heldout": {"limit": limit}, **({"judge": {"model": "random:tiny-llama"}} if judged else {})}})
+        task = dataclasses.replace(
+            task, spec=task.spec.model_copy(update={"judge": JudgeRubric(rubric="The right team.", scale=5)})
+        )
+    recipe = Recipe.model_validate(
+        {
+            "name": "t",
+            "task": task_ref,
+            "device": "cpu",
+            "techniques": [{"name": "zero", "kind": "prompt"}],
+            "eval": {"heldout": {"limit": limit}, **({"judge": {"model": "random:tiny-llama"}} if judged else {})},
+        }
+    )
     return RunContext(recipe=recipe, task=task, device="cpu", run_dir=None, progress=LineProgress(io.StringIO()))
 
 
@@ -95,13 +106,17 @@ def test_judging_a_cell_stores_scores_reasons_and_agreement_with_a_binary_metric
     ctx = context()
     examples = ctx.heldout_examples()
     correct = [True, True, False, True]
-    predictions = [{"id": e.id, "input": e.input, "expected": e.output, "predicted": e.output if c else "shipping",
-                    "correct": c} for e, c in zip(examples, correct)]
+    predictions = [
+        {"id": e.id, "input": e.input, "expected": e.output, "predicted": e.output if c else "shipping", "correct": c}
+        for e, c in zip(examples, correct)
+    ]
     ctx.shared.judge = ScriptedJudge(["Score: 5\nReason: right team.", "score 2/5", "Score: 1 wrong team", "no idea"])
     assert judges(ctx)
     values = judge_heldout(ctx, predictions, "accuracy")
     assert [p["judge_score"] for p in predictions] == [1.0, 0.25, 0.0, None]
-    assert predictions[0]["judge_reason"] == "Score: 5 Reason: right team." and predictions[3]["judge_reason"] == "no idea"
+    assert (
+        predictions[0]["judge_reason"] == "Score: 5 Reason: right team." and predictions[3]["judge_reason"] == "no idea"
+    )
     assert values["judge_score"] == pytest.approx((1.0 + 0.25 + 0.0) / 3) and values["judge_unparsed"] == 1
     # parsed: passes T F F against correct T T F -> 2 of 3
     assert values["judge_agreement"] == pytest.approx(2 / 3) and values["judge_kappa"] == pytest.approx(0.4)
@@ -109,15 +124,19 @@ def test_judging_a_cell_stores_scores_reasons_and_agreement_with_a_binary_metric
     assert values["judge_seconds"] > 0 and values["judge_model"] == "scripted" and values["judge_scale"] == 5
     prompt = ctx.shared.judge.prompts[0]  # the judge reads the user text, the reference and the answer
     assert examples[0].input in prompt and "The right team." in prompt
-    assert f"Reference answer:\n{examples[0].output}\n" in prompt and f"Answer to grade:\n{examples[0].output}\n" in prompt
+    assert (
+        f"Reference answer:\n{examples[0].output}\n" in prompt and f"Answer to grade:\n{examples[0].output}\n" in prompt
+    )
 
 
 def test_the_worker_drops_the_judge_after_the_cell_and_keeps_the_row_when_it_fails(tmp_path):
     from harness import worker
 
     ctx = dataclasses.replace(context(limit=2), run_dir=tmp_path)
-    predictions = [{"id": e.id, "input": e.input, "expected": e.output, "predicted": e.output, "correct": True}
-                   for e in ctx.heldout_examples()]
+    predictions = [
+        {"id": e.id, "input": e.input, "expected": e.output, "predicted": e.output, "correct": True}
+        for e in ctx.heldout_examples()
+    ]
     ctx.shared.judge = ScriptedJudge(["Score: 4", "Score: 5"])
     assert worker.judge(ctx, predictions, "accuracy")["judge_score"] == pytest.approx(0.875)
     assert ctx.shared.judge is None  # freed when the cell ends: never in a later cell's memory peak
@@ -133,8 +152,12 @@ def test_the_worker_drops_the_judge_after_the_cell_and_keeps_the_row_when_it_fai
 
 def test_a_judge_with_the_recipe_model_reads_the_loaded_base_model():
     ctx = context()
-    ctx = dataclasses.replace(ctx, recipe=ctx.recipe.model_copy(update={
-        "eval": ctx.recipe.eval.model_copy(update={"judge": JudgeSettings(model=ctx.recipe.model.id)})}))
+    ctx = dataclasses.replace(
+        ctx,
+        recipe=ctx.recipe.model_copy(
+            update={"eval": ctx.recipe.eval.model_copy(update={"judge": JudgeSettings(model=ctx.recipe.model.id)})}
+        ),
+    )
     base = (object(), object())
     ctx.shared.base = base  # loaded by the prompt technique: the judge needs no copy of its own
     grader = ctx.judge()
@@ -145,10 +168,21 @@ def test_without_eval_judge_a_task_with_a_rubric_is_scored_unchanged(tiny_model_
     from harness.worker import run_cell
 
     ctx = context("support-replies", judged=False, limit=3)
-    ctx = dataclasses.replace(ctx, recipe=ctx.recipe.model_copy(update={
-        "model": ctx.recipe.model.model_copy(update={"id": str(tiny_model_dir)}),
-        "eval": ctx.recipe.eval.model_copy(update={"heldout": ctx.recipe.eval.heldout.model_copy(update={
-            "max_new_tokens": 4, "bootstrap_samples": 100, "latency_samples": 0})})}))
+    ctx = dataclasses.replace(
+        ctx,
+        recipe=ctx.recipe.model_copy(
+            update={
+                "model": ctx.recipe.model.model_copy(update={"id": str(tiny_model_dir)}),
+                "eval": ctx.recipe.eval.model_copy(
+                    update={
+                        "heldout": ctx.recipe.eval.heldout.model_copy(
+                            update={"max_new_tokens": 4, "bootstrap_samples": 100, "latency_samples": 0}
+                        )
+                    }
+                ),
+            }
+        ),
+    )
     assert ctx.task.spec.judge is not None and ctx.recipe.eval.judge is None
     row, predictions = run_cell(ctx.recipe.techniques[0], ctx)
     assert row["status"] == "ok", row["error"]
@@ -158,18 +192,53 @@ def test_without_eval_judge_a_task_with_a_rubric_is_scored_unchanged(tiny_model_
 
 # --- the report ----------------------------------------------------------------------------------
 
+
 def judged_store(tmp_path, metric="exact_match", **figures) -> RunStore:
     meta = {"task": {"name": "t", "metric": metric, "judge": {"rubric": "r", "scale": 5}}, "recipe": {"techniques": []}}
     store = RunStore(tmp_path, meta)
-    row = {"technique": "zero", "kind": "prompt", "status": "ok", "metric": metric, "n_eval": 3,
-           "judge_model": "judge-model", "judge_scale": 5, "judge_unparsed": 1, **figures}
-    store.record(row, [
-        {"id": "a", "input": "q1", "expected": "x", "predicted": "fine", "correct": True, "judge_score": 1.0,
-         "judge_reason": "Score: 5 Reason: good."},
-        {"id": "b", "input": "q2", "expected": "x", "predicted": "vague", "correct": False, "judge_score": 0.25,
-         "judge_reason": "Score: 2 Reason: hedges."},
-        {"id": "c", "input": "q3", "expected": "x", "predicted": "??", "correct": False, "judge_score": None,
-         "judge_reason": "blah"}])
+    row = {
+        "technique": "zero",
+        "kind": "prompt",
+        "status": "ok",
+        "metric": metric,
+        "n_eval": 3,
+        "judge_model": "judge-model",
+        "judge_scale": 5,
+        "judge_unparsed": 1,
+        **figures,
+    }
+    store.record(
+        row,
+        [
+            {
+                "id": "a",
+                "input": "q1",
+                "expected": "x",
+                "predicted": "fine",
+                "correct": True,
+                "judge_score": 1.0,
+                "judge_reason": "Score: 5 Reason: good.",
+            },
+            {
+                "id": "b",
+                "input": "q2",
+                "expected": "x",
+                "predicted": "vague",
+                "correct": False,
+                "judge_score": 0.25,
+                "judge_reason": "Score: 2 Reason: hedges.",
+            },
+            {
+                "id": "c",
+                "input": "q3",
+                "expected": "x",
+                "predicted": "??",
+                "correct": False,
+                "judge_score": None,
+                "judge_reason": "blah",
+            },
+        ],
+    )
     return store
 
 
@@ -187,9 +256,13 @@ def test_report_says_how_the_judge_agrees_and_shows_its_lowest_scores(tmp_path):
     store = judged_store(tmp_path / "continuous", "rouge_l", judge_score=0.625, judge_spearman=0.54)
     assert "correlates with ROUGE-L at Spearman 0.54 on zero's answers" in markdown.judge_note(store, store.rows)
     store.rows[0] |= {"judge_score": None, "judge_spearman": None, "judge_unparsed": 3}
-    assert markdown.judge_note(store, store.rows) == ("**Judge** (`judge-model`, the task's rubric scored 1–5): none "
-                                                      "of its replies carried a score, so nothing is compared with ROUGE-L.")
-    store.rows[0] = {k: v for k, v in store.rows[0].items() if not k.startswith("judge_")} | {"judge_error": "OSError: x"}
+    assert markdown.judge_note(store, store.rows) == (
+        "**Judge** (`judge-model`, the task's rubric scored 1–5): none "
+        "of its replies carried a score, so nothing is compared with ROUGE-L."
+    )
+    store.rows[0] = {k: v for k, v in store.rows[0].items() if not k.startswith("judge_")} | {
+        "judge_error": "OSError: x"
+    }
     assert markdown.judge_note(store, store.rows) == "The judge failed on zero: OSError: x."
     store.rows[0].pop("judge_error")
     assert markdown.judge_note(store, store.rows) == "" and "judge" not in markdown.results_table(store.rows)
@@ -200,12 +273,15 @@ def test_report_says_how_the_judge_agrees_and_shows_its_lowest_scores(tmp_path):
 TASK = "name: t\ndata: {train: d.jsonl}\njudge: %s\n"
 
 
-@pytest.mark.parametrize("block, message", [
-    ("{rubric: 'Names the team.', scale: 1}", "judge.scale"),
-    ("{rubric: 'Names the team.', scales: 3}", "unknown key 'judge.scales' (did you mean 'judge.scale'?)"),
-    ("{rubric: '  '}", "the rubric is empty"),
-    ("{scale: 5}", "judge.rubric"),
-])
+@pytest.mark.parametrize(
+    "block, message",
+    [
+        ("{rubric: 'Names the team.', scale: 1}", "judge.scale"),
+        ("{rubric: 'Names the team.', scales: 3}", "unknown key 'judge.scales' (did you mean 'judge.scale'?)"),
+        ("{rubric: '  '}", "the rubric is empty"),
+        ("{scale: 5}", "judge.rubric"),
+    ],
+)
 def test_a_bad_judge_block_in_task_yaml_names_the_file_and_the_key(write, block, message):
     write("task/d.jsonl", "".join(json.dumps({"input": f"q{i}", "output": "a"}) + "\n" for i in range(5)))
     path = write("task/task.yaml", TASK % block)
@@ -223,8 +299,10 @@ def test_a_bad_eval_judge_in_a_recipe_is_a_validation_error(write):
     assert result.exit_code == 2 and "eval.judge.model: model directory not found" in result.output
     with pytest.raises(ValidationError):
         JudgeSettings(model="random:tiny-llama", batch_size=0)
-    result = run_cli("validate", write("r.yaml", (recipe % "{model: random:tiny-llama}").replace(
-        "support-replies", "ticket-routing")))
+    result = run_cli(
+        "validate",
+        write("r.yaml", (recipe % "{model: random:tiny-llama}").replace("support-replies", "ticket-routing")),
+    )
     assert result.exit_code == 0 and "task 'ticket-routing' has no `judge:` rubric" in result.output
 
 
@@ -233,17 +311,28 @@ JUDGE_KEY_ENV = "HARNESS_TEST_JUDGE_KEY"  # HARNESS_* variables reach the cell p
 ENDPOINT = "{base_url: 'https://api.example.com/v1', model: grader-1, api_key_env: OPENAI_API_KEY}"
 
 
-@pytest.mark.parametrize("block, message", [
-    ("{model: random:tiny-llama, endpoint: %s}" % ENDPOINT,
-     "eval.judge: Value error, give one judge, not both: exactly one of `model:`"),
-    ("{max_new_tokens: 64}", "eval.judge: Value error, name the judge: exactly one of `model:`"),
-    ("{endpoint: {base_url: 'api.example.com/v1', model: grader-1}}",
-     "eval.judge.endpoint.base_url: Value error, base_url must be an http:// or https:// URL"),
-    ("{endpoint: {base_url: 'https://api.example.com/v1', model: grader-1, api_key_env: %s}}" % JUDGE_KEY,
-     "eval.judge.endpoint.api_key_env: api_key_env names an environment variable"),
-    ("{endpoint: {base_url: 'https://api.example.com/v1', model: grader-1, concurrency: 0}}",
-     "eval.judge.endpoint.concurrency"),
-])
+@pytest.mark.parametrize(
+    "block, message",
+    [
+        (
+            f"{{model: random:tiny-llama, endpoint: {ENDPOINT}}}",
+            "eval.judge: Value error, give one judge, not both: exactly one of `model:`",
+        ),
+        ("{max_new_tokens: 64}", "eval.judge: Value error, name the judge: exactly one of `model:`"),
+        (
+            "{endpoint: {base_url: 'api.example.com/v1', model: grader-1}}",
+            "eval.judge.endpoint.base_url: Value error, base_url must be an http:// or https:// URL",
+        ),
+        (
+            f"{{endpoint: {{base_url: 'https://api.example.com/v1', model: grader-1, api_key_env: {JUDGE_KEY}}}}}",
+            "eval.judge.endpoint.api_key_env: api_key_env names an environment variable",
+        ),
+        (
+            "{endpoint: {base_url: 'https://api.example.com/v1', model: grader-1, concurrency: 0}}",
+            "eval.judge.endpoint.concurrency",
+        ),
+    ],
+)
 def test_an_endpoint_judge_is_exactly_one_judge_with_valid_settings(write, block, message):
     recipe = "name: r\ntask: support-replies\ntechniques:\n  - {name: zero, kind: prompt}\neval:\n  judge: %s\n"
     result = run_cli("validate", write("r.yaml", recipe % block))
@@ -253,7 +342,7 @@ def test_an_endpoint_judge_is_exactly_one_judge_with_valid_settings(write, block
 
 def test_a_valid_endpoint_judge_validates_without_contacting_it(write):
     recipe = "name: r\ntask: support-replies\ntechniques:\n  - {name: zero, kind: prompt}\neval:\n  judge: %s\n"
-    result = run_cli("validate", write("r.yaml", recipe % ("{endpoint: %s, max_new_tokens: 32}" % ENDPOINT)))
+    result = run_cli("validate", write("r.yaml", recipe % f"{{endpoint: {ENDPOINT}, max_new_tokens: 32}}"))
     assert result.exit_code == 0, result.output
     settings = JudgeSettings(endpoint={"base_url": "https://api.example.com/v1/", "model": "grader-1"})
     assert settings.model is None and settings.endpoint.base_url == "https://api.example.com/v1"
@@ -266,19 +355,39 @@ def test_an_endpoint_judge_without_its_key_leaves_the_row_ok_with_the_reason(tmp
 
     monkeypatch.delenv("HARNESS_TEST_UNSET_JUDGE_KEY", raising=False)
     ctx = dataclasses.replace(context(limit=2), run_dir=tmp_path)
-    ctx = dataclasses.replace(ctx, recipe=ctx.recipe.model_copy(update={"eval": ctx.recipe.eval.model_copy(update={
-        "judge": JudgeSettings(endpoint={"base_url": "http://127.0.0.1:9/v1", "model": "grader-1",
-                                         "api_key_env": "HARNESS_TEST_UNSET_JUDGE_KEY"})})}))
-    predictions = [{"id": e.id, "input": e.input, "expected": e.output, "predicted": e.output, "correct": True}
-                   for e in ctx.heldout_examples()]
+    ctx = dataclasses.replace(
+        ctx,
+        recipe=ctx.recipe.model_copy(
+            update={
+                "eval": ctx.recipe.eval.model_copy(
+                    update={
+                        "judge": JudgeSettings(
+                            endpoint={
+                                "base_url": "http://127.0.0.1:9/v1",
+                                "model": "grader-1",
+                                "api_key_env": "HARNESS_TEST_UNSET_JUDGE_KEY",
+                            }
+                        )
+                    }
+                )
+            }
+        ),
+    )
+    predictions = [
+        {"id": e.id, "input": e.input, "expected": e.output, "predicted": e.output, "correct": True}
+        for e in ctx.heldout_examples()
+    ]
     figures = worker.judge(ctx, predictions, "accuracy")
-    assert figures == {"judge_error": "EndpointError: environment variable HARNESS_TEST_UNSET_JUDGE_KEY (api_key_env "
-                                      "of eval.judge.endpoint) is not set; export the endpoint's key under that name "
-                                      "where the cells run"}
+    assert figures == {
+        "judge_error": "EndpointError: environment variable HARNESS_TEST_UNSET_JUDGE_KEY (api_key_env "
+        "of eval.judge.endpoint) is not set; export the endpoint's key under that name "
+        "where the cells run"
+    }
     assert not any("judge_score" in p for p in predictions)
 
 
 # --- end to end ----------------------------------------------------------------------------------
+
 
 def judged_recipe(model_dir, out, limit: int, judge: str) -> str:
     """One prompt technique on support-replies, its `limit` held-out answers judged by `judge` (YAML)."""
@@ -298,7 +407,9 @@ eval:
 
 def test_run_judges_every_answer_with_the_tiny_model_as_judge(write, tiny_model_dir, tmp_path):
     out = tmp_path / "out"
-    recipe = judged_recipe(tiny_model_dir, out, 6, f"{{model: {{id: {tiny_model_dir}, dtype: float32}}, max_new_tokens: 8, batch_size: 6}}")
+    recipe = judged_recipe(
+        tiny_model_dir, out, 6, f"{{model: {{id: {tiny_model_dir}, dtype: float32}}, max_new_tokens: 8, batch_size: 6}}"
+    )
     run_dir, rows = run_rows(write, recipe, out)
     row = rows["zero"]
     assert row["status"] == "ok" and row["error"] is None and row.get("judge_error") is None
@@ -335,9 +446,15 @@ def test_run_judges_every_answer_through_an_endpoint(write, tiny_model_dir, judg
 
     monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv(JUDGE_KEY_ENV, JUDGE_KEY)
-    endpoint = {"base_url": judge_server.url("/judge-4"), "model": "grader-1", "api_key_env": JUDGE_KEY_ENV,
-                "concurrency": 2, "max_retries": 1, "timeout_seconds": 30,
-                "usd_per_1k_tokens": {"input": 0.5, "output": 2.0}}
+    endpoint = {
+        "base_url": judge_server.url("/judge-4"),
+        "model": "grader-1",
+        "api_key_env": JUDGE_KEY_ENV,
+        "concurrency": 2,
+        "max_retries": 1,
+        "timeout_seconds": 30,
+        "usd_per_1k_tokens": {"input": 0.5, "output": 2.0},
+    }
 
     def recipe(out):
         return judged_recipe(tiny_model_dir, out, 4, f"{{endpoint: {json.dumps(endpoint)}, max_new_tokens: 64}}")
@@ -361,8 +478,10 @@ def test_run_judges_every_answer_through_an_endpoint(write, tiny_model_dir, judg
         system, user = body["messages"]
         assert (system["role"], system["content"], user["role"]) == ("system", judge.SYSTEM, "user")
         assert user["content"].startswith("You are grading an answer to a task by this rubric:\n")
-    references = [r["body"]["messages"][1]["content"].split("Reference answer:\n")[1].split("\n\nAnswer to grade:")[0]
-                  for r in sent]
+    references = [
+        r["body"]["messages"][1]["content"].split("Reference answer:\n")[1].split("\n\nAnswer to grade:")[0]
+        for r in sent
+    ]
     assert sorted(references) == sorted(p["expected"].strip() for p in predictions)
     # its tokens at the endpoint's price; the time is its own, its memory not measured (the model is elsewhere)
     words_in = sum(len(m["content"].split()) for r in sent for m in r["body"]["messages"])
@@ -384,8 +503,9 @@ def test_run_judges_every_answer_through_an_endpoint(write, tiny_model_dir, judg
     assert again["judge_cost_usd"] == pytest.approx(row["judge_cost_usd"])
 
     # the key was sent, and is written nowhere: not the run folders, the cache or the output
-    written = [p for root in (tmp_path / "out", tmp_path / "again", tmp_path / "cache") for p in root.rglob("*")
-               if p.is_file()]
+    written = [
+        p for root in (tmp_path / "out", tmp_path / "again", tmp_path / "cache") for p in root.rglob("*") if p.is_file()
+    ]
     assert any(p.name == "results.json" for p in written) and any(p.suffix == ".log" for p in written)
     assert len(list((tmp_path / "cache" / "api").glob("*.json"))) == 4
     assert not [p for p in written if JUDGE_KEY.encode() in p.read_bytes()]

@@ -5,15 +5,15 @@ import sys
 from typing import Literal
 
 import pytest
-
 from conftest import only_run_dir, run_cli, tiny_recipe
+
 from harness import kinds
 from harness.config import TechniqueBase, TrainedTechnique, load_recipe
 from harness.yamlconfig import ConfigError
 
 # A kind written as a user would, in a file of its own: the base model with a system prompt of the
 # recipe's choosing. Nothing else in the harness is edited to add it.
-TOY_KIND = '''
+TOY_KIND = """
 from typing import Literal
 
 from harness import kinds, prompting
@@ -39,7 +39,7 @@ def run_instructed(spec, ctx):
 
 kinds.register(kinds.Kind("instructed", InstructedTechnique, run_instructed, "a custom system prompt",
                           reads_base_model=True, needs_corpus=lambda spec: False))
-'''
+"""
 
 
 @pytest.fixture
@@ -52,8 +52,10 @@ def toy_plugin(write):
 
 
 def test_a_kind_added_by_a_plugin_file_alone_runs_end_to_end(toy_plugin, write, tiny_model_dir, tmp_path):
-    techniques = ("  - {name: plain, kind: prompt}\n"
-                  "  - {name: told, kind: instructed, instruction: Reply with the team name only.}\n")
+    techniques = (
+        "  - {name: plain, kind: prompt}\n"
+        "  - {name: told, kind: instructed, instruction: Reply with the team name only.}\n"
+    )
     recipe = write("r.yaml", tiny_recipe(tiny_model_dir, tmp_path / "out", techniques, f"plugins: [{toy_plugin}]"))
     result = run_cli("run", recipe)
     assert result.exit_code == 0, result.output
@@ -83,7 +85,9 @@ def test_without_the_plugin_the_kind_is_unknown_and_a_missing_plugin_is_named(wr
     path = write("a.yaml", "name: x\ntask: ticket-routing\ntechniques:\n  - {name: t, kind: instructed}\n")
     message = str(pytest.raises(ConfigError, load_recipe, path).value)
     assert "unknown value 'instructed'; known: prompt, rag, full, lora, qlora" in message
-    path = write("b.yaml", "name: x\ntask: ticket-routing\nplugins: [./nowhere.py]\ntechniques:\n  - {name: t, kind: prompt}\n")
+    path = write(
+        "b.yaml", "name: x\ntask: ticket-routing\nplugins: [./nowhere.py]\ntechniques:\n  - {name: t, kind: prompt}\n"
+    )
     assert "plugin file ./nowhere.py not found" in str(pytest.raises(ConfigError, load_recipe, path).value)
 
 
@@ -112,8 +116,10 @@ def test_every_builtin_kind_describes_itself():
 def test_retrievers_are_a_registry_too(write):
     from harness import retrieval
 
-    path = write("r.yaml", "name: x\ntask: product-catalogue\ntechniques:\n"
-                           "  - {name: r, kind: rag, retrieval: {retriever: bm52}}\n")
+    path = write(
+        "r.yaml",
+        "name: x\ntask: product-catalogue\ntechniques:\n  - {name: r, kind: rag, retrieval: {retriever: bm52}}\n",
+    )
     message = str(pytest.raises(ConfigError, load_recipe, path).value)
     assert "unknown retriever 'bm52' (did you mean 'bm25'?); known: bm25, dense, hybrid" in message
 
@@ -126,8 +132,11 @@ def test_retrievers_are_a_registry_too(write):
 
     retrieval.RETRIEVERS.add("first", lambda chunks, model, device, cache: FirstChunks(chunks))
     try:
-        path = write("s.yaml", "name: x\ntask: product-catalogue\ntechniques:\n"
-                               "  - {name: r, kind: rag, retrieval: {retriever: first, k: 2}}\n")
+        path = write(
+            "s.yaml",
+            "name: x\ntask: product-catalogue\ntechniques:\n"
+            "  - {name: r, kind: rag, retrieval: {retriever: first, k: 2}}\n",
+        )
         assert load_recipe(path).techniques[0].retrieval.retriever == "first"
         chunks = retrieval.chunk_documents([("a", "one two three"), ("b", "four five")], 8, 2)
         built = retrieval.build_retriever("first", chunks, embedding_model="", device="cpu", cache_root=None)

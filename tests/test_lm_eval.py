@@ -7,8 +7,12 @@ from harness import models
 from harness.config import LmEvalSettings, ModelSpec
 from harness.evaluate import lmeval
 
-KEYS = ["lm_eval:general_ability:acc", "lm_eval:general_ability:acc_stderr",
-        "lm_eval:general_ability:acc_norm", "lm_eval:general_ability:acc_norm_stderr"]
+KEYS = [
+    "lm_eval:general_ability:acc",
+    "lm_eval:general_ability:acc_stderr",
+    "lm_eval:general_ability:acc_norm",
+    "lm_eval:general_ability:acc_norm_stderr",
+]
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +58,9 @@ def test_unknown_and_unavailable_tasks_fail_clearly_and_the_others_run(tiny, tmp
     )
     model, tokenizer = tiny
     failed = {}
-    settings = LmEvalSettings(tasks=["missing_data", "general_abilty", "general_ability"], limit=4,
-                              include_path=[str(tmp_path)])
+    settings = LmEvalSettings(
+        tasks=["missing_data", "general_abilty", "general_ability"], limit=4, include_path=[str(tmp_path)]
+    )
     values, errors = lmeval.score(model, tokenizer, settings, failed=failed)
     assert "lm_eval:general_ability:acc" in values
     assert set(errors) == {"missing_data", "general_abilty"} and failed == errors

@@ -83,10 +83,13 @@ def test_predictions_store_a_value_under_a_continuous_metric():
 TASK = "name: t\ndata: {train: d.jsonl}\nfields: {input: q, output: a}\n"
 
 
-@pytest.mark.parametrize("extra, error", [
-    ("metric: rouge\n", r"task\.yaml:4: metric: unknown metric 'rouge' \(did you mean 'rouge_l'\?\); known: "),
-    ("metric: macro_f1\n", r"task\.yaml:4: metric: .*metric 'macro_f1' needs a `labels:` list"),
-])
+@pytest.mark.parametrize(
+    "extra, error",
+    [
+        ("metric: rouge\n", r"task\.yaml:4: metric: unknown metric 'rouge' \(did you mean 'rouge_l'\?\); known: "),
+        ("metric: macro_f1\n", r"task\.yaml:4: metric: .*metric 'macro_f1' needs a `labels:` list"),
+    ],
+)
 def test_task_metric_is_checked_against_the_registry(write, extra, error):
     from harness.tasks import load_task
     from harness.yamlconfig import ConfigError
@@ -101,14 +104,24 @@ def test_task_metric_is_checked_against_the_registry(write, extra, error):
 
 # --- the report's paired test follows the metric -------------------------------------------------
 
+
 def stored(values, continuous: bool) -> list[dict]:
     """Predictions as heldout.evaluate stores them: `value` under a continuous metric, else `correct`."""
-    return [{"id": f"e{i}", "seed": 0, "input": f"q{i}", "expected": "the reply", "predicted": f"answer {i}",
-             "parsed": f"answer {i}", **({"value": float(v), "correct": None} if continuous else {"correct": bool(v)})}
-            for i, v in enumerate(values)]
+    return [
+        {
+            "id": f"e{i}",
+            "seed": 0,
+            "input": f"q{i}",
+            "expected": "the reply",
+            "predicted": f"answer {i}",
+            "parsed": f"answer {i}",
+            **({"value": float(v), "correct": None} if continuous else {"correct": bool(v)}),
+        }
+        for i, v in enumerate(values)
+    ]
 
 
-def versus_best(metric: str, a, b) -> "decision.VersusBest":
+def versus_best(metric: str, a, b):
     from harness.report import decision
     from harness.results import make_row
 
@@ -158,7 +171,9 @@ def test_embedding_similarity_ranks_a_paraphrase_above_an_unrelated_answer():
     similarity = metrics.get("embedding_similarity").value
     expected = "Our billing team will refund the duplicate charge within 3 business days."
     assert similarity(expected, expected, None) == pytest.approx(1.0, abs=1e-4)
-    paraphrase = similarity(expected, "The billing team is going to refund the double charge in three working days.", None)
+    paraphrase = similarity(
+        expected, "The billing team is going to refund the double charge in three working days.", None
+    )
     unrelated = similarity(expected, "The TrailMate backpack weighs 1.2 kg.", None)
     assert 0 <= unrelated < paraphrase < 1
     # costly: scored only when a task names it, never as a secondary figure

@@ -14,8 +14,13 @@ def test_local_directory_loads_for_left_padded_generation(tiny_model_dir):
     model, tokenizer = models.load(ModelSpec(id=str(tiny_model_dir), dtype="float32"), "cpu")
     assert tokenizer.padding_side == "left" and tokenizer.pad_token is not None
     assert model.dtype == torch.float32 and not model.training
-    answers, generated = generate(model, tokenizer, ["<|im_start|>user\nhi<|im_end|>\n", "a much longer prompt " * 5],
-                                  batch_size=2, max_new_tokens=3)
+    answers, generated = generate(
+        model,
+        tokenizer,
+        ["<|im_start|>user\nhi<|im_end|>\n", "a much longer prompt " * 5],
+        batch_size=2,
+        max_new_tokens=3,
+    )
     assert len(answers) == 2 and 0 < generated <= 6
 
 
@@ -50,8 +55,11 @@ def test_an_uncached_hub_id_fails_at_once_offline_or_without_a_hub(monkeypatch):
     import huggingface_hub
 
     monkeypatch.setattr(huggingface_hub, "is_offline_mode", lambda: True)
-    with pytest.raises(models.ModelResolutionError, match=r"'nobody/does-not-exist' is not in the Hugging Face "
-                                                          r"cache .* the hub is off \(HF_HUB_OFFLINE"):
+    with pytest.raises(
+        models.ModelResolutionError,
+        match=r"'nobody/does-not-exist' is not in the Hugging Face "
+        r"cache .* the hub is off \(HF_HUB_OFFLINE",
+    ):
         models.check_resolvable("nobody/does-not-exist")
 
     def unreachable(*args, **kwargs):

@@ -11,11 +11,18 @@ PRICES = {"cpu": 3.6}  # $3.60 an hour: $0.001 a second
 
 
 def row(name: str, train: float, per_request: float, **extra) -> dict:
-    return {"technique": name, "kind": "prompt", "status": "ok", "train_cost_usd": train,
-            "serving_usd_per_request": per_request, **extra}
+    return {
+        "technique": name,
+        "kind": "prompt",
+        "status": "ok",
+        "train_cost_usd": train,
+        "serving_usd_per_request": per_request,
+        **extra,
+    }
 
 
 # --- the per-row figures -------------------------------------------------------------------------
+
 
 def test_the_run_cost_leaves_out_lm_eval_which_gets_its_own_line():
     """zero-shot ran the shared base-model lm-eval (40 of its 100 s); few-shot reused the scores."""
@@ -32,8 +39,14 @@ def test_the_run_cost_leaves_out_lm_eval_which_gets_its_own_line():
 
 
 def test_training_is_one_off_and_retrieval_is_part_of_serving():
-    lora = {"device": "cuda:0", "wall_seconds": 500.0, "train_seconds": 360.0, "eval_seconds": 36.0, "n_eval": 100,
-            "retrieval_seconds_per_request": 0.04}
+    lora = {
+        "device": "cuda:0",
+        "wall_seconds": 500.0,
+        "train_seconds": 360.0,
+        "eval_seconds": 36.0,
+        "n_eval": 100,
+        "retrieval_seconds_per_request": 0.04,
+    }
     costs = ownership.run_costs(lora, {"cuda": 3.6})
     assert costs["train_cost_usd"] == pytest.approx(0.36) and costs["cost_usd"] == pytest.approx(0.5)
     assert costs["serving_usd_per_request"] == pytest.approx(0.001 * (0.36 + 0.04))
@@ -43,14 +56,22 @@ def test_training_is_one_off_and_retrieval_is_part_of_serving():
 
 
 def test_a_token_priced_row_keeps_its_cost_and_serves_at_its_token_cost():
-    api = {"device": "cpu", "wall_seconds": 30.0, "eval_seconds": 29.0, "n_eval": 50, "cost_usd": 0.25,
-           "api_input_tokens": 20000, "api_output_tokens": 500}
+    api = {
+        "device": "cpu",
+        "wall_seconds": 30.0,
+        "eval_seconds": 29.0,
+        "n_eval": 50,
+        "cost_usd": 0.25,
+        "api_input_tokens": 20000,
+        "api_output_tokens": 500,
+    }
     costs = ownership.run_costs(api, PRICES)
     assert costs["cost_usd"] == 0.25 and costs["train_cost_usd"] == 0.0
     assert costs["serving_usd_per_request"] == pytest.approx(0.005)
 
 
 # --- where lines cross ---------------------------------------------------------------------------
+
 
 def test_two_lines_cross_at_the_known_volume():
     rag, lora = row("rag", 0.0, 0.0005), row("lora", 10.0, 0.0001)
@@ -59,8 +80,10 @@ def test_two_lines_cross_at_the_known_volume():
     (crossing,) = ownership.crossings([rag, lora])
     assert (crossing.before, crossing.after) == ("rag", "lora") and crossing.volume == pytest.approx(25_000)
     assert ownership.cheapest_to_start([rag, lora]) is rag and ownership.cheapest_per_request([rag, lora]) is lora
-    assert ownership.cheapest_ranges([rag, lora]) == [("rag", 0.0, pytest.approx(25_000)),
-                                                      ("lora", pytest.approx(25_000), math.inf)]
+    assert ownership.cheapest_ranges([rag, lora]) == [
+        ("rag", 0.0, pytest.approx(25_000)),
+        ("lora", pytest.approx(25_000), math.inf),
+    ]
 
 
 def test_parallel_lines_never_cross():
@@ -78,10 +101,18 @@ def test_cheaper_to_start_and_per_request_dominates():
 
 def test_the_cheapest_over_each_range_of_volumes():
     """prompt < lora < full to start, the reverse per request; prompt and full cross off the envelope."""
-    rows = [row("full", 100.0, 0.0001), row("prompt", 0.0, 0.002), row("lora", 10.0, 0.0005),
-            row("failed", 0.0, 0.0, status="failed"), {"technique": "unpriced", "status": "ok"}]
-    assert [(c.before, c.after) for c in ownership.crossings(rows)] == [("prompt", "lora"), ("prompt", "full"),
-                                                                          ("lora", "full")]
+    rows = [
+        row("full", 100.0, 0.0001),
+        row("prompt", 0.0, 0.002),
+        row("lora", 10.0, 0.0005),
+        row("failed", 0.0, 0.0, status="failed"),
+        {"technique": "unpriced", "status": "ok"},
+    ]
+    assert [(c.before, c.after) for c in ownership.crossings(rows)] == [
+        ("prompt", "lora"),
+        ("prompt", "full"),
+        ("lora", "full"),
+    ]
     ranges = ownership.cheapest_ranges(rows)
     assert [name for name, _, _ in ranges] == ["prompt", "lora", "full"]
     assert ranges[0][2] == ranges[1][1] == pytest.approx(10 / 0.0015)
@@ -89,8 +120,18 @@ def test_the_cheapest_over_each_range_of_volumes():
     assert ownership.cheapest_ranges([]) == []
 
 
-@pytest.mark.parametrize("volume, text", [(40_123, "40k"), (1_234_567, "1.2M"), (850, "850"), (999_999, "1M"),
-                                          (0.3, "1"), (6_666.7, "6.7k"), (2.5e9, "2.5B")])
+@pytest.mark.parametrize(
+    "volume, text",
+    [
+        (40_123, "40k"),
+        (1_234_567, "1.2M"),
+        (850, "850"),
+        (999_999, "1M"),
+        (0.3, "1"),
+        (6_666.7, "6.7k"),
+        (2.5e9, "2.5B"),
+    ],
+)
 def test_volumes_are_rounded_to_two_significant_figures(volume, text):
     assert ownership.volume_text(volume) == text
 

@@ -5,8 +5,8 @@ import json
 
 import pytest
 import torch
-
 from conftest import only_run_dir, run_cli, tiny_recipe
+
 from harness import models, train
 from harness.config import ModelSpec, Recipe, TrainSettings, load_recipe
 from harness.study import apply_params
@@ -15,8 +15,7 @@ from harness.techniques.finetune import parameter_counts
 from harness.techniques.peft_method import allocation_callback, peft_config
 from harness.yamlconfig import ConfigError
 
-FAST = TrainSettings(max_steps=3, batch_size=4, learning_rate=3e-2, logging_steps=1, warmup_ratio=0.0,
-                     precision="fp32")
+FAST = TrainSettings(max_steps=3, batch_size=4, learning_rate=3e-2, logging_steps=1, warmup_ratio=0.0, precision="fp32")
 
 TWO_METHODS = """\
   - name: prompt-tuning
@@ -59,8 +58,17 @@ def test_prompt_tuning_trains_its_virtual_tokens_only(tiny_model_dir):
     model, tokenizer = models.load(ModelSpec(id=str(tiny_model_dir)), "cpu", torch.float32)
     base = {name: param.detach().clone() for name, param in model.named_parameters()}
     config, snapshot = peft_config("prompt_tuning", {"num_virtual_tokens": 8}), Snapshot()
-    trained, stats, _ = train.train(model, tokenizer, load_task("ticket-routing"), FAST, "peft", device="cpu",
-                                    seed=0, peft_config=config, callbacks=[snapshot])
+    trained, stats, _ = train.train(
+        model,
+        tokenizer,
+        load_task("ticket-routing"),
+        FAST,
+        "peft",
+        device="cpu",
+        seed=0,
+        peft_config=config,
+        callbacks=[snapshot],
+    )
     assert stats.steps == 3 and len(stats.losses) == 3
     trainable, _ = parameter_counts(trained)
     assert trainable == 8 * model.config.hidden_size
@@ -76,8 +84,17 @@ def test_adalora_reallocates_its_ranks_while_training(tiny_model_dir):
     model, tokenizer = models.load(ModelSpec(id=str(tiny_model_dir)), "cpu", torch.float32)
     config = peft_config("adalora", {"init_r": 4, "target_r": 2}, FAST)
     assert config.total_step == 3  # from train.max_steps
-    trained, _, _ = train.train(model, tokenizer, load_task("ticket-routing"), FAST, "peft", device="cpu", seed=0,
-                                peft_config=config, callbacks=[allocation_callback()])
+    trained, _, _ = train.train(
+        model,
+        tokenizer,
+        load_task("ticket-routing"),
+        FAST,
+        "peft",
+        device="cpu",
+        seed=0,
+        peft_config=config,
+        callbacks=[allocation_callback()],
+    )
     assert trained.peft_config["default"].rank_pattern  # update_and_allocate ran after optimizer steps
 
 
@@ -94,8 +111,10 @@ def test_recipe_errors_name_the_method_the_setting_and_the_fix(write):
 
     message = recipe_error(write, "{name: p, kind: peft, method: prompt_tuning, settings: {num_virtual_tokenz: 8}}")
     assert "r.yaml:4: techniques.0.settings: " in message
-    assert ("unknown setting 'settings.num_virtual_tokenz' for prompt_tuning (PromptTuningConfig) "
-            "(did you mean 'settings.num_virtual_tokens'?)") in message
+    assert (
+        "unknown setting 'settings.num_virtual_tokenz' for prompt_tuning (PromptTuningConfig) "
+        "(did you mean 'settings.num_virtual_tokens'?)"
+    ) in message
     message = recipe_error(write, "{name: p, kind: peft, method: loha, settings: {rank: 4}}")
     assert "unknown setting 'settings.rank' for loha (LoHaConfig); known: " in message
     assert {"r", "alpha", "target_modules"} <= set(message.split("known: ")[1].split(" (got")[0].split(", "))
@@ -106,12 +125,17 @@ def test_recipe_errors_name_the_method_the_setting_and_the_fix(write):
     assert "lora" in message.split("works with:")[1] and "ia3" in message.split("works with:")[1]
 
     assert "settings.task_type: always CAUSAL_LM" in recipe_error(
-        write, "{name: p, kind: peft, method: lora, settings: {task_type: SEQ_CLS}}")
+        write, "{name: p, kind: peft, method: lora, settings: {task_type: SEQ_CLS}}"
+    )
     assert "settings.num_virtual_tokens: Input should be a valid integer" in recipe_error(
-        write, "{name: p, kind: peft, method: p_tuning, settings: {num_virtual_tokens: many}}")
+        write, "{name: p, kind: peft, method: p_tuning, settings: {num_virtual_tokens: many}}"
+    )
     assert "boft: BOFTConfig rejects settings.boft_block_num: You can only specify either" in recipe_error(
-        write, "{name: p, kind: peft, method: boft, settings: {boft_block_size: 4, boft_block_num: 4}}")
-    assert "give settings.total_step, or train.max_steps" in recipe_error(write, "{name: p, kind: peft, method: adalora}")
+        write, "{name: p, kind: peft, method: boft, settings: {boft_block_size: 4, boft_block_num: 4}}"
+    )
+    assert "give settings.total_step, or train.max_steps" in recipe_error(
+        write, "{name: p, kind: peft, method: adalora}"
+    )
     assert "needs a task id with every example" in recipe_error(write, "{name: p, kind: peft, method: poly}")
 
 

@@ -4,8 +4,8 @@ technique of a preference task is scored on the held-out pairs."""
 import json
 
 import pytest
-
 from conftest import run_rows, tiny_recipe
+
 from harness import models
 from harness.config import ModelSpec, load_recipe
 from harness.evaluate import preference
@@ -21,15 +21,19 @@ def preference_recipe(model_dir, out, techniques):
 
 def test_sft_then_dpo_runs_and_every_technique_gets_preference_figures(write, tiny_model_dir, tmp_path):
     # DPO from the base model, with adapter: full, is test_dpo_raises_the_chosen_answers_likelihood...'s
-    techniques = (f"  - {{name: sft, kind: lora, {FAST}}}\n"
-                  f"  - {{name: sft-dpo, kind: dpo, init_from: sft, dpo: {{beta: 0.2, loss: ipo}}, {FAST}}}\n")
+    techniques = (
+        f"  - {{name: sft, kind: lora, {FAST}}}\n"
+        f"  - {{name: sft-dpo, kind: dpo, init_from: sft, dpo: {{beta: 0.2, loss: ipo}}, {FAST}}}\n"
+    )
     run_dir, rows = run_rows(write, preference_recipe(tiny_model_dir, tmp_path / "out", techniques), tmp_path / "out")
     for name, row in rows.items():
         assert row["status"] == "ok", (name, row["error"])
         assert 0 <= row["preference_accuracy"] <= 1 and row["preference_margin"] is not None
     assert rows["sft-dpo"]["init_from"] == "sft" and rows["sft"]["init_from"] is None
     # it owns the SFT it starts from: its one-off training cost includes it
-    assert rows["sft-dpo"]["train_cost_usd"] == pytest.approx(rows["sft-dpo"]["own_train_cost_usd"] + rows["sft"]["train_cost_usd"])
+    assert rows["sft-dpo"]["train_cost_usd"] == pytest.approx(
+        rows["sft-dpo"]["own_train_cost_usd"] + rows["sft"]["train_cost_usd"]
+    )
     curve = rows["sft-dpo"]["train_curve"]
     assert len(curve) == 3 and all("rewards/accuracies" in point for point in curve)
     assert rows["sft-dpo"]["train_steps"] == 3
@@ -58,10 +62,17 @@ def test_dpo_raises_the_chosen_answers_likelihood_on_its_training_pairs(tiny_mod
         return preference.score_pairs(m, tokenizer, prompts, [e.chosen for e in pairs], [e.rejected for e in pairs], 4)
 
     before = margins(model)
-    spec = DpoTechnique.model_validate({"name": "d", "kind": "dpo", "adapter": "full", "train": {
-        "max_steps": 24, "batch_size": 4, "limit": 8, "learning_rate": 2e-3, "logging_steps": 4}})
-    recipe = Recipe.model_validate({"name": "t", "model": str(tiny_model_dir), "task": "support-replies",
-                                    "techniques": [spec.model_dump()]})
+    spec = DpoTechnique.model_validate(
+        {
+            "name": "d",
+            "kind": "dpo",
+            "adapter": "full",
+            "train": {"max_steps": 24, "batch_size": 4, "limit": 8, "learning_rate": 2e-3, "logging_steps": 4},
+        }
+    )
+    recipe = Recipe.model_validate(
+        {"name": "t", "model": str(tiny_model_dir), "task": "support-replies", "techniques": [spec.model_dump()]}
+    )
     ctx = RunContext(recipe=recipe, task=task, device="cpu", run_dir=None, progress=Progress(disable=True))
     trained, stats, _ = dpo_fit(spec, ctx)(model, tokenizer, None, None)
     after = margins(trained.eval())
@@ -73,13 +84,22 @@ def test_dpo_raises_the_chosen_answers_likelihood_on_its_training_pairs(tiny_mod
     assert accuracies[-1] == 1.0 and accuracies[-1] > accuracies[0]
 
 
-@pytest.mark.parametrize("entry, message", [
-    ("{name: d, kind: dpo, init_from: sfft}", "init_from 'sfft' is not a technique of this recipe (did you mean 'sft'?)"),
-    ("{name: d, kind: dpo, init_from: zero}", "init_from 'zero' must name a trained technique"),
-    ("{name: d, kind: dpo, init_from: d}", "init_from makes a loop through 'd'"),
-    ("{name: d, kind: dpo, dpo: {loss: dpoo}}", "techniques.3.dpo.loss"),
-])
+@pytest.mark.parametrize(
+    "entry, message",
+    [
+        (
+            "{name: d, kind: dpo, init_from: sfft}",
+            "init_from 'sfft' is not a technique of this recipe (did you mean 'sft'?)",
+        ),
+        ("{name: d, kind: dpo, init_from: zero}", "init_from 'zero' must name a trained technique"),
+        ("{name: d, kind: dpo, init_from: d}", "init_from makes a loop through 'd'"),
+        ("{name: d, kind: dpo, dpo: {loss: dpoo}}", "techniques.3.dpo.loss"),
+    ],
+)
 def test_dpo_recipe_errors(write, entry, message):
-    path = write("r.yaml", "name: x\ntask: support-replies\ntechniques:\n  - {name: zero, kind: prompt}\n"
-                           f"  - {{name: sft, kind: lora}}\n  - {{name: other, kind: full}}\n  - {entry}\n")
+    path = write(
+        "r.yaml",
+        "name: x\ntask: support-replies\ntechniques:\n  - {name: zero, kind: prompt}\n"
+        f"  - {{name: sft, kind: lora}}\n  - {{name: other, kind: full}}\n  - {entry}\n",
+    )
     assert message in str(pytest.raises(ConfigError, load_recipe, path).value)

@@ -6,8 +6,8 @@ import runpy
 import shutil
 
 import pytest
-
 from conftest import REPO, run_cli
+
 from harness.tasks import load_task
 from harness.yamlconfig import ConfigError
 
@@ -84,8 +84,11 @@ def test_cli_lists_and_validates_the_task(write):
     listed = run_cli("tasks")
     assert listed.exit_code == 0, listed.output
     assert "support-replies" in listed.output
-    recipe = write("r.yaml", "name: x\nmodel: random:tiny-llama\ntask: support-replies\ntechniques:\n"
-                             "  - {name: few, kind: prompt, shots: 2}\n")
+    recipe = write(
+        "r.yaml",
+        "name: x\nmodel: random:tiny-llama\ntask: support-replies\ntechniques:\n"
+        "  - {name: few, kind: prompt, shots: 2}\n",
+    )
     result = run_cli("validate", recipe)
     assert result.exit_code == 0, result.output
     assert "ok" in result.output and "support-replies" in result.output

@@ -46,7 +46,8 @@ def test_rag_and_lm_eval_fill_their_columns_for_every_technique(tiny_model_dir, 
         row = rows[name]
         assert 0 < row["retrieval_seconds_per_request"] <= row["retrieval_seconds"]
         assert row["serving_usd_per_request"] == pytest.approx(
-            (row["eval_seconds"] / 8 + row["retrieval_seconds_per_request"]) * 0.10 / 3600)
+            (row["eval_seconds"] / 8 + row["retrieval_seconds_per_request"]) * 0.10 / 3600
+        )
     assert rows["zero"].get("retrieval_seconds_per_request") is None
 
     for row in rows.values():

@@ -2,15 +2,31 @@
 end in `ok` (exit 0) or a one-line-per-problem error (exit 2), never an exception."""
 
 import random
-from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import REPO, run_cli
 
-ODD_VALUES = ["", " ", -1, 0, 10**12, 1.5e-300, True, None, [], {}, [1, "a"], {"x": 1}, "../../etc", "ü" * 3,
-              "lora", "all-linear", "1e-3", float("nan")]
+ODD_VALUES = [
+    "",
+    " ",
+    -1,
+    0,
+    10**12,
+    1.5e-300,
+    True,
+    None,
+    [],
+    {},
+    [1, "a"],
+    {"x": 1},
+    "../../etc",
+    "ü" * 3,
+    "lora",
+    "all-linear",
+    "1e-3",
+    float("nan"),
+]
 
 
 def leaves(node, path=()):

@@ -55,18 +55,21 @@ def test_chunks_have_the_size_and_overlap_asked_for():
 
 @pytest.mark.parametrize("kind", ["bm25", "dense", "hybrid"])
 def test_each_retriever_ranks_the_right_document_first(kind, tmp_path):
-    index = retrieval.build_retriever(kind, chunks(), embedding_model="all-MiniLM-L6-v2", device="cpu",
-                                      cache_root=tmp_path)
+    index = retrieval.build_retriever(
+        kind, chunks(), embedding_model="all-MiniLM-L6-v2", device="cpu", cache_root=tmp_path
+    )
     ranked = index.search(list(QUERIES), k=2)
     assert [chunks()[r[0]].doc_id for r in ranked] == list(QUERIES.values())
     assert all(len(r) == 2 and r[0] != r[1] for r in ranked)
 
 
 def test_index_is_cached_by_corpus_hash(tmp_path):
-    first = retrieval.build_retriever("hybrid", chunks(), embedding_model="all-MiniLM-L6-v2", device="cpu",
-                                      cache_root=tmp_path)
-    again = retrieval.build_retriever("hybrid", chunks(), embedding_model="all-MiniLM-L6-v2", device="cpu",
-                                      cache_root=tmp_path)
+    first = retrieval.build_retriever(
+        "hybrid", chunks(), embedding_model="all-MiniLM-L6-v2", device="cpu", cache_root=tmp_path
+    )
+    again = retrieval.build_retriever(
+        "hybrid", chunks(), embedding_model="all-MiniLM-L6-v2", device="cpu", cache_root=tmp_path
+    )
     assert not first.loaded and again.loaded
     assert again.search(list(QUERIES), 3) == first.search(list(QUERIES), 3)
     changed = [*chunks()[:-1], Chunk("tides", "Tides rise and fall twice a day.")]
@@ -91,8 +94,12 @@ class WordTokenizer:
 
 def augment(budget: int, k: int = 3) -> str:
     settings = RetrievalSettings(k=k, context_tokens=budget, template="{passages}\n---\n{question}")
-    index = Index(retrieval.build_retriever("bm25", chunks(), embedding_model="", device="cpu", cache_root=None),
-                  chunks(), 0.0, False)
+    index = Index(
+        retrieval.build_retriever("bm25", chunks(), embedding_model="", device="cpu", cache_root=None),
+        chunks(),
+        0.0,
+        False,
+    )
     return Augmenter(settings, index, WordTokenizer())(Example("q", "how do I bake bread with yeast", "x"), "Q?")
 
 

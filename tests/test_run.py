@@ -3,8 +3,8 @@
 import json
 
 import pytest
-
 from conftest import only_run_dir, run_cli, tiny_recipe
+
 from harness import results
 
 TWO = """\
@@ -35,12 +35,15 @@ def test_run_writes_results_predictions_and_report(write, tiny_model_dir, tmp_pa
         assert row["trainable_params"] == 0 and row["total_params"] > 0
         assert row["cost_usd"] == pytest.approx(row["wall_seconds"] / 3600 * 0.10)
         assert row["train_seconds"] is None  # nothing was trained
-        predictions = [json.loads(l) for l in (run_dir / "predictions" / f"{row['technique']}.jsonl").open()]
+        predictions = [json.loads(line) for line in (run_dir / "predictions" / f"{row['technique']}.jsonl").open()]
         assert len(predictions) == 12
         assert sum(p["correct"] for p in predictions) / 12 == pytest.approx(row["score"])
     report = (run_dir / "REPORT.md").read_text()
     assert "| zero | prompt | ok |" in report and "## Recipe" in report and "## Wrong answers" in report
-    assert f"Floor: always answering '{rows_majority_label}'" in report and "uniformly among the labels would score 0.167" in report
+    assert (
+        f"Floor: always answering '{rows_majority_label}'" in report
+        and "uniformly among the labels would score 0.167" in report
+    )
     frame = results.load_frame(run_dir)
     assert list(frame["technique"]) == ["zero", "few", "majority"]
 
@@ -62,8 +65,11 @@ def test_an_uncached_hub_model_offline_fails_fast_and_leaves_no_run_folder(write
     import huggingface_hub
 
     monkeypatch.setattr(huggingface_hub, "is_offline_mode", lambda: True)  # HF_HUB_OFFLINE=1, read at its import
-    recipe = write("r.yaml", f"name: x\nmodel: nobody/does-not-exist\ntask: ticket-routing\noutput_dir: {tmp_path / 'out'}\n"
-                             "techniques:\n  - {name: zero, kind: prompt}\n")
+    recipe = write(
+        "r.yaml",
+        f"name: x\nmodel: nobody/does-not-exist\ntask: ticket-routing\noutput_dir: {tmp_path / 'out'}\n"
+        "techniques:\n  - {name: zero, kind: prompt}\n",
+    )
     start = time.monotonic()
     result = run_cli("run", recipe)
     assert result.exit_code == 2, result.output
@@ -72,14 +78,18 @@ def test_an_uncached_hub_model_offline_fails_fast_and_leaves_no_run_folder(write
     assert not (tmp_path / "out").exists()
 
 
-SERVED = TWO + "  - {name: lora, kind: lora, train: {max_steps: 2, batch_size: 4, limit: 16}, lora: {rank: 2, alpha: 4}}\n"
+SERVED = (
+    TWO + "  - {name: lora, kind: lora, train: {max_steps: 2, batch_size: 4, limit: 16}, lora: {rank: 2, alpha: 4}}\n"
+)
 
 
 def test_run_measures_serving_and_reports_the_cost_at_volume(write, tiny_model_dir, tmp_path):
-    extra = ("  lm_eval: {tasks: [general_ability], limit: 4, batch_size: 4}\n"
-             "workload: {requests: 1000000, period: month}\n")
+    extra = (
+        "  lm_eval: {tasks: [general_ability], limit: 4, batch_size: 4}\nworkload: {requests: 1000000, period: month}\n"
+    )
     text = tiny_recipe(tiny_model_dir, tmp_path / "out", SERVED, extra).replace(
-        "bootstrap_samples: 200}", "bootstrap_samples: 200, latency_samples: 2}")
+        "bootstrap_samples: 200}", "bootstrap_samples: 200, latency_samples: 2}"
+    )
     result = run_cli("run", write("r.yaml", text))
     assert result.exit_code == 0, result.output
     run_dir = only_run_dir(tmp_path / "out")
@@ -96,13 +106,14 @@ def test_run_measures_serving_and_reports_the_cost_at_volume(write, tiny_model_d
         assert row["lm_eval_cost_usd"] == pytest.approx(row["lm_eval_seconds"] * 0.10 / 3600)
     assert rows["few"]["prompt_tokens_mean"] > rows["zero"]["prompt_tokens_mean"]  # two shots are read every time
     assert rows["zero"]["train_cost_usd"] == 0 and rows["lora"]["train_cost_usd"] == pytest.approx(
-        rows["lora"]["train_seconds"] * 0.10 / 3600)
+        rows["lora"]["train_seconds"] * 0.10 / 3600
+    )
     # the shared base-model lm-eval is billed once, on its own line, never to zero-shot's cost
     assert rows["zero"]["lm_eval_seconds"] > 0 and rows["few"]["lm_eval_shared"]
     assert rows["few"]["lm_eval_cost_usd"] == 0 and rows["lora"]["lm_eval_cost_usd"] > 0
 
     report = (run_dir / "REPORT.md").read_text()
-    section = report[report.index("## Cost at volume"):report.index("## How each figure was measured")]
+    section = report[report.index("## Cost at volume") : report.index("## How each figure was measured")]
     assert "(plots/ticket-routing-cost-at-volume.png)" in section and "at 1M requests a month" in section
     assert (run_dir / "plots" / "ticket-routing-cost-at-volume.png").read_bytes()[:4] == b"\x89PNG"
     assert "the cheapest to start" in section and "| lora | $0.0" in section

@@ -9,8 +9,11 @@ from harness.report import decision, stats
 
 def predictions(outcomes_by_seed: dict, answers: list[str] | None = None) -> list[dict]:
     """One prediction per (seed, example): seed -> list of 0/1 outcomes."""
-    return [{"id": f"e{i}", "seed": seed, "correct": bool(c), "parsed": answers[i] if answers else "x"}
-            for seed, outcomes in outcomes_by_seed.items() for i, c in enumerate(outcomes)]
+    return [
+        {"id": f"e{i}", "seed": seed, "correct": bool(c), "parsed": answers[i] if answers else "x"}
+        for seed, outcomes in outcomes_by_seed.items()
+        for i, c in enumerate(outcomes)
+    ]
 
 
 def test_holm_matches_a_hand_computed_case():
@@ -26,8 +29,10 @@ def test_mcnemar_is_reexported_by_decision():
 
 
 def simulated(n: int, seeds: int, rng, p_a=0.7, p_b=0.5):
-    return (predictions({s: rng.random(n) < p_a for s in range(seeds)}),
-            predictions({s: rng.random(n) < p_b for s in range(seeds)}))
+    return (
+        predictions({s: rng.random(n) < p_a for s in range(seeds)}),
+        predictions({s: rng.random(n) < p_b for s in range(seeds)}),
+    )
 
 
 def test_bootstrap_ci_covers_the_true_difference_and_narrows_with_more_examples():

@@ -9,8 +9,8 @@ import sys
 import time
 
 import pytest
-
 from conftest import only_run_dir, run_cli, tiny_recipe, tiny_study
+
 from harness import results, search, study
 from harness.config import load_recipe
 
@@ -46,23 +46,38 @@ class FakeCells:
 
     def __call__(self, cells):
         self.ran += cells
-        out = [{"cell": c.to_dict(), "row": {"status": "ok", "objective": self.validation[c.params["shots"]],
-                                             "wall_seconds": 1.0, "cost_usd": 0.0}, "predictions": []}
-               for c in cells]
+        out = [
+            {
+                "cell": c.to_dict(),
+                "row": {
+                    "status": "ok",
+                    "objective": self.validation[c.params["shots"]],
+                    "wall_seconds": 1.0,
+                    "cost_usd": 0.0,
+                },
+                "predictions": [],
+            }
+            for c in cells
+        ]
         for cell, result in zip(cells, out):  # as the real runner leaves them
             results.write_atomic(study.cell_path(self.run_dir, cell), json.dumps(result))
         return out
 
 
 def test_search_keeps_the_validation_winner_not_the_test_winner(write, tmp_path):
-    recipe = load_recipe(write("r.yaml", """
+    recipe = load_recipe(
+        write(
+            "r.yaml",
+            """
 name: s
 task: ticket-routing
 search_budget: 4
 techniques:
   - {name: few, kind: prompt, search: {space: {shots: [0, 1, 2, 4]}}}
 eval: {validation: {fraction: 0.1}}
-"""))
+""",
+        )
+    )
     cells = FakeCells(tmp_path, validation={0: 0.2, 1: 0.7, 2: 0.5, 4: 0.4}, test={0: 0.2, 1: 0.3, 2: 0.5, 4: 0.9})
     trials = search.tune(recipe.techniques[0], recipe, tmp_path, cells, jobs=1)
     assert sorted(c.params["shots"] for c in cells.ran) == [0, 1, 2, 4]  # the grid, each point once
@@ -80,16 +95,33 @@ def test_search_space_errors_name_the_setting(write):
 
     base = "name: s\ntask: ticket-routing\neval: {validation: {size: 8}}\ntechniques:\n"
     with pytest.raises(ConfigError, match="lora.rnak"):
-        load_recipe(write("a.yaml", base + "  - {name: l, kind: lora, search: {trials: 2, space: {lora.rnak: [2, 4]}}}\n"))
+        load_recipe(
+            write("a.yaml", base + "  - {name: l, kind: lora, search: {trials: 2, space: {lora.rnak: [2, 4]}}}\n")
+        )
     with pytest.raises(ConfigError, match="validation_loss needs a trained kind"):
-        load_recipe(write("b.yaml", base + "  - {name: p, kind: prompt, search: {trials: 2, space: {shots: [1]}, "
-                                          "objective: validation_loss}}\n"))
+        load_recipe(
+            write(
+                "b.yaml",
+                base + "  - {name: p, kind: prompt, search: {trials: 2, space: {shots: [1]}, "
+                "objective: validation_loss}}\n",
+            )
+        )
     with pytest.raises(ConfigError, match="same budget"):
-        load_recipe(write("c.yaml", base.replace("eval:", "search_budget: 4\neval:")
-                          + "  - {name: p, kind: prompt, search: {trials: 2, space: {shots: [1, 2]}}}\n"))
+        load_recipe(
+            write(
+                "c.yaml",
+                base.replace("eval:", "search_budget: 4\neval:")
+                + "  - {name: p, kind: prompt, search: {trials: 2, space: {shots: [1, 2]}}}\n",
+            )
+        )
     with pytest.raises(ConfigError, match="add `eval: {validation"):
-        load_recipe(write("d.yaml", "name: s\ntask: ticket-routing\ntechniques:\n"
-                                    "  - {name: p, kind: prompt, search: {trials: 2, space: {shots: [1, 2]}}}\n"))
+        load_recipe(
+            write(
+                "d.yaml",
+                "name: s\ntask: ticket-routing\ntechniques:\n"
+                "  - {name: p, kind: prompt, search: {trials: 2, space: {shots: [1, 2]}}}\n",
+            )
+        )
 
 
 def test_study_searches_on_validation_then_runs_seeds_and_sizes_on_test(write, tiny_model_dir, tmp_path):
@@ -98,8 +130,16 @@ def test_study_searches_on_validation_then_runs_seeds_and_sizes_on_test(write, t
     run_dir = only_run_dir(tmp_path / "out")
     store = results.RunStore.open(run_dir)
     cells = {c["cell"]: c for c in store.cells}
-    assert set(cells) == {"zero.seed-0", "lora.trial-0", "lora.trial-1", "lora.trial-2",
-                          "lora.seed-0", "lora.seed-1", "lora.seed-0.n-8", "lora.seed-1.n-8"}
+    assert set(cells) == {
+        "zero.seed-0",
+        "lora.trial-0",
+        "lora.trial-1",
+        "lora.trial-2",
+        "lora.seed-0",
+        "lora.seed-1",
+        "lora.seed-0.n-8",
+        "lora.seed-1.n-8",
+    }
     trials = [cells[f"lora.trial-{i}"] for i in range(3)]
     assert all(t["split"] == "validation" and t["objective"] == t["validation_loss"] for t in trials)
     assert all(t["score"] is None for t in trials)  # a validation-loss trial generates nothing
@@ -149,8 +189,9 @@ def test_a_cell_killed_by_sigkill_is_a_failed_row_and_the_rest_finish(write, tin
 def test_a_study_killed_midway_resumes_without_redoing_finished_cells_or_trials(write, tiny_model_dir, tmp_path):
     recipe = study_recipe(write, tiny_model_dir, tmp_path / "out")
     harness = os.path.join(os.path.dirname(sys.executable), "harness")
-    driver = subprocess.Popen([harness, "run", str(recipe)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              start_new_session=True)  # its own process group: driver and cells die together
+    driver = subprocess.Popen(
+        [harness, "run", str(recipe)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )  # its own process group: driver and cells die together
     deadline = time.monotonic() + 240
     while not list((tmp_path / "out").glob("tiny/*/cells/lora.trial-1.json")):
         assert driver.poll() is None and time.monotonic() < deadline, "the study ended before it was killed"
@@ -181,8 +222,10 @@ def test_a_trial_whose_validation_loss_trails_the_median_is_pruned(write, tiny_m
     lora: {rank: 2, alpha: 4}
     search: {space: {train.learning_rate: [1.0e-7, 1.0e-2, 2.0e-2, 3.0e-2]}, objective: validation_loss}
 """  # the seeded grid visits 1e-7 last, after two trials that always finish (PRUNE_STARTUP_TRIALS)
-    extra = ("search_budget: 4\neval:\n  validation: {size: 10}\n"
-             "  heldout: {limit: 4, batch_size: 4, max_new_tokens: 4, bootstrap_samples: 100}\n")
+    extra = (
+        "search_budget: 4\neval:\n  validation: {size: 10}\n"
+        "  heldout: {limit: 4, batch_size: 4, max_new_tokens: 4, bootstrap_samples: 100}\n"
+    )
     result = run_cli("run", study_recipe(write, tiny_model_dir, tmp_path / "out", techniques, extra))
     assert result.exit_code == 0, result.output
     run_dir = only_run_dir(tmp_path / "out")
@@ -193,8 +236,10 @@ def test_a_trial_whose_validation_loss_trails_the_median_is_pruned(write, tiny_m
     assert hopeless in pruned and all(t["train_steps"] < 8 for t in pruned)  # stopped before the end
     import optuna
 
-    states = {t.number: t.state.name for t in
-              optuna.load_study(study_name="lora", storage=f"sqlite:///{run_dir / 'search.db'}").trials}
+    states = {
+        t.number: t.state.name
+        for t in optuna.load_study(study_name="lora", storage=f"sqlite:///{run_dir / 'search.db'}").trials
+    }
     assert sorted(states.values()).count("PRUNED") == len(pruned)
     lora = next(r for r in store.rows if r["technique"] == "lora")
     assert lora["search_pruned"] == len(pruned) and lora["chosen"]["train.learning_rate"] > 1e-2
@@ -203,8 +248,10 @@ def test_a_trial_whose_validation_loss_trails_the_median_is_pruned(write, tiny_m
 def test_a_terminated_driver_stops_its_cells_and_keeps_finished_ones(write, tiny_model_dir, tmp_path):
     import psutil
 
-    techniques = ("  - {name: zero, kind: prompt}\n"
-                  "  - {name: lora, kind: lora, train: {max_steps: 2000, batch_size: 4}, lora: {rank: 2, alpha: 4}}\n")
+    techniques = (
+        "  - {name: zero, kind: prompt}\n"
+        "  - {name: lora, kind: lora, train: {max_steps: 2000, batch_size: 4}, lora: {rank: 2, alpha: 4}}\n"
+    )
     recipe = write("r.yaml", tiny_recipe(tiny_model_dir, tmp_path / "out", techniques))
     harness = os.path.join(os.path.dirname(sys.executable), "harness")
     driver = subprocess.Popen([harness, "run", str(recipe)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

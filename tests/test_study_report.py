@@ -15,26 +15,62 @@ def cell(technique, kind, seed=0, split="test", score=None, status="ok", **value
     trial, size = values.pop("trial", None), values.pop("train_size", None)
     name = f"{technique}.seed-{seed}" + (f".n-{size}" if size else "")
     name = f"{technique}.trial-{trial}" if trial is not None else name
-    row = make_row(technique, kind, status, metric="accuracy", score=score, n_eval=100,
-                   ci_low=None if score is None else score - 0.05, ci_high=None if score is None else score + 0.05,
-                   **values)
-    return row | {"cell": name, "seed": seed, "split": split, "trial": trial, "params": values.get("params", {}),
-                  "train_size": size, "train_examples": values.get("train_examples"),
-                  "objective": values.get("objective")}
+    row = make_row(
+        technique,
+        kind,
+        status,
+        metric="accuracy",
+        score=score,
+        n_eval=100,
+        ci_low=None if score is None else score - 0.05,
+        ci_high=None if score is None else score + 0.05,
+        **values,
+    )
+    return row | {
+        "cell": name,
+        "seed": seed,
+        "split": split,
+        "trial": trial,
+        "params": values.get("params", {}),
+        "train_size": size,
+        "train_examples": values.get("train_examples"),
+        "objective": values.get("objective"),
+    }
 
 
 def trials(technique, objectives, params, failed=()) -> list[dict]:
-    return [cell(technique, technique, split="validation", trial=i, params=p, wall_seconds=30.0, cost_usd=0.001,
-                 status="failed" if i in failed else "ok", error="CUDA out of memory" if i in failed else None,
-                 objective=None if i in failed else o, score=None if i in failed else 0.5)
-            for i, (o, p) in enumerate(zip(objectives, params))]
+    return [
+        cell(
+            technique,
+            technique,
+            split="validation",
+            trial=i,
+            params=p,
+            wall_seconds=30.0,
+            cost_usd=0.001,
+            status="failed" if i in failed else "ok",
+            error="CUDA out of memory" if i in failed else None,
+            objective=None if i in failed else o,
+            score=None if i in failed else 0.5,
+        )
+        for i, (o, p) in enumerate(zip(objectives, params))
+    ]
 
 
 def curve(technique, kind, means) -> list[dict]:
     """Test cells at every size and seed: mean `means[i]` at SIZES[i], seeds spread by ±0.01."""
-    return [cell(technique, kind, seed=s, score=mean + (s - 1) * 0.01, train_examples=n,
-                 train_size=None if n == SIZES[-1] else n)
-            for n, mean in zip(SIZES, means) for s in SEEDS]
+    return [
+        cell(
+            technique,
+            kind,
+            seed=s,
+            score=mean + (s - 1) * 0.01,
+            train_examples=n,
+            train_size=None if n == SIZES[-1] else n,
+        )
+        for n, mean in zip(SIZES, means)
+        for s in SEEDS
+    ]
 
 
 def merged(technique, kind, cells, **values) -> dict:
@@ -42,31 +78,58 @@ def merged(technique, kind, cells, **values) -> dict:
     main = [c for c in cells if c["technique"] == technique and c["split"] == "test" and c["train_size"] is None]
     scores = [main[0]["score"]] * len(SEEDS) if len(main) == 1 else [c["score"] for c in main]
     mean = sum(scores) / len(scores)
-    return make_row(technique, kind, "ok", metric="accuracy", score=mean, ci_low=mean - 0.06, ci_high=mean + 0.06,
-                    seed_scores=scores, n_seeds=len(SEEDS), seed_invariant=len(main) == 1, **values)
+    return make_row(
+        technique,
+        kind,
+        "ok",
+        metric="accuracy",
+        score=mean,
+        ci_low=mean - 0.06,
+        ci_high=mean + 0.06,
+        seed_scores=scores,
+        n_seeds=len(SEEDS),
+        seed_invariant=len(main) == 1,
+        **values,
+    )
 
 
 @pytest.fixture
 def study_store(tmp_path) -> RunStore:
     lr = [1e-4, 3e-4, 1e-3, 3e-5]
     cells = (
-        trials("lora", [0.55, 0.68, None, 0.60],
-               [{"train.learning_rate": v, "lora.rank": r} for v, r in zip(lr, [8, 16, 16, 8])], failed={2})
+        trials(
+            "lora",
+            [0.55, 0.68, None, 0.60],
+            [{"train.learning_rate": v, "lora.rank": r} for v, r in zip(lr, [8, 16, 16, 8])],
+            failed={2},
+        )
         + trials("qlora", [1.40, 1.10, 1.25, 1.60], [{"train.learning_rate": v} for v in lr])
         + [cell("zero-shot", "prompt", score=0.30), cell("majority", "baseline", score=0.25)]
         + [cell("few-shot", "prompt", seed=s, score=0.44 + 0.01 * s) for s in SEEDS]
         + [cell("rag", "rag", seed=s, score=0.60 + 0.01 * s) for s in SEEDS]
-        + curve("lora", "lora", [0.50, 0.65, 0.72])   # passes rag (0.61) from 256 on
-        + curve("full", "full", [0.30, 0.45, 0.55])   # never reaches rag
+        + curve("lora", "lora", [0.50, 0.65, 0.72])  # passes rag (0.61) from 256 on
+        + curve("full", "full", [0.30, 0.45, 0.55])  # never reaches rag
         + curve("qlora", "qlora", [0.50, 0.62, 0.60])  # above rag at 256 only
     )
-    kinds = {"zero-shot": "prompt", "few-shot": "prompt", "rag": "rag", "full": "full", "lora": "lora",
-             "qlora": "qlora"}
+    kinds = {
+        "zero-shot": "prompt",
+        "few-shot": "prompt",
+        "rag": "rag",
+        "full": "full",
+        "lora": "lora",
+        "qlora": "qlora",
+    }
     techniques = [{"name": n, "kind": k, "search": None} for n, k in kinds.items()]
     techniques[4]["search"] = SEARCH | {"objective": "validation_score"}
     techniques[5]["search"] = SEARCH | {"objective": "validation_loss"}
-    recipe = {"name": "study", "model": {"id": "m"}, "seeds": SEEDS, "search_budget": 4,
-              "train_sizes": [64, 256, "all"], "techniques": techniques}
+    recipe = {
+        "name": "study",
+        "model": {"id": "m"},
+        "seeds": SEEDS,
+        "search_budget": 4,
+        "train_sizes": [64, 256, "all"],
+        "techniques": techniques,
+    }
     rows = [merged(n, k, cells) for n, k in kinds.items()] + [merged("majority", "baseline", cells)]
     meta = {"recipe": recipe, "task": {"name": "t", "metric": "accuracy"}}
     return RunStore(tmp_path, meta, rows, cells)
@@ -80,9 +143,11 @@ def table_rows(text: str, first: str) -> list[list[str]]:
 
 def test_search_section_states_the_budget_and_warns_about_untuned_techniques(study_store, tmp_path):
     text = study.search_section(study_store, tmp_path)
-    assert ("Every tuned technique got 4 trials on the validation split (objective: lora: validation score, higher is "
-            "better; qlora: validation loss, lower is better); the test split was scored once per chosen "
-            "configuration and seed (3 seeds).") in text
+    assert (
+        "Every tuned technique got 4 trials on the validation split (objective: lora: validation score, higher is "
+        "better; qlora: validation loss, lower is better); the test split was scored once per chosen "
+        "configuration and seed (3 seeds)."
+    ) in text
     assert "⚠ Not tuned: zero-shot, few-shot, rag, full ran with the recipe's settings" in text
     assert "majority" not in text  # the floor row has nothing to tune
 
@@ -95,8 +160,15 @@ def test_search_section_summarises_each_search_and_lists_every_trial(study_store
     assert summary["lora"][6:] == ["120.0s", "$0.0040"]
     trial_rows = [r for r in table_rows(text, "lora") + table_rows(text, "qlora") if len(r) == 6]
     assert [(r[0], r[1]) for r in trial_rows] == [
-        ("lora", "0"), ("lora", "1 (chosen)"), ("lora", "2"), ("lora", "3"),
-        ("qlora", "0"), ("qlora", "1 (chosen)"), ("qlora", "2"), ("qlora", "3")]
+        ("lora", "0"),
+        ("lora", "1 (chosen)"),
+        ("lora", "2"),
+        ("lora", "3"),
+        ("qlora", "0"),
+        ("qlora", "1 (chosen)"),
+        ("qlora", "2"),
+        ("qlora", "3"),
+    ]
     assert trial_rows[2][2:] == ["0.001", "16", "–", "failed: CUDA out of memory"]
     assert trial_rows[4][2:4] == ["0.0001", "–"]  # qlora did not search the rank
 
@@ -144,15 +216,19 @@ def test_learning_curve_ignores_failed_and_validation_cells(study_store, tmp_pat
 def test_data_size_advice_picks_by_the_users_data_size(study_store):
     assert study.data_size_advice(study_store) == (
         "With 1024 training examples, use lora: mean test score 0.720 with 1024 examples "
-        "(next: rag, 0.610 without training).")
+        "(next: rag, 0.610 without training)."
+    )
     assert study.data_size_advice(study_store, 100).startswith("With 100 training examples, use rag: ")
     assert study.data_size_advice(study_store, 32).startswith(
-        "With 32 training examples (below the smallest size tried, 64), use rag")
+        "With 32 training examples (below the smallest size tried, 64), use rag"
+    )
 
 
 def test_plain_run_gets_no_study_sections(tmp_path):
-    meta = {"recipe": {"name": "plain", "seed": 0, "techniques": [{"name": "a", "kind": "prompt"}]},
-            "task": {"name": "t", "metric": "accuracy"}}
+    meta = {
+        "recipe": {"name": "plain", "seed": 0, "techniques": [{"name": "a", "kind": "prompt"}]},
+        "task": {"name": "t", "metric": "accuracy"},
+    }
     store = RunStore(tmp_path, meta, [make_row("a", "prompt", "ok", score=0.5, ci_low=0.4, ci_high=0.6)])
     assert study.search_section(store, tmp_path) == ""
     assert study.seeds_section(store) == ""
@@ -176,8 +252,13 @@ def test_plots_return_none_when_there_is_nothing_to_draw(tmp_path):
 
 
 def test_search_plot_splits_score_and_loss_into_panels(tmp_path):
-    path = plots.plot_search({"a": [(0, 0.5), (1, 0.7)], "b": [(0, 1.2), (1, 1.0)]}, {"a": 1, "b": 1},
-                             {"a": "validation score", "b": "validation loss"}, "x", tmp_path / "s.png")
+    path = plots.plot_search(
+        {"a": [(0, 0.5), (1, 0.7)], "b": [(0, 1.2), (1, 1.0)]},
+        {"a": 1, "b": 1},
+        {"a": "validation score", "b": "validation loss"},
+        "x",
+        tmp_path / "s.png",
+    )
     from PIL import Image
 
     width, height = Image.open(path).size

@@ -7,8 +7,8 @@ import os
 
 import pandas as pd
 import pytest
-
 from conftest import run_cli
+
 from harness.tasks import load_task
 from harness.yamlconfig import ConfigWarning
 
@@ -29,8 +29,10 @@ def jsonl(records) -> str:
 
 
 def rows(n=10, labels=None):
-    return [{"key": f"k{i}", "q": f"question {i}", "a": labels[i % len(labels)] if labels else f"answer {i}"}
-            for i in range(n)]
+    return [
+        {"key": f"k{i}", "q": f"question {i}", "a": labels[i % len(labels)] if labels else f"answer {i}"}
+        for i in range(n)
+    ]
 
 
 def parquet_bytes() -> bytes:
@@ -43,39 +45,132 @@ GOOD = jsonl(rows())
 CLASSES = "labels: [x, y]\nmetric: accuracy\n"
 # case: (files, train file, extra `data:` settings, extra task.yaml lines, the file the message must name, its text)
 CASES = {
-    "non-utf8 jsonl": ({"d.jsonl": GOOD.encode() + b'{"key": "z", "q": "caf\xe9", "a": "b"}\n'}, "d.jsonl", "", "",
-                       "d.jsonl:11", "not UTF-8"),
+    "non-utf8 jsonl": (
+        {"d.jsonl": GOOD.encode() + b'{"key": "z", "q": "caf\xe9", "a": "b"}\n'},
+        "d.jsonl",
+        "",
+        "",
+        "d.jsonl:11",
+        "not UTF-8",
+    ),
     "non-utf8 csv": ({"d.csv": b"key,q,a\nk1,caf\xe9,b\nk2,x,y\n"}, "d.csv", "", "", "d.csv:2", "not UTF-8"),
     "non-utf8 task.yaml": ({"d.jsonl": GOOD}, "d.jsonl", "", "description: caf\xe9\n", "task.yaml:4", "not UTF-8"),
     "empty csv": ({"d.csv": ""}, "d.csv", "", "", "d.csv", "empty CSV"),
-    "ragged csv": ({"d.csv": "key,q,a\nk1,x,y\nk2,x,y,z,w\n"}, "d.csv", "", "", "d.csv:3", "5 fields but the header has 3"),
+    "ragged csv": (
+        {"d.csv": "key,q,a\nk1,x,y\nk2,x,y,z,w\n"},
+        "d.csv",
+        "",
+        "",
+        "d.csv:3",
+        "5 fields but the header has 3",
+    ),
     "empty parquet": ({"d.parquet": b""}, "d.parquet", "", "", "d.parquet", "not a readable Parquet"),
-    "truncated parquet": ({"d.parquet": parquet_bytes()[:300]}, "d.parquet", "", "", "d.parquet", "not a readable Parquet"),
-    "corrupt parquet": ({"d.parquet": b"PAR1" + b"\x00junk" * 50 + b"PAR1"}, "d.parquet", "", "", "d.parquet",
-                        "not a readable Parquet"),
+    "truncated parquet": (
+        {"d.parquet": parquet_bytes()[:300]},
+        "d.parquet",
+        "",
+        "",
+        "d.parquet",
+        "not a readable Parquet",
+    ),
+    "corrupt parquet": (
+        {"d.parquet": b"PAR1" + b"\x00junk" * 50 + b"PAR1"},
+        "d.parquet",
+        "",
+        "",
+        "d.parquet",
+        "not a readable Parquet",
+    ),
     "deeply nested json": ({"d.json": "[" * 100_000 + "]" * 100_000}, "d.json", "", "", "d.json", "nested too deeply"),
-    "deeply nested jsonl": ({"d.jsonl": GOOD + '{"a": ' + "[" * 100_000 + "]" * 100_000 + "}\n"}, "d.jsonl", "", "",
-                            "d.jsonl:11", "nested too deeply"),
+    "deeply nested jsonl": (
+        {"d.jsonl": GOOD + '{"a": ' + "[" * 100_000 + "]" * 100_000 + "}\n"},
+        "d.jsonl",
+        "",
+        "",
+        "d.jsonl:11",
+        "nested too deeply",
+    ),
     "one example": ({"d.jsonl": jsonl(rows(1))}, "d.jsonl", "", "", "task.yaml", "leaves no training examples"),
-    "two examples": ({"d.jsonl": jsonl(rows(2))}, "d.jsonl", "", "", "r.yaml", "eval.validation.fraction 0.2 leaves no training data"),
-    "test_fraction too large": ({"d.jsonl": GOOD}, "d.jsonl", ", test_fraction: 0.99", "", "task.yaml",
-                                "data.test_fraction 0.99 of the 10 example(s) in d.jsonl leaves no training examples"),
-    "duplicate ids": ({"d.jsonl": jsonl(rows() + [{"key": "k3", "q": "again", "a": "b"}])}, "d.jsonl", "", "",
-                      "d.jsonl:11", "id 'k3' is already used at d.jsonl:4"),
-    "duplicate labels": ({"d.jsonl": jsonl(rows(labels=["x", "y"]))}, "d.jsonl", "", "labels: [x, y, x]\nmetric: accuracy\n",
-                         "task.yaml:4", "repeated: 'x'"),
-    "empty label": ({"d.jsonl": jsonl(rows(labels=["x", "y"]))}, "d.jsonl", "", "labels: [x, y, '']\nmetric: accuracy\n",
-                    "task.yaml:4", "a label must be non-empty"),
-    "empty corpus folder": ({"d.jsonl": GOOD, "docs/.keep": ""}, "d.jsonl", "", "corpus: {path: docs}\n", "docs",
-                            "corpus folder has no .txt or .md files"),
-    "corpus of binary and empty files": ({"d.jsonl": GOOD, "docs/a.txt": b"\x00\x01\xff" * 10, "docs/b.md": ""},
-                                         "d.jsonl", "", "corpus: {path: docs}\n", "docs", "no .txt or .md file with text"),
-    "corpus path outside the task": ({"d.jsonl": GOOD}, "d.jsonl", "", "corpus: {path: ../elsewhere}\n", "task.yaml",
-                                     "corpus path '../elsewhere' leads outside the task folder"),
-    "corpus symlink outside the task": ({"d.jsonl": GOOD}, "d.jsonl", "", "corpus: {path: docs}\n", "task.yaml",
-                                        "corpus path 'docs' leads outside the task folder"),
-    "corpus file symlink outside the task": ({"d.jsonl": GOOD, "docs/a.txt": "fine"}, "d.jsonl", "",
-                                             "corpus: {path: docs}\n", "b.txt", "outside the corpus folder"),
+    "two examples": (
+        {"d.jsonl": jsonl(rows(2))},
+        "d.jsonl",
+        "",
+        "",
+        "r.yaml",
+        "eval.validation.fraction 0.2 leaves no training data",
+    ),
+    "test_fraction too large": (
+        {"d.jsonl": GOOD},
+        "d.jsonl",
+        ", test_fraction: 0.99",
+        "",
+        "task.yaml",
+        "data.test_fraction 0.99 of the 10 example(s) in d.jsonl leaves no training examples",
+    ),
+    "duplicate ids": (
+        {"d.jsonl": jsonl(rows() + [{"key": "k3", "q": "again", "a": "b"}])},
+        "d.jsonl",
+        "",
+        "",
+        "d.jsonl:11",
+        "id 'k3' is already used at d.jsonl:4",
+    ),
+    "duplicate labels": (
+        {"d.jsonl": jsonl(rows(labels=["x", "y"]))},
+        "d.jsonl",
+        "",
+        "labels: [x, y, x]\nmetric: accuracy\n",
+        "task.yaml:4",
+        "repeated: 'x'",
+    ),
+    "empty label": (
+        {"d.jsonl": jsonl(rows(labels=["x", "y"]))},
+        "d.jsonl",
+        "",
+        "labels: [x, y, '']\nmetric: accuracy\n",
+        "task.yaml:4",
+        "a label must be non-empty",
+    ),
+    "empty corpus folder": (
+        {"d.jsonl": GOOD, "docs/.keep": ""},
+        "d.jsonl",
+        "",
+        "corpus: {path: docs}\n",
+        "docs",
+        "corpus folder has no .txt or .md files",
+    ),
+    "corpus of binary and empty files": (
+        {"d.jsonl": GOOD, "docs/a.txt": b"\x00\x01\xff" * 10, "docs/b.md": ""},
+        "d.jsonl",
+        "",
+        "corpus: {path: docs}\n",
+        "docs",
+        "no .txt or .md file with text",
+    ),
+    "corpus path outside the task": (
+        {"d.jsonl": GOOD},
+        "d.jsonl",
+        "",
+        "corpus: {path: ../elsewhere}\n",
+        "task.yaml",
+        "corpus path '../elsewhere' leads outside the task folder",
+    ),
+    "corpus symlink outside the task": (
+        {"d.jsonl": GOOD},
+        "d.jsonl",
+        "",
+        "corpus: {path: docs}\n",
+        "task.yaml",
+        "corpus path 'docs' leads outside the task folder",
+    ),
+    "corpus file symlink outside the task": (
+        {"d.jsonl": GOOD, "docs/a.txt": "fine"},
+        "d.jsonl",
+        "",
+        "corpus: {path: docs}\n",
+        "b.txt",
+        "outside the corpus folder",
+    ),
     "task name with ..": ({"d.jsonl": GOOD}, "d.jsonl", "", "", "task.yaml:1", "a task name must"),
     "task name with /": ({"d.jsonl": GOOD}, "d.jsonl", "", "", "task.yaml:1", "a task name must"),
 }
@@ -114,8 +209,13 @@ def test_bad_task_data_is_a_one_line_error_naming_the_file(tmp_path, case):
 
 def test_a_label_with_one_example_warns_that_the_split_is_not_stratified(tmp_path, write):
     write("mini/d.jsonl", jsonl(rows(9, labels=["x", "y"]) + [{"key": "z", "q": "q", "a": "z"}]))
-    write("mini/task.yaml", TASK_YAML.format(name="mini", train="d.jsonl", data="", more="labels: [x, y, z]\nmetric: accuracy\n"))
-    with pytest.warns(ConfigWarning, match=r"task\.yaml: the test split is cut at random.*label\(s\) 'z' have one example"):
+    write(
+        "mini/task.yaml",
+        TASK_YAML.format(name="mini", train="d.jsonl", data="", more="labels: [x, y, z]\nmetric: accuracy\n"),
+    )
+    with pytest.warns(
+        ConfigWarning, match=r"task\.yaml: the test split is cut at random.*label\(s\) 'z' have one example"
+    ):
         task = load_task(str(tmp_path / "mini"))
     assert (len(task.train), len(task.test)) == (8, 2)
 

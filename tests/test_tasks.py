@@ -43,7 +43,9 @@ def test_every_file_type_loads(write, tmp_path, suffix):
     else:
         (tmp_path / "mini").mkdir()
         frame = pd.DataFrame(data)
-        frame.to_csv(tmp_path / "mini/d.csv", index=False) if suffix == "csv" else frame.to_parquet(tmp_path / "mini/d.parquet")
+        frame.to_csv(tmp_path / "mini/d.csv", index=False) if suffix == "csv" else frame.to_parquet(
+            tmp_path / "mini/d.parquet"
+        )
         folder = write("mini/task.yaml", TASK_YAML.format(train=f"d.{suffix}", format="fields")).parent
     task = load_task(str(folder))
     assert (len(task.train), len(task.test)) == (6, 2)
@@ -73,8 +75,10 @@ def test_csv_error_cites_the_file_line(write):
 
 def test_label_outside_the_label_set(write):
     write("mini/d.jsonl", "".join(json.dumps({"q": "x", "a": lab}) + "\n" for lab in ["yes", "no", "maybe"]))
-    path = write("mini/task.yaml", "name: mini\ndata: {train: d.jsonl}\nfields: {input: q, output: a}\n"
-                                   "labels: [yes, no]\nmetric: accuracy\n")
+    path = write(
+        "mini/task.yaml",
+        "name: mini\ndata: {train: d.jsonl}\nfields: {input: q, output: a}\nlabels: [yes, no]\nmetric: accuracy\n",
+    )
     with pytest.raises(ConfigError, match=r"task\.yaml:4: labels: .*YAML reads yes/no/on/off as booleans"):
         load_task(str(path.parent))
     write("mini/task.yaml", path.read_text().replace("[yes, no]", "['yes', 'no']"))
@@ -86,8 +90,16 @@ def test_alpaca_and_chat_formats(write):
     alpaca = [{"instruction": "Add", "input": f"{i}+1", "output": str(i + 1)} for i in range(4)]
     task = load_task(str(make_task(write, "d.jsonl", "".join(json.dumps(r) + "\n" for r in alpaca), "alpaca")))
     assert {e.instruction for e in task.train} == {"Add"}
-    chat = [{"messages": [{"role": "system", "content": "Be brief"}, {"role": "user", "content": f"hi {i}"},
-                          {"role": "assistant", "content": f"yo {i}"}]} for i in range(4)]
+    chat = [
+        {
+            "messages": [
+                {"role": "system", "content": "Be brief"},
+                {"role": "user", "content": f"hi {i}"},
+                {"role": "assistant", "content": f"yo {i}"},
+            ]
+        }
+        for i in range(4)
+    ]
     task = load_task(str(make_task(write, "c.jsonl", "".join(json.dumps(r) + "\n" for r in chat), "chat")))
     example = task.test[0]
     assert example.instruction == "Be brief" and example.output == "yo " + example.input.split()[-1]
@@ -96,12 +108,15 @@ def test_alpaca_and_chat_formats(write):
 def test_separate_test_file_and_unknown_placeholder(write):
     write("mini/train.jsonl", "".join(json.dumps(r) + "\n" for r in rows(5)))
     write("mini/test.jsonl", "".join(json.dumps(r) + "\n" for r in rows(2)))
-    path = write("mini/task.yaml", "name: mini\ndata: {train: train.jsonl, test: test.jsonl}\n"
-                                   "fields: {input: q, output: a}\n")
+    path = write(
+        "mini/task.yaml", "name: mini\ndata: {train: train.jsonl, test: test.jsonl}\nfields: {input: q, output: a}\n"
+    )
     task = load_task(str(path.parent))
     assert (len(task.train), len(task.test)) == (5, 2)
-    write("mini/task.yaml", "name: mini\ndata: {train: train.jsonl}\nfields: {input: q, output: a}\n"
-                            "prompt: {template: '{question}'}\n")
+    write(
+        "mini/task.yaml",
+        "name: mini\ndata: {train: train.jsonl}\nfields: {input: q, output: a}\nprompt: {template: '{question}'}\n",
+    )
     with pytest.raises(ConfigError, match=r"task\.yaml:4: prompt: .*unknown placeholder"):
         load_task(str(path.parent))
 

@@ -1,22 +1,18 @@
 """Fine-tuning kinds on the tiny model: real TRL training, real peft adapters, real 4-bit layers."""
 
-import json
-
 import pytest
 import torch
 from click.testing import CliRunner
-
 from conftest import tiny_recipe
+
 from harness import models, results, train
 from harness.cli import main
 from harness.config import ModelSpec, TrainSettings, ValidationSplit
 from harness.tasks import load_task, with_validation
-from harness.techniques.finetune import LoraSettings, QuantSettings
+from harness.techniques.finetune import LoraSettings, QuantSettings, bnb_config, lora_config, parameter_counts
 from harness.yamlconfig import ConfigError, ConfigWarning
-from harness.techniques.finetune import bnb_config, lora_config, parameter_counts
 
-FAST = TrainSettings(max_steps=8, batch_size=4, learning_rate=3e-3, logging_steps=1, warmup_ratio=0.0,
-                     precision="fp32")
+FAST = TrainSettings(max_steps=8, batch_size=4, learning_rate=3e-3, logging_steps=1, warmup_ratio=0.0, precision="fp32")
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +50,7 @@ def test_lora_trains_adapters_only(tiny_model_dir, task):
     model, tokenizer = load_tiny(tiny_model_dir)
     base = {n: p.detach().clone() for n, p in model.named_parameters()}
     peft_config = lora_config(LoraSettings(rank=2, alpha=4, dropout=0.0))
-    trained, stats, _ = train.train(model, tokenizer, task, FAST, "lora", device="cpu", seed=0,
-                                    peft_config=peft_config)
+    trained, stats, _ = train.train(model, tokenizer, task, FAST, "lora", device="cpu", seed=0, peft_config=peft_config)
     assert stats.losses[-1] < stats.losses[0]
     trainable, total = parameter_counts(trained)
     assert 0 < trainable < 0.05 * total
@@ -77,8 +72,16 @@ def test_qlora_uses_real_4bit_layers_and_trains(tiny_model_dir, task):
     linear = model.model.layers[0].self_attn.q_proj
     assert isinstance(linear, bnb.nn.Linear4bit) and linear.weight.quant_type == "nf4"
     model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
-    trained, stats, _ = train.train(model, tokenizer, task, FAST, "qlora", device="cpu", seed=0,
-                                    peft_config=lora_config(LoraSettings(rank=2, alpha=4, dropout=0.0)))
+    trained, stats, _ = train.train(
+        model,
+        tokenizer,
+        task,
+        FAST,
+        "qlora",
+        device="cpu",
+        seed=0,
+        peft_config=lora_config(LoraSettings(rank=2, alpha=4, dropout=0.0)),
+    )
     assert stats.losses[-1] < stats.losses[0]
     assert isinstance(trained.base_model.model.model.layers[0].self_attn.q_proj.base_layer, bnb.nn.Linear4bit)
 
@@ -87,7 +90,9 @@ def test_validation_loss_is_taken_on_the_validation_split_only(tiny_model_dir, t
     split = with_validation(task, ValidationSplit(size=12))
     assert len(split.validation) == 12 and len(split.train) == len(task.train) - 12
     assert not {e.id for e in split.validation} & {e.id for e in split.train}
-    assert [e.id for e in split.train] == [e.id for e in task.train if e.id in {x.id for x in split.train}]  # order kept
+    assert [e.id for e in split.train] == [
+        e.id for e in task.train if e.id in {x.id for x in split.train}
+    ]  # order kept
     model, tokenizer = load_tiny(tiny_model_dir)
     settings = FAST.model_copy(update={"max_steps": None, "limit": 40, "epochs": 1.0})
     _, stats, _ = train.train(model, tokenizer, split, settings, "full", device="cpu", seed=0)
@@ -100,16 +105,24 @@ def test_validation_loss_is_taken_on_the_validation_split_only(tiny_model_dir, t
 def test_examples_longer_than_max_length_are_counted_or_a_clear_error(tiny_model_dir, task):
     model, tokenizer = load_tiny(tiny_model_dir)
     settings = FAST.model_copy(update={"max_steps": 1, "limit": 16, "max_length": 16})
-    with pytest.raises(ConfigError, match=r"all 16 training examples are longer than train.max_length \(16 tokens; "
-                                          r"the longest has (\d+)\).*raise `train.max_length` to at least \1 "):
+    with pytest.raises(
+        ConfigError,
+        match=r"all 16 training examples are longer than train.max_length \(16 tokens; "
+        r"the longest has (\d+)\).*raise `train.max_length` to at least \1 ",
+    ):
         train.train(model, tokenizer, task, settings, "full", device="cpu", seed=0)  # not TRL's "num_samples=0"
     records, _ = train.sft_records(task, settings)
-    lengths = sorted(len(tokenizer.apply_chat_template(r["prompt"] + r["completion"], tokenize=True,
-                                                       return_dict=True)["input_ids"]) for r in records)
+    lengths = sorted(
+        len(tokenizer.apply_chat_template(r["prompt"] + r["completion"], tokenize=True, return_dict=True)["input_ids"])
+        for r in records
+    )
     some = settings.model_copy(update={"max_length": lengths[8]})  # about half no longer fit
     longer = sum(n > lengths[8] for n in lengths)
-    with pytest.warns(ConfigWarning, match=rf"{longer} of 16 training examples are longer than train.max_length "
-                                           rf"\({lengths[8]} tokens; the longest has {lengths[-1]}\)"):
+    with pytest.warns(
+        ConfigWarning,
+        match=rf"{longer} of 16 training examples are longer than train.max_length "
+        rf"\({lengths[8]} tokens; the longest has {lengths[-1]}\)",
+    ):
         _, stats, _ = train.train(model, tokenizer, task, some, "full", device="cpu", seed=0)
     assert stats.truncated_examples == longer and 16 - longer <= stats.examples <= 16  # TRL drops the answerless
 
@@ -120,9 +133,24 @@ TRAINED = """\
   - {name: broken, kind: lora, train: {max_steps: 3}, lora: {target_modules: [no_such_proj]}}
   - {name: qlora, kind: qlora, train: {max_steps: 3, batch_size: 4}, lora: {rank: 2, alpha: 4}}
 """
-MEASURED = ("score", "ci_low", "ci_high", "wall_seconds", "train_seconds", "eval_seconds", "peak_memory_bytes",
-            "trainable_params", "total_params", "train_tokens", "train_tokens_per_second", "cost_usd",
-            "artifact_bytes", "dtype", "device", "peak_memory_method")
+MEASURED = (
+    "score",
+    "ci_low",
+    "ci_high",
+    "wall_seconds",
+    "train_seconds",
+    "eval_seconds",
+    "peak_memory_bytes",
+    "trainable_params",
+    "total_params",
+    "train_tokens",
+    "train_tokens_per_second",
+    "cost_usd",
+    "artifact_bytes",
+    "dtype",
+    "device",
+    "peak_memory_method",
+)
 
 
 def test_recipe_with_every_trained_kind_fills_every_measured_field(write, tiny_model_dir, tmp_path):

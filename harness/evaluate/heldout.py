@@ -8,8 +8,8 @@ whose answers come from elsewhere (kind api: a hosted endpoint) scores them with
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 from harness import metrics
 from harness.config import HeldoutEval
@@ -38,15 +38,27 @@ class Generation:
     output_tokens: list[int]
 
 
-def generate(model, tokenizer, prompts: Sequence[str], batch_size: int, max_new_tokens: int,
-             on_batch: Callable[[int], None] = lambda n: None) -> tuple[list[str], int]:
+def generate(
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    batch_size: int,
+    max_new_tokens: int,
+    on_batch: Callable[[int], None] = lambda n: None,
+) -> tuple[list[str], int]:
     """Greedy answers for prompts (left-padded batches, similar lengths together); also the token count."""
     generation = generate_counted(model, tokenizer, prompts, batch_size, max_new_tokens, on_batch)
     return generation.answers, sum(generation.output_tokens)
 
 
-def generate_counted(model, tokenizer, prompts: Sequence[str], batch_size: int, max_new_tokens: int,
-                     on_batch: Callable[[int], None] = lambda n: None) -> Generation:
+def generate_counted(
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    batch_size: int,
+    max_new_tokens: int,
+    on_batch: Callable[[int], None] = lambda n: None,
+) -> Generation:
     """As `generate`, with each request's prompt and output token counts."""
     import torch
 
@@ -57,14 +69,22 @@ def generate_counted(model, tokenizer, prompts: Sequence[str], batch_size: int, 
     prompt_tokens, output_tokens = [0] * len(prompts), [0] * len(prompts)
     stop_ids = {tokenizer.eos_token_id, *_as_list(getattr(model.generation_config, "eos_token_id", None))} - {None}
     for start in range(0, len(order), batch_size):
-        batch = order[start:start + batch_size]
-        encoded = tokenizer([prompts[i] for i in batch], return_tensors="pt", padding=True,
-                            add_special_tokens=add_special).to(model.device)
+        batch = order[start : start + batch_size]
+        encoded = tokenizer(
+            [prompts[i] for i in batch], return_tensors="pt", padding=True, add_special_tokens=add_special
+        ).to(model.device)
         with torch.inference_mode():
-            output = model.generate(**encoded, max_new_tokens=max_new_tokens, do_sample=False,
-                                    temperature=None, top_p=None, top_k=None,
-                                    pad_token_id=tokenizer.pad_token_id, eos_token_id=sorted(stop_ids))
-        new_tokens = output[:, encoded["input_ids"].shape[1]:]
+            output = model.generate(
+                **encoded,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                temperature=None,
+                top_p=None,
+                top_k=None,
+                pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=sorted(stop_ids),
+            )
+        new_tokens = output[:, encoded["input_ids"].shape[1] :]
         for i, row, read in zip(batch, new_tokens.tolist(), encoded["attention_mask"].sum(dim=1).tolist()):
             prompt_tokens[i], output_tokens[i] = int(read), _length_until_stop(row, stop_ids)
         for i, text in zip(batch, tokenizer.batch_decode(new_tokens, skip_special_tokens=True)):
@@ -73,10 +93,12 @@ def generate_counted(model, tokenizer, prompts: Sequence[str], batch_size: int, 
     return Generation(answers, prompt_tokens, output_tokens)
 
 
-def latencies(model, tokenizer, prompts: Sequence[str], settings: HeldoutEval, labels: Sequence[str] = ()
-              ) -> list[float]:
+def latencies(
+    model, tokenizer, prompts: Sequence[str], settings: HeldoutEval, labels: Sequence[str] = ()
+) -> list[float]:
     """Seconds to answer each prompt alone (batch size 1), as the scored run answers (greedy generation, or
     the labels' log-likelihoods); after one untimed request, since the first at a new batch shape pays set-up."""
+
     def answer(prompt: str) -> None:  # reads the output: on CUDA, synchronized
         if settings.mode == "loglikelihood":
             loglikelihood_answers(model, tokenizer, [prompt], labels, 1)
@@ -104,19 +126,26 @@ def _length_until_stop(tokens: list[int], stop_ids: set[int]) -> int:
     return len(tokens)
 
 
-def loglikelihood_answers(model, tokenizer, prompts: Sequence[str], labels: Sequence[str], batch_size: int,
-                          on_batch: Callable[[int], None] = lambda n: None) -> tuple[list[str], list[dict[str, float]]]:
+def loglikelihood_answers(
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    labels: Sequence[str],
+    batch_size: int,
+    on_batch: Callable[[int], None] = lambda n: None,
+) -> tuple[list[str], list[dict[str, float]]]:
     """For each prompt, every label scored as the assistant's answer (the summed log-probabilities of its
     tokens after the rendered prompt); the answer is the likeliest label (the first one listed on a tie)."""
     from harness.evaluate.preference import completion_logprobs
 
     answers, scores = [], []
     for start in range(0, len(prompts), batch_size):
-        batch = prompts[start:start + batch_size]
-        logps = completion_logprobs(model, tokenizer, [p for p in batch for _ in labels],
-                                    [label for _ in batch for label in labels], batch_size)
+        batch = prompts[start : start + batch_size]
+        logps = completion_logprobs(
+            model, tokenizer, [p for p in batch for _ in labels], [label for _ in batch for label in labels], batch_size
+        )
         for i in range(len(batch)):
-            by_label = dict(zip(labels, logps[i * len(labels):(i + 1) * len(labels)]))
+            by_label = dict(zip(labels, logps[i * len(labels) : (i + 1) * len(labels)]))
             answers.append(max(by_label, key=by_label.get))
             scores.append(by_label)
         on_batch(len(batch))
@@ -133,27 +162,43 @@ class Answered:
     label_scores: list[dict[str, float]] | None = None  # mode loglikelihood: every label's log-likelihood
 
 
-def model_answers(model, tokenizer, task: Task, prompts: Sequence[str], settings: HeldoutEval,
-                  on_batch: Callable[[int], None] = lambda n: None) -> Answered:
+def model_answers(
+    model,
+    tokenizer,
+    task: Task,
+    prompts: Sequence[str],
+    settings: HeldoutEval,
+    on_batch: Callable[[int], None] = lambda n: None,
+) -> Answered:
     """A local model's answers under `settings.mode`: greedy generation with its token counts, or the
     likeliest label with every label's log-likelihood."""
     if settings.mode == "loglikelihood":
         settings.check_task(task)
-        answers, label_scores = loglikelihood_answers(model, tokenizer, prompts, task.labels, settings.batch_size,
-                                                      on_batch)
+        answers, label_scores = loglikelihood_answers(
+            model, tokenizer, prompts, task.labels, settings.batch_size, on_batch
+        )
         return Answered(answers, label_scores=label_scores)
     generation = generate_counted(model, tokenizer, prompts, settings.batch_size, settings.max_new_tokens, on_batch)
     return Answered(generation.answers, tuple(generation.prompt_tokens), tuple(generation.output_tokens))
 
 
-def evaluate(model, tokenizer, task: Task, examples: Sequence[Example], prompt_for: Callable[[Example], str],
-             settings: HeldoutEval, seed: int, on_batch: Callable[[int], None] = lambda n: None) -> HeldoutResult:
+def evaluate(
+    model,
+    tokenizer,
+    task: Task,
+    examples: Sequence[Example],
+    prompt_for: Callable[[Example], str],
+    settings: HeldoutEval,
+    seed: int,
+    on_batch: Callable[[int], None] = lambda n: None,
+) -> HeldoutResult:
     answered = model_answers(model, tokenizer, task, [prompt_for(e) for e in examples], settings, on_batch)
     return score_answers(task, examples, answered, settings, seed)
 
 
-def score_answers(task: Task, examples: Sequence[Example], answered: Answered, settings: HeldoutEval,
-                  seed: int) -> HeldoutResult:
+def score_answers(
+    task: Task, examples: Sequence[Example], answered: Answered, settings: HeldoutEval, seed: int
+) -> HeldoutResult:
     """Score answers (one per example, however they were produced) with the task's metric and its
     bootstrap 95% CI; the predictions every technique stores."""
     answers = list(answered.answers)
@@ -167,5 +212,15 @@ def score_answers(task: Task, examples: Sequence[Example], answered: Answered, s
     ]
     for prediction, by_label in zip(predictions, answered.label_scores or []):
         prediction["label_loglikelihoods"] = {label: round(value, 4) for label, value in by_label.items()}
-    return HeldoutResult(metric, scored.metrics[metric], low, high, scored.metrics, scored.invalid_rate,
-                         sum(answered.output_tokens), predictions, answered.prompt_tokens, answered.output_tokens)
+    return HeldoutResult(
+        metric,
+        scored.metrics[metric],
+        low,
+        high,
+        scored.metrics,
+        scored.invalid_rate,
+        sum(answered.output_tokens),
+        predictions,
+        answered.prompt_tokens,
+        answered.output_tokens,
+    )

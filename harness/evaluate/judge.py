@@ -18,14 +18,17 @@ environment and never written). A judge may also have `figures() -> dict`, row f
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Protocol, Sequence
+from typing import Protocol
 
 REASON_CHARS = 300  # the judge's reply kept per prediction
 PREFILL = "Score:"  # how a local judge's reply starts (see LocalJudge)
 # an endpoint judge's system message; the rubric and the reply's format are in each user message (PROMPT)
-SYSTEM = ("You grade answers strictly by the rubric you are given, the same way every time. Reply with exactly "
-          "the two lines asked for: the score, then a one-sentence reason.")
+SYSTEM = (
+    "You grade answers strictly by the rubric you are given, the same way every time. Reply with exactly "
+    "the two lines asked for: the score, then a one-sentence reason."
+)
 
 PROMPT = """\
 You are grading an answer to a task by this rubric:
@@ -107,7 +110,8 @@ class EndpointJudge:
             "judge_input_tokens": sum(r.input_tokens for r in self.replies) if complete else None,
             "judge_output_tokens": sum(r.output_tokens for r in self.replies) if complete else None,
             "judge_cost_usd": token_cost(self.endpoint.spec.usd_per_1k_tokens, self.replies),
-            "judge_requests": self.endpoint.requests, "judge_retries": self.endpoint.retries,
+            "judge_requests": self.endpoint.requests,
+            "judge_retries": self.endpoint.retries,
             "judge_cached": sum(r.cached for r in self.replies),
             "judge_peak_memory_bytes": None,
         }
@@ -120,8 +124,14 @@ def build(settings, device: str, loaded: tuple | None = None) -> Judge:
         from harness.techniques import api
 
         spec = settings.endpoint
-        endpoint = api.Endpoint(spec, api.api_key(spec, "eval.judge.endpoint"), api.cache_root(spec),
-                                settings.max_new_tokens, seed=0, temperature=0.0)
+        endpoint = api.Endpoint(
+            spec,
+            api.api_key(spec, "eval.judge.endpoint"),
+            api.cache_root(spec),
+            settings.max_new_tokens,
+            seed=0,
+            temperature=0.0,
+        )
         return EndpointJudge(spec.model, endpoint, spec.concurrency)
     if loaded is None:
         from harness import models
@@ -133,8 +143,13 @@ def build(settings, device: str, loaded: tuple | None = None) -> Judge:
 
 def prompt(rubric: str, scale: int, question: str, reference: str, answer: str) -> str:
     """The judge's user message for one answer."""
-    return PROMPT.format(rubric=rubric.strip(), scale=scale, question=question.strip(), reference=reference.strip(),
-                         answer=answer.strip() or "(empty)")
+    return PROMPT.format(
+        rubric=rubric.strip(),
+        scale=scale,
+        question=question.strip(),
+        reference=reference.strip(),
+        answer=answer.strip() or "(empty)",
+    )
 
 
 _SCORE_WORD = re.compile(r"score", re.IGNORECASE)
@@ -156,7 +171,7 @@ def parse_score(reply: str, scale: int) -> int | None:
     none or it lies outside 1..scale. Decimals and denominators ("/5", "out of 5") are not scores."""
     words = list(_SCORE_WORD.finditer(reply))
     if words:
-        found = next((n for n in (_first_integer(reply[w.end():]) for w in words) if n is not None), None)
+        found = next((n for n in (_first_integer(reply[w.end() :]) for w in words) if n is not None), None)
     else:
         found = _first_integer(reply)
     return found if found is not None and 1 <= found <= scale else None

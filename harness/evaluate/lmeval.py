@@ -11,7 +11,7 @@ import contextlib
 import functools
 import io
 import logging
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from harness.config import LmEvalSettings
 from harness.tasks import BUNDLED_TASKS
@@ -41,18 +41,27 @@ def unknown_task_message(name: str, manager) -> str:
     import difflib
 
     close = difflib.get_close_matches(name, manager.all_tasks, n=3)
-    return (f"unknown lm-eval task {name!r}: neither an lm-eval task nor one of the YAML tasks in {BUNDLED_LM_EVAL} "
-            "or eval.lm_eval.include_path." + (f" Did you mean: {', '.join(close)}?" if close else ""))
+    return (
+        f"unknown lm-eval task {name!r}: neither an lm-eval task nor one of the YAML tasks in {BUNDLED_LM_EVAL} "
+        "or eval.lm_eval.include_path." + (f" Did you mean: {', '.join(close)}?" if close else "")
+    )
 
 
 def unavailable_message(name: str, exc: Exception) -> str:
-    return (f"lm-eval task {name!r} could not run: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}. "
-            "Standard lm-eval tasks download their dataset from the Hugging Face hub; offline, pre-download it "
-            "into the datasets cache or use a task whose YAML points at local files (see tasks/lm-eval/).")
+    return (
+        f"lm-eval task {name!r} could not run: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}. "
+        "Standard lm-eval tasks download their dataset from the Hugging Face hub; offline, pre-download it "
+        "into the datasets cache or use a task whose YAML points at local files (see tasks/lm-eval/)."
+    )
 
 
-def score(model, tokenizer, settings: LmEvalSettings, on_task: Callable[[str], None] = lambda name: None,
-          failed: dict[str, str] | None = None) -> tuple[dict[str, float | None], dict[str, str]]:
+def score(
+    model,
+    tokenizer,
+    settings: LmEvalSettings,
+    on_task: Callable[[str], None] = lambda name: None,
+    failed: dict[str, str] | None = None,
+) -> tuple[dict[str, float | None], dict[str, str]]:
     """(row values, errors per task) for the model on each of settings.tasks.
 
     `failed` carries tasks that could not run for an earlier model of the same run (their data is
@@ -76,8 +85,15 @@ def score(model, tokenizer, settings: LmEvalSettings, on_task: Callable[[str], N
             continue
         try:
             with _quiet():
-                output = simple_evaluate(model=lm, tasks=[name], task_manager=manager, limit=settings.limit,
-                                         num_fewshot=settings.num_fewshot, log_samples=False, verbosity="ERROR")
+                output = simple_evaluate(
+                    model=lm,
+                    tasks=[name],
+                    task_manager=manager,
+                    limit=settings.limit,
+                    num_fewshot=settings.num_fewshot,
+                    log_samples=False,
+                    verbosity="ERROR",
+                )
         except Exception as exc:  # noqa: BLE001 — one task's missing data must not stop the others
             errors[name] = failed[name] = unavailable_message(name, exc)
             continue
@@ -93,7 +109,7 @@ def drop_virtual_tokens(lm) -> None:
 
     def model_call(inps, attn_mask=None, labels=None):
         logits = call(inps, attn_mask, labels)
-        return logits[:, logits.shape[1] - inps.shape[1]:]
+        return logits[:, logits.shape[1] - inps.shape[1] :]
 
     lm._model_call = model_call
 

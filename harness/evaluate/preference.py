@@ -5,8 +5,8 @@ probabilities after the prompt (the quantity DPO's loss moves), without the end-
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -25,15 +25,16 @@ class PairScores:
         return float(np.mean(self.margins)) if self.margins else float("nan")
 
 
-def completion_logprobs(model, tokenizer, prompts: Sequence[str], completions: Sequence[str],
-                        batch_size: int) -> list[float]:
+def completion_logprobs(
+    model, tokenizer, prompts: Sequence[str], completions: Sequence[str], batch_size: int
+) -> list[float]:
     """Sum of log p(completion token | prompt, earlier tokens) for each (prompt, completion)."""
     add_special = not getattr(tokenizer, "chat_template", None)  # a rendered chat prompt has its specials
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     totals: list[float] = []
     for start in range(0, len(prompts), batch_size):
         rows, masks = [], []
-        for prompt, completion in zip(prompts[start:start + batch_size], completions[start:start + batch_size]):
+        for prompt, completion in zip(prompts[start : start + batch_size], completions[start : start + batch_size]):
             prompt_ids = tokenizer(prompt, add_special_tokens=add_special)["input_ids"]
             completion_ids = tokenizer(completion, add_special_tokens=False)["input_ids"]
             rows.append(prompt_ids + completion_ids)
@@ -49,8 +50,9 @@ def completion_logprobs(model, tokenizer, prompts: Sequence[str], completions: S
     return totals
 
 
-def score_pairs(model, tokenizer, prompts: Sequence[str], chosen: Sequence[str], rejected: Sequence[str],
-                batch_size: int) -> PairScores:
+def score_pairs(
+    model, tokenizer, prompts: Sequence[str], chosen: Sequence[str], rejected: Sequence[str], batch_size: int
+) -> PairScores:
     good = completion_logprobs(model, tokenizer, prompts, chosen, batch_size)
     bad = completion_logprobs(model, tokenizer, prompts, rejected, batch_size)
     return PairScores([g - b for g, b in zip(good, bad)])

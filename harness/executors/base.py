@@ -41,8 +41,12 @@ class Job:
     def payload(self, executor: str) -> dict:
         """What the job's process needs, also written to jobs/<id>.json so that `python -m harness.worker
         JOB_FILE` reruns it by hand."""
-        data = {"run_dir": str(self.run_dir), "device": self.device, "executor": executor,
-                "cells": [c.to_dict() for c in self.cells]}
+        data = {
+            "run_dir": str(self.run_dir),
+            "device": self.device,
+            "executor": executor,
+            "cells": [c.to_dict() for c in self.cells],
+        }
         write_atomic(self.run_dir / "jobs" / f"{self.id}.json", json.dumps(data))
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         return data
@@ -69,8 +73,9 @@ def require(module: str, kind: str):
     try:
         return importlib.import_module(module)
     except ImportError:
-        raise ExecutorError(f"executor.kind={kind} needs {module}, which is not installed: "
-                            f"pip install 'adapt-harness[{kind}]'") from None
+        raise ExecutorError(
+            f"executor.kind={kind} needs {module}, which is not installed: pip install 'adapt-harness[{kind}]'"
+        ) from None
 
 
 def job_gpus(spec, techniques: dict, job: Job, device: str) -> float:

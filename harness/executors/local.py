@@ -36,7 +36,7 @@ class LocalExecutor:
         self.running: dict = {}  # job id -> its process
         self.lock = threading.Lock()
 
-    def submit(self, job: Job) -> "Future[JobEnd]":
+    def submit(self, job: Job) -> Future[JobEnd]:
         return self.pool.submit(self._run, job)
 
     @staticmethod
@@ -63,8 +63,9 @@ class LocalExecutor:
         data = job.payload(self.kind)
         gpu = self.gpus.get() if self.gpus is not None else None
         try:
-            process = self._context().Process(target=worker.child_main, name=f"harness-{job.id}",
-                                              args=(data, str(job.log_path), self._env(gpu)))
+            process = self._context().Process(
+                target=worker.child_main, name=f"harness-{job.id}", args=(data, str(job.log_path), self._env(gpu))
+            )
             process.start()
             with self.lock:
                 self.running[job.id] = process

@@ -29,8 +29,7 @@ class RayExecutor:
         self.refs: dict[str, object] = {}  # job id -> its task, while in flight
         self.lock = threading.Lock()
         resources = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
-        self.device = device if device != "auto" else (
-            "cuda" if any(r.get("GPU", 0) for r in resources) else "cpu")
+        self.device = device if device != "auto" else ("cuda" if any(r.get("GPU", 0) for r in resources) else "cpu")
         self.cpus = spec.cpus_per_cell or 1
         try:
             check_fits(self.techniques.values(), spec, self.device, self.cpus, resources, spec.address)
@@ -43,11 +42,15 @@ class RayExecutor:
 
         self.task = ray.remote(max_calls=1)(worker.job_main)
 
-    def submit(self, job: Job) -> "Future[JobEnd]":
+    def submit(self, job: Job) -> Future[JobEnd]:
         gpus = job_gpus(self.spec, self.techniques, job, self.device)
-        ref = self.task.options(num_cpus=self.cpus, num_gpus=gpus, max_retries=self.spec.max_retries,
-                                retry_exceptions=False, name=f"harness-{job.id}").remote(
-            job.payload(self.kind), str(job.log_path), cell_env(self.cpus))
+        ref = self.task.options(
+            num_cpus=self.cpus,
+            num_gpus=gpus,
+            max_retries=self.spec.max_retries,
+            retry_exceptions=False,
+            name=f"harness-{job.id}",
+        ).remote(job.payload(self.kind), str(job.log_path), cell_env(self.cpus))
         with self.lock:
             self.refs[job.id] = ref
         ended: Future = Future()
@@ -101,7 +104,8 @@ def connect(ray, address: str) -> None:
         raise ExecutorError(
             f"cannot reach a Ray cluster at executor.address={address!r}: {first}. Start one with "
             "`ray start --head` (then address=auto), give its address (host:6379 or ray://host:10001), or set "
-            "executor.address=local to start one for this run") from None
+            "executor.address=local to start one for this run"
+        ) from None
 
 
 def probe(address: str, timeout: float = 5.0) -> None:
@@ -122,10 +126,13 @@ def check_fits(techniques, spec, device: str, cpus: int, resources: list[dict], 
         if gpus > most_gpus:
             raise ExecutorError(
                 f"technique {technique.name!r} asks for {gpus:g} GPU(s) per cell (executor.gpus_per_cell) but the "
-                f"largest node of the Ray cluster at {address!r} has {most_gpus:g}")
+                f"largest node of the Ray cluster at {address!r} has {most_gpus:g}"
+            )
     if cpus > most_cpus:
-        raise ExecutorError(f"executor.cpus_per_cell={cpus} but the largest node of the Ray cluster at "
-                            f"{address!r} has {most_cpus:g} CPUs")
+        raise ExecutorError(
+            f"executor.cpus_per_cell={cpus} but the largest node of the Ray cluster at "
+            f"{address!r} has {most_cpus:g} CPUs"
+        )
 
 
 def capacity(resources: list[dict], cpus: int, gpus: float) -> int:

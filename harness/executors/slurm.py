@@ -15,6 +15,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from harness.executors.base import ExecutorError, Job, JobEnd, after_retries, cell_env, job_gpus, log_tail, require
+
 CELLS_IN_FLIGHT = 8  # default cells asked of Slurm at once (search trials asked together) without --jobs
 
 
@@ -25,8 +26,11 @@ class SlurmExecutor:
         submitit = require("submitit", self.kind)
         self.submitit, self.spec, self.techniques = submitit, spec, {t.name: t for t in techniques}
         # the driver often runs on a login node without GPUs: the cells' device follows gpus_per_cell
-        self.device = device if device != "auto" else ("cuda" if any(
-            spec.gpus_for(t.kind, t.name, "cpu") > 0 for t in techniques) else "cpu")
+        self.device = (
+            device
+            if device != "auto"
+            else ("cuda" if any(spec.gpus_for(t.kind, t.name, "cpu") > 0 for t in techniques) else "cpu")
+        )
         check_slurm_keys(spec.slurm)
         self.jobs = jobs or CELLS_IN_FLIGHT
         self.pool = ThreadPoolExecutor(max_workers=256, thread_name_prefix="harness-slurm")
@@ -34,7 +38,7 @@ class SlurmExecutor:
         self.lock = threading.Lock()
         self.stopped = False
 
-    def submit(self, job: Job) -> "Future[JobEnd]":
+    def submit(self, job: Job) -> Future[JobEnd]:
         return self.pool.submit(self._run, job)
 
     def _run(self, job: Job) -> JobEnd:
@@ -52,8 +56,9 @@ class SlurmExecutor:
                 submitted.result()
                 return JobEnd(0, None)
             except self.submitit.core.utils.FailedJobError as exc:  # the job raised: running it again would too
-                return JobEnd(1, f"the job raised on Slurm (job {submitted.job_id}): {last_line(exc)}"
-                              + log_tail(job.log_path))
+                return JobEnd(
+                    1, f"the job raised on Slurm (job {submitted.job_id}): {last_line(exc)}" + log_tail(job.log_path)
+                )
             except self.submitit.core.utils.UncompletedJobError:
                 lost = f"Slurm job {submitted.job_id} ended without a result (state {job_state(submitted)})"
             finally:
@@ -64,8 +69,14 @@ class SlurmExecutor:
     def _executor(self, run_dir: Path, name: str, gpus: int):
         spec = self.spec
         executor = self.submitit.AutoExecutor(folder=run_dir / "slurm" / "%j", cluster=spec.cluster)
-        params = {"name": f"harness-{name}", "timeout_min": spec.timeout_min, "gpus_per_node": gpus,
-                  "cpus_per_task": spec.cpus_per_cell or 1, "nodes": 1, "tasks_per_node": 1}
+        params = {
+            "name": f"harness-{name}",
+            "timeout_min": spec.timeout_min,
+            "gpus_per_node": gpus,
+            "cpus_per_task": spec.cpus_per_cell or 1,
+            "nodes": 1,
+            "tasks_per_node": 1,
+        }
         if spec.mem_gb:
             params["mem_gb"] = spec.mem_gb
         slurm = {"partition": spec.partition, "account": spec.account, **spec.slurm}

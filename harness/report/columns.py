@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from harness import figures
 from harness.baseline import KIND as BASELINE_KIND
-from harness.figures import fmt_bytes, fmt_count, fmt_number, fmt_seconds  # noqa: F401  (re-exported)
 from harness.evaluate import lmeval
+from harness.figures import fmt_bytes, fmt_count, fmt_number, fmt_seconds  # noqa: F401  (re-exported)
 
 
 def fmt_score(row: dict) -> str:
@@ -89,7 +89,7 @@ class Column:
 
     @property
     def best(self) -> str | None:
-        """"max" or "min": which end of `key` is best, from the figure table; None: nothing to mark."""
+        """ "max" or "min": which end of `key` is best, from the figure table; None: nothing to mark."""
         figure = figures.get(self.key) if self.key else None
         return None if figure is None or figure.better is None else ("max" if figure.better == "higher" else "min")
 
@@ -113,8 +113,12 @@ def best_values(columns: list[Column], rows: list[dict]) -> dict[str, float]:
 
 COLUMNS = (
     Column("technique", lambda r: r["technique"], numeric=False, where="markdown"),
-    Column("technique", lambda r: r["technique"] + ("" if r["status"] == "ok" else f" ({r['status']})"),
-           numeric=False, where="terminal"),  # the status rides along, saving a column
+    Column(
+        "technique",
+        lambda r: r["technique"] + ("" if r["status"] == "ok" else f" ({r['status']})"),
+        numeric=False,
+        where="terminal",
+    ),  # the status rides along, saving a column
     Column("kind", lambda r: r["kind"], numeric=False, where="markdown"),
     Column("status", lambda r: r["status"], numeric=False, where="markdown"),
     Column("score [95% CI]", fmt_score, where="markdown", key="score"),
@@ -126,11 +130,16 @@ COLUMNS = (
     Column("n", lambda r: fmt_number(r.get("n_eval"), "d"), where="markdown"),
     Column("no label", lambda r: fmt_number(r.get("invalid_rate"), ".0%"), where="markdown"),
     Column("vs best", lambda r: r.get("vs_best") or "–", where="markdown"),
-    Column("judge", lambda r: fmt_number(r.get("judge_score"), ".3f"), where="markdown",
-           key="judge_score"),  # an LLM judge's mean rubric score, 0-1 (eval.judge; tasks with `judge:`)
+    Column(
+        "judge", lambda r: fmt_number(r.get("judge_score"), ".3f"), where="markdown", key="judge_score"
+    ),  # an LLM judge's mean rubric score, 0-1 (eval.judge; tasks with `judge:`)
     Column("sig", fmt_sig, where="terminal"),
-    Column("prefers chosen", lambda r: fmt_number(r.get("preference_accuracy"), ".0%"), where="markdown",
-           key="preference_accuracy"),  # preference tasks: held-out pairs ranked the chosen answer first
+    Column(
+        "prefers chosen",
+        lambda r: fmt_number(r.get("preference_accuracy"), ".0%"),
+        where="markdown",
+        key="preference_accuracy",
+    ),  # preference tasks: held-out pairs ranked the chosen answer first
     Column("pref. margin", lambda r: fmt_number(r.get("preference_margin"), ".1f"), where="markdown"),
     Column("recall", fmt_recall),
     Column("wrong: not retrieved / misread", fmt_misses, where="markdown"),
@@ -141,8 +150,12 @@ COLUMNS = (
     Column("lm-eval time", lambda r: fmt_seconds(r.get("lm_eval_seconds")), where="markdown"),
     Column("peak mem", lambda r: fmt_bytes(r.get("peak_memory_bytes")), key="peak_memory_bytes"),
     Column("trainable / total params", fmt_params, where="markdown"),
-    Column("train tok/s", lambda r: fmt_number(r.get("train_tokens_per_second"), ".0f"), where="markdown",
-           key="train_tokens_per_second"),
+    Column(
+        "train tok/s",
+        lambda r: fmt_number(r.get("train_tokens_per_second"), ".0f"),
+        where="markdown",
+        key="train_tokens_per_second",
+    ),
     Column("ex/s", lambda r: fmt_number(r.get("eval_examples_per_second"), ".2f"), where="markdown"),
     Column("latency p50 / p95", fmt_latency, where="markdown"),  # kind api: per request
     Column("api tokens in / out", fmt_api_tokens, where="markdown"),
@@ -167,6 +180,7 @@ def lm_eval_columns(rows: list[dict], target: str) -> list[Column]:
             if value is None:
                 return "–"
             return f"{value:.3f} ±{stderr:.3f}" if target == "markdown" and stderr is not None else f"{value:.3f}"
+
         return cell
 
     def header(key: str) -> str:
@@ -180,6 +194,9 @@ def visible_columns(rows: list[dict], target: str) -> list[Column]:
     """The target's columns ("markdown" or "terminal"), less those empty in every row (e.g. 'train'
     before any fine-tuning ran), then the lm-eval columns."""
     always = {"technique", "kind", "status", "score [95% CI]", "score"}
-    fixed = [c for c in COLUMNS if c.where in ("both", target)
-             and (c.header in always or any(c.render(r) != "–" for r in rows))]
+    fixed = [
+        c
+        for c in COLUMNS
+        if c.where in ("both", target) and (c.header in always or any(c.render(r) != "–" for r in rows))
+    ]
     return fixed + lm_eval_columns(rows, target)

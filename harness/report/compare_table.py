@@ -19,8 +19,17 @@ def fmt_figure(metric: str, value) -> str:
 
 
 def compare_table(run_a, run_b) -> Table:
-    table = Table("task", "technique", "figure", "A", "B", "B - A", "paired p", header_style="bold",
-                  title=f"A: {run_a}\nB: {run_b}")
+    table = Table(
+        "task",
+        "technique",
+        "figure",
+        "A",
+        "B",
+        "B - A",
+        "paired p",
+        header_style="bold",
+        title=f"A: {run_a}\nB: {run_b}",
+    )
     for pair in gate.pairs(run_a, run_b):
         if pair.a is None or pair.b is None:
             table.add_row(pair.task, pair.technique, "", "", "", "", "only in " + ("B" if pair.a is None else "A"))
@@ -35,7 +44,14 @@ def compare_table(run_a, run_b) -> Table:
             style = None
             if delta:
                 style = "green" if (delta > 0) == gate.better(metric) else "red"
-            table.add_row(pair.task, pair.technique, metric.removeprefix("lm_eval:"), fmt_figure(metric, old),
-                          fmt_figure(metric, new), fmt_delta(metric, delta), note,
-                          style=style)
+            table.add_row(
+                pair.task,
+                pair.technique,
+                metric.removeprefix("lm_eval:"),
+                fmt_figure(metric, old),
+                fmt_figure(metric, new),
+                fmt_delta(metric, delta),
+                note,
+                style=style,
+            )
     return table

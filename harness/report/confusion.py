@@ -4,8 +4,8 @@ confuses and whether it answered at all."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from harness.baseline import KIND as BASELINE_KIND
 from harness.metrics import INVALID
@@ -37,17 +37,28 @@ def confusion(predictions: Sequence[dict], labels: Sequence[str]) -> Confusion:
     parsed = [p["parsed"] for p in predictions]
     columns = list(labels) + ([INVALID] if INVALID in parsed else [])
     counts = confusion_matrix(expected, parsed, labels=columns)[: len(labels)].tolist()
-    precision, recall, f1, support = precision_recall_fscore_support(expected, parsed, labels=list(labels),
-                                                                     zero_division=0)
-    return Confusion(list(labels), columns, counts, [float(v) for v in precision], [float(v) for v in recall],
-                     [float(v) for v in f1], [int(v) for v in support])
+    precision, recall, f1, support = precision_recall_fscore_support(
+        expected, parsed, labels=list(labels), zero_division=0
+    )
+    return Confusion(
+        list(labels),
+        columns,
+        counts,
+        [float(v) for v in precision],
+        [float(v) for v in recall],
+        [float(v) for v in f1],
+        [int(v) for v in support],
+    )
 
 
 def confusion_table(c: Confusion) -> str:
     """Rows expected, columns answered (the diagonal, the right answers, in bold), then precision, recall
     and F1 of each label."""
-    headers = ["expected ↓ answered →"] + [NO_LABEL if col == INVALID else _cell(col) for col in c.columns] + \
-        ["precision", "recall", "F1"]
+    headers = (
+        ["expected ↓ answered →"]
+        + [NO_LABEL if col == INVALID else _cell(col) for col in c.columns]
+        + ["precision", "recall", "F1"]
+    )
     lines = ["| " + " | ".join(headers) + " |", "|---|" + "---:|" * (len(headers) - 1)]
     for i, label in enumerate(c.labels):
         counts = [f"**{n}**" if j == i and n else str(n) for j, n in enumerate(c.counts[i])]
@@ -60,8 +71,9 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
-def confusion_section(rows: Sequence[dict], predictions: dict[str, list[dict]], labels: Sequence[str] | None,
-                      seeds: int = 1) -> str:
+def confusion_section(
+    rows: Sequence[dict], predictions: dict[str, list[dict]], labels: Sequence[str] | None, seeds: int = 1
+) -> str:
     """One collapsible block per finished technique of a classification task (the best one open); empty
     for a task without labels. `rows` carry `vs_best_marker` (decision.with_verdicts)."""
     if not labels:
@@ -73,12 +85,16 @@ def confusion_section(rows: Sequence[dict], predictions: dict[str, list[dict]], 
         c = confusion(predictions[row["technique"]], labels)
         pooled = f", pooled over {seeds} seeds" if seeds > 1 else ""
         macro = sum(c.f1) / len(c.f1)
-        summary = (f"<b>{row['technique']}</b>: {row.get('metric') or 'score'} {row['score']:.3f}, macro-F1 "
-                   f"{macro:.3f}; {c.total} answers{pooled}")
+        summary = (
+            f"<b>{row['technique']}</b>: {row.get('metric') or 'score'} {row['score']:.3f}, macro-F1 "
+            f"{macro:.3f}; {c.total} answers{pooled}"
+        )
         opened = " open" if row.get("vs_best_marker") == "best" else ""
         blocks.append(f"<details{opened}><summary>{summary}</summary>\n\n{confusion_table(c)}\n\n</details>")
     if not blocks:
         return ""
-    intro = ("Per label: rows are the expected label, columns the label answered (**no label**: the answer named "
-             "none), then each label's precision, recall and F1 (scikit-learn); one block per technique.")
+    intro = (
+        "Per label: rows are the expected label, columns the label answered (**no label**: the answer named "
+        "none), then each label's precision, recall and F1 (scikit-learn); one block per technique."
+    )
     return "\n\n".join([intro] + blocks)

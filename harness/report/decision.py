@@ -10,8 +10,8 @@ comparisons against the floor; all upgrades over the pick).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 from harness import metrics
 from harness.baseline import KIND as BASELINE_KIND
@@ -19,15 +19,27 @@ from harness.evaluate import lmeval
 from harness.figures import fmt_usd
 from harness.metrics import INVALID
 from harness.report import ownership
-from harness.report.stats import (Difference, collapsed_answer, holm, keyed, mcnemar_p, paired_difference,
-                                  paired_test_p)
+from harness.report.stats import Difference, collapsed_answer, holm, keyed, mcnemar_p, paired_difference, paired_test_p
 
 ALPHA = 0.05  # significance level of the paired tests
 COST_TOLERANCE = 0.15  # costs within this share of the cheapest count as equal (wall time is noisy)
 COLLAPSE_SHARE = 0.9  # one answer above this share of all answers: the technique collapsed onto it
 
-__all__ = ["ALPHA", "COST_TOLERANCE", "VersusBest", "Recommendation", "mcnemar_p", "paired_p", "scored_rows",
-           "paired_vs_best", "floor_flags", "recommend", "sentence", "pareto_front", "with_verdicts"]
+__all__ = [
+    "ALPHA",
+    "COST_TOLERANCE",
+    "VersusBest",
+    "Recommendation",
+    "mcnemar_p",
+    "paired_p",
+    "scored_rows",
+    "paired_vs_best",
+    "floor_flags",
+    "recommend",
+    "sentence",
+    "pareto_front",
+    "with_verdicts",
+]
 
 
 @dataclass(frozen=True)
@@ -79,8 +91,9 @@ def _binary(row: dict) -> bool:
     return metrics.is_binary(row.get("metric"))
 
 
-def _differences(predictions: dict[str, list[dict]], names: Sequence[str], against: dict
-                 ) -> tuple[dict[str, Difference | None], dict[str, float]]:
+def _differences(
+    predictions: dict[str, list[dict]], names: Sequence[str], against: dict
+) -> tuple[dict[str, Difference | None], dict[str, float]]:
     """Each name's paired difference to the row `against` (whose metric picks the test), and the
     Holm-adjusted p of those that were tested."""
     reference = predictions.get(against["technique"], [])
@@ -108,6 +121,7 @@ def paired_vs_best(rows: Sequence[dict], predictions: dict[str, list[dict]]) -> 
 
 # --- the majority floor --------------------------------------------------------------------------
 
+
 def _below_floor(rows: Sequence[dict], predictions: dict[str, list[dict]]) -> dict[str, str]:
     """technique -> why it is not significantly above always answering the majority label.
 
@@ -119,10 +133,14 @@ def _below_floor(rows: Sequence[dict], predictions: dict[str, list[dict]]) -> di
         return {}
     names = [r["technique"] for r in _techniques(rows) if r.get("metric") != "macro_f1"]
     differences, adjusted = _differences(predictions, names, floor)
-    return {name: (f"not significantly above always answering {_label(floor)} (which scores {floor['score']:.3f}; "
-                   f"difference {_interval(d)}, Holm p = {adjusted[name]:.2f})")
-            for name, d in differences.items()
-            if d is not None and not (d.diff > 0 and adjusted[name] < ALPHA)}
+    return {
+        name: (
+            f"not significantly above always answering {_label(floor)} (which scores {floor['score']:.3f}; "
+            f"difference {_interval(d)}, Holm p = {adjusted[name]:.2f})"
+        )
+        for name, d in differences.items()
+        if d is not None and not (d.diff > 0 and adjusted[name] < ALPHA)
+    }
 
 
 def _collapsed(rows: Sequence[dict], predictions: dict[str, list[dict]]) -> dict[str, str]:
@@ -156,6 +174,7 @@ def _label(floor: dict) -> str:
 
 # --- the recommendation --------------------------------------------------------------------------
 
+
 def pareto_front(points: Sequence[tuple[str, float, float]]) -> list[str]:
     """Names of the (name, cost, score) points no other point beats: cheaper-or-equal and at least as good,
     strictly better in one. Ordered by cost."""
@@ -188,8 +207,13 @@ def workload_volume(meta: dict) -> float | None:
     return (meta.get("recipe", {}).get("workload") or {}).get("requests")
 
 
-def recommend(rows: Sequence[dict], predictions: dict[str, list[dict]], cost_key: str = "cost_usd",
-              cost_tolerance: float = COST_TOLERANCE, volume: float | None = None) -> Recommendation:
+def recommend(
+    rows: Sequence[dict],
+    predictions: dict[str, list[dict]],
+    cost_key: str = "cost_usd",
+    cost_tolerance: float = COST_TOLERANCE,
+    volume: float | None = None,
+) -> Recommendation:
     """The cheapest technique above the majority floor whose score is not significantly below the best.
 
     With a `volume` (the recipe's workload), the cost compared is each technique's cost of ownership at
@@ -205,16 +229,22 @@ def recommend(rows: Sequence[dict], predictions: dict[str, list[dict]], cost_key
     techniques = _techniques(rows)
     if techniques and all(r["technique"] in below for r in techniques):
         floor = _floor(rows)
-        return Recommendation(None, f"no technique beats always answering {_label(floor)}, the majority label "
-                                    f"(which scores {floor['score']:.3f})", [])
+        return Recommendation(
+            None,
+            f"no technique beats always answering {_label(floor)}, the majority label "
+            f"(which scores {floor['score']:.3f})",
+            [],
+        )
     priced = [r for r in techniques if r.get(cost_key) is not None]
     if not priced:
         return Recommendation(None, "no technique finished with a score and a cost", [])
-    eligible = [r for r in priced
-                if r["technique"] not in below and verdicts[r["technique"]].marker in ("best", "tied")]
+    eligible = [
+        r for r in priced if r["technique"] not in below and verdicts[r["technique"]].marker in ("best", "tied")
+    ]
     if not eligible:
-        return Recommendation(None, "no technique with a cost is both above the majority floor and not "
-                                    "significantly below the best", [])
+        return Recommendation(
+            None, "no technique with a cost is both above the majority floor and not significantly below the best", []
+        )
     cheapest = min(r[cost_key] for r in eligible)
     same_cost = [r for r in eligible if r[cost_key] <= cheapest * (1 + cost_tolerance)]
     pick = min(same_cost, key=lambda r: (_memory(r), -r["score"]))
@@ -222,8 +252,12 @@ def recommend(rows: Sequence[dict], predictions: dict[str, list[dict]], cost_key
     at = "" if volume is None else f" at {ownership.volume_text(volume)} requests"
     if volume is not None:
         reason += f";{at} (training once, then serving each) it costs {fmt_usd(pick[cost_key])}"
-    return Recommendation(pick["technique"], reason, _upgrades(pick, priced, predictions, cost_key, at),
-                          "" if volume is not None else volume_range(pick, eligible))
+    return Recommendation(
+        pick["technique"],
+        reason,
+        _upgrades(pick, priced, predictions, cost_key, at),
+        "" if volume is not None else volume_range(pick, eligible),
+    )
 
 
 def volume_range(pick: dict, eligible: Sequence[dict]) -> str:
@@ -235,17 +269,25 @@ def volume_range(pick: dict, eligible: Sequence[dict]) -> str:
     name, text = pick["technique"], ownership.volume_text
     if len(ranges) == 1:
         if ranges[0][0] == name:
-            return ("It is also the cheapest to own at any request volume (training once, then serving each "
-                    "request) among the techniques not significantly below the best.")
-        return (f"To own (training once, then serving each request), {ranges[0][0]} costs less at any request "
-                "volume at a score not significantly below the best; set `workload:` to decide at your volume.")
+            return (
+                "It is also the cheapest to own at any request volume (training once, then serving each "
+                "request) among the techniques not significantly below the best."
+            )
+        return (
+            f"To own (training once, then serving each request), {ranges[0][0]} costs less at any request "
+            "volume at a score not significantly below the best; set `workload:` to decide at your volume."
+        )
     if ranges[0][0] == name:
         later = "; ".join(f"above ~{text(start)}, {other}" for other, start, _ in ranges[1:])
-        return (f"This holds for fewer than ~{text(ranges[0][2])} requests (training once, then serving each); "
-                f"{later} costs less at a score not significantly below the best.")
+        return (
+            f"This holds for fewer than ~{text(ranges[0][2])} requests (training once, then serving each); "
+            f"{later} costs less at a score not significantly below the best."
+        )
     spans = ", ".join(f"{other} {_span(start, end)}" for other, start, end in ranges)
-    return (f"To own (training once, then serving each request), among the techniques not significantly below "
-            f"the best the cheapest is {spans}; set `workload:` to decide at your volume.")
+    return (
+        f"To own (training once, then serving each request), among the techniques not significantly below "
+        f"the best the cheapest is {spans}; set `workload:` to decide at your volume."
+    )
 
 
 def _span(start: float, end: float) -> str:
@@ -270,20 +312,25 @@ def _reason(pick, best, verdicts, priced, below, same_cost, cost_key, tolerance)
             text += " or does not beat the majority floor" if any(r["technique"] in below for r in cheaper) else ""
     else:
         v = verdicts[pick["technique"]]
-        text = (f"its score ({_score(pick)}) is not significantly below the best, {best['technique']} "
-                f"({_score(best)}; difference {_interval(v)}, Holm p = {v.p_adjusted:.2f})")
+        text = (
+            f"its score ({_score(pick)}) is not significantly below the best, {best['technique']} "
+            f"({_score(best)}; difference {_interval(v)}, Holm p = {v.p_adjusted:.2f})"
+        )
         if best.get(cost_key) is not None and pick[cost_key] < best[cost_key]:
             text += ", and it costs less"
     rivals = [r["technique"] for r in same_cost if r is not pick]
     if rivals:
         rule = "lower peak memory" if any(_memory(r) != _memory(pick) for r in same_cost) else "higher score"
-        text += (f"; {', '.join(rivals)} cost{'s' if len(rivals) == 1 else ''} about as much (within {tolerance:.0%} "
-                 f"of the cheapest, which counts as equal), and the tie goes to {rule}")
+        text += (
+            f"; {', '.join(rivals)} cost{'s' if len(rivals) == 1 else ''} about as much (within {tolerance:.0%} "
+            f"of the cheapest, which counts as equal), and the tie goes to {rule}"
+        )
     return text
 
 
-def _upgrades(pick: dict, priced: list[dict], predictions: dict[str, list[dict]], cost_key: str,
-              at: str = "") -> list[str]:
+def _upgrades(
+    pick: dict, priced: list[dict], predictions: dict[str, list[dict]], cost_key: str, at: str = ""
+) -> list[str]:
     """What each option costing at least as much as the pick buys over it: the paired difference with its
     CI and Holm-adjusted p, the cost ratio, the memory and lm-eval changes."""
     costlier = sorted((r for r in priced if r is not pick and r[cost_key] >= pick[cost_key]), key=lambda r: r[cost_key])
@@ -298,8 +345,9 @@ def _upgrades(pick: dict, priced: list[dict], predictions: dict[str, list[dict]]
             noise = f"significant (Holm p = {p:.3f})" if p < ALPHA else f"within noise (Holm p = {p:.2f})"
             change = f"{d.diff:+.3f} score {_ci(d)}, {noise}"
         ratio = f"{row[cost_key] / pick[cost_key]:.1f}x the cost{at}" if pick[cost_key] else f"a higher cost{at}"
-        lines.append(f"**{row['technique']}**: {change}, for {ratio}"
-                     f"{_memory_delta(row, pick)}{_lm_eval_delta(row, pick)}")
+        lines.append(
+            f"**{row['technique']}**: {change}, for {ratio}{_memory_delta(row, pick)}{_lm_eval_delta(row, pick)}"
+        )
     return lines
 
 
@@ -335,6 +383,7 @@ def _memory_delta(row: dict, pick: dict) -> str:
 
 # --- the table's annotations ---------------------------------------------------------------------
 
+
 def vs_best_text(v: VersusBest, flagged: bool = False) -> str:
     """The 'vs best' cell: 'best', '≈ −0.033 [−0.117, +0.050] p=1.000' (tied) or '▼ ...' (worse), with
     the Holm-adjusted p; ' ⚠' when the technique carries a floor warning."""
@@ -354,7 +403,12 @@ def with_verdicts(rows: Sequence[dict], predictions: dict[str, list[dict]]) -> l
     annotated = []
     for row in rows:
         v, warnings = verdicts.get(row["technique"]), flags.get(row["technique"], [])
-        annotated.append(row | {"vs_best_marker": v.marker if v else None,
-                                "vs_best": vs_best_text(v, bool(warnings)) if v else None,
-                                "floor_flags": warnings})
+        annotated.append(
+            row
+            | {
+                "vs_best_marker": v.marker if v else None,
+                "vs_best": vs_best_text(v, bool(warnings)) if v else None,
+                "floor_flags": warnings,
+            }
+        )
     return annotated

@@ -1,6 +1,7 @@
 """REPORT.md: the recommendation, one results table per task (best values in bold, paired significance
 against the best), trade-off plots, per-label results of classification tasks (confusion matrix, F1 per
-label), how each figure was measured, failures, wrong answers, recipe and environment. Rendered from stored results only, so `harness report` can redo it at any time."""
+label), how each figure was measured, failures, wrong answers, recipe and environment.
+Rendered from stored results only, so `harness report` can redo it at any time."""
 
 from __future__ import annotations
 
@@ -41,8 +42,9 @@ def results_table(rows: list[dict]) -> str:
         is_best = column.header in best and row["status"] == "ok" and row.get(column.key) == best[column.header]
         return f"**{text}**" if is_best else text
 
-    return _table([c.header for c in columns], [[cell(c, r) for c in columns] for r in rows],
-                  [c.numeric for c in columns])
+    return _table(
+        [c.header for c in columns], [[cell(c, r) for c in columns] for r in rows], [c.numeric for c in columns]
+    )
 
 
 def recommendation_section(rows: list[dict], predictions: dict[str, list[dict]], volume: float | None = None) -> str:
@@ -81,20 +83,38 @@ def cost_at_volume_section(store: RunStore, rows: list[dict], folder: Path, work
     volume = workload["requests"] if workload else None
     name, title = f"plots/{task_name(store)}-cost-at-volume.png", f"{task_name(store)}: cost at volume"
     plot = plots.plot_cost_at_volume(rows, title, folder / name, volume)
-    headers = ["technique", "training (one-off)", "per 1k requests", "latency p50 / p95 (batch 1)",
-               "tokens in / out (mean)"]
+    headers = [
+        "technique",
+        "training (one-off)",
+        "per 1k requests",
+        "latency p50 / p95 (batch 1)",
+        "tokens in / out (mean)",
+    ]
     if volume:
         headers.append(f"at {ownership.volume_text(volume)} requests a {workload.get('period') or 'period'}")
     usd, seconds = figures.fmt_usd, figures.fmt_seconds
     cells = []
     for r in rows:
-        tokens = (f"{r['prompt_tokens_mean']:.0f} / {r['output_tokens_mean']:.1f}"
-                  if r.get("prompt_tokens_mean") is not None else "–")
-        cells.append([r["technique"], usd(r["train_cost_usd"]), usd(1000 * r["serving_usd_per_request"]),
-                      f"{seconds(r.get('latency_p50_seconds'))} / {seconds(r.get('latency_p95_seconds'))}", tokens]
-                     + ([usd(ownership.total_cost(r, volume))] if volume else []))
-    parts = [f"![{title}]({name})" if plot else "", _table(headers, cells, [False] + [True] * (len(headers) - 1)),
-             break_even_text(rows)]
+        tokens = (
+            f"{r['prompt_tokens_mean']:.0f} / {r['output_tokens_mean']:.1f}"
+            if r.get("prompt_tokens_mean") is not None
+            else "–"
+        )
+        cells.append(
+            [
+                r["technique"],
+                usd(r["train_cost_usd"]),
+                usd(1000 * r["serving_usd_per_request"]),
+                f"{seconds(r.get('latency_p50_seconds'))} / {seconds(r.get('latency_p95_seconds'))}",
+                tokens,
+            ]
+            + ([usd(ownership.total_cost(r, volume))] if volume else [])
+        )
+    parts = [
+        f"![{title}]({name})" if plot else "",
+        _table(headers, cells, [False] + [True] * (len(headers) - 1)),
+        break_even_text(rows),
+    ]
     return "\n\n".join(p for p in parts if p)
 
 
@@ -104,18 +124,29 @@ def break_even_text(rows: list[dict]) -> str:
     if start is None or len(rows) < 2:
         return ""
     if start is serve:
-        head = (f"{start['technique']} is both the cheapest to start and the cheapest per request: it costs least "
-                "at every volume.")
+        head = (
+            f"{start['technique']} is both the cheapest to start and the cheapest per request: it costs least "
+            "at every volume."
+        )
     else:
         volume = ownership.break_even(start, serve)
-        head = (f"{start['technique']} is the cheapest to start ({figures.fmt_usd(start['train_cost_usd'])} of "
-                f"training), {serve['technique']} the cheapest per request "
-                f"({figures.fmt_usd(1000 * serve['serving_usd_per_request'])} per 1k)"
-                + (f": {serve['technique']} becomes cheaper than {start['technique']} after about "
-                   f"{ownership.volume_text(volume)} requests." if volume else "."))
+        head = (
+            f"{start['technique']} is the cheapest to start ({figures.fmt_usd(start['train_cost_usd'])} of "
+            f"training), {serve['technique']} the cheapest per request "
+            f"({figures.fmt_usd(1000 * serve['serving_usd_per_request'])} per 1k)"
+            + (
+                f": {serve['technique']} becomes cheaper than {start['technique']} after about "
+                f"{ownership.volume_text(volume)} requests."
+                if volume
+                else "."
+            )
+        )
     pair = {start["technique"], serve["technique"]}
-    others = [f"- {c.after} becomes cheaper than {c.before} after about {ownership.volume_text(c.volume)} requests."
-              for c in ownership.crossings(rows) if {c.before, c.after} != pair]
+    others = [
+        f"- {c.after} becomes cheaper than {c.before} after about {ownership.volume_text(c.volume)} requests."
+        for c in ownership.crossings(rows)
+        if {c.before, c.after} != pair
+    ]
     return "\n\n".join([head] + (["\n".join(others)] if others else []))
 
 
@@ -124,13 +155,21 @@ def floor_note(rows: list[dict]) -> str:
     floor = next((r for r in rows if r["kind"] == baseline.KIND and r.get("score") is not None), None)
     if floor is None:
         return ""
-    return (f"Floor: always answering '{floor['majority_label']}' (the most common training label) scores "
-            f"{floor['score']:.3f}; guessing uniformly among the labels would score {floor['chance_score']:.3f}.")
+    return (
+        f"Floor: always answering '{floor['majority_label']}' (the most common training label) scores "
+        f"{floor['score']:.3f}; guessing uniformly among the labels would score {floor['chance_score']:.3f}."
+    )
 
 
-METRIC_NAMES = {"exact_match": "exact match", "contains": "contains", "accuracy": "accuracy",
-                "macro_f1": "label correctness", "rouge_l": "ROUGE-L", "chrf": "chrF",
-                "embedding_similarity": "embedding similarity"}
+METRIC_NAMES = {
+    "exact_match": "exact match",
+    "contains": "contains",
+    "accuracy": "accuracy",
+    "macro_f1": "label correctness",
+    "rouge_l": "ROUGE-L",
+    "chrf": "chrF",
+    "embedding_similarity": "embedding similarity",
+}
 
 
 def _count(value) -> str:
@@ -154,19 +193,32 @@ def judge_note(store: RunStore, rows: list[dict]) -> str:
         if not scored:
             parts.append(f"{head}): none of its replies carried a score, so nothing is compared with {name}.")
         elif metrics.is_binary(metric):
-            each = [f"{r['judge_agreement']:.0%} of {r['technique']}'s answers"
-                    + (f" (kappa {r['judge_kappa']:.2f})" if r.get("judge_kappa") is not None else "")
-                    for r in scored if r.get("judge_agreement") is not None]
+            each = [
+                f"{r['judge_agreement']:.0%} of {r['technique']}'s answers"
+                + (f" (kappa {r['judge_kappa']:.2f})" if r.get("judge_kappa") is not None else "")
+                for r in scored
+                if r.get("judge_agreement") is not None
+            ]
             parts.append(f"{head}, shown as 0–1 in the judge column): it agrees with {name} on {', '.join(each)}.")
         else:
-            each = [f"{r['judge_spearman']:.2f} on {r['technique']}'s answers" if r.get("judge_spearman") is not None
-                    else f"– on {r['technique']}'s (too few scored replies, or no spread)" for r in scored]
-            parts.append(f"{head}, shown as 0–1 in the judge column): it correlates with {name} at Spearman "
-                         f"{', '.join(each)}.")
+            each = [
+                f"{r['judge_spearman']:.2f} on {r['technique']}'s answers"
+                if r.get("judge_spearman") is not None
+                else f"– on {r['technique']}'s (too few scored replies, or no spread)"
+                for r in scored
+            ]
+            parts.append(
+                f"{head}, shown as 0–1 in the judge column): it correlates with {name} at Spearman {', '.join(each)}."
+            )
         unparsed = [r for r in judged if r.get("judge_unparsed")]
         if unparsed and scored:
-            parts.append("Replies without a score (not counted): " + ", ".join(
-                f"{r['technique']} {_count(r['judge_unparsed'])} of {_count(r.get('n_eval'))}" for r in unparsed) + ".")
+            parts.append(
+                "Replies without a score (not counted): "
+                + ", ".join(
+                    f"{r['technique']} {_count(r['judge_unparsed'])} of {_count(r.get('n_eval'))}" for r in unparsed
+                )
+                + "."
+            )
     parts += [f"The judge failed on {r['technique']}: {_cell(r['judge_error'])}." for r in failed]
     return " ".join(parts)
 
@@ -182,23 +234,42 @@ def judge_lowest_section(store: RunStore, rows: list[dict], limit: int) -> str:
         lowest = sorted(scored, key=lambda p: p["judge_score"])[:limit]
         if not lowest:
             continue
-        cells = [[_clip(p["input"]), _clip(p["predicted"], 80) or "(empty)",
-                  f"{round(p['judge_score'] * (scale - 1) + 1)}/{scale}" if scale else f"{p['judge_score']:.2f}",
-                  _clip(p.get("judge_reason") or "", 200)] for p in lowest]
-        parts.append(f"**{task_name(store)} / {row['technique']}**\n\n"
-                     + _table(["input", "answer", "judge", "judge's reply"], cells))
+        cells = [
+            [
+                _clip(p["input"]),
+                _clip(p["predicted"], 80) or "(empty)",
+                f"{round(p['judge_score'] * (scale - 1) + 1)}/{scale}" if scale else f"{p['judge_score']:.2f}",
+                _clip(p.get("judge_reason") or "", 200),
+            ]
+            for p in lowest
+        ]
+        parts.append(
+            f"**{task_name(store)} / {row['technique']}**\n\n"
+            + _table(["input", "answer", "judge", "judge's reply"], cells)
+        )
     return "\n\n".join(parts)
 
 
-def task_section(store: RunStore, rows: list[dict], folder: Path, heading: str,
-                 predictions: dict[str, list[dict]] | None = None) -> list[str]:
+def task_section(
+    store: RunStore, rows: list[dict], folder: Path, heading: str, predictions: dict[str, list[dict]] | None = None
+) -> list[str]:
     if not rows:
         return [f"{heading} {task_name(store)}", "No technique has finished yet."]
     predictions = store.finished_predictions() if predictions is None else predictions
-    per_label = confusion_section(rows, predictions, store.meta["task"].get("labels"), len(store.meta.get("seeds") or [0]))
-    sections = [f"{heading} {task_name(store)}", results_table(rows), floor_note(rows), judge_note(store, rows),
-                plots_section(store, rows, folder), per_label, study.seeds_section(store),
-                study.learning_curve_section(store, folder), study.search_section(store, folder)]
+    per_label = confusion_section(
+        rows, predictions, store.meta["task"].get("labels"), len(store.meta.get("seeds") or [0])
+    )
+    sections = [
+        f"{heading} {task_name(store)}",
+        results_table(rows),
+        floor_note(rows),
+        judge_note(store, rows),
+        plots_section(store, rows, folder),
+        per_label,
+        study.seeds_section(store),
+        study.learning_curve_section(store, folder),
+        study.search_section(store, folder),
+    ]
     return [s for s in sections if s]  # the study's sections are empty for a plain run
 
 
@@ -215,10 +286,16 @@ def paired_test_text(metas: list[dict]) -> str:
 
 
 def _answers_text(rows: list[dict]) -> str:
-    """How the held-out answers were obtained: greedy decoding, or (eval.heldout.mode: loglikelihood) the likeliest label."""
-    modes = {r.get("eval_mode") or "generate" for r in rows if r.get("kind") != baseline.KIND and r.get("score") is not None}
-    loglik = ("the likeliest label (each of the task's labels scored as the answer by the summed log-probabilities "
-              "of its tokens; metric marked (loglik))")
+    """How the held-out answers were obtained: greedy decoding, or the likeliest label.
+
+    The likeliest label is eval.heldout.mode: loglikelihood."""
+    modes = {
+        r.get("eval_mode") or "generate" for r in rows if r.get("kind") != baseline.KIND and r.get("score") is not None
+    }
+    loglik = (
+        "the likeliest label (each of the task's labels scored as the answer by the summed log-probabilities "
+        "of its tokens; metric marked (loglik))"
+    )
     if modes == {"loglikelihood"}:
         return loglik
     return "greedy decoding" + (f", or {loglik}" if "loglikelihood" in modes else "")
@@ -241,7 +318,8 @@ def measurement_section(metas: list[dict], rows: list[dict]) -> str:
         "draws seeds with replacement, then examples with replacement, the same examples for every seed), and "
         f"the p of {paired_test_text(metas)}, "
         "Holm-adjusted over the table's comparisons. ≈: not significantly different "
-        f"(adjusted p ≥ {decision.ALPHA}); ▼: significantly worse. **Bold**: the best figure in its column (the majority floor never sets it).",
+        f"(adjusted p ≥ {decision.ALPHA}); ▼: significantly worse. "
+        "**Bold**: the best figure in its column (the majority floor never sets it).",
         "- **macro-F1**: beside an accuracy score; answering the majority label every time keeps accuracy high "
         "and macro-F1 low.",
         f"- **Majority floor** (classification tasks): the `{baseline.NAME}` row always answers the most common "
@@ -284,12 +362,15 @@ def measurement_section(metas: list[dict], rows: list[dict]) -> str:
             "not device-hours; **peak mem** is not measured (the model runs elsewhere); **latency p50 / p95** is "
             "per request, over the requests this run sent (retries and backoff not included). The hosted "
             "model's size and hardware are unknown, so its cost is the endpoint's price, not a like-for-like "
-            "compute figure.")
+            "compute figure."
+        )
     if any(r.get("retriever") for r in rows):
         lines.append(
             "- **recall**: retrieval recall@k, the share of examples' gold documents among the k retrieved passages "
             "(only where the task's data names them); **wrong: not retrieved / misread** splits the wrong answers "
-            "into retrieval misses and reading misses. **index**: building (or loading from the cache) the corpus index.")
+            "into retrieval misses and reading misses. "
+            "**index**: building (or loading from the cache) the corpus index."
+        )
     if any(r.get("judge_model") for r in rows):
         lines.append(
             "- **judge**: an LLM judge (the recipe's `eval.judge`: a local model, greedy, or an OpenAI-compatible "
@@ -297,19 +378,24 @@ def measurement_section(metas: list[dict], rows: list[dict]) -> str:
             "task's user text, without shots or passages), the reference answer, the answer and the task's rubric, "
             "and replies `Score: N` (1 to the rubric's scale) with a reason; the column is the mean of (N - 1) / "
             "(scale - 1) over the replies that carried a score. Under a 0/1 metric, agreement is the share of "
-            "answers where \"the judge passes it\" (score ≥ 0.5) matches the metric, with Cohen's kappa; under a "
+            'answers where "the judge passes it" (score ≥ 0.5) matches the metric, with Cohen\'s kappa; under a '
             "continuous one, Spearman's rank correlation with the metric's values. The judge's time, memory and "
             "cost (`judge_seconds`, `judge_peak_memory_bytes`, `judge_cost_usd`; its model load included) are "
             "measured apart from the technique's: not in wall, eval, peak mem, cost or the serving figures."
-            + (" An endpoint judge's cost is its tokens at the endpoint's `usd_per_1k_tokens` (unknown without "
-               "them), and its memory is not measured (the model runs elsewhere)."
-               if any(r.get("judge_requests") is not None for r in rows) else ""))
+            + (
+                " An endpoint judge's cost is its tokens at the endpoint's `usd_per_1k_tokens` (unknown without "
+                "them), and its memory is not measured (the model runs elsewhere)."
+                if any(r.get("judge_requests") is not None for r in rows)
+                else ""
+            )
+        )
     if lmeval.columns(rows):
         lines.append(
             "- **lm-eval columns** (`task metric`): lm-eval's `simple_evaluate` on each technique's model in memory "
             "(LoRA/QLoRA with adapters, 4-bit where trained so), ± lm-eval's standard error. Prompt-only and RAG "
             "techniques read the same base model, so they share one lm-eval run. A drop after fine-tuning is "
-            "what the technique forgot.")
+            "what the technique forgot."
+        )
     return "\n".join(lines)
 
 
@@ -348,10 +434,11 @@ def render_markdown(stores: list[RunStore], folder: Path) -> str:
     rows = [r for s in stores for r in s.ordered_rows()]
     many = len(stores) > 1
     tasks = ", ".join(task_name(s) for s in stores)
+    seeds = meta.get("seeds") or [meta.get("seed")]
     sections = [
         f"# {recipe['name']}: {recipe['model']['id']} on {tasks}",
         f"Run `{meta.get('run_id')}`, started {meta.get('created')} on {meta.get('device_name')}; "
-        f"seed{'s' if len(meta.get('seeds') or [0]) > 1 else ''} {', '.join(map(str, meta.get('seeds') or [meta.get('seed')]))}.",
+        f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}.",
         "## Recommendation",
     ]
     predictions = [s.finished_predictions() for s in stores]  # read once: the tests and the table both need them
@@ -368,20 +455,28 @@ def render_markdown(stores: list[RunStore], folder: Path) -> str:
     volume_sections = [(s, cost_at_volume_section(s, s.ordered_rows(), folder, workload)) for s in stores]
     if any(text for _, text in volume_sections):
         sections.append("## Cost at volume")
-        sections.append("Training once, then serving each request at the measured device time (the recipe's batch "
-                        "size) and the recipe's price per device-hour; see how each figure was measured.")
+        sections.append(
+            "Training once, then serving each request at the measured device time (the recipe's batch "
+            "size) and the recipe's price per device-hour; see how each figure was measured."
+        )
         # the task named in bold, as in the recommendation: the ### headings are the results' per task
         sections += [f"**{task_name(s)}**\n\n{text}" if many else text for s, text in volume_sections if text]
     sections += ["## How each figure was measured", measurement_section(metas, rows)]
     not_ok = [(task_name(s), r) for s in stores for r in s.ordered_rows() if r["status"] != "ok"]
     if not_ok:
-        sections += ["## Failures and skipped techniques", "\n".join(
-            f"- **{r['technique']}**{f' on {task}' if many else ''} {r['status']}: {_cell(r['error'] or '')}"
-            for task, r in not_ok)]
+        sections += [
+            "## Failures and skipped techniques",
+            "\n".join(
+                f"- **{r['technique']}**{f' on {task}' if many else ''} {r['status']}: {_cell(r['error'] or '')}"
+                for task, r in not_ok
+            ),
+        ]
     lm_eval_errors = {task: error for r in rows for task, error in (r.get("lm_eval_errors") or {}).items()}
     if lm_eval_errors:
-        sections += ["## lm-eval tasks that could not run",
-                     "\n".join(f"- **{task}**: {_cell(error)}" for task, error in lm_eval_errors.items())]
+        sections += [
+            "## lm-eval tasks that could not run",
+            "\n".join(f"- **{task}**: {_cell(error)}" for task, error in lm_eval_errors.items()),
+        ]
     limit = recipe.get("eval", {}).get("heldout", {}).get("wrong_examples", 5)
     wrong = "\n\n".join(filter(None, (wrong_answers_section(s, s.ordered_rows(), limit) for s in stores)))
     if limit and wrong:

@@ -10,8 +10,8 @@ and the recommendation share one arithmetic.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 API_TOKEN_FIELDS = ("api_input_tokens", "api_output_tokens")  # a row priced by its tokens (kind api)
 
@@ -64,8 +64,11 @@ def run_costs(row: dict, usd_per_hour: dict[str, float]) -> dict:
         "lm_eval_cost_usd": None if price is None or lm_eval is None else price * lm_eval,
         "train_cost_usd": 0.0 if not train else None if price is None else price * train,
         "serving_usd_per_request": serving_usd_per_request(row, price),
-    } | ({} if judge is None or "judge_cost_usd" in row  # an endpoint judge priced itself
-         else {"judge_cost_usd": None if price is None else price * judge})
+    } | (
+        {}
+        if judge is None or "judge_cost_usd" in row  # an endpoint judge priced itself
+        else {"judge_cost_usd": None if price is None else price * judge}
+    )
 
 
 def with_starting_model(row: dict, source: dict | None) -> dict:
@@ -78,6 +81,7 @@ def with_starting_model(row: dict, source: dict | None) -> dict:
 
 
 # --- cost lines --------------------------------------------------------------------------------
+
 
 def line(row: dict) -> tuple[float, float] | None:
     """(one-off training cost, cost per request), or None when the row lacks either."""
@@ -118,7 +122,7 @@ def crossings(rows: Sequence[dict]) -> list[Crossing]:
     rows = costed(rows)
     found = []
     for i, a in enumerate(rows):
-        for b in rows[i + 1:]:
+        for b in rows[i + 1 :]:
             volume = break_even(a, b)
             if volume is not None:
                 first, second = (a, b) if line(a)[0] < line(b)[0] else (b, a)
@@ -159,6 +163,7 @@ def cheapest_ranges(rows: Sequence[dict]) -> list[tuple[str, float, float]]:
 
 
 # --- words -------------------------------------------------------------------------------------
+
 
 def volume_text(volume: float) -> str:
     """A request count rounded to two significant figures: 40k, 1.2M, 850."""

@@ -3,8 +3,8 @@ study's search trials and learning curves; cost of ownership against request vol
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 from harness.figures import FIGURES
 from harness.report.decision import pareto_front, scored_rows
@@ -22,7 +22,6 @@ def plot_tradeoff(rows: Sequence[dict], axis: str, title: str, path: Path) -> Pa
 
     matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt
-
     from matplotlib.ticker import FuncFormatter, MaxNLocator
 
     key, label, scale, tick = AXES[axis]
@@ -34,12 +33,20 @@ def plot_tradeoff(rows: Sequence[dict], axis: str, title: str, path: Path) -> Pa
     for name, x, y, row in points:
         on_front = name in front
         low, high = row.get("ci_low", y), row.get("ci_high", y)
-        ax.errorbar(x, y, yerr=[[y - low], [high - y]], fmt="o", color="tab:blue" if on_front else "tab:gray",
-                    capsize=3, alpha=0.9)
+        ax.errorbar(
+            x,
+            y,
+            yerr=[[y - low], [high - y]],
+            fmt="o",
+            color="tab:blue" if on_front else "tab:gray",
+            capsize=3,
+            alpha=0.9,
+        )
         ax.annotate(name, (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8)
     by_name = {name: (x, y) for name, x, y, _ in points}
-    ax.plot([by_name[n][0] for n in front], [by_name[n][1] for n in front], "--", color="tab:blue",
-            label="Pareto front")
+    ax.plot(
+        [by_name[n][0] for n in front], [by_name[n][1] for n in front], "--", color="tab:blue", label="Pareto front"
+    )
     ax.set_xlabel(label)
     ax.xaxis.set_major_locator(MaxNLocator(nbins=5))  # few, readable ticks: costs are tiny numbers
     ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: tick.format(value)))
@@ -73,8 +80,13 @@ def _save(plt, fig, path: Path) -> Path:
     return path
 
 
-def plot_search(points: Mapping[str, Sequence[tuple[int, float]]], chosen: Mapping[str, int],
-                labels: Mapping[str, str], title: str, path: Path) -> Path | None:
+def plot_search(
+    points: Mapping[str, Sequence[tuple[int, float]]],
+    chosen: Mapping[str, int],
+    labels: Mapping[str, str],
+    title: str,
+    path: Path,
+) -> Path | None:
     """Objective vs trial number, one line per technique, its chosen trial starred. points: technique ->
     (trial, objective) of its finished trials; labels: technique -> its objective's axis label. Techniques
     whose objectives differ (a score and a loss) get a panel each. None when no trial has a value."""
@@ -89,7 +101,7 @@ def plot_search(points: Mapping[str, Sequence[tuple[int, float]]], chosen: Mappi
         for name, values in drawn.items():
             if labels[name] != label:
                 continue
-            line, = ax.plot([t for t, _ in values], [v for _, v in values], "o-", alpha=0.8, label=name)
+            (line,) = ax.plot([t for t, _ in values], [v for _, v in values], "o-", alpha=0.8, label=name)
             pick = dict(values).get(chosen.get(name))
             if pick is not None:
                 ax.plot(chosen[name], pick, "*", markersize=16, color=line.get_color(), markeredgecolor="black")
@@ -103,9 +115,13 @@ def plot_search(points: Mapping[str, Sequence[tuple[int, float]]], chosen: Mappi
     return _save(plt, fig, path)
 
 
-def plot_learning_curve(curves: Mapping[str, Sequence[tuple[int, float, float, int]]],
-                        levels: Mapping[str, tuple[float, float | None, float | None]],
-                        ylabel: str, title: str, path: Path) -> Path | None:
+def plot_learning_curve(
+    curves: Mapping[str, Sequence[tuple[int, float, float, int]]],
+    levels: Mapping[str, tuple[float, float | None, float | None]],
+    ylabel: str,
+    title: str,
+    path: Path,
+) -> Path | None:
     """Score vs training examples (log-2 axis): per trained technique its (examples, mean, std, n) points
     with std error bars; per technique that does not train, a horizontal line at its score, shaded over
     its 95% CI. None when no trained technique has a point."""
@@ -116,8 +132,9 @@ def plot_learning_curve(curves: Mapping[str, Sequence[tuple[int, float, float, i
 
     plt, fig, (ax,) = _figure()
     for name, points in drawn.items():
-        ax.errorbar([p[0] for p in points], [p[1] for p in points], yerr=[p[2] for p in points], fmt="o-",
-                    capsize=3, label=name)
+        ax.errorbar(
+            [p[0] for p in points], [p[1] for p in points], yerr=[p[2] for p in points], fmt="o-", capsize=3, label=name
+        )
     for index, (name, (score, low, high)) in enumerate(levels.items()):
         color = f"C{len(drawn) + index}"  # continue the line colours: a level never shares a curve's colour
         ax.axhline(score, linestyle="--", color=color, label=name)
@@ -134,16 +151,26 @@ def plot_learning_curve(curves: Mapping[str, Sequence[tuple[int, float, float, i
 
 
 # Training-curve panels: (log key, axis label); a panel is drawn when some technique logged the key.
-CURVE_PANELS = (("loss", "training loss"), ("reward", "mean reward (GRPO)"),
-                ("rewards/accuracies", "DPO reward accuracy"))
+CURVE_PANELS = (
+    ("loss", "training loss"),
+    ("reward", "mean reward (GRPO)"),
+    ("rewards/accuracies", "DPO reward accuracy"),
+)
 
 
 def plot_training(rows: Sequence[dict], title: str, path: Path) -> Path | None:
     """Per trained technique, its logged training figures against the optimizer step: the loss, GRPO's
     mean reward, DPO's reward accuracy (each a panel). None when no row has a curve of two points."""
-    curves = {r["technique"]: r["train_curve"] for r in rows if r.get("status") == "ok" and len(r.get("train_curve") or []) >= 2}
-    panels = [(key, label) for key, label in CURVE_PANELS
-              if any(sum(key in point for point in curve) >= 2 for curve in curves.values())]
+    curves = {
+        r["technique"]: r["train_curve"]
+        for r in rows
+        if r.get("status") == "ok" and len(r.get("train_curve") or []) >= 2
+    }
+    panels = [
+        (key, label)
+        for key, label in CURVE_PANELS
+        if any(sum(key in point for point in curve) >= 2 for curve in curves.values())
+    ]
     if not panels:
         return None
     plt, fig, axes = _figure(len(panels))

@@ -11,8 +11,10 @@ from harness.report.columns import fmt_bytes, fmt_metric, fmt_score
 from harness.report.decision import ALPHA, recommend, sentence, with_verdicts, workload_volume
 from harness.results import RunStore, task_name, write_atomic
 
-LEGEND = (f"≈ not significantly different from the best, ▼ significantly worse (paired test, Holm-adjusted "
-          f"p < {ALPHA}), ⚠ a majority-floor warning (see the report)")
+LEGEND = (
+    f"≈ not significantly different from the best, ▼ significantly worse (paired test, Holm-adjusted "
+    f"p < {ALPHA}), ⚠ a majority-floor warning (see the report)"
+)
 
 
 def _table(rows: list[dict], metric: str) -> list[str]:
@@ -20,8 +22,10 @@ def _table(rows: list[dict], metric: str) -> list[str]:
     for r in rows:
         name = r["technique"] + ("" if r["status"] == "ok" else f" ({r['status']})")
         cost = "–" if r.get("cost_usd") is None else f"${r['cost_usd']:.4f}"
-        lines.append(f"| {name} | {fmt_score(r)} | {r.get('vs_best') or '–'} | "
-                     f"{fmt_bytes(r.get('peak_memory_bytes'))} | {cost} |")
+        lines.append(
+            f"| {name} | {fmt_score(r)} | {r.get('vs_best') or '–'} | "
+            f"{fmt_bytes(r.get('peak_memory_bytes'))} | {cost} |"
+        )
     return lines
 
 
@@ -32,9 +36,12 @@ def render_pr(stores: list[RunStore], report_path: Path, link: str | None = None
     recipe = meta["recipe"]
     seeds = meta.get("seeds") or [meta.get("seed")]
     mode = recipe.get("eval", {}).get("heldout", {}).get("mode")
-    lines = [f"### {recipe['name']}: {recipe['model']['id']} on {', '.join(task_name(s) for s in stores)}", "",
-             f"Run `{meta.get('run_id')}` on {meta.get('device_name')}, seed{'s' if len(seeds) > 1 else ''} "
-             f"{', '.join(map(str, seeds))}. {LEGEND}."]
+    lines = [
+        f"### {recipe['name']}: {recipe['model']['id']} on {', '.join(task_name(s) for s in stores)}",
+        "",
+        f"Run `{meta.get('run_id')}` on {meta.get('device_name')}, seed{'s' if len(seeds) > 1 else ''} "
+        f"{', '.join(map(str, seeds))}. {LEGEND}.",
+    ]
     for store in stores:
         predictions = store.finished_predictions()
         rows = with_verdicts(store.ordered_rows(), predictions)

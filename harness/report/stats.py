@@ -14,8 +14,8 @@ Uncertainty comes from two sources: which examples the test split happened to ho
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -86,8 +86,9 @@ class Difference:
     n_seeds: int
 
 
-def paired_difference(a: Sequence[dict], b: Sequence[dict], samples: int = 2000, seed: int = 0,
-                      binary: bool = True) -> Difference | None:
+def paired_difference(
+    a: Sequence[dict], b: Sequence[dict], samples: int = 2000, seed: int = 0, binary: bool = True
+) -> Difference | None:
     """a's mean per-example value minus b's on the (seed, id) pairs both scored; None when they share
     none. `binary`: the metric's values are 0/1 (its descriptor says), which picks the paired test."""
     first, second = keyed(a), keyed(b)
@@ -98,8 +99,9 @@ def paired_difference(a: Sequence[dict], b: Sequence[dict], samples: int = 2000,
     y = [second[k] for k in keys]
     diffs = {k: float(first[k]) - float(second[k]) for k in keys}
     low, high = _two_level_bootstrap(diffs, samples, seed)
-    return Difference(float(np.mean(x) - np.mean(y)), low, high, paired_test_p(x, y, binary), len(keys),
-                      len({k[0] for k in keys}))
+    return Difference(
+        float(np.mean(x) - np.mean(y)), low, high, paired_test_p(x, y, binary), len(keys), len({k[0] for k in keys})
+    )
 
 
 def mean_ci_over_seeds(predictions: Sequence[dict], samples: int = 2000, seed: int = 0) -> tuple[float, float]:

@@ -25,6 +25,7 @@ OBJECTIVES = {  # objective: (words, which end is best)
 
 # --- shared helpers ------------------------------------------------------------------------------
 
+
 def _techniques(store: RunStore) -> list[dict]:
     return store.meta.get("recipe", {}).get("techniques", [])
 
@@ -50,6 +51,7 @@ def _metric(store: RunStore) -> str:
 
 # --- search --------------------------------------------------------------------------------------
 
+
 def _objective(spec: dict) -> str:
     return (spec.get("search") or {}).get("objective") or "validation_score"
 
@@ -62,16 +64,21 @@ def _objective_text(objective: str) -> str:
 def _trials(store: RunStore) -> dict[str, list[dict]]:
     """technique -> its search-trial cells, by trial number, in recipe order."""
     trials = [c for c in store.cells if c.get("trial") is not None]
-    return {name: sorted((c for c in trials if c["technique"] == name), key=lambda c: c["trial"])
-            for name in _by_recipe_order(store, (c["technique"] for c in trials))}
+    return {
+        name: sorted((c for c in trials if c["technique"] == name), key=lambda c: c["trial"])
+        for name in _by_recipe_order(store, (c["technique"] for c in trials))
+    }
 
 
 def _budget_sentence(store: RunStore, tuned: list[dict]) -> str:
     recipe = store.meta.get("recipe", {})
     budgets = {t["name"]: (t.get("search") or {}).get("trials") or recipe.get("search_budget") for t in tuned}
     objectives = {_objective(t) for t in tuned}
-    objective = (_objective_text(objectives.pop()) if len(objectives) == 1 else
-                 "; ".join(f"{t['name']}: {_objective_text(_objective(t))}" for t in tuned))
+    objective = (
+        _objective_text(objectives.pop())
+        if len(objectives) == 1
+        else "; ".join(f"{t['name']}: {_objective_text(_objective(t))}" for t in tuned)
+    )
     seeds = recipe.get("seeds") or []
     per_seed = f" and seed ({len(seeds)} seeds)" if len(seeds) > 1 else ""
     if len(set(budgets.values())) == 1:
@@ -79,8 +86,10 @@ def _budget_sentence(store: RunStore, tuned: list[dict]) -> str:
     else:  # config.py forbids this for recipes; an edited or older results.json may still hold it
         each = ", ".join(f"{name}: {trials}" for name, trials in budgets.items())
         budget = f"Tuned techniques got unequal budgets ({each} trials)"
-    return (f"{budget} on the validation split (objective: {objective}); "
-            f"the test split was scored once per chosen configuration{per_seed}.")
+    return (
+        f"{budget} on the validation split (objective: {objective}); "
+        f"the test split was scored once per chosen configuration{per_seed}."
+    )
 
 
 def _untuned_warning(store: RunStore, tuned: list[dict]) -> str:
@@ -89,22 +98,39 @@ def _untuned_warning(store: RunStore, tuned: list[dict]) -> str:
     untuned = [t["name"] for t in _techniques(store) if t["name"] not in names and t.get("kind") != "baseline"]
     if not untuned:
         return ""
-    return (f"⚠ Not tuned: {', '.join(untuned)} ran with the recipe's settings (0 trials), so they had a "
-            "smaller budget than the tuned techniques.")
+    return (
+        f"⚠ Not tuned: {', '.join(untuned)} ran with the recipe's settings (0 trials), so they had a "
+        "smaller budget than the tuned techniques."
+    )
 
 
 def _summary_table(trials: dict[str, list[dict]], objectives: dict[str, str], chosen: dict[str, dict | None]) -> str:
-    headers = ["technique", "objective", "trials run", "failed", "chosen values", "best objective",
-               "search time", "search cost"]
+    headers = [
+        "technique",
+        "objective",
+        "trials run",
+        "failed",
+        "chosen values",
+        "best objective",
+        "search time",
+        "search cost",
+    ]
     rows = []
     for name, cells in trials.items():
         pick = chosen[name]
         values = ", ".join(f"{k}={_value(v)}" for k, v in (pick or {}).get("params", {}).items()) or "–"
-        rows.append([name, _objective_text(objectives[name]), str(len(cells)),
-                     str(sum(c["status"] != "ok" for c in cells)), values,
-                     fmt_number(pick and pick["objective"], ".4f"),
-                     fmt_seconds(sum(c.get("wall_seconds") or 0 for c in cells)),
-                     f"${sum(c.get('cost_usd') or 0 for c in cells):.4f}"])
+        rows.append(
+            [
+                name,
+                _objective_text(objectives[name]),
+                str(len(cells)),
+                str(sum(c["status"] != "ok" for c in cells)),
+                values,
+                fmt_number(pick and pick["objective"], ".4f"),
+                fmt_seconds(sum(c.get("wall_seconds") or 0 for c in cells)),
+                f"${sum(c.get('cost_usd') or 0 for c in cells):.4f}",
+            ]
+        )
     return markdown._table(headers, rows, [False, False, True, True, False, True, True, True])
 
 
@@ -115,12 +141,16 @@ def _trials_table(trials: dict[str, list[dict]], chosen: dict[str, dict | None])
     for name, cells in trials.items():
         for c in cells:
             status = (f"pruned at step {c.get('train_steps')}" if c.get("pruned") else c["status"]) + (
-                f": {markdown._clip(c['error'], 80)}" if c.get("error") else "")
-            rows.append([name, f"{c['trial']}{' (chosen)' if c is chosen[name] else ''}"]
-                        + [_value(c["params"][k]) if k in c.get("params", {}) else "–" for k in keys]
-                        + [fmt_number(c.get("objective"), ".4f"), status])
-    return markdown._table(["technique", "trial", *keys, "objective", "status"], rows,
-                           [False, True] + [True] * len(keys) + [True, False])
+                f": {markdown._clip(c['error'], 80)}" if c.get("error") else ""
+            )
+            rows.append(
+                [name, f"{c['trial']}{' (chosen)' if c is chosen[name] else ''}"]
+                + [_value(c["params"][k]) if k in c.get("params", {}) else "–" for k in keys]
+                + [fmt_number(c.get("objective"), ".4f"), status]
+            )
+    return markdown._table(
+        ["technique", "trial", *keys, "objective", "status"], rows, [False, True] + [True] * len(keys) + [True, False]
+    )
 
 
 def search_section(store: RunStore, folder: Path) -> str:
@@ -133,11 +163,19 @@ def search_section(store: RunStore, folder: Path) -> str:
     tuned = [specs.get(name, {"name": name}) for name in trials]
     objectives = {t["name"]: _objective(t) for t in tuned}
     chosen = {name: chosen_trial(cells, objectives[name]) for name, cells in trials.items()}
-    parts = ["#### Hyperparameter search", _budget_sentence(store, tuned), _untuned_warning(store, tuned),
-             _summary_table(trials, objectives, chosen), "Every trial:", _trials_table(trials, chosen)]
+    parts = [
+        "#### Hyperparameter search",
+        _budget_sentence(store, tuned),
+        _untuned_warning(store, tuned),
+        _summary_table(trials, objectives, chosen),
+        "Every trial:",
+        _trials_table(trials, chosen),
+    ]
     name, title = f"plots/{task_name(store)}-search.png", f"{task_name(store)}: search trials"
-    points = {t: [(c["trial"], c["objective"]) for c in cells if c["status"] == "ok" and c.get("objective") is not None]
-              for t, cells in trials.items()}
+    points = {
+        t: [(c["trial"], c["objective"]) for c in cells if c["status"] == "ok" and c.get("objective") is not None]
+        for t, cells in trials.items()
+    }
     marked = {t: c["trial"] for t, c in chosen.items() if c is not None}
     labels = {t: _objective_text(o) for t, o in objectives.items()}
     if plots.plot_search(points, marked, labels, title, folder / name):
@@ -146,6 +184,7 @@ def search_section(store: RunStore, folder: Path) -> str:
 
 
 # --- seeds ---------------------------------------------------------------------------------------
+
 
 def seeds_section(store: RunStore) -> str:
     """Per-seed test scores, technique x seed, then mean ± std; "" unless the recipe ran several seeds."""
@@ -158,11 +197,14 @@ def seeds_section(store: RunStore) -> str:
         mean, std = mean_std(row["seed_scores"])
         scores = [fmt_number(s, ".3f") for s in row["seed_scores"]]
         table.append([row["technique"], *scores, f"{mean:.3f} ± {std:.3f}"])
-    lines = ["#### Scores per seed",
-             f"The chosen configuration of each technique, scored on the test split ({_metric(store)}) once per seed; "
-             "± is the standard deviation over seeds.",
-             markdown._table(["technique", *(f"seed {s}" for s in seeds), "mean ± std"], table,
-                             [False] + [True] * (len(seeds) + 1))]
+    lines = [
+        "#### Scores per seed",
+        f"The chosen configuration of each technique, scored on the test split ({_metric(store)}) once per seed; "
+        "± is the standard deviation over seeds.",
+        markdown._table(
+            ["technique", *(f"seed {s}" for s in seeds), "mean ± std"], table, [False] + [True] * (len(seeds) + 1)
+        ),
+    ]
     invariant = [r["technique"] for r in rows if r.get("seed_invariant")]
     if invariant:
         lines.append(f"Seed-independent (one run serves every seed): {', '.join(invariant)}.")
@@ -170,6 +212,7 @@ def seeds_section(store: RunStore) -> str:
 
 
 # --- learning curves -----------------------------------------------------------------------------
+
 
 def learning_curves(store: RunStore) -> dict:
     """From the finished test cells: {"curves": {trained technique: [(train_examples, mean score over seeds,
@@ -206,8 +249,10 @@ def _crossover(name: str, points: list[tuple], reference: tuple[str, float]) -> 
         return f"{name} does not reach {ref_name} ({ref_score:.3f}) with up to {largest} training examples."
     if not above[-1]:
         sizes = ", ".join(str(p[0]) for p, a in zip(points, above) if a)
-        return (f"{name} beats {ref_name} ({ref_score:.3f}) at {sizes} training examples but not at the largest "
-                f"size tried ({largest}).")
+        return (
+            f"{name} beats {ref_name} ({ref_score:.3f}) at {sizes} training examples but not at the largest "
+            f"size tried ({largest})."
+        )
     first = next(i for i in range(len(points)) if all(above[i:]))
     n, mean, std, seeds = points[first]
     spread = f" ± {std:.3f} over {seeds} seeds" if seeds > 1 else ""
@@ -228,10 +273,12 @@ def learning_curve_section(store: RunStore, folder: Path) -> str:
     curves, levels = data["curves"], data["levels"]
     if not _has_curve(curves):
         return ""
-    parts = ["#### Learning curves",
-             f"Test score ({_metric(store)}) against the number of training examples; each point is the mean over "
-             "seeds (error bars: standard deviation). Techniques that do not train are horizontal lines, shaded over "
-             "their 95% CI."]
+    parts = [
+        "#### Learning curves",
+        f"Test score ({_metric(store)}) against the number of training examples; each point is the mean over "
+        "seeds (error bars: standard deviation). Techniques that do not train are horizontal lines, shaded over "
+        "their 95% CI.",
+    ]
     reference = _best_level(levels)
     if reference:
         parts.append("\n".join(f"- {_crossover(name, points, reference)}" for name, points in curves.items() if points))

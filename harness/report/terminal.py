@@ -11,16 +11,25 @@ from harness.report.decision import ALPHA, recommend, sentence, with_verdicts, w
 from harness.results import RunStore, task_name
 
 STATUS_STYLE = {"ok": "green", "failed": "red", "skipped": "yellow"}
-LEGEND = (f"sig: ★ best score · ≈ not significantly different from the best · ▼ significantly worse (paired test, "
-          f"Holm-adjusted p < {ALPHA}) · ⚠ a majority-floor warning, listed in REPORT.md")
+LEGEND = (
+    f"sig: ★ best score · ≈ not significantly different from the best · ▼ significantly worse (paired test, "
+    f"Holm-adjusted p < {ALPHA}) · ⚠ a majority-floor warning, listed in REPORT.md"
+)
 
 
 def terminal_table(store: RunStore) -> Table:
     rows = with_verdicts(store.ordered_rows(), store.finished_predictions())
     meta = store.meta
     title = f"{meta['recipe']['name']} — {meta['recipe']['model']['id']} on {meta['task']['name']}"
-    table = Table(title=title, caption=f"{store.run_dir}", header_style="bold", box=box.SIMPLE_HEAD,
-                  padding=(0, 1), collapse_padding=True, pad_edge=False)
+    table = Table(
+        title=title,
+        caption=f"{store.run_dir}",
+        header_style="bold",
+        box=box.SIMPLE_HEAD,
+        padding=(0, 1),
+        collapse_padding=True,
+        pad_edge=False,
+    )
     columns = visible_columns(rows, "terminal")
     for column in columns:
         table.add_column(column.header, justify="right" if column.numeric else "left", no_wrap=True)

@@ -84,8 +84,15 @@ class Endpoint:
     """One technique's (or an endpoint judge's) client: cached, retried, thread-safe chat completions.
     `spec`: the endpoint's settings (an ApiTechnique, or eval.judge.endpoint)."""
 
-    def __init__(self, spec: EndpointSettings, key: str | None, cache_root: Path | None, max_tokens: int, seed: int,
-                 temperature: float = 0.0):
+    def __init__(
+        self,
+        spec: EndpointSettings,
+        key: str | None,
+        cache_root: Path | None,
+        max_tokens: int,
+        seed: int,
+        temperature: float = 0.0,
+    ):
         self.spec, self.key, self.cache_root, self.max_tokens = spec, key, cache_root, max_tokens
         self.temperature = temperature
         self.seed = seed  # in the cache key only when sampling (temperature > 0): each seed its own samples
@@ -98,8 +105,12 @@ class Endpoint:
     # --- the cache ---------------------------------------------------------------------------------
 
     def request_body(self, messages: list[dict]) -> dict:
-        return {"model": self.spec.model, "messages": messages, "max_tokens": self.max_tokens,
-                "temperature": self.temperature}
+        return {
+            "model": self.spec.model,
+            "messages": messages,
+            "max_tokens": self.max_tokens,
+            "temperature": self.temperature,
+        }
 
     def cache_key(self, body: dict) -> str:
         keyed = {"base_url": self.spec.base_url, **body}
@@ -123,8 +134,12 @@ class Endpoint:
             return
         from harness.results import write_atomic
 
-        record = {"request": {"base_url": self.spec.base_url, **body}, "response": response,
-                  "latency_seconds": latency, "stored": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        record = {
+            "request": {"base_url": self.spec.base_url, **body},
+            "response": response,
+            "latency_seconds": latency,
+            "stored": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
         write_atomic(self.cache_root / f"{key}.json", json.dumps(record, ensure_ascii=False))
 
     # --- requests ----------------------------------------------------------------------------------
@@ -165,11 +180,21 @@ class Endpoint:
             except urllib.error.HTTPError as exc:
                 detail = self.redact(_read_error(exc))
                 if exc.code not in RETRYABLE_STATUS and exc.code < 500:
-                    hint = (f"; check the key in ${self.spec.api_key_env}" if self.spec.api_key_env
-                            else "; the endpoint wants a key: set api_key_env") if exc.code in (401, 403) else ""
+                    hint = (
+                        (
+                            f"; check the key in ${self.spec.api_key_env}"
+                            if self.spec.api_key_env
+                            else "; the endpoint wants a key: set api_key_env"
+                        )
+                        if exc.code in (401, 403)
+                        else ""
+                    )
                     raise EndpointError(f"HTTP {exc.code} from {self.url}: {detail}{hint}") from None
-                reason = (f"HTTP 429 rate limited by {self.url}" if exc.code == 429
-                          else f"HTTP {exc.code} from {self.url}: {detail}")
+                reason = (
+                    f"HTTP 429 rate limited by {self.url}"
+                    if exc.code == 429
+                    else f"HTTP {exc.code} from {self.url}: {detail}"
+                )
                 retry_after = _retry_after(exc.headers.get("Retry-After"))
             except (OSError, http.client.HTTPException) as exc:  # URLError, timeouts, resets, refusals
                 reason = self.network_reason(exc)
@@ -178,8 +203,10 @@ class Endpoint:
                     response = json.loads(raw)
                     _content(response)
                 except (ValueError, EndpointError) as exc:
-                    raise EndpointError(f"{self.url} answered with no chat completion: "
-                                        f"{self.redact(raw[:300].decode(errors='replace'))!r}") from exc
+                    raise EndpointError(
+                        f"{self.url} answered with no chat completion: "
+                        f"{self.redact(raw[:300].decode(errors='replace'))!r}"
+                    ) from exc
                 return response, latency
             if attempt == self.spec.max_retries:
                 break
@@ -191,7 +218,7 @@ class Endpoint:
         """Exponential backoff with jitter (half to all of base x 2^attempt); a server's Retry-After wins."""
         if retry_after is not None:
             return min(retry_after, MAX_RETRY_AFTER_SECONDS)
-        ceiling = min(self.spec.backoff_seconds * 2 ** attempt, MAX_BACKOFF_SECONDS)
+        ceiling = min(self.spec.backoff_seconds * 2**attempt, MAX_BACKOFF_SECONDS)
         return self.jitter.uniform(ceiling / 2, ceiling)
 
     def network_reason(self, exc: BaseException) -> str:
@@ -241,7 +268,9 @@ def _content(response: dict) -> str:
 
 def _reply(response: dict, cached: bool, latency: float | None) -> Reply:
     usage = response.get("usage") or {}
-    return Reply(_content(response).strip(), usage.get("prompt_tokens"), usage.get("completion_tokens"), cached, latency)
+    return Reply(
+        _content(response).strip(), usage.get("prompt_tokens"), usage.get("completion_tokens"), cached, latency
+    )
 
 
 def api_key(spec: EndpointSettings, owner: str | None = None) -> str | None:
@@ -252,8 +281,10 @@ def api_key(spec: EndpointSettings, owner: str | None = None) -> str | None:
     key = os.environ.get(spec.api_key_env, "").strip()
     if not key:
         owner = owner or repr(spec.name)
-        raise EndpointError(f"environment variable {spec.api_key_env} (api_key_env of {owner}) is not set; "
-                            "export the endpoint's key under that name where the cells run")
+        raise EndpointError(
+            f"environment variable {spec.api_key_env} (api_key_env of {owner}) is not set; "
+            "export the endpoint's key under that name where the cells run"
+        )
     return key
 
 
@@ -266,13 +297,16 @@ def run_api(spec: ApiTechnique, ctx: RunContext) -> Outcome:
 
 def _run_api(spec: ApiTechnique, ctx: RunContext) -> Outcome:
     if ctx.recipe.eval.heldout.mode != "generate":
-        raise EndpointError("kind api generates its answers, but the recipe's eval.heldout.mode is "
-                            f"{ctx.recipe.eval.heldout.mode}: scoring each label needs the model's log-likelihoods, "
-                            "which a chat-completions endpoint does not return; compare it in a recipe with "
-                            "eval.heldout.mode: generate")
+        raise EndpointError(
+            "kind api generates its answers, but the recipe's eval.heldout.mode is "
+            f"{ctx.recipe.eval.heldout.mode}: scoring each label needs the model's log-likelihoods, "
+            "which a chat-completions endpoint does not return; compare it in a recipe with "
+            "eval.heldout.mode: generate"
+        )
 
-    endpoint = Endpoint(spec, api_key(spec), cache_root(spec), ctx.recipe.eval.heldout.max_new_tokens,
-                        ctx.recipe.seed, spec.temperature)
+    endpoint = Endpoint(
+        spec, api_key(spec), cache_root(spec), ctx.recipe.eval.heldout.max_new_tokens, ctx.recipe.seed, spec.temperature
+    )
     shots = prompting.draw_shots(ctx.task, spec.shots, ctx.recipe.seed)
     augment = None
     if spec.retrieval is not None:
@@ -288,8 +322,11 @@ def _run_api(spec: ApiTechnique, ctx: RunContext) -> Outcome:
         replies.extend(ask_all(endpoint, conversations, spec.concurrency, on_batch))
         complete = all(r.input_tokens is not None and r.output_tokens is not None for r in replies)
         # the endpoint's reported usage per request (its tokenizer's count): the serving figures' tokens
-        return Answered([r.text for r in replies], tuple(r.input_tokens for r in replies) if complete else (),
-                        tuple(r.output_tokens for r in replies) if complete else ())
+        return Answered(
+            [r.text for r in replies],
+            tuple(r.input_tokens for r in replies) if complete else (),
+            tuple(r.output_tokens for r in replies) if complete else (),
+        )
 
     outcome = evaluate_answers(ctx, spec.name, answer)
     if augment is not None:
@@ -345,22 +382,36 @@ def reply_figures(spec: ApiTechnique, endpoint: Endpoint, replies: list[Reply]) 
 
     latencies = [r.latency for r in fresh if r.latency is not None]
     values = {
-        "api_model": spec.model, "api_base_url": spec.base_url,
+        "api_model": spec.model,
+        "api_base_url": spec.base_url,
         "api_input_tokens": input_tokens if complete else None,
         "api_output_tokens": output_tokens if complete else None,
         "api_usage_missing": sum(not (r.input_tokens is not None and r.output_tokens is not None) for r in replies),
-        "cost_usd": price(replies), "api_billed_usd": price(fresh),
-        "api_requests": endpoint.requests, "api_cached": len(replies) - len(fresh), "api_retries": endpoint.retries,
+        "cost_usd": price(replies),
+        "api_billed_usd": price(fresh),
+        "api_requests": endpoint.requests,
+        "api_cached": len(replies) - len(fresh),
+        "api_retries": endpoint.retries,
         **latency_figures(latencies),
         # the model runs elsewhere: this process's memory is not the technique's, and neither are its params
-        "eval_peak_memory_bytes": None, "peak_memory_method": "not measured (hosted model)",
-        "trainable_params": 0, "total_params": None,
+        "eval_peak_memory_bytes": None,
+        "peak_memory_method": "not measured (hosted model)",
+        "trainable_params": 0,
+        "total_params": None,
     }
     if fresh != replies:  # answers read from the cache say nothing about the endpoint's speed
         values.update(eval_tokens_per_second=None, eval_examples_per_second=None)
     return values
 
 
-kinds.register(kinds.Kind(
-    "api", ApiTechnique, run_api, "a hosted model through an OpenAI-compatible chat-completions endpoint",
-    reads_base_model=False, trained=False, needs_corpus=lambda spec: spec.retrieval is not None))
+kinds.register(
+    kinds.Kind(
+        "api",
+        ApiTechnique,
+        run_api,
+        "a hosted model through an OpenAI-compatible chat-completions endpoint",
+        reads_base_model=False,
+        trained=False,
+        needs_corpus=lambda spec: spec.retrieval is not None,
+    )
+)

@@ -7,9 +7,10 @@ inside the functions that run a cell, not here.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from rich.progress import Progress
 
@@ -112,17 +113,24 @@ class RunContext:
         if key in self.shared.indexes:
             return Index(self.shared.indexes[key].retriever, self.shared.indexes[key].chunks, 0.0, True)
         if self.task.corpus_path is None:
-            raise ConfigError(f"task {self.task.name!r} has no corpus, so retrieval has nothing to search; "
-                              f"add `corpus: {{path: ...}}` to {self.task.path / 'task.yaml'}")
+            raise ConfigError(
+                f"task {self.task.name!r} has no corpus, so retrieval has nothing to search; "
+                f"add `corpus: {{path: ...}}` to {self.task.path / 'task.yaml'}"
+            )
         from harness import models
 
         job = self.progress.add_task(f"indexing corpus ({settings.retriever})", total=None)
         start = time.perf_counter()
-        chunks = retrieval.chunk_documents(retrieval.load_corpus(self.task.corpus_path),
-                                           settings.chunk_size, settings.chunk_overlap)
+        chunks = retrieval.chunk_documents(
+            retrieval.load_corpus(self.task.corpus_path), settings.chunk_size, settings.chunk_overlap
+        )
         retriever = retrieval.build_retriever(
-            settings.retriever, chunks, embedding_model=settings.embedding_model, device=self.device,
-            cache_root=models.cache_dir() / "indexes")
+            settings.retriever,
+            chunks,
+            embedding_model=settings.embedding_model,
+            device=self.device,
+            cache_root=models.cache_dir() / "indexes",
+        )
         self.progress.remove_task(job)
         self.shared.indexes[key] = Index(retriever, chunks, time.perf_counter() - start, retriever.loaded)
         return self.shared.indexes[key]
@@ -137,8 +145,12 @@ def evaluate_heldout(ctx: RunContext, label: str, model, tokenizer, prompt_for: 
     def answer(examples: list[Example], on_batch: Callable[[int], None]):
         return heldout.model_answers(model, tokenizer, ctx.task, [prompt_for(e) for e in examples], settings, on_batch)
 
-    outcome = evaluate_answers(ctx, label, answer, lambda examples, predictions: score_preferences(
-        ctx, model, tokenizer, examples, prompt_for, predictions))
+    outcome = evaluate_answers(
+        ctx,
+        label,
+        answer,
+        lambda examples, predictions: score_preferences(ctx, model, tokenizer, examples, prompt_for, predictions),
+    )
     outcome.values.update(latency_figures(measure_latency(ctx, model, tokenizer, ctx.heldout_examples(), prompt_for)))
     return outcome
 
@@ -147,8 +159,9 @@ def evaluate_heldout(ctx: RunContext, label: str, model, tokenizer, prompt_for: 
 Answerer = Callable[[list[Example], Callable[[int], None]], Any]
 
 
-def evaluate_answers(ctx: RunContext, label: str, answer: Answerer,
-                     after: Callable[[list[Example], list[dict]], dict] | None = None) -> Outcome:
+def evaluate_answers(
+    ctx: RunContext, label: str, answer: Answerer, after: Callable[[list[Example], list[dict]], dict] | None = None
+) -> Outcome:
     """Score answers on the held-out split, measuring the phase; fills the eval fields of a row.
 
     `answer(examples, on_batch)` answers every example (a local model: `heldout.model_answers`; kind api:
@@ -160,21 +173,31 @@ def evaluate_answers(ctx: RunContext, label: str, answer: Answerer,
     settings = ctx.recipe.eval.heldout
     examples = ctx.heldout_examples()
     n = len(examples)
-    job = ctx.progress.add_task(f"{label}: {'generating' if settings.mode == 'generate' else 'scoring labels'}", total=n)
+    job = ctx.progress.add_task(
+        f"{label}: {'generating' if settings.mode == 'generate' else 'scoring labels'}", total=n
+    )
     with measure(ctx.device) as phase:
         answered = answer(examples, lambda k: ctx.progress.advance(job, k))
         result = heldout.score_answers(ctx.task, examples, answered, settings, ctx.recipe.seed)
         extra = after(examples, result.predictions) if after else {}
     ctx.progress.remove_task(job)
     values = {
-        "metric": result.metric, "score": result.score, "ci_low": result.ci_low, "ci_high": result.ci_high,
-        "n_eval": n, "invalid_rate": result.invalid_rate, "eval_seconds": phase.seconds,
-        "eval_peak_memory_bytes": phase.peak_bytes, "peak_memory_method": phase.method,
+        "metric": result.metric,
+        "score": result.score,
+        "ci_low": result.ci_low,
+        "ci_high": result.ci_high,
+        "n_eval": n,
+        "invalid_rate": result.invalid_rate,
+        "eval_seconds": phase.seconds,
+        "eval_peak_memory_bytes": phase.peak_bytes,
+        "peak_memory_method": phase.method,
         "eval_mode": settings.mode,  # nothing is generated under loglikelihood: no tokens/s
         "eval_tokens_per_second": result.generated_tokens / phase.seconds
-        if phase.seconds and settings.mode == "generate" else None,
+        if phase.seconds and settings.mode == "generate"
+        else None,
         "eval_examples_per_second": n / phase.seconds if phase.seconds else None,
-        **{f"score_{name}": value for name, value in result.metrics.items()}, **extra,
+        **{f"score_{name}": value for name, value in result.metrics.items()},
+        **extra,
         **serving_figures(result.prompt_tokens, result.output_tokens),
     }
     return Outcome(values, result.predictions)
@@ -203,8 +226,12 @@ def judge_heldout(ctx: RunContext, predictions: list[dict], metric: str | None) 
 
     rubric = ctx.task.spec.judge
     by_id = {e.id: e for e in ctx.heldout_examples()}
-    texts = [judge.prompt(rubric.rubric, rubric.scale, user_text(ctx.task, by_id[p["id"]]), p["expected"],
-                          p["predicted"] or "") for p in predictions]
+    texts = [
+        judge.prompt(
+            rubric.rubric, rubric.scale, user_text(ctx.task, by_id[p["id"]]), p["expected"], p["predicted"] or ""
+        )
+        for p in predictions
+    ]
     job = ctx.progress.add_task("judging answers", total=len(texts))
     with measure(ctx.device) as phase:
         grader = ctx.judge()
@@ -218,10 +245,12 @@ def judge_heldout(ctx: RunContext, predictions: list[dict], metric: str | None) 
         if points is not None:
             scored.append((prediction["judge_score"], value_of(prediction)))
     values = {
-        "judge_model": grader.name, "judge_scale": rubric.scale,
+        "judge_model": grader.name,
+        "judge_scale": rubric.scale,
         "judge_score": sum(s for s, _ in scored) / len(scored) if scored else None,
         "judge_unparsed": len(predictions) - len(scored),
-        "judge_seconds": phase.seconds, "judge_peak_memory_bytes": phase.peak_bytes,
+        "judge_seconds": phase.seconds,
+        "judge_peak_memory_bytes": phase.peak_bytes,
     } | (grader.figures() if hasattr(grader, "figures") else {})  # an endpoint judge's tokens and cost
     return values | judge_agreement([s for s, _ in scored], [v for _, v in scored], metrics.is_binary(metric))
 
@@ -249,9 +278,13 @@ def percentile(values, q: float | None = None) -> float | None:
 def serving_figures(prompt_tokens, output_tokens, latencies=()) -> dict:
     """Per request: prompt and generated tokens (mean, p95) and latency at batch size 1 (p50, p95); None
     where nothing was measured."""
-    return {"prompt_tokens_mean": percentile(prompt_tokens), "prompt_tokens_p95": percentile(prompt_tokens, 95),
-            "output_tokens_mean": percentile(output_tokens), "output_tokens_p95": percentile(output_tokens, 95),
-            **latency_figures(latencies)}
+    return {
+        "prompt_tokens_mean": percentile(prompt_tokens),
+        "prompt_tokens_p95": percentile(prompt_tokens, 95),
+        "output_tokens_mean": percentile(output_tokens),
+        "output_tokens_p95": percentile(output_tokens, 95),
+        **latency_figures(latencies),
+    }
 
 
 def latency_figures(latencies) -> dict:
@@ -265,8 +298,14 @@ def score_preferences(ctx: RunContext, model, tokenizer, examples, prompt_for, p
         return {}
     from harness.evaluate import preference
 
-    pairs = preference.score_pairs(model, tokenizer, [prompt_for(e) for e in examples], [e.chosen for e in examples],
-                                   [e.rejected for e in examples], ctx.recipe.eval.heldout.batch_size)
+    pairs = preference.score_pairs(
+        model,
+        tokenizer,
+        [prompt_for(e) for e in examples],
+        [e.chosen for e in examples],
+        [e.rejected for e in examples],
+        ctx.recipe.eval.heldout.batch_size,
+    )
     for prediction, margin in zip(predictions, pairs.margins):
         prediction["preference_margin"] = margin
     return {"preference_accuracy": pairs.accuracy, "preference_margin": pairs.mean_margin}
@@ -283,14 +322,26 @@ def evaluate_lm_eval(ctx: RunContext, label: str, model, tokenizer, base_model: 
         return {}
     if base_model and ctx.shared.base_lm_eval is not None:
         # the scores are shared; the time and memory belong to the technique that ran lm-eval
-        return ctx.shared.base_lm_eval | {"lm_eval_seconds": 0.0, "lm_eval_peak_memory_bytes": None, "lm_eval_shared": True}
+        return ctx.shared.base_lm_eval | {
+            "lm_eval_seconds": 0.0,
+            "lm_eval_peak_memory_bytes": None,
+            "lm_eval_shared": True,
+        }
     job = ctx.progress.add_task(f"{label}: lm-eval", total=len(settings.tasks))
     with measure(ctx.device) as phase:
-        values, errors = lmeval.score(model, tokenizer, settings, on_task=lambda name: ctx.progress.update(
-            job, description=f"{label}: lm-eval {name}", advance=1), failed=ctx.shared.lm_eval_failed)
+        values, errors = lmeval.score(
+            model,
+            tokenizer,
+            settings,
+            on_task=lambda name: ctx.progress.update(job, description=f"{label}: lm-eval {name}", advance=1),
+            failed=ctx.shared.lm_eval_failed,
+        )
     ctx.progress.remove_task(job)
-    values |= {"lm_eval_errors": errors or None, "lm_eval_seconds": phase.seconds,
-               "lm_eval_peak_memory_bytes": phase.peak_bytes}
+    values |= {
+        "lm_eval_errors": errors or None,
+        "lm_eval_seconds": phase.seconds,
+        "lm_eval_peak_memory_bytes": phase.peak_bytes,
+    }
     if base_model:
         ctx.shared.base_lm_eval = values
     return values

@@ -61,8 +61,10 @@ class CptTechnique(TrainedTechnique):
     @model_validator(mode="after")
     def _check(self):
         if self.then is None and self.search is not None and self.search.objective == "validation_loss":
-            raise ValueError(f"technique {self.name!r}: the document phase has no validation loss; use objective "
-                             "validation_score, or add `then:` (its validation loss is the objective)")
+            raise ValueError(
+                f"technique {self.name!r}: the document phase has no validation loss; use objective "
+                "validation_score, or add `then:` (its validation loss is the objective)"
+            )
         return self
 
 
@@ -82,7 +84,7 @@ def pack_documents(tokenizer, texts, block: int) -> list[list[int]]:
     stream: list[int] = []
     for ids in tokenizer(list(texts), add_special_tokens=False, verbose=False)["input_ids"]:
         stream += [*ids, eos]
-    blocks = [stream[start:start + block] for start in range(0, len(stream), block)]
+    blocks = [stream[start : start + block] for start in range(0, len(stream), block)]
     if blocks and len(blocks[-1]) < 2:
         blocks.pop()
     return blocks
@@ -93,8 +95,10 @@ def document_blocks(ctx: RunContext, tokenizer, block: int) -> tuple[list[list[i
     from harness import retrieval
 
     if ctx.task.corpus_path is None:
-        raise ConfigError(f"task {ctx.task.name!r} has no corpus, so kind cpt has no documents to train on; "
-                          f"add `corpus: {{path: ...}}` to {ctx.task.path / 'task.yaml'}")
+        raise ConfigError(
+            f"task {ctx.task.name!r} has no corpus, so kind cpt has no documents to train on; "
+            f"add `corpus: {{path: ...}}` to {ctx.task.path / 'task.yaml'}"
+        )
     texts = [text for _, text in retrieval.load_corpus(ctx.task.corpus_path)]
     return pack_documents(tokenizer, texts, block), len(texts)
 
@@ -106,8 +110,19 @@ def document_settings(spec: CptTechnique) -> TrainSettings:
     return spec.train.model_copy(update={"learning_rate": DEFAULT_LEARNING_RATE[spec.adapter]})
 
 
-def document_trainer(model, tokenizer, blocks: list[list[int]], settings: TrainSettings, block: int, *, device: str,
-                     seed: int, work_dir, peft_config=None, callbacks=()):
+def document_trainer(
+    model,
+    tokenizer,
+    blocks: list[list[int]],
+    settings: TrainSettings,
+    block: int,
+    *,
+    device: str,
+    seed: int,
+    work_dir,
+    peft_config=None,
+    callbacks=(),
+):
     """An SFTTrainer over pre-tokenized blocks: no chat template, no packing of its own, every token a label."""
     from datasets import Dataset, disable_progress_bars
     from trl import SFTConfig, SFTTrainer
@@ -115,15 +130,26 @@ def document_trainer(model, tokenizer, blocks: list[list[int]], settings: TrainS
     from harness import train
 
     disable_progress_bars()
-    args = SFTConfig(**train.training_args(settings, "cpt", device, work_dir, seed), max_length=block,
-                     packing=False, completion_only_loss=False)
+    args = SFTConfig(
+        **train.training_args(settings, "cpt", device, work_dir, seed),
+        max_length=block,
+        packing=False,
+        completion_only_loss=False,
+    )
     tokenizer.padding_side = "right"
-    return SFTTrainer(model=model, args=args, processing_class=tokenizer, peft_config=peft_config,
-                      train_dataset=Dataset.from_dict({"input_ids": blocks}), callbacks=list(callbacks))
+    return SFTTrainer(
+        model=model,
+        args=args,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        train_dataset=Dataset.from_dict({"input_ids": blocks}),
+        callbacks=list(callbacks),
+    )
 
 
 def cpt_fit(spec: CptTechnique, ctx: RunContext):
     """finetune's `fit` for cpt: the document phase, then with `then:` the instruction phase."""
+
     def fit(model, tokenizer, augment, peft_config):
         from harness import train
 
@@ -136,21 +162,43 @@ def cpt_fit(spec: CptTechnique, ctx: RunContext):
         settings = document_settings(spec)
 
         def build(work_dir, callbacks):
-            return document_trainer(model, tokenizer, blocks, settings, block, device=ctx.device, seed=ctx.recipe.seed,
-                                    work_dir=work_dir, peft_config=peft_config, callbacks=callbacks)
+            return document_trainer(
+                model,
+                tokenizer,
+                blocks,
+                settings,
+                block,
+                device=ctx.device,
+                seed=ctx.recipe.seed,
+                work_dir=work_dir,
+                peft_config=peft_config,
+                callbacks=callbacks,
+            )
 
         # a search trial's pruning callback evaluates the validation loss: the instruction phase's alone
-        model, docs, method = train.fit(build, tokenizer, settings, ctx.device, progress=ctx.progress,
-                                        label=f"{spec.name} documents",
-                                        callbacks=ctx.callbacks if spec.then is None else ())
+        model, docs, method = train.fit(
+            build,
+            tokenizer,
+            settings,
+            ctx.device,
+            progress=ctx.progress,
+            label=f"{spec.name} documents",
+            callbacks=ctx.callbacks if spec.then is None else (),
+        )
         docs.examples = None  # blocks, not train examples: learning curves count the train split's
         docs_trainable, _ = parameter_counts(model)
         extra = dict(
-            cpt_seconds=docs.seconds, cpt_tokens=docs.tokens, cpt_steps=docs.steps,
+            cpt_seconds=docs.seconds,
+            cpt_tokens=docs.tokens,
+            cpt_steps=docs.steps,
             cpt_loss_first=docs.losses[0] if docs.losses else None,
             cpt_loss_last=docs.losses[-1] if docs.losses else None,
-            cpt_blocks=len(blocks), cpt_documents=documents, cpt_corpus_tokens=sum(map(len, blocks)),
-            cpt_chunk_tokens=block, cpt_adapter=spec.adapter, cpt_trainable_params=docs_trainable,
+            cpt_blocks=len(blocks),
+            cpt_documents=documents,
+            cpt_corpus_tokens=sum(map(len, blocks)),
+            cpt_chunk_tokens=block,
+            cpt_adapter=spec.adapter,
+            cpt_trainable_params=docs_trainable,
             cpt_curve=[{k: h[k] for k in CURVE_KEYS if k in h} for h in docs.history],
             then_kind=spec.then.kind if spec.then else None,
         )
@@ -165,10 +213,19 @@ def cpt_fit(spec: CptTechnique, ctx: RunContext):
         if spec.train.limit:  # a learning-curve size (or the technique's own limit) caps the train examples
             settings = settings.model_copy(update={"limit": min(spec.train.limit, settings.limit or spec.train.limit)})
         model, instructions, method = train.train(
-            model, tokenizer, ctx.task, settings, then.kind, device=ctx.device, seed=ctx.recipe.seed,
-            progress=ctx.progress, label=f"{spec.name} then {then.kind}",
-            peft_config=lora_config(then.lora) if then.kind == "lora" else None, augment=augment,
-            callbacks=ctx.callbacks)
+            model,
+            tokenizer,
+            ctx.task,
+            settings,
+            then.kind,
+            device=ctx.device,
+            seed=ctx.recipe.seed,
+            progress=ctx.progress,
+            label=f"{spec.name} then {then.kind}",
+            peft_config=lora_config(then.lora) if then.kind == "lora" else None,
+            augment=augment,
+            callbacks=ctx.callbacks,
+        )
         trainable, total = parameter_counts(model)  # as kind lora / full count them (an adapter included)
         # The document phase changed the base weights, so an adapter alone would not rebuild the scored
         # model: the result (and the saved artifact, which init_from can start from) is the whole model.
@@ -188,15 +245,29 @@ def both(docs, instructions, extra: dict):
     curve, validation loss and examples of the instruction phase; the document phase's in `extra`."""
     from dataclasses import replace
 
-    precision = (docs.precision if docs.precision == instructions.precision
-                 else f"{docs.precision}+{instructions.precision}")
-    return replace(instructions, seconds=docs.seconds + instructions.seconds,
-                   peak_bytes=max(docs.peak_bytes or 0, instructions.peak_bytes or 0) or None,
-                   tokens=docs.tokens + instructions.tokens, steps=docs.steps + instructions.steps,
-                   precision=precision, extra=extra)
+    precision = (
+        docs.precision if docs.precision == instructions.precision else f"{docs.precision}+{instructions.precision}"
+    )
+    return replace(
+        instructions,
+        seconds=docs.seconds + instructions.seconds,
+        peak_bytes=max(docs.peak_bytes or 0, instructions.peak_bytes or 0) or None,
+        tokens=docs.tokens + instructions.tokens,
+        steps=docs.steps + instructions.steps,
+        precision=precision,
+        extra=extra,
+    )
 
 
-kinds.register(kinds.Kind(
-    "cpt", CptTechnique, run_cpt,
-    "continued pre-training on the task's corpus documents (packed, no chat template), optionally then instruction training",
-    trained=True, default_learning_rate=DEFAULT_LEARNING_RATE["lora"], needs_corpus=lambda spec: True))
+kinds.register(
+    kinds.Kind(
+        "cpt",
+        CptTechnique,
+        run_cpt,
+        "continued pre-training on the task's corpus documents (packed, no chat template), "
+        "optionally then instruction training",
+        trained=True,
+        default_learning_rate=DEFAULT_LEARNING_RATE["lora"],
+        needs_corpus=lambda spec: True,
+    )
+)

@@ -74,9 +74,14 @@ def lora_config(settings: LoraSettings):
     from peft import LoraConfig
 
     return LoraConfig(
-        r=settings.rank, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
-        target_modules=settings.target_modules, use_dora=settings.use_dora, use_rslora=settings.use_rslora,
-        bias="none", task_type="CAUSAL_LM",
+        r=settings.rank,
+        lora_alpha=settings.alpha,
+        lora_dropout=settings.dropout,
+        target_modules=settings.target_modules,
+        use_dora=settings.use_dora,
+        use_rslora=settings.use_rslora,
+        bias="none",
+        task_type="CAUSAL_LM",
     )
 
 
@@ -92,8 +97,10 @@ def bnb_config(settings: QuantSettings, train_precision: str):
     if compute == "auto":  # compute in the dtype the training autocasts to
         compute = {"bf16": "bfloat16", "fp16": "float16"}.get(train_precision, "float32")
     return BitsAndBytesConfig(
-        load_in_4bit=True, bnb_4bit_quant_type=settings.quant_type,
-        bnb_4bit_use_double_quant=settings.double_quant, bnb_4bit_compute_dtype=getattr(torch, compute),
+        load_in_4bit=True,
+        bnb_4bit_quant_type=settings.quant_type,
+        bnb_4bit_use_double_quant=settings.double_quant,
+        bnb_4bit_compute_dtype=getattr(torch, compute),
     )
 
 
@@ -113,19 +120,26 @@ def finetune(spec, ctx: RunContext, peft_config=None, quantization_config=None, 
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=spec.train.gradient_checkpointing)
     augment = None
     if spec.retrieval is not None:  # train on the passage-augmented prompts it will be scored on
-        augment = augmenter(ctx, spec.retrieval, tokenizer,
-                            [*ctx.task.train, *ctx.task.validation, *ctx.heldout_examples()])
+        augment = augmenter(
+            ctx, spec.retrieval, tokenizer, [*ctx.task.train, *ctx.task.validation, *ctx.heldout_examples()]
+        )
     model, stats, method = (fit or supervised(spec, ctx))(model, tokenizer, augment, peft_config)
     trainable, total = parameter_counts(model)
     if quantization_config is None:
         model = model.to(models.resolve_dtype(ctx.recipe.model, ctx.device))  # evaluate as the base is evaluated
     model.eval()
-    dtype = ("4bit-" + quantization_config.bnb_4bit_quant_type if quantization_config is not None
-             else str(model.dtype).removeprefix("torch."))
+    dtype = (
+        "4bit-" + quantization_config.bnb_4bit_quant_type
+        if quantization_config is not None
+        else str(model.dtype).removeprefix("torch.")
+    )
     outcome = Outcome({})
     if ctx.cell.scores_split:  # a validation-loss trial is judged on its loss alone: no generation
         outcome = evaluate_heldout(
-            ctx, spec.name, model, tokenizer,
+            ctx,
+            spec.name,
+            model,
+            tokenizer,
             lambda example: prompting.render(tokenizer, prompting.messages(ctx.task, example, augment=augment)),
         )
         if augment is not None:
@@ -133,16 +147,29 @@ def finetune(spec, ctx: RunContext, peft_config=None, quantization_config=None, 
     outcome.values.update(evaluate_lm_eval(ctx, spec.name, model, tokenizer))
     # Saved after scoring (merging an adapter changes the model in place), and only for the configuration
     # the row reports: search trials and smaller learning-curve sizes leave nothing on disk.
-    artifact = (save_artifact(model, tokenizer, ctx.run_dir / "artifacts" / ctx.cell.id, getattr(spec, "save_merged", False))
-                if ctx.final else None)
+    artifact = (
+        save_artifact(model, tokenizer, ctx.run_dir / "artifacts" / ctx.cell.id, getattr(spec, "save_merged", False))
+        if ctx.final
+        else None
+    )
     outcome.values.update(
-        train_seconds=stats.seconds, train_peak_memory_bytes=stats.peak_bytes, train_tokens=stats.tokens,
-        train_tokens_per_second=stats.tokens_per_second, train_steps=stats.steps, train_examples=stats.examples,
+        train_seconds=stats.seconds,
+        train_peak_memory_bytes=stats.peak_bytes,
+        train_tokens=stats.tokens,
+        train_tokens_per_second=stats.tokens_per_second,
+        train_steps=stats.steps,
+        train_examples=stats.examples,
         train_truncated_examples=stats.truncated_examples,
-        train_precision=stats.precision, train_loss_first=stats.losses[0] if stats.losses else None,
-        train_loss_last=stats.losses[-1] if stats.losses else None, validation_loss=stats.validation_loss,
-        trainable_params=trainable, total_params=total, artifact_bytes=artifact, dtype=dtype,
-        peak_memory_method=method, train_curve=[{k: h[k] for k in CURVE_KEYS if k in h} for h in stats.history],
+        train_precision=stats.precision,
+        train_loss_first=stats.losses[0] if stats.losses else None,
+        train_loss_last=stats.losses[-1] if stats.losses else None,
+        validation_loss=stats.validation_loss,
+        trainable_params=trainable,
+        total_params=total,
+        artifact_bytes=artifact,
+        dtype=dtype,
+        peak_memory_method=method,
+        train_curve=[{k: h[k] for k in CURVE_KEYS if k in h} for h in stats.history],
         init_from=getattr(spec, "init_from", None),
     )
     outcome.values.update(stats.extra)  # a custom `fit`'s own figures (and corrections, e.g. trainable_params)
@@ -150,8 +177,17 @@ def finetune(spec, ctx: RunContext, peft_config=None, quantization_config=None, 
 
 
 # What a row keeps of the trainer's log at each logging step (loss curves; DPO's and GRPO's own figures).
-CURVE_KEYS = ("step", "epoch", "loss", "reward", "reward_std", "rewards/accuracies", "rewards/margins",
-              "learning_rate", "completions/mean_length")
+CURVE_KEYS = (
+    "step",
+    "epoch",
+    "loss",
+    "reward",
+    "reward_std",
+    "rewards/accuracies",
+    "rewards/margins",
+    "learning_rate",
+    "completions/mean_length",
+)
 
 
 def supervised(spec, ctx: RunContext):
@@ -159,9 +195,20 @@ def supervised(spec, ctx: RunContext):
     from harness import train
 
     def fit(model, tokenizer, augment, peft_config):
-        return train.train(model, tokenizer, ctx.task, spec.train, spec.kind, device=ctx.device, seed=ctx.recipe.seed,
-                           progress=ctx.progress, label=spec.name, peft_config=peft_config, augment=augment,
-                           callbacks=ctx.callbacks)
+        return train.train(
+            model,
+            tokenizer,
+            ctx.task,
+            spec.train,
+            spec.kind,
+            device=ctx.device,
+            seed=ctx.recipe.seed,
+            progress=ctx.progress,
+            label=spec.name,
+            peft_config=peft_config,
+            augment=augment,
+            callbacks=ctx.callbacks,
+        )
 
     return fit
 
@@ -218,9 +265,33 @@ def save_artifact(model, tokenizer, folder: Path, merged: bool) -> int:
     return sum(p.stat().st_size for f in folders for p in f.rglob("*") if p.is_file())
 
 
-kinds.register(kinds.Kind("full", FullTechnique, run_full, "every weight trained on the train split",
-                          trained=True, default_learning_rate=5e-5))
-kinds.register(kinds.Kind("lora", LoraTechnique, run_lora, "low-rank adapters trained, base weights frozen (peft)",
-                          trained=True, default_learning_rate=2e-4))
-kinds.register(kinds.Kind("qlora", QLoraTechnique, run_qlora, "LoRA on a 4-bit base model (bitsandbytes)",
-                          trained=True, default_learning_rate=2e-4))
+kinds.register(
+    kinds.Kind(
+        "full",
+        FullTechnique,
+        run_full,
+        "every weight trained on the train split",
+        trained=True,
+        default_learning_rate=5e-5,
+    )
+)
+kinds.register(
+    kinds.Kind(
+        "lora",
+        LoraTechnique,
+        run_lora,
+        "low-rank adapters trained, base weights frozen (peft)",
+        trained=True,
+        default_learning_rate=2e-4,
+    )
+)
+kinds.register(
+    kinds.Kind(
+        "qlora",
+        QLoraTechnique,
+        run_qlora,
+        "LoRA on a 4-bit base model (bitsandbytes)",
+        trained=True,
+        default_learning_rate=2e-4,
+    )
+)

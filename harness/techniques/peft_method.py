@@ -56,8 +56,11 @@ class PeftTechnique(TrainedTechnique):
             raise ValueError(f"peft method {value!r} cannot be trained here: {UNSUPPORTED[name]}")
         if name not in known:
             hint = difflib.get_close_matches(name, known, n=1)
-            raise ValueError(f"unknown peft method {value!r}" + (f" (did you mean '{hint[0]}'?)" if hint else "")
-                             + f"; known: {', '.join(known)}")
+            raise ValueError(
+                f"unknown peft method {value!r}"
+                + (f" (did you mean '{hint[0]}'?)" if hint else "")
+                + f"; known: {', '.join(known)}"
+            )
         return name
 
     @field_validator("settings")
@@ -72,8 +75,10 @@ class PeftTechnique(TrainedTechnique):
     def _quantizable(cls, value: bool, info: ValidationInfo) -> bool:
         method = info.data.get("method")
         if value and method is not None and method not in methods_on_4bit():
-            raise ValueError(f"peft has no 4-bit (bitsandbytes) layers for {method}; quantize_4bit works with: "
-                             f"{', '.join(methods_on_4bit())}")
+            raise ValueError(
+                f"peft has no 4-bit (bitsandbytes) layers for {method}; quantize_4bit works with: "
+                f"{', '.join(methods_on_4bit())}"
+            )
         return value
 
 
@@ -104,8 +109,11 @@ def peft_config(method: str, settings: dict, train=None):
     except Exception as exc:  # noqa: BLE001 — peft's own check, reported as a recipe error
         # the settings that fail on their own (the others left at their defaults), else all of them
         culprits = [key for key in given if _fails(config_class, base | {key: given[key]})] or list(given)
-        hint = (" (give settings.total_step, or train.max_steps, which it defaults to)"
-                if method == "adalora" and "total_step" not in base | given else "")
+        hint = (
+            " (give settings.total_step, or train.max_steps, which it defaults to)"
+            if method == "adalora" and "total_step" not in base | given
+            else ""
+        )
         what = f"rejects {', '.join(f'settings.{key}' for key in culprits)}" if culprits else "needs settings"
         raise ValueError(f"{method}: {config_class.__name__} {what}: {exc}{hint}") from None
 
@@ -145,7 +153,7 @@ def check_type(config_class, key: str, value: Any) -> Any:
     if annotation is None:
         return value
     if field.default is None:
-        annotation = typing.Optional[annotation]
+        annotation = typing.Optional[annotation]  # noqa: UP045 (a runtime type, maybe not a class)
     try:
         return TypeAdapter(annotation).validate_python(value)
     except ValidationError as exc:
@@ -159,8 +167,9 @@ def unknown_setting(key: str, method: str, config_class, fields: list[str]) -> s
     if key == "task_type":
         return "settings.task_type: always CAUSAL_LM here, not a setting"
     hint = difflib.get_close_matches(key, fields, n=1)
-    return (f"unknown setting 'settings.{key}' for {method} ({config_class.__name__})"
-            + (f" (did you mean 'settings.{hint[0]}'?)" if hint else f"; known: {', '.join(fields)}"))
+    return f"unknown setting 'settings.{key}' for {method} ({config_class.__name__})" + (
+        f" (did you mean 'settings.{hint[0]}'?)" if hint else f"; known: {', '.join(fields)}"
+    )
 
 
 @functools.cache
@@ -203,8 +212,11 @@ def methods_on_4bit() -> list[str]:
     import peft.tuners
 
     root = Path(peft.tuners.__file__).parent
-    return [m for m in method_names()
-            if (root / m / "bnb.py").is_file() and "Linear4bit" in (root / m / "bnb.py").read_text()]
+    return [
+        m
+        for m in method_names()
+        if (root / m / "bnb.py").is_file() and "Linear4bit" in (root / m / "bnb.py").read_text()
+    ]
 
 
 def allocation_callback():
@@ -221,6 +233,13 @@ def allocation_callback():
     return Allocate()
 
 
-kinds.register(kinds.Kind("peft", PeftTechnique, run_peft,
-                          "any peft method by name (prompt/prefix/p-tuning, IA3, LoHa, LoKr, AdaLoRA, VeRA, ...)",
-                          trained=True, default_learning_rate=2e-4))
+kinds.register(
+    kinds.Kind(
+        "peft",
+        PeftTechnique,
+        run_peft,
+        "any peft method by name (prompt/prefix/p-tuning, IA3, LoHa, LoKr, AdaLoRA, VeRA, ...)",
+        trained=True,
+        default_learning_rate=2e-4,
+    )
+)

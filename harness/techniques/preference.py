@@ -19,8 +19,22 @@ from harness.techniques.finetune import LoraSettings, finetune, lora_config
 from harness.yamlconfig import ConfigError, Strict
 
 # DPOConfig.loss_type values in TRL 1.x (sigmoid is the DPO paper's loss)
-DPO_LOSSES = ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
-              "aot_unpaired", "apo_zero", "apo_down", "discopop", "sigmoid_norm")
+DPO_LOSSES = (
+    "sigmoid",
+    "hinge",
+    "ipo",
+    "exo_pair",
+    "nca_pair",
+    "robust",
+    "bco_pair",
+    "sppo_hard",
+    "aot",
+    "aot_unpaired",
+    "apo_zero",
+    "apo_down",
+    "discopop",
+    "sigmoid_norm",
+)
 
 
 class DpoSettings(Strict):
@@ -41,13 +55,17 @@ class DpoTechnique(TrainedTechnique):
 def preference_records(ctx: RunContext, settings, augment=None) -> tuple[list[dict], list[dict]]:
     """(train, validation) in TRL's conversational preference format; prompts as they are scored."""
     if not ctx.task.has_preferences:
-        raise ConfigError(f"task {ctx.task.name!r} has no preference pairs, which kind dpo trains on: add "
-                          f"`fields: {{chosen: <column>, rejected: <column>}}` to {ctx.task.path / 'task.yaml'}")
+        raise ConfigError(
+            f"task {ctx.task.name!r} has no preference pairs, which kind dpo trains on: add "
+            f"`fields: {{chosen: <column>, rejected: <column>}}` to {ctx.task.path / 'task.yaml'}"
+        )
 
     def record(e):
-        return {"prompt": prompting.messages(ctx.task, e, augment=augment),
-                "chosen": [{"role": "assistant", "content": e.chosen}],
-                "rejected": [{"role": "assistant", "content": e.rejected}]}
+        return {
+            "prompt": prompting.messages(ctx.task, e, augment=augment),
+            "chosen": [{"role": "assistant", "content": e.chosen}],
+            "rejected": [{"role": "assistant", "content": e.rejected}],
+        }
 
     examples = ctx.task.train[: settings.limit] if settings.limit else ctx.task.train
     return [record(e) for e in examples], [record(e) for e in ctx.task.validation]
@@ -61,6 +79,7 @@ def run_dpo(spec: DpoTechnique, ctx: RunContext) -> Outcome:
 def dpo_fit(spec: DpoTechnique, ctx: RunContext):
     """finetune's `fit` for DPO: TRL's DPOTrainer on the preference pairs (the reference model is the
     starting model: a frozen copy, or the adapter-free model when training LoRA)."""
+
     def fit(model, tokenizer, augment, peft_config):
         from datasets import Dataset
         from trl import DPOConfig, DPOTrainer
@@ -70,19 +89,37 @@ def dpo_fit(spec: DpoTechnique, ctx: RunContext):
         records, validation = preference_records(ctx, spec.train, augment)
 
         def build(work_dir, callbacks):
-            args = DPOConfig(**train.training_args(spec.train, spec.kind, ctx.device, work_dir, ctx.recipe.seed),
-                             beta=spec.dpo.beta, loss_type=[spec.dpo.loss], max_length=spec.train.max_length)
+            args = DPOConfig(
+                **train.training_args(spec.train, spec.kind, ctx.device, work_dir, ctx.recipe.seed),
+                beta=spec.dpo.beta,
+                loss_type=[spec.dpo.loss],
+                max_length=spec.train.max_length,
+            )
             tokenizer.padding_side = "right"
-            return DPOTrainer(model=model, args=args, processing_class=tokenizer, peft_config=peft_config,
-                              train_dataset=Dataset.from_list(records),
-                              eval_dataset=Dataset.from_list(validation) if validation else None,
-                              callbacks=callbacks)
+            return DPOTrainer(
+                model=model,
+                args=args,
+                processing_class=tokenizer,
+                peft_config=peft_config,
+                train_dataset=Dataset.from_list(records),
+                eval_dataset=Dataset.from_list(validation) if validation else None,
+                callbacks=callbacks,
+            )
 
-        return train.fit(build, tokenizer, spec.train, ctx.device, progress=ctx.progress, label=spec.name,
-                         callbacks=ctx.callbacks)
+        return train.fit(
+            build, tokenizer, spec.train, ctx.device, progress=ctx.progress, label=spec.name, callbacks=ctx.callbacks
+        )
 
     return fit
 
 
-kinds.register(kinds.Kind("dpo", DpoTechnique, run_dpo, "preference tuning (TRL DPOTrainer) on chosen/rejected pairs",
-                          trained=True, default_learning_rate=5e-5))
+kinds.register(
+    kinds.Kind(
+        "dpo",
+        DpoTechnique,
+        run_dpo,
+        "preference tuning (TRL DPOTrainer) on chosen/rejected pairs",
+        trained=True,
+        default_learning_rate=5e-5,
+    )
+)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Callable, Literal
+from collections.abc import Callable
+from typing import Literal
 
 from pydantic import Field
 
@@ -30,15 +31,29 @@ def score_base_model(spec, ctx: RunContext, augment: Callable[[Example, str], st
     model, tokenizer = ctx.base_model()
     shots = prompting.draw_shots(ctx.task, spec.shots, ctx.recipe.seed)
     outcome = evaluate_heldout(
-        ctx, spec.name, model, tokenizer,
+        ctx,
+        spec.name,
+        model,
+        tokenizer,
         lambda example: prompting.render(tokenizer, prompting.messages(ctx.task, example, shots, augment)),
     )
     _, total = models.count_parameters(model)
-    outcome.values.update(trainable_params=0, total_params=total, dtype=str(model.dtype).removeprefix("torch."),
-                          **evaluate_lm_eval(ctx, spec.name, model, tokenizer, base_model=True))
+    outcome.values.update(
+        trainable_params=0,
+        total_params=total,
+        dtype=str(model.dtype).removeprefix("torch."),
+        **evaluate_lm_eval(ctx, spec.name, model, tokenizer, base_model=True),
+    )
     return outcome
 
 
-kinds.register(kinds.Kind(
-    "prompt", PromptTechnique, run_prompt, "the base model as it is, zero- or few-shot", reads_base_model=True,
-    needs_corpus=lambda spec: False))
+kinds.register(
+    kinds.Kind(
+        "prompt",
+        PromptTechnique,
+        run_prompt,
+        "the base model as it is, zero- or few-shot",
+        reads_base_model=True,
+        needs_corpus=lambda spec: False,
+    )
+)

@@ -7,7 +7,8 @@ and scores with the same passage-augmented prompts ("LoRA + RAG").
 from __future__ import annotations
 
 import time
-from typing import Literal, Sequence
+from collections.abc import Sequence
+from typing import Literal
 
 from pydantic import Field
 
@@ -86,8 +87,12 @@ class Augmenter:
                     reading_misses += recall == 1
         s = self.settings
         outcome.values.update(
-            retriever=s.retriever, retrieval_k=s.k, index_seconds=self.index.seconds, index_cached=self.index.cached,
-            index_chunks=len(self.index.chunks), retrieval_seconds=self.search_seconds,
+            retriever=s.retriever,
+            retrieval_k=s.k,
+            index_seconds=self.index.seconds,
+            index_cached=self.index.cached,
+            index_chunks=len(self.index.chunks),
+            retrieval_seconds=self.search_seconds,
             retrieval_seconds_per_request=self.search_seconds / max(len(self.retrieved), 1),
             recall_at_k=sum(recalls) / len(recalls) if recalls else None,
             retrieval_misses=retrieval_misses if recalls and binary else None,
@@ -112,6 +117,13 @@ def run_rag(spec: RagTechnique, ctx: RunContext) -> Outcome:
     return outcome
 
 
-kinds.register(kinds.Kind(
-    "rag", RagTechnique, run_rag, "the base model prompted with passages retrieved from the task's corpus",
-    reads_base_model=True, needs_corpus=lambda spec: True))
+kinds.register(
+    kinds.Kind(
+        "rag",
+        RagTechnique,
+        run_rag,
+        "the base model prompted with passages retrieved from the task's corpus",
+        reads_base_model=True,
+        needs_corpus=lambda spec: True,
+    )
+)

@@ -39,14 +39,17 @@ class GrpoTechnique(TrainedTechnique):
     @model_validator(mode="after")
     def _whole_groups(self):
         if self.train.batch_size % self.grpo.generations:
-            raise ValueError(f"train.batch_size ({self.train.batch_size}) must be a multiple of grpo.generations "
-                             f"({self.grpo.generations}): each batch holds whole groups of answers to one prompt")
+            raise ValueError(
+                f"train.batch_size ({self.train.batch_size}) must be a multiple of grpo.generations "
+                f"({self.grpo.generations}): each batch holds whole groups of answers to one prompt"
+            )
         return self
 
 
 def task_reward(task):
     """The reward TRL calls with the sampled completions and the dataset's `expected` column: the
     task metric's per-example value for each answer."""
+
     def reward(completions, expected, **_):
         answers = [_text(c) for c in completions]
         return [float(v) for v in metrics.score(task.spec.metric, expected, answers, task.labels).correct]
@@ -57,6 +60,7 @@ def task_reward(task):
 
 def format_reward(task):
     """1 when the answer has the task's shape: names a label (classification), else is one non-empty line."""
+
     def reward(completions, **_):
         answers = [_text(c) for c in completions]
         if task.labels:
@@ -79,6 +83,7 @@ def run_grpo(spec: GrpoTechnique, ctx: RunContext) -> Outcome:
 
 def grpo_fit(spec: GrpoTechnique, ctx: RunContext):
     """finetune's `fit` for GRPO (no validation loss: RL has none to compare; search on validation_score)."""
+
     def fit(model, tokenizer, augment, peft_config):
         from datasets import Dataset
         from trl import GRPOConfig, GRPOTrainer
@@ -92,18 +97,39 @@ def grpo_fit(spec: GrpoTechnique, ctx: RunContext):
             rewards, weights = rewards + [format_reward(ctx.task)], weights + [spec.grpo.format_reward]
 
         def build(work_dir, callbacks):
-            args = GRPOConfig(**train.training_args(spec.train, spec.kind, ctx.device, work_dir, ctx.recipe.seed),
-                              num_generations=spec.grpo.generations, max_completion_length=spec.grpo.max_completion_tokens,
-                              temperature=spec.grpo.temperature, beta=spec.grpo.beta, reward_weights=weights)
+            args = GRPOConfig(
+                **train.training_args(spec.train, spec.kind, ctx.device, work_dir, ctx.recipe.seed),
+                num_generations=spec.grpo.generations,
+                max_completion_length=spec.grpo.max_completion_tokens,
+                temperature=spec.grpo.temperature,
+                beta=spec.grpo.beta,
+                reward_weights=weights,
+            )
             tokenizer.padding_side = "left"  # GRPO generates: prompts are padded on the left
-            return GRPOTrainer(model=model, reward_funcs=rewards, args=args, processing_class=tokenizer,
-                               peft_config=peft_config, train_dataset=Dataset.from_list(records), callbacks=callbacks)
+            return GRPOTrainer(
+                model=model,
+                reward_funcs=rewards,
+                args=args,
+                processing_class=tokenizer,
+                peft_config=peft_config,
+                train_dataset=Dataset.from_list(records),
+                callbacks=callbacks,
+            )
 
-        return train.fit(build, tokenizer, spec.train, ctx.device, progress=ctx.progress, label=spec.name,
-                         callbacks=ctx.callbacks)
+        return train.fit(
+            build, tokenizer, spec.train, ctx.device, progress=ctx.progress, label=spec.name, callbacks=ctx.callbacks
+        )
 
     return fit
 
 
-kinds.register(kinds.Kind("grpo", GrpoTechnique, run_grpo, "online RL (TRL GRPOTrainer) with the task's metric as reward",
-                          trained=True, default_learning_rate=1e-5))
+kinds.register(
+    kinds.Kind(
+        "grpo",
+        GrpoTechnique,
+        run_grpo,
+        "online RL (TRL GRPOTrainer) with the task's metric as reward",
+        trained=True,
+        default_learning_rate=1e-5,
+    )
+)

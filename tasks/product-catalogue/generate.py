@@ -17,8 +17,20 @@ SEED = 2024
 HERE = Path(__file__).resolve().parent
 N_TEST = 120
 
-BRANDS = ["Korvala", "Menditz", "Ostrafel", "Quillon", "Brevika", "Talvex", "Ruomi", "Zephra", "Halden", "Vistrel",
-          "Pellmark", "Ondrey"]
+BRANDS = [
+    "Korvala",
+    "Menditz",
+    "Ostrafel",
+    "Quillon",
+    "Brevika",
+    "Talvex",
+    "Ruomi",
+    "Zephra",
+    "Halden",
+    "Vistrel",
+    "Pellmark",
+    "Ondrey",
+]
 CATEGORIES = {  # category: (power range in W, weight range in kg, price range in $)
     "kettle": ((1500, 3000), (0.8, 1.6), (25, 140)),
     "blender": ((300, 1500), (1.2, 4.5), (40, 420)),
@@ -29,12 +41,32 @@ CATEGORIES = {  # category: (power range in W, weight range in kg, price range i
     "space heater": ((800, 2400), (1.5, 6.0), (35, 260)),
     "toaster": ((700, 1800), (1.1, 3.2), (22, 210)),
 }
-COUNTRIES = ["Portugal", "Vietnam", "Poland", "Mexico", "Malaysia", "Turkey", "Slovenia", "Chile", "Estonia",
-             "Morocco", "Taiwan", "Romania"]
+COUNTRIES = [
+    "Portugal",
+    "Vietnam",
+    "Poland",
+    "Mexico",
+    "Malaysia",
+    "Turkey",
+    "Slovenia",
+    "Chile",
+    "Estonia",
+    "Morocco",
+    "Taiwan",
+    "Romania",
+]
 COLOURS = ["slate grey", "copper", "sage green", "matte black", "ivory", "cobalt blue", "sand", "burgundy"]
 SELLING_POINTS = [
-    "a quiet motor", "a touch control panel", "an auto-off timer", "a dishwasher-safe base", "a child lock",
-    "a washable filter", "an app for scheduling", "a brushed steel body", "a travel lock", "a night mode",
+    "a quiet motor",
+    "a touch control panel",
+    "an auto-off timer",
+    "a dishwasher-safe base",
+    "a child lock",
+    "a washable filter",
+    "an app for scheduling",
+    "a brushed steel body",
+    "a travel lock",
+    "a night mode",
 ]
 
 ATTRIBUTES = ("price", "warranty", "weight", "power", "country")
@@ -63,16 +95,21 @@ def make_products(rng: random.Random) -> list[dict]:
                 if (brand, model) not in used:
                     used.add((brand, model))
                     break
-            products.append({
-                "id": f"{brand.lower()}-{model.lower()}-{category.replace(' ', '-')}",
-                "name": f"{brand} {model} {category}", "brand": brand, "category": category,
-                "price": f"${rng.randint(*price)}",
-                "warranty": years(rng.randint(1, 6)),
-                "weight": f"{rng.uniform(*weight):.1f} kg",
-                "power": f"{rng.randrange(power[0], power[1] + 1, 5)} W",
-                "country": rng.choice(COUNTRIES),
-                "colour": rng.choice(COLOURS), "points": rng.sample(SELLING_POINTS, 2),
-            })
+            products.append(
+                {
+                    "id": f"{brand.lower()}-{model.lower()}-{category.replace(' ', '-')}",
+                    "name": f"{brand} {model} {category}",
+                    "brand": brand,
+                    "category": category,
+                    "price": f"${rng.randint(*price)}",
+                    "warranty": years(rng.randint(1, 6)),
+                    "weight": f"{rng.uniform(*weight):.1f} kg",
+                    "power": f"{rng.randrange(power[0], power[1] + 1, 5)} W",
+                    "country": rng.choice(COUNTRIES),
+                    "colour": rng.choice(COLOURS),
+                    "points": rng.sample(SELLING_POINTS, 2),
+                }
+            )
     return products
 
 
@@ -94,8 +131,12 @@ def document(p: dict) -> str:
 
 def question_rows(products: list[dict], templates: dict, facts: list[tuple[int, str]]) -> list[dict]:
     return [
-        {"id": f"{products[i]['id']}-{attr}", "question": templates[attr].format(product=products[i]["name"]),
-         "answer": products[i][attr], "doc": products[i]["id"]}
+        {
+            "id": f"{products[i]['id']}-{attr}",
+            "question": templates[attr].format(product=products[i]["name"]),
+            "answer": products[i][attr],
+            "doc": products[i]["id"],
+        }
         for i, attr in facts
     ]
 

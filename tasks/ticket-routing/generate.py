@@ -12,8 +12,18 @@ from pathlib import Path
 SEED = 1234
 PER_LABEL = 100
 
-PRODUCTS = ["Aero X2 headphones", "Lumo desk lamp", "Kettle Pro 1.7L", "TrailMate backpack", "Nimbus router",
-            "PixelFrame 10", "Volt power bank", "Orbit smartwatch", "Breeze air purifier", "Cora coffee grinder"]
+PRODUCTS = [
+    "Aero X2 headphones",
+    "Lumo desk lamp",
+    "Kettle Pro 1.7L",
+    "TrailMate backpack",
+    "Nimbus router",
+    "PixelFrame 10",
+    "Volt power bank",
+    "Orbit smartwatch",
+    "Breeze air purifier",
+    "Cora coffee grinder",
+]
 OPENERS = ["Hi,", "Hello team,", "Hey there.", "Good morning,", "To whom it may concern,", "", "", "Hi support,"]
 CLOSERS = ["Thanks.", "Thank you!", "Please help.", "Regards, {name}", "Cheers, {name}", "", "", "Appreciate it."]
 NAMES = ["Ana", "Ben", "Chloe", "Dev", "Emre", "Fatima", "Goran", "Hana", "Ivo", "Jun", "Kofi", "Lena"]
@@ -98,9 +108,14 @@ MONTHS = ["January", "March", "May", "July", "September", "November"]
 
 def fill(template: str, rng: random.Random) -> str:
     return template.format(
-        order=rng.randint(100000, 999999), order_short=rng.randint(10, 99), amount=f"{rng.randint(5, 480)}.{rng.randint(0, 99):02d}",
-        month=rng.choice(MONTHS), product=rng.choice(PRODUCTS), days=rng.randint(2, 30),
-        country=rng.choice(COUNTRIES), name=rng.choice(NAMES),
+        order=rng.randint(100000, 999999),
+        order_short=rng.randint(10, 99),
+        amount=f"{rng.randint(5, 480)}.{rng.randint(0, 99):02d}",
+        month=rng.choice(MONTHS),
+        product=rng.choice(PRODUCTS),
+        days=rng.randint(2, 30),
+        country=rng.choice(COUNTRIES),
+        name=rng.choice(NAMES),
     )
 
 

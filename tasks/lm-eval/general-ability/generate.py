@@ -13,11 +13,31 @@ SEED = 7
 HERE = Path(__file__).resolve().parent
 
 CAPITALS = {
-    "France": "Paris", "Japan": "Tokyo", "Italy": "Rome", "Spain": "Madrid", "Germany": "Berlin",
-    "Egypt": "Cairo", "Russia": "Moscow", "China": "Beijing", "the United Kingdom": "London", "Greece": "Athens",
-    "Portugal": "Lisbon", "Ireland": "Dublin", "Austria": "Vienna", "Norway": "Oslo", "Sweden": "Stockholm",
-    "Kenya": "Nairobi", "Argentina": "Buenos Aires", "Peru": "Lima", "Thailand": "Bangkok", "South Korea": "Seoul",
-    "Canada": "Ottawa", "Australia": "Canberra", "India": "New Delhi", "Mexico": "Mexico City", "Poland": "Warsaw",
+    "France": "Paris",
+    "Japan": "Tokyo",
+    "Italy": "Rome",
+    "Spain": "Madrid",
+    "Germany": "Berlin",
+    "Egypt": "Cairo",
+    "Russia": "Moscow",
+    "China": "Beijing",
+    "the United Kingdom": "London",
+    "Greece": "Athens",
+    "Portugal": "Lisbon",
+    "Ireland": "Dublin",
+    "Austria": "Vienna",
+    "Norway": "Oslo",
+    "Sweden": "Stockholm",
+    "Kenya": "Nairobi",
+    "Argentina": "Buenos Aires",
+    "Peru": "Lima",
+    "Thailand": "Bangkok",
+    "South Korea": "Seoul",
+    "Canada": "Ottawa",
+    "Australia": "Canberra",
+    "India": "New Delhi",
+    "Mexico": "Mexico City",
+    "Poland": "Warsaw",
 }
 FACTS = [  # (question, answer, three wrong answers)
     ("How many legs does a spider have?", "eight", ["six", "four", "ten"]),
@@ -35,7 +55,11 @@ FACTS = [  # (question, answer, three wrong answers)
     ("Which gas do humans need to breathe to stay alive?", "oxygen", ["helium", "neon", "chlorine"]),
     ("What is the chemical symbol for water?", "H2O", ["CO2", "NaCl", "O3"]),
     ("Which animal is known as the king of the jungle?", "the lion", ["the mouse", "the rabbit", "the sheep"]),
-    ("Which is the largest ocean on Earth?", "the Pacific Ocean", ["the Arctic Ocean", "the Indian Ocean", "the Southern Ocean"]),
+    (
+        "Which is the largest ocean on Earth?",
+        "the Pacific Ocean",
+        ["the Arctic Ocean", "the Indian Ocean", "the Southern Ocean"],
+    ),
     ("How many hours are there in a day?", "24", ["12", "30", "60"]),
     ("How many minutes are there in an hour?", "60", ["24", "100", "30"]),
     ("Which organ pumps blood around the body?", "the heart", ["the lungs", "the stomach", "the skin"]),
@@ -83,11 +107,14 @@ def arithmetic(rng: random.Random, n: int) -> list[tuple[str, str, list[str]]]:
 def main() -> None:
     rng = random.Random(SEED)
     capitals = list(CAPITALS.items())
-    items = [
-        (f"What is the capital of {country}?", city,
-         rng.sample([c for _, c in capitals if c != city], 3))
-        for country, city in capitals
-    ] + FACTS + arithmetic(rng, 60)
+    items = (
+        [
+            (f"What is the capital of {country}?", city, rng.sample([c for _, c in capitals if c != city], 3))
+            for country, city in capitals
+        ]
+        + FACTS
+        + arithmetic(rng, 60)
+    )
     rows = []
     for n, (question, answer, wrong) in enumerate(items):
         choices = [answer, *wrong]
