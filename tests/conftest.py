@@ -11,6 +11,10 @@ import pytest
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+# One torch thread per process: the tiny model's ops take microseconds, so synchronising threads costs more
+# than it saves, and the suite often runs a driver, cells and a Ray cluster at once on few cores (measured:
+# tests/test_run.py took 1.7x as long with 2 threads as with 1 on this 2-core machine under load).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 REPO = Path(__file__).resolve().parent.parent
 CHATML = (

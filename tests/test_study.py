@@ -124,10 +124,33 @@ def test_search_space_errors_name_the_setting(write):
         )
 
 
-def test_study_searches_on_validation_then_runs_seeds_and_sizes_on_test(write, tiny_model_dir, tmp_path):
-    result = run_cli("run", study_recipe(write, tiny_model_dir, tmp_path / "out"))
+@pytest.fixture(scope="module")
+def killed_then_resumed_study(tiny_model_dir, tmp_path_factory):
+    """The study recipe run as a user would: killed (the driver's whole process group, SIGKILL) once the second
+    search trial finished, then `--resume`d to the end. Returns the run folder and the cell files that existed
+    at the kill with their mtimes. Two tests read it: one run serves both (a study costs half a minute)."""
+    folder = tmp_path_factory.mktemp("study")
+    recipe = folder / "study.yaml"
+    recipe.write_text(tiny_study(tiny_model_dir, folder / "out", LORA_SEARCH, STUDY))
+    harness = os.path.join(os.path.dirname(sys.executable), "harness")
+    driver = subprocess.Popen(
+        [harness, "run", str(recipe)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )  # its own process group: driver and cells die together
+    deadline = time.monotonic() + 240
+    while not list((folder / "out").glob("tiny/*/cells/lora.trial-1.json")):
+        assert driver.poll() is None and time.monotonic() < deadline, "the study ended before it was killed"
+        time.sleep(0.2)
+    os.killpg(driver.pid, signal.SIGKILL)
+    driver.wait()
+    run_dir = only_run_dir(folder / "out")
+    before = {p.name: p.stat().st_mtime_ns for p in (run_dir / "cells").glob("*.json")}
+    result = run_cli("run", "--resume", run_dir)
     assert result.exit_code == 0, result.output
-    run_dir = only_run_dir(tmp_path / "out")
+    return run_dir, before
+
+
+def test_study_searches_on_validation_then_runs_seeds_and_sizes_on_test(killed_then_resumed_study):
+    run_dir, _ = killed_then_resumed_study
     store = results.RunStore.open(run_dir)
     cells = {c["cell"]: c for c in store.cells}
     assert set(cells) == {
@@ -186,24 +209,9 @@ def test_a_cell_killed_by_sigkill_is_a_failed_row_and_the_rest_finish(write, tin
     assert results.RunStore.open(run_dir).ordered_rows()[0]["status"] == "ok"
 
 
-def test_a_study_killed_midway_resumes_without_redoing_finished_cells_or_trials(write, tiny_model_dir, tmp_path):
-    recipe = study_recipe(write, tiny_model_dir, tmp_path / "out")
-    harness = os.path.join(os.path.dirname(sys.executable), "harness")
-    driver = subprocess.Popen(
-        [harness, "run", str(recipe)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )  # its own process group: driver and cells die together
-    deadline = time.monotonic() + 240
-    while not list((tmp_path / "out").glob("tiny/*/cells/lora.trial-1.json")):
-        assert driver.poll() is None and time.monotonic() < deadline, "the study ended before it was killed"
-        time.sleep(0.2)
-    os.killpg(driver.pid, signal.SIGKILL)
-    driver.wait()
-    run_dir = only_run_dir(tmp_path / "out")
-    before = {p.name: p.stat().st_mtime_ns for p in (run_dir / "cells").glob("*.json")}
+def test_a_study_killed_midway_resumes_without_redoing_finished_cells_or_trials(killed_then_resumed_study):
+    run_dir, before = killed_then_resumed_study
     assert "lora.trial-0.json" in before and "lora.seed-0.json" not in before
-
-    result = run_cli("run", "--resume", run_dir)
-    assert result.exit_code == 0, result.output
     after = {p.name: p.stat().st_mtime_ns for p in (run_dir / "cells").glob("*.json")}
     assert all(after[name] == mtime for name, mtime in before.items())  # nothing finished was redone
     assert len(after) == 8
