@@ -453,6 +453,17 @@ def test_check_uses_the_recipes_thresholds_and_rejects_bad_ones(tmp_path, baseli
     assert bad.exit_code == 2 and "METRIC=AMOUNT" in bad.output
 
 
+def test_check_takes_alpha_and_significance_from_the_recipe_and_flags_override_them(tmp_path, baseline):
+    drop = {"zero": (outcomes(17), 0.001, 1000), "lora": (outcomes(40), 0.01, 4000)}  # 3 lost: McNemar p = 0.25
+    off = make_run(tmp_path / "off", drop, recipe_check={"max_drop": {"score": 0.01}, "significance": False})
+    assert run_cli("check", off.run_dir, "--baseline", baseline).exit_code == 1
+    assert run_cli("check", off.run_dir, "--baseline", baseline, "--significance").exit_code == 0
+    lax = make_run(tmp_path / "lax", drop, recipe_check={"max_drop": {"score": 0.01}, "alpha": 0.3})
+    result = run_cli("check", lax.run_dir, "--baseline", baseline)
+    assert result.exit_code == 1 and "significant (p=0.25 < 0.3)" in result.output
+    assert run_cli("check", lax.run_dir, "--baseline", baseline, "--alpha", "0.2").exit_code == 0
+
+
 def test_compare_shows_deltas_and_paired_significance(tmp_path, baseline):
     make_run(tmp_path / "run", {"zero": (outcomes(45), 0.001, 1000), "new": (outcomes(5), 0.001, 1000)})
     result = CliRunner().invoke(main, ["compare", str(baseline), str(tmp_path / "run")], terminal_width=200)
