@@ -143,8 +143,17 @@ def _amount(threshold: gate.Threshold) -> str:
     return f"{threshold.limit * 100:g}%" if threshold.relative else f"{threshold.limit:g}"
 
 
-def noise_thresholds(runs: Sequence[str | Path]) -> tuple[list[gate.Threshold], list[gate.Threshold]]:
-    """(drops, increases) suggested from the repeated runs, for `harness check --noise-from`."""
+def noise_thresholds(
+    runs: Sequence[str | Path], baseline: str | Path
+) -> tuple[list[gate.Threshold], list[gate.Threshold]]:
+    """(drops, increases) suggested from the repeated runs, for `harness check --noise-from`; they must
+    be runs of the baseline's recipe, or their spread says nothing about it."""
+    if len(runs) < 2:
+        raise ConfigError(
+            f"--noise-from needs at least 2 runs of the baseline's recipe to measure their spread, got {len(runs)}. "
+            "Fix: give --noise-from once per run, e.g. --noise-from RUN_1 --noise-from RUN_2"
+        )
+    gate.require_same_study(baseline, runs[0], roles=("baseline", "--noise-from run"))
     suggestions = suggest(spreads(runs))
     return (
         [s.threshold for s in suggestions if s.direction == "max_drop"],

@@ -311,7 +311,7 @@ def check(run_dir, baseline, max_drop, max_increase, alpha, significance, noise_
     from harness.results import open_runs
 
     meta = open_runs(run_dir)[0].meta
-    noise = calibrate.noise_thresholds(noise_from) if noise_from else ([], [])
+    noise = calibrate.noise_thresholds(noise_from, baseline) if noise_from else ([], [])
     drops, rises = gate.thresholds_from(meta, max_drop, max_increase, noise)
     alpha = gate.alpha_from(meta, alpha, significance)
     outcomes, checked = gate.check(run_dir, baseline, drops, rises, alpha)

@@ -125,7 +125,7 @@ def test_calibrate_suggests_thresholds_from_the_spread_of_the_runs(tiny_run, tmp
     CheckSpec(**block)  # a recipe's check: takes it as written
 
     # check --noise-from: the same thresholds for figures no flag names; the flag's own for score
-    drops, rises = gate.thresholds_from({}, ("score=0.3",), (), noise_thresholds(runs))
+    drops, rises = gate.thresholds_from({}, ("score=0.3",), (), noise_thresholds(runs, tiny_run))
     assert [str(t) for t in drops] == ["0.3"] and {t.metric: str(t) for t in rises}["peak_memory_bytes"] == (
         block["max_increase"]["peak_memory_bytes"]
     )
@@ -143,6 +143,10 @@ def test_calibrate_refuses_one_run_or_runs_of_another_task_or_recipe(tiny_run, t
     other_task = variant(tiny_run, tmp_path / "task", task="other-task")
     result = run_cli("calibrate", tiny_run, other_task)
     assert result.exit_code == 2 and "the run and the first run compare different tasks" in result.output
+    result = run_cli("check", tiny_run, "--baseline", tiny_run, "--noise-from", other_task, "--noise-from", other_task)
+    assert result.exit_code == 2 and "the --noise-from run and the baseline compare different tasks" in result.output
+    result = run_cli("check", tiny_run, "--baseline", tiny_run, "--noise-from", tiny_run)
+    assert result.exit_code == 2 and "--noise-from needs at least 2 runs" in result.output
     renamed = variant(tiny_run, tmp_path / "renamed")
     results = json.loads((renamed / "results.json").read_text())
     results["rows"].append(dict(zero_row(renamed), technique="few"))  # a technique the first run lacks
