@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import math
 import os
 import re
 import signal
@@ -363,7 +364,6 @@ def calibrate(runs, write_to):
     `check:` thresholds from it: per task, technique and figure the mean, std and range, then a
     ready-to-paste `check:` block (`harness check --noise-from RUN...` uses it directly)."""
     from harness import calibrate as noise
-    from harness import figures
     from harness.results import write_atomic
 
     found = noise.spreads(runs)
@@ -379,25 +379,33 @@ def calibrate(runs, write_to):
         header_style="bold",
         title=f"run-to-run spread over {len(runs)} runs",
     )
-    for s in found:
-        show = figures.get(s.metric).format
-        allowance = f"{s.allowance():.1%}" if s.relative else f"{s.allowance():.3f}"
-        table.add_row(
-            s.task,
-            s.technique,
-            s.metric,
-            str(len(s.values)),
-            show(s.mean),
-            show(s.std),
-            f"{show(min(s.values))} – {show(max(s.values))}",
-            allowance,
-        )
+    for spread in found:
+        table.add_row(*_spread_row(spread))
     _print_wide(table)
     block = noise.check_block(noise.suggest(found), len(runs))
     click.echo(block, nl=False)
     if write_to:
         write_atomic(Path(write_to), block)
         console.print(f"written: {write_to}")
+
+
+def _spread_row(spread) -> list[str]:
+    from harness import figures
+
+    show = figures.get(spread.metric).format
+    allowance = spread.allowance()
+    shown = f"{allowance:.1%}" if spread.relative else f"{allowance:.3f}"
+    values = spread.values
+    return [
+        spread.task,
+        spread.technique,
+        spread.metric,
+        str(len(values)),
+        show(spread.mean),
+        show(spread.std),
+        f"{show(min(values))} – {show(max(values))}",
+        "– (0 in some runs only)" if math.isinf(allowance) else shown,
+    ]
 
 
 @main.command()
