@@ -1,10 +1,11 @@
-"""Command line: harness run | validate | report | models | tasks."""
+"""Command line: harness run | validate | report | compare | check | calibrate | models | tasks | kinds."""
 
 from __future__ import annotations
 
 import contextlib
 import functools
 import logging
+import math
 import os
 import re
 import signal
@@ -24,7 +25,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-# Only light modules here: `--help`, validate, report, compare, check, tasks and models must not import torch
+# Only light modules here: `--help`, validate, report, compare, check, calibrate, tasks and models must not import torch
 # or transformers (a CI runner for the gate has neither; tests/test_cli_light.py holds this). A command
 # imports what it needs in its own body.
 from harness.yamlconfig import ConfigError, ConfigWarning
@@ -281,38 +282,130 @@ class ThresholdCommand(click.Command):
     help="METRIC=N% or METRIC=AMOUNT (several after one flag, or the flag "
     "repeated): how far it may rise, e.g. peak_memory_bytes=10% cost_usd=20%.",
 )
+@click.option(
+    "--alpha",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    default=None,
+    help="A score drop over its threshold fails only when the paired test on the same examples gives "
+    "p < ALPHA (default: the recipe's check.alpha, else 0.05).",
+)
+@click.option(
+    "--significance/--no-significance",
+    default=None,
+    help="--no-significance: a score drop over its threshold fails whatever the paired test says.",
+)
+@click.option(
+    "--noise-from",
+    "noise_from",
+    multiple=True,
+    type=click.Path(exists=True),
+    help="A repeated run of the baseline's recipe (give 2 or more): `harness calibrate`'s thresholds "
+    "for every figure no --max-drop/--max-increase (or recipe check:) names.",
+)
 @user_errors
-def check(run_dir, baseline, max_drop, max_increase):
+def check(run_dir, baseline, max_drop, max_increase, alpha, significance, noise_from):
     """CI gate: exit 0 when RUN_DIR is within thresholds of BASELINE, else 1 with a table of regressions.
 
-    Thresholds come from the flags, else the recipe's `check:` section, else score=0.02."""
-    from harness import gate
+    Thresholds come from the flags, else the recipe's `check:` section, then --noise-from's measured
+    spread, else score=0.02. A score drop over its threshold fails only when significant (p < alpha)."""
+    from harness import calibrate, gate
     from harness.results import open_runs
 
-    drops, rises = gate.thresholds_from(open_runs(run_dir)[0].meta, max_drop, max_increase)
-    violations, checked = gate.check(run_dir, baseline, drops, rises)
+    meta = open_runs(run_dir)[0].meta
+    noise = calibrate.noise_thresholds(noise_from, baseline) if noise_from else ([], [])
+    drops, rises = gate.thresholds_from(meta, max_drop, max_increase, noise)
+    alpha = gate.alpha_from(meta, alpha, significance)
+    outcomes, checked = gate.check(run_dir, baseline, drops, rises, alpha)
     rules = ", ".join([f"{t.metric} may drop {t}" for t in drops] + [f"{t.metric} may rise {t}" for t in rises])
-    if not violations:
-        console.print(f"[green]check passed[/]: {checked} technique(s) within thresholds ({rules})")
-        return
+    rules += f"; a score drop over its threshold must be significant, p < {alpha:g}" if alpha else ""
+    failed = [o for o in outcomes if o.failed]
+    console.print(f"thresholds: {rules}", soft_wrap=True)
+    _print_wide(_outcome_table(outcomes, f"{len(failed)} regression(s)" if failed else "no regression"))
+    if failed:
+        sys.exit(1)
+    console.print(f"[green]check passed[/]: {checked} technique(s) within thresholds")
+
+
+def _outcome_table(outcomes, title: str) -> Table:
+    from harness import figures
+
     table = Table(
-        "task",
-        "technique",
-        "metric",
-        "baseline",
-        "run",
-        "problem",
-        header_style="bold",
-        title=f"{len(violations)} regression(s) ({rules})",
+        "task", "technique", "metric", "baseline", "run", "threshold", "p", "", "why", header_style="bold", title=title
     )
-    for v in violations:
-        table.add_row(v.task, v.technique, v.metric, _figure(v.baseline), _figure(v.value), v.reason)
-    console.print(table)
-    sys.exit(1)
+    for o in outcomes:
+        figure = figures.get(o.metric)
+        show = figure.format if figure else _figure
+        verdict = "[red]FAIL[/]" if o.failed else "[green]pass[/]"
+        p = "–" if o.p_value is None else f"{o.p_value:.2g}"
+        table.add_row(
+            o.task, o.technique, o.metric, show(o.baseline), show(o.value), o.threshold, p, verdict, escape(o.reason)
+        )
+    return table
+
+
+def _print_wide(table: Table) -> None:
+    """A table at the terminal's width, or 200 columns in a CI log (rich's default 80 would fold every
+    reason over several lines, and a log does not wrap)."""
+    (console if console.is_terminal else Console(width=200)).print(table)
 
 
 def _figure(value) -> str:
     return "–" if value is None else f"{value:.4g}"
+
+
+@main.command()
+@click.argument("runs", nargs=-1, type=click.Path(exists=True))
+@click.option(
+    "--write", "write_to", type=click.Path(dir_okay=False), help="Also write the `check:` block to this file."
+)
+@user_errors
+def calibrate(runs, write_to):
+    """Measure the spread of repeated runs of one recipe (other seeds, other machines) and suggest
+    `check:` thresholds from it: per task, technique and figure the mean, std and range, then a
+    ready-to-paste `check:` block (`harness check --noise-from RUN...` uses it directly)."""
+    from harness import calibrate as noise
+    from harness.results import write_atomic
+
+    found = noise.spreads(runs)
+    table = Table(
+        "task",
+        "technique",
+        "metric",
+        "runs",
+        "mean",
+        "std",
+        "min – max",
+        "allowance",
+        header_style="bold",
+        title=f"run-to-run spread over {len(runs)} runs",
+    )
+    for spread in found:
+        table.add_row(*_spread_row(spread))
+    _print_wide(table)
+    block = noise.check_block(noise.suggest(found), len(runs))
+    click.echo(block, nl=False)
+    if write_to:
+        write_atomic(Path(write_to), block)
+        console.print(f"written: {write_to}")
+
+
+def _spread_row(spread) -> list[str]:
+    from harness import figures
+
+    show = figures.get(spread.metric).format
+    allowance = spread.allowance()
+    shown = f"{allowance:.1%}" if spread.relative else f"{allowance:.3f}"
+    values = spread.values
+    return [
+        spread.task,
+        spread.technique,
+        spread.metric,
+        str(len(values)),
+        show(spread.mean),
+        show(spread.std),
+        f"{show(min(values))} – {show(max(values))}",
+        "– (0 in some runs only)" if math.isinf(allowance) else shown,
+    ]
 
 
 @main.command()

@@ -355,6 +355,9 @@ class CheckSpec(Strict):
 
     max_drop: dict[str, float | str] = {}  # metric: absolute amount or "N%" of the baseline, e.g. {score: 0.02}
     max_increase: dict[str, float | str] = {}  # e.g. {peak_memory_bytes: "10%", cost_usd: "20%"}
+    # a score drop over max_drop fails only when the paired test on the same examples gives p < alpha
+    alpha: float = Field(0.05, gt=0, lt=1)
+    significance: bool = True  # false: the thresholds alone, as on runs stored without predictions
 
     @field_validator("max_drop", "max_increase")
     @classmethod

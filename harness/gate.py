@@ -85,80 +85,129 @@ def parse_threshold(text: str, source: str = "threshold") -> Threshold:
     return Threshold(metric, float(amount) / (100 if percent else 1), bool(percent))
 
 
+ALPHA = 0.05  # a drop over its threshold fails only when the paired test's p is below this
+
+
 @dataclass(frozen=True)
-class Violation:
+class Outcome:
+    """One figure of one technique checked against one threshold, and why it passed or failed."""
+
     task: str
     technique: str
     metric: str
     baseline: float | None
     value: float | None
+    threshold: str  # "may drop 0.02", "may rise 10%"; "" for a technique that failed or went missing
+    p_value: float | None  # the paired test on the same examples; None where it was not run
+    failed: bool
     reason: str
 
 
 def check(
-    run: str | Path, baseline: str | Path, max_drop: list[Threshold], max_increase: list[Threshold]
-) -> tuple[list[Violation], int]:
-    """(violations, techniques checked): every baseline technique that finished must finish again, and
-    stay within each threshold."""
+    run: str | Path,
+    baseline: str | Path,
+    max_drop: list[Threshold],
+    max_increase: list[Threshold],
+    alpha: float | None = ALPHA,
+) -> tuple[list[Outcome], int]:
+    """(an outcome per technique and threshold, techniques checked): every baseline technique that finished
+    must finish again and stay within each threshold. A score drop over its threshold fails only when the
+    paired test on the same examples has p < alpha (None: the threshold alone), since on a few dozen
+    examples a drop of one or two answers is often noise."""
     require_same_study(baseline, run)
-    violations, checked = [], 0
+    outcomes, checked = [], 0
     for pair in pairs(baseline, run):
         if pair.a is None or pair.a["status"] != "ok":
             continue  # new in this run, or not passing in the baseline: nothing to regress from
         checked += 1
         if pair.b is None or pair.b["status"] != "ok":
             reason = "missing from the run" if pair.b is None else f"{pair.b['status']}: {pair.b.get('error') or ''}"
-            violations.append(Violation(pair.task, pair.technique, "status", None, None, reason))
+            outcomes.append(Outcome(pair.task, pair.technique, "status", None, None, "", None, True, reason))
             continue
-        for limits, sign, word in ((max_drop, -1, "dropped"), (max_increase, 1, "rose")):
-            for threshold in limits:
-                old, new = pair.a.get(threshold.metric), pair.b.get(threshold.metric)
-                if old is None:
-                    continue
-                if new is None:
-                    violations.append(
-                        Violation(pair.task, pair.technique, threshold.metric, old, None, "not measured in the run")
-                    )
-                elif threshold.exceeded(sign * (new - old), old):
-                    violations.append(
-                        Violation(
-                            pair.task, pair.technique, threshold.metric, old, new, f"{word} by more than {threshold}"
-                        )
-                    )
-    return violations, checked
+        for limits, sign, verb in ((max_drop, -1, "drop"), (max_increase, 1, "rise")):
+            outcomes += [o for t in limits if (o := _judge(pair, t, sign, verb, alpha))]
+    return outcomes, checked
 
 
-def require_same_study(baseline: str | Path, run: str | Path) -> None:
+def _judge(pair: Pair, threshold: Threshold, sign: int, verb: str, alpha: float | None) -> Outcome | None:
+    """The outcome of one threshold on one technique; None when the baseline lacks the figure."""
+    old, new = pair.a.get(threshold.metric), pair.b.get(threshold.metric)
+    if old is None:
+        return None
+    rule = f"may {verb} {threshold}"
+
+    def outcome(failed: bool, reason: str, p: float | None = None) -> Outcome:
+        return Outcome(pair.task, pair.technique, threshold.metric, old, new, rule, p, failed, reason)
+
+    if new is None:
+        return outcome(True, "not measured in the run")
+    over = threshold.exceeded(sign * (new - old), old)
+    moved = f"{'dropped' if sign < 0 else 'rose'} by {abs(new - old):.4g}"
+    if threshold.metric != "score" or alpha is None:  # no per-example values, or significance turned off
+        why = "" if threshold.metric != "score" else " (significance not required)"
+        return outcome(over, f"{moved}, over {threshold}{why}" if over else "within threshold")
+    p = pair.score_p()
+    if p is None:
+        note = f"threshold alone: {_why_unpaired(pair)}"
+        return outcome(over, f"{moved}, over {threshold}; {note}" if over else f"within threshold; {note}")
+    if not over:
+        return outcome(False, "within threshold", p)
+    if p < alpha:
+        return outcome(True, f"{moved}, over {threshold} and significant (p={p:.2g} < {alpha:g})", p)
+    return outcome(False, f"over threshold but not significant (p={p:.2g}): noise", p)
+
+
+def _why_unpaired(pair: Pair) -> str:
+    """Why the paired test could not run on this pair, for the row's reason."""
+    stores = (("baseline", pair.store_a), ("run", pair.store_b))
+    sides = [name for name, store in stores if not store.predictions(pair.technique)]
+    if sides:
+        return f"no per-example predictions in the {' or the '.join(sides)}"
+    if pair.a.get("metric") != pair.b.get("metric"):
+        return f"the metric changed ({pair.a.get('metric')} -> {pair.b.get('metric')})"
+    return "the two runs scored different examples"
+
+
+def require_same_study(baseline: str | Path, run: str | Path, roles: tuple[str, str] = ("baseline", "run")) -> None:
     """A ConfigError when the two runs share no task, or no technique on a shared task: they come from
-    different recipes or tasks, and reporting every baseline technique "missing" would hide that."""
+    different recipes or tasks, and reporting every baseline technique "missing" would hide that.
+    `roles` names the two runs in the message (calibrate compares re-runs, not a baseline and a run)."""
     stores_a, stores_b = open_runs(baseline), open_runs(run)
-
-    def techniques(stores) -> set[tuple[str, str]]:  # the majority floor is in every classification run
-        return {(task_name(s), r["technique"]) for s in stores for r in s.rows if r["technique"] != floor.NAME}
-
     shared_tasks = {task_name(s) for s in stores_a} & {task_name(s) for s in stores_b}
     if shared_tasks and techniques(stores_a) & techniques(stores_b):
         return
-
-    def describe(stores) -> str:
-        names = sorted({r["technique"] for s in stores for r in s.rows if r["technique"] != floor.NAME})
-        return (
-            f"recipe {stores[0].meta.get('recipe', {}).get('name')!r} on task(s) "
-            f"{', '.join(task_name(s) for s in stores)} (techniques: {', '.join(names) or 'none'})"
-        )
-
     differ = "recipes (no technique in common)" if shared_tasks else "tasks"
+    first, second = roles
     raise ConfigError(
-        f"the run and the baseline compare different {differ}, "
-        f"so there is nothing to check: run {run} is {describe(stores_b)}; baseline {baseline} is "
-        f"{describe(stores_a)}. Fix: give a baseline from the same recipe and task"
+        f"the {second} and the {first} compare different {differ}, "
+        f"so there is nothing to compare: {second} {run} is {describe(stores_b)}; {first} {baseline} is "
+        f"{describe(stores_a)}. Fix: give runs of the same recipe and task"
+    )
+
+
+def techniques(stores: list[RunStore]) -> set[tuple[str, str]]:
+    """(task, technique) of every row but the majority floor (it is in every classification run)."""
+    return {(task_name(s), r["technique"]) for s in stores for r in s.rows if r["technique"] != floor.NAME}
+
+
+def describe(stores: list[RunStore]) -> str:
+    """A run's recipe, tasks and techniques, for a message saying two runs differ."""
+    names = sorted({r["technique"] for s in stores for r in s.rows if r["technique"] != floor.NAME})
+    return (
+        f"recipe {stores[0].meta.get('recipe', {}).get('name')!r} on task(s) "
+        f"{', '.join(task_name(s) for s in stores)} (techniques: {', '.join(names) or 'none'})"
     )
 
 
 def thresholds_from(
-    meta: dict, drops: tuple[str, ...], increases: tuple[str, ...]
+    meta: dict,
+    drops: tuple[str, ...],
+    increases: tuple[str, ...],
+    noise: tuple[list[Threshold], list[Threshold]] = ([], []),
 ) -> tuple[list[Threshold], list[Threshold]]:
-    """Command-line thresholds, else the recipe's `check:` section, else score may drop by 0.02."""
+    """Command-line thresholds, else the recipe's `check:` section (each direction on its own); then the
+    thresholds measured from repeated runs (`noise`, calibrate's) for figures neither names; else score
+    may drop 0.02."""
     recipe_check = meta.get("recipe", {}).get("check") or {}
     drop = [parse_threshold(t, "--max-drop") for t in drops] or [
         parse_threshold(f"{m}={v}", "recipe check.max_drop") for m, v in recipe_check.get("max_drop", {}).items()
@@ -167,6 +216,18 @@ def thresholds_from(
         parse_threshold(f"{m}={v}", "recipe check.max_increase")
         for m, v in recipe_check.get("max_increase", {}).items()
     ]
+    named = {t.metric for t in [*drop, *rise]}
+    drop += [t for t in noise[0] if t.metric not in named]
+    rise += [t for t in noise[1] if t.metric not in named]
     if not drop and not rise:
         drop = [Threshold("score", 0.02, False)]
     return drop, rise
+
+
+def alpha_from(meta: dict, alpha: float | None, significance: bool | None) -> float | None:
+    """The significance level of the score's paired test: --alpha, else the recipe's check.alpha, else
+    0.05; None when --no-significance (else the recipe's `significance: false`) turns the test off."""
+    recipe_check = meta.get("recipe", {}).get("check") or {}
+    if not (recipe_check.get("significance", True) if significance is None else significance):
+        return None
+    return alpha if alpha is not None else recipe_check.get("alpha", ALPHA)

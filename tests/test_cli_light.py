@@ -1,4 +1,4 @@
-"""The light commands (--help, validate, tasks, models, report, compare, check) import neither torch nor
+"""The light commands (--help, validate, tasks, models, report, compare, check, calibrate) import neither torch nor
 transformers: the CI gate runs where they are not installed, and `harness --help` answers at once."""
 
 import os
@@ -27,7 +27,9 @@ SCRIPT = textwrap.dedent("""
     for args in (["--help"], ["validate", "recipes/demo.yaml"], ["tasks"], ["models"], ["report", run_dir],
                  ["report", run_dir, "--format", "json"], ["report", run_dir, "--format", "pr"],
                  ["compare", run_dir, run_dir],
-                 ["check", run_dir, "--baseline", run_dir]):
+                 ["check", run_dir, "--baseline", run_dir],
+                 ["check", run_dir, "--baseline", run_dir, "--noise-from", run_dir, "--noise-from", run_dir],
+                 ["calibrate", run_dir, run_dir]):
         result = CliRunner().invoke(harness.cli.main, args)
         assert result.exit_code == 0, (args, result.output, result.exception)
         assert not heavy(), f"harness {{' '.join(args)}} imported {{heavy()}}"

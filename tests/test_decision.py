@@ -366,8 +366,8 @@ def test_check_passes_within_thresholds(tmp_path, baseline):
 @pytest.mark.parametrize(
     "run, flags, technique, metric, problem",
     [
-        (
-            {"zero": (outcomes(15), 0.001, 1000), "lora": (outcomes(40), 0.01, 4000)},
+        (  # 12 of 20 right answers lost, none gained: McNemar p = 0.0005, a real drop
+            {"zero": (outcomes(8), 0.001, 1000), "lora": (outcomes(40), 0.01, 4000)},
             ["--max-drop", "score=0.02"],
             "zero",
             "score",
@@ -395,7 +395,7 @@ def test_check_fails_on_each_kind_of_regression(tmp_path, baseline, run, flags, 
     result = run_cli("check", tmp_path / "run", "--baseline", baseline, *flags)
     assert result.exit_code == 1, result.output
     assert "1 regression(s)" in result.output
-    (line,) = [line for line in result.output.splitlines() if f" {technique} " in line]  # the one regression
+    (line,) = [line for line in result.output.splitlines() if f" {technique} " in line and "FAIL" in line]
     assert metric in line and problem in line
 
 
@@ -445,9 +445,23 @@ def test_check_uses_the_recipes_thresholds_and_rejects_bad_ones(tmp_path, baseli
         recipe_check={"max_drop": {"score": 0.06}},
     )
     assert run_cli("check", tmp_path / "run", "--baseline", baseline).exit_code == 0  # 0.05 drop < 0.06
-    assert run_cli("check", tmp_path / "run", "--baseline", baseline, "--max-drop", "score=0.01").exit_code == 1
+    # 3 answers lost is over 0.01 but no significant drop (p = 0.25): it fails on the threshold alone
+    tighter = ("check", tmp_path / "run", "--baseline", baseline, "--max-drop", "score=0.01")
+    assert run_cli(*tighter).exit_code == 0
+    assert run_cli(*tighter, "--no-significance").exit_code == 1
     bad = run_cli("check", tmp_path / "run", "--baseline", baseline, "--max-drop", "score>0.01")
     assert bad.exit_code == 2 and "METRIC=AMOUNT" in bad.output
+
+
+def test_check_takes_alpha_and_significance_from_the_recipe_and_flags_override_them(tmp_path, baseline):
+    drop = {"zero": (outcomes(17), 0.001, 1000), "lora": (outcomes(40), 0.01, 4000)}  # 3 lost: McNemar p = 0.25
+    off = make_run(tmp_path / "off", drop, recipe_check={"max_drop": {"score": 0.01}, "significance": False})
+    assert run_cli("check", off.run_dir, "--baseline", baseline).exit_code == 1
+    assert run_cli("check", off.run_dir, "--baseline", baseline, "--significance").exit_code == 0
+    lax = make_run(tmp_path / "lax", drop, recipe_check={"max_drop": {"score": 0.01}, "alpha": 0.3})
+    result = run_cli("check", lax.run_dir, "--baseline", baseline)
+    assert result.exit_code == 1 and "significant (p=0.25 < 0.3)" in result.output
+    assert run_cli("check", lax.run_dir, "--baseline", baseline, "--alpha", "0.2").exit_code == 0
 
 
 def test_compare_shows_deltas_and_paired_significance(tmp_path, baseline):
