@@ -33,6 +33,7 @@ if TYPE_CHECKING:  # the CLI stays light: config imports pydantic models only wh
     from harness.config import Recipe
 
 console = Console()
+SET_HELP = "An override, as a KEY=VALUE word after the recipe is (repeatable; applied after those words)."
 
 
 def user_error_types() -> tuple[type[Exception], ...]:
@@ -78,8 +79,8 @@ def _show_warning(message, category, filename, lineno, file=None, line=None, _py
 
 
 @main.command()
-@click.argument("recipe", required=False, type=click.Path(dir_okay=False))
-@click.argument("overrides", nargs=-1)
+@click.argument("words", nargs=-1, metavar="RECIPE [KEY=VALUE]...")
+@click.option("--set", "set_overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
 @click.option(
     "--resume",
     "resume_dir",
@@ -95,14 +96,20 @@ def _show_warning(message, category, filename, lineno, file=None, line=None, _py
     "Default: 1 locally; on ray/slurm executors, as many as the cluster fits.",
 )
 @user_errors
-def run(recipe, overrides, resume_dir, jobs):
-    """Run RECIPE (YAML), with optional key=value OVERRIDES, e.g. seed=1 eval.heldout.limit=50."""
+def run(words, set_overrides, resume_dir, jobs):
+    """Run RECIPE (YAML), with optional KEY=VALUE overrides, e.g. seed=1 eval.heldout.limit=50."""
     from harness import pipeline
     from harness.config import Recipe
     from harness.report.terminal import verdict_lines
     from harness.results import open_runs, report_folder
 
+    recipes, overrides = recipes_and_overrides(words, set_overrides)
+    if len(recipes) > 1:
+        raise click.UsageError(f"one RECIPE at a time (got {', '.join(recipes)}); `harness validate` takes several")
+    recipe = recipes[0] if recipes else None
     if resume_dir:
+        if recipe:
+            raise click.UsageError("give a RECIPE file or --resume RUN_DIR, not both")
         if overrides:
             raise ConfigError("--resume reuses the stored recipe; overrides would mix settings within one run")
         stores = open_runs(resume_dir)
@@ -148,6 +155,15 @@ def stop_like_ctrl_c():
             signal.signal(getattr(signal, name), handler)
 
 
+def recipes_and_overrides(words, set_overrides) -> tuple[list[str], list[str]]:
+    """Split the words after `run` or `validate`: a word with '=' that names no file is a KEY=VALUE override
+    (validate takes several recipes, so position cannot tell), the rest are recipes. Both commands split
+    alike and hand the overrides to the same parser, so they accept and reject the same ones."""
+    is_override = [("=" in word and not Path(word).is_file()) for word in words]
+    recipes = [word for word, override in zip(words, is_override) if not override]
+    return recipes, [word for word, override in zip(words, is_override) if override] + list(set_overrides)
+
+
 def _validated(recipe_path: str, overrides) -> Recipe:
     """Parse the recipe and resolve every name it uses, loading no model."""
     from harness.config import load_recipe
@@ -180,11 +196,15 @@ def _validated(recipe_path: str, overrides) -> Recipe:
 
 
 @main.command()
-@click.argument("recipes", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option("--set", "overrides", multiple=True, help="key=value override, as for `run`.")
+@click.argument("words", nargs=-1, required=True, metavar="RECIPE... [KEY=VALUE]...")
+@click.option("--set", "set_overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
 @user_errors
-def validate(recipes, overrides):
-    """Check RECIPES: schema, names, task data and model resolution; no model is loaded."""
+def validate(words, set_overrides):
+    """Check each RECIPE, with optional KEY=VALUE overrides (as for `run`): schema, names, task data and
+    model resolution; no model is loaded."""
+    recipes, overrides = recipes_and_overrides(words, set_overrides)
+    if not recipes:
+        raise click.UsageError("give at least one RECIPE file (every KEY=VALUE word is an override)")
     for path in recipes:
         spec = _validated(path, overrides)
         kinds = ", ".join(f"{t.name} ({t.kind})" for t in spec.techniques)
