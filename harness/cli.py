@@ -340,14 +340,20 @@ def models():
     """List model aliases and random-init architectures, and where each resolves."""
     from harness.models import ALIASES, RANDOM_ARCHITECTURES, describe
 
-    table = Table("spec", "resolves to", header_style="bold")
-    for alias in ALIASES:
-        table.add_row(alias, describe(alias))
-    for arch in RANDOM_ARCHITECTURES:
-        table.add_row(f"random:{arch}", "random-initialised (for benchmarks and smoke tests)")
-    table.add_row("random:<path>/config.json", "random-initialised from that config")
-    table.add_row("<dir> | <file>.gguf | <org>/<name>", "local directory, GGUF file, or hub id")
-    console.print(table)
+    # Not a table: a table cell cuts or breaks a long path, and these paths are here to be copied whole.
+    # soft_wrap: each line is printed in full, whatever the terminal's width (the terminal wraps it).
+    entries = [(alias, describe(alias)) for alias in ALIASES]
+    entries += [
+        (f"random:{arch}", "random-initialised (for benchmarks and smoke tests)") for arch in RANDOM_ARCHITECTURES
+    ]
+    entries += [
+        ("random:<path>/config.json", "random-initialised from that config"),
+        ("<dir> | <file>.gguf | <org>/<name>", "local directory, GGUF file, or hub id"),
+    ]
+    for spec, resolution in entries:
+        console.print(f"[bold]{escape(spec)}[/]", highlight=False, soft_wrap=True)
+        for line in resolution.splitlines():
+            console.print(f"  {escape(line.strip())}", highlight=False, soft_wrap=True)
 
 
 @main.command()
