@@ -359,10 +359,13 @@ def models():
 @main.command()
 @user_errors
 def tasks():
-    """List bundled tasks with their sizes and metric."""
+    """List bundled tasks with their sizes and metric, then the bundled lm-eval tasks."""
+    from harness.evaluate.lmeval_tasks import bundled_lm_eval_tasks
     from harness.tasks import list_task_dirs, load_task
 
-    table = Table("task", "train", "test", "metric", "labels", "description", header_style="bold")
+    table = Table(
+        "task", "train", "test", "metric", "labels", "description", header_style="bold", title="held-out tasks"
+    )
     for folder in list_task_dirs():
         task = load_task(str(folder))
         table.add_row(
@@ -374,6 +377,19 @@ def tasks():
             task.spec.description,
         )
     console.print(table)
+    lm_eval = Table(
+        "lm-eval task",
+        "docs",
+        "metrics",
+        "what it measures",
+        header_style="bold",
+        title="lm-eval tasks (a recipe's eval.lm_eval.tasks)",
+    )
+    for found in bundled_lm_eval_tasks():
+        lm_eval.add_row(
+            found.name, "–" if found.docs is None else str(found.docs), ", ".join(found.metrics), found.description
+        )
+    console.print(lm_eval)
 
 
 @main.command()
