@@ -174,6 +174,9 @@ class CellRunner:
     def run(self, cells) -> list[dict]:
         """Each cell's result, in order; unfinished cells run (grouped into processes, see study.job_groups)."""
         todo = [c for c in cells if not study.finished(study.read_result(self.store.run_dir, c))]
+        kept = [c.id for c in cells if c not in todo]
+        if kept:  # a resumed run says what it does not redo
+            self.console.print(f"kept {len(kept)} finished cell(s): {escape(', '.join(kept))}", soft_wrap=True)
         for cell in todo:  # a failed attempt's file goes, so a crash now cannot leave its stale reason
             study.cell_path(self.store.run_dir, cell).unlink(missing_ok=True)
         futures: dict = {}
