@@ -34,6 +34,7 @@ if TYPE_CHECKING:  # the CLI stays light: config imports pydantic models only wh
     from harness.config import Recipe
 
 console = Console()
+SET_HELP = "An override, as a KEY=VALUE word after the recipe is (repeatable; applied after those words)."
 
 
 def user_error_types() -> tuple[type[Exception], ...]:
@@ -79,8 +80,8 @@ def _show_warning(message, category, filename, lineno, file=None, line=None, _py
 
 
 @main.command()
-@click.argument("recipe", required=False, type=click.Path(dir_okay=False))
-@click.argument("overrides", nargs=-1)
+@click.argument("words", nargs=-1, metavar="RECIPE [KEY=VALUE]...")
+@click.option("--set", "set_overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
 @click.option(
     "--resume",
     "resume_dir",
@@ -96,14 +97,20 @@ def _show_warning(message, category, filename, lineno, file=None, line=None, _py
     "Default: 1 locally; on ray/slurm executors, as many as the cluster fits.",
 )
 @user_errors
-def run(recipe, overrides, resume_dir, jobs):
-    """Run RECIPE (YAML), with optional key=value OVERRIDES, e.g. seed=1 eval.heldout.limit=50."""
+def run(words, set_overrides, resume_dir, jobs):
+    """Run RECIPE (YAML), with optional KEY=VALUE overrides, e.g. seed=1 eval.heldout.limit=50."""
     from harness import pipeline
     from harness.config import Recipe
     from harness.report.terminal import verdict_lines
     from harness.results import open_runs, report_folder
 
+    recipes, overrides = recipes_and_overrides(words, set_overrides)
+    if len(recipes) > 1:
+        raise click.UsageError(f"one RECIPE at a time (got {', '.join(recipes)}); `harness validate` takes several")
+    recipe = recipes[0] if recipes else None
     if resume_dir:
+        if recipe:
+            raise click.UsageError("give a RECIPE file or --resume RUN_DIR, not both")
         if overrides:
             raise ConfigError("--resume reuses the stored recipe; overrides would mix settings within one run")
         stores = open_runs(resume_dir)
@@ -149,6 +156,15 @@ def stop_like_ctrl_c():
             signal.signal(getattr(signal, name), handler)
 
 
+def recipes_and_overrides(words, set_overrides) -> tuple[list[str], list[str]]:
+    """Split the words after `run` or `validate`: a word with '=' that names no file is a KEY=VALUE override
+    (validate takes several recipes, so position cannot tell), the rest are recipes. Both commands split
+    alike and hand the overrides to the same parser, so they accept and reject the same ones."""
+    is_override = [("=" in word and not Path(word).is_file()) for word in words]
+    recipes = [word for word, override in zip(words, is_override) if not override]
+    return recipes, [word for word, override in zip(words, is_override) if override] + list(set_overrides)
+
+
 def _validated(recipe_path: str, overrides) -> Recipe:
     """Parse the recipe and resolve every name it uses, loading no model."""
     from harness.config import load_recipe
@@ -181,11 +197,15 @@ def _validated(recipe_path: str, overrides) -> Recipe:
 
 
 @main.command()
-@click.argument("recipes", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option("--set", "overrides", multiple=True, help="key=value override, as for `run`.")
+@click.argument("words", nargs=-1, required=True, metavar="RECIPE... [KEY=VALUE]...")
+@click.option("--set", "set_overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
 @user_errors
-def validate(recipes, overrides):
-    """Check RECIPES: schema, names, task data and model resolution; no model is loaded."""
+def validate(words, set_overrides):
+    """Check each RECIPE, with optional KEY=VALUE overrides (as for `run`): schema, names, task data and
+    model resolution; no model is loaded."""
+    recipes, overrides = recipes_and_overrides(words, set_overrides)
+    if not recipes:
+        raise click.UsageError("give at least one RECIPE file (every KEY=VALUE word is an override)")
     for path in recipes:
         spec = _validated(path, overrides)
         kinds = ", ".join(f"{t.name} ({t.kind})" for t in spec.techniques)
@@ -413,23 +433,32 @@ def models():
     """List model aliases and random-init architectures, and where each resolves."""
     from harness.models import ALIASES, RANDOM_ARCHITECTURES, describe
 
-    table = Table("spec", "resolves to", header_style="bold")
-    for alias in ALIASES:
-        table.add_row(alias, describe(alias))
-    for arch in RANDOM_ARCHITECTURES:
-        table.add_row(f"random:{arch}", "random-initialised (for benchmarks and smoke tests)")
-    table.add_row("random:<path>/config.json", "random-initialised from that config")
-    table.add_row("<dir> | <file>.gguf | <org>/<name>", "local directory, GGUF file, or hub id")
-    console.print(table)
+    # Not a table: a table cell cuts or breaks a long path, and these paths are here to be copied whole.
+    # soft_wrap: each line is printed in full, whatever the terminal's width (the terminal wraps it).
+    entries = [(alias, describe(alias)) for alias in ALIASES]
+    entries += [
+        (f"random:{arch}", "random-initialised (for benchmarks and smoke tests)") for arch in RANDOM_ARCHITECTURES
+    ]
+    entries += [
+        ("random:<path>/config.json", "random-initialised from that config"),
+        ("<dir> | <file>.gguf | <org>/<name>", "local directory, GGUF file, or hub id"),
+    ]
+    for spec, resolution in entries:
+        console.print(f"[bold]{escape(spec)}[/]", highlight=False, soft_wrap=True)
+        for line in resolution.splitlines():
+            console.print(f"  {escape(line.strip())}", highlight=False, soft_wrap=True)
 
 
 @main.command()
 @user_errors
 def tasks():
-    """List bundled tasks with their sizes and metric."""
+    """List bundled tasks with their sizes and metric, then the bundled lm-eval tasks."""
+    from harness.evaluate.lmeval_tasks import bundled_lm_eval_tasks
     from harness.tasks import list_task_dirs, load_task
 
-    table = Table("task", "train", "test", "metric", "labels", "description", header_style="bold")
+    table = Table(
+        "task", "train", "test", "metric", "labels", "description", header_style="bold", title="held-out tasks"
+    )
     for folder in list_task_dirs():
         task = load_task(str(folder))
         table.add_row(
@@ -441,6 +470,19 @@ def tasks():
             task.spec.description,
         )
     console.print(table)
+    lm_eval = Table(
+        "lm-eval task",
+        "docs",
+        "metrics",
+        "what it measures",
+        header_style="bold",
+        title="lm-eval tasks (a recipe's eval.lm_eval.tasks)",
+    )
+    for found in bundled_lm_eval_tasks():
+        lm_eval.add_row(
+            found.name, "–" if found.docs is None else str(found.docs), ", ".join(found.metrics), found.description
+        )
+    console.print(lm_eval)
 
 
 @main.command()

@@ -6,20 +6,24 @@ seconds instead of the ~20 s conversion.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import json
 import os
+import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness.config import ModelSpec
+from harness.config import DEFAULT_MODEL, ModelSpec
 
 if TYPE_CHECKING:  # torch is imported where a model is built, so the CLI's light commands never import it
     import torch
 
 RANDOM_PREFIX = "random:"
+CONVERSION_SECONDS = 25  # measured: SmolLM2-135M-Instruct's GGUF dequantized and saved, on 2 CPU cores
 
 
 @dataclass(frozen=True)
@@ -252,11 +256,49 @@ def _gguf_cache(gguf: Path) -> Path:
     return cache_dir() / "models" / f"{gguf.stem}-{key}"
 
 
+def pending_conversion(model_id: str) -> Path | None:
+    """The GGUF file that loading model_id would convert first (its cache is not built yet); loads nothing."""
+    if model_id.startswith(RANDOM_PREFIX):  # random weights, but the default model's tokenizer ...
+        config = Path(model_id[len(RANDOM_PREFIX) :])
+        if config.suffix == ".json" and (config.parent / "tokenizer_config.json").is_file():
+            return None  # ... unless a tokenizer sits beside the config
+        model_id = DEFAULT_MODEL
+    gguf = ALIASES[model_id].gguf_path() if model_id in ALIASES else Path(model_id)
+    if gguf is None or gguf.suffix != ".gguf" or not gguf.is_file():
+        return None
+    return None if (_gguf_cache(gguf) / "config.json").is_file() else gguf
+
+
+def conversion_message(gguf: Path) -> str:
+    return f"converting {gguf.name.split('.')[0]} from GGUF (once; about {CONVERSION_SECONDS} s)…"
+
+
+@contextlib.contextmanager
+def announced(message: str):
+    """A spinner while a long silent step runs, on a terminal; elsewhere one line, e.g. in a cell's log, whose
+    latest `[...]` line the driver's display shows beside the running cell."""
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    if console.is_terminal:
+        with console.status(message):
+            yield
+    else:
+        print(f"[model] {message}", file=sys.stderr, flush=True)
+        yield
+
+
 def _cached_gguf(gguf: Path) -> Path:
     """Dequantize a GGUF file once into a safetensors folder; later loads read that folder."""
     target = _gguf_cache(gguf)
     if (target / "config.json").is_file():
         return target
+    with announced(conversion_message(gguf)):
+        _convert_gguf(gguf, target)
+    return target
+
+
+def _convert_gguf(gguf: Path, target: Path) -> None:
     import torch
     from transformers import AutoTokenizer
 
@@ -266,11 +308,15 @@ def _cached_gguf(gguf: Path) -> Path:
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    partial = target.with_name(target.name + ".partial")
+    partial = target.with_name(f"{target.name}.partial-{os.getpid()}")  # cells started at once convert apart
     model.save_pretrained(partial)
     tokenizer.save_pretrained(partial)
-    os.replace(partial, target)  # atomic: an interrupted conversion never looks finished
-    return target
+    try:
+        os.replace(partial, target)  # atomic: an interrupted conversion never looks finished
+    except OSError:
+        if not (target / "config.json").is_file():
+            raise
+        shutil.rmtree(partial)  # another process finished the same conversion first
 
 
 def _random_config_dict(arch: str) -> dict:
@@ -307,8 +353,6 @@ def _random_model(arch: str, device: str, dtype: torch.dtype):
 
 
 def load_default_tokenizer():
-    from harness.config import DEFAULT_MODEL
-
     path = ALIASES[DEFAULT_MODEL].gguf_path()
     if path is None:
         raise ModelResolutionError(_not_installed(DEFAULT_MODEL) + " (its tokenizer serves random-init models)")

@@ -17,12 +17,14 @@ from pathlib import Path
 from rich.console import Console, Group
 from rich.live import Live
 from rich.markup import escape
+from rich.spinner import Spinner
+from rich.text import Text
 
 from harness import baseline, report, search, study, worker
 from harness.config import Recipe
 from harness.executors import Job, JobEnd, last_lines, make_executor
 from harness.measure import device_name
-from harness.models import check_resolvable
+from harness.models import cache_dir, check_resolvable, conversion_message, pending_conversion
 from harness.report import ownership, stats
 from harness.results import RunStore, make_row, write_atomic
 from harness.tasks import heldout_examples, load_task, with_validation
@@ -73,6 +75,13 @@ def run(
         recipe.eval.heldout.check_task(task)
         if recipe.eval.judge is not None:
             recipe.eval.judge.check_task(task)
+    gguf = pending_conversion(recipe.model.id)
+    if gguf is not None:  # the first cell's model load is about to go quiet for a while: say why
+        console.print(
+            f"first use of {escape(recipe.model.id)}: the first cell is {conversion_message(gguf)} "
+            f"(cached in {cache_dir() / 'models'})",
+            soft_wrap=True,
+        )
     executor = make_executor(recipe, jobs)
     try:
         run_dir = Path(run_dir) if run_dir else new_run_dir(recipe)
@@ -168,12 +177,16 @@ class CellRunner:
         self.merged: set[str] = set()
         self.kinds = {t.name: t.kind for t in Recipe.model_validate(store.meta["recipe"]).techniques}
         self.active: dict[str, tuple] = {}  # job id -> (job, start time)
+        self.spinners: dict[str, Spinner] = {}  # job id -> its spinner, kept so that it turns rather than restarts
         self.live: Live | None = None
         self.table = report.terminal_table(store)  # redrawn when a job finishes, not on every tick
 
     def run(self, cells) -> list[dict]:
         """Each cell's result, in order; unfinished cells run (grouped into processes, see study.job_groups)."""
         todo = [c for c in cells if not study.finished(study.read_result(self.store.run_dir, c))]
+        kept = [c.id for c in cells if c not in todo]
+        if kept:  # a resumed run says what it does not redo
+            self.console.print(f"kept {len(kept)} finished cell(s): {escape(', '.join(kept))}", soft_wrap=True)
         for cell in todo:  # a failed attempt's file goes, so a crash now cannot leave its stale reason
             study.cell_path(self.store.run_dir, cell).unlink(missing_ok=True)
         futures: dict = {}
@@ -201,6 +214,7 @@ class CellRunner:
         """After a job's process ended: the cell it died in (cells run in order) gets a failed result with
         the reason; the cells after it are returned to run again; then rows are merged."""
         self.active.pop(job.id, None)
+        self.spinners.pop(job.id, None)
         unfinished = [c for c in job.cells if study.read_result(job.run_dir, c) is None]
         if unfinished:
             reason = end.reason or "worker process ended without writing this cell's result"
@@ -258,13 +272,13 @@ class CellRunner:
             self.live.update(self._view())
 
     def _view(self):
-        lines = []
+        """The table, then a spinner per running job with its log's latest `[...]` line (a model converting,
+        a training step): a cell that goes quiet for a while still shows it is alive and what it does."""
         for job, started in self.active.values():
             latest = next((line for line in reversed(last_lines(job.log_path, 5)) if line.startswith("[")), "")
-            lines.append(
-                f"[cyan]running[/] {job.id} ({time.monotonic() - started:.0f}s) {escape(latest.partition('] ')[2])}"
-            )
-        return Group(self.table, *lines)
+            text = f"[cyan]running[/] {job.id} ({time.monotonic() - started:.0f}s) {escape(latest.partition('] ')[2])}"
+            self.spinners.setdefault(job.id, Spinner("dots")).update(text=Text.from_markup(text))
+        return Group(self.table, *(self.spinners[job_id] for job_id in self.active))
 
 
 def _meta(recipe: Recipe, task_ref: str, recipe_path: str | None, run_id: str, device: str, task) -> dict:

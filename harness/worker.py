@@ -178,9 +178,14 @@ def release_memory() -> None:
 
 
 def save_traceback(run_dir: Path, name: str) -> None:
+    """Appended, not written over: logs/<cell id>.log is also the job's own log when the cell ran alone,
+    and its earlier lines (what the cell was doing when it failed) must stay."""
     path = Path(run_dir) / "logs" / f"{name}.log"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(traceback.format_exc())
+    sys.stdout.flush()
+    sys.stderr.flush()
+    with path.open("a") as log:
+        log.write(traceback.format_exc())
 
 
 def cell_spec(recipe, cell):

@@ -54,11 +54,7 @@ def plot_tradeoff(rows: Sequence[dict], axis: str, title: str, path: Path) -> Pa
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def _figure(panels: int = 1):
@@ -73,10 +69,13 @@ def _figure(panels: int = 1):
 
 
 def _save(plt, fig, path: Path) -> Path:
+    """Written beside, then renamed: a run killed while plotting leaves no half-written image."""
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    partial = path.with_name(f".{path.name}.partial")
+    fig.savefig(partial, format=path.suffix.lstrip(".") or "png")
     plt.close(fig)
+    partial.replace(path)
     return path
 
 

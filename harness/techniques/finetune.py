@@ -6,6 +6,9 @@ how the base model is loaded (4-bit for qlora) and whether peft adapters wrap it
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
 from pathlib import Path
 from typing import Literal
 
@@ -256,13 +259,26 @@ def parameter_counts(model) -> tuple[int, int]:
 def save_artifact(model, tokenizer, folder: Path, merged: bool) -> int:
     """Save the adapter (peft) or the full model; with `merged`, also the merged model. Returns bytes on disk."""
     folders = [folder]
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
+    with folder_written_whole(folder) as partial:
+        model.save_pretrained(partial)
+        tokenizer.save_pretrained(partial)
     if merged:
         folders.append(folder.with_name(folder.name + "-merged"))
-        model.merge_and_unload(safe_merge=True).save_pretrained(folders[-1])
-        tokenizer.save_pretrained(folders[-1])
+        with folder_written_whole(folders[-1]) as partial:
+            model.merge_and_unload(safe_merge=True).save_pretrained(partial)
+            tokenizer.save_pretrained(partial)
     return sum(p.stat().st_size for f in folders for p in f.rglob("*") if p.is_file())
+
+
+@contextlib.contextmanager
+def folder_written_whole(folder: Path):
+    """Yield `<folder>.partial` to write into, then put it in folder's place: a process killed while
+    saving leaves a .partial folder (cleared by the next attempt), never a torn file under `folder`."""
+    partial = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    yield partial
+    shutil.rmtree(folder, ignore_errors=True)  # a failed earlier attempt's; os.replace needs the name free
+    os.replace(partial, folder)
 
 
 kinds.register(
