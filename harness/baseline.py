@@ -19,11 +19,17 @@ KIND = "baseline"
 IMBALANCE_RATIO = 1.5  # largest label share over smallest: above it, accuracy flatters the majority answer
 
 
+def _labels(task: Task) -> list[str]:
+    if not task.labels:
+        raise ValueError(f"task {task.name!r} has no labels: the majority baseline needs a classification task")
+    return task.labels
+
+
 def label_shares(task: Task) -> dict[str, float]:
     """Each label's share of the train split's outputs, in the task's label order (0 for an absent label)."""
     counts = Counter(e.output for e in task.train)
     total = sum(counts.values()) or 1
-    return {label: counts[label] / total for label in task.labels}
+    return {label: counts[label] / total for label in _labels(task)}
 
 
 def is_imbalanced(task: Task) -> bool:
@@ -36,15 +42,14 @@ def is_imbalanced(task: Task) -> bool:
 def majority_label(task: Task) -> str:
     """The most common train label; a tie goes to the first in the task's label order (deterministic)."""
     shares = label_shares(task)
-    return max(task.labels, key=lambda label: shares[label])  # max keeps the first of equal keys
+    return max(_labels(task), key=lambda label: shares[label])  # max keeps the first of equal keys
 
 
 def majority(
     task: Task, examples: Sequence[Example], seeds: Sequence[int], bootstrap_samples: int, seed: int
 ) -> tuple[dict, list[dict]]:
     """(row values, predictions) of answering the majority label for every example."""
-    if not task.is_classification:
-        raise ValueError(f"task {task.name!r} has no labels: the majority baseline needs a classification task")
+    labels = _labels(task)
     label, metric = majority_label(task), task.spec.metric
     expected = [e.output for e in examples]
     scored = metrics.score(metric, expected, [label] * len(examples), task.labels)
@@ -70,7 +75,7 @@ def majority(
         "invalid_rate": scored.invalid_rate,
         **{f"score_{name}": v for name, v in scored.metrics.items()},
         "majority_label": label,
-        "chance_score": 1 / len(task.labels),
+        "chance_score": 1 / len(labels),
         # the same seed fields a seed-free technique (zero-shot) carries: one score, valid for every seed
         "n_seeds": len(seeds),
         "seed_scores": [score] * len(seeds),

@@ -87,6 +87,8 @@ def load_plugin(ref: str) -> None:
     if name in sys.modules:
         return
     spec = importlib.util.spec_from_file_location(name, ref)
+    if spec is None or spec.loader is None:  # never for a .py path
+        raise ImportError(f"cannot load the plugin file {ref}")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     try:

@@ -103,7 +103,7 @@ def is_binary(name: str | None) -> bool:
     """Whether a stored row's metric has 0/1 per-example values. A metric this process does not know
     (a plugin's) counts as continuous: the Wilcoxon test is valid on 0/1 values too, McNemar is not
     on continuous ones."""
-    return name in METRICS and METRICS.get(name).binary
+    return name is not None and name in METRICS and METRICS.get(name).binary
 
 
 def _exact_match(expected: str, answer: str, labels=None) -> float:
@@ -151,11 +151,17 @@ def _embedding_similarity(expected: str, answer: str, labels=None) -> float:
     return float(max(0.0, min(1.0, float(np.dot(first, second)))))
 
 
+def _known_labels(labels: Sequence[str] | None) -> Sequence[str]:
+    if labels is None:
+        raise ValueError("a label metric (needs_labels) is scored without the task's labels")
+    return labels
+
+
 def _label_correct(expected: str, answer: str, labels: Sequence[str] | None) -> float:
-    return float(parse_label(answer, labels) == expected)
+    return float(parse_label(answer, _known_labels(labels)) == expected)
 
 
-def macro_f1(expected: Sequence[str], parsed: Sequence[str], labels: Sequence[str]) -> float:
+def macro_f1(expected: Sequence[str] | np.ndarray, parsed: Sequence[str] | np.ndarray, labels: Sequence[str]) -> float:
     from sklearn.metrics import f1_score
 
     return float(f1_score(expected, parsed, labels=list(labels), average="macro", zero_division=0))
@@ -184,7 +190,7 @@ register(
         "macro_f1",
         _label_correct,
         "F1 per label, averaged over the labels",
-        aggregate=lambda values, expected, parsed, labels: macro_f1(expected, parsed, labels),
+        aggregate=lambda values, expected, parsed, labels: macro_f1(expected, parsed, _known_labels(labels)),
         needs_labels=True,
     )
 )

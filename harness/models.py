@@ -197,8 +197,11 @@ def load(spec: ModelSpec, device: str, dtype: torch.dtype | None = None, quantiz
     dtype = dtype or resolve_dtype(spec, device)
     model_id = spec.id
     check_resolvable(model_id)
+    source: Path | str
     if model_id in ALIASES:
-        source = _cached_gguf(ALIASES[model_id].gguf_path())
+        gguf = ALIASES[model_id].gguf_path()
+        assert gguf is not None  # check_resolvable: the alias's wheel is installed
+        source = _cached_gguf(gguf)
     elif Path(model_id).suffix == ".gguf":
         source = _cached_gguf(Path(model_id))
     elif model_id.startswith(RANDOM_PREFIX):

@@ -131,9 +131,12 @@ def run_task(
                     if spec.search is not None and not (worker.needs_corpus(spec) and task.corpus_path is None):
                         runner.searched[spec.name] = search.tune(spec, recipe, store.run_dir, runner.run, runner.jobs)
                 for spec in wave:  # then each chosen configuration on test
-                    summary = study.search_summary(
-                        [study.cell_row(r) for r in runner.searched.get(spec.name, [])],
-                        spec.search.objective if spec.search else None,
+                    summary = (
+                        study.search_summary(
+                            [study.cell_row(r) for r in runner.searched.get(spec.name, [])], spec.search.objective
+                        )
+                        if spec.search
+                        else {}  # searched only what has `search:`
                     )
                     runner.planned[spec.name] = (
                         spec,
@@ -205,7 +208,10 @@ class CellRunner:
                 if rest:  # cells queued behind a crashed one in a shared process get a fresh process
                     submit(rest)
             self._redraw()
-        return [study.read_result(self.store.run_dir, c) for c in cells]
+        results = [study.read_result(self.store.run_dir, c) for c in cells]
+        stored = [r for r in results if r is not None]
+        assert len(stored) == len(cells), "every cell of a finished job has a result (_finish writes a failed one)"
+        return stored
 
     def _job_id(self, group) -> str:
         return group[0].id + (f"+{len(group) - 1}" if len(group) > 1 else "")

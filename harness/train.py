@@ -138,7 +138,7 @@ def make_trainer(
         eval_dataset=Dataset.from_list(validation_records) if validation_records else None,
         callbacks=list(callbacks),
     )
-    trainer.truncated_examples = truncated  # for fit()'s TrainStats
+    trainer.truncated_examples = truncated  # type: ignore[attr-defined]  # our own attribute, for fit()'s TrainStats
     return trainer
 
 

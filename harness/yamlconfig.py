@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
-from pydantic_core import PydanticCustomError
+from pydantic_core import ErrorDetails, PydanticCustomError
 
 M = TypeVar("M", bound=BaseModel)
 Path_ = tuple[Any, ...]
@@ -205,7 +205,7 @@ def _data_path(loc: tuple, data: Any) -> Path_:
     return tuple(path)
 
 
-def _describe(err: dict, data: dict, model: type[BaseModel], source: str, lines: dict[Path_, int]) -> str:
+def _describe(err: ErrorDetails, data: dict, model: type[BaseModel], source: str, lines: dict[Path_, int]) -> str:
     path = _data_path(err["loc"], data)
     dotted = ".".join(str(p) for p in path) or "(top level)"
     line = next((lines[path[:n]] for n in range(len(path), -1, -1) if path[:n] in lines), None)

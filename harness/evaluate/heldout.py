@@ -146,7 +146,7 @@ def loglikelihood_answers(
         )
         for i in range(len(batch)):
             by_label = dict(zip(labels, logps[i * len(labels) : (i + 1) * len(labels)]))
-            answers.append(max(by_label, key=by_label.get))
+            answers.append(max(by_label, key=by_label.__getitem__))
             scores.append(by_label)
         on_batch(len(batch))
     return answers, scores
@@ -174,6 +174,7 @@ def model_answers(
     likeliest label with every label's log-likelihood."""
     if settings.mode == "loglikelihood":
         settings.check_task(task)
+        assert task.labels is not None  # check_task
         answers, label_scores = loglikelihood_answers(
             model, tokenizer, prompts, task.labels, settings.batch_size, on_batch
         )

@@ -20,7 +20,10 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from harness.techniques.api import Endpoint, Reply
 
 REASON_CHARS = 300  # the judge's reply kept per prediction
 PREFILL = "Score:"  # how a local judge's reply starts (see LocalJudge)
@@ -87,9 +90,9 @@ class EndpointJudge:
     format asked for). The replies of the last call are kept for `figures`."""
 
     name: str
-    endpoint: object  # harness.techniques.api.Endpoint
+    endpoint: Endpoint
     concurrency: int
-    replies: list = field(default_factory=list)  # api.Reply of the last judge_answers
+    replies: list[Reply] = field(default_factory=list)  # of the last judge_answers
 
     def judge_answers(self, prompts: Sequence[str], on_batch: Callable[[int], None] = lambda n: None) -> list[str]:
         from harness.techniques.api import ask_all
@@ -105,10 +108,12 @@ class EndpointJudge:
         retries and cached replies; no peak memory (the judge model runs elsewhere)."""
         from harness.techniques.api import token_cost
 
-        complete = all(r.input_tokens is not None and r.output_tokens is not None for r in self.replies)
+        inputs = [r.input_tokens for r in self.replies if r.input_tokens is not None]
+        outputs = [r.output_tokens for r in self.replies if r.output_tokens is not None]
+        complete = len(inputs) == len(outputs) == len(self.replies)
         return {
-            "judge_input_tokens": sum(r.input_tokens for r in self.replies) if complete else None,
-            "judge_output_tokens": sum(r.output_tokens for r in self.replies) if complete else None,
+            "judge_input_tokens": sum(inputs) if complete else None,
+            "judge_output_tokens": sum(outputs) if complete else None,
             "judge_cost_usd": token_cost(self.endpoint.spec.usd_per_1k_tokens, self.replies),
             "judge_requests": self.endpoint.requests,
             "judge_retries": self.endpoint.retries,

@@ -116,7 +116,7 @@ def drop_virtual_tokens(lm) -> None:
 
 def flatten(results: dict, name: str) -> dict[str, float | None]:
     """lm-eval's {"task": {"acc,none": x, "acc_stderr,none": s, "alias": ...}} -> flat row keys."""
-    values = {}
+    values: dict[str, float | None] = {}
     for task, metrics in results.items():
         if task != name and name in results:
             continue  # a group's subtasks: the group's own aggregate is the figure to report

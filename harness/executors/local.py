@@ -74,7 +74,7 @@ class LocalExecutor:
         finally:
             with self.lock:
                 self.running.pop(job.id, None)
-            if gpu is not None:
+            if gpu is not None and self.gpus is not None:
                 self.gpus.put(gpu)
         return JobEnd(returncode, None if returncode == 0 else describe_exit(returncode, job.log_path))
 

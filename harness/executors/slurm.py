@@ -13,8 +13,12 @@ import difflib
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from harness.executors.base import ExecutorError, Job, JobEnd, after_retries, cell_env, job_gpus, log_tail, require
+
+if TYPE_CHECKING:
+    from submitit import Job as SubmititJob
 
 CELLS_IN_FLIGHT = 8  # default cells asked of Slurm at once (search trials asked together) without --jobs
 
@@ -34,7 +38,7 @@ class SlurmExecutor:
         check_slurm_keys(spec.slurm)
         self.jobs = jobs or CELLS_IN_FLIGHT
         self.pool = ThreadPoolExecutor(max_workers=256, thread_name_prefix="harness-slurm")
-        self.running: dict[str, object] = {}  # job id -> its submitit job
+        self.running: dict[str, SubmititJob[Any]] = {}  # job id -> its submitit job
         self.lock = threading.Lock()
         self.stopped = False
 

@@ -45,7 +45,7 @@ def fmt_metric(row: dict) -> str:
 
 def fmt_sig(row: dict) -> str:
     """The terminal's one-glyph verdict, with ⚠ when the technique carries a majority-floor warning."""
-    mark = {"best": "★", "tied": "≈", "worse": "▼"}.get(row.get("vs_best_marker"), "–")
+    mark = {"best": "★", "tied": "≈", "worse": "▼"}.get(row.get("vs_best_marker") or "", "–")
     return mark + ("⚠" if row.get("floor_flags") else "")
 
 

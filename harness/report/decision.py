@@ -226,9 +226,8 @@ def recommend(
         rows = [r | {"cost_at_volume": ownership.total_cost(r, volume)} for r in rows]
         cost_key = "cost_at_volume"
     verdicts, below = paired_vs_best(rows, predictions), _below_floor(rows, predictions)
-    techniques = _techniques(rows)
-    if techniques and all(r["technique"] in below for r in techniques):
-        floor = _floor(rows)
+    techniques, floor = _techniques(rows), _floor(rows)
+    if floor is not None and techniques and all(r["technique"] in below for r in techniques):
         return Recommendation(
             None,
             f"no technique beats always answering {_label(floor)}, the majority label "

@@ -90,7 +90,7 @@ def cost_at_volume_section(store: RunStore, rows: list[dict], folder: Path, work
         "latency p50 / p95 (batch 1)",
         "tokens in / out (mean)",
     ]
-    if volume:
+    if volume and workload:
         headers.append(f"at {ownership.volume_text(volume)} requests a {workload.get('period') or 'period'}")
     usd, seconds = figures.fmt_usd, figures.fmt_seconds
     cells = []
@@ -121,7 +121,7 @@ def cost_at_volume_section(store: RunStore, rows: list[dict], folder: Path, work
 def break_even_text(rows: list[dict]) -> str:
     """Where costs cross: the cheapest to start against the cheapest per request, then every other pair."""
     start, serve = ownership.cheapest_to_start(rows), ownership.cheapest_per_request(rows)
-    if start is None or len(rows) < 2:
+    if start is None or serve is None or len(rows) < 2:
         return ""
     if start is serve:
         head = (

@@ -89,6 +89,14 @@ def line(row: dict) -> tuple[float, float] | None:
     return None if train is None or serving is None else (train, serving)
 
 
+def _known_line(row: dict) -> tuple[float, float]:
+    """line() of a row that has one (a `costed` row)."""
+    costs = line(row)
+    if costs is None:
+        raise ValueError(f"{row.get('technique')!r} has no cost line (training and per-request costs)")
+    return costs
+
+
 def total_cost(row: dict, volume: float) -> float | None:
     """Training once plus `volume` requests."""
     costs = line(row)
@@ -103,7 +111,7 @@ def costed(rows: Sequence[dict]) -> list[dict]:
 def break_even(a: dict, b: dict) -> float | None:
     """The request volume (> 0) at which a's and b's costs are equal; None when they never cross
     (parallel, or one cheaper both to start and per request)."""
-    (ta, sa), (tb, sb) = line(a), line(b)
+    (ta, sa), (tb, sb) = _known_line(a), _known_line(b)
     if sa == sb:
         return None
     volume = (tb - ta) / (sa - sb)
@@ -125,7 +133,7 @@ def crossings(rows: Sequence[dict]) -> list[Crossing]:
         for b in rows[i + 1 :]:
             volume = break_even(a, b)
             if volume is not None:
-                first, second = (a, b) if line(a)[0] < line(b)[0] else (b, a)
+                first, second = (a, b) if _known_line(a)[0] < _known_line(b)[0] else (b, a)
                 found.append(Crossing(first["technique"], second["technique"], volume))
     return sorted(found, key=lambda c: c.volume)
 
@@ -133,19 +141,19 @@ def crossings(rows: Sequence[dict]) -> list[Crossing]:
 def cheapest_to_start(rows: Sequence[dict]) -> dict | None:
     """The lowest training cost (ties: the cheaper per request)."""
     rows = costed(rows)
-    return min(rows, key=lambda r: line(r)) if rows else None
+    return min(rows, key=_known_line) if rows else None
 
 
 def cheapest_per_request(rows: Sequence[dict]) -> dict | None:
     """The lowest serving cost per request (ties: the cheaper to start)."""
     rows = costed(rows)
-    return min(rows, key=lambda r: line(r)[::-1]) if rows else None
+    return min(rows, key=lambda r: _known_line(r)[::-1]) if rows else None
 
 
 def cheapest_ranges(rows: Sequence[dict]) -> list[tuple[str, float, float]]:
     """(technique, from volume, to volume) for the technique that costs least over each range of
     request volumes, from 0 to infinity: the lower envelope of the cost lines."""
-    lines = {r["technique"]: line(r) for r in costed(rows)}
+    lines = {r["technique"]: _known_line(r) for r in costed(rows)}
     if not lines:
         return []
     current, volume, ranges = min(lines, key=lambda n: lines[n]), 0.0, []

@@ -101,7 +101,7 @@ def plot_search(
             if labels[name] != label:
                 continue
             (line,) = ax.plot([t for t, _ in values], [v for _, v in values], "o-", alpha=0.8, label=name)
-            pick = dict(values).get(chosen.get(name))
+            pick = dict(values).get(chosen[name]) if name in chosen else None
             if pick is not None:
                 ax.plot(chosen[name], pick, "*", markersize=16, color=line.get_color(), markeredgecolor="black")
         ax.plot([], [], "*", color="gray", markersize=12, markeredgecolor="black", label="chosen")

@@ -25,8 +25,9 @@ _CHUNK = 250  # bootstrap replicates computed at once: bounds memory to _CHUNK x
 Key = tuple  # (seed, id)
 
 
-def mcnemar_p(a: Sequence[bool], b: Sequence[bool]) -> float:
-    """Exact McNemar test on paired 0/1 outcomes: two-sided p that a and b are equally often right.
+def mcnemar_p(a: Sequence[float], b: Sequence[float]) -> float:
+    """Exact McNemar test on paired 0/1 outcomes (bools or 0/1 numbers): two-sided p that a and b are
+    equally often right.
 
     Only the discordant pairs count (a right and b wrong, or the reverse); under the null each is a
     fair coin flip, so the p-value is a binomial test on them. Pooling the discordant pairs of several
@@ -144,7 +145,7 @@ def holm(pvalues: dict[str, float]) -> dict[str, float]:
     """Holm–Bonferroni adjusted p-values: the k-th smallest of m is multiplied by (m - k + 1), then made
     non-decreasing in that order and capped at 1. Rejecting where adjusted p < alpha keeps the chance
     of any false "significant" among the family at most alpha."""
-    order = sorted(pvalues, key=pvalues.get)
+    order = sorted(pvalues, key=pvalues.__getitem__)
     adjusted, running = {}, 0.0
     for rank, name in enumerate(order):
         running = max(running, min(1.0, (len(order) - rank) * pvalues[name]))

@@ -280,7 +280,7 @@ def api_key(spec: EndpointSettings, owner: str | None = None) -> str | None:
         return None
     key = os.environ.get(spec.api_key_env, "").strip()
     if not key:
-        owner = owner or repr(spec.name)
+        owner = owner or repr(getattr(spec, "name", "the endpoint"))  # an api technique's name
         raise EndpointError(
             f"environment variable {spec.api_key_env} (api_key_env of {owner}) is not set; "
             "export the endpoint's key under that name where the cells run"
@@ -320,13 +320,11 @@ def _run_api(spec: ApiTechnique, ctx: RunContext) -> Outcome:
 
         conversations = [prompting.messages(ctx.task, e, shots, augment) for e in examples]
         replies.extend(ask_all(endpoint, conversations, spec.concurrency, on_batch))
-        complete = all(r.input_tokens is not None and r.output_tokens is not None for r in replies)
+        inputs = tuple(r.input_tokens for r in replies if r.input_tokens is not None)
+        outputs = tuple(r.output_tokens for r in replies if r.output_tokens is not None)
+        complete = len(inputs) == len(outputs) == len(replies)
         # the endpoint's reported usage per request (its tokenizer's count): the serving figures' tokens
-        return Answered(
-            [r.text for r in replies],
-            tuple(r.input_tokens for r in replies) if complete else (),
-            tuple(r.output_tokens for r in replies) if complete else (),
-        )
+        return Answered([r.text for r in replies], inputs if complete else (), outputs if complete else ())
 
     outcome = evaluate_answers(ctx, spec.name, answer)
     if augment is not None:
@@ -345,11 +343,12 @@ def ask_all(endpoint: Endpoint, conversations: list[list[dict]], concurrency: in
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
                 index = pending.pop(future)
-                if future.exception() is not None:
+                error = future.exception()
+                if error is not None:
                     endpoint.stop.set()
                     for other in pending:
                         other.cancel()
-                    raise future.exception()
+                    raise error
                 replies[index] = future.result()
             on_batch(len(done))
     return replies  # type: ignore[return-value]
@@ -364,9 +363,11 @@ def cache_root(spec: EndpointSettings) -> Path | None:
 
 def token_cost(prices: TokenPrices | None, replies: list[Reply]) -> float | None:
     """USD for these replies at the endpoint's prices; None without prices or when a reply lacks usage."""
-    if prices is None or any(r.input_tokens is None or r.output_tokens is None for r in replies):
+    usage = [(r.input_tokens, r.output_tokens) for r in replies]
+    known = [(i, o) for i, o in usage if i is not None and o is not None]
+    if prices is None or len(known) < len(replies):
         return None
-    return sum((r.input_tokens * prices.input + r.output_tokens * prices.output) / 1000 for r in replies)
+    return sum((i * prices.input + o * prices.output) / 1000 for i, o in known)
 
 
 def reply_figures(spec: ApiTechnique, endpoint: Endpoint, replies: list[Reply]) -> dict:

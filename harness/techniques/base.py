@@ -10,15 +10,30 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-from rich.progress import Progress
+from typing import Any, Protocol
 
 from harness import retrieval
 from harness.config import Recipe, RetrievalSettings
 from harness.study import Cell
 from harness.tasks import Example, Task
 from harness.yamlconfig import ConfigError
+
+
+class Progress(Protocol):
+    """The part of rich's Progress API the techniques use; worker.LineProgress (a cell's) has it too."""
+
+    def add_task(self, description: str, *, total: float | None = ...) -> Any: ...
+    def update(
+        self,
+        task_id: Any,
+        /,
+        *,
+        completed: float | None = ...,
+        description: str | None = ...,
+        advance: float | None = ...,
+    ) -> None: ...
+    def advance(self, task_id: Any, amount: float = ..., /) -> None: ...
+    def remove_task(self, task_id: Any, /) -> None: ...
 
 
 @dataclass
@@ -90,6 +105,7 @@ class RunContext:
             from harness.evaluate import judge
 
             settings = self.recipe.eval.judge
+            assert settings is not None  # judges(): only under eval.judge
             reuse = self.shared.base if settings.model == self.recipe.model else None
             self.shared.judge = judge.build(settings, self.device, loaded=reuse)
         return self.shared.judge
@@ -225,6 +241,7 @@ def judge_heldout(ctx: RunContext, predictions: list[dict], metric: str | None) 
     from harness.report.stats import judge_agreement, value_of
 
     rubric = ctx.task.spec.judge
+    assert rubric is not None  # judges(): only a task with a rubric
     by_id = {e.id: e for e in ctx.heldout_examples()}
     texts = [
         judge.prompt(
@@ -329,7 +346,7 @@ def evaluate_lm_eval(ctx: RunContext, label: str, model, tokenizer, base_model: 
         }
     job = ctx.progress.add_task(f"{label}: lm-eval", total=len(settings.tasks))
     with measure(ctx.device) as phase:
-        values, errors = lmeval.score(
+        scores, errors = lmeval.score(
             model,
             tokenizer,
             settings,
@@ -337,7 +354,7 @@ def evaluate_lm_eval(ctx: RunContext, label: str, model, tokenizer, base_model: 
             failed=ctx.shared.lm_eval_failed,
         )
     ctx.progress.remove_task(job)
-    values |= {
+    values = scores | {
         "lm_eval_errors": errors or None,
         "lm_eval_seconds": phase.seconds,
         "lm_eval_peak_memory_bytes": phase.peak_bytes,

@@ -78,7 +78,7 @@ def lora_config(settings: LoraSettings):
 
     return LoraConfig(
         r=settings.rank,
-        lora_alpha=settings.alpha,
+        lora_alpha=settings.alpha,  # type: ignore[arg-type]  # peft says int; a float scales as well
         lora_dropout=settings.dropout,
         target_modules=settings.target_modules,
         use_dora=settings.use_dora,
@@ -96,7 +96,7 @@ def bnb_config(settings: QuantSettings, train_precision: str):
     import torch
     from transformers import BitsAndBytesConfig
 
-    compute = settings.compute_dtype
+    compute: str = settings.compute_dtype
     if compute == "auto":  # compute in the dtype the training autocasts to
         compute = {"bf16": "bfloat16", "fp16": "float16"}.get(train_precision, "float32")
     return BitsAndBytesConfig(

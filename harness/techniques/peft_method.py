@@ -149,7 +149,8 @@ def check_type(config_class, key: str, value: Any) -> Any:
     """The value as the config field's annotation reads it (peft's dataclasses check no types)."""
     from pydantic import TypeAdapter, ValidationError
 
-    annotation, field = _annotations(config_class).get(key), _field(config_class, key)
+    annotation: Any = _annotations(config_class).get(key)  # a runtime type, maybe not a class
+    field = _field(config_class, key)
     if annotation is None:
         return value
     if field.default is None:
@@ -227,7 +228,7 @@ def allocation_callback():
     class Allocate(TrainerCallback):
         def on_optimizer_step(self, args, state, control, model=None, **kwargs):
             tuner = getattr(model, "base_model", None)
-            if hasattr(tuner, "update_and_allocate"):
+            if tuner is not None and hasattr(tuner, "update_and_allocate"):
                 tuner.update_and_allocate(state.global_step)
 
     return Allocate()

@@ -19,7 +19,7 @@ from harness.techniques.finetune import LoraSettings, finetune, lora_config
 from harness.yamlconfig import ConfigError, Strict
 
 # DPOConfig.loss_type values in TRL 1.x (sigmoid is the DPO paper's loss)
-DPO_LOSSES = (
+DpoLoss = Literal[
     "sigmoid",
     "hinge",
     "ipo",
@@ -34,12 +34,12 @@ DPO_LOSSES = (
     "apo_down",
     "discopop",
     "sigmoid_norm",
-)
+]
 
 
 class DpoSettings(Strict):
     beta: float = Field(0.1, gt=0)  # pull toward the starting model: lower lets the model move further from it
-    loss: Literal[DPO_LOSSES] = "sigmoid"  # sigmoid: DPO; ipo, hinge, robust, apo_zero, ...: its relatives
+    loss: DpoLoss = "sigmoid"  # sigmoid: DPO; ipo, hinge, robust, apo_zero, ...: its relatives
 
 
 class DpoTechnique(TrainedTechnique):

@@ -49,7 +49,8 @@ class Augmenter:
 
     def __call__(self, example: Example, question: str) -> str:
         self.retrieve([example])
-        passages, budget = [], self.settings.context_tokens
+        passages: list[str] = []
+        budget = self.settings.context_tokens
         for rank, index in enumerate(self.retrieved[example.id], start=1):
             chunk, text = self.index.chunks[index], self.index.chunks[index].text
             ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
