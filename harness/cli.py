@@ -412,7 +412,8 @@ def calibrate(runs, write_to):
 def _spread_row(spread) -> list[str]:
     from harness import figures
 
-    show = figures.get(spread.metric).format
+    figure = figures.get(spread.metric)
+    show = figure.format if figure else (lambda value: f"{value:.4g}")  # lm-eval columns have no entry
     allowance = spread.allowance()
     shown = f"{allowance:.1%}" if spread.relative else f"{allowance:.3f}"
     values = spread.values

@@ -131,6 +131,7 @@ def check(
 
 def _judge(pair: Pair, threshold: Threshold, sign: int, verb: str, alpha: float | None) -> Outcome | None:
     """The outcome of one threshold on one technique; None when the baseline lacks the figure."""
+    assert pair.a is not None and pair.b is not None  # check() judges only techniques present in both runs
     old, new = pair.a.get(threshold.metric), pair.b.get(threshold.metric)
     if old is None:
         return None
@@ -159,8 +160,9 @@ def _judge(pair: Pair, threshold: Threshold, sign: int, verb: str, alpha: float 
 
 def _why_unpaired(pair: Pair) -> str:
     """Why the paired test could not run on this pair, for the row's reason."""
+    assert pair.a is not None and pair.b is not None
     stores = (("baseline", pair.store_a), ("run", pair.store_b))
-    sides = [name for name, store in stores if not store.predictions(pair.technique)]
+    sides = [name for name, store in stores if not (store and store.predictions(pair.technique))]
     if sides:
         return f"no per-example predictions in the {' or the '.join(sides)}"
     if pair.a.get("metric") != pair.b.get("metric"):
