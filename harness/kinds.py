@@ -44,6 +44,9 @@ class Kind:
     trained: bool = False  # learns from the train split: learning curves and the validation-loss objective apply
     default_learning_rate: float | None = None  # when the recipe's train.learning_rate is unset
     needs_corpus: Callable[[Any], bool] = uses_retrieval  # (spec) -> whether the task must have a corpus
+    # Runs on someone else's machine: its cost is what the provider bills (the row's own cost_usd, from its
+    # tokens), never this machine's seconds x the recipe's device price.
+    hosted: bool = False
 
     def __post_init__(self):
         field = getattr(self.settings, "model_fields", {}).get("kind")
@@ -112,6 +115,12 @@ def reads_base_model(kind: str) -> bool:
     """False for kinds this process does not know (e.g. rows of a run made with a plugin kind)."""
     _load_builtins()
     return kind in KINDS and KINDS.get(kind).reads_base_model
+
+
+def hosted(kind: str) -> bool:
+    """False for kinds this process does not know."""
+    _load_builtins()
+    return kind in KINDS and KINDS.get(kind).hosted
 
 
 def trained(kind: str) -> bool:

@@ -13,6 +13,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from harness import kinds
+
 API_TOKEN_FIELDS = ("api_input_tokens", "api_output_tokens")  # a row priced by its tokens (kind api)
 
 
@@ -54,7 +56,7 @@ def run_costs(row: dict, usd_per_hour: dict[str, float]) -> dict:
     - `serving_usd_per_request`: see serving_usd_per_request."""
     price = price_per_second(row.get("device"), usd_per_hour)
     lm_eval = row.get("lm_eval_seconds")
-    if priced_by_tokens(row) or row.get("kind") == "api":  # a hosted model: its token price, or unknown
+    if priced_by_tokens(row) or kinds.hosted(row.get("kind") or ""):  # a hosted model: its bill, or unknown
         cost = row.get("cost_usd")
     else:
         cost = None if price is None else price * ((row.get("wall_seconds") or 0.0) - (lm_eval or 0.0))

@@ -414,5 +414,6 @@ kinds.register(
         reads_base_model=False,
         trained=False,
         needs_corpus=lambda spec: spec.retrieval is not None,
+        hosted=True,
     )
 )
