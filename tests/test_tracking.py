@@ -93,3 +93,16 @@ def test_mlflow_and_tensorboard_get_curves_per_cell_and_a_summary_per_technique(
     board = run_dir / "tensorboard"
     assert [step for step, _ in tensorboard_scalars(board / "lora.seed-0")["train/loss"]] == [1, 2]
     assert tensorboard_scalars(board / "zero-shot")["summary/score"] == [(0, pytest.approx(rows["zero-shot"]["score"]))]
+
+
+def test_a_tracker_that_cannot_start_warns_and_the_comparison_still_runs(write, tiny_model_dir, tmp_path):
+    pytest.importorskip("mlflow")
+    (tmp_path / "a-file").write_text("")  # a database path under a file cannot be opened
+    extra = f"tracking:\n  mlflow: {{uri: 'sqlite:///{tmp_path / 'a-file' / 'mlflow.db'}'}}\n"
+    techniques = "  - {name: zero-shot, kind: prompt}\n"
+    result = run_cli("run", write("r.yaml", tiny_recipe(tiny_model_dir, tmp_path / "out", techniques, extra)))
+    assert result.exit_code == 0, result.output
+    assert "warning: tracking.mlflow: starting the run failed" in result.output
+    assert "the comparison goes on without it" in result.output
+    (run_dir,) = (tmp_path / "out" / "tiny").iterdir()
+    assert (run_dir / "REPORT.md").is_file()
