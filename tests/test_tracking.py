@@ -106,3 +106,54 @@ def test_a_tracker_that_cannot_start_warns_and_the_comparison_still_runs(write, 
     assert "the comparison goes on without it" in result.output
     (run_dir,) = (tmp_path / "out" / "tiny").iterdir()
     assert (run_dir / "REPORT.md").is_file()
+
+
+def wandb_records(path):
+    """The records of an offline W&B run file: a 7-byte W&B header, then LevelDB's log format (32 KiB
+    blocks of chunks with a 7-byte header: checksum, length, type) around protobuf Records."""
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    data, at, pending = path.read_bytes(), 7, b""
+    while at + 7 <= len(data):
+        if 32768 - at % 32768 < 7:  # a block's tail too short for a header is padding
+            at += 32768 - at % 32768
+            continue
+        length, kind = struct.unpack("<HB", data[at + 4 : at + 7])
+        pending, at = pending + data[at + 7 : at + 7 + length], at + 7 + length
+        if kind in (1, 4):  # a full record, or the last chunk of one
+            record = pb.Record()
+            record.ParseFromString(pending)
+            yield record
+            pending = b""
+
+
+def test_wandb_offline_gets_a_run_per_training_cell_and_a_summary_per_technique(write, tiny_model_dir, tmp_path):
+    pytest.importorskip("wandb")  # in no extra (a 20 MB wheel): this runs where wandb is installed
+    extra = f"tracking:\n  wandb: {{project: adapt, dir: '{tmp_path / 'wb'}'}}\n"
+    run_dir, rows = run_rows(write, tiny_recipe(tiny_model_dir, tmp_path / "out", TECHNIQUES, extra), tmp_path / "out")
+    runs = {}  # display name -> {"run": RunRecord, "history": [...], "summary": {...}, "artifacts": [...]}
+    for path in (tmp_path / "wb" / "wandb").glob("offline-run-*/run-*.wandb"):
+        found = {"history": [], "summary": {}, "artifacts": []}
+        for record in wandb_records(path):
+            kind = record.WhichOneof("record_type")
+            if kind == "run":
+                found["run"] = record.run
+            elif kind == "history":
+                found["history"].append({i.key or "/".join(i.nested_key): i.value_json for i in record.history.item})
+            elif kind == "summary":
+                found["summary"] |= {i.key or "/".join(i.nested_key): i.value_json for i in record.summary.update}
+            elif kind == "artifact":
+                found["artifacts"] += [entry.path for entry in record.artifact.manifest.contents]
+        runs[found["run"].display_name] = found
+    assert set(runs) == {"lora.seed-0", "zero-shot", "lora", "majority"}
+    group = f"tiny-{run_dir.name}"
+    assert {r["run"].run_group for r in runs.values()} == {group}
+    assert {r["run"].project for r in runs.values()} == {"adapt"}
+    cell = runs["lora.seed-0"]
+    assert cell["run"].job_type == "train"
+    losses = [float(h["train/loss"]) for h in cell["history"] if "train/loss" in h]
+    assert losses == pytest.approx([h["loss"] for h in rows["lora"]["train_curve"]])
+    summary = runs["lora"]
+    assert summary["run"].job_type == "summary"
+    assert float(summary["summary"]["score"]) == pytest.approx(rows["lora"]["score"])
+    assert {"REPORT.md", "recipe.yaml"} <= set(summary["artifacts"])
