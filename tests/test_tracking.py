@@ -2,6 +2,7 @@
 MLflow's own client and TensorBoard's event records; W&B where the wandb package is installed."""
 
 import importlib.util
+import json
 import struct
 
 import pytest
@@ -157,3 +158,18 @@ def test_wandb_offline_gets_a_run_per_training_cell_and_a_summary_per_technique(
     assert summary["run"].job_type == "summary"
     assert float(summary["summary"]["score"]) == pytest.approx(rows["lora"]["score"])
     assert {"REPORT.md", "recipe.yaml"} <= set(summary["artifacts"])
+
+
+def test_a_tracker_failing_during_training_warns_and_the_training_goes_on(write, tiny_model_dir, tmp_path):
+    pytest.importorskip("tensorboardX")
+    (tmp_path / "a-file").write_text("")  # event files cannot be written under a file
+    extra = f"tracking:\n  tensorboard: {{dir: '{tmp_path / 'a-file'}'}}\n"
+    techniques = TECHNIQUES.splitlines(keepends=True)[1]  # lora alone
+    result = run_cli("run", write("r.yaml", tiny_recipe(tiny_model_dir, tmp_path / "out", techniques, extra)))
+    assert result.exit_code == 0, result.output
+    assert "warning: tracking.tensorboard: logging the summary failed" in result.output
+    (run_dir,) = (tmp_path / "out" / "tiny").iterdir()
+    row = next(r for r in json.loads((run_dir / "results.json").read_text())["rows"] if r["technique"] == "lora")
+    assert row["status"] == "ok" and row["train_steps"] == 2
+    log = (run_dir / "logs" / "lora.seed-0.log").read_text()
+    assert "tracking.TensorBoardCallback: its on_train_begin failed" in log
