@@ -26,7 +26,12 @@ SCRIPT = textwrap.dedent("""
 
     assert not heavy(), f"importing harness.cli imported {{heavy()}}"
     run_dir = sys.argv[1]
+    from importlib.util import find_spec
+
+    # validate checks that the trackers' packages are there ([tracking] extra); where they are not, it says so
     tracked = ["--set", "tracking.mlflow.uri=sqlite:///unused.db", "--set", "tracking.tensorboard.dir=unused"]
+    if not (find_spec("mlflow") and find_spec("tensorboardX")):
+        tracked = []
     for args in (["--help"], ["validate", "recipes/demo.yaml"], ["validate", "recipes/demo.yaml", *tracked],
                  ["tasks"], ["models"], ["report", run_dir],
                  ["report", run_dir, "--format", "json"], ["report", run_dir, "--format", "pr"],
