@@ -56,6 +56,8 @@ def trackers(recipe) -> list:
 def open_run(recipe, store) -> None:
     """Before the cells run: each tracker's state (run ids, folders) into store.meta["tracking"]; a run
     resumed with --resume keeps the state it had, so its cells join the same tracked runs."""
+    if not recipe.tracking.backends:
+        return
     state = store.meta.setdefault("tracking", {})
     for tracker in trackers(recipe):
         if tracker.name in state:
@@ -82,7 +84,7 @@ def close_run(recipe, store, status: str = "FINISHED") -> None:
 class CellTracking:
     """What `cell` yields: the worker reports the cell's row here, so the trackers close its runs with it."""
 
-    status = "ok"
+    status = "killed"  # until the row arrives: a cell stopped by Ctrl-C has none
 
     def finish(self, row: dict) -> None:
         self.status = row["status"]

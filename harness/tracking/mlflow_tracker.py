@@ -15,7 +15,7 @@ from pathlib import Path
 
 from harness.tracking import summary
 
-TERMINAL = {"ok": "FINISHED", "skipped": "FINISHED", "failed": "FAILED"}
+TERMINAL = {"ok": "FINISHED", "skipped": "FINISHED", "failed": "FAILED", "killed": "KILLED"}  # row status -> run
 
 
 def _client(uri: str):
