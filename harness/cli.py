@@ -176,6 +176,10 @@ def _validated(recipe_path: str, overrides) -> Recipe:
 
     spec = load_recipe(recipe_path, overrides)
     check_resolvable(spec.model.id)
+    try:
+        spec.tracking.check_installed()
+    except ConfigError as exc:
+        raise ConfigError(f"{recipe_path}: {exc}") from None
     if spec.eval.judge is not None:
         spec.eval.judge.check_resolvable()
     for task in map(load_task, spec.tasks):

@@ -415,6 +415,88 @@ class ExecutorSpec(Strict):
         return default if self.gpus_per_cell is None else float(self.gpus_per_cell)
 
 
+class MlflowTracking(Strict):
+    """MLflow: a parent run per harness run, a nested run per technique (its row's figures, the recipe,
+    REPORT.md and plots) and, under it, one run per training cell with the Trainer's curves."""
+
+    # sqlite:///path/mlflow.db works offline; http(s)://host for a tracking server; None:
+    # MLFLOW_TRACKING_URI, else MLflow's default. A relative sqlite path is made absolute here, so
+    # worker processes started elsewhere write to the same database.
+    uri: str | None = None
+    experiment: str | None = None  # None: the recipe's name
+
+    @field_validator("uri")
+    @classmethod
+    def _absolute_sqlite(cls, uri):
+        if uri is None:
+            return None
+        uri = expand_path(uri)
+        prefix = "sqlite:///"
+        if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
+            return prefix + str(Path(uri.removeprefix(prefix)).resolve())
+        return uri
+
+
+class WandbTracking(Strict):
+    """Weights & Biases: one run per training cell (the Trainer's curves) and one summary run per
+    technique, grouped by the harness run."""
+
+    project: str | None = None  # None: the recipe's name
+    entity: str | None = None  # a team or user; None: the account's default
+    mode: Literal["offline", "online"] = "offline"  # offline: files under `dir`, uploaded later by `wandb sync`
+    dir: str | None = None  # None: the run folder
+
+    _expand = field_validator("dir")(classmethod(lambda cls, v: v if v is None else expand_path(v)))
+
+
+class TensorboardTracking(Strict):
+    """TensorBoard event files: <dir>/<recipe>/<run-id>/<cell> for training curves, .../<technique> for
+    the summary (the row's figures as scalars, the recipe and REPORT.md as text, the plots as images)."""
+
+    dir: str | None = None  # None: <run folder>/tensorboard
+
+    _expand = field_validator("dir")(classmethod(lambda cls, v: v if v is None else expand_path(v)))
+
+
+# backend -> (the modules that serve it, any one of them; what to pip install)
+TRACKING_PACKAGES = {
+    "mlflow": (("mlflow",), "'adapt-harness[tracking]' (mlflow-skinny), or mlflow"),
+    "wandb": (("wandb",), "wandb"),
+    "tensorboard": (("tensorboardX", "tensorboard"), "'adapt-harness[tracking]' (tensorboardX), or tensorboard"),
+}
+
+
+class TrackingSpec(Strict):
+    """Experiment trackers that receive the training curves (through the Trainer's `report_to`) and one
+    summary per technique once the report is written (harness/tracking/). A tracker that fails warns;
+    the comparison goes on."""
+
+    mlflow: MlflowTracking | None = None
+    wandb: WandbTracking | None = None
+    tensorboard: TensorboardTracking | None = None
+
+    @field_validator("mlflow", "wandb", "tensorboard", mode="before")
+    @classmethod
+    def _bare_key_enables(cls, value):
+        return {} if value is None else value  # `tensorboard:` alone asks for it with its defaults
+
+    @property
+    def backends(self) -> list[str]:
+        return [name for name in TRACKING_PACKAGES if getattr(self, name) is not None]
+
+    def check_installed(self) -> None:
+        """Fail before the run, importing nothing, when a chosen tracker's package is missing."""
+        from importlib.util import find_spec
+
+        for name in self.backends:
+            modules, install = TRACKING_PACKAGES[name]
+            if not any(find_spec(module) for module in modules):
+                raise ConfigError(
+                    f"tracking.{name} needs the {' or '.join(modules)} package, which is not installed: "
+                    f"pip install {install}"
+                )
+
+
 class Recipe(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # also the reports/<name>/ folder
     model: ModelSpec = ModelSpec()
@@ -434,6 +516,7 @@ class Recipe(Strict):
     workload: Workload | None = None  # e.g. {requests: 1000000, period: month}; else the report gives volume ranges
     check: CheckSpec = CheckSpec()
     executor: ExecutorSpec = ExecutorSpec()
+    tracking: TrackingSpec = TrackingSpec()  # e.g. {mlflow: {uri: sqlite:///mlflow.db}, tensorboard: {}}
 
     @field_validator("model", mode="before")
     @classmethod

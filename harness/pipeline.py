@@ -20,7 +20,7 @@ from rich.markup import escape
 from rich.spinner import Spinner
 from rich.text import Text
 
-from harness import baseline, report, search, study, worker
+from harness import baseline, report, search, study, tracking, worker
 from harness.config import Recipe
 from harness.executors import Job, JobEnd, last_lines, make_executor
 from harness.measure import device_name
@@ -68,6 +68,7 @@ def run(
     cluster's capacity on ray/slurm)."""
     console = console or Console()
     check_resolvable(recipe.model.id)  # before any folder is made: a model that cannot load fails here, fast
+    recipe.tracking.check_installed()  # so does a tracker whose package is missing
     if recipe.eval.judge is not None:
         recipe.eval.judge.check_resolvable()
     for task_ref in recipe.tasks:  # so do settings a task cannot take (loglikelihood scoring needs labels)
@@ -115,12 +116,14 @@ def run_task(
     else:
         store = RunStore(run_dir, _meta(full_recipe, task_ref, recipe_path, run_id or run_dir.name, device, task))
         store.save()
+    tracking.open_run(recipe, store)  # before any cell: the cells' processes attach to what it creates
     console.print(
         f"[bold]{recipe.name}[/]: {len(recipe.techniques)} technique(s) on {recipe.model.id} / "
         f"{task.name} ({len(task.train)} train, {len(task.validation)} validation, {len(task.test)} test) "
         f"on {device} ({recipe.executor.kind} executor), {len(recipe.run_seeds)} seed(s) -> {store.run_dir}"
     )
     runner = CellRunner(store, executor, device, console)
+    status = "KILLED"  # what the trackers record unless every wave ran
     try:
         with runner.display():
             if task.is_classification and not store.finished(baseline.NAME):
@@ -144,6 +147,7 @@ def run_task(
                         summary,
                     )
                 runner.run([c for spec in wave for c in runner.planned[spec.name][1]])
+        status = "FINISHED"
     except KeyboardInterrupt:
         executor.shutdown()
         console.print(
@@ -153,6 +157,7 @@ def run_task(
     finally:
         runner.refresh()
         report.write_report([store])
+        tracking.close_run(recipe, store, status)  # after REPORT.md: it is one of the logged files
     return store
 
 

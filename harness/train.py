@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from transformers import PrinterCallback, TrainerCallback
 
-from harness import kinds, models, prompting
+from harness import kinds, models, prompting, tracking
 from harness.config import TrainSettings
 from harness.measure import measure
 from harness.tasks import Task
@@ -89,10 +89,11 @@ def training_args(settings: TrainSettings, kind: str, device: str, output_dir: P
         logging_steps=settings.logging_steps,
         eval_strategy="no",  # the validation loss is taken once, after training (see fit())
         save_strategy="no",
-        report_to=[],
         disable_tqdm=True,  # progress goes to the harness's own bar
         include_num_input_tokens_seen="non_padding",
         dataloader_num_workers=0,
+        # the recipe's trackers (`tracking:`) for a tracked cell, and the cell's id as the run name; else none
+        **tracking.trainer_arguments(),
     )
 
 
@@ -218,6 +219,7 @@ def fit(
         callbacks = [*callbacks, *([_ProgressCallback(progress, label)] if progress is not None else [])]
         trainer = build(Path(work_dir), callbacks)
         trainer.remove_callback(PrinterCallback)  # it prints every log dict; the progress bar shows the loss
+        tracking.guard(trainer)  # a tracker that fails mid-training warns; the training goes on
         with measure(device) as phase:
             trainer.train()
         # the final model's loss on the validation split: the search objective `validation_loss`

@@ -206,6 +206,7 @@ def hold(release: Path) -> None:
 
 
 def run_job(job: dict) -> None:
+    from harness import tracking
     from harness.config import Recipe
     from harness.results import RunStore, write_atomic
     from harness.study import Cell, cell_path, finished, read_result
@@ -239,7 +240,9 @@ def run_job(job: dict) -> None:
             shared=shared,
             callbacks=[pruning] if pruning else [],
         )
-        row, predictions = run_cell(spec, ctx)
+        with tracking.cell(recipe, meta, spec, cell) as tracked:  # trained cells: curves to the recipe's trackers
+            row, predictions = run_cell(spec, ctx)
+            tracked.finish(row)
         row |= {
             "objective": objective_value(cell, row),
             "executor": job.get("executor", "local"),

@@ -1,5 +1,6 @@
 """The light commands (--help, validate, tasks, models, report, compare, check, calibrate) import neither torch nor
-transformers: the CI gate runs where they are not installed, and `harness --help` answers at once."""
+transformers (nor mlflow, wandb or tensorboardX): the CI gate runs where they are not installed, and
+`harness --help` answers at once."""
 
 import os
 import shutil
@@ -9,7 +10,8 @@ import textwrap
 
 from conftest import REPO
 
-HEAVY = ("torch", "transformers")
+# and no tracker's library: validate checks that a recipe's `tracking:` packages are installed, importing none
+HEAVY = ("torch", "transformers", "mlflow", "wandb", "tensorboardX")
 
 # Runs in a fresh interpreter: this test process has imported torch already (conftest, other tests).
 SCRIPT = textwrap.dedent("""
@@ -24,7 +26,14 @@ SCRIPT = textwrap.dedent("""
 
     assert not heavy(), f"importing harness.cli imported {{heavy()}}"
     run_dir = sys.argv[1]
-    for args in (["--help"], ["validate", "recipes/demo.yaml"], ["tasks"], ["models"], ["report", run_dir],
+    from importlib.util import find_spec
+
+    # validate checks that the trackers' packages are there ([tracking] extra); where they are not, it says so
+    tracked = ["--set", "tracking.mlflow.uri=sqlite:///unused.db", "--set", "tracking.tensorboard.dir=unused"]
+    if not (find_spec("mlflow") and find_spec("tensorboardX")):
+        tracked = []
+    for args in (["--help"], ["validate", "recipes/demo.yaml"], ["validate", "recipes/demo.yaml", *tracked],
+                 ["tasks"], ["models"], ["report", run_dir],
                  ["report", run_dir, "--format", "json"], ["report", run_dir, "--format", "pr"],
                  ["compare", run_dir, run_dir],
                  ["check", run_dir, "--baseline", run_dir],
