@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, WrapValidator, field_validator, model_validator
+from pydantic import Field, WrapValidator, field_validator, model_serializer, model_validator
 
 from harness.yamlconfig import ByKind, ConfigError, Strict, load_yaml_model
 
@@ -479,6 +479,12 @@ class TrackingSpec(Strict):
     @classmethod
     def _bare_key_enables(cls, value):
         return {} if value is None else value  # `tensorboard:` alone asks for it with its defaults
+
+    @model_serializer(mode="wrap")
+    def _omit_unused(self, handler):
+        # An unused tracker is left out, not dumped as null: null means "on, with its defaults" (above), so
+        # the recipe a worker reads back from its JSON would otherwise switch every tracker on.
+        return {name: value for name, value in handler(self).items() if value is not None}
 
     @property
     def backends(self) -> list[str]:

@@ -8,7 +8,7 @@ import struct
 import pytest
 from conftest import run_cli, run_rows, tiny_recipe
 
-from harness.config import load_recipe
+from harness.config import Recipe, load_recipe
 from harness.yamlconfig import ConfigError
 
 TECHNIQUES = (
@@ -33,6 +33,9 @@ def test_a_bare_key_enables_a_tracker_and_a_relative_sqlite_path_becomes_absolut
     recipe = load_recipe(write("r.yaml", tiny_recipe("random:llama", tmp_path, TECHNIQUES, extra)))
     assert recipe.tracking.mlflow.uri == f"sqlite:///{tmp_path / 'runs.db'}"
     assert recipe.tracking.backends == ["mlflow", "tensorboard"] and recipe.tracking.tensorboard.dir is None
+    # workers read the recipe back from its JSON: a tracker left unset stays off there (a null would switch it on)
+    again = Recipe.model_validate(json.loads(json.dumps(recipe.model_dump(mode="json"))))
+    assert again == recipe and again.tracking.backends == ["mlflow", "tensorboard"]
 
 
 @pytest.mark.skipif(importlib.util.find_spec("wandb") is not None, reason="wandb is installed here")
