@@ -8,7 +8,7 @@ from harness import models, prompting
 from harness.config import ModelSpec
 from harness.evaluate import heldout
 from harness.tasks import load_task
-from harness.techniques.finetune import scored_model
+from harness.techniques.finetune import save_artifact, save_merged_copy, scored_model
 
 
 def lora_model(tiny_model_dir):
@@ -41,3 +41,13 @@ def test_adapters_stay_unmerged_when_the_recipe_says_so_or_the_base_is_4bit(tiny
     assert scored_model(model, merge_adapters=False, quantized=False) == (model, False)
     assert scored_model(model, merge_adapters=True, quantized=True) == (model, False)
     assert any(isinstance(m, LoraLayer) for m in model.modules())
+
+
+def test_the_adapter_is_saved_before_merging_and_save_merged_saves_the_scored_model(tiny_model_dir, tmp_path):
+    model, tokenizer = lora_model(tiny_model_dir)
+    save_artifact(model, tokenizer, tmp_path / "lora")
+    scored, _ = scored_model(model, merge_adapters=True, quantized=False)
+    save_merged_copy(scored, tokenizer, tmp_path / "lora-merged")
+    assert (tmp_path / "lora" / "adapter_config.json").is_file()
+    assert (tmp_path / "lora-merged" / "model.safetensors").is_file()
+    assert not (tmp_path / "lora-merged" / "adapter_config.json").exists()
