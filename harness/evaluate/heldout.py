@@ -188,7 +188,9 @@ def model_answers(
             model, tokenizer, prompts, task.labels, settings.batch_size, on_batch
         )
         return Answered(answers, label_scores=label_scores)
-    generation = generate_counted(model, tokenizer, prompts, settings.batch_size, settings.max_new_tokens, on_batch)
+    generation = generate_counted(
+        model, tokenizer, prompts, settings.batch_size, settings.max_new_tokens, on_batch, settings.reuse_prefix
+    )
     return Answered(generation.answers, tuple(generation.prompt_tokens), tuple(generation.output_tokens))
 
 
