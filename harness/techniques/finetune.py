@@ -259,7 +259,7 @@ def scored_model(model, merge_adapters: bool, quantized: bool):
     """(model to score, whether its LoRA adapters were merged into the base weights).
 
     Merged, as a LoRA model is served: unmerged, every adapted layer runs its base and adapter matmuls
-    separately (0.76-0.80x the examples/s of the merged model on the default model, 2 CPU cores).
+    separately (0.76-0.84x the examples/s of the merged model: the default model, 2 CPU cores).
     A 4-bit (QLoRA) base stays unmerged: merging would dequantize, add and re-quantize every weight (the
     scored model would not be the trained one), and merging into a dequantized copy would score a
     16-bit model while the row's memory figures claim the 4-bit one QLoRA exists to serve.
