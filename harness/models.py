@@ -182,11 +182,19 @@ def resolve_dtype(spec: ModelSpec, device: str) -> torch.dtype:
 
 
 def cpu_has_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
+    flags = _cpu_flags()
     return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def cpu_has_amx() -> bool:
+    return "amx_bf16" in _cpu_flags()
+
+
+def _cpu_flags() -> str:
+    try:
+        return Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
 
 
 def load(spec: ModelSpec, device: str, dtype: torch.dtype | None = None, quantization_config=None):

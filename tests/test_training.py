@@ -169,6 +169,9 @@ def test_recipe_with_every_trained_kind_fills_every_measured_field(write, tiny_m
     assert rows["full"]["trainable_params"] == rows["full"]["total_params"]
     assert rows["lora"]["trainable_params"] < 0.05 * rows["lora"]["total_params"]
     assert rows["qlora"]["dtype"] == "4bit-nf4"
+    # LoRA is scored merged (as served), QLoRA on its 4-bit base; the saved artifact stays the adapter
+    assert rows["lora"]["adapters_merged"] is True and rows["qlora"]["adapters_merged"] is False
+    assert rows["full"]["adapters_merged"] is False
     assert (run_dir / "artifacts" / "lora.seed-0" / "adapter_config.json").is_file()
     assert (run_dir / "artifacts" / "full.seed-0" / "model.safetensors").is_file()
     assert rows["lora"]["artifact_bytes"] < rows["full"]["artifact_bytes"]

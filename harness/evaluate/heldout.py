@@ -58,30 +58,40 @@ def generate_counted(
     batch_size: int,
     max_new_tokens: int,
     on_batch: Callable[[int], None] = lambda n: None,
+    reuse_prefix: bool = True,
 ) -> Generation:
-    """As `generate`, with each request's prompt and output token counts."""
+    """As `generate`, with each request's prompt and output token counts. With `reuse_prefix`, the tokens
+    every prompt starts with (system message, few-shot turns) are encoded once (see prefix_cache)."""
     import torch
+
+    from harness.evaluate import prefix_cache
 
     # Prompts rendered by a chat template already carry their special tokens.
     add_special = not getattr(tokenizer, "chat_template", None)
+    token_lists = tokenizer(list(prompts), add_special_tokens=add_special)["input_ids"]
+    shared = prefix_cache.shared_prefix_length(token_lists) if reuse_prefix else 0
+    shared = shared if shared >= prefix_cache.MIN_SHARED_TOKENS else 0
+    prefix = token_lists[0][:shared] if shared else []
+    cached = prefix_cache.encode_prefix(model, prefix) if shared else None
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     answers: list[str] = [""] * len(prompts)
     prompt_tokens, output_tokens = [0] * len(prompts), [0] * len(prompts)
     stop_ids = {tokenizer.eos_token_id, *_as_list(getattr(model.generation_config, "eos_token_id", None))} - {None}
     for start in range(0, len(order), batch_size):
         batch = order[start : start + batch_size]
-        encoded = tokenizer(
-            [prompts[i] for i in batch], return_tensors="pt", padding=True, add_special_tokens=add_special
-        ).to(model.device)
+        encoded = prefix_cache.batch_inputs(prefix, [token_lists[i][shared:] for i in batch], pad_id, model.device)
+        reused = {"past_key_values": prefix_cache.cache_for_batch(cached, len(batch))} if cached is not None else {}
         with torch.inference_mode():
             output = model.generate(
                 **encoded,
+                **reused,
                 max_new_tokens=max_new_tokens,
                 do_sample=False,
                 temperature=None,
                 top_p=None,
                 top_k=None,
-                pad_token_id=tokenizer.pad_token_id,
+                pad_token_id=pad_id,
                 eos_token_id=sorted(stop_ids),
             )
         new_tokens = output[:, encoded["input_ids"].shape[1] :]
@@ -179,7 +189,9 @@ def model_answers(
             model, tokenizer, prompts, task.labels, settings.batch_size, on_batch
         )
         return Answered(answers, label_scores=label_scores)
-    generation = generate_counted(model, tokenizer, prompts, settings.batch_size, settings.max_new_tokens, on_batch)
+    generation = generate_counted(
+        model, tokenizer, prompts, settings.batch_size, settings.max_new_tokens, on_batch, settings.reuse_prefix
+    )
     return Answered(generation.answers, tuple(generation.prompt_tokens), tuple(generation.output_tokens))
 
 
