@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from heldout_prompts import heldout_prompts
+from heldout_prompts import add_heldout_arguments, heldout_prompts
 
 
 def answers(model, tokenizer, prompts, batch_size, max_new_tokens, in_order=False, reuse_prefix=False):
@@ -42,12 +42,7 @@ def agreement(a: list[str], b: list[str]) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--model", default="smollm2-135m-instruct")
-    parser.add_argument("--tasks", nargs="+", default=["ticket-routing", "product-catalogue"])
-    parser.add_argument("--shots", type=int, default=4)
-    parser.add_argument("--limit", type=int, default=64)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--max-new-tokens", type=int, default=24)
+    add_heldout_arguments(parser)
     parser.add_argument("--dtypes", nargs="+", default=["bfloat16", "float32"])
     args = parser.parse_args()
 

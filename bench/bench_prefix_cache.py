@@ -16,17 +16,12 @@ import argparse
 import statistics
 import time
 
-from heldout_prompts import heldout_prompts
+from heldout_prompts import add_heldout_arguments, heldout_prompts
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--model", default="smollm2-135m-instruct")
-    parser.add_argument("--tasks", nargs="+", default=["ticket-routing", "product-catalogue"])
-    parser.add_argument("--shots", type=int, default=4)
-    parser.add_argument("--limit", type=int, default=64)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--max-new-tokens", type=int, default=24)
+    add_heldout_arguments(parser)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float32"])
     args = parser.parse_args()
