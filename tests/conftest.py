@@ -16,6 +16,12 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 # tests/test_run.py took 1.7x as long with 2 threads as with 1 on this 2-core machine under load).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+try:  # submitit configures its loggers when imported, bound to the sys.stdout of that moment: import it before
+    # any test swaps the streams (click's CliRunner), or its handlers keep a stream that is closed afterwards
+    import submitit  # noqa: F401
+except ImportError:
+    pass
+
 REPO = Path(__file__).resolve().parent.parent
 CHATML = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
