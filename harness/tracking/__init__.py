@@ -73,6 +73,13 @@ def open_run(recipe, store) -> None:
 def close_run(recipe, store, status: str = "FINISHED") -> None:
     """After REPORT.md is written: one summary per technique. status: FINISHED, or KILLED when interrupted."""
     state = store.meta.get("tracking") or {}
+    if state:  # every tracker logs the resolved recipe among its files: written once, here
+        from harness.tracking import summary
+
+        try:
+            summary.write_recipe(store)
+        except OSError as exc:
+            warn(", ".join(state), f"writing {summary.RECIPE_FILE}", exc)
     for tracker in trackers(recipe):
         if tracker.name not in state:  # it failed to start: warned then
             continue

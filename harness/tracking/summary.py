@@ -40,12 +40,20 @@ def _flatten(value, prefix: str = ""):
         yield prefix.rstrip("."), str(value)
 
 
+def write_recipe(store) -> None:
+    """The resolved recipe beside REPORT.md, once, before the trackers log `files`."""
+    (store.run_dir / RECIPE_FILE).write_text(yaml.safe_dump(store.meta["recipe"], sort_keys=False))
+
+
 def files(store) -> list[Path]:
-    """The resolved recipe (written now), REPORT.md and the plots: the run's decision record."""
+    """The resolved recipe (see write_recipe), REPORT.md and the plots: the run's decision record."""
     recipe = store.run_dir / RECIPE_FILE
-    recipe.write_text(yaml.safe_dump(store.meta["recipe"], sort_keys=False))
     report = store.run_dir / "REPORT.md"
-    return [recipe, *([report] if report.is_file() else []), *sorted((store.run_dir / "plots").glob("*.png"))]
+    return [
+        *([recipe] if recipe.is_file() else []),
+        *([report] if report.is_file() else []),
+        *sorted((store.run_dir / "plots").glob("*.png")),
+    ]
 
 
 def run_name(store) -> str:
