@@ -18,7 +18,6 @@ from pathlib import Path
 
 from harness import baseline as floor
 from harness import figures, gate
-from harness.evaluate import lmeval
 from harness.results import RunStore, open_runs, task_name
 from harness.yamlconfig import ConfigError
 
@@ -78,16 +77,11 @@ def spreads(runs: Sequence[str | Path]) -> list[Spread]:
         if technique == floor.NAME:
             continue  # the majority floor is the same in every run: nothing to calibrate
         same = [r for run in rows if (r := run.get((task, technique))) and r["status"] == "ok"]
-        for metric in _figures(same):
+        for metric in gate.compared_figures(same):
             values = tuple(float(r[metric]) for r in same if r.get(metric) is not None)
             if len(values) >= 2:
                 found.append(Spread(task, technique, metric, values))
     return found
-
-
-def _figures(rows: list[dict]) -> list[str]:
-    """The figures `check` compares by default (score, memory, time, cost, lm-eval scores)."""
-    return [*figures.compared(), *lmeval.columns(rows)]
 
 
 def require_repeats(runs: Sequence[str | Path], stores: list[list[RunStore]]) -> None:

@@ -46,9 +46,14 @@ def pairs(baseline: str | Path, run: str | Path) -> Iterator[Pair]:
             yield Pair(task, technique, rows_a.get(technique), rows_b.get(technique), sa, sb)
 
 
+def compared_figures(rows: list[dict]) -> list[str]:
+    """The figures `compare`/`check` look at by default (score, memory, time, cost, the rows' lm-eval scores)."""
+    return [*figures.compared(), *lmeval.columns(rows)]
+
+
 def compared_metrics(pair: Pair) -> list[str]:
     rows = [r for r in (pair.a, pair.b) if r]
-    return [m for m in [*figures.compared(), *lmeval.columns(rows)] if any(r.get(m) is not None for r in rows)]
+    return [m for m in compared_figures(rows) if any(r.get(m) is not None for r in rows)]
 
 
 def better(metric: str) -> bool:
