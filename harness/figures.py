@@ -197,6 +197,14 @@ def get(key: str) -> Figure | None:
     return None
 
 
+def lm_eval_keys(rows) -> list[str]:
+    """The lm-eval score keys present in any row (stderr keys excluded), in first-seen order."""
+    keys: dict[str, None] = {}
+    for row in rows:
+        keys.update((k, None) for k in row if k.startswith(LM_EVAL_PREFIX) and not k.endswith("_stderr"))
+    return list(keys)
+
+
 def known() -> list[str]:
     """Every figure key a `check:` threshold may name (lm-eval scores aside)."""
     from harness import metrics

@@ -8,10 +8,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import baseline as floor
 from harness import figures, metrics
-from harness.evaluate import lmeval
-from harness.report.decision import paired_p
+from harness.analysis import floor
+from harness.analysis.decision import paired_p
 from harness.results import RunStore, open_runs, task_name
 from harness.yamlconfig import ConfigError
 
@@ -48,7 +47,7 @@ def pairs(baseline: str | Path, run: str | Path) -> Iterator[Pair]:
 
 def compared_figures(rows: list[dict]) -> list[str]:
     """The figures `compare`/`check` look at by default (score, memory, time, cost, the rows' lm-eval scores)."""
-    return [*figures.compared(), *lmeval.columns(rows)]
+    return [*figures.compared(), *figures.lm_eval_keys(rows)]
 
 
 def compared_metrics(pair: Pair) -> list[str]:

@@ -20,12 +20,12 @@ from rich.markup import escape
 from rich.spinner import Spinner
 from rich.text import Text
 
-from harness import baseline, report, search, study, tracking, worker
+from harness import report, search, study, tracking, worker
+from harness.analysis import floor, ownership
 from harness.config import Recipe
 from harness.executors import Job, JobEnd, last_lines, make_executor
 from harness.measure import device_name
 from harness.models import cache_dir, check_resolvable, conversion_message, pending_conversion
-from harness.report import ownership, stats
 from harness.results import RunStore, make_row, write_atomic
 from harness.tasks import heldout_examples, load_task, with_validation
 
@@ -126,7 +126,7 @@ def run_task(
     status = "KILLED"  # what the trackers record unless every wave ran
     try:
         with runner.display():
-            if task.is_classification and not store.finished(baseline.NAME):
+            if task.is_classification and not store.finished(floor.NAME):
                 record_floor(store, task, recipe)
             # a technique with `init_from` waits for the wave that trains its starting model
             for wave in study.waves(recipe.techniques):
@@ -163,14 +163,14 @@ def run_task(
 
 def record_floor(store: RunStore, task, recipe: Recipe) -> None:
     """The majority-label row of a classification task: no model, computed by the driver itself."""
-    values, predictions = baseline.majority(
+    values, predictions = floor.majority(
         task,
         list(heldout_examples(task, recipe.eval.heldout)),
         recipe.run_seeds,
         recipe.eval.heldout.bootstrap_samples,
         recipe.seed,
     )
-    store.record(make_row(baseline.NAME, baseline.KIND, "ok", device="none", **values), predictions)
+    store.record(make_row(floor.NAME, floor.KIND, "ok", device="none", **values), predictions)
 
 
 class CellRunner:
@@ -256,7 +256,7 @@ class CellRunner:
         seeds = self.store.meta.get("seeds") or [self.store.meta["seed"]]  # runs from before seeds existed
         for name, (spec, cells, summary) in self.planned.items():
             if name not in self.merged and all(c.id in by_id for c in cells):
-                row, predictions = study.merge(spec, [by_id[c.id] for c in cells if c.main], seeds, stats)
+                row, predictions = study.merge(spec, [by_id[c.id] for c in cells if c.main], seeds)
                 source = getattr(spec, "init_from", None)  # merged in an earlier wave
                 if source is not None:
                     row = ownership.with_starting_model(

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import kinds, metrics
+from harness.analysis import stats
 from harness.yamlconfig import ConfigError, set_dotted, validate
 
 PEAK_KEYS = {
@@ -203,7 +204,7 @@ def cell_row(result: dict) -> dict:
     }
 
 
-def merge(spec, results: Sequence[dict], seeds: Sequence[int], stats) -> tuple[dict, list[dict]]:
+def merge(spec, results: Sequence[dict], seeds: Sequence[int]) -> tuple[dict, list[dict]]:
     """One technique's row and predictions from its main test cells (one per seed, or one reused for
     every seed): figures averaged over seeds (peaks: the highest), per-seed scores and their spread,
     and predictions keyed by seed so paired tests pair the same example under the same seed."""

@@ -82,7 +82,7 @@ def run_cell(spec, ctx) -> tuple[dict, list[dict]]:
     from transformers import set_seed
 
     from harness import kinds
-    from harness.report.ownership import run_costs
+    from harness.analysis.ownership import run_costs
     from harness.results import make_row
     from harness.techniques import Outcome
     from harness.techniques.base import judges

@@ -122,7 +122,7 @@ def stored(values, continuous: bool) -> list[dict]:
 
 
 def versus_best(metric: str, a, b):
-    from harness.report import decision
+    from harness.analysis import decision
     from harness.results import make_row
 
     continuous = not metrics.is_binary(metric)
@@ -143,7 +143,7 @@ def test_a_continuous_metric_is_compared_with_wilcoxon():
 
 
 def test_a_binary_metric_is_still_compared_with_mcnemar():
-    from harness.report import stats
+    from harness.analysis import stats
 
     a = [1] * 30 + [0] * 10
     b = [1] * 20 + [0] * 20

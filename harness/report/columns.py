@@ -6,8 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from harness import figures
-from harness.baseline import KIND as BASELINE_KIND
-from harness.evaluate import lmeval
+from harness.analysis.floor import KIND as BASELINE_KIND
 from harness.figures import fmt_bytes, fmt_count, fmt_number, fmt_seconds  # noqa: F401  (re-exported)
 
 
@@ -168,7 +167,7 @@ def lm_eval_columns(rows: list[dict], target: str) -> list[Column]:
     """One column per lm-eval task and metric, with lm-eval's stderr in markdown; the terminal, which
     must fit 80 columns, gets each task's first metric only."""
     keys, seen_tasks = [], set()
-    for key in lmeval.columns(rows):
+    for key in figures.lm_eval_keys(rows):
         task = key.split(":")[1]
         if target == "markdown" or task not in seen_tasks:
             keys.append(key)
@@ -184,7 +183,7 @@ def lm_eval_columns(rows: list[dict], target: str) -> list[Column]:
         return cell
 
     def header(key: str) -> str:
-        task, metric = key.removeprefix(lmeval.PREFIX).split(":", 1)
+        task, metric = key.removeprefix(figures.LM_EVAL_PREFIX).split(":", 1)
         return f"{task} {metric}" if target == "markdown" else (task if len(task) <= 8 else task[:7] + "…")
 
     return [Column(header(key), render(key), where=target, key=key) for key in keys]

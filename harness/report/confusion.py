@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from harness.baseline import KIND as BASELINE_KIND
+from harness.analysis.floor import KIND as BASELINE_KIND
 from harness.metrics import INVALID
 
 NO_LABEL = "no label"  # the column of answers that named none of the labels

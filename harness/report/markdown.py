@@ -9,27 +9,16 @@ from pathlib import Path
 
 import yaml
 
-from harness import baseline, figures, metrics
-from harness.evaluate import lmeval
-from harness.report import decision, ownership, plots, study
+from harness import figures, metrics
+from harness.analysis import decision, floor, ownership
+from harness.report import plots, study
 from harness.report.columns import best_values, visible_columns
 from harness.report.confusion import confusion_section
+from harness.report.export import write_exports
+from harness.report.text import cell as _cell
+from harness.report.text import clip as _clip
+from harness.report.text import table as _table
 from harness.results import RunStore, report_folder, task_name, write_atomic
-
-
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
-def _table(headers: list[str], rows: list[list[str]], right: list[bool] | None = None) -> str:
-    right = right or [False] * len(headers)
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---:" if r else "---" for r in right) + "|"]
-    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def _clip(text: str, limit: int = 160) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def results_table(rows: list[dict]) -> str:
@@ -77,7 +66,7 @@ def plots_section(store: RunStore, rows: list[dict], folder: Path) -> str:
 def cost_at_volume_section(store: RunStore, rows: list[dict], folder: Path, workload: dict | None) -> str:
     """Each technique's cost of ownership (training once, then serving each request): a plot against
     request volume, a table, and where the cheapest technique changes."""
-    rows = [r for r in ownership.costed(rows) if r["kind"] != baseline.KIND]
+    rows = [r for r in ownership.costed(rows) if r["kind"] != floor.KIND]
     if not rows:
         return ""
     volume = workload["requests"] if workload else None
@@ -152,12 +141,12 @@ def break_even_text(rows: list[dict]) -> str:
 
 def floor_note(rows: list[dict]) -> str:
     """What a classifier scores without reading the question: the majority label, and uniform chance."""
-    floor = next((r for r in rows if r["kind"] == baseline.KIND and r.get("score") is not None), None)
-    if floor is None:
+    row = next((r for r in rows if r["kind"] == floor.KIND and r.get("score") is not None), None)
+    if row is None:
         return ""
     return (
-        f"Floor: always answering '{floor['majority_label']}' (the most common training label) scores "
-        f"{floor['score']:.3f}; guessing uniformly among the labels would score {floor['chance_score']:.3f}."
+        f"Floor: always answering '{row['majority_label']}' (the most common training label) scores "
+        f"{row['score']:.3f}; guessing uniformly among the labels would score {row['chance_score']:.3f}."
     )
 
 
@@ -290,7 +279,7 @@ def _answers_text(rows: list[dict]) -> str:
 
     The likeliest label is eval.heldout.mode: loglikelihood."""
     modes = {
-        r.get("eval_mode") or "generate" for r in rows if r.get("kind") != baseline.KIND and r.get("score") is not None
+        r.get("eval_mode") or "generate" for r in rows if r.get("kind") != floor.KIND and r.get("score") is not None
     }
     loglik = (
         "the likeliest label (each of the task's labels scored as the answer by the summed log-probabilities "
@@ -322,7 +311,7 @@ def measurement_section(metas: list[dict], rows: list[dict]) -> str:
         "**Bold**: the best figure in its column (the majority floor never sets it).",
         "- **macro-F1**: beside an accuracy score; answering the majority label every time keeps accuracy high "
         "and macro-F1 low.",
-        f"- **Majority floor** (classification tasks): the `{baseline.NAME}` row always answers the most common "
+        f"- **Majority floor** (classification tasks): the `{floor.NAME}` row always answers the most common "
         "training label. A technique not significantly above it (the same paired test, Holm-adjusted over the "
         "techniques; not under macro-F1, where the floor already scores low) is flagged ⚠ and never recommended. "
         f"A technique with more than {decision.COLLAPSE_SHARE:.0%} of its answers on one label is flagged ⚠ too "
@@ -389,7 +378,7 @@ def measurement_section(metas: list[dict], rows: list[dict]) -> str:
                 else ""
             )
         )
-    if lmeval.columns(rows):
+    if figures.lm_eval_keys(rows):
         lines.append(
             "- **lm-eval columns** (`task metric`): lm-eval's `simple_evaluate` on each technique's model in memory "
             "(LoRA/QLoRA with adapters, 4-bit where trained so), ± lm-eval's standard error. Prompt-only and RAG "
@@ -497,8 +486,6 @@ def render_markdown(stores: list[RunStore], folder: Path) -> str:
 def write_report(stores: list[RunStore], folder: Path | None = None) -> Path:
     """Write REPORT.md, its plots and the results.csv/parquet exports into folder (default: the run's
     report folder, see results.report_folder)."""
-    from harness.report.export import write_exports
-
     folder = Path(folder) if folder is not None else report_folder(stores)
     path = folder / "REPORT.md"
     write_atomic(path, render_markdown(stores, folder))

@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from harness.analysis.decision import pareto_front, scored_rows
 from harness.figures import FIGURES
-from harness.report.decision import pareto_front, scored_rows
 
 AXES = {  # file suffix: (row key, axis label from the figure table, scale to display units, tick format)
     "memory": ("peak_memory_bytes", f"{FIGURES['peak_memory_bytes'].label} (GiB)", 1 / 2**30, "{:.1f}"),
@@ -193,7 +193,7 @@ def plot_cost_at_volume(rows: Sequence[dict], title: str, path: Path, workload: 
 
     import numpy as np
 
-    from harness.report import ownership
+    from harness.analysis import ownership
 
     rows = ownership.costed(rows)
     if not rows:

@@ -7,8 +7,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from harness.analysis.decision import ALPHA, recommend, sentence, with_verdicts, workload_volume
 from harness.report.columns import fmt_bytes, fmt_metric, fmt_score
-from harness.report.decision import ALPHA, recommend, sentence, with_verdicts, workload_volume
 from harness.results import RunStore, task_name, write_atomic
 
 LEGEND = (

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-# `markdown` as a module, its helpers looked up at call time: markdown.py imports this module to place
-# the sections, and a `from markdown import _table` here would fail during that circular import.
 from harness import kinds
-from harness.baseline import KIND as BASELINE_KIND
-from harness.report import markdown, plots
+from harness.analysis.floor import KIND as BASELINE_KIND
+from harness.report import plots, text
 from harness.report.columns import fmt_number, fmt_seconds
 from harness.results import RunStore, task_name
 from harness.study import chosen_trial, mean_std
@@ -131,7 +129,7 @@ def _summary_table(trials: dict[str, list[dict]], objectives: dict[str, str], ch
                 f"${sum(c.get('cost_usd') or 0 for c in cells):.4f}",
             ]
         )
-    return markdown._table(headers, rows, [False, False, True, True, False, True, True, True])
+    return text.table(headers, rows, [False, False, True, True, False, True, True, True])
 
 
 def _trials_table(trials: dict[str, list[dict]], chosen: dict[str, dict | None]) -> str:
@@ -141,14 +139,14 @@ def _trials_table(trials: dict[str, list[dict]], chosen: dict[str, dict | None])
     for name, cells in trials.items():
         for c in cells:
             status = (f"pruned at step {c.get('train_steps')}" if c.get("pruned") else c["status"]) + (
-                f": {markdown._clip(c['error'], 80)}" if c.get("error") else ""
+                f": {text.clip(c['error'], 80)}" if c.get("error") else ""
             )
             rows.append(
                 [name, f"{c['trial']}{' (chosen)' if c is chosen[name] else ''}"]
                 + [_value(c["params"][k]) if k in c.get("params", {}) else "–" for k in keys]
                 + [fmt_number(c.get("objective"), ".4f"), status]
             )
-    return markdown._table(
+    return text.table(
         ["technique", "trial", *keys, "objective", "status"], rows, [False, True] + [True] * len(keys) + [True, False]
     )
 
@@ -201,7 +199,7 @@ def seeds_section(store: RunStore) -> str:
         "#### Scores per seed",
         f"The chosen configuration of each technique, scored on the test split ({_metric(store)}) once per seed; "
         "± is the standard deviation over seeds.",
-        markdown._table(
+        text.table(
             ["technique", *(f"seed {s}" for s in seeds), "mean ± std"], table, [False] + [True] * (len(seeds) + 1)
         ),
     ]

@@ -3,7 +3,7 @@ and the recommendation.
 
 Everything here is computed from stored rows and per-example predictions, so a report can be
 re-rendered (and tested) without a model. Scores are means over the run's seeds; differences pair
-each example with itself under the same seed (see report/stats.py). Every p-value that decides
+each example with itself under the same seed (see analysis/stats.py). Every p-value that decides
 something is Holm-adjusted within its family (all comparisons against the best of one table; all
 comparisons against the floor; all upgrades over the pick).
 """
@@ -13,13 +13,20 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from harness import metrics
-from harness.baseline import KIND as BASELINE_KIND
-from harness.evaluate import lmeval
+from harness import figures, metrics
+from harness.analysis import ownership
+from harness.analysis.floor import KIND as BASELINE_KIND
+from harness.analysis.stats import (
+    Difference,
+    collapsed_answer,
+    holm,
+    keyed,
+    mcnemar_p,
+    paired_difference,
+    paired_test_p,
+)
 from harness.figures import fmt_usd
 from harness.metrics import INVALID
-from harness.report import ownership
-from harness.report.stats import Difference, collapsed_answer, holm, keyed, mcnemar_p, paired_difference, paired_test_p
 
 ALPHA = 0.05  # significance level of the paired tests
 COST_TOLERANCE = 0.15  # costs within this share of the cheapest count as equal (wall time is noisy)
@@ -217,7 +224,7 @@ def recommend(
     """The cheapest technique above the majority floor whose score is not significantly below the best.
 
     With a `volume` (the recipe's workload), the cost compared is each technique's cost of ownership at
-    that many requests (training once, then serving each; see report/ownership.py); without one, the
+    that many requests (training once, then serving each; see analysis/ownership.py); without one, the
     run's cost (`cost_key`), and `volumes` says over which request volumes the pick is also the
     cheapest to own. Costs within `cost_tolerance` of the cheapest such technique count as equal (wall
     time, hence cost, varies from run to run), and the tie goes to lower peak memory, then higher
@@ -367,11 +374,11 @@ def _interval(d: Difference | VersusBest) -> str:
 def _lm_eval_delta(row: dict, pick: dict) -> str:
     """The change in each lm-eval task's first metric: what the costlier option forgets (or gains)."""
     deltas, seen = [], set()
-    for key in lmeval.columns([row, pick]):
+    for key in figures.lm_eval_keys([row, pick]):
         task = key.split(":")[1]
         if task not in seen and row.get(key) is not None and pick.get(key) is not None:
             seen.add(task)
-            deltas.append(f"{key.removeprefix(lmeval.PREFIX).replace(':', ' ')} {row[key] - pick[key]:+.3f}")
+            deltas.append(f"{key.removeprefix(figures.LM_EVAL_PREFIX).replace(':', ' ')} {row[key] - pick[key]:+.3f}")
     return f"; {', '.join(deltas)}" if deltas else ""
 
 
