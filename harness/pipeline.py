@@ -26,7 +26,8 @@ from harness.config import Recipe
 from harness.executors import Job, JobEnd, last_lines, make_executor
 from harness.measure import device_name
 from harness.models import cache_dir, check_resolvable, conversion_message, pending_conversion
-from harness.results import RunStore, make_row, write_atomic
+from harness.results import RunStore, write_atomic
+from harness.rows import Row, make_row
 from harness.tasks import heldout_examples, load_task, with_validation
 
 LIBRARIES = (
@@ -239,7 +240,9 @@ class CellRunner:
             )
             write_atomic(
                 study.cell_path(job.run_dir, unfinished[0]),
-                json.dumps({"cell": unfinished[0].to_dict(), "row": row | {"objective": None}, "predictions": []}),
+                json.dumps(
+                    {"cell": unfinished[0].to_dict(), "row": row.as_dict() | {"objective": None}, "predictions": []}
+                ),
             )
         self.refresh()
         return unfinished[1:]
@@ -249,20 +252,19 @@ class CellRunner:
         planned test cells have all finished (merged once: a finished cell does not run again)."""
         results = [json.loads(p.read_text()) for p in sorted((self.store.run_dir / "cells").glob("*.json"))]
         by_id = {study.Cell.from_dict(r["cell"]).id: r for r in results}
-        self.store.cells = [study.cell_row(r) for r in results]
+        self.store.cells = [Row.model_validate(study.cell_row(r)) for r in results]
         loads = [r["row"].get("model_load_seconds") for r in results if r["row"].get("model_load_seconds")]
         if loads:
             self.store.meta["model_load_seconds"] = max(loads)
         seeds = self.store.meta.get("seeds") or [self.store.meta["seed"]]  # runs from before seeds existed
         for name, (spec, cells, summary) in self.planned.items():
             if name not in self.merged and all(c.id in by_id for c in cells):
-                row, predictions = study.merge(spec, [by_id[c.id] for c in cells if c.main], seeds)
+                merged, predictions = study.merge(spec, [by_id[c.id] for c in cells if c.main], seeds)
                 source = getattr(spec, "init_from", None)  # merged in an earlier wave
-                if source is not None:
-                    row = ownership.with_starting_model(
-                        row, next((r for r in self.store.rows if r["technique"] == source), None)
-                    )
-                self.store.record(row | summary, predictions)
+                row = ownership.with_starting_model(
+                    merged, next((r for r in self.store.rows if r["technique"] == source), None)
+                )
+                self.store.record({**row, **summary}, predictions)
                 self.merged.add(name)
         self.store.save()
         self.table = report.terminal_table(self.store)

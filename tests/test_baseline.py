@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from harness.analysis import floor as baseline
-from harness.results import make_row
+from harness.rows import make_row
 from harness.tasks import DataSpec, Example, Task, TaskSpec, load_task
 
 

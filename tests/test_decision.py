@@ -16,7 +16,8 @@ from harness.analysis import (
 )
 from harness.cli import main
 from harness.report import terminal_table, write_report
-from harness.results import RunStore, make_row
+from harness.results import RunStore
+from harness.rows import make_row
 from harness.tasks import DataSpec, Example, Task, TaskSpec
 
 N = 60

@@ -17,7 +17,8 @@ __all__ = ["render", "render_markdown", "write_report", "terminal_table"]
 def render(stores: list[RunStore], fmt: str, folder: Path) -> str:
     """The run as `fmt`: json (meta and rows per task), csv, or md (the REPORT.md text)."""
     if fmt == "json":
-        return json.dumps([{"meta": s.meta, "rows": s.ordered_rows()} for s in stores], indent=2, default=str)
+        rows = [{"meta": s.meta, "rows": [r.as_dict() for r in s.ordered_rows()]} for s in stores]
+        return json.dumps(rows, indent=2, default=str)
     if fmt == "csv":
         return frame(stores).to_csv(index=False)
     return render_markdown(stores, folder)

@@ -23,6 +23,7 @@ import warnings
 from contextlib import contextmanager
 from typing import Any
 
+from harness.rows import RowLike
 from harness.yamlconfig import ConfigWarning
 
 MODULES = {
@@ -94,7 +95,7 @@ class CellTracking:
 
     status = "killed"  # until the row arrives: a cell stopped by Ctrl-C has none
 
-    def finish(self, row: dict) -> None:
+    def finish(self, row: RowLike) -> None:
         self.status = row["status"]
 
 

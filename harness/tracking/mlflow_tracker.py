@@ -13,6 +13,7 @@ import re
 import time
 from pathlib import Path
 
+from harness.rows import RowLike
 from harness.tracking import summary
 
 TERMINAL = {"ok": "FINISHED", "skipped": "FINISHED", "failed": "FAILED", "killed": "KILLED"}  # row status -> run
@@ -109,7 +110,7 @@ class Tracker:
         client.set_terminated(state["parent"], status)
 
     @staticmethod
-    def _log_row(client, run_id: str, row: dict, params: dict[str, str]) -> None:
+    def _log_row(client, run_id: str, row: RowLike, params: dict[str, str]) -> None:
         from mlflow.entities import Metric, Param, RunTag
 
         now = int(time.time() * 1000)
