@@ -9,9 +9,9 @@ A judge is anything with `judge_answers(prompts) -> replies` (the `Judge` protoc
 optional progress callback): it receives the
 judge's user texts and returns its raw replies, in order. `build` makes one from the recipe's
 `eval.judge`: `LocalJudge` for `model:` (a model loaded with harness.models.load, greedy batched
-generation), `EndpointJudge` for `endpoint:` (an OpenAI-compatible chat endpoint through kind api's
-client, harness/techniques/api.py: its response cache, retries with backoff, and the key read from the
-environment and never written). A judge may also have `figures() -> dict`, row figures of its own
+generation), `EndpointJudge` for `endpoint:` (an OpenAI-compatible chat endpoint through the client
+kind api uses too, harness/endpoint.py: its response cache, retries with backoff, and the key read from
+the environment and never written). A judge may also have `figures() -> dict`, row figures of its own
 (the endpoint judge's tokens and cost).
 """
 
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from harness.techniques.api import Endpoint, Reply
+    from harness.endpoint import Endpoint, Reply
 
 REASON_CHARS = 300  # the judge's reply kept per prediction
 PREFILL = "Score:"  # how a local judge's reply starts (see LocalJudge)
@@ -84,21 +84,18 @@ class LocalJudge:
 
 @dataclass
 class EndpointJudge:
-    """A judge behind an OpenAI-compatible chat endpoint (`eval.judge.endpoint`), asked through kind api's
-    client (`Endpoint`, `ask_all`): each prompt as a user message after the SYSTEM instructions, at
-    temperature 0, `concurrency` requests in flight. No reply is prefilled (a chat endpoint follows the
-    format asked for). The replies of the last call are kept for `figures`."""
+    """A judge behind an OpenAI-compatible chat endpoint (`eval.judge.endpoint`), asked through
+    harness/endpoint.py's client (`Endpoint.ask_all`): each prompt as a user message after the SYSTEM
+    instructions, at temperature 0, the endpoint's `concurrency` requests in flight. No reply is prefilled
+    (a chat endpoint follows the format asked for). The replies of the last call are kept for `figures`."""
 
     name: str
     endpoint: Endpoint
-    concurrency: int
     replies: list[Reply] = field(default_factory=list)  # of the last judge_answers
 
     def judge_answers(self, prompts: Sequence[str], on_batch: Callable[[int], None] = lambda n: None) -> list[str]:
-        from harness.techniques.api import ask_all
-
         conversations = [[{"role": "system", "content": SYSTEM}, {"role": "user", "content": p}] for p in prompts]
-        self.replies = ask_all(self.endpoint, conversations, self.concurrency, on_batch)
+        self.replies = self.endpoint.ask_all(conversations, on_batch)
         return [r.text for r in self.replies]
 
     def figures(self) -> dict:
@@ -106,7 +103,7 @@ class EndpointJudge:
         `usd_per_1k_tokens` (cached replies at their stored usage, as kind api's cost_usd; None without
         prices or usage: not the device-hour price, which is not what the endpoint charges), requests,
         retries and cached replies; no peak memory (the judge model runs elsewhere)."""
-        from harness.techniques.api import token_cost
+        from harness.endpoint import token_cost
 
         inputs = [r.input_tokens for r in self.replies if r.input_tokens is not None]
         outputs = [r.output_tokens for r in self.replies if r.output_tokens is not None]
@@ -114,7 +111,7 @@ class EndpointJudge:
         return {
             "judge_input_tokens": sum(inputs) if complete else None,
             "judge_output_tokens": sum(outputs) if complete else None,
-            "judge_cost_usd": token_cost(self.endpoint.spec.usd_per_1k_tokens, self.replies),
+            "judge_cost_usd": token_cost(self.endpoint.settings.usd_per_1k_tokens, self.replies),
             "judge_requests": self.endpoint.requests,
             "judge_retries": self.endpoint.retries,
             "judge_cached": sum(r.cached for r in self.replies),
@@ -126,18 +123,11 @@ def build(settings, device: str, loaded: tuple | None = None) -> Judge:
     """The judge the recipe's `eval.judge` describes. `loaded`: (model, tokenizer) already in memory for
     the same model spec (the shared base model), used instead of a second copy."""
     if settings.endpoint is not None:  # nothing loaded here: the key is read now, where the cell runs
-        from harness.techniques import api
+        from harness.endpoint import Endpoint
 
         spec = settings.endpoint
-        endpoint = api.Endpoint(
-            spec,
-            api.api_key(spec, "eval.judge.endpoint"),
-            api.cache_root(spec),
-            settings.max_new_tokens,
-            seed=0,
-            temperature=0.0,
-        )
-        return EndpointJudge(spec.model, endpoint, spec.concurrency)
+        endpoint = Endpoint(spec, settings.max_new_tokens, temperature=0.0, owner="eval.judge.endpoint")
+        return EndpointJudge(spec.model, endpoint)
     if loaded is None:
         from harness import models
 
