@@ -18,7 +18,7 @@ from typing import Literal
 
 from harness import kinds, prompting
 from harness.config import TechniqueBase
-from harness.techniques.base import evaluate_heldout
+from harness.evaluate.phase import evaluate_heldout
 
 
 class InstructedTechnique(TechniqueBase):

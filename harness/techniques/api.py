@@ -22,8 +22,10 @@ from pydantic import Field
 from harness import kinds, prompting
 from harness.config import EndpointSettings, RetrievalSettings, TechniqueBase
 from harness.endpoint import Endpoint, EndpointError, Reply, token_cost
+from harness.evaluate.phase import evaluate_answers
+from harness.evaluate.serving import latency_figures
 from harness.tasks import Example
-from harness.techniques.base import Outcome, RunContext, evaluate_answers, latency_figures
+from harness.techniques.base import Outcome, RunContext
 
 
 class ApiTechnique(EndpointSettings, TechniqueBase):  # name and search first in its fields
