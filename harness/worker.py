@@ -82,10 +82,10 @@ def run_cell(spec, ctx) -> tuple[dict, list[dict]]:
     from transformers import set_seed
 
     from harness import kinds
+    from harness.evaluate.judge import judges
     from harness.report.ownership import run_costs
     from harness.results import make_row
     from harness.techniques import Outcome
-    from harness.techniques.base import judges
 
     set_seed(ctx.recipe.seed)
     if needs_corpus(spec) and ctx.task.corpus_path is None:
@@ -124,9 +124,9 @@ def run_cell(spec, ctx) -> tuple[dict, list[dict]]:
 
 
 def judge(ctx, predictions: list[dict], metric: str | None) -> dict:
-    """The recipe's LLM judge on the cell's answers (techniques/base.judge_heldout), once the technique's
+    """The recipe's LLM judge on the cell's answers (evaluate/judge.judge_heldout), once the technique's
     own model is freed. A judge that fails leaves the technique's row ok, with `judge_error` saying why."""
-    from harness.techniques.base import judge_heldout
+    from harness.evaluate.judge import judge_heldout
 
     release_memory()  # a trained model the runner dropped: gone before the judge loads
     try:

@@ -13,6 +13,9 @@ generation), `EndpointJudge` for `endpoint:` (an OpenAI-compatible chat endpoint
 kind api uses too, harness/endpoint.py: its response cache, retries with backoff, and the key read from
 the environment and never written). A judge may also have `figures() -> dict`, row figures of its own
 (the endpoint judge's tokens and cost).
+
+`judge_heldout` grades a finished cell's answers with it, in a measured phase of its own; the worker
+calls it on the cells `judges` selects.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
+
+from harness.evaluate.context import Context
 
 if TYPE_CHECKING:
     from harness.endpoint import Endpoint, Reply
@@ -59,6 +64,12 @@ class Judge(Protocol):
         """The judge's raw reply to each prompt (a user message), in the prompts' order; `on_batch(k)`
         after every k replies (progress)."""
         ...
+
+
+class JudgedContext(Context, Protocol):
+    """A cell whose answers are judged: it builds the recipe's judge once (techniques.base.RunContext.judge)."""
+
+    def judge(self) -> Judge: ...
 
 
 @dataclass
@@ -134,6 +145,56 @@ def build(settings, device: str, loaded: tuple | None = None) -> Judge:
         loaded = models.load(settings.model, device)
     model, tokenizer = loaded
     return LocalJudge(settings.model.id, model, tokenizer, settings.batch_size, settings.max_new_tokens)
+
+
+def judges(ctx: Context) -> bool:
+    """Whether this cell's answers are judged: the task has a `judge:` rubric, the recipe an `eval.judge`,
+    and this is the configuration the row reports (search trials and smaller learning-curve sizes are not)."""
+    return ctx.task.spec.judge is not None and ctx.recipe.eval.judge is not None and ctx.final
+
+
+def judge_heldout(ctx: JudgedContext, predictions: list[dict], metric: str | None) -> dict:
+    """Grade a finished cell's held-out answers with the recipe's judge, by the task's rubric. Adds
+    `judge_score` (normalised to [0, 1], None when the reply had no score) and `judge_reason` to each
+    prediction, and returns the row's judge figures: the mean score over parsed replies, the unparsed
+    count, the judge's own seconds and peak memory (model load included; not part of eval_seconds,
+    wall_seconds or the serving figures), the judge's own figures (an endpoint judge's tokens and
+    judge_cost_usd; see EndpointJudge.figures), and its agreement with the task metric (see
+    report/stats.judge_agreement). Run by the worker after the technique's runner returned, so a trained
+    model is already freed when the judge loads."""
+    from harness import metrics
+    from harness.measure import measure
+    from harness.prompting import user_text
+    from harness.report.stats import judge_agreement, value_of
+
+    rubric = ctx.task.spec.judge
+    assert rubric is not None  # judges(): only a task with a rubric
+    by_id = {e.id: e for e in ctx.heldout_examples()}
+    texts = [
+        prompt(rubric.rubric, rubric.scale, user_text(ctx.task, by_id[p["id"]]), p["expected"], p["predicted"] or "")
+        for p in predictions
+    ]
+    job = ctx.progress.add_task("judging answers", total=len(texts))
+    with measure(ctx.device) as phase:
+        grader = ctx.judge()
+        replies = grader.judge_answers(texts, on_batch=lambda k: ctx.progress.advance(job, k))
+    ctx.progress.remove_task(job)
+    scored = []
+    for prediction, reply in zip(predictions, replies):
+        points = parse_score(reply, rubric.scale)
+        prediction["judge_score"] = None if points is None else normalise(points, rubric.scale)
+        prediction["judge_reason"] = reason(reply)
+        if points is not None:
+            scored.append((prediction["judge_score"], value_of(prediction)))
+    values = {
+        "judge_model": grader.name,
+        "judge_scale": rubric.scale,
+        "judge_score": sum(s for s, _ in scored) / len(scored) if scored else None,
+        "judge_unparsed": len(predictions) - len(scored),
+        "judge_seconds": phase.seconds,
+        "judge_peak_memory_bytes": phase.peak_bytes,
+    } | (grader.figures() if hasattr(grader, "figures") else {})  # an endpoint judge's tokens and cost
+    return values | judge_agreement([s for s, _ in scored], [v for _, v in scored], metrics.is_binary(metric))
 
 
 def prompt(rubric: str, scale: int, question: str, reference: str, answer: str) -> str:

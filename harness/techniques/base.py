@@ -24,7 +24,7 @@ from harness.study import Cell
 from harness.tasks import Example, Task
 from harness.yamlconfig import ConfigError
 
-__all__ = ["Index", "Outcome", "Progress", "RunContext", "Shared", "evaluate_lm_eval", "judge_heldout", "judges"]
+__all__ = ["Index", "Outcome", "Progress", "RunContext", "Shared"]
 
 
 @dataclass(frozen=True)
@@ -137,92 +137,3 @@ class RunContext:
         self.progress.remove_task(job)
         self.shared.indexes[key] = Index(retriever, chunks, time.perf_counter() - start, retriever.loaded)
         return self.shared.indexes[key]
-
-
-def judges(ctx: RunContext) -> bool:
-    """Whether this cell's answers are judged: the task has a `judge:` rubric, the recipe an `eval.judge`,
-    and this is the configuration the row reports (search trials and smaller learning-curve sizes are not)."""
-    return ctx.task.spec.judge is not None and ctx.recipe.eval.judge is not None and ctx.final
-
-
-def judge_heldout(ctx: RunContext, predictions: list[dict], metric: str | None) -> dict:
-    """Grade a finished cell's held-out answers with the recipe's judge, by the task's rubric. Adds
-    `judge_score` (normalised to [0, 1], None when the reply had no score) and `judge_reason` to each
-    prediction, and returns the row's judge figures: the mean score over parsed replies, the unparsed
-    count, the judge's own seconds and peak memory (model load included; not part of eval_seconds,
-    wall_seconds or the serving figures), the judge's own figures (an endpoint judge's tokens and
-    judge_cost_usd; see judge.EndpointJudge.figures), and its agreement with the task metric (see
-    report/stats.judge_agreement). Run by the worker after the technique's runner returned, so a trained
-    model is already freed when the judge loads."""
-    from harness import metrics
-    from harness.evaluate import judge
-    from harness.measure import measure
-    from harness.prompting import user_text
-    from harness.report.stats import judge_agreement, value_of
-
-    rubric = ctx.task.spec.judge
-    assert rubric is not None  # judges(): only a task with a rubric
-    by_id = {e.id: e for e in ctx.heldout_examples()}
-    texts = [
-        judge.prompt(
-            rubric.rubric, rubric.scale, user_text(ctx.task, by_id[p["id"]]), p["expected"], p["predicted"] or ""
-        )
-        for p in predictions
-    ]
-    job = ctx.progress.add_task("judging answers", total=len(texts))
-    with measure(ctx.device) as phase:
-        grader = ctx.judge()
-        replies = grader.judge_answers(texts, on_batch=lambda k: ctx.progress.advance(job, k))
-    ctx.progress.remove_task(job)
-    scored = []
-    for prediction, reply in zip(predictions, replies):
-        points = judge.parse_score(reply, rubric.scale)
-        prediction["judge_score"] = None if points is None else judge.normalise(points, rubric.scale)
-        prediction["judge_reason"] = judge.reason(reply)
-        if points is not None:
-            scored.append((prediction["judge_score"], value_of(prediction)))
-    values = {
-        "judge_model": grader.name,
-        "judge_scale": rubric.scale,
-        "judge_score": sum(s for s, _ in scored) / len(scored) if scored else None,
-        "judge_unparsed": len(predictions) - len(scored),
-        "judge_seconds": phase.seconds,
-        "judge_peak_memory_bytes": phase.peak_bytes,
-    } | (grader.figures() if hasattr(grader, "figures") else {})  # an endpoint judge's tokens and cost
-    return values | judge_agreement([s for s, _ in scored], [v for _, v in scored], metrics.is_binary(metric))
-
-
-def evaluate_lm_eval(ctx: RunContext, label: str, model, tokenizer, base_model: bool = False) -> dict:
-    """The recipe's lm-eval tasks on this model, measured; techniques that only read the base model
-    (prompt, rag) share one run, since their lm-eval prompts are the same."""
-    from harness.evaluate import lmeval
-    from harness.measure import measure
-
-    settings = ctx.recipe.eval.lm_eval
-    if not settings.tasks or not ctx.final:  # search trials and learning-curve sizes skip it
-        return {}
-    if base_model and ctx.shared.base_lm_eval is not None:
-        # the scores are shared; the time and memory belong to the technique that ran lm-eval
-        return ctx.shared.base_lm_eval | {
-            "lm_eval_seconds": 0.0,
-            "lm_eval_peak_memory_bytes": None,
-            "lm_eval_shared": True,
-        }
-    job = ctx.progress.add_task(f"{label}: lm-eval", total=len(settings.tasks))
-    with measure(ctx.device) as phase:
-        scores, errors = lmeval.score(
-            model,
-            tokenizer,
-            settings,
-            on_task=lambda name: ctx.progress.update(job, description=f"{label}: lm-eval {name}", advance=1),
-            failed=ctx.shared.lm_eval_failed,
-        )
-    ctx.progress.remove_task(job)
-    values = scores | {
-        "lm_eval_errors": errors or None,
-        "lm_eval_seconds": phase.seconds,
-        "lm_eval_peak_memory_bytes": phase.peak_bytes,
-    }
-    if base_model:
-        ctx.shared.base_lm_eval = values
-    return values
