@@ -113,7 +113,7 @@ class TokenPrices(Strict):
 class EndpointSettings(Strict):
     """An OpenAI-compatible chat-completions endpoint and how to call it: kind api's settings (an api
     technique takes these keys beside its own) and an endpoint judge's (`eval.judge.endpoint`). The
-    client that uses them is harness/techniques/api.py's `Endpoint`."""
+    client that uses them is harness/endpoint.py's `Endpoint`."""
 
     base_url: str  # http(s)://host[:port]/v1 — requests go to {base_url}/chat/completions
     model: str = Field(min_length=1)  # the endpoint's model name

@@ -154,15 +154,6 @@ _TABLE = (
     Figure("train_loss_first", "first training loss", "number", "lower"),
     Figure("train_loss_last", "last training loss", "number", "lower"),
     Figure("validation_loss", "validation loss", "number", "lower"),
-    Figure("api_input_tokens", "prompt tokens sent (api)", "count"),
-    Figure("api_output_tokens", "completion tokens (api)", "count"),
-    Figure("api_billed_usd", "billed in this run (api)", "usd", "lower"),
-    Figure("api_requests", "HTTP requests sent (api)", "count"),
-    Figure("api_cached", "answers from the response cache (api)", "count"),
-    Figure("api_retries", "retried requests (api)", "count", "lower"),
-    Figure("api_usage_missing", "responses without usage (api)", "count", "lower"),
-    Figure("latency_p50_seconds", "request latency p50 (api)", "seconds", "lower"),
-    Figure("latency_p95_seconds", "request latency p95 (api)", "seconds", "lower"),
     Figure("n_eval", "examples scored", "count"),
     Figure("n_seeds", "seeds", "count"),
     Figure("index_chunks", "corpus chunks", "count"),
@@ -182,6 +173,9 @@ FIGURES: dict[str, Figure] = {f.key: f for f in _TABLE}
 def get(key: str, kind: str | None = None) -> Figure | None:
     """The figure for a row key: a shared one (the table above), a secondary metric's (score_<metric>),
     an lm-eval score, or one a technique kind declares (`kind`'s, or any registered kind's)."""
+    own = _kind_figures(kind) if kind else {}
+    if key in own:  # a kind may give a shared key its own meaning (an api row's latency is per HTTP request)
+        return own[key]
     if key in FIGURES:
         return FIGURES[key]
     if key.startswith(LM_EVAL_PREFIX):
@@ -192,7 +186,7 @@ def get(key: str, kind: str | None = None) -> Figure | None:
         name = key.removeprefix("score_")
         if name in metrics.METRICS:
             return Figure(key, name, "score", "higher" if metrics.get(name).higher_is_better else "lower")
-    return _kind_figures(kind).get(key)
+    return None if kind else _kind_figures(None).get(key)
 
 
 def _kind_figures(kind: str | None) -> dict[str, Figure]:
@@ -213,7 +207,7 @@ def known() -> list[str]:
     """Every figure key a `check:` threshold may name (lm-eval scores aside)."""
     from harness import metrics
 
-    return [*FIGURES, *_kind_figures(None), *(f"score_{name}" for name in metrics.METRICS.in_order())]
+    return list(dict.fromkeys([*FIGURES, *_kind_figures(None), *(f"score_{n}" for n in metrics.METRICS.in_order())]))
 
 
 def compared() -> list[str]:

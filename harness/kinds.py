@@ -17,10 +17,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from harness.figures import Figure
 from harness.registry import Registry
+
+if TYPE_CHECKING:  # a kind's file imports Figure to declare its figures; figures.get asks the kinds
+    from harness.figures import Figure
 
 # Modules whose import registers the built-in kinds: loaded on first lookup, with the modules that
 # installed packages declare under this entry-point group (a kind shipped as a package).

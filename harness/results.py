@@ -18,9 +18,6 @@ from pathlib import Path
 from harness.rows import Row
 
 VERSION = 2  # results.json's layout; `upgrade` reads every earlier one
-# Keys that earlier versions wrote under another name, per kind: version 1 stored an api row's request
-# latency under the local techniques' batch-size-1 latency keys.
-RENAMED = {"api": {"latency_p50_seconds": "api_latency_p50_seconds", "latency_p95_seconds": "api_latency_p95_seconds"}}
 VERDICTS = ("vs_best", "vs_best_marker", "floor_flags")  # computed on reading, never stored
 
 
@@ -37,8 +34,7 @@ def upgrade(data: dict) -> dict:
 
 
 def _upgrade_row(row: dict) -> dict:
-    names = RENAMED.get(row.get("kind", ""), {})
-    return {names.get(key, key): value for key, value in row.items() if key not in VERDICTS}
+    return {key: value for key, value in row.items() if key not in VERDICTS}
 
 
 def write_atomic(path: Path, text: str) -> None:

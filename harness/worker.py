@@ -87,9 +87,9 @@ def run_cell(spec, ctx) -> tuple[Row, list[dict]]:
 
     from harness import kinds
     from harness.analysis.ownership import run_costs
+    from harness.evaluate.judge import judges
     from harness.rows import make_row, undeclared
     from harness.techniques import Outcome
-    from harness.techniques.base import judges
 
     set_seed(ctx.recipe.seed)
     if needs_corpus(spec) and ctx.task.corpus_path is None:
@@ -135,9 +135,9 @@ def run_cell(spec, ctx) -> tuple[Row, list[dict]]:
 
 
 def judge(ctx, predictions: list[dict], metric: str | None) -> dict:
-    """The recipe's LLM judge on the cell's answers (techniques/base.judge_heldout), once the technique's
+    """The recipe's LLM judge on the cell's answers (evaluate/judge.judge_heldout), once the technique's
     own model is freed. A judge that fails leaves the technique's row ok, with `judge_error` saying why."""
-    from harness.techniques.base import judge_heldout
+    from harness.evaluate.judge import judge_heldout
 
     release_memory()  # a trained model the runner dropped: gone before the judge loads
     try:

@@ -165,10 +165,11 @@ def test_the_key_is_never_written(two_runs, server):
 
 
 def test_backoff_doubles_with_jitter_and_retry_after_wins():
-    from harness.techniques.api import ApiTechnique, Endpoint, _retry_after
+    from harness.endpoint import Endpoint, _retry_after
+    from harness.techniques.api import ApiTechnique
 
     spec = ApiTechnique(kind="api", name="x", base_url="http://127.0.0.1:9/v1", model="m", backoff_seconds=2)
-    endpoint = Endpoint(spec, None, None, 4, 0)
+    endpoint = Endpoint(spec, max_tokens=4)
     for attempt in range(4):
         waits = [endpoint.delay(attempt, None) for _ in range(50)]
         assert all(2 * 2**attempt / 2 <= w <= 2 * 2**attempt for w in waits) and len(set(waits)) > 1

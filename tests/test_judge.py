@@ -101,7 +101,7 @@ def context(task_ref="ticket-routing", judged=True, limit=4):
 
 
 def test_judging_a_cell_stores_scores_reasons_and_agreement_with_a_binary_metric():
-    from harness.techniques.base import judge_heldout, judges
+    from harness.evaluate.judge import judge_heldout, judges
 
     ctx = context()
     examples = ctx.heldout_examples()

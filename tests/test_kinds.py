@@ -18,8 +18,8 @@ from typing import Literal
 
 from harness import kinds, prompting
 from harness.config import TechniqueBase
+from harness.evaluate.phase import evaluate_heldout
 from harness.figures import Figure
-from harness.techniques.base import evaluate_heldout
 
 
 class InstructedTechnique(TechniqueBase):

@@ -31,3 +31,22 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
         results.write_atomic(path, 12345)  # fails mid-write, after the temporary file was opened
     assert json.loads(path.read_text()) == {"ok": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["results.json"]
+
+
+def test_results_of_version_1_load_and_verdicts_are_never_stored(tmp_path):
+    old = {"meta": {}, "rows": [dict(rows.make_row("a", "prompt", "ok", score=0.5).as_dict(), vs_best="best")]}
+    (tmp_path / "results.json").write_text(json.dumps(old))  # no version: written before rows were typed
+    store = results.RunStore.open(tmp_path)
+    assert store.rows[0].score == 0.5 and "vs_best" not in store.rows[0] and store.cells == []
+    store.save()
+    assert json.loads((tmp_path / "results.json").read_text())["version"] == results.VERSION
+    with pytest.raises(ValueError, match="newer"):
+        results.upgrade({"version": results.VERSION + 1, "meta": {}, "rows": []})
+
+
+def test_a_local_latency_and_an_api_latency_are_labelled_apart():
+    from harness import figures
+
+    assert "batch size 1" in figures.get("latency_p50_seconds").label
+    assert "batch size 1" in figures.get("latency_p50_seconds", "lora").label
+    assert "HTTP request" in figures.get("latency_p50_seconds", "api").label

@@ -9,10 +9,13 @@ A judge is anything with `judge_answers(prompts) -> replies` (the `Judge` protoc
 optional progress callback): it receives the
 judge's user texts and returns its raw replies, in order. `build` makes one from the recipe's
 `eval.judge`: `LocalJudge` for `model:` (a model loaded with harness.models.load, greedy batched
-generation), `EndpointJudge` for `endpoint:` (an OpenAI-compatible chat endpoint through kind api's
-client, harness/techniques/api.py: its response cache, retries with backoff, and the key read from the
-environment and never written). A judge may also have `figures() -> dict`, row figures of its own
+generation), `EndpointJudge` for `endpoint:` (an OpenAI-compatible chat endpoint through the client
+kind api uses too, harness/endpoint.py: its response cache, retries with backoff, and the key read from
+the environment and never written). A judge may also have `figures() -> dict`, row figures of its own
 (the endpoint judge's tokens and cost).
+
+`judge_heldout` grades a finished cell's answers with it, in a measured phase of its own; the worker
+calls it on the cells `judges` selects.
 """
 
 from __future__ import annotations
@@ -22,8 +25,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from harness.evaluate.context import Context
+
 if TYPE_CHECKING:
-    from harness.techniques.api import Endpoint, Reply
+    from harness.endpoint import Endpoint, Reply
 
 REASON_CHARS = 300  # the judge's reply kept per prediction
 PREFILL = "Score:"  # how a local judge's reply starts (see LocalJudge)
@@ -61,6 +66,12 @@ class Judge(Protocol):
         ...
 
 
+class JudgedContext(Context, Protocol):
+    """A cell whose answers are judged: it builds the recipe's judge once (techniques.base.RunContext.judge)."""
+
+    def judge(self) -> Judge: ...
+
+
 @dataclass
 class LocalJudge:
     """A judge model in this process: each prompt rendered with its chat template, answered greedily. The
@@ -84,21 +95,18 @@ class LocalJudge:
 
 @dataclass
 class EndpointJudge:
-    """A judge behind an OpenAI-compatible chat endpoint (`eval.judge.endpoint`), asked through kind api's
-    client (`Endpoint`, `ask_all`): each prompt as a user message after the SYSTEM instructions, at
-    temperature 0, `concurrency` requests in flight. No reply is prefilled (a chat endpoint follows the
-    format asked for). The replies of the last call are kept for `figures`."""
+    """A judge behind an OpenAI-compatible chat endpoint (`eval.judge.endpoint`), asked through
+    harness/endpoint.py's client (`Endpoint.ask_all`): each prompt as a user message after the SYSTEM
+    instructions, at temperature 0, the endpoint's `concurrency` requests in flight. No reply is prefilled
+    (a chat endpoint follows the format asked for). The replies of the last call are kept for `figures`."""
 
     name: str
     endpoint: Endpoint
-    concurrency: int
     replies: list[Reply] = field(default_factory=list)  # of the last judge_answers
 
     def judge_answers(self, prompts: Sequence[str], on_batch: Callable[[int], None] = lambda n: None) -> list[str]:
-        from harness.techniques.api import ask_all
-
         conversations = [[{"role": "system", "content": SYSTEM}, {"role": "user", "content": p}] for p in prompts]
-        self.replies = ask_all(self.endpoint, conversations, self.concurrency, on_batch)
+        self.replies = self.endpoint.ask_all(conversations, on_batch)
         return [r.text for r in self.replies]
 
     def figures(self) -> dict:
@@ -106,7 +114,7 @@ class EndpointJudge:
         `usd_per_1k_tokens` (cached replies at their stored usage, as kind api's cost_usd; None without
         prices or usage: not the device-hour price, which is not what the endpoint charges), requests,
         retries and cached replies; no peak memory (the judge model runs elsewhere)."""
-        from harness.techniques.api import token_cost
+        from harness.endpoint import token_cost
 
         inputs = [r.input_tokens for r in self.replies if r.input_tokens is not None]
         outputs = [r.output_tokens for r in self.replies if r.output_tokens is not None]
@@ -114,7 +122,7 @@ class EndpointJudge:
         return {
             "judge_input_tokens": sum(inputs) if complete else None,
             "judge_output_tokens": sum(outputs) if complete else None,
-            "judge_cost_usd": token_cost(self.endpoint.spec.usd_per_1k_tokens, self.replies),
+            "judge_cost_usd": token_cost(self.endpoint.settings.usd_per_1k_tokens, self.replies),
             "judge_requests": self.endpoint.requests,
             "judge_retries": self.endpoint.retries,
             "judge_cached": sum(r.cached for r in self.replies),
@@ -126,24 +134,67 @@ def build(settings, device: str, loaded: tuple | None = None) -> Judge:
     """The judge the recipe's `eval.judge` describes. `loaded`: (model, tokenizer) already in memory for
     the same model spec (the shared base model), used instead of a second copy."""
     if settings.endpoint is not None:  # nothing loaded here: the key is read now, where the cell runs
-        from harness.techniques import api
+        from harness.endpoint import Endpoint
 
         spec = settings.endpoint
-        endpoint = api.Endpoint(
-            spec,
-            api.api_key(spec, "eval.judge.endpoint"),
-            api.cache_root(spec),
-            settings.max_new_tokens,
-            seed=0,
-            temperature=0.0,
-        )
-        return EndpointJudge(spec.model, endpoint, spec.concurrency)
+        endpoint = Endpoint(spec, settings.max_new_tokens, temperature=0.0, owner="eval.judge.endpoint")
+        return EndpointJudge(spec.model, endpoint)
     if loaded is None:
         from harness import models
 
         loaded = models.load(settings.model, device)
     model, tokenizer = loaded
     return LocalJudge(settings.model.id, model, tokenizer, settings.batch_size, settings.max_new_tokens)
+
+
+def judges(ctx: Context) -> bool:
+    """Whether this cell's answers are judged: the task has a `judge:` rubric, the recipe an `eval.judge`,
+    and this is the configuration the row reports (search trials and smaller learning-curve sizes are not)."""
+    return ctx.task.spec.judge is not None and ctx.recipe.eval.judge is not None and ctx.final
+
+
+def judge_heldout(ctx: JudgedContext, predictions: list[dict], metric: str | None) -> dict:
+    """Grade a finished cell's held-out answers with the recipe's judge, by the task's rubric. Adds
+    `judge_score` (normalised to [0, 1], None when the reply had no score) and `judge_reason` to each
+    prediction, and returns the row's judge figures: the mean score over parsed replies, the unparsed
+    count, the judge's own seconds and peak memory (model load included; not part of eval_seconds,
+    wall_seconds or the serving figures), the judge's own figures (an endpoint judge's tokens and
+    judge_cost_usd; see EndpointJudge.figures), and its agreement with the task metric (see
+    analysis/stats.judge_agreement). Run by the worker after the technique's runner returned, so a trained
+    model is already freed when the judge loads."""
+    from harness import metrics
+    from harness.analysis.stats import judge_agreement, value_of
+    from harness.measure import measure
+    from harness.prompting import user_text
+
+    rubric = ctx.task.spec.judge
+    assert rubric is not None  # judges(): only a task with a rubric
+    by_id = {e.id: e for e in ctx.heldout_examples()}
+    texts = [
+        prompt(rubric.rubric, rubric.scale, user_text(ctx.task, by_id[p["id"]]), p["expected"], p["predicted"] or "")
+        for p in predictions
+    ]
+    job = ctx.progress.add_task("judging answers", total=len(texts))
+    with measure(ctx.device) as phase:
+        grader = ctx.judge()
+        replies = grader.judge_answers(texts, on_batch=lambda k: ctx.progress.advance(job, k))
+    ctx.progress.remove_task(job)
+    scored = []
+    for prediction, reply in zip(predictions, replies):
+        points = parse_score(reply, rubric.scale)
+        prediction["judge_score"] = None if points is None else normalise(points, rubric.scale)
+        prediction["judge_reason"] = reason(reply)
+        if points is not None:
+            scored.append((prediction["judge_score"], value_of(prediction)))
+    values = {
+        "judge_model": grader.name,
+        "judge_scale": rubric.scale,
+        "judge_score": sum(s for s, _ in scored) / len(scored) if scored else None,
+        "judge_unparsed": len(predictions) - len(scored),
+        "judge_seconds": phase.seconds,
+        "judge_peak_memory_bytes": phase.peak_bytes,
+    } | (grader.figures() if hasattr(grader, "figures") else {})  # an endpoint judge's tokens and cost
+    return values | judge_agreement([s for s, _ in scored], [v for _, v in scored], metrics.is_binary(metric))
 
 
 def prompt(rubric: str, scale: int, question: str, reference: str, answer: str) -> str:

@@ -3,6 +3,7 @@
 Scores go into the result row as flat keys `lm_eval:<task>:<metric>` and `..._stderr`, so the
 report gets one column per task and metric. A task that cannot run (unknown name, dataset not
 available offline) becomes an entry in `lm_eval_errors`, and the other tasks still run.
+`evaluate_lm_eval` is a cell's lm-eval phase, measured, as its row's lm-eval fields.
 """
 
 from __future__ import annotations
@@ -12,13 +13,62 @@ import functools
 import io
 import logging
 from collections.abc import Callable
+from typing import Protocol
 
 from harness.config import LmEvalSettings
+from harness.evaluate.context import Context
 from harness.figures import LM_EVAL_PREFIX
 from harness.tasks import BUNDLED_TASKS
 
 BUNDLED_LM_EVAL = BUNDLED_TASKS / "lm-eval"  # this project's lm-eval task YAML (offline, local data)
 PREFIX = LM_EVAL_PREFIX
+
+
+class SharedScores(Protocol):
+    """The lm-eval results the cells of one process share (techniques.base.Shared)."""
+
+    base_lm_eval: dict | None  # the base model's scores: prompt and rag read the same model
+    lm_eval_failed: dict  # tasks that cannot run here, for any model
+
+
+class LmEvalContext(Context, Protocol):
+    @property
+    def shared(self) -> SharedScores: ...
+
+
+def evaluate_lm_eval(ctx: LmEvalContext, label: str, model, tokenizer, base_model: bool = False) -> dict:
+    """The recipe's lm-eval tasks on this model, measured; techniques that only read the base model
+    (prompt, rag) share one run, since their lm-eval prompts are the same."""
+    from harness.measure import measure
+
+    settings = ctx.recipe.eval.lm_eval
+    if not settings.tasks or not ctx.final:  # search trials and learning-curve sizes skip it
+        return {}
+    if base_model and ctx.shared.base_lm_eval is not None:
+        # the scores are shared; the time and memory belong to the technique that ran lm-eval
+        return ctx.shared.base_lm_eval | {
+            "lm_eval_seconds": 0.0,
+            "lm_eval_peak_memory_bytes": None,
+            "lm_eval_shared": True,
+        }
+    job = ctx.progress.add_task(f"{label}: lm-eval", total=len(settings.tasks))
+    with measure(ctx.device) as phase:
+        scores, errors = score(
+            model,
+            tokenizer,
+            settings,
+            on_task=lambda name: ctx.progress.update(job, description=f"{label}: lm-eval {name}", advance=1),
+            failed=ctx.shared.lm_eval_failed,
+        )
+    ctx.progress.remove_task(job)
+    values = scores | {
+        "lm_eval_errors": errors or None,
+        "lm_eval_seconds": phase.seconds,
+        "lm_eval_peak_memory_bytes": phase.peak_bytes,
+    }
+    if base_model:
+        ctx.shared.base_lm_eval = values
+    return values
 
 
 @functools.lru_cache(maxsize=4)

@@ -16,7 +16,9 @@ from pydantic import Field
 
 from harness import kinds, prompting
 from harness.config import TrainedTechnique
-from harness.techniques.base import Outcome, RunContext, evaluate_heldout, evaluate_lm_eval
+from harness.evaluate.lmeval import evaluate_lm_eval
+from harness.evaluate.phase import evaluate_heldout
+from harness.techniques.base import Outcome, RunContext
 from harness.techniques.rag import augmenter
 from harness.yamlconfig import Strict
 

@@ -9,8 +9,10 @@ from pydantic import Field
 
 from harness import kinds, prompting
 from harness.config import TechniqueBase
+from harness.evaluate.lmeval import evaluate_lm_eval
+from harness.evaluate.phase import evaluate_heldout
 from harness.tasks import Example
-from harness.techniques.base import Outcome, RunContext, evaluate_heldout, evaluate_lm_eval
+from harness.techniques.base import Outcome, RunContext
 
 
 class PromptTechnique(TechniqueBase):

@@ -1,0 +1,300 @@
+"""A client of an OpenAI-compatible chat-completions endpoint: kind api's (techniques/api.py) and an
+endpoint judge's (evaluate/judge.py).
+
+    endpoint = Endpoint(settings, max_tokens=64)   # settings: config.EndpointSettings
+    reply = endpoint.chat(messages)                # one conversation -> Reply (text, tokens, latency)
+    replies = endpoint.ask_all(conversations)      # many, `settings.concurrency` in flight, in order
+
+Responses are cached on disk (harness cache dir / "api", one JSON file per response, keyed by the
+sha256 of base_url, model, messages, max_tokens and temperature, and the seed when sampling), so a
+resumed or repeated run does not pay twice. The API key is read from the environment variable
+`api_key_env` names when the Endpoint is made (where the requests run); it is sent as a bearer token
+and never written: not into the cache key or files, errors, logs or results.
+
+Requests go through urllib (httpx is not among this project's dependencies), from a thread pool. A 429,
+a 5xx, a timeout or a connection error is retried `max_retries` times with exponential backoff and
+jitter (a Retry-After header wins); what still fails raises EndpointError with the reason.
+
+This module imports no technique: the techniques and the evaluation both build on it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.config import EndpointSettings, TokenPrices
+
+MAX_BACKOFF_SECONDS = 60.0  # no single wait between retries is longer (but a server's Retry-After, up to 10 min)
+MAX_RETRY_AFTER_SECONDS = 600.0
+RETRYABLE_STATUS = {408, 409, 429}  # and every 5xx
+
+
+@dataclass
+class Reply:
+    text: str
+    input_tokens: int | None
+    output_tokens: int | None
+    cached: bool
+    latency: float | None  # seconds of the request that answered (None when served from the cache)
+
+
+class EndpointError(RuntimeError):
+    """A request that failed for good (or a key that is not set): the caller's cell fails with this message."""
+
+
+class Endpoint:
+    """One endpoint's client: cached, retried, thread-safe chat completions, with counts of the requests
+    and retries made. `owner` names the settings in a missing-key error (default: their `name`, as an api
+    technique has)."""
+
+    def __init__(
+        self,
+        settings: EndpointSettings,
+        max_tokens: int,
+        *,
+        temperature: float = 0.0,
+        seed: int = 0,
+        owner: str | None = None,
+    ):
+        self.settings, self.max_tokens, self.temperature = settings, max_tokens, temperature
+        self.seed = seed  # in the cache key only when sampling (temperature > 0): each seed its own samples
+        self.key = api_key(settings, owner)
+        self.cache_root = cache_root(settings)
+        self.url = f"{settings.base_url}/chat/completions"
+        self.lock = threading.Lock()
+        self.stop = threading.Event()  # set when one request failed for good: the others give up
+        self.requests = self.retries = 0
+        self.jitter = random.Random()
+
+    # --- the public API ----------------------------------------------------------------------------
+
+    def chat(self, messages: list[dict]) -> Reply:
+        """The reply to one conversation: from the cache, else from the endpoint (then cached)."""
+        body = self.request_body(messages)
+        key = self.cache_key(body)
+        response = self.cached(key)
+        if response is not None:
+            return _reply(response, cached=True, latency=None)
+        response, latency = self.post(body)
+        self.store(key, body, response, latency)
+        return _reply(response, cached=False, latency=latency)
+
+    def ask_all(self, conversations: list[list[dict]], on_batch: Callable[[int], None] = lambda n: None) -> list[Reply]:
+        """Replies in order, `settings.concurrency` requests in flight; `on_batch(k)` as k more are done. The
+        first request that fails for good stops the rest and raises (the replies already received are in the
+        cache, so a resumed run does not ask again)."""
+        replies: list[Reply | None] = [None] * len(conversations)
+        with ThreadPoolExecutor(max_workers=self.settings.concurrency, thread_name_prefix="api") as pool:
+            pending = {pool.submit(self.chat, c): i for i, c in enumerate(conversations)}
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    index = pending.pop(future)
+                    error = future.exception()
+                    if error is not None:
+                        self.stop.set()
+                        for other in pending:
+                            other.cancel()
+                        raise error
+                    replies[index] = future.result()
+                on_batch(len(done))
+        return replies  # type: ignore[return-value]
+
+    # --- the cache ---------------------------------------------------------------------------------
+
+    def request_body(self, messages: list[dict]) -> dict:
+        return {
+            "model": self.settings.model,
+            "messages": messages,
+            "max_tokens": self.max_tokens,
+            "temperature": self.temperature,
+        }
+
+    def cache_key(self, body: dict) -> str:
+        keyed = {"base_url": self.settings.base_url, **body}
+        if self.temperature > 0:
+            keyed["seed"] = self.seed
+        return hashlib.sha256(json.dumps(keyed, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+    def cached(self, key: str) -> dict | None:
+        if self.cache_root is None:
+            return None
+        path = self.cache_root / f"{key}.json"
+        try:
+            stored = json.loads(path.read_text())
+            _content(stored["response"])  # a stored file that does not parse is asked again
+            return stored["response"]
+        except (OSError, ValueError, KeyError, TypeError, EndpointError):
+            return None
+
+    def store(self, key: str, body: dict, response: dict, latency: float) -> None:
+        if self.cache_root is None:
+            return
+        from harness.results import write_atomic
+
+        record = {
+            "request": {"base_url": self.settings.base_url, **body},
+            "response": response,
+            "latency_seconds": latency,
+            "stored": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        write_atomic(self.cache_root / f"{key}.json", json.dumps(record, ensure_ascii=False))
+
+    # --- requests ----------------------------------------------------------------------------------
+
+    def post(self, body: dict) -> tuple[dict, float]:
+        """The response to one request, retried on 429 / 5xx / timeouts / connection errors."""
+        import http.client
+        import urllib.error
+        import urllib.request
+
+        data = json.dumps(body).encode()
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if self.key:
+            headers["Authorization"] = f"Bearer {self.key}"
+        for attempt in range(self.settings.max_retries + 1):
+            if self.stop.is_set():
+                raise EndpointError("stopped: another request of this technique failed")
+            with self.lock:
+                self.requests += 1
+                self.retries += attempt > 0
+            request = urllib.request.Request(self.url, data=data, headers=headers, method="POST")
+            start = time.perf_counter()
+            retry_after = None
+            try:
+                with urllib.request.urlopen(request, timeout=self.settings.timeout_seconds) as answer:
+                    raw = answer.read()
+                latency = time.perf_counter() - start
+            except urllib.error.HTTPError as exc:
+                detail = self.redact(_read_error(exc))
+                if exc.code not in RETRYABLE_STATUS and exc.code < 500:
+                    raise EndpointError(f"HTTP {exc.code} from {self.url}: {detail}{self.key_hint(exc.code)}") from None
+                reason = (
+                    f"HTTP 429 rate limited by {self.url}"
+                    if exc.code == 429
+                    else f"HTTP {exc.code} from {self.url}: {detail}"
+                )
+                retry_after = _retry_after(exc.headers.get("Retry-After"))
+            except (OSError, http.client.HTTPException) as exc:  # URLError, timeouts, resets, refusals
+                reason = self.network_reason(exc)
+            else:
+                try:
+                    response = json.loads(raw)
+                    _content(response)
+                except (ValueError, EndpointError) as exc:
+                    raise EndpointError(
+                        f"{self.url} answered with no chat completion: "
+                        f"{self.redact(raw[:300].decode(errors='replace'))!r}"
+                    ) from exc
+                return response, latency
+            if attempt == self.settings.max_retries:
+                break
+            self.stop.wait(self.delay(attempt, retry_after))
+        retries = self.settings.max_retries
+        raise EndpointError(f"{reason} after {retries} {'retry' if retries == 1 else 'retries'}")
+
+    def key_hint(self, status: int) -> str:
+        """What to check after a 401/403: the key, or that one is needed."""
+        if status not in (401, 403):
+            return ""
+        if self.settings.api_key_env:
+            return f"; check the key in ${self.settings.api_key_env}"
+        return "; the endpoint wants a key: set api_key_env"
+
+    def delay(self, attempt: int, retry_after: float | None) -> float:
+        """Exponential backoff with jitter (half to all of base x 2^attempt); a server's Retry-After wins."""
+        if retry_after is not None:
+            return min(retry_after, MAX_RETRY_AFTER_SECONDS)
+        ceiling = min(self.settings.backoff_seconds * 2**attempt, MAX_BACKOFF_SECONDS)
+        return self.jitter.uniform(ceiling / 2, ceiling)
+
+    def network_reason(self, exc: BaseException) -> str:
+        cause = getattr(exc, "reason", exc)
+        endpoint = f"endpoint {self.settings.base_url}"
+        if isinstance(cause, ConnectionRefusedError):
+            return f"{endpoint} refused the connection"
+        if isinstance(cause, TimeoutError) or "timed out" in str(cause):
+            return f"{endpoint} did not answer within {self.settings.timeout_seconds:g}s"
+        return f"{endpoint} unreachable ({type(cause).__name__}: {self.redact(str(cause))})"
+
+    def redact(self, text: str) -> str:
+        """A server that echoes the request's headers must not put the key into a row's error."""
+        return text.replace(self.key, "[redacted]") if self.key else text
+
+
+def _read_error(exc) -> str:
+    try:
+        text = exc.read()[:300].decode(errors="replace").strip()
+    except Exception:  # noqa: BLE001 — the status is the message then
+        text = ""
+    return text or str(exc.reason)
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Retry-After as seconds (a number, or an HTTP date); None when absent or unreadable."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    from email.utils import parsedate_to_datetime
+
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+def _content(response: dict) -> str:
+    try:
+        return response["choices"][0]["message"].get("content") or ""
+    except (KeyError, IndexError, TypeError, AttributeError) as exc:
+        raise EndpointError("no choices[0].message in the response") from exc
+
+
+def _reply(response: dict, cached: bool, latency: float | None) -> Reply:
+    usage = response.get("usage") or {}
+    return Reply(
+        _content(response).strip(), usage.get("prompt_tokens"), usage.get("completion_tokens"), cached, latency
+    )
+
+
+def api_key(settings: EndpointSettings, owner: str | None = None) -> str | None:
+    """The key from the environment variable `api_key_env` names; `owner` names the settings in the error
+    (default: an api technique's name)."""
+    if settings.api_key_env is None:
+        return None
+    key = os.environ.get(settings.api_key_env, "").strip()
+    if not key:
+        owner = owner or repr(getattr(settings, "name", "the endpoint"))
+        raise EndpointError(
+            f"environment variable {settings.api_key_env} (api_key_env of {owner}) is not set; "
+            "export the endpoint's key under that name where the cells run"
+        )
+    return key
+
+
+def cache_root(settings: EndpointSettings) -> Path | None:
+    """Where responses are stored (None: `cache: false`)."""
+    from harness import models
+
+    return models.cache_dir() / "api" if settings.cache else None
+
+
+def token_cost(prices: TokenPrices | None, replies: list[Reply]) -> float | None:
+    """USD for these replies at the endpoint's prices; None without prices or when a reply lacks usage."""
+    usage = [(r.input_tokens, r.output_tokens) for r in replies]
+    known = [(i, o) for i, o in usage if i is not None and o is not None]
+    if prices is None or len(known) < len(replies):
+        return None
+    return sum((i * prices.input + o * prices.output) / 1000 for i, o in known)
