@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, WrapValidator, field_validator, model_serializer, model_validator
 
+from harness.embeddings import DEFAULT_EMBEDDING_MODEL
 from harness.yamlconfig import ByKind, ConfigError, Strict, load_yaml_model
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
@@ -166,7 +167,7 @@ class RetrievalSettings(Strict):
     chunk_size: int = Field(120, ge=8)  # words per passage
     chunk_overlap: int = Field(20, ge=0)  # words shared by consecutive passages of a document
     context_tokens: int = Field(1024, ge=16)  # token budget for the passages; lower-ranked ones are dropped first
-    embedding_model: str = "all-MiniLM-L6-v2"  # dense/hybrid: bundled offline, or a local path or hub id
+    embedding_model: str = DEFAULT_EMBEDDING_MODEL  # dense/hybrid: bundled offline, or a local path or hub id
     template: str = DEFAULT_RAG_TEMPLATE  # the user turn; placeholders {passages} and {question}
 
     @field_validator("retriever")
