@@ -165,7 +165,7 @@ def record_floor(store: RunStore, task, recipe: Recipe) -> None:
     """The majority-label row of a classification task: no model, computed by the driver itself."""
     values, predictions = floor.majority(
         task,
-        list(heldout_examples(task, recipe.eval.heldout)),
+        list(heldout_examples(task, recipe.eval.heldout.limit)),
         recipe.run_seeds,
         recipe.eval.heldout.bootstrap_samples,
         recipe.seed,
