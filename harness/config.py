@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, WrapValidator, field_validator, model_serializer, model_validator
 
 from harness.embeddings import DEFAULT_EMBEDDING_MODEL
+from harness.searchspace import check_search
 from harness.yamlconfig import ByKind, ConfigError, Strict, load_yaml_model
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
@@ -595,8 +596,6 @@ class Recipe(Strict):
 
     @model_validator(mode="after")
     def _searches(self):
-        from harness.study import check_search  # the space's keys are checked against each technique's schema
-
         searched = [t for t in self.techniques if t.search is not None]
         if searched and self.eval.validation is None:
             raise ValueError(
@@ -604,7 +603,7 @@ class Recipe(Strict):
                 "add `eval: {validation: {fraction: 0.15}}` (or `size: N`)"
             )
         for technique in searched:
-            check_search(technique, self.search_budget)
+            check_search(technique, self.search_budget)  # its axes against the technique's own schema
         return self
 
     @model_validator(mode="after")
