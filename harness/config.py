@@ -312,18 +312,6 @@ class JudgeSettings(Strict):
             )
         return self
 
-    def check_resolvable(self) -> None:
-        """Fail early, loading nothing, on a judge model that certainly cannot load (as for `model:`). An
-        endpoint is not contacted before the run (its key is read where the cells run)."""
-        from harness.models import ModelResolutionError, check_resolvable
-
-        if self.model is None:
-            return
-        try:
-            check_resolvable(self.model.id)
-        except ModelResolutionError as exc:
-            raise ModelResolutionError(f"eval.judge.model: {exc}") from None
-
     def check_task(self, task) -> None:
         """A task without a rubric is not judged: say so, since the recipe asked for a judge."""
         if task.spec.judge is None:
