@@ -2,7 +2,9 @@
 
 Each technique kind's settings model lives in its own file (harness/techniques/) and is found through
 the kind registry (harness/kinds.py); the blocks several kinds share (training, retrieval, search) live
-here. A recipe is checked completely, without loading any model, before a run starts.
+here. The schema checks what the file says, each error at its line; what lies outside the file (the
+model resolves, each task takes the settings) is checked by harness/preflight.py before a run starts.
+Nothing this module imports imports it back.
 """
 
 from __future__ import annotations
@@ -174,7 +176,7 @@ class RetrievalSettings(Strict):
     @field_validator("retriever")
     @classmethod
     def _registered(cls, name):
-        from harness.retrieval import RETRIEVERS
+        from harness.retrieval import RETRIEVERS  # lazily: numpy; retrieval imports nothing of the schema
 
         if name not in RETRIEVERS:
             raise ValueError(RETRIEVERS.unknown(name))
