@@ -100,7 +100,7 @@ def _show_warning(message, category, filename, lineno, file=None, line=None, _py
 def run(words, set_overrides, resume_dir, jobs):
     """Run RECIPE (YAML), with optional KEY=VALUE overrides, e.g. seed=1 eval.heldout.limit=50."""
     from harness import pipeline
-    from harness.config import Recipe
+    from harness.config import Recipe, load_recipe
     from harness.report.terminal import verdict_lines
     from harness.results import open_runs, report_folder
 
@@ -122,7 +122,7 @@ def run(words, set_overrides, resume_dir, jobs):
     else:
         if not recipe:
             raise click.UsageError("give a RECIPE file, or --resume RUN_DIR")
-        spec, run_dir = _validated(recipe, overrides), None
+        spec, run_dir = load_recipe(recipe, overrides), None  # pipeline.run starts with the pre-flight
     with stop_like_ctrl_c():
         stores = pipeline.run(spec, run_dir=run_dir, recipe_path=recipe, console=console, jobs=jobs)
     folder = report_folder(stores)
@@ -166,37 +166,12 @@ def recipes_and_overrides(words, set_overrides) -> tuple[list[str], list[str]]:
 
 
 def _validated(recipe_path: str, overrides) -> Recipe:
-    """Parse the recipe and resolve every name it uses, loading no model."""
+    """Parse the recipe and run the pre-flight checks (harness/preflight.py), loading no model."""
+    from harness import preflight
     from harness.config import load_recipe
-    from harness.models import check_resolvable
-    from harness.prompting import draw_shots
-    from harness.retrieval import load_corpus
-    from harness.tasks import load_task, with_validation
-    from harness.worker import needs_corpus
 
     spec = load_recipe(recipe_path, overrides)
-    check_resolvable(spec.model.id)
-    try:
-        spec.tracking.check_installed()
-    except ConfigError as exc:
-        raise ConfigError(f"{recipe_path}: {exc}") from None
-    if spec.eval.judge is not None:
-        spec.eval.judge.check_resolvable()
-    for task in map(load_task, spec.tasks):
-        try:  # the split a run cuts, so that its problems show here rather than in a worker
-            spec.eval.heldout.check_task(task)
-            if spec.eval.judge is not None:
-                spec.eval.judge.check_task(task)
-            task = with_validation(task, spec.eval.validation)
-        except ConfigError as exc:
-            raise ConfigError(f"{recipe_path}: {exc}") from None
-        if task.corpus_path is not None and any(map(needs_corpus, spec.techniques)):
-            load_corpus(task.corpus_path)
-        for technique in spec.techniques:
-            try:
-                draw_shots(task, getattr(technique, "shots", 0), spec.seed)
-            except ValueError as exc:
-                raise ConfigError(f"{recipe_path}: technique {technique.name!r} on task {task.name!r}: {exc}") from None
+    preflight.check(spec, recipe_path)
     return spec
 
 

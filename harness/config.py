@@ -2,7 +2,9 @@
 
 Each technique kind's settings model lives in its own file (harness/techniques/) and is found through
 the kind registry (harness/kinds.py); the blocks several kinds share (training, retrieval, search) live
-here. A recipe is checked completely, without loading any model, before a run starts.
+here. The schema checks what the file says, each error at its line; what lies outside the file (the
+model resolves, each task takes the settings) is checked by harness/preflight.py before a run starts.
+Nothing this module imports imports it back.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, WrapValidator, field_validator, model_serializer, model_validator
 
+from harness.embeddings import DEFAULT_EMBEDDING_MODEL
+from harness.searchspace import check_search
 from harness.yamlconfig import ByKind, ConfigError, Strict, load_yaml_model
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
@@ -166,13 +170,13 @@ class RetrievalSettings(Strict):
     chunk_size: int = Field(120, ge=8)  # words per passage
     chunk_overlap: int = Field(20, ge=0)  # words shared by consecutive passages of a document
     context_tokens: int = Field(1024, ge=16)  # token budget for the passages; lower-ranked ones are dropped first
-    embedding_model: str = "all-MiniLM-L6-v2"  # dense/hybrid: bundled offline, or a local path or hub id
+    embedding_model: str = DEFAULT_EMBEDDING_MODEL  # dense/hybrid: bundled offline, or a local path or hub id
     template: str = DEFAULT_RAG_TEMPLATE  # the user turn; placeholders {passages} and {question}
 
     @field_validator("retriever")
     @classmethod
     def _registered(cls, name):
-        from harness.retrieval import RETRIEVERS
+        from harness.retrieval import RETRIEVERS  # lazily: numpy; retrieval imports nothing of the schema
 
         if name not in RETRIEVERS:
             raise ValueError(RETRIEVERS.unknown(name))
@@ -309,18 +313,6 @@ class JudgeSettings(Strict):
                 "https://api.openai.com/v1, model: gpt-4o-mini, api_key_env: OPENAI_API_KEY}})"
             )
         return self
-
-    def check_resolvable(self) -> None:
-        """Fail early, loading nothing, on a judge model that certainly cannot load (as for `model:`). An
-        endpoint is not contacted before the run (its key is read where the cells run)."""
-        from harness.models import ModelResolutionError, check_resolvable
-
-        if self.model is None:
-            return
-        try:
-            check_resolvable(self.model.id)
-        except ModelResolutionError as exc:
-            raise ModelResolutionError(f"eval.judge.model: {exc}") from None
 
     def check_task(self, task) -> None:
         """A task without a rubric is not judged: say so, since the recipe asked for a judge."""
@@ -594,8 +586,6 @@ class Recipe(Strict):
 
     @model_validator(mode="after")
     def _searches(self):
-        from harness.study import check_search  # the space's keys are checked against each technique's schema
-
         searched = [t for t in self.techniques if t.search is not None]
         if searched and self.eval.validation is None:
             raise ValueError(
@@ -603,7 +593,7 @@ class Recipe(Strict):
                 "add `eval: {validation: {fraction: 0.15}}` (or `size: N`)"
             )
         for technique in searched:
-            check_search(technique, self.search_budget)
+            check_search(technique, self.search_budget)  # its axes against the technique's own schema
         return self
 
     @model_validator(mode="after")

@@ -140,7 +140,7 @@ def _chrf(expected: str, answer: str, labels=None) -> float:
 def _embedder():
     from sentence_transformers import SentenceTransformer
 
-    from harness.retrieval import DEFAULT_EMBEDDING_MODEL, embedding_model_path
+    from harness.embeddings import DEFAULT_EMBEDDING_MODEL, embedding_model_path
 
     return SentenceTransformer(embedding_model_path(DEFAULT_EMBEDDING_MODEL), device="cpu")
 

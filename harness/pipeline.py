@@ -20,12 +20,12 @@ from rich.markup import escape
 from rich.spinner import Spinner
 from rich.text import Text
 
-from harness import report, search, study, tracking, worker
+from harness import preflight, report, search, study, tracking, worker
 from harness.analysis import floor, ownership
 from harness.config import Recipe
 from harness.executors import Job, JobEnd, last_lines, make_executor
 from harness.measure import device_name
-from harness.models import cache_dir, check_resolvable, conversion_message, pending_conversion
+from harness.models import cache_dir, conversion_message, pending_conversion
 from harness.results import RunStore, write_atomic
 from harness.rows import Row, make_row
 from harness.tasks import heldout_examples, load_task, with_validation
@@ -68,15 +68,7 @@ def run(
     combined REPORT.md in run_dir. `jobs`: cells run at once (one process each; None: 1 locally, the
     cluster's capacity on ray/slurm)."""
     console = console or Console()
-    check_resolvable(recipe.model.id)  # before any folder is made: a model that cannot load fails here, fast
-    recipe.tracking.check_installed()  # so does a tracker whose package is missing
-    if recipe.eval.judge is not None:
-        recipe.eval.judge.check_resolvable()
-    for task_ref in recipe.tasks:  # so do settings a task cannot take (loglikelihood scoring needs labels)
-        task = load_task(task_ref)
-        recipe.eval.heldout.check_task(task)
-        if recipe.eval.judge is not None:
-            recipe.eval.judge.check_task(task)
+    preflight.check(recipe, recipe_path)  # before any folder is made: what cannot run fails here, fast
     gguf = pending_conversion(recipe.model.id)
     if gguf is not None:  # the first cell's model load is about to go quiet for a while: say why
         console.print(
@@ -166,7 +158,7 @@ def record_floor(store: RunStore, task, recipe: Recipe) -> None:
     """The majority-label row of a classification task: no model, computed by the driver itself."""
     values, predictions = floor.majority(
         task,
-        list(heldout_examples(task, recipe.eval.heldout)),
+        list(heldout_examples(task, recipe.eval.heldout.limit)),
         recipe.run_seeds,
         recipe.eval.heldout.bootstrap_samples,
         recipe.seed,

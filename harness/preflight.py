@@ -1,0 +1,77 @@
+"""Pre-flight: what a valid recipe (config.py) must also pass before a run starts, loading no model.
+
+The schema checks a recipe's own settings, each error at its line in the file. Pre-flight checks what
+lies outside the file: the models resolve, the trackers' packages are installed, and each task takes
+the recipe's settings (labels for loglikelihood scoring, a judge rubric, the validation split, the
+corpus, the few-shot examples). `harness validate` runs it, and `pipeline.run` runs it first, so a
+run started from `harness run` or from Python is checked alike, before any folder is made.
+
+Light: nothing here imports torch or transformers (tests/test_cli_light.py). A problem is raised
+(ConfigError, or ModelResolutionError for a model); input that works but likely not as meant warns
+with a ConfigWarning where it is found, which the CLI prints as one line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from harness.config import Recipe
+from harness.models import ModelResolutionError, check_resolvable
+from harness.prompting import draw_shots
+from harness.retrieval import load_corpus
+from harness.tasks import Task, load_task, with_validation
+from harness.worker import needs_corpus
+from harness.yamlconfig import ConfigError
+
+
+def check(recipe: Recipe, source: str | None = None) -> None:
+    """Raise on the first problem. `source`, the recipe's file, prefixes the errors about settings that
+    have no line of their own in it (a missing tracker package, a setting a task cannot take)."""
+    check_resolvable(recipe.model.id)
+    with citing(source):
+        recipe.tracking.check_installed()
+    check_judge_model(recipe)
+    for task in map(load_task, recipe.tasks):
+        check_task(recipe, task, source)
+
+
+def check_judge_model(recipe: Recipe) -> None:
+    """A judge model that certainly cannot load fails here, as the recipe's `model:` does. An endpoint
+    is not contacted before the run (its key is read where the cells run)."""
+    judge = recipe.eval.judge
+    if judge is None or judge.model is None:
+        return
+    try:
+        check_resolvable(judge.model.id)
+    except ModelResolutionError as exc:
+        raise ModelResolutionError(f"eval.judge.model: {exc}") from None
+
+
+def check_task(recipe: Recipe, task: Task, source: str | None = None) -> None:
+    """The task takes the recipe's settings; the validation split is cut as a run cuts it, so that its
+    problems show here rather than in a worker."""
+    with citing(source):
+        recipe.eval.heldout.check_task(task)
+        if recipe.eval.judge is not None:
+            recipe.eval.judge.check_task(task)
+        task = with_validation(task, recipe.eval.validation)
+    if task.corpus_path is not None and any(map(needs_corpus, recipe.techniques)):
+        load_corpus(task.corpus_path)  # its errors name the corpus file and line
+    with citing(source):
+        for technique in recipe.techniques:
+            try:
+                draw_shots(task, getattr(technique, "shots", 0), recipe.seed)
+            except ValueError as exc:
+                raise ConfigError(f"technique {technique.name!r} on task {task.name!r}: {exc}") from None
+
+
+@contextmanager
+def citing(source: str | None) -> Iterator[None]:
+    """A ConfigError raised inside names the recipe's file first (when there is one)."""
+    try:
+        yield
+    except ConfigError as exc:
+        if source is None:
+            raise
+        raise ConfigError(f"{source}: {exc}") from None
