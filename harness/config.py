@@ -513,8 +513,9 @@ class Recipe(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # also the reports/<name>/ folder
     model: ModelSpec = ModelSpec()
     task: str | list[str]  # a bundled task name (see `harness tasks`) or a task folder path; or a list of them
-    # Modules or .py files that register more technique kinds (docs/ARCHITECTURE.md, "Adding a kind");
-    # imported before `techniques` is read, by the driver and by every worker
+    # Modules or .py files that register more technique kinds, executors, trackers, metrics or retrievers
+    # (docs/ARCHITECTURE.md); imported before the keys that may name them are read, by the driver and by
+    # every worker (harness/plugins.py)
     plugins: list[str] = []
     seed: int = 0
     seeds: list[int] | None = Field(None, min_length=1)  # repeat every chosen configuration; replaces `seed`
@@ -551,7 +552,7 @@ class Recipe(Strict):
     @field_validator("plugins")
     @classmethod
     def _load_plugins(cls, refs):
-        from harness import kinds
+        from harness import plugins
 
         resolved = []
         for ref in refs:
@@ -561,7 +562,7 @@ class Recipe(Strict):
                     raise ValueError(f"plugin file {ref} not found (a path is relative to where harness runs)")
                 ref = str(Path(ref).resolve())  # workers may run elsewhere
             try:
-                kinds.load_plugin(ref)
+                plugins.load(ref)
             except Exception as exc:  # noqa: BLE001 — the plugin's own error, reported as a recipe error
                 raise ValueError(f"plugin {ref!r} failed to load: {type(exc).__name__}: {exc}") from None
             resolved.append(ref)
