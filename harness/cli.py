@@ -100,7 +100,7 @@ def _show_warning(message, category, filename, lineno, file=None, line=None, _py
 def run(words, set_overrides, resume_dir, jobs):
     """Run RECIPE (YAML), with optional KEY=VALUE overrides, e.g. seed=1 eval.heldout.limit=50."""
     from harness import pipeline
-    from harness.config import Recipe
+    from harness.config import stored_recipe
     from harness.report.terminal import verdict_lines
     from harness.results import open_runs, report_folder
 
@@ -115,7 +115,7 @@ def run(words, set_overrides, resume_dir, jobs):
             raise ConfigError("--resume reuses the stored recipe; overrides would mix settings within one run")
         stores = open_runs(resume_dir)
         meta = stores[0].meta
-        spec = Recipe.model_validate(meta["recipe"])
+        spec = stored_recipe(meta["recipe"])
         if (Path(resume_dir) / "results.json").is_file() and len(spec.tasks) > 1:
             spec = spec.for_task(meta["task_ref"])  # one task's folder of a multi-task run
         run_dir, recipe = Path(resume_dir), meta.get("recipe_path")

@@ -385,40 +385,16 @@ class CheckSpec(Strict):
         return limits
 
 
-class ExecutorSpec(Strict):
-    """Where cells run. local (the default) needs nothing extra; ray and slurm are optional extras,
-    imported only when chosen (pip install 'adapt-harness[ray]' / '[slurm]')."""
+def _executor_models() -> dict:
+    from harness import executors  # the registry imports the executor modules, which import this one
 
-    kind: Literal["local", "ray", "slurm"] = "local"
-    # ray: auto (the cluster `ray start` started here), host:6379, ray://host:10001, or local (a
-    # one-machine cluster started for this run and stopped with it)
-    address: str = "auto"
-    # GPUs per cell: one number, or per technique kind / name ({full: 2, lora: 1, prompt: 1}); default:
-    # 1 on CUDA, 0 on the CPU. Fractions share a GPU between cells (Ray only).
-    gpus_per_cell: float | dict[str, float] | None = None
-    # CPU cores per cell, also its torch threads; default: ray and slurm 1, local the machine's cores
-    # split between --jobs
-    cpus_per_cell: int | None = Field(None, ge=1)
-    max_retries: int = Field(2, ge=0)  # a cell lost with its worker or node runs again (ray, slurm)
-    storage: str | None = None  # the run folder's root for a new run (replaces output_dir): a path all workers see
-    # slurm (through submitit)
-    partition: str | None = None
-    account: str | None = None
-    timeout_min: int = Field(240, ge=1)  # a cell's wall-clock limit on Slurm (and submitit's local cluster)
-    mem_gb: float | None = Field(None, gt=0)
-    slurm: dict[
-        str, str | int | float | bool
-    ] = {}  # more sbatch settings for submitit, e.g. {qos: high, constraint: a100}
-    cluster: Literal["slurm", "local"] = "slurm"  # local: submitit's one-machine stand-in for Slurm (tests, dry runs)
+    return {name: executors.get(name).settings for name in executors.known()}
 
-    _expand = field_validator("storage")(classmethod(lambda cls, v: v if v is None else expand_path(v)))
 
-    def gpus_for(self, kind: str, name: str, device: str) -> float:
-        """GPUs one cell of this technique asks for."""
-        default = 1.0 if device.startswith("cuda") else 0.0
-        if isinstance(self.gpus_per_cell, dict):
-            return float(self.gpus_per_cell.get(name, self.gpus_per_cell.get(kind, default)))
-        return default if self.gpus_per_cell is None else float(self.gpus_per_cell)
+_by_executor = ByKind(_executor_models, default="local")
+# The `executor:` block: validated by the settings model of its `kind:` (local when it names none), each
+# in its executor's file (harness/executors/), so a new executor extends recipes by registering itself.
+ExecutorSpec = Annotated[Any, WrapValidator(_by_executor), _by_executor]
 
 
 class MlflowTracking(Strict):
@@ -528,7 +504,7 @@ class Recipe(Strict):
     cost: CostSpec = CostSpec()
     workload: Workload | None = None  # e.g. {requests: 1000000, period: month}; else the report gives volume ranges
     check: CheckSpec = CheckSpec()
-    executor: ExecutorSpec = ExecutorSpec()
+    executor: ExecutorSpec = Field(default_factory=lambda: _executor_models()["local"]())
     tracking: TrackingSpec = TrackingSpec()  # e.g. {mlflow: {uri: sqlite:///mlflow.db}, tensorboard: {}}
 
     @field_validator("model", mode="before")
@@ -659,4 +635,15 @@ def load_recipe(path: str | Path, overrides: Iterable[str] = ()) -> Recipe:
     return load_yaml_model(path, Recipe, overrides)
 
 
-__all__ = ["ConfigError", "Recipe", "load_recipe", "DEFAULT_MODEL"]
+def stored_recipe(data: dict) -> Recipe:
+    """The recipe a run folder stored (results.json's meta), for --resume and workers. A run stored
+    before each executor had a settings model of its own kept every executor's keys under `executor:`;
+    those its executor does not take are dropped, so such a run still resumes."""
+    executor = data.get("executor")
+    model = _by_executor.model_for(executor)
+    if model is not None and isinstance(executor, dict):
+        data = {**data, "executor": {key: value for key, value in executor.items() if key in model.model_fields}}
+    return Recipe.model_validate(data)
+
+
+__all__ = ["ConfigError", "Recipe", "load_recipe", "stored_recipe", "DEFAULT_MODEL"]
