@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, WrapValidator, field_validator, model_serializer, model_validator
+from pydantic import Field, WrapValidator, create_model, field_validator, model_serializer, model_validator
 
-from harness.yamlconfig import ByKind, ConfigError, Strict, load_yaml_model
+from harness.yamlconfig import BuiltModel, ByKind, ConfigError, Strict, load_yaml_model
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 
@@ -397,70 +397,19 @@ _by_executor = ByKind(_executor_models, default="local")
 ExecutorSpec = Annotated[Any, WrapValidator(_by_executor), _by_executor]
 
 
-class MlflowTracking(Strict):
-    """MLflow: a parent run per harness run, a nested run per technique (its row's figures, the recipe,
-    REPORT.md and plots) and, under it, one run per training cell with the Trainer's curves."""
-
-    # sqlite:///path/mlflow.db works offline; http(s)://host for a tracking server; None:
-    # MLFLOW_TRACKING_URI, else MLflow's default. A relative sqlite path is made absolute here, so
-    # worker processes started elsewhere write to the same database.
-    uri: str | None = None
-    experiment: str | None = None  # None: the recipe's name
-
-    @field_validator("uri")
-    @classmethod
-    def _absolute_sqlite(cls, uri):
-        if uri is None:
-            return None
-        uri = expand_path(uri)
-        prefix = "sqlite:///"
-        if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
-            return prefix + str(Path(uri.removeprefix(prefix)).resolve())
-        return uri
-
-
-class WandbTracking(Strict):
-    """Weights & Biases: one run per training cell (the Trainer's curves) and one summary run per
-    technique, grouped by the harness run."""
-
-    project: str | None = None  # None: the recipe's name
-    entity: str | None = None  # a team or user; None: the account's default
-    mode: Literal["offline", "online"] = "offline"  # offline: files under `dir`, uploaded later by `wandb sync`
-    dir: str | None = None  # None: the run folder
-
-    _expand = field_validator("dir")(classmethod(lambda cls, v: v if v is None else expand_path(v)))
-
-
-class TensorboardTracking(Strict):
-    """TensorBoard event files: <dir>/<recipe>/<run-id>/<cell> for training curves, .../<technique> for
-    the summary (the row's figures as scalars, the recipe and REPORT.md as text, the plots as images)."""
-
-    dir: str | None = None  # None: <run folder>/tensorboard
-
-    _expand = field_validator("dir")(classmethod(lambda cls, v: v if v is None else expand_path(v)))
-
-
-# backend -> (the modules that serve it, any one of them; what to pip install)
-TRACKING_PACKAGES = {
-    "mlflow": (("mlflow",), "'adapt-harness[tracking]' (mlflow-skinny), or mlflow"),
-    "wandb": (("wandb",), "wandb"),
-    "tensorboard": (("tensorboardX", "tensorboard"), "'adapt-harness[tracking]' (tensorboardX), or tensorboard"),
-}
-
-
 class TrackingSpec(Strict):
     """Experiment trackers that receive the training curves (through the Trainer's `report_to`) and one
     summary per technique once the report is written (harness/tracking/). A tracker that fails warns;
-    the comparison goes on."""
+    the comparison goes on. Its fields, one optional settings block per registered tracker, are added by
+    `tracking_model()`, so a new tracker extends recipes by registering itself."""
 
-    mlflow: MlflowTracking | None = None
-    wandb: WandbTracking | None = None
-    tensorboard: TensorboardTracking | None = None
-
-    @field_validator("mlflow", "wandb", "tensorboard", mode="before")
+    @model_validator(mode="before")
     @classmethod
-    def _bare_key_enables(cls, value):
-        return {} if value is None else value  # `tensorboard:` alone asks for it with its defaults
+    def _bare_key_enables(cls, data):
+        # `tensorboard:` alone asks for it with its defaults
+        return (
+            {name: {} if value is None else value for name, value in data.items()} if isinstance(data, dict) else data
+        )
 
     @model_serializer(mode="wrap")
     def _omit_unused(self, handler):
@@ -470,19 +419,41 @@ class TrackingSpec(Strict):
 
     @property
     def backends(self) -> list[str]:
-        return [name for name in TRACKING_PACKAGES if getattr(self, name) is not None]
+        """The trackers this recipe uses, in registration order."""
+        return [name for name in type(self).model_fields if getattr(self, name) is not None]
 
     def check_installed(self) -> None:
         """Fail before the run, importing nothing, when a chosen tracker's package is missing."""
         from importlib.util import find_spec
 
+        from harness import tracking
+
         for name in self.backends:
-            modules, install = TRACKING_PACKAGES[name]
-            if not any(find_spec(module) for module in modules):
+            backend = tracking.get(name)
+            if not any(find_spec(module) for module in backend.modules):
                 raise ConfigError(
-                    f"tracking.{name} needs the {' or '.join(modules)} package, which is not installed: "
-                    f"pip install {install}"
+                    f"tracking.{name} needs the {' or '.join(backend.modules)} package, which is not installed: "
+                    f"pip install {backend.install}"
                 )
+
+
+_tracking_models: dict[tuple[str, ...], type[TrackingSpec]] = {}
+
+
+def tracking_model() -> type[TrackingSpec]:
+    """TrackingSpec with an optional field per registered tracker (harness/tracking/); built again once a
+    plugin has registered another."""
+    from harness import tracking  # the registry imports the tracker modules, which import this one
+
+    names = tuple(tracking.known())
+    if names not in _tracking_models:
+        fields: dict[str, Any] = {name: (tracking.get(name).settings | None, None) for name in names}
+        _tracking_models[names] = create_model("TrackingSpec", __base__=TrackingSpec, **fields)
+    return _tracking_models[names]
+
+
+_tracking = BuiltModel(tracking_model)
+TrackingField = Annotated[Any, WrapValidator(_tracking), _tracking]
 
 
 class Recipe(Strict):
@@ -505,7 +476,8 @@ class Recipe(Strict):
     workload: Workload | None = None  # e.g. {requests: 1000000, period: month}; else the report gives volume ranges
     check: CheckSpec = CheckSpec()
     executor: ExecutorSpec = Field(default_factory=lambda: _executor_models()["local"]())
-    tracking: TrackingSpec = TrackingSpec()  # e.g. {mlflow: {uri: sqlite:///mlflow.db}, tensorboard: {}}
+    # e.g. {mlflow: {uri: sqlite:///mlflow.db}, tensorboard: {}}
+    tracking: TrackingField = Field(default_factory=lambda: tracking_model()())
 
     @field_validator("model", mode="before")
     @classmethod
