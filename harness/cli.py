@@ -492,9 +492,10 @@ def tasks():
 
 @main.command()
 def kinds():
-    """List the technique kinds a recipe may use (plugins add more), and the metrics and retrievers."""
+    """List the technique kinds a recipe may use (plugins add more), the executors, trackers, metrics and
+    retrievers."""
+    from harness import executors, metrics, tracking
     from harness import kinds as registry
-    from harness import metrics
     from harness.retrieval import RETRIEVERS
 
     table = Table("kind", "trains", "reads base model", "default lr", "description", header_style="bold")
@@ -508,6 +509,15 @@ def kinds():
             kind.description,
         )
     console.print(table)
+    executor_table = Table("executor.kind", "description", header_style="bold")
+    for name in executors.known():
+        executor_table.add_row(name, executors.get(name).description)
+    console.print(executor_table)
+    tracker_table = Table("tracking:", "needs", "description", header_style="bold")
+    for name in tracking.known():
+        backend = tracking.get(name)
+        tracker_table.add_row(name, " or ".join(backend.modules), backend.description)
+    console.print(tracker_table)
     console.print("metrics: " + ", ".join(metrics.METRICS.in_order()))
     console.print("retrievers: " + ", ".join(RETRIEVERS.in_order()))
 
