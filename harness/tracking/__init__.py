@@ -47,7 +47,8 @@ _TRAINER: dict[str, Any] = {"report_to": [], "run_name": None}
 class Backend:
     name: str  # its key under the recipe's `tracking:`
     settings: type[BaseModel]  # that key's block; every setting has a default (a bare key enables it)
-    # Tracker(settings, recipe): open / summarize on the driver, attach / detach in a worker (see
+    # Tracker(settings, recipe), with `name`, `report_to` (the Trainer integration that receives a trained
+    # cell's curves, or None), open / summarize on the driver and attach / detach in a worker (see
     # mlflow_tracker.py); it imports its library only in those methods
     tracker: type
     modules: tuple[str, ...]  # the packages that serve it, any one of them: found (not imported) before a run
@@ -58,7 +59,8 @@ class Backend:
         required = [name for name, field in self.settings.model_fields.items() if field.is_required()]
         if required:
             raise TypeError(
-                f"tracker {self.name!r}: settings {', '.join(required)} need defaults (a bare key enables it)"
+                f"tracker {self.name!r}: every setting needs a default (a bare key enables it with them); "
+                f"{', '.join(required)} has none"
             )
 
 
@@ -172,7 +174,9 @@ def cell(recipe, meta: dict, spec, cell_):
             warn(tracker.name, f"attaching cell {cell_.id}", exc)
     saved = {key: os.environ.get(key) for key in env}
     os.environ.update(env)
-    _TRAINER.update(report_to=[t.report_to for t in attached], run_name=cell_.id if attached else None)
+    # report_to None: a tracker without a Trainer integration (it may still set the environment)
+    reports = [t.report_to for t in attached if t.report_to]
+    _TRAINER.update(report_to=reports, run_name=cell_.id if reports else None)
     try:
         yield tracked
     finally:
