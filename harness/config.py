@@ -406,10 +406,10 @@ class TrackingSpec(Strict):
     @model_validator(mode="before")
     @classmethod
     def _bare_key_enables(cls, data):
+        if not isinstance(data, dict):
+            return data
         # `tensorboard:` alone asks for it with its defaults
-        return (
-            {name: {} if value is None else value for name, value in data.items()} if isinstance(data, dict) else data
-        )
+        return {name: {} if value is None else value for name, value in data.items()}
 
     @model_serializer(mode="wrap")
     def _omit_unused(self, handler):
@@ -613,7 +613,7 @@ def stored_recipe(data: dict) -> Recipe:
     those its executor does not take are dropped, so such a run still resumes."""
     executor = data.get("executor")
     model = _by_executor.model_for(executor)
-    if model is not None and isinstance(executor, dict):
+    if isinstance(executor, dict) and model is not None:
         data = {**data, "executor": {key: value for key, value in executor.items() if key in model.model_fields}}
     return Recipe.model_validate(data)
 
