@@ -8,7 +8,6 @@ here. A recipe is checked completely, without loading any model, before a run st
 from __future__ import annotations
 
 import difflib
-import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -17,17 +16,9 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, WrapValidator, create_model, field_validator, model_serializer, model_validator
 
-from harness.yamlconfig import BuiltModel, ByKind, ConfigError, Strict, load_yaml_model
+from harness.yamlconfig import BuiltModel, ByKind, ConfigError, Strict, expand_path, load_yaml_model
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
-
-
-def expand_path(value: str) -> str:
-    """Paths in recipes may use ~ and $VARS; an unset variable is an error, not an empty string."""
-    expanded = os.path.expanduser(os.path.expandvars(value))
-    if "$" in expanded:
-        raise ValueError(f"environment variable in {value!r} is not set")
-    return expanded
 
 
 class ModelSpec(Strict):

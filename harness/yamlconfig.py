@@ -6,6 +6,7 @@ Shared by recipes (config.py) and task folders (tasks.py): one mechanism for bot
 from __future__ import annotations
 
 import difflib
+import os
 import types
 import typing
 from collections.abc import Iterable
@@ -89,6 +90,14 @@ class BuiltModel(Chooser):
     def __call__(self, value: Any, handler: Any) -> BaseModel:
         model = self.model()
         return value if isinstance(value, model) else model.model_validate(value)
+
+
+def expand_path(value: str) -> str:
+    """Paths in recipes may use ~ and $VARS; an unset variable is an error, not an empty string."""
+    expanded = os.path.expanduser(os.path.expandvars(value))
+    if "$" in expanded:
+        raise ValueError(f"environment variable in {value!r} is not set")
+    return expanded
 
 
 class ConfigWarning(UserWarning):

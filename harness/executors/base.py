@@ -19,10 +19,9 @@ from typing import Protocol
 
 from pydantic import Field, field_validator
 
-from harness.config import expand_path
 from harness.results import write_atomic
 from harness.study import Cell
-from harness.yamlconfig import Strict
+from harness.yamlconfig import Strict, expand_path
 
 LOG_TAIL_LINES = 8
 

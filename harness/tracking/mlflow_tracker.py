@@ -16,9 +16,8 @@ from pathlib import Path
 from pydantic import field_validator
 
 from harness import tracking
-from harness.config import expand_path
 from harness.tracking import summary
-from harness.yamlconfig import Strict
+from harness.yamlconfig import Strict, expand_path
 
 
 class MlflowSettings(Strict):

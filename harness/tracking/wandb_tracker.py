@@ -9,9 +9,8 @@ from typing import Literal
 from pydantic import field_validator
 
 from harness import tracking
-from harness.config import expand_path
 from harness.tracking import summary
-from harness.yamlconfig import Strict
+from harness.yamlconfig import Strict, expand_path
 
 EXIT_CODES = {"ok": 0, "skipped": 0}
 
