@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import baseline as floor
 from harness import figures, gate
+from harness.analysis import floor
 from harness.results import RunStore, open_runs, task_name
 from harness.yamlconfig import ConfigError
 

@@ -234,8 +234,7 @@ def validate(words, set_overrides):
 @user_errors
 def report(run_dir, fmt, link):
     """Re-render REPORT.md, plots and exports of RUN_DIR from its stored results, or print it as md/json/csv/pr."""
-    from harness.report import terminal_table, write_report
-    from harness.report.export import render
+    from harness.report import render, terminal_table, write_report
     from harness.report.pr import write_pr
     from harness.report.terminal import verdict_lines
     from harness.results import open_runs, report_folder

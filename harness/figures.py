@@ -1,7 +1,9 @@
-"""The row's numeric figures in one table: a label, a unit (which decides the format), and which end
-is better. The report's columns (report/columns.py), the trade-off plots' axes (report/plots.py), the
-`check:` keys a recipe may name (config.py) and `harness compare` / `check` (gate.py) all read it, so a
-new figure is one line here. lm-eval scores (`lm_eval:<task>:<metric>`) are figures too: higher is better.
+"""The row's numeric figures: a label, a unit (which decides the format), and which end is better.
+The report's columns (report/columns.py), the trade-off plots' axes (report/plots.py), the `check:` keys
+a recipe may name (config.py) and `harness compare` / `check` (gate.py) all read them through `get`.
+The table here holds the figures rows of many kinds share; a figure of one kind is declared by that kind
+(`Kind(figures=...)` in its file), so it travels with the kind. lm-eval scores (`lm_eval:<task>:<metric>`)
+and secondary metrics (`score_<metric>`) are figures too.
 """
 
 from __future__ import annotations
@@ -109,6 +111,11 @@ _TABLE = (
     Figure("judge_seconds", "judge time", "seconds", "lower"),
     Figure("judge_peak_memory_bytes", "judge peak memory", "bytes", "lower"),
     Figure("judge_cost_usd", "judge cost", "usd", "lower"),
+    Figure("judge_input_tokens", "prompt tokens sent to the judge endpoint", "count"),
+    Figure("judge_output_tokens", "completion tokens of the judge endpoint", "count"),
+    Figure("judge_requests", "HTTP requests sent to the judge endpoint", "count"),
+    Figure("judge_retries", "retried judge requests", "count", "lower"),
+    Figure("judge_cached", "judge replies from the response cache", "count"),
     Figure("wall_seconds", "wall time", "seconds", "lower", compared=True),
     Figure("train_seconds", "training time", "seconds", "lower", compared=True),
     Figure("eval_seconds", "evaluation time", "seconds", "lower", compared=True),
@@ -147,16 +154,6 @@ _TABLE = (
     Figure("train_loss_first", "first training loss", "number", "lower"),
     Figure("train_loss_last", "last training loss", "number", "lower"),
     Figure("validation_loss", "validation loss", "number", "lower"),
-    Figure("cpt_seconds", "document-phase time (cpt)", "seconds", "lower"),
-    Figure("cpt_tokens", "document tokens trained (cpt)", "count"),
-    Figure("cpt_steps", "document-phase steps (cpt)", "count"),
-    Figure("cpt_loss_first", "first document loss (cpt)", "number", "lower"),
-    Figure("cpt_loss_last", "last document loss (cpt)", "number", "lower"),
-    Figure("cpt_blocks", "packed document blocks (cpt)", "count"),
-    Figure("cpt_documents", "corpus documents (cpt)", "count"),
-    Figure("cpt_corpus_tokens", "corpus tokens (cpt)", "count"),
-    Figure("cpt_chunk_tokens", "block length (cpt)", "count"),
-    Figure("cpt_trainable_params", "document-phase trainable parameters (cpt)", "count"),
     Figure("api_input_tokens", "prompt tokens sent (api)", "count"),
     Figure("api_output_tokens", "completion tokens (api)", "count"),
     Figure("api_billed_usd", "billed in this run (api)", "usd", "lower"),
@@ -182,8 +179,9 @@ _TABLE = (
 FIGURES: dict[str, Figure] = {f.key: f for f in _TABLE}
 
 
-def get(key: str) -> Figure | None:
-    """The figure for a row key: the table's, a secondary metric's (score_<metric>), or an lm-eval score."""
+def get(key: str, kind: str | None = None) -> Figure | None:
+    """The figure for a row key: a shared one (the table above), a secondary metric's (score_<metric>),
+    an lm-eval score, or one a technique kind declares (`kind`'s, or any registered kind's)."""
     if key in FIGURES:
         return FIGURES[key]
     if key.startswith(LM_EVAL_PREFIX):
@@ -194,15 +192,29 @@ def get(key: str) -> Figure | None:
         name = key.removeprefix("score_")
         if name in metrics.METRICS:
             return Figure(key, name, "score", "higher" if metrics.get(name).higher_is_better else "lower")
-    return None
+    return _kind_figures(kind).get(key)
+
+
+def _kind_figures(kind: str | None) -> dict[str, Figure]:
+    from harness import kinds
+
+    return kinds.declared_figures(kind)
+
+
+def lm_eval_keys(rows) -> list[str]:
+    """The lm-eval score keys present in any row (stderr keys excluded), in first-seen order."""
+    keys: dict[str, None] = {}
+    for row in rows:
+        keys.update((k, None) for k in row if k.startswith(LM_EVAL_PREFIX) and not k.endswith("_stderr"))
+    return list(keys)
 
 
 def known() -> list[str]:
     """Every figure key a `check:` threshold may name (lm-eval scores aside)."""
     from harness import metrics
 
-    return [*FIGURES, *(f"score_{name}" for name in metrics.METRICS.in_order())]
+    return [*FIGURES, *_kind_figures(None), *(f"score_{name}" for name in metrics.METRICS.in_order())]
 
 
 def compared() -> list[str]:
-    return [key for key, figure in FIGURES.items() if figure.compared]
+    return [key for key, figure in (FIGURES | _kind_figures(None)).items() if figure.compared]

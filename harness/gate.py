@@ -4,15 +4,15 @@ same examples were scored) and `harness check` (the CI gate: regressions beyond 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import baseline as floor
 from harness import figures, metrics
-from harness.evaluate import lmeval
-from harness.report.decision import paired_p
+from harness.analysis import floor
+from harness.analysis.decision import paired_p
 from harness.results import RunStore, open_runs, task_name
+from harness.rows import RowLike
 from harness.yamlconfig import ConfigError
 
 
@@ -20,8 +20,8 @@ from harness.yamlconfig import ConfigError
 class Pair:
     task: str
     technique: str
-    a: dict | None  # the row in the first (baseline) run; None when missing there
-    b: dict | None
+    a: RowLike | None  # the row in the first (baseline) run; None when missing there
+    b: RowLike | None
     store_a: RunStore | None
     store_b: RunStore | None
 
@@ -46,9 +46,9 @@ def pairs(baseline: str | Path, run: str | Path) -> Iterator[Pair]:
             yield Pair(task, technique, rows_a.get(technique), rows_b.get(technique), sa, sb)
 
 
-def compared_figures(rows: list[dict]) -> list[str]:
+def compared_figures(rows: Sequence[RowLike]) -> list[str]:
     """The figures `compare`/`check` look at by default (score, memory, time, cost, the rows' lm-eval scores)."""
-    return [*figures.compared(), *lmeval.columns(rows)]
+    return [*figures.compared(), *figures.lm_eval_keys(rows)]
 
 
 def compared_metrics(pair: Pair) -> list[str]:

@@ -12,10 +12,11 @@ from __future__ import annotations
 import importlib
 import typing
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from harness import plugins
+from harness.figures import Figure
 from harness.registry import Registry
 
 # Modules whose import registers the built-in kinds: loaded on first lookup, with installed plugin
@@ -43,6 +44,10 @@ class Kind:
     # Runs on someone else's machine: its cost is what the provider bills (the row's own cost_usd, from its
     # tokens), never this machine's seconds x the recipe's device price.
     hosted: bool = False
+    # The row figures only this kind writes (label, unit, better end: see figures.py), and its rows'
+    # descriptive fields (name -> what it holds): a row key nothing declares is a failed cell.
+    figures: tuple[Figure, ...] = ()
+    fields: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self):
         field = getattr(self.settings, "model_fields", {}).get("kind")
@@ -100,3 +105,17 @@ def hosted(kind: str) -> bool:
 def trained(kind: str) -> bool:
     _load_builtins()
     return kind in KINDS and KINDS.get(kind).trained
+
+
+def declared_figures(kind: str | None) -> dict[str, Figure]:
+    """The figures `kind` declares (every registered kind's when None; none for a kind this process
+    does not know, e.g. a row from a run made with a plugin)."""
+    _load_builtins()
+    names = KINDS.in_order() if kind is None else [kind] if kind in KINDS else []
+    chosen = [KINDS.get(name) for name in names]
+    return {figure.key: figure for k in chosen for figure in k.figures}
+
+
+def declared_fields(kind: str) -> dict[str, str]:
+    _load_builtins()
+    return KINDS.get(kind).fields if kind in KINDS else {}

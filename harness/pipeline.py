@@ -20,13 +20,14 @@ from rich.markup import escape
 from rich.spinner import Spinner
 from rich.text import Text
 
-from harness import baseline, report, search, study, tracking, worker
+from harness import report, search, study, tracking, worker
+from harness.analysis import floor, ownership
 from harness.config import Recipe, stored_recipe
 from harness.executors import Job, JobEnd, last_lines, make_executor
 from harness.measure import device_name
 from harness.models import cache_dir, check_resolvable, conversion_message, pending_conversion
-from harness.report import ownership, stats
-from harness.results import RunStore, make_row, write_atomic
+from harness.results import RunStore, write_atomic
+from harness.rows import Row, make_row
 from harness.tasks import heldout_examples, load_task, with_validation
 
 LIBRARIES = (
@@ -126,7 +127,7 @@ def run_task(
     status = "KILLED"  # what the trackers record unless every wave ran
     try:
         with runner.display():
-            if task.is_classification and not store.finished(baseline.NAME):
+            if task.is_classification and not store.finished(floor.NAME):
                 record_floor(store, task, recipe)
             # a technique with `init_from` waits for the wave that trains its starting model
             for wave in study.waves(recipe.techniques):
@@ -163,14 +164,14 @@ def run_task(
 
 def record_floor(store: RunStore, task, recipe: Recipe) -> None:
     """The majority-label row of a classification task: no model, computed by the driver itself."""
-    values, predictions = baseline.majority(
+    values, predictions = floor.majority(
         task,
         list(heldout_examples(task, recipe.eval.heldout)),
         recipe.run_seeds,
         recipe.eval.heldout.bootstrap_samples,
         recipe.seed,
     )
-    store.record(make_row(baseline.NAME, baseline.KIND, "ok", device="none", **values), predictions)
+    store.record(make_row(floor.NAME, floor.KIND, "ok", device="none", **values), predictions)
 
 
 class CellRunner:
@@ -239,7 +240,9 @@ class CellRunner:
             )
             write_atomic(
                 study.cell_path(job.run_dir, unfinished[0]),
-                json.dumps({"cell": unfinished[0].to_dict(), "row": row | {"objective": None}, "predictions": []}),
+                json.dumps(
+                    {"cell": unfinished[0].to_dict(), "row": row.as_dict() | {"objective": None}, "predictions": []}
+                ),
             )
         self.refresh()
         return unfinished[1:]
@@ -249,20 +252,19 @@ class CellRunner:
         planned test cells have all finished (merged once: a finished cell does not run again)."""
         results = [json.loads(p.read_text()) for p in sorted((self.store.run_dir / "cells").glob("*.json"))]
         by_id = {study.Cell.from_dict(r["cell"]).id: r for r in results}
-        self.store.cells = [study.cell_row(r) for r in results]
+        self.store.cells = [Row.model_validate(study.cell_row(r)) for r in results]
         loads = [r["row"].get("model_load_seconds") for r in results if r["row"].get("model_load_seconds")]
         if loads:
             self.store.meta["model_load_seconds"] = max(loads)
         seeds = self.store.meta.get("seeds") or [self.store.meta["seed"]]  # runs from before seeds existed
         for name, (spec, cells, summary) in self.planned.items():
             if name not in self.merged and all(c.id in by_id for c in cells):
-                row, predictions = study.merge(spec, [by_id[c.id] for c in cells if c.main], seeds, stats)
+                merged, predictions = study.merge(spec, [by_id[c.id] for c in cells if c.main], seeds)
                 source = getattr(spec, "init_from", None)  # merged in an earlier wave
-                if source is not None:
-                    row = ownership.with_starting_model(
-                        row, next((r for r in self.store.rows if r["technique"] == source), None)
-                    )
-                self.store.record(row | summary, predictions)
+                row = ownership.with_starting_model(
+                    merged, next((r for r in self.store.rows if r["technique"] == source), None)
+                )
+                self.store.record({**row, **summary}, predictions)
                 self.merged.add(name)
         self.store.save()
         self.table = report.terminal_table(self.store)

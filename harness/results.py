@@ -1,7 +1,8 @@
-"""The result row schema and the run directory: results.json written atomically after each technique.
+"""The run directory: results.json written atomically after each technique, read back in today's layout.
 
 Layout of reports/<recipe-name>/<run-id>/:
-  results.json                   {"meta": {...}, "rows": [row, ...]}: one row per finished technique
+  results.json                   {"version", "meta", "rows": [...], "cells": [...]}: one row per finished
+                                 technique, one per cell (rows typed by harness/rows.py)
   predictions/<technique>.jsonl  per-example input, expected, predicted, parsed, correct (value: continuous metrics)
   REPORT.md                      rendered from results.json by harness.report
 """
@@ -11,47 +12,33 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
 
-# Every row has all of these keys (None where a figure does not apply to the technique).
-ROW_FIELDS = (
-    "technique",
-    "kind",
-    "status",
-    "error",
-    "metric",
-    "score",
-    "ci_low",
-    "ci_high",
-    "n_eval",
-    "invalid_rate",
-    "wall_seconds",
-    "train_seconds",
-    "eval_seconds",
-    "peak_memory_bytes",
-    "peak_memory_method",
-    "device",
-    "dtype",
-    "trainable_params",
-    "total_params",
-    "train_tokens",
-    "train_tokens_per_second",
-    "eval_tokens_per_second",
-    "cost_usd",
-    "artifact_bytes",
-)
-STATUSES = ("ok", "failed", "skipped")
+from harness.rows import Row
+
+VERSION = 2  # results.json's layout; `upgrade` reads every earlier one
+# Keys that earlier versions wrote under another name, per kind: version 1 stored an api row's request
+# latency under the local techniques' batch-size-1 latency keys.
+RENAMED = {"api": {"latency_p50_seconds": "api_latency_p50_seconds", "latency_p95_seconds": "api_latency_p95_seconds"}}
+VERDICTS = ("vs_best", "vs_best_marker", "floor_flags")  # computed on reading, never stored
 
 
-def make_row(technique: str, kind: str, status: str, **values: Any) -> dict:
-    if status not in STATUSES:
-        raise ValueError(f"status must be one of {STATUSES}")
-    extra = {k: v for k, v in values.items() if k not in ROW_FIELDS}
-    row = {k: values.get(k) for k in ROW_FIELDS} | {"technique": technique, "kind": kind, "status": status}
-    # Secondary metrics (score_accuracy, score_macro_f1, ...) stay flat so pandas loads rows as-is.
-    return row | extra
+def upgrade(data: dict) -> dict:
+    """results.json of any earlier version in today's layout (the one place that knows old layouts)."""
+    if data.get("version", 1) > VERSION:
+        raise ValueError(f"results.json version {data['version']} is newer than this harness reads ({VERSION})")
+    if data.get("version", 1) < 2:
+        data = data | {
+            "rows": [_upgrade_row(r) for r in data["rows"]],
+            "cells": [_upgrade_row(r) for r in data.get("cells", [])],
+        }
+    return data | {"version": VERSION}
+
+
+def _upgrade_row(row: dict) -> dict:
+    names = RENAMED.get(row.get("kind", ""), {})
+    return {names.get(key, key): value for key, value in row.items() if key not in VERDICTS}
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -72,19 +59,19 @@ def write_atomic(path: Path, text: str) -> None:
 class RunStore:
     """The results of one run directory; every change is persisted before the call returns."""
 
-    def __init__(self, run_dir: Path, meta: dict, rows: list[dict] | None = None, cells: list[dict] | None = None):
+    def __init__(self, run_dir: Path, meta: dict, rows: Iterable[Mapping] = (), cells: Iterable[Mapping] = ()):
         self.run_dir = Path(run_dir)
         self.meta = meta
-        self.rows = rows or []
-        self.cells = cells or []  # one row per cell (search trial, seed, train size); see harness/study.py
+        self.rows: list[Row] = [Row.model_validate(dict(r)) for r in rows]
+        self.cells: list[Row] = [Row.model_validate(dict(r)) for r in cells]  # one per cell; see harness/study.py
 
     @classmethod
     def open(cls, run_dir: str | Path) -> RunStore:
         path = Path(run_dir) / "results.json"
         if not path.is_file():
             raise FileNotFoundError(f"{path} not found: not a run directory (expected reports/<recipe>/<run-id>/)")
-        data = json.loads(path.read_text())
-        return cls(Path(run_dir), data["meta"], data["rows"], data.get("cells", []))
+        data = upgrade(json.loads(path.read_text()))
+        return cls(Path(run_dir), data["meta"], data["rows"], data["cells"])
 
     @property
     def results_path(self) -> Path:
@@ -97,12 +84,21 @@ class RunStore:
     def save(self) -> None:
         write_atomic(
             self.results_path,
-            json.dumps({"meta": self.meta, "rows": self.rows, "cells": self.cells}, indent=2, default=str),
+            json.dumps(
+                {
+                    "version": VERSION,
+                    "meta": self.meta,
+                    "rows": [r.as_dict() for r in self.rows],
+                    "cells": [r.as_dict() for r in self.cells],
+                },
+                indent=2,
+                default=str,
+            ),
         )
 
-    def record(self, row: dict, predictions: Iterable[dict] = ()) -> None:
+    def record(self, row: Mapping, predictions: Iterable[dict] = ()) -> None:
         """Store one technique's row (replacing an earlier attempt) and its predictions."""
-        predictions = list(predictions)
+        row, predictions = Row.model_validate(dict(row)), list(predictions)
         if predictions:
             lines = "".join(json.dumps(p) + "\n" for p in predictions)
             write_atomic(self.predictions_path(row["technique"]), lines)
@@ -120,7 +116,7 @@ class RunStore:
         """technique -> its predictions, for every technique that finished with a score."""
         return {r["technique"]: self.predictions(r["technique"]) for r in self.rows if r["status"] == "ok"}
 
-    def ordered_rows(self) -> list[dict]:
+    def ordered_rows(self) -> list[Row]:
         """Rows in the recipe's technique order (resumed runs append out of order)."""
         order = [t["name"] for t in self.meta.get("recipe", {}).get("techniques", [])]
         return sorted(self.rows, key=lambda r: order.index(r["technique"]) if r["technique"] in order else len(order))

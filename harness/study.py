@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from harness import kinds, metrics
+from harness.analysis import stats
+from harness.rows import Row, RowLike
 from harness.yamlconfig import ConfigError, set_dotted, validate
 
 PEAK_KEYS = {
@@ -203,7 +205,7 @@ def cell_row(result: dict) -> dict:
     }
 
 
-def merge(spec, results: Sequence[dict], seeds: Sequence[int], stats) -> tuple[dict, list[dict]]:
+def merge(spec, results: Sequence[dict], seeds: Sequence[int]) -> tuple[Row, list[dict]]:
     """One technique's row and predictions from its main test cells (one per seed, or one reused for
     every seed): figures averaged over seeds (peaks: the highest), per-seed scores and their spread,
     and predictions keyed by seed so paired tests pair the same example under the same seed."""
@@ -212,7 +214,7 @@ def merge(spec, results: Sequence[dict], seeds: Sequence[int], stats) -> tuple[d
     rows = [r["row"] for r in per_seed]
     failed = next((r for r in rows if r["status"] != "ok"), None)
     if failed is not None:
-        return failed, []
+        return Row.model_validate(failed), []
     row = _average(rows)
     predictions = [p | {"seed": seed} for seed, r in zip(seeds, per_seed) for p in r["predictions"]]
     scores = [r["score"] for r in rows]
@@ -227,10 +229,10 @@ def merge(spec, results: Sequence[dict], seeds: Sequence[int], stats) -> tuple[d
     mean_type = row.get("metric") not in metrics.METRICS or metrics.get(row["metric"]).is_mean
     if len(seeds) > 1 and mean_type:
         row["ci_low"], row["ci_high"] = stats.mean_ci_over_seeds(predictions, samples=2000, seed=seeds[0])
-    return row, predictions
+    return Row.model_validate(row), predictions
 
 
-def chosen_trial(trial_rows: Iterable[dict], objective: str) -> dict | None:
+def chosen_trial(trial_rows: Iterable[RowLike], objective: str) -> RowLike | None:
     """The trial whose values are chosen: the best validation figure among trials that finished (not pruned)."""
     done = [r for r in trial_rows if r["status"] == "ok" and r.get("objective") is not None and not r.get("pruned")]
     if not done:
@@ -238,7 +240,7 @@ def chosen_trial(trial_rows: Iterable[dict], objective: str) -> dict | None:
     return (min if objective == "validation_loss" else max)(done, key=lambda r: r["objective"])
 
 
-def search_summary(trial_rows: Iterable[dict], objective: str) -> dict:
+def search_summary(trial_rows: Iterable[RowLike], objective: str) -> dict:
     """Row fields describing a technique's search: trials, the chosen values, their validation figure, cost."""
     trial_rows = list(trial_rows)
     if not trial_rows:
@@ -256,7 +258,7 @@ def search_summary(trial_rows: Iterable[dict], objective: str) -> dict:
     }
 
 
-def _average(rows: Sequence[dict]) -> dict:
+def _average(rows: Sequence[RowLike]) -> dict:
     merged = dict(rows[0])
     for key in rows[0]:
         values = [r.get(key) for r in rows]

@@ -18,6 +18,10 @@ import sys
 import time
 import traceback
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from harness.rows import Row
 
 # Progress goes to the job's log as plain lines (the driver shows the latest); tqdm bars would flood it.
 os.environ.setdefault("TQDM_DISABLE", "1")
@@ -77,13 +81,13 @@ class LineProgress:
         print(f"[progress] {bar['description']}{done}", file=self.stream, flush=True)
 
 
-def run_cell(spec, ctx) -> tuple[dict, list[dict]]:
+def run_cell(spec, ctx) -> tuple[Row, list[dict]]:
     """One cell, never raising (but for Ctrl-C): a failure becomes a row with its reason."""
     from transformers import set_seed
 
     from harness import kinds
-    from harness.report.ownership import run_costs
-    from harness.results import make_row
+    from harness.analysis.ownership import run_costs
+    from harness.rows import make_row, undeclared
     from harness.techniques import Outcome
     from harness.techniques.base import judges
 
@@ -120,6 +124,13 @@ def run_cell(spec, ctx) -> tuple[dict, list[dict]]:
     )
     if status == "ok":  # the run's cost less lm-eval, lm-eval's own line, training once, serving per request
         row |= run_costs(row, ctx.recipe.cost.usd_per_hour)
+    unknown = undeclared(row)
+    if unknown:  # a figure no report can label: the kind's file must declare it
+        error = (
+            f"kind {spec.kind!r} returned row keys that nothing declares: {', '.join(unknown)}; fix: list them "
+            "in its Kind(figures=...) (numbers) or Kind(fields=...) (anything else)"
+        )
+        return make_row(spec.name, spec.kind, "failed", error=error, device=ctx.device), []
     return row, outcome.predictions
 
 
@@ -147,7 +158,7 @@ def needs_corpus(spec) -> bool:
     return kinds.get(spec.kind).needs_corpus(spec)
 
 
-def objective_value(cell, row: dict) -> float | None:
+def objective_value(cell, row) -> float | None:
     """A search trial's objective: the validation score, or the validation loss."""
     if cell.objective is None or row["status"] != "ok":
         return None
@@ -247,10 +258,8 @@ def run_job(job: dict) -> None:
             "objective": objective_value(cell, row),
             "executor": job.get("executor", "local"),
             "node": platform.node(),
-        }
-        if pruning is not None:
-            row["pruned"] = pruning.pruned
-        result = {"cell": cell.to_dict(), "row": row, "predictions": predictions}
+        } | ({} if pruning is None else {"pruned": pruning.pruned})
+        result = {"cell": cell.to_dict(), "row": row.as_dict(), "predictions": predictions}
         write_atomic(cell_path(run_dir, cell), json.dumps(result, default=str))
         release_memory()
 

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import baseline
-from harness.results import make_row
+from harness.analysis import floor as baseline
+from harness.rows import make_row
 from harness.tasks import DataSpec, Example, Task, TaskSpec, load_task
 
 

@@ -122,7 +122,7 @@ def test_confusion_adds_a_no_label_column_and_per_label_f1():
 
 
 def _recommendation(run_dir, strong=lambda head: head) -> str:
-    from harness.report import decision
+    from harness.analysis import decision
 
     store = results.RunStore.open(run_dir)
     return decision.sentence(decision.recommend(store.ordered_rows(), store.finished_predictions()), strong)

@@ -8,11 +8,16 @@ from click.testing import CliRunner
 from conftest import run_cli
 from rich.console import Console
 
-from harness import baseline as floor  # `baseline` is a fixture below
 from harness import figures, metrics
+from harness.analysis import (
+    decision,
+    floor,  # `baseline` is a fixture below
+    ownership,
+)
 from harness.cli import main
-from harness.report import decision, ownership, terminal_table, write_report
-from harness.results import RunStore, make_row
+from harness.report import terminal_table, write_report
+from harness.results import RunStore
+from harness.rows import make_row
 from harness.tasks import DataSpec, Example, Task, TaskSpec
 
 N = 60

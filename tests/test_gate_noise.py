@@ -12,9 +12,9 @@ import yaml
 from conftest import run_cli, tiny_recipe
 
 from harness import gate
+from harness.analysis.stats import mcnemar_p
 from harness.calibrate import noise_thresholds
 from harness.config import CheckSpec
-from harness.report.stats import mcnemar_p
 
 
 @pytest.fixture(scope="module")

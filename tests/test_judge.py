@@ -10,10 +10,10 @@ import pytest
 from conftest import only_run_dir, run_cli, run_rows
 from pydantic import ValidationError
 
+from harness.analysis.stats import judge_agreement
 from harness.config import JudgeSettings, Recipe
 from harness.evaluate import judge
 from harness.report import markdown
-from harness.report.stats import judge_agreement
 from harness.results import RunStore
 from harness.tasks import JudgeRubric, load_task, load_task_spec
 from harness.yamlconfig import ConfigError

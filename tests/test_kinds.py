@@ -18,6 +18,7 @@ from typing import Literal
 
 from harness import kinds, prompting
 from harness.config import TechniqueBase
+from harness.figures import Figure
 from harness.techniques.base import evaluate_heldout
 
 
@@ -38,7 +39,8 @@ def run_instructed(spec, ctx):
 
 
 kinds.register(kinds.Kind("instructed", InstructedTechnique, run_instructed, "a custom system prompt",
-                          reads_base_model=True, needs_corpus=lambda spec: False))
+                          reads_base_model=True, needs_corpus=lambda spec: False,
+                          figures=(Figure("instruction_words", "words in the instruction", "count"),)))
 """
 
 
@@ -68,7 +70,25 @@ def test_a_kind_added_by_a_plugin_file_alone_runs_end_to_end(toy_plugin, write, 
     # reads_base_model: it shared the prompt technique's process and loaded model
     cells = json.loads((run_dir / "results.json").read_text())["cells"]
     assert {c["technique"] for c in cells} >= {"plain", "told"}
+    # its figure travels with the kind: labelled in the report, checkable by `check:`, known to compare
+    from harness import figures
+
+    assert figures.get("instruction_words").label == "words in the instruction"
+    assert "instruction_words" in figures.known()
     assert "| told | instructed | ok |" in (run_dir / "REPORT.md").read_text()
+
+
+def test_a_row_key_that_nothing_declares_is_found():
+    from harness.rows import make_row, undeclared
+
+    # shared figures, an lm-eval score, a secondary metric and a descriptive field are declared for any kind
+    row = make_row(
+        "t", "lora", "ok", train_loss_last=1.0, judge_model="m", score_accuracy=0.5, **{"lm_eval:x:acc": 0.1}
+    )
+    assert undeclared(row) == []
+    # a kind's own figure belongs to that kind alone
+    assert undeclared(make_row("t", "cpt", "ok", cpt_blocks=3, cpt_adapter="lora")) == []
+    assert undeclared(make_row("t", "lora", "ok", cpt_blocks=3, made_up=1)) == ["cpt_blocks", "made_up"]
 
 
 def test_a_plugin_kinds_settings_get_the_usual_recipe_errors(toy_plugin, write):

@@ -122,8 +122,8 @@ def stored(values, continuous: bool) -> list[dict]:
 
 
 def versus_best(metric: str, a, b):
-    from harness.report import decision
-    from harness.results import make_row
+    from harness.analysis import decision
+    from harness.rows import make_row
 
     continuous = not metrics.is_binary(metric)
     rows = [make_row(name, "prompt", "ok", metric=metric, score=float(np.mean(v))) for name, v in (("a", a), ("b", b))]
@@ -143,7 +143,7 @@ def test_a_continuous_metric_is_compared_with_wilcoxon():
 
 
 def test_a_binary_metric_is_still_compared_with_mcnemar():
-    from harness.report import stats
+    from harness.analysis import stats
 
     a = [1] * 30 + [0] * 10
     b = [1] * 20 + [0] * 20
@@ -156,7 +156,8 @@ def test_a_binary_metric_is_still_compared_with_mcnemar():
 
 def test_wrong_answers_under_a_continuous_metric_are_the_lowest_scoring(tmp_path):
     from harness.report.markdown import wrong_answers_section
-    from harness.results import RunStore, make_row
+    from harness.results import RunStore
+    from harness.rows import make_row
 
     store = RunStore(tmp_path, {"recipe": {"name": "r"}, "task": {"name": "t", "metric": "rouge_l"}})
     store.record(make_row("zero", "prompt", "ok", metric="rouge_l", score=0.5), stored([0.9, 0.1, 1.0, 0.4], True))

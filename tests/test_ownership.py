@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from harness.report import ownership
+from harness.analysis import ownership
 
 PRICES = {"cpu": 3.6}  # $3.60 an hour: $0.001 a second
 
@@ -137,7 +137,7 @@ def test_volumes_are_rounded_to_two_significant_figures(volume, text):
 
 
 def test_a_technique_started_from_another_owns_its_training_too():
-    from harness.report import ownership
+    from harness.analysis import ownership
 
     sft = {"technique": "sft", "train_cost_usd": 0.004}
     dpo = ownership.with_starting_model({"technique": "dpo", "train_cost_usd": 0.003}, sft)

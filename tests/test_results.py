@@ -2,21 +2,21 @@ import json
 
 import pytest
 
-from harness import results
+from harness import results, rows
 
 
 def test_rows_always_carry_every_field():
-    row = results.make_row("a", "prompt", "ok", score=0.5, score_accuracy=0.5)
-    assert set(results.ROW_FIELDS) <= set(row) and row["train_seconds"] is None and row["score_accuracy"] == 0.5
+    row = rows.make_row("a", "prompt", "ok", score=0.5, score_accuracy=0.5)
+    assert set(rows.CORE) <= set(row) and row["train_seconds"] is None and row["score_accuracy"] == 0.5
     with pytest.raises(ValueError):
-        results.make_row("a", "prompt", "done")
+        rows.make_row("a", "prompt", "done")
 
 
 def test_record_replaces_an_earlier_attempt_and_persists(tmp_path):
     store = results.RunStore(tmp_path, {"recipe": {"techniques": [{"name": "a"}, {"name": "b"}]}})
-    store.record(results.make_row("b", "prompt", "failed", error="boom"))
-    store.record(results.make_row("a", "prompt", "ok"), [{"id": 1, "correct": True}])
-    store.record(results.make_row("b", "prompt", "ok"))
+    store.record(rows.make_row("b", "prompt", "failed", error="boom"))
+    store.record(rows.make_row("a", "prompt", "ok"), [{"id": 1, "correct": True}])
+    store.record(rows.make_row("b", "prompt", "ok"))
     reopened = results.RunStore.open(tmp_path)
     assert [r["technique"] for r in reopened.ordered_rows()] == ["a", "b"]
     assert reopened.finished("b") and reopened.predictions("a") == [{"id": 1, "correct": True}]

@@ -6,6 +6,7 @@ import pytest
 from conftest import only_run_dir, run_cli, tiny_recipe
 
 from harness import results
+from harness.rows import CORE
 
 TWO = """\
   - {name: zero, kind: prompt, shots: 0}
@@ -26,7 +27,7 @@ def test_run_writes_results_predictions_and_report(write, tiny_model_dir, tmp_pa
     assert rows["majority"]["kind"] == "baseline" and rows["majority"]["majority_label"]
     rows_majority_label = rows.pop("majority")["majority_label"]
     for row in rows.values():
-        assert set(results.ROW_FIELDS) <= set(row)
+        assert set(CORE) <= set(row)
         assert row["status"] == "ok" and row["error"] is None
         assert row["n_eval"] == 12 and row["metric"] == "accuracy"
         assert row["ci_low"] <= row["score"] <= row["ci_high"]

@@ -4,7 +4,7 @@ and the collapse check."""
 import numpy as np
 import pytest
 
-from harness.report import decision, stats
+from harness.analysis import decision, stats
 
 
 def predictions(outcomes_by_seed: dict, answers: list[str] | None = None) -> list[dict]:

@@ -3,7 +3,8 @@
 import pytest
 
 from harness.report import plots, study
-from harness.results import RunStore, make_row
+from harness.results import RunStore
+from harness.rows import make_row
 
 SEEDS = [0, 1, 2]
 SIZES = [64, 256, 1024]  # the recipe's train_sizes [64, 256, "all"]; "all" is 1024 examples

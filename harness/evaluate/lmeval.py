@@ -11,13 +11,14 @@ import contextlib
 import functools
 import io
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 from harness.config import LmEvalSettings
+from harness.figures import LM_EVAL_PREFIX
 from harness.tasks import BUNDLED_TASKS
 
 BUNDLED_LM_EVAL = BUNDLED_TASKS / "lm-eval"  # this project's lm-eval task YAML (offline, local data)
-PREFIX = "lm_eval:"
+PREFIX = LM_EVAL_PREFIX
 
 
 @functools.lru_cache(maxsize=4)
@@ -127,14 +128,6 @@ def flatten(results: dict, name: str) -> dict[str, float | None]:
             label = metric if filter_name == "none" else f"{metric}[{filter_name}]"
             values[f"{PREFIX}{task}:{label}"] = float(value)
     return values
-
-
-def columns(rows: Sequence[dict]) -> list[str]:
-    """The lm-eval score keys present in any row (stderr keys excluded), in first-seen order."""
-    keys: dict[str, None] = {}
-    for row in rows:
-        keys.update((k, None) for k in row if k.startswith(PREFIX) and not k.endswith("_stderr"))
-    return list(keys)
 
 
 class _quiet:

@@ -1,6 +1,24 @@
-"""Reports are pure functions of stored results: the terminal table and REPORT.md share one column list."""
+"""Reports render stored results and import nothing that runs cells: the terminal table and REPORT.md
+share one column list; the numbers they show come from harness.analysis."""
 
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from harness.report.export import frame
 from harness.report.markdown import render_markdown, write_report
 from harness.report.terminal import terminal_table
+from harness.results import RunStore
 
-__all__ = ["render_markdown", "write_report", "terminal_table"]
+__all__ = ["render", "render_markdown", "write_report", "terminal_table"]
+
+
+def render(stores: list[RunStore], fmt: str, folder: Path) -> str:
+    """The run as `fmt`: json (meta and rows per task), csv, or md (the REPORT.md text)."""
+    if fmt == "json":
+        rows = [{"meta": s.meta, "rows": [r.as_dict() for r in s.ordered_rows()]} for s in stores]
+        return json.dumps(rows, indent=2, default=str)
+    if fmt == "csv":
+        return frame(stores).to_csv(index=False)
+    return render_markdown(stores, folder)

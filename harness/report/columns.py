@@ -2,33 +2,33 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from harness import figures
-from harness.baseline import KIND as BASELINE_KIND
-from harness.evaluate import lmeval
+from harness.analysis.floor import KIND as BASELINE_KIND
 from harness.figures import fmt_bytes, fmt_count, fmt_number, fmt_seconds  # noqa: F401  (re-exported)
+from harness.rows import RowLike
 
 
-def fmt_score(row: dict) -> str:
+def fmt_score(row: RowLike) -> str:
     if row.get("score") is None:
         return "–"
     return f"{row['score']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}]"
 
 
-def fmt_ci(row: dict) -> str:
+def fmt_ci(row: RowLike) -> str:
     return "–" if row.get("ci_low") is None else f"{row['ci_low']:.2f}–{row['ci_high']:.2f}"
 
 
-def fmt_seed_spread(row: dict) -> str:
+def fmt_seed_spread(row: RowLike) -> str:
     """The standard deviation of the per-seed scores; "–" for single-seed rows, so the column hides itself."""
     if (row.get("n_seeds") or 1) < 2 or row.get("score_std") is None:
         return "–"
     return f"±{row['score_std']:.3f}"
 
 
-def fmt_macro_f1(row: dict) -> str:
+def fmt_macro_f1(row: RowLike) -> str:
     """Macro-F1 beside an accuracy score: a classifier that answers the majority label scores high accuracy
     and low macro-F1, so the pair shows it at a glance."""
     if row.get("metric") != "accuracy":
@@ -36,20 +36,20 @@ def fmt_macro_f1(row: dict) -> str:
     return fmt_number(row.get("score_macro_f1"), ".3f")
 
 
-def fmt_metric(row: dict) -> str:
+def fmt_metric(row: RowLike) -> str:
     """The metric, and how answers were obtained when not by generation: 'accuracy (loglik)'."""
     if not row.get("metric"):
         return "–"
     return row["metric"] + (" (loglik)" if row.get("eval_mode") == "loglikelihood" else "")
 
 
-def fmt_sig(row: dict) -> str:
+def fmt_sig(row: RowLike) -> str:
     """The terminal's one-glyph verdict, with ⚠ when the technique carries a majority-floor warning."""
     mark = {"best": "★", "tied": "≈", "worse": "▼"}.get(row.get("vs_best_marker") or "", "–")
     return mark + ("⚠" if row.get("floor_flags") else "")
 
 
-def fmt_params(row: dict) -> str:
+def fmt_params(row: RowLike) -> str:
     trainable, total = row.get("trainable_params"), row.get("total_params")
     if total is None:
         return "–"
@@ -57,23 +57,23 @@ def fmt_params(row: dict) -> str:
     return f"{fmt_count(trainable)} / {fmt_count(total)}{share}"
 
 
-def fmt_recall(row: dict) -> str:
+def fmt_recall(row: RowLike) -> str:
     return "–" if row.get("recall_at_k") is None else f"{row['recall_at_k']:.2f}@{row['retrieval_k']}"
 
 
-def fmt_misses(row: dict) -> str:
+def fmt_misses(row: RowLike) -> str:
     if row.get("retrieval_misses") is None:
         return "–"
     return f"{row['retrieval_misses']} / {row['reading_misses']}"
 
 
-def fmt_latency(row: dict) -> str:
+def fmt_latency(row: RowLike) -> str:
     if row.get("latency_p50_seconds") is None:
         return "–"
     return f"{row['latency_p50_seconds']:.2f}s / {row['latency_p95_seconds']:.2f}s"
 
 
-def fmt_api_tokens(row: dict) -> str:
+def fmt_api_tokens(row: RowLike) -> str:
     if row.get("api_input_tokens") is None:
         return "–"
     return f"{fmt_count(row['api_input_tokens'])} / {fmt_count(row['api_output_tokens'])}"
@@ -82,7 +82,7 @@ def fmt_api_tokens(row: dict) -> str:
 @dataclass(frozen=True)
 class Column:
     header: str
-    render: Callable[[dict], str]
+    render: Callable[[RowLike], str]
     numeric: bool = True  # right-aligned
     where: str = "both"  # "both", "markdown" or "terminal": the terminal table must fit 80 columns
     key: str | None = None  # the row figure behind the cell: its best value is marked (harness/figures.py)
@@ -94,16 +94,16 @@ class Column:
         return None if figure is None or figure.better is None else ("max" if figure.better == "higher" else "min")
 
 
-def _competes(row: dict) -> bool:
+def _competes(row: RowLike) -> bool:
     """Finished techniques compete for the bold best value; the majority floor is a reference, not a rival."""
     return row["status"] == "ok" and row.get("kind") != BASELINE_KIND
 
 
-def best_values(columns: list[Column], rows: list[dict]) -> dict[str, float]:
+def best_values(columns: list[Column], rows: Sequence[RowLike]) -> dict[str, float]:
     """Column header -> the best figure among finished rows, where at least two rows have one."""
     best = {}
     for column in columns:
-        if column.best is None:
+        if column.best is None or column.key is None:
             continue
         values = [r[column.key] for r in rows if _competes(r) and r.get(column.key) is not None]
         if len(values) >= 2:
@@ -164,18 +164,18 @@ COLUMNS = (
 )
 
 
-def lm_eval_columns(rows: list[dict], target: str) -> list[Column]:
+def lm_eval_columns(rows: Sequence[RowLike], target: str) -> list[Column]:
     """One column per lm-eval task and metric, with lm-eval's stderr in markdown; the terminal, which
     must fit 80 columns, gets each task's first metric only."""
     keys, seen_tasks = [], set()
-    for key in lmeval.columns(rows):
+    for key in figures.lm_eval_keys(rows):
         task = key.split(":")[1]
         if target == "markdown" or task not in seen_tasks:
             keys.append(key)
             seen_tasks.add(task)
 
-    def render(key: str) -> Callable[[dict], str]:
-        def cell(row: dict) -> str:
+    def render(key: str) -> Callable[[RowLike], str]:
+        def cell(row: RowLike) -> str:
             value, stderr = row.get(key), row.get(key + "_stderr")
             if value is None:
                 return "–"
@@ -184,13 +184,13 @@ def lm_eval_columns(rows: list[dict], target: str) -> list[Column]:
         return cell
 
     def header(key: str) -> str:
-        task, metric = key.removeprefix(lmeval.PREFIX).split(":", 1)
+        task, metric = key.removeprefix(figures.LM_EVAL_PREFIX).split(":", 1)
         return f"{task} {metric}" if target == "markdown" else (task if len(task) <= 8 else task[:7] + "…")
 
     return [Column(header(key), render(key), where=target, key=key) for key in keys]
 
 
-def visible_columns(rows: list[dict], target: str) -> list[Column]:
+def visible_columns(rows: Sequence[RowLike], target: str) -> list[Column]:
     """The target's columns ("markdown" or "terminal"), less those empty in every row (e.g. 'train'
     before any fine-tuning ran), then the lm-eval columns."""
     always = {"technique", "kind", "status", "score [95% CI]", "score"}

@@ -7,8 +7,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from harness.baseline import KIND as BASELINE_KIND
+from harness.analysis.floor import KIND as BASELINE_KIND
 from harness.metrics import INVALID
+from harness.rows import RowLike
 
 NO_LABEL = "no label"  # the column of answers that named none of the labels
 
@@ -72,7 +73,7 @@ def _cell(text: str) -> str:
 
 
 def confusion_section(
-    rows: Sequence[dict], predictions: dict[str, list[dict]], labels: Sequence[str] | None, seeds: int = 1
+    rows: Sequence[RowLike], predictions: dict[str, list[dict]], labels: Sequence[str] | None, seeds: int = 1
 ) -> str:
     """One collapsible block per finished technique of a classification task (the best one open); empty
     for a task without labels. `rows` carry `vs_best_marker` (decision.with_verdicts)."""

@@ -26,14 +26,3 @@ def write_exports(stores: list[RunStore], folder: Path) -> None:
         tmp.replace(folder / "results.parquet")
     except ImportError:  # parquet needs pyarrow; the CSV carries the same data
         pass
-
-
-def render(stores: list[RunStore], fmt: str, folder: Path) -> str:
-    """The run as `fmt`: json (meta and rows per task), csv, or md (the REPORT.md text)."""
-    if fmt == "json":
-        return json.dumps([{"meta": s.meta, "rows": s.ordered_rows()} for s in stores], indent=2, default=str)
-    if fmt == "csv":
-        return frame(stores).to_csv(index=False)
-    from harness.report.markdown import render_markdown
-
-    return render_markdown(stores, folder)

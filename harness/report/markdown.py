@@ -5,34 +5,26 @@ Rendered from stored results only, so `harness report` can redo it at any time."
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import yaml
 
-from harness import baseline, figures, metrics
-from harness.evaluate import lmeval
-from harness.report import decision, ownership, plots, study
+from harness import figures, metrics, plugins
+from harness.analysis import decision, floor, ownership
+from harness.report import plots, sections, study
 from harness.report.columns import best_values, visible_columns
 from harness.report.confusion import confusion_section
+from harness.report.export import write_exports
+from harness.report.text import cell as _cell
+from harness.report.text import clip as _clip
+from harness.report.text import table as _table
 from harness.results import RunStore, report_folder, task_name, write_atomic
+from harness.rows import RowLike
 
 
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
-def _table(headers: list[str], rows: list[list[str]], right: list[bool] | None = None) -> str:
-    right = right or [False] * len(headers)
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---:" if r else "---" for r in right) + "|"]
-    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def _clip(text: str, limit: int = 160) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def results_table(rows: list[dict]) -> str:
+def results_table(rows: Sequence[RowLike]) -> str:
     """The results table; the best figure of each column (among finished techniques) in bold."""
     columns = visible_columns(rows, "markdown")
     best = best_values(columns, rows)
@@ -47,7 +39,9 @@ def results_table(rows: list[dict]) -> str:
     )
 
 
-def recommendation_section(rows: list[dict], predictions: dict[str, list[dict]], volume: float | None = None) -> str:
+def recommendation_section(
+    rows: Sequence[RowLike], predictions: dict[str, list[dict]], volume: float | None = None
+) -> str:
     """The pick and why (at the workload's `volume` when the recipe gives one, else with the volumes its
     verdict holds for), what each costlier option buys, and the majority-floor warnings."""
     pick = decision.recommend(rows, predictions, volume=volume)
@@ -60,7 +54,7 @@ def recommendation_section(rows: list[dict], predictions: dict[str, list[dict]],
     return "\n".join(lines)
 
 
-def plots_section(store: RunStore, rows: list[dict], folder: Path) -> str:
+def plots_section(store: RunStore, rows: Sequence[RowLike], folder: Path) -> str:
     """Draw the trade-off plots into folder/plots/ and link them (paths relative to the report)."""
     links = []
     for axis in plots.AXES:
@@ -74,10 +68,10 @@ def plots_section(store: RunStore, rows: list[dict], folder: Path) -> str:
     return " ".join(links)
 
 
-def cost_at_volume_section(store: RunStore, rows: list[dict], folder: Path, workload: dict | None) -> str:
+def cost_at_volume_section(store: RunStore, rows: Sequence[RowLike], folder: Path, workload: dict | None) -> str:
     """Each technique's cost of ownership (training once, then serving each request): a plot against
     request volume, a table, and where the cheapest technique changes."""
-    rows = [r for r in ownership.costed(rows) if r["kind"] != baseline.KIND]
+    rows = [r for r in ownership.costed(rows) if r["kind"] != floor.KIND]
     if not rows:
         return ""
     volume = workload["requests"] if workload else None
@@ -118,7 +112,7 @@ def cost_at_volume_section(store: RunStore, rows: list[dict], folder: Path, work
     return "\n\n".join(p for p in parts if p)
 
 
-def break_even_text(rows: list[dict]) -> str:
+def break_even_text(rows: Sequence[RowLike]) -> str:
     """Where costs cross: the cheapest to start against the cheapest per request, then every other pair."""
     start, serve = ownership.cheapest_to_start(rows), ownership.cheapest_per_request(rows)
     if start is None or serve is None or len(rows) < 2:
@@ -150,14 +144,14 @@ def break_even_text(rows: list[dict]) -> str:
     return "\n\n".join([head] + (["\n".join(others)] if others else []))
 
 
-def floor_note(rows: list[dict]) -> str:
+def floor_note(rows: Sequence[RowLike]) -> str:
     """What a classifier scores without reading the question: the majority label, and uniform chance."""
-    floor = next((r for r in rows if r["kind"] == baseline.KIND and r.get("score") is not None), None)
-    if floor is None:
+    row = next((r for r in rows if r["kind"] == floor.KIND and r.get("score") is not None), None)
+    if row is None:
         return ""
     return (
-        f"Floor: always answering '{floor['majority_label']}' (the most common training label) scores "
-        f"{floor['score']:.3f}; guessing uniformly among the labels would score {floor['chance_score']:.3f}."
+        f"Floor: always answering '{row['majority_label']}' (the most common training label) scores "
+        f"{row['score']:.3f}; guessing uniformly among the labels would score {row['chance_score']:.3f}."
     )
 
 
@@ -176,7 +170,7 @@ def _count(value) -> str:
     return "–" if value is None else f"{value:g}"
 
 
-def judge_note(store: RunStore, rows: list[dict]) -> str:
+def judge_note(store: RunStore, rows: Sequence[RowLike]) -> str:
     """One sentence under the table: which judge graded the answers by the task's rubric, and how far its
     grades agree with the task's metric (agreement and Cohen's kappa under a 0/1 metric, Spearman's rank
     correlation under a continuous one); then replies it gave no score in, and judges that failed."""
@@ -223,7 +217,7 @@ def judge_note(store: RunStore, rows: list[dict]) -> str:
     return " ".join(parts)
 
 
-def judge_lowest_section(store: RunStore, rows: list[dict], limit: int) -> str:
+def judge_lowest_section(store: RunStore, rows: Sequence[RowLike], limit: int) -> str:
     """Per technique, the `limit` answers the judge scored lowest (lowest first), with its reasons."""
     parts = []
     for row in rows:
@@ -250,27 +244,12 @@ def judge_lowest_section(store: RunStore, rows: list[dict], limit: int) -> str:
     return "\n\n".join(parts)
 
 
-def task_section(
-    store: RunStore, rows: list[dict], folder: Path, heading: str, predictions: dict[str, list[dict]] | None = None
-) -> list[str]:
-    if not rows:
-        return [f"{heading} {task_name(store)}", "No technique has finished yet."]
-    predictions = store.finished_predictions() if predictions is None else predictions
-    per_label = confusion_section(
-        rows, predictions, store.meta["task"].get("labels"), len(store.meta.get("seeds") or [0])
-    )
-    sections = [
-        f"{heading} {task_name(store)}",
-        results_table(rows),
-        floor_note(rows),
-        judge_note(store, rows),
-        plots_section(store, rows, folder),
-        per_label,
-        study.seeds_section(store),
-        study.learning_curve_section(store, folder),
-        study.search_section(store, folder),
-    ]
-    return [s for s in sections if s]  # the study's sections are empty for a plain run
+def task_block(task: sections.TaskView) -> list[str]:
+    """A task's part of the results: its heading, then its sections (the results table first)."""
+    heading = f"### {task.name}"
+    if not task.rows:
+        return [heading, "No technique has finished yet."]
+    return [heading, *sections.render(task, "task")]
 
 
 def paired_test_text(metas: list[dict]) -> str:
@@ -285,12 +264,12 @@ def paired_test_text(metas: list[dict]) -> str:
     return f"{mcnemar} under a 0/1 metric, {wilcoxon} under a continuous one"
 
 
-def _answers_text(rows: list[dict]) -> str:
+def _answers_text(rows: Sequence[RowLike]) -> str:
     """How the held-out answers were obtained: greedy decoding, or the likeliest label.
 
     The likeliest label is eval.heldout.mode: loglikelihood."""
     modes = {
-        r.get("eval_mode") or "generate" for r in rows if r.get("kind") != baseline.KIND and r.get("score") is not None
+        r.get("eval_mode") or "generate" for r in rows if r.get("kind") != floor.KIND and r.get("score") is not None
     }
     loglik = (
         "the likeliest label (each of the task's labels scored as the answer by the summed log-probabilities "
@@ -301,7 +280,7 @@ def _answers_text(rows: list[dict]) -> str:
     return "greedy decoding" + (f", or {loglik}" if "loglikelihood" in modes else "")
 
 
-def measurement_section(metas: list[dict], rows: list[dict]) -> str:
+def measurement_section(metas: list[dict], rows: Sequence[RowLike]) -> str:
     meta = metas[0]
     methods = sorted({r["peak_memory_method"] for r in rows if r.get("peak_memory_method")})
     prices = ", ".join(f"{device}: ${price:.2f}/h" for device, price in meta.get("usd_per_hour", {}).items())
@@ -322,7 +301,7 @@ def measurement_section(metas: list[dict], rows: list[dict]) -> str:
         "**Bold**: the best figure in its column (the majority floor never sets it).",
         "- **macro-F1**: beside an accuracy score; answering the majority label every time keeps accuracy high "
         "and macro-F1 low.",
-        f"- **Majority floor** (classification tasks): the `{baseline.NAME}` row always answers the most common "
+        f"- **Majority floor** (classification tasks): the `{floor.NAME}` row always answers the most common "
         "training label. A technique not significantly above it (the same paired test, Holm-adjusted over the "
         "techniques; not under macro-F1, where the floor already scores low) is flagged ⚠ and never recommended. "
         f"A technique with more than {decision.COLLAPSE_SHARE:.0%} of its answers on one label is flagged ⚠ too "
@@ -389,7 +368,7 @@ def measurement_section(metas: list[dict], rows: list[dict]) -> str:
                 else ""
             )
         )
-    if lmeval.columns(rows):
+    if figures.lm_eval_keys(rows):
         lines.append(
             "- **lm-eval columns** (`task metric`): lm-eval's `simple_evaluate` on each technique's model in memory "
             "(LoRA/QLoRA with adapters, 4-bit where trained so), ± lm-eval's standard error. Prompt-only and RAG "
@@ -407,7 +386,7 @@ def _wrong(predictions: list[dict], limit: int) -> list[dict]:
     return [p for p in predictions if not p["correct"]][:limit]
 
 
-def wrong_answers_section(store: RunStore, rows: list[dict], limit: int) -> str:
+def wrong_answers_section(store: RunStore, rows: Sequence[RowLike], limit: int) -> str:
     parts = []
     for row in rows:
         wrong = _wrong(store.predictions(row["technique"]), limit)
@@ -428,77 +407,167 @@ def wrong_answers_section(store: RunStore, rows: list[dict], limit: int) -> str:
 
 
 def render_markdown(stores: list[RunStore], folder: Path) -> str:
-    """The report of one run (one store) or of a multi-task run (one store per task)."""
-    metas = [s.meta for s in stores]
-    meta, recipe = metas[0], metas[0]["recipe"]
-    rows = [r for s in stores for r in s.ordered_rows()]
-    many = len(stores) > 1
-    tasks = ", ".join(task_name(s) for s in stores)
+    """The report of one run (one store) or of a multi-task run (one store per task): its registered
+    sections in order (report/sections.py)."""
+    load_plugins(stores[0].meta)
+    return "\n\n".join(sections.render(view(stores, folder), "report")) + "\n"
+
+
+def view(stores: list[RunStore], folder: Path) -> sections.ReportView:
+    """What the sections read: each task's rows with verdicts (computed now, never stored) and predictions."""
+    tasks = []
+    for store in stores:
+        predictions = store.finished_predictions()  # read once: the tests and the table both need them
+        rows = decision.with_verdicts(store.ordered_rows(), predictions)
+        tasks.append(sections.TaskView(store, rows, predictions, folder))
+    return sections.ReportView(tasks, folder)
+
+
+def load_plugins(meta: dict) -> None:
+    """The run's `plugins:` again, for the report sections they register (`harness report` reads no recipe)."""
+    for ref in meta.get("recipe", {}).get("plugins") or []:
+        try:
+            plugins.load(ref)
+        except (ImportError, OSError) as exc:
+            warnings.warn(f"plugin {ref} not loaded, its report sections are left out: {exc}", stacklevel=2)
+
+
+# --- the built-in sections -----------------------------------------------------------------------
+
+
+def title(report: sections.ReportView) -> str:
+    meta, recipe = report.meta, report.recipe
+    tasks = ", ".join(t.name for t in report.tasks)
     seeds = meta.get("seeds") or [meta.get("seed")]
-    sections = [
-        f"# {recipe['name']}: {recipe['model']['id']} on {tasks}",
+    return (
+        f"# {recipe['name']}: {recipe['model']['id']} on {tasks}\n\n"
         f"Run `{meta.get('run_id')}`, started {meta.get('created')} on {meta.get('device_name')}; "
-        f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}.",
-        "## Recommendation",
-    ]
-    predictions = [s.finished_predictions() for s in stores]  # read once: the tests and the table both need them
-    task_rows = [decision.with_verdicts(s.ordered_rows(), p) for s, p in zip(stores, predictions)]
-    workload = recipe.get("workload")
-    for store, table_rows, task_predictions in zip(stores, task_rows, predictions):
-        text = recommendation_section(table_rows, task_predictions, decision.workload_volume(meta))
-        advice = study.data_size_advice(store)  # where train sizes were given: which technique at that size
+        f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}."
+    )
+
+
+def recommendation(report: sections.ReportView) -> str:
+    parts = ["## Recommendation"]
+    for task in report.tasks:
+        text = recommendation_section(task.rows, task.predictions, decision.workload_volume(report.meta))
+        advice = study.data_size_advice(task.store)  # where train sizes were given: which technique at that size
         text += f"\n\n{advice}" if advice else ""
-        sections.append(f"**{task_name(store)}**: {text}" if many else text)
-    sections.append("## Results")
-    for store, table_rows, task_predictions in zip(stores, task_rows, predictions):
-        sections += task_section(store, table_rows, folder, "###", task_predictions)
-    volume_sections = [(s, cost_at_volume_section(s, s.ordered_rows(), folder, workload)) for s in stores]
-    if any(text for _, text in volume_sections):
-        sections.append("## Cost at volume")
-        sections.append(
-            "Training once, then serving each request at the measured device time (the recipe's batch "
-            "size) and the recipe's price per device-hour; see how each figure was measured."
-        )
-        # the task named in bold, as in the recommendation: the ### headings are the results' per task
-        sections += [f"**{task_name(s)}**\n\n{text}" if many else text for s, text in volume_sections if text]
-    sections += ["## How each figure was measured", measurement_section(metas, rows)]
-    not_ok = [(task_name(s), r) for s in stores for r in s.ordered_rows() if r["status"] != "ok"]
-    if not_ok:
-        sections += [
-            "## Failures and skipped techniques",
-            "\n".join(
-                f"- **{r['technique']}**{f' on {task}' if many else ''} {r['status']}: {_cell(r['error'] or '')}"
-                for task, r in not_ok
-            ),
-        ]
-    lm_eval_errors = {task: error for r in rows for task, error in (r.get("lm_eval_errors") or {}).items()}
-    if lm_eval_errors:
-        sections += [
-            "## lm-eval tasks that could not run",
-            "\n".join(f"- **{task}**: {_cell(error)}" for task, error in lm_eval_errors.items()),
-        ]
-    limit = recipe.get("eval", {}).get("heldout", {}).get("wrong_examples", 5)
-    wrong = "\n\n".join(filter(None, (wrong_answers_section(s, s.ordered_rows(), limit) for s in stores)))
-    if limit and wrong:
-        sections += [f"## Wrong answers (up to {limit} per technique)", wrong]
-    lowest = "\n\n".join(filter(None, (judge_lowest_section(s, s.ordered_rows(), limit) for s in stores)))
-    if limit and lowest:
-        sections += [f"## The judge's lowest-scored answers (up to {limit} per technique)", lowest]
-    sections += [
-        "## Recipe",
-        "```yaml\n" + yaml.safe_dump(recipe, sort_keys=False).strip() + "\n```",
-        "## Environment",
-        f"python {meta.get('python')} on {meta.get('platform')}; git commit `{meta.get('git_commit')}`\n\n"
-        + ", ".join(f"{name} {version}" for name, version in meta.get("versions", {}).items() if version),
+        parts.append(f"**{task.name}**: {text}" if report.many else text)
+    return "\n\n".join(parts)
+
+
+def results(report: sections.ReportView) -> str:
+    return "\n\n".join(["## Results", *(text for task in report.tasks for text in task_block(task))])
+
+
+def cost_at_volume(report: sections.ReportView) -> str:
+    workload = report.recipe.get("workload")
+    texts = [
+        (t, cost_at_volume_section(t.store, t.store.ordered_rows(), report.folder, workload)) for t in report.tasks
     ]
-    return "\n\n".join(sections) + "\n"
+    if not any(text for _, text in texts):
+        return ""
+    intro = (
+        "Training once, then serving each request at the measured device time (the recipe's batch "
+        "size) and the recipe's price per device-hour; see how each figure was measured."
+    )
+    # the task named in bold, as in the recommendation: the ### headings are the results' per task
+    parts = [f"**{t.name}**\n\n{text}" if report.many else text for t, text in texts if text]
+    return "\n\n".join(["## Cost at volume", intro, *parts])
+
+
+def measurement(report: sections.ReportView) -> str:
+    rows = [r for store in report.stores for r in store.ordered_rows()]
+    return "## How each figure was measured\n\n" + measurement_section([s.meta for s in report.stores], rows)
+
+
+def failures(report: sections.ReportView) -> str:
+    not_ok = [(t.name, r) for t in report.tasks for r in t.store.ordered_rows() if r["status"] != "ok"]
+    if not not_ok:
+        return ""
+    lines = [
+        f"- **{r['technique']}**{f' on {task}' if report.many else ''} {r['status']}: {_cell(r['error'] or '')}"
+        for task, r in not_ok
+    ]
+    return "## Failures and skipped techniques\n\n" + "\n".join(lines)
+
+
+def lm_eval_errors(report: sections.ReportView) -> str:
+    rows = [r for store in report.stores for r in store.ordered_rows()]
+    errors = {task: error for r in rows for task, error in (r.get("lm_eval_errors") or {}).items()}
+    if not errors:
+        return ""
+    return "## lm-eval tasks that could not run\n\n" + "\n".join(
+        f"- **{task}**: {_cell(error)}" for task, error in errors.items()
+    )
+
+
+def _answers_limit(report: sections.ReportView) -> int:
+    return report.recipe.get("eval", {}).get("heldout", {}).get("wrong_examples", 5)
+
+
+def wrong_answers(report: sections.ReportView) -> str:
+    limit = _answers_limit(report)
+    texts = (wrong_answers_section(s, s.ordered_rows(), limit) for s in report.stores)
+    wrong = "\n\n".join(filter(None, texts))
+    return f"## Wrong answers (up to {limit} per technique)\n\n{wrong}" if limit and wrong else ""
+
+
+def judge_lowest(report: sections.ReportView) -> str:
+    limit = _answers_limit(report)
+    lowest = "\n\n".join(filter(None, (judge_lowest_section(s, s.ordered_rows(), limit) for s in report.stores)))
+    if not (limit and lowest):
+        return ""
+    return f"## The judge's lowest-scored answers (up to {limit} per technique)\n\n{lowest}"
+
+
+def recipe_yaml(report: sections.ReportView) -> str:
+    return "## Recipe\n\n```yaml\n" + yaml.safe_dump(report.recipe, sort_keys=False).strip() + "\n```"
+
+
+def environment(report: sections.ReportView) -> str:
+    meta = report.meta
+    versions = ", ".join(f"{name} {version}" for name, version in meta.get("versions", {}).items() if version)
+    return (
+        f"## Environment\n\npython {meta.get('python')} on {meta.get('platform')}; "
+        f"git commit `{meta.get('git_commit')}`\n\n{versions}"
+    )
+
+
+def per_label(task: sections.TaskView) -> str:
+    labels, seeds = task.store.meta["task"].get("labels"), len(task.store.meta.get("seeds") or [0])
+    return confusion_section(task.rows, task.predictions, labels, seeds)
+
+
+Section = sections.Section
+for _section in (
+    Section("title", title),
+    Section("recommendation", recommendation),
+    Section("results", results),
+    Section("cost at volume", cost_at_volume),
+    Section("measurement", measurement),
+    Section("failures", failures),
+    Section("lm-eval errors", lm_eval_errors),
+    Section("wrong answers", wrong_answers),
+    Section("judge lowest", judge_lowest),
+    Section("recipe", recipe_yaml),
+    Section("environment", environment),
+    # a task's block under Results, after its heading
+    Section("results table", lambda task: results_table(task.rows), "task"),
+    Section("floor", lambda task: floor_note(task.rows), "task"),
+    Section("judge", lambda task: judge_note(task.store, task.rows), "task"),
+    Section("plots", lambda task: plots_section(task.store, task.rows, task.folder), "task"),
+    Section("per label", per_label, "task"),
+    Section("seeds", lambda task: study.seeds_section(task.store), "task"),
+    Section("learning curves", lambda task: study.learning_curve_section(task.store, task.folder), "task"),
+    Section("search", lambda task: study.search_section(task.store, task.folder), "task"),
+):
+    sections.register(_section)
 
 
 def write_report(stores: list[RunStore], folder: Path | None = None) -> Path:
     """Write REPORT.md, its plots and the results.csv/parquet exports into folder (default: the run's
     report folder, see results.report_folder)."""
-    from harness.report.export import write_exports
-
     folder = Path(folder) if folder is not None else report_folder(stores)
     path = folder / "REPORT.md"
     write_atomic(path, render_markdown(stores, folder))

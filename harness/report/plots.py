@@ -6,8 +6,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from harness.analysis.decision import pareto_front, scored_rows
 from harness.figures import FIGURES
-from harness.report.decision import pareto_front, scored_rows
+from harness.rows import RowLike
 
 AXES = {  # file suffix: (row key, axis label from the figure table, scale to display units, tick format)
     "memory": ("peak_memory_bytes", f"{FIGURES['peak_memory_bytes'].label} (GiB)", 1 / 2**30, "{:.1f}"),
@@ -15,7 +16,7 @@ AXES = {  # file suffix: (row key, axis label from the figure table, scale to di
 }
 
 
-def plot_tradeoff(rows: Sequence[dict], axis: str, title: str, path: Path) -> Path | None:
+def plot_tradeoff(rows: Sequence[RowLike], axis: str, title: str, path: Path) -> Path | None:
     """Score (with its 95% CI) against the axis's figure for each scored technique; the Pareto front
     (nothing else is both cheaper and better) as a line. None when fewer than two techniques have both."""
     import matplotlib
@@ -157,7 +158,7 @@ CURVE_PANELS = (
 )
 
 
-def plot_training(rows: Sequence[dict], title: str, path: Path) -> Path | None:
+def plot_training(rows: Sequence[RowLike], title: str, path: Path) -> Path | None:
     """Per trained technique, its logged training figures against the optimizer step: the loss, GRPO's
     mean reward, DPO's reward accuracy (each a panel). None when no row has a curve of two points."""
     curves = {
@@ -185,7 +186,7 @@ def plot_training(rows: Sequence[dict], title: str, path: Path) -> Path | None:
     return _save(plt, fig, path)
 
 
-def plot_cost_at_volume(rows: Sequence[dict], title: str, path: Path, workload: float | None = None) -> Path | None:
+def plot_cost_at_volume(rows: Sequence[RowLike], title: str, path: Path, workload: float | None = None) -> Path | None:
     """Cost of ownership (training once, then serving each request) against request volume, one line per
     technique, both axes logarithmic; the workload's volume as a dashed vertical line. None when no row
     has a cost line."""
@@ -193,7 +194,7 @@ def plot_cost_at_volume(rows: Sequence[dict], title: str, path: Path, workload: 
 
     import numpy as np
 
-    from harness.report import ownership
+    from harness.analysis import ownership
 
     rows = ownership.costed(rows)
     if not rows:

@@ -5,11 +5,13 @@ memory, cost), the recommendation, and a link to REPORT.md. Rendered from stored
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
+from harness.analysis.decision import ALPHA, recommend, sentence, with_verdicts, workload_volume
 from harness.report.columns import fmt_bytes, fmt_metric, fmt_score
-from harness.report.decision import ALPHA, recommend, sentence, with_verdicts, workload_volume
 from harness.results import RunStore, task_name, write_atomic
+from harness.rows import RowLike
 
 LEGEND = (
     f"≈ not significantly different from the best, ▼ significantly worse (paired test, Holm-adjusted "
@@ -17,7 +19,7 @@ LEGEND = (
 )
 
 
-def _table(rows: list[dict], metric: str) -> list[str]:
+def _table(rows: Sequence[RowLike], metric: str) -> list[str]:
     lines = [f"| technique | {metric} [95% CI] | vs best | peak mem | cost |", "|---|---:|---|---:|---:|"]
     for r in rows:
         name = r["technique"] + ("" if r["status"] == "ok" else f" ({r['status']})")

@@ -6,15 +6,15 @@ cells, so the report of a plain run is unchanged. Headings are level 4: they sit
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
-# `markdown` as a module, its helpers looked up at call time: markdown.py imports this module to place
-# the sections, and a `from markdown import _table` here would fail during that circular import.
 from harness import kinds
-from harness.baseline import KIND as BASELINE_KIND
-from harness.report import markdown, plots
+from harness.analysis.floor import KIND as BASELINE_KIND
+from harness.report import plots, text
 from harness.report.columns import fmt_number, fmt_seconds
 from harness.results import RunStore, task_name
+from harness.rows import Row, RowLike
 from harness.study import chosen_trial, mean_std
 
 OBJECTIVES = {  # objective: (words, which end is best)
@@ -26,7 +26,7 @@ OBJECTIVES = {  # objective: (words, which end is best)
 # --- shared helpers ------------------------------------------------------------------------------
 
 
-def _techniques(store: RunStore) -> list[dict]:
+def _techniques(store: RunStore) -> list[Row]:
     return store.meta.get("recipe", {}).get("techniques", [])
 
 
@@ -52,7 +52,7 @@ def _metric(store: RunStore) -> str:
 # --- search --------------------------------------------------------------------------------------
 
 
-def _objective(spec: dict) -> str:
+def _objective(spec: RowLike) -> str:
     return (spec.get("search") or {}).get("objective") or "validation_score"
 
 
@@ -61,7 +61,7 @@ def _objective_text(objective: str) -> str:
     return f"{words}, {direction}"
 
 
-def _trials(store: RunStore) -> dict[str, list[dict]]:
+def _trials(store: RunStore) -> dict[str, list[Row]]:
     """technique -> its search-trial cells, by trial number, in recipe order."""
     trials = [c for c in store.cells if c.get("trial") is not None]
     return {
@@ -70,7 +70,7 @@ def _trials(store: RunStore) -> dict[str, list[dict]]:
     }
 
 
-def _budget_sentence(store: RunStore, tuned: list[dict]) -> str:
+def _budget_sentence(store: RunStore, tuned: Sequence[RowLike]) -> str:
     recipe = store.meta.get("recipe", {})
     budgets = {t["name"]: (t.get("search") or {}).get("trials") or recipe.get("search_budget") for t in tuned}
     objectives = {_objective(t) for t in tuned}
@@ -92,7 +92,7 @@ def _budget_sentence(store: RunStore, tuned: list[dict]) -> str:
     )
 
 
-def _untuned_warning(store: RunStore, tuned: list[dict]) -> str:
+def _untuned_warning(store: RunStore, tuned: Sequence[RowLike]) -> str:
     """Name the techniques that ran untuned beside tuned ones: their budgets differ, and the table must say so."""
     names = {t["name"] for t in tuned}
     untuned = [t["name"] for t in _techniques(store) if t["name"] not in names and t.get("kind") != "baseline"]
@@ -104,7 +104,7 @@ def _untuned_warning(store: RunStore, tuned: list[dict]) -> str:
     )
 
 
-def _summary_table(trials: dict[str, list[dict]], objectives: dict[str, str], chosen: dict[str, dict | None]) -> str:
+def _summary_table(trials: dict[str, list[Row]], objectives: dict[str, str], chosen: dict[str, RowLike | None]) -> str:
     headers = [
         "technique",
         "objective",
@@ -131,24 +131,24 @@ def _summary_table(trials: dict[str, list[dict]], objectives: dict[str, str], ch
                 f"${sum(c.get('cost_usd') or 0 for c in cells):.4f}",
             ]
         )
-    return markdown._table(headers, rows, [False, False, True, True, False, True, True, True])
+    return text.table(headers, rows, [False, False, True, True, False, True, True, True])
 
 
-def _trials_table(trials: dict[str, list[dict]], chosen: dict[str, dict | None]) -> str:
+def _trials_table(trials: dict[str, list[Row]], chosen: dict[str, RowLike | None]) -> str:
     """Every trial, one column per searched setting (union over techniques; – where a technique has none)."""
     keys = list(dict.fromkeys(k for cells in trials.values() for c in cells for k in c.get("params", {})))
     rows = []
     for name, cells in trials.items():
         for c in cells:
             status = (f"pruned at step {c.get('train_steps')}" if c.get("pruned") else c["status"]) + (
-                f": {markdown._clip(c['error'], 80)}" if c.get("error") else ""
+                f": {text.clip(c['error'], 80)}" if c.get("error") else ""
             )
             rows.append(
                 [name, f"{c['trial']}{' (chosen)' if c is chosen[name] else ''}"]
                 + [_value(c["params"][k]) if k in c.get("params", {}) else "–" for k in keys]
                 + [fmt_number(c.get("objective"), ".4f"), status]
             )
-    return markdown._table(
+    return text.table(
         ["technique", "trial", *keys, "objective", "status"], rows, [False, True] + [True] * len(keys) + [True, False]
     )
 
@@ -201,7 +201,7 @@ def seeds_section(store: RunStore) -> str:
         "#### Scores per seed",
         f"The chosen configuration of each technique, scored on the test split ({_metric(store)}) once per seed; "
         "± is the standard deviation over seeds.",
-        markdown._table(
+        text.table(
             ["technique", *(f"seed {s}" for s in seeds), "mean ± std"], table, [False] + [True] * (len(seeds) + 1)
         ),
     ]

@@ -6,8 +6,8 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
+from harness.analysis.decision import ALPHA, recommend, sentence, with_verdicts, workload_volume
 from harness.report.columns import visible_columns
-from harness.report.decision import ALPHA, recommend, sentence, with_verdicts, workload_volume
 from harness.results import RunStore, task_name
 
 STATUS_STYLE = {"ok": "green", "failed": "red", "skipped": "yellow"}

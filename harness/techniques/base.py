@@ -232,13 +232,13 @@ def judge_heldout(ctx: RunContext, predictions: list[dict], metric: str | None) 
     count, the judge's own seconds and peak memory (model load included; not part of eval_seconds,
     wall_seconds or the serving figures), the judge's own figures (an endpoint judge's tokens and
     judge_cost_usd; see judge.EndpointJudge.figures), and its agreement with the task metric (see
-    report/stats.judge_agreement). Run by the worker after the technique's runner returned, so a trained
+    analysis/stats.judge_agreement). Run by the worker after the technique's runner returned, so a trained
     model is already freed when the judge loads."""
     from harness import metrics
+    from harness.analysis.stats import judge_agreement, value_of
     from harness.evaluate import judge
     from harness.measure import measure
     from harness.prompting import user_text
-    from harness.report.stats import judge_agreement, value_of
 
     rubric = ctx.task.spec.judge
     assert rubric is not None  # judges(): only a task with a rubric

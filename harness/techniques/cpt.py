@@ -25,6 +25,7 @@ from pydantic import Field, model_validator
 
 from harness import kinds
 from harness.config import TrainedTechnique, TrainSettings
+from harness.figures import Figure
 from harness.techniques.base import Outcome, RunContext
 from harness.techniques.finetune import CURVE_KEYS, LoraSettings, finetune, lora_config, parameter_counts
 from harness.yamlconfig import ConfigError, Strict
@@ -269,5 +270,22 @@ kinds.register(
         trained=True,
         default_learning_rate=DEFAULT_LEARNING_RATE["lora"],
         needs_corpus=lambda spec: True,
+        figures=(
+            Figure("cpt_seconds", "document-phase time (cpt)", "seconds", "lower"),
+            Figure("cpt_tokens", "document tokens trained (cpt)", "count"),
+            Figure("cpt_steps", "document-phase steps (cpt)", "count"),
+            Figure("cpt_loss_first", "first document loss (cpt)", "number", "lower"),
+            Figure("cpt_loss_last", "last document loss (cpt)", "number", "lower"),
+            Figure("cpt_blocks", "packed document blocks (cpt)", "count"),
+            Figure("cpt_documents", "corpus documents (cpt)", "count"),
+            Figure("cpt_corpus_tokens", "corpus tokens (cpt)", "count"),
+            Figure("cpt_chunk_tokens", "block length (cpt)", "count"),
+            Figure("cpt_trainable_params", "document-phase trainable parameters (cpt)", "count"),
+        ),
+        fields={
+            "cpt_adapter": "whether the document phase trained an adapter (lora) or every weight (full)",
+            "cpt_curve": "the document phase's logged history: loss and learning rate per logging step",
+            "then_kind": "the instruction phase's kind, when the recipe has `then:`",
+        },
     )
 )

@@ -30,6 +30,7 @@ from pydantic import BaseModel
 
 from harness import plugins
 from harness.registry import Registry
+from harness.rows import RowLike
 from harness.yamlconfig import ConfigWarning
 
 # Modules whose import registers the built-in trackers, in the order `tracking:` lists them; loaded on
@@ -152,7 +153,7 @@ class CellTracking:
 
     status = "killed"  # until the row arrives: a cell stopped by Ctrl-C has none
 
-    def finish(self, row: dict) -> None:
+    def finish(self, row: RowLike) -> None:
         self.status = row["status"]
 
 

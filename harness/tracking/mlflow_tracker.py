@@ -16,6 +16,7 @@ from pathlib import Path
 from pydantic import field_validator
 
 from harness import tracking
+from harness.rows import RowLike
 from harness.tracking import summary
 from harness.yamlconfig import Strict, expand_path
 
@@ -137,7 +138,7 @@ class Tracker:
         client.set_terminated(state["parent"], status)
 
     @staticmethod
-    def _log_row(client, run_id: str, row: dict, params: dict[str, str]) -> None:
+    def _log_row(client, run_id: str, row: RowLike, params: dict[str, str]) -> None:
         from mlflow.entities import Metric, Param, RunTag
 
         now = int(time.time() * 1000)

@@ -8,10 +8,12 @@ from pathlib import Path
 
 import yaml
 
+from harness.rows import RowLike
+
 RECIPE_FILE = "recipe.yaml"  # the resolved recipe (overrides applied), written beside REPORT.md
 
 
-def figures(row: dict) -> dict[str, float]:
+def figures(row: RowLike) -> dict[str, float]:
     """The row's numeric figures (scores, times, memory, costs, lm-eval columns); flags and text are left out."""
     return {
         key: float(value)
@@ -20,7 +22,7 @@ def figures(row: dict) -> dict[str, float]:
     }
 
 
-def labels(row: dict) -> dict[str, str]:
+def labels(row: RowLike) -> dict[str, str]:
     """The row's text fields worth filtering runs by."""
     keys = ("technique", "kind", "status", "metric", "device", "dtype", "error")
     return {key: str(row[key]) for key in keys if row.get(key) is not None}

@@ -1,7 +1,7 @@
 """The trivial floor of a classification task: always answer the most common training label.
 
 On an imbalanced label set that scores well on accuracy without learning anything, so the report
-tests every technique against it (report/decision.floor_flags). It is scored by the same code and
+tests every technique against it (analysis/decision.floor_flags). It is scored by the same code and
 confidence interval as a technique and stored as a row of kind "baseline" (technique NAME), with
 predictions in the held-out shape, one copy per seed so that paired tests find every (seed, id).
 """

@@ -3,7 +3,7 @@ and the recommendation.
 
 Everything here is computed from stored rows and per-example predictions, so a report can be
 re-rendered (and tested) without a model. Scores are means over the run's seeds; differences pair
-each example with itself under the same seed (see report/stats.py). Every p-value that decides
+each example with itself under the same seed (see analysis/stats.py). Every p-value that decides
 something is Holm-adjusted within its family (all comparisons against the best of one table; all
 comparisons against the floor; all upgrades over the pick).
 """
@@ -13,13 +13,21 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from harness import metrics
-from harness.baseline import KIND as BASELINE_KIND
-from harness.evaluate import lmeval
+from harness import figures, metrics
+from harness.analysis import ownership
+from harness.analysis.floor import KIND as BASELINE_KIND
+from harness.analysis.stats import (
+    Difference,
+    collapsed_answer,
+    holm,
+    keyed,
+    mcnemar_p,
+    paired_difference,
+    paired_test_p,
+)
 from harness.figures import fmt_usd
 from harness.metrics import INVALID
-from harness.report import ownership
-from harness.report.stats import Difference, collapsed_answer, holm, keyed, mcnemar_p, paired_difference, paired_test_p
+from harness.rows import RowLike
 
 ALPHA = 0.05  # significance level of the paired tests
 COST_TOLERANCE = 0.15  # costs within this share of the cheapest count as equal (wall time is noisy)
@@ -68,31 +76,31 @@ def _one_seed(outcomes: dict) -> bool:
     return len({seed for seed, _ in outcomes}) == 1
 
 
-def scored_rows(rows: Sequence[dict]) -> list[dict]:
+def scored_rows(rows: Sequence[RowLike]) -> list[RowLike]:
     return [r for r in rows if r["status"] == "ok" and r.get("score") is not None]
 
 
-def _techniques(rows: Sequence[dict]) -> list[dict]:
+def _techniques(rows: Sequence[RowLike]) -> list[RowLike]:
     """Scored rows that are real techniques, not the majority floor."""
     return [r for r in scored_rows(rows) if r["kind"] != BASELINE_KIND]
 
 
-def _floor(rows: Sequence[dict]) -> dict | None:
+def _floor(rows: Sequence[RowLike]) -> RowLike | None:
     return next((r for r in scored_rows(rows) if r["kind"] == BASELINE_KIND), None)
 
 
-def _best(rows: Sequence[dict]) -> dict | None:
+def _best(rows: Sequence[RowLike]) -> RowLike | None:
     techniques = _techniques(rows)
     return max(techniques, key=lambda r: r["score"]) if techniques else None
 
 
-def _binary(row: dict) -> bool:
+def _binary(row: RowLike) -> bool:
     """Whether the row's metric has 0/1 per-example values (McNemar), else continuous ones (Wilcoxon)."""
     return metrics.is_binary(row.get("metric"))
 
 
 def _differences(
-    predictions: dict[str, list[dict]], names: Sequence[str], against: dict
+    predictions: dict[str, list[dict]], names: Sequence[str], against: RowLike
 ) -> tuple[dict[str, Difference | None], dict[str, float]]:
     """Each name's paired difference to the row `against` (whose metric picks the test), and the
     Holm-adjusted p of those that were tested."""
@@ -101,7 +109,7 @@ def _differences(
     return differences, holm({n: d.p_value for n, d in differences.items() if d is not None})
 
 
-def paired_vs_best(rows: Sequence[dict], predictions: dict[str, list[dict]]) -> dict[str, VersusBest]:
+def paired_vs_best(rows: Sequence[RowLike], predictions: dict[str, list[dict]]) -> dict[str, VersusBest]:
     """Each scored row (the floor included) against the highest-scoring technique: the paired difference
     with its two-level bootstrap CI, and the paired test's p, raw and Holm-adjusted over the table."""
     best = _best(rows)
@@ -122,7 +130,7 @@ def paired_vs_best(rows: Sequence[dict], predictions: dict[str, list[dict]]) -> 
 # --- the majority floor --------------------------------------------------------------------------
 
 
-def _below_floor(rows: Sequence[dict], predictions: dict[str, list[dict]]) -> dict[str, str]:
+def _below_floor(rows: Sequence[RowLike], predictions: dict[str, list[dict]]) -> dict[str, str]:
     """technique -> why it is not significantly above always answering the majority label.
 
     The test is on per-example correctness, which is what accuracy averages; under macro-F1 the
@@ -143,7 +151,7 @@ def _below_floor(rows: Sequence[dict], predictions: dict[str, list[dict]]) -> di
     }
 
 
-def _collapsed(rows: Sequence[dict], predictions: dict[str, list[dict]]) -> dict[str, str]:
+def _collapsed(rows: Sequence[RowLike], predictions: dict[str, list[dict]]) -> dict[str, str]:
     """technique -> the label its answers collapsed onto, for classification runs (those with a floor)."""
     if _floor(rows) is None:
         return {}
@@ -157,7 +165,7 @@ def _collapsed(rows: Sequence[dict], predictions: dict[str, list[dict]]) -> dict
     return flags
 
 
-def floor_flags(rows: Sequence[dict], predictions: dict[str, list[dict]]) -> dict[str, list[str]]:
+def floor_flags(rows: Sequence[RowLike], predictions: dict[str, list[dict]]) -> dict[str, list[str]]:
     """technique -> warnings, for classification runs with a majority-baseline row: not significantly
     above that floor, and answers collapsed onto one label. Techniques without a warning are absent."""
     flags: dict[str, list[str]] = {}
@@ -167,7 +175,7 @@ def floor_flags(rows: Sequence[dict], predictions: dict[str, list[dict]]) -> dic
     return flags
 
 
-def _label(floor: dict) -> str:
+def _label(floor: RowLike) -> str:
     label = floor.get("majority_label")
     return f"'{label}'" if label is not None else "the majority label"
 
@@ -208,7 +216,7 @@ def workload_volume(meta: dict) -> float | None:
 
 
 def recommend(
-    rows: Sequence[dict],
+    rows: Sequence[RowLike],
     predictions: dict[str, list[dict]],
     cost_key: str = "cost_usd",
     cost_tolerance: float = COST_TOLERANCE,
@@ -217,13 +225,13 @@ def recommend(
     """The cheapest technique above the majority floor whose score is not significantly below the best.
 
     With a `volume` (the recipe's workload), the cost compared is each technique's cost of ownership at
-    that many requests (training once, then serving each; see report/ownership.py); without one, the
+    that many requests (training once, then serving each; see analysis/ownership.py); without one, the
     run's cost (`cost_key`), and `volumes` says over which request volumes the pick is also the
     cheapest to own. Costs within `cost_tolerance` of the cheapest such technique count as equal (wall
     time, hence cost, varies from run to run), and the tie goes to lower peak memory, then higher
     score. Also returns what each costlier option buys over the pick."""
     if volume is not None:
-        rows = [r | {"cost_at_volume": ownership.total_cost(r, volume)} for r in rows]
+        rows = [{**r, "cost_at_volume": ownership.total_cost(r, volume)} for r in rows]
         cost_key = "cost_at_volume"
     verdicts, below = paired_vs_best(rows, predictions), _below_floor(rows, predictions)
     techniques, floor = _techniques(rows), _floor(rows)
@@ -259,7 +267,7 @@ def recommend(
     )
 
 
-def volume_range(pick: dict, eligible: Sequence[dict]) -> str:
+def volume_range(pick: RowLike, eligible: Sequence[RowLike]) -> str:
     """Over which request volumes the pick costs least to own (training once, then serving each request)
     among the techniques not significantly below the best; "" when fewer than two have a cost line."""
     ranges = ownership.cheapest_ranges(eligible)
@@ -296,7 +304,7 @@ def _span(start: float, end: float) -> str:
     return f"above ~{text(start)}" if end == float("inf") else f"from ~{text(start)} to ~{text(end)}"
 
 
-def _memory(row: dict) -> float:
+def _memory(row: RowLike) -> float:
     """Peak memory for ordering; unmeasured sorts last, so it never wins a tie by default."""
     value = row.get("peak_memory_bytes")
     return float("inf") if value is None else value
@@ -328,7 +336,7 @@ def _reason(pick, best, verdicts, priced, below, same_cost, cost_key, tolerance)
 
 
 def _upgrades(
-    pick: dict, priced: list[dict], predictions: dict[str, list[dict]], cost_key: str, at: str = ""
+    pick: RowLike, priced: Sequence[RowLike], predictions: dict[str, list[dict]], cost_key: str, at: str = ""
 ) -> list[str]:
     """What each option costing at least as much as the pick buys over it: the paired difference with its
     CI and Holm-adjusted p, the cost ratio, the memory and lm-eval changes."""
@@ -350,7 +358,7 @@ def _upgrades(
     return lines
 
 
-def _score(row: dict) -> str:
+def _score(row: RowLike) -> str:
     seeds = row.get("n_seeds") or 1
     return f"{row['score']:.3f}" + (f", mean of {seeds} seeds" if seeds > 1 else "")
 
@@ -364,18 +372,18 @@ def _interval(d: Difference | VersusBest) -> str:
     return f"{d.diff:+.3f} {_ci(d)}"
 
 
-def _lm_eval_delta(row: dict, pick: dict) -> str:
+def _lm_eval_delta(row: RowLike, pick: RowLike) -> str:
     """The change in each lm-eval task's first metric: what the costlier option forgets (or gains)."""
     deltas, seen = [], set()
-    for key in lmeval.columns([row, pick]):
+    for key in figures.lm_eval_keys([row, pick]):
         task = key.split(":")[1]
         if task not in seen and row.get(key) is not None and pick.get(key) is not None:
             seen.add(task)
-            deltas.append(f"{key.removeprefix(lmeval.PREFIX).replace(':', ' ')} {row[key] - pick[key]:+.3f}")
+            deltas.append(f"{key.removeprefix(figures.LM_EVAL_PREFIX).replace(':', ' ')} {row[key] - pick[key]:+.3f}")
     return f"; {', '.join(deltas)}" if deltas else ""
 
 
-def _memory_delta(row: dict, pick: dict) -> str:
+def _memory_delta(row: RowLike, pick: RowLike) -> str:
     a, b = row.get("peak_memory_bytes"), pick.get("peak_memory_bytes")
     return "" if a is None or b is None else f" and {(a - b) / 2**30:+.2f} GiB peak memory"
 
@@ -396,15 +404,15 @@ def vs_best_text(v: VersusBest, flagged: bool = False) -> str:
     return text + (" ⚠" if flagged else "")
 
 
-def with_verdicts(rows: Sequence[dict], predictions: dict[str, list[dict]]) -> list[dict]:
+def with_verdicts(rows: Sequence[RowLike], predictions: dict[str, list[dict]]) -> list[dict]:
     """Copies of rows with `vs_best_marker`, `vs_best` (the table's text) and `floor_flags` (warnings)."""
     verdicts, flags = paired_vs_best(rows, predictions), floor_flags(rows, predictions)
     annotated = []
     for row in rows:
         v, warnings = verdicts.get(row["technique"]), flags.get(row["technique"], [])
         annotated.append(
-            row
-            | {
+            {
+                **row,
                 "vs_best_marker": v.marker if v else None,
                 "vs_best": vs_best_text(v, bool(warnings)) if v else None,
                 "floor_flags": warnings,

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from harness import kinds
+from harness.rows import RowLike
 
 API_TOKEN_FIELDS = ("api_input_tokens", "api_output_tokens")  # a row priced by its tokens (kind api)
 
@@ -24,12 +25,12 @@ def price_per_second(device: str | None, usd_per_hour: dict[str, float]) -> floa
     return None if price is None else price / 3600
 
 
-def priced_by_tokens(row: dict) -> bool:
+def priced_by_tokens(row: RowLike) -> bool:
     """Whether the row's cost comes from token prices (kind api) rather than device time."""
     return any(row.get(key) is not None for key in API_TOKEN_FIELDS) and row.get("cost_usd") is not None
 
 
-def serving_usd_per_request(row: dict, price: float | None) -> float | None:
+def serving_usd_per_request(row: RowLike, price: float | None) -> float | None:
     """One request's cost: a token-priced row's cost per request; else device time per request at the
     recipe's batch size (evaluation seconds / examples, plus retrieval per request) times the price."""
     n = row.get("n_eval")
@@ -42,7 +43,7 @@ def serving_usd_per_request(row: dict, price: float | None) -> float | None:
     return price * (row["eval_seconds"] / n + (row.get("retrieval_seconds_per_request") or 0.0))
 
 
-def run_costs(row: dict, usd_per_hour: dict[str, float]) -> dict:
+def run_costs(row: RowLike, usd_per_hour: dict[str, float]) -> dict:
     """The cost figures of a finished cell's row, from its measured seconds:
 
     - `cost_usd`: what this run spent on the technique, wall time less its lm-eval run (a token-priced
@@ -73,25 +74,25 @@ def run_costs(row: dict, usd_per_hour: dict[str, float]) -> dict:
     )
 
 
-def with_starting_model(row: dict, source: dict | None) -> dict:
+def with_starting_model(row: RowLike, source: RowLike | None) -> RowLike:
     """A technique that starts from another's trained model (`init_from`) owns that training too: its
     train_cost_usd adds the source's (which holds its own source's), and own_train_cost_usd keeps its own."""
     own, inherited = row.get("train_cost_usd"), (source or {}).get("train_cost_usd")
     if own is None or source is None:
         return row
-    return row | {"own_train_cost_usd": own, "train_cost_usd": None if inherited is None else own + inherited}
+    return {**row, "own_train_cost_usd": own, "train_cost_usd": None if inherited is None else own + inherited}
 
 
 # --- cost lines --------------------------------------------------------------------------------
 
 
-def line(row: dict) -> tuple[float, float] | None:
+def line(row: RowLike) -> tuple[float, float] | None:
     """(one-off training cost, cost per request), or None when the row lacks either."""
     train, serving = row.get("train_cost_usd"), row.get("serving_usd_per_request")
     return None if train is None or serving is None else (train, serving)
 
 
-def _known_line(row: dict) -> tuple[float, float]:
+def _known_line(row: RowLike) -> tuple[float, float]:
     """line() of a row that has one (a `costed` row)."""
     costs = line(row)
     if costs is None:
@@ -99,18 +100,18 @@ def _known_line(row: dict) -> tuple[float, float]:
     return costs
 
 
-def total_cost(row: dict, volume: float) -> float | None:
+def total_cost(row: RowLike, volume: float) -> float | None:
     """Training once plus `volume` requests."""
     costs = line(row)
     return None if costs is None else costs[0] + volume * costs[1]
 
 
-def costed(rows: Sequence[dict]) -> list[dict]:
+def costed(rows: Sequence[RowLike]) -> list[RowLike]:
     """Finished rows that have a cost line."""
     return [r for r in rows if r.get("status", "ok") == "ok" and line(r) is not None]
 
 
-def break_even(a: dict, b: dict) -> float | None:
+def break_even(a: RowLike, b: RowLike) -> float | None:
     """The request volume (> 0) at which a's and b's costs are equal; None when they never cross
     (parallel, or one cheaper both to start and per request)."""
     (ta, sa), (tb, sb) = _known_line(a), _known_line(b)
@@ -127,7 +128,7 @@ class Crossing:
     volume: float
 
 
-def crossings(rows: Sequence[dict]) -> list[Crossing]:
+def crossings(rows: Sequence[RowLike]) -> list[Crossing]:
     """Every pair of techniques whose costs cross, by volume."""
     rows = costed(rows)
     found = []
@@ -140,19 +141,19 @@ def crossings(rows: Sequence[dict]) -> list[Crossing]:
     return sorted(found, key=lambda c: c.volume)
 
 
-def cheapest_to_start(rows: Sequence[dict]) -> dict | None:
+def cheapest_to_start(rows: Sequence[RowLike]) -> RowLike | None:
     """The lowest training cost (ties: the cheaper per request)."""
     rows = costed(rows)
     return min(rows, key=_known_line) if rows else None
 
 
-def cheapest_per_request(rows: Sequence[dict]) -> dict | None:
+def cheapest_per_request(rows: Sequence[RowLike]) -> RowLike | None:
     """The lowest serving cost per request (ties: the cheaper to start)."""
     rows = costed(rows)
     return min(rows, key=lambda r: _known_line(r)[::-1]) if rows else None
 
 
-def cheapest_ranges(rows: Sequence[dict]) -> list[tuple[str, float, float]]:
+def cheapest_ranges(rows: Sequence[RowLike]) -> list[tuple[str, float, float]]:
     """(technique, from volume, to volume) for the technique that costs least over each range of
     request volumes, from 0 to infinity: the lower envelope of the cost lines."""
     lines = {r["technique"]: _known_line(r) for r in costed(rows)}
