@@ -2,8 +2,8 @@
 retrievers or report sections. A recipe's `plugins:` entries (a module name or a .py file) are imported
 when the recipe is read, by the driver and by every worker, before the settings that may name what they
 register (and again by `harness report`, which reads no recipe); an installed package declares its
-module under the `adapt_harness.plugins` entry-point group, imported before the first lookup in any
-registry that can name it.
+module under the `adapt_harness.plugins` entry-point group, imported before the first lookup of a
+technique kind, an executor or a tracker.
 """
 
 from __future__ import annotations
