@@ -100,7 +100,7 @@ def _show_warning(message, category, filename, lineno, file=None, line=None, _py
 def run(words, set_overrides, resume_dir, jobs):
     """Run RECIPE (YAML), with optional KEY=VALUE overrides, e.g. seed=1 eval.heldout.limit=50."""
     from harness import pipeline
-    from harness.config import Recipe, load_recipe
+    from harness.config import load_recipe, stored_recipe
     from harness.report.terminal import verdict_lines
     from harness.results import open_runs, report_folder
 
@@ -115,7 +115,7 @@ def run(words, set_overrides, resume_dir, jobs):
             raise ConfigError("--resume reuses the stored recipe; overrides would mix settings within one run")
         stores = open_runs(resume_dir)
         meta = stores[0].meta
-        spec = Recipe.model_validate(meta["recipe"])
+        spec = stored_recipe(meta["recipe"])
         if (Path(resume_dir) / "results.json").is_file() and len(spec.tasks) > 1:
             spec = spec.for_task(meta["task_ref"])  # one task's folder of a multi-task run
         run_dir, recipe = Path(resume_dir), meta.get("recipe_path")
@@ -466,9 +466,10 @@ def tasks():
 
 @main.command()
 def kinds():
-    """List the technique kinds a recipe may use (plugins add more), and the metrics and retrievers."""
+    """List the technique kinds a recipe may use (plugins add more), the executors, trackers, metrics and
+    retrievers."""
+    from harness import executors, metrics, tracking
     from harness import kinds as registry
-    from harness import metrics
     from harness.retrieval import RETRIEVERS
 
     table = Table("kind", "trains", "reads base model", "default lr", "description", header_style="bold")
@@ -482,6 +483,15 @@ def kinds():
             kind.description,
         )
     console.print(table)
+    executor_table = Table("executor.kind", "description", header_style="bold")
+    for name in executors.known():
+        executor_table.add_row(name, executors.get(name).description)
+    console.print(executor_table)
+    tracker_table = Table("tracking:", "needs", "description", header_style="bold")
+    for name in tracking.known():
+        backend = tracking.get(name)
+        tracker_table.add_row(name, " or ".join(backend.modules), backend.description)
+    console.print(tracker_table)
     console.print("metrics: " + ", ".join(metrics.METRICS.in_order()))
     console.print("retrievers: " + ", ".join(RETRIEVERS.in_order()))
 

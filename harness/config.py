@@ -10,28 +10,19 @@ Nothing this module imports imports it back.
 from __future__ import annotations
 
 import difflib
-import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, WrapValidator, field_validator, model_serializer, model_validator
+from pydantic import Field, WrapValidator, create_model, field_validator, model_serializer, model_validator
 
 from harness.embeddings import DEFAULT_EMBEDDING_MODEL
 from harness.searchspace import check_search
-from harness.yamlconfig import ByKind, ConfigError, Strict, load_yaml_model
+from harness.yamlconfig import BuiltModel, ByKind, ConfigError, Strict, expand_path, load_yaml_model
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
-
-
-def expand_path(value: str) -> str:
-    """Paths in recipes may use ~ and $VARS; an unset variable is an error, not an empty string."""
-    expanded = os.path.expanduser(os.path.expandvars(value))
-    if "$" in expanded:
-        raise ValueError(f"environment variable in {value!r} is not set")
-    return expanded
 
 
 class ModelSpec(Strict):
@@ -377,106 +368,31 @@ class CheckSpec(Strict):
         return limits
 
 
-class ExecutorSpec(Strict):
-    """Where cells run. local (the default) needs nothing extra; ray and slurm are optional extras,
-    imported only when chosen (pip install 'adapt-harness[ray]' / '[slurm]')."""
+def _executor_models() -> dict:
+    from harness import executors  # the registry imports the executor modules, which import this one
 
-    kind: Literal["local", "ray", "slurm"] = "local"
-    # ray: auto (the cluster `ray start` started here), host:6379, ray://host:10001, or local (a
-    # one-machine cluster started for this run and stopped with it)
-    address: str = "auto"
-    # GPUs per cell: one number, or per technique kind / name ({full: 2, lora: 1, prompt: 1}); default:
-    # 1 on CUDA, 0 on the CPU. Fractions share a GPU between cells (Ray only).
-    gpus_per_cell: float | dict[str, float] | None = None
-    # CPU cores per cell, also its torch threads; default: ray and slurm 1, local the machine's cores
-    # split between --jobs
-    cpus_per_cell: int | None = Field(None, ge=1)
-    max_retries: int = Field(2, ge=0)  # a cell lost with its worker or node runs again (ray, slurm)
-    storage: str | None = None  # the run folder's root for a new run (replaces output_dir): a path all workers see
-    # slurm (through submitit)
-    partition: str | None = None
-    account: str | None = None
-    timeout_min: int = Field(240, ge=1)  # a cell's wall-clock limit on Slurm (and submitit's local cluster)
-    mem_gb: float | None = Field(None, gt=0)
-    slurm: dict[
-        str, str | int | float | bool
-    ] = {}  # more sbatch settings for submitit, e.g. {qos: high, constraint: a100}
-    cluster: Literal["slurm", "local"] = "slurm"  # local: submitit's one-machine stand-in for Slurm (tests, dry runs)
-
-    _expand = field_validator("storage")(classmethod(lambda cls, v: v if v is None else expand_path(v)))
-
-    def gpus_for(self, kind: str, name: str, device: str) -> float:
-        """GPUs one cell of this technique asks for."""
-        default = 1.0 if device.startswith("cuda") else 0.0
-        if isinstance(self.gpus_per_cell, dict):
-            return float(self.gpus_per_cell.get(name, self.gpus_per_cell.get(kind, default)))
-        return default if self.gpus_per_cell is None else float(self.gpus_per_cell)
+    return {name: executors.get(name).settings for name in executors.known()}
 
 
-class MlflowTracking(Strict):
-    """MLflow: a parent run per harness run, a nested run per technique (its row's figures, the recipe,
-    REPORT.md and plots) and, under it, one run per training cell with the Trainer's curves."""
-
-    # sqlite:///path/mlflow.db works offline; http(s)://host for a tracking server; None:
-    # MLFLOW_TRACKING_URI, else MLflow's default. A relative sqlite path is made absolute here, so
-    # worker processes started elsewhere write to the same database.
-    uri: str | None = None
-    experiment: str | None = None  # None: the recipe's name
-
-    @field_validator("uri")
-    @classmethod
-    def _absolute_sqlite(cls, uri):
-        if uri is None:
-            return None
-        uri = expand_path(uri)
-        prefix = "sqlite:///"
-        if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
-            return prefix + str(Path(uri.removeprefix(prefix)).resolve())
-        return uri
-
-
-class WandbTracking(Strict):
-    """Weights & Biases: one run per training cell (the Trainer's curves) and one summary run per
-    technique, grouped by the harness run."""
-
-    project: str | None = None  # None: the recipe's name
-    entity: str | None = None  # a team or user; None: the account's default
-    mode: Literal["offline", "online"] = "offline"  # offline: files under `dir`, uploaded later by `wandb sync`
-    dir: str | None = None  # None: the run folder
-
-    _expand = field_validator("dir")(classmethod(lambda cls, v: v if v is None else expand_path(v)))
-
-
-class TensorboardTracking(Strict):
-    """TensorBoard event files: <dir>/<recipe>/<run-id>/<cell> for training curves, .../<technique> for
-    the summary (the row's figures as scalars, the recipe and REPORT.md as text, the plots as images)."""
-
-    dir: str | None = None  # None: <run folder>/tensorboard
-
-    _expand = field_validator("dir")(classmethod(lambda cls, v: v if v is None else expand_path(v)))
-
-
-# backend -> (the modules that serve it, any one of them; what to pip install)
-TRACKING_PACKAGES = {
-    "mlflow": (("mlflow",), "'adapt-harness[tracking]' (mlflow-skinny), or mlflow"),
-    "wandb": (("wandb",), "wandb"),
-    "tensorboard": (("tensorboardX", "tensorboard"), "'adapt-harness[tracking]' (tensorboardX), or tensorboard"),
-}
+_by_executor = ByKind(_executor_models, default="local")
+# The `executor:` block: validated by the settings model of its `kind:` (local when it names none), each
+# in its executor's file (harness/executors/), so a new executor extends recipes by registering itself.
+ExecutorSpec = Annotated[Any, WrapValidator(_by_executor), _by_executor]
 
 
 class TrackingSpec(Strict):
     """Experiment trackers that receive the training curves (through the Trainer's `report_to`) and one
     summary per technique once the report is written (harness/tracking/). A tracker that fails warns;
-    the comparison goes on."""
+    the comparison goes on. Its fields, one optional settings block per registered tracker, are added by
+    `tracking_model()`, so a new tracker extends recipes by registering itself."""
 
-    mlflow: MlflowTracking | None = None
-    wandb: WandbTracking | None = None
-    tensorboard: TensorboardTracking | None = None
-
-    @field_validator("mlflow", "wandb", "tensorboard", mode="before")
+    @model_validator(mode="before")
     @classmethod
-    def _bare_key_enables(cls, value):
-        return {} if value is None else value  # `tensorboard:` alone asks for it with its defaults
+    def _bare_key_enables(cls, data):
+        if not isinstance(data, dict):
+            return data
+        # `tensorboard:` alone asks for it with its defaults
+        return {name: {} if value is None else value for name, value in data.items()}
 
     @model_serializer(mode="wrap")
     def _omit_unused(self, handler):
@@ -486,27 +402,50 @@ class TrackingSpec(Strict):
 
     @property
     def backends(self) -> list[str]:
-        return [name for name in TRACKING_PACKAGES if getattr(self, name) is not None]
+        """The trackers this recipe uses, in registration order."""
+        return [name for name in type(self).model_fields if getattr(self, name) is not None]
 
     def check_installed(self) -> None:
         """Fail before the run, importing nothing, when a chosen tracker's package is missing."""
         from importlib.util import find_spec
 
+        from harness import tracking
+
         for name in self.backends:
-            modules, install = TRACKING_PACKAGES[name]
-            if not any(find_spec(module) for module in modules):
+            backend = tracking.get(name)
+            if not any(find_spec(module) for module in backend.modules):
                 raise ConfigError(
-                    f"tracking.{name} needs the {' or '.join(modules)} package, which is not installed: "
-                    f"pip install {install}"
+                    f"tracking.{name} needs the {' or '.join(backend.modules)} package, which is not installed: "
+                    f"pip install {backend.install}"
                 )
+
+
+_tracking_models: dict[tuple[str, ...], type[TrackingSpec]] = {}
+
+
+def tracking_model() -> type[TrackingSpec]:
+    """TrackingSpec with an optional field per registered tracker (harness/tracking/); built again once a
+    plugin has registered another."""
+    from harness import tracking  # the registry imports the tracker modules, which import this one
+
+    names = tuple(tracking.known())
+    if names not in _tracking_models:
+        fields: dict[str, Any] = {name: (tracking.get(name).settings | None, None) for name in names}
+        _tracking_models[names] = create_model("TrackingSpec", __base__=TrackingSpec, **fields)
+    return _tracking_models[names]
+
+
+_tracking = BuiltModel(tracking_model)
+TrackingField = Annotated[Any, WrapValidator(_tracking), _tracking]
 
 
 class Recipe(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # also the reports/<name>/ folder
     model: ModelSpec = ModelSpec()
     task: str | list[str]  # a bundled task name (see `harness tasks`) or a task folder path; or a list of them
-    # Modules or .py files that register more technique kinds (docs/ARCHITECTURE.md, "Adding a kind");
-    # imported before `techniques` is read, by the driver and by every worker
+    # Modules or .py files that register more technique kinds, executors, trackers, metrics or retrievers
+    # (docs/ARCHITECTURE.md); imported before the keys that may name them are read, by the driver and by
+    # every worker (harness/plugins.py)
     plugins: list[str] = []
     seed: int = 0
     seeds: list[int] | None = Field(None, min_length=1)  # repeat every chosen configuration; replaces `seed`
@@ -519,8 +458,9 @@ class Recipe(Strict):
     cost: CostSpec = CostSpec()
     workload: Workload | None = None  # e.g. {requests: 1000000, period: month}; else the report gives volume ranges
     check: CheckSpec = CheckSpec()
-    executor: ExecutorSpec = ExecutorSpec()
-    tracking: TrackingSpec = TrackingSpec()  # e.g. {mlflow: {uri: sqlite:///mlflow.db}, tensorboard: {}}
+    executor: ExecutorSpec = Field(default_factory=lambda: _executor_models()["local"]())
+    # e.g. {mlflow: {uri: sqlite:///mlflow.db}, tensorboard: {}}
+    tracking: TrackingField = Field(default_factory=lambda: tracking_model()())
 
     @field_validator("model", mode="before")
     @classmethod
@@ -543,7 +483,7 @@ class Recipe(Strict):
     @field_validator("plugins")
     @classmethod
     def _load_plugins(cls, refs):
-        from harness import kinds
+        from harness import plugins
 
         resolved = []
         for ref in refs:
@@ -553,7 +493,7 @@ class Recipe(Strict):
                     raise ValueError(f"plugin file {ref} not found (a path is relative to where harness runs)")
                 ref = str(Path(ref).resolve())  # workers may run elsewhere
             try:
-                kinds.load_plugin(ref)
+                plugins.load(ref)
             except Exception as exc:  # noqa: BLE001 — the plugin's own error, reported as a recipe error
                 raise ValueError(f"plugin {ref!r} failed to load: {type(exc).__name__}: {exc}") from None
             resolved.append(ref)
@@ -648,4 +588,15 @@ def load_recipe(path: str | Path, overrides: Iterable[str] = ()) -> Recipe:
     return load_yaml_model(path, Recipe, overrides)
 
 
-__all__ = ["ConfigError", "Recipe", "load_recipe", "DEFAULT_MODEL"]
+def stored_recipe(data: dict) -> Recipe:
+    """The recipe a run folder stored (results.json's meta), for --resume and workers. A run stored
+    before each executor had a settings model of its own kept every executor's keys under `executor:`;
+    those its executor does not take are dropped, so such a run still resumes."""
+    executor = data.get("executor")
+    model = _by_executor.model_for(executor)
+    if isinstance(executor, dict) and model is not None:
+        data = {**data, "executor": {key: value for key, value in executor.items() if key in model.model_fields}}
+    return Recipe.model_validate(data)
+
+
+__all__ = ["ConfigError", "Recipe", "load_recipe", "stored_recipe", "DEFAULT_MODEL"]

@@ -10,24 +10,20 @@ when a cell runs, so `harness validate` and the report commands stay light.
 from __future__ import annotations
 
 import importlib
-import importlib.util
-import sys
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib import metadata
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness import plugins
 from harness.registry import Registry
 
 if TYPE_CHECKING:  # a kind's file imports Figure to declare its figures; figures.get asks the kinds
     from harness.figures import Figure
 
-# Modules whose import registers the built-in kinds: loaded on first lookup, with the modules that
-# installed packages declare under this entry-point group (a kind shipped as a package).
+# Modules whose import registers the built-in kinds: loaded on first lookup, with installed plugin
+# packages (harness/plugins.py: a kind shipped as a package).
 BUILTIN_MODULES = ("harness.techniques",)
-ENTRY_POINT_GROUP = "adapt_harness.plugins"
 
 
 def uses_retrieval(spec) -> bool:
@@ -83,29 +79,7 @@ def _load_builtins() -> None:
     _loaded = True
     for module in BUILTIN_MODULES:
         importlib.import_module(module)
-    for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
-        entry.load()
-
-
-def load_plugin(ref: str) -> None:
-    """Import a recipe's `plugins:` entry (a module name, or a .py file) so the kinds it registers
-    exist; the driver and every worker do this when they read the recipe."""
-    if not ref.endswith(".py"):
-        importlib.import_module(ref)
-        return
-    name = "harness_plugin_" + Path(ref).stem.replace("-", "_")
-    if name in sys.modules:
-        return
-    spec = importlib.util.spec_from_file_location(name, ref)
-    if spec is None or spec.loader is None:  # never for a .py path
-        raise ImportError(f"cannot load the plugin file {ref}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        del sys.modules[name]
-        raise
+    plugins.load_installed()
 
 
 def get(name: str) -> Kind:

@@ -22,7 +22,7 @@ from rich.text import Text
 
 from harness import preflight, report, search, study, tracking, worker
 from harness.analysis import floor, ownership
-from harness.config import Recipe
+from harness.config import Recipe, stored_recipe
 from harness.executors import Job, JobEnd, last_lines, make_executor
 from harness.measure import device_name
 from harness.models import cache_dir, conversion_message, pending_conversion
@@ -176,7 +176,7 @@ class CellRunner:
         self.searched: dict[str, list[dict]] = {}  # technique -> its trial results
         self.planned: dict[str, tuple] = {}  # technique -> (spec, test cells, search summary)
         self.merged: set[str] = set()
-        self.kinds = {t.name: t.kind for t in Recipe.model_validate(store.meta["recipe"]).techniques}
+        self.kinds = {t.name: t.kind for t in stored_recipe(store.meta["recipe"]).techniques}
         self.active: dict[str, tuple] = {}  # job id -> (job, start time)
         self.spinners: dict[str, Spinner] = {}  # job id -> its spinner, kept so that it turns rather than restarts
         self.live: Live | None = None

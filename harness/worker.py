@@ -218,7 +218,7 @@ def hold(release: Path) -> None:
 
 def run_job(job: dict) -> None:
     from harness import tracking
-    from harness.config import Recipe
+    from harness.config import stored_recipe
     from harness.results import RunStore, write_atomic
     from harness.study import Cell, cell_path, finished, read_result
     from harness.tasks import load_task, with_validation
@@ -227,7 +227,7 @@ def run_job(job: dict) -> None:
 
     run_dir = Path(job["run_dir"])
     meta = RunStore.open(run_dir).meta  # the driver's resolved recipe: every process runs the same one
-    recipe = Recipe.model_validate(meta["recipe"]).for_task(meta["task_ref"])
+    recipe = stored_recipe(meta["recipe"]).for_task(meta["task_ref"])
     task = with_validation(load_task(meta["task_ref"]), recipe.eval.validation)
     shared, progress = Shared(), LineProgress()
     for data in job["cells"]:

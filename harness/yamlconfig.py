@@ -6,6 +6,7 @@ Shared by recipes (config.py) and task folders (tasks.py): one mechanism for bot
 from __future__ import annotations
 
 import difflib
+import os
 import types
 import typing
 from collections.abc import Iterable
@@ -30,17 +31,27 @@ class ConfigError(ValueError):
     """A user-facing configuration problem; the message says where and how to fix it."""
 
 
-class ByKind:
-    """A mapping whose schema is chosen by its `kind:` value from a registry (technique kinds), so that
-    registering a kind extends the recipe schema without editing it. Use as
-    `Annotated[Any, WrapValidator(by_kind), by_kind]`: the validator, and the marker the error
-    messages use to find the chosen model's keys."""
-
-    def __init__(self, models: typing.Callable[[], dict[str, type[BaseModel]]]):
-        self.models = models  # kind -> settings model, in the order errors list them
+class Chooser:
+    """Marks a mapping whose schema is looked up when a value is validated, not when the schema class is
+    defined: registries that plugins extend (technique kinds, executors, trackers) decide it. Use as
+    `Annotated[Any, WrapValidator(chooser), chooser]`: the validator, and the marker the error messages
+    follow to the chosen model's keys."""
 
     def model_for(self, value: Any) -> type[BaseModel] | None:
-        kind = value.get("kind") if isinstance(value, dict) else None
+        raise NotImplementedError
+
+
+class ByKind(Chooser):
+    """A mapping whose schema is chosen by its `kind:` value from a registry (technique kinds, executors),
+    so that registering a kind extends the recipe schema without editing it. `default`: the kind of a
+    mapping that names none (None: `kind:` is required)."""
+
+    def __init__(self, models: typing.Callable[[], dict[str, type[BaseModel]]], default: str | None = None):
+        self.models = models  # kind -> settings model, in the order errors list them
+        self.default = default
+
+    def model_for(self, value: Any) -> type[BaseModel] | None:
+        kind = value.get("kind", self.default) if isinstance(value, dict) else None
         return self.models().get(kind) if isinstance(kind, str) else None
 
     def __call__(self, value: Any, handler: Any) -> BaseModel:
@@ -49,20 +60,44 @@ class ByKind:
             return value  # built in code (defaults, model_copy), already valid
         if not isinstance(value, dict):
             raise PydanticCustomError("dict_type", "expected a mapping with a `kind:` key")
-        if "kind" not in value:
+        if "kind" not in value and self.default is None:
             raise ValidationError.from_exception_data("kind", [{"type": "missing", "loc": ("kind",), "input": value}])
-        if not isinstance(value["kind"], str) or value["kind"] not in models:
-            hint = difflib.get_close_matches(str(value["kind"]), list(models), n=1)
+        kind = value.get("kind", self.default)
+        if not isinstance(kind, str) or kind not in models:
+            hint = difflib.get_close_matches(str(kind), list(models), n=1)
             message = (
-                f"unknown value {value['kind']!r}"
+                f"unknown value {kind!r}"
                 + (f" (did you mean '{hint[0]}'?)" if hint else "")
                 + f"; known: {', '.join(models)}"
             )
             raise ValidationError.from_exception_data(
                 "kind",
-                [{"type": PydanticCustomError("unknown_kind", message), "loc": ("kind",), "input": value["kind"]}],
+                [{"type": PydanticCustomError("unknown_kind", message), "loc": ("kind",), "input": kind}],
             )
-        return models[value["kind"]].model_validate(value)
+        return models[kind].model_validate({**value, "kind": kind})
+
+
+class BuiltModel(Chooser):
+    """A mapping validated by a model built when it is validated, e.g. `tracking:`, whose keys are the
+    trackers registered by then (plugins included)."""
+
+    def __init__(self, model: typing.Callable[[], type[BaseModel]]):
+        self.model = model
+
+    def model_for(self, value: Any) -> type[BaseModel]:
+        return self.model()
+
+    def __call__(self, value: Any, handler: Any) -> BaseModel:
+        model = self.model()
+        return value if isinstance(value, model) else model.model_validate(value)
+
+
+def expand_path(value: str) -> str:
+    """Paths in recipes may use ~ and $VARS; an unset variable is an error, not an empty string."""
+    expanded = os.path.expanduser(os.path.expandvars(value))
+    if "$" in expanded:
+        raise ValueError(f"environment variable in {value!r} is not set")
+    return expanded
 
 
 class ConfigWarning(UserWarning):
@@ -245,8 +280,8 @@ def _fields_at(model: Any, loc: tuple, data: Any) -> list[str]:
 def _unwrap(tp: Any, part: Any, node: Any = None) -> Any:
     origin = typing.get_origin(tp)
     if origin is typing.Annotated:
-        chooser = next((m for m in typing.get_args(tp)[1:] if isinstance(m, ByKind)), None)
-        if chooser is not None:  # the schema is the one the mapping's `kind:` selects
+        chooser = next((m for m in typing.get_args(tp)[1:] if isinstance(m, Chooser)), None)
+        if chooser is not None:  # the schema is the one chosen for this mapping (by its `kind:`, say)
             chosen = chooser.model_for(node)
             return chosen if part is None or chosen is None else _unwrap(chosen, part, node)
         return _unwrap(typing.get_args(tp)[0], part, node)
@@ -260,5 +295,8 @@ def _unwrap(tp: Any, part: Any, node: Any = None) -> Any:
     if origin is dict:
         return typing.get_args(tp)[1]
     if isinstance(tp, type) and issubclass(tp, BaseModel) and part in tp.model_fields:
-        return tp.model_fields[part].annotation
+        field = tp.model_fields[part]
+        # pydantic keeps a field's own Annotated markers in its metadata, apart from its annotation
+        chooser = next((m for m in field.metadata if isinstance(m, Chooser)), None)
+        return field.annotation if chooser is None else typing.Annotated[field.annotation, chooser]
     return None

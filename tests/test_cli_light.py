@@ -1,6 +1,6 @@
 """The light commands (--help, validate, tasks, models, report, compare, check, calibrate) import neither torch nor
-transformers (nor mlflow, wandb or tensorboardX): the CI gate runs where they are not installed, and
-`harness --help` answers at once."""
+transformers (nor mlflow, wandb or tensorboardX, nor ray or submitit): the CI gate runs where they are not
+installed, and `harness --help` answers at once."""
 
 import os
 import shutil
@@ -10,8 +10,9 @@ import textwrap
 
 from conftest import REPO
 
-# and no tracker's library: validate checks that a recipe's `tracking:` packages are installed, importing none
-HEAVY = ("torch", "transformers", "mlflow", "wandb", "tensorboardX")
+# and no tracker's library: validate checks that a recipe's `tracking:` packages are installed, importing none;
+# nor a cluster executor's: their settings are checked without it
+HEAVY = ("torch", "transformers", "mlflow", "wandb", "tensorboardX", "ray", "submitit")
 
 # Runs in a fresh interpreter: this test process has imported torch already (conftest, other tests).
 SCRIPT = textwrap.dedent("""
@@ -33,6 +34,8 @@ SCRIPT = textwrap.dedent("""
     if not (find_spec("mlflow") and find_spec("tensorboardX")):
         tracked = []
     for args in (["--help"], ["validate", "recipes/demo.yaml"], ["validate", "recipes/demo.yaml", *tracked],
+                 ["validate", "recipes/demo.yaml", "--set", "executor.kind=ray"],
+                 ["validate", "recipes/demo.yaml", "--set", "executor.kind=slurm", "--set", "executor.partition=gpu"],
                  ["tasks"], ["models"], ["report", run_dir],
                  ["report", run_dir, "--format", "json"], ["report", run_dir, "--format", "pr"],
                  ["compare", run_dir, run_dir],

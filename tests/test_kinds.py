@@ -166,7 +166,9 @@ def test_retrievers_are_a_registry_too(write):
 
 
 def test_harness_kinds_lists_every_kind_metric_and_retriever():
+    from harness import executors, tracking
+
     result = run_cli("kinds")
     assert result.exit_code == 0, result.output
-    for name in [*kinds.known(), "rouge_l", "hybrid"]:
+    for name in [*kinds.known(), "rouge_l", "hybrid", *executors.known(), *tracking.known()]:
         assert name in result.output

@@ -1,13 +1,16 @@
 """Tracking (`tracking:`): a real MLflow SQLite store and real TensorBoard event files, read back through
-MLflow's own client and TensorBoard's event records; W&B where the wandb package is installed."""
+MLflow's own client and TensorBoard's event records; W&B where the wandb package is installed; and a
+tracker added by a plugin file alone (one file + one registration, harness/tracking/__init__.py)."""
 
 import importlib.util
 import json
 import struct
+import sys
 
 import pytest
 from conftest import run_cli, run_rows, tiny_recipe
 
+from harness import tracking
 from harness.config import Recipe, load_recipe
 from harness.yamlconfig import ConfigError
 
@@ -176,3 +179,93 @@ def test_a_tracker_failing_during_training_warns_and_the_training_goes_on(write,
     assert row["status"] == "ok" and row["train_steps"] == 2
     log = (run_dir / "logs" / "lora.seed-0.log").read_text()
     assert "tracking.TensorBoardCallback: its on_train_begin failed" in log
+
+
+# A tracker written as a user would, in a file of its own, with no Trainer integration: it notes each
+# trained cell (worker side) and each technique's figures (driver side) in a JSON-lines file.
+LEDGER_TRACKER = """
+import json
+
+from harness import tracking
+from harness.tracking import summary
+from harness.yamlconfig import Strict
+
+
+class LedgerSettings(Strict):
+    file: str = "ledger.jsonl"  # in the run folder
+
+
+class Tracker:
+    name, report_to = "ledger", None  # no Trainer integration: no training curves
+
+    def __init__(self, settings, recipe):
+        self.settings, self.recipe = settings, recipe
+
+    def open(self, store):  # the driver, before any cell: the state every worker reads
+        return {"path": str(store.run_dir / self.settings.file)}
+
+    def attach(self, state, cell, technique):  # a worker, around a trained cell: the environment to set
+        self.path, self.cell = state["path"], cell.id
+        return {}
+
+    def detach(self, status):
+        self.note({"cell": self.cell, "status": status})
+
+    def summarize(self, state, store, status):  # the driver, after REPORT.md
+        self.path = state["path"]
+        for row in store.ordered_rows():
+            self.note({"technique": row["technique"], **summary.figures(row)})
+
+    def note(self, entry):
+        with open(self.path, "a") as out:
+            out.write(json.dumps(entry) + "\\n")
+
+
+tracking.register(tracking.Backend("ledger", LedgerSettings, Tracker, modules=("json",), install="nothing"))
+"""
+
+
+@pytest.fixture
+def ledger_plugin(write):
+    path = write("ledger_tracker.py", LEDGER_TRACKER)
+    yield path
+    # the registry is process-wide: the next test loads the plugin afresh, and others never see it
+    tracking.TRACKERS._items.pop("ledger", None)
+    sys.modules.pop("harness_plugin_ledger_tracker", None)
+
+
+def test_a_tracker_added_by_a_plugin_file_alone_gets_cells_and_summaries(
+    ledger_plugin, write, tiny_model_dir, tmp_path
+):
+    extra = f"plugins: [{ledger_plugin}]\ntracking:\n  ledger: {{file: notes.jsonl}}\n"
+    run_dir, rows = run_rows(write, tiny_recipe(tiny_model_dir, tmp_path / "out", TECHNIQUES, extra), tmp_path / "out")
+    notes = [json.loads(line) for line in (run_dir / "notes.jsonl").read_text().splitlines()]
+    assert [n for n in notes if "cell" in n] == [{"cell": "lora.seed-0", "status": "ok"}]  # trained cells only
+    scores = {n["technique"]: n["score"] for n in notes if "technique" in n}
+    assert scores == {name: pytest.approx(row["score"]) for name, row in rows.items()}
+
+
+def test_a_plugin_trackers_settings_get_the_usual_recipe_errors(ledger_plugin, write):
+    base = f"name: x\ntask: ticket-routing\nplugins: [{ledger_plugin}]\ntechniques:\n  - {{name: t, kind: prompt}}\n"
+    path = write("a.yaml", base + "tracking:\n  ledgr:\n")
+    message = str(pytest.raises(ConfigError, load_recipe, path).value)
+    assert f"{path}:7: unknown key 'tracking.ledgr' (did you mean 'tracking.ledger'?)" in message
+    path = write("b.yaml", base + "tracking:\n  ledger: {fiel: x}\n")
+    message = str(pytest.raises(ConfigError, load_recipe, path).value)
+    assert f"{path}:7: unknown key 'tracking.ledger.fiel' (did you mean 'tracking.ledger.file'?)" in message
+    recipe = load_recipe(write("c.yaml", base + "tracking:\n  ledger:\n  tensorboard:\n"))
+    assert set(recipe.tracking.backends) == {"ledger", "tensorboard"} and recipe.tracking.ledger.file == "ledger.jsonl"
+    again = Recipe.model_validate(json.loads(json.dumps(recipe.model_dump(mode="json"))))
+    assert again == recipe and set(again.tracking.backends) == {"ledger", "tensorboard"}
+
+
+def test_the_descriptor_is_checked_when_a_tracker_registers():
+    from harness.yamlconfig import Strict
+
+    class Needy(Strict):
+        token: str
+
+    with pytest.raises(TypeError, match="every setting needs a default .*; token has none"):
+        tracking.Backend("needy", Needy, object, modules=("json",), install="nothing")
+    with pytest.raises(ValueError, match="registered twice"):
+        tracking.register(tracking.get("mlflow"))

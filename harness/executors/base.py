@@ -1,5 +1,5 @@
-"""What every executor shares: a job (one or more cells run by one process), how it ended, and the
-interface `submit(job) -> Future[JobEnd]`, `shutdown()`.
+"""What every executor shares: the settings every `executor:` block takes, a job (one or more cells run
+by one process), how it ended, and the interface `submit(job) -> Future[JobEnd]`, `shutdown()`.
 
 The executor only runs jobs; the driver (pipeline.py) alone plans cells and merges their result files.
 A job's process writes each cell's result into the run folder (`worker.run_job`), so any executor
@@ -17,10 +17,37 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from pydantic import Field, field_validator
+
 from harness.results import write_atomic
 from harness.study import Cell
+from harness.yamlconfig import Strict, expand_path
 
 LOG_TAIL_LINES = 8
+
+
+class ExecutorSettings(Strict):
+    """The keys every executor takes. Each executor's settings model (in its own file) adds
+    `kind: Literal["<name>"]` and its own keys; the recipe's `executor.kind` selects the model."""
+
+    kind: str  # declared here so that it comes first in the stored recipe
+    # GPUs per cell: one number, or per technique kind / name ({full: 2, lora: 1, prompt: 1}); default:
+    # 1 on CUDA, 0 on the CPU. Fractions share a GPU between cells (Ray only).
+    gpus_per_cell: float | dict[str, float] | None = None
+    # CPU cores per cell, also its torch threads; default: ray and slurm 1, local the machine's cores
+    # split between --jobs
+    cpus_per_cell: int | None = Field(None, ge=1)
+    max_retries: int = Field(2, ge=0)  # a cell lost with its worker or node runs again (ray, slurm)
+    storage: str | None = None  # the run folder's root for a new run (replaces output_dir): a path all workers see
+
+    _expand = field_validator("storage")(classmethod(lambda cls, v: v if v is None else expand_path(v)))
+
+    def gpus_for(self, kind: str, name: str, device: str) -> float:
+        """GPUs one cell of this technique asks for."""
+        default = 1.0 if device.startswith("cuda") else 0.0
+        if isinstance(self.gpus_per_cell, dict):
+            return float(self.gpus_per_cell.get(name, self.gpus_per_cell.get(kind, default)))
+        return default if self.gpus_per_cell is None else float(self.gpus_per_cell)
 
 
 class ExecutorError(RuntimeError):
@@ -59,7 +86,7 @@ class JobEnd:
 
 
 class Executor(Protocol):
-    kind: str  # local | ray | slurm, stored in every cell row
+    kind: str  # its registered name (local, ray, slurm, ...), stored in every cell row
     device: str  # where the cells run: cpu or cuda
     jobs: int  # cells it can run at once: how many search trials are asked together
 

@@ -1,4 +1,5 @@
-"""The local executor: each job in a fresh process on this machine, N at a time."""
+"""The local executor (`executor.kind: local`, the default): each job in a fresh process on this
+machine, N at a time."""
 
 from __future__ import annotations
 
@@ -6,8 +7,16 @@ import os
 import queue
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Literal
 
-from harness.executors.base import ExecutorError, Job, JobEnd, cell_env, describe_exit
+from harness import executors
+from harness.executors.base import ExecutorError, ExecutorSettings, Job, JobEnd, cell_env, describe_exit
+
+
+class LocalSettings(ExecutorSettings):
+    """Nothing beyond the keys every executor takes (max_retries is unused: a dead process is a failed row)."""
+
+    kind: Literal["local"] = "local"
 
 
 class LocalExecutor:
@@ -89,6 +98,10 @@ class LocalExecutor:
         return env
 
 
+def make(settings: LocalSettings, device: str, techniques, jobs: int | None) -> LocalExecutor:
+    return LocalExecutor(jobs or 1, local_device(device), threads=settings.cpus_per_cell)
+
+
 def local_device(requested: str) -> str:
     """The device cells run on here: `auto` takes CUDA when a GPU is visible."""
     import torch
@@ -107,3 +120,8 @@ def _visible_gpus() -> list[str]:
     import torch
 
     return [str(i) for i in range(torch.cuda.device_count())]
+
+
+executors.register(
+    executors.ExecutorKind("local", LocalSettings, make, "each job a process on this machine, --jobs at a time")
+)

@@ -1,6 +1,6 @@
-"""The Ray executor: each job is a Ray task on a cluster (`ray start --head`, an existing cluster or
-KubeRay), in a worker process of its own (max_calls=1: the process exits after the job, so memory
-peaks and crashes stay the cell's own, as on the local executor).
+"""The Ray executor (`executor.kind: ray`): each job is a Ray task on a cluster (`ray start --head`, an
+existing cluster or KubeRay), in a worker process of its own (max_calls=1: the process exits after the
+job, so memory peaks and crashes stay the cell's own, as on the local executor).
 
 Ray places the task where its CPUs and GPUs are free (it sets CUDA_VISIBLE_DEVICES) and runs it again
 when its worker or node is lost (`max_retries`); a retried job skips the cells its first attempt
@@ -13,15 +13,36 @@ from __future__ import annotations
 import socket
 import threading
 from concurrent.futures import Future
+from typing import Literal
 
-from harness.executors.base import ExecutorError, Job, JobEnd, after_retries, cell_env, job_gpus, log_tail, require
+from harness import executors
+from harness.executors.base import (
+    ExecutorError,
+    ExecutorSettings,
+    Job,
+    JobEnd,
+    after_retries,
+    cell_env,
+    job_gpus,
+    log_tail,
+    require,
+)
+
+
+class RaySettings(ExecutorSettings):
+    """pip install 'adapt-harness[ray]'; the cluster's workers must see the run folder (storage)."""
+
+    kind: Literal["ray"] = "ray"
+    # auto (the cluster `ray start` started here), host:6379, ray://host:10001, or local (a one-machine
+    # cluster started for this run and stopped with it)
+    address: str = "auto"
 
 
 class RayExecutor:
     kind = "ray"
 
-    def __init__(self, spec, device: str, techniques, jobs: int | None):
-        ray = require("ray", self.kind)
+    def __init__(self, spec: RaySettings, device: str, techniques, jobs: int | None):
+        ray = require("ray", self.kind)  # only now: validating a recipe that names ray does not import it
         self.ray, self.spec, self.techniques = ray, spec, {t.name: t for t in techniques}
         self.started = not ray.is_initialized()  # a caller's own ray.init is left to it
         if self.started:
@@ -144,3 +165,8 @@ def capacity(resources: list[dict], cpus: int, gpus: float) -> int:
             fits = min(fits, node.get("GPU", 0) // gpus)
         total += int(fits)
     return max(1, total)
+
+
+executors.register(
+    executors.ExecutorKind("ray", RaySettings, RayExecutor, "each job a Ray task on a cluster, retried when lost")
+)

@@ -1,5 +1,6 @@
-"""The Slurm executor, through submitit: each job is a Slurm job (sbatch) that runs the same entry point
-as a local cell process; `cluster: local` uses submitit's one-machine stand-in (tests, dry runs).
+"""The Slurm executor (`executor.kind: slurm`), through submitit: each job is a Slurm job (sbatch) that
+runs the same entry point as a local cell process; `cluster: local` uses submitit's one-machine stand-in
+(tests, dry runs).
 
 The driver waits on each job from a thread; a job that ends without a result (node lost, preempted,
 killed, out of memory, over its time limit) is submitted again up to `max_retries` times, and the
@@ -13,9 +14,22 @@ import difflib
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
-from harness.executors.base import ExecutorError, Job, JobEnd, after_retries, cell_env, job_gpus, log_tail, require
+from pydantic import Field
+
+from harness import executors
+from harness.executors.base import (
+    ExecutorError,
+    ExecutorSettings,
+    Job,
+    JobEnd,
+    after_retries,
+    cell_env,
+    job_gpus,
+    log_tail,
+    require,
+)
 
 if TYPE_CHECKING:
     from submitit import Job as SubmititJob
@@ -23,11 +37,25 @@ if TYPE_CHECKING:
 CELLS_IN_FLIGHT = 8  # default cells asked of Slurm at once (search trials asked together) without --jobs
 
 
+class SlurmSettings(ExecutorSettings):
+    """pip install 'adapt-harness[slurm]', on a login node; the nodes must see the run folder (storage)."""
+
+    kind: Literal["slurm"] = "slurm"
+    partition: str | None = None
+    account: str | None = None
+    timeout_min: int = Field(240, ge=1)  # a cell's wall-clock limit on Slurm (and submitit's local cluster)
+    mem_gb: float | None = Field(None, gt=0)
+    # more sbatch settings for submitit, e.g. {qos: high, constraint: a100}; checked against submitit's
+    # own list when the executor is made (not in validate: that would import submitit)
+    slurm: dict[str, str | int | float | bool] = {}
+    cluster: Literal["slurm", "local"] = "slurm"  # local: submitit's one-machine stand-in for Slurm (tests, dry runs)
+
+
 class SlurmExecutor:
     kind = "slurm"
 
-    def __init__(self, spec, device: str, techniques, jobs: int | None):
-        submitit = require("submitit", self.kind)
+    def __init__(self, spec: SlurmSettings, device: str, techniques, jobs: int | None):
+        submitit = require("submitit", self.kind)  # only now: validating a recipe that names slurm does not import it
         self.submitit, self.spec, self.techniques = submitit, spec, {t.name: t for t in techniques}
         # the driver often runs on a login node without GPUs: the cells' device follows gpus_per_cell
         self.device = (
@@ -123,3 +151,10 @@ def job_state(submitted) -> str:
 def last_line(exc: BaseException) -> str:
     lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
     return lines[-1] if lines else type(exc).__name__
+
+
+executors.register(
+    executors.ExecutorKind(
+        "slurm", SlurmSettings, SlurmExecutor, "each job a Slurm job through submitit, resubmitted when lost"
+    )
+)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from harness import figures, kinds, metrics
+from harness import figures, metrics, plugins
 from harness.analysis import decision, floor, ownership
 from harness.report import plots, sections, study
 from harness.report.columns import best_values, visible_columns
@@ -427,7 +427,7 @@ def load_plugins(meta: dict) -> None:
     """The run's `plugins:` again, for the report sections they register (`harness report` reads no recipe)."""
     for ref in meta.get("recipe", {}).get("plugins") or []:
         try:
-            kinds.load_plugin(ref)
+            plugins.load(ref)
         except (ImportError, OSError) as exc:
             warnings.warn(f"plugin {ref} not loaded, its report sections are left out: {exc}", stacklevel=2)
 

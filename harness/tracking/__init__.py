@@ -1,6 +1,8 @@
 """Experiment tracking (the recipe's `tracking:`): MLflow, Weights & Biases and TensorBoard.
 
-Two sides, one tracker class per backend (harness/tracking/<backend>_tracker.py):
+Each backend is one file (harness/tracking/<backend>_tracker.py) that defines its settings model (its
+block under `tracking:`), its Tracker class, and one `register(Backend(...))` call (see
+docs/ARCHITECTURE.md, "Adding a tracker"); importing it loads no tracker library. A tracker has two sides:
 
 - The driver (pipeline.py) calls `open_run` before any cell runs: each tracker creates what the cells'
   processes attach to (MLflow: a parent run for the harness run and a nested run per technique) and its
@@ -21,18 +23,77 @@ import importlib
 import os
 import warnings
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
+from pydantic import BaseModel
+
+from harness import plugins
+from harness.registry import Registry
 from harness.rows import RowLike
 from harness.yamlconfig import ConfigWarning
 
-MODULES = {
-    "mlflow": "harness.tracking.mlflow_tracker",
-    "wandb": "harness.tracking.wandb_tracker",
-    "tensorboard": "harness.tracking.tensorboard_tracker",
-}
+# Modules whose import registers the built-in trackers, in the order `tracking:` lists them; loaded on
+# first lookup, with installed plugin packages (harness/plugins.py).
+BUILTIN_MODULES = (
+    "harness.tracking.mlflow_tracker",
+    "harness.tracking.wandb_tracker",
+    "harness.tracking.tensorboard_tracker",
+)
 # What the current cell's trainers pass to TrainingArguments (set by `cell`, read by train.training_args).
 _TRAINER: dict[str, Any] = {"report_to": [], "run_name": None}
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str  # its key under the recipe's `tracking:`
+    settings: type[BaseModel]  # that key's block; every setting has a default (a bare key enables it)
+    # Tracker(settings, recipe), with `name`, `report_to` (the Trainer integration that receives a trained
+    # cell's curves, or None), open / summarize on the driver and attach / detach in a worker (see
+    # mlflow_tracker.py); it imports its library only in those methods
+    tracker: type
+    modules: tuple[str, ...]  # the packages that serve it, any one of them: found (not imported) before a run
+    install: str  # what to pip install when none of them is there
+    description: str = ""  # one line for `harness kinds` and the docs
+
+    def __post_init__(self):
+        required = [name for name, field in self.settings.model_fields.items() if field.is_required()]
+        if required:
+            raise TypeError(
+                f"tracker {self.name!r}: every setting needs a default (a bare key enables it with them); "
+                f"{', '.join(required)} has none"
+            )
+
+
+TRACKERS: Registry[Backend] = Registry("tracker")
+
+
+def register(backend: Backend) -> Backend:
+    """Add a tracker; from then on recipes may name it under `tracking:`."""
+    return TRACKERS.add(backend.name, backend)
+
+
+_loaded = False
+
+
+def _load_builtins() -> None:
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    for module in BUILTIN_MODULES:
+        importlib.import_module(module)
+    plugins.load_installed()
+
+
+def get(name: str) -> Backend:
+    _load_builtins()
+    return TRACKERS.get(name)
+
+
+def known() -> list[str]:
+    _load_builtins()
+    return TRACKERS.in_order()
 
 
 class TrackingWarning(ConfigWarning):
@@ -48,11 +109,8 @@ def warn(backend: str, what: str, exc: BaseException) -> None:
 
 
 def trackers(recipe) -> list:
-    """One tracker object per backend the recipe names (its module imported only then)."""
-    return [
-        importlib.import_module(MODULES[name]).Tracker(getattr(recipe.tracking, name), recipe)
-        for name in recipe.tracking.backends
-    ]
+    """One tracker object per backend the recipe names."""
+    return [get(name).tracker(getattr(recipe.tracking, name), recipe) for name in recipe.tracking.backends]
 
 
 def open_run(recipe, store) -> None:
@@ -117,7 +175,9 @@ def cell(recipe, meta: dict, spec, cell_):
             warn(tracker.name, f"attaching cell {cell_.id}", exc)
     saved = {key: os.environ.get(key) for key in env}
     os.environ.update(env)
-    _TRAINER.update(report_to=[t.report_to for t in attached], run_name=cell_.id if attached else None)
+    # report_to None: a tracker without a Trainer integration (it may still set the environment)
+    reports = [t.report_to for t in attached if t.report_to]
+    _TRAINER.update(report_to=reports, run_name=cell_.id if reports else None)
     try:
         yield tracked
     finally:

@@ -13,8 +13,36 @@ import re
 import time
 from pathlib import Path
 
+from pydantic import field_validator
+
+from harness import tracking
 from harness.rows import RowLike
 from harness.tracking import summary
+from harness.yamlconfig import Strict, expand_path
+
+
+class MlflowSettings(Strict):
+    """`tracking: {mlflow: {...}}`: a parent run per harness run, a nested run per technique (its row's
+    figures, the recipe, REPORT.md and plots) and, under it, one run per training cell with the Trainer's
+    curves."""
+
+    # sqlite:///path/mlflow.db works offline; http(s)://host for a tracking server; None:
+    # MLFLOW_TRACKING_URI, else MLflow's default. A relative sqlite path is made absolute here, so
+    # worker processes started elsewhere write to the same database.
+    uri: str | None = None
+    experiment: str | None = None  # None: the recipe's name
+
+    @field_validator("uri")
+    @classmethod
+    def _absolute_sqlite(cls, uri):
+        if uri is None:
+            return None
+        uri = expand_path(uri)
+        prefix = "sqlite:///"
+        if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
+            return prefix + str(Path(uri.removeprefix(prefix)).resolve())
+        return uri
+
 
 TERMINAL = {"ok": "FINISHED", "skipped": "FINISHED", "failed": "FAILED", "killed": "KILLED"}  # row status -> run
 
@@ -33,7 +61,7 @@ def metric_key(key: str) -> str:
 class Tracker:
     name = report_to = "mlflow"
 
-    def __init__(self, settings, recipe):
+    def __init__(self, settings: MlflowSettings, recipe):
         self.settings, self.recipe = settings, recipe
         self.run_id: str | None = None  # a worker's cell run
 
@@ -126,3 +154,15 @@ class Tracker:
     def _log_files(client, run_id: str, files: list[Path]) -> None:
         for path in files:
             client.log_artifact(run_id, str(path), artifact_path="plots" if path.suffix == ".png" else None)
+
+
+tracking.register(
+    tracking.Backend(
+        "mlflow",
+        MlflowSettings,
+        Tracker,
+        modules=("mlflow",),
+        install="'adapt-harness[tracking]' (mlflow-skinny), or mlflow",
+        description="a run per harness run, nested runs per technique and per training cell",
+    )
+)

@@ -7,7 +7,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import field_validator
+
+from harness import tracking
 from harness.tracking import summary
+from harness.yamlconfig import Strict, expand_path
+
+
+class TensorboardSettings(Strict):
+    """`tracking: {tensorboard: {...}}`: event files <dir>/<recipe>/<run-id>/<cell> for training curves,
+    .../<technique> for the summary (the row's figures as scalars, the recipe and REPORT.md as text, the
+    plots as images)."""
+
+    dir: str | None = None  # None: <run folder>/tensorboard
+
+    _expand = field_validator("dir")(classmethod(lambda cls, v: v if v is None else expand_path(v)))
 
 
 def summary_writer():
@@ -22,7 +36,7 @@ def summary_writer():
 class Tracker:
     name = report_to = "tensorboard"
 
-    def __init__(self, settings, recipe):
+    def __init__(self, settings: TensorboardSettings, recipe):
         self.settings, self.recipe = settings, recipe
 
     def open(self, store) -> dict:
@@ -59,3 +73,15 @@ class Tracker:
                         writer.add_text(path.name, text if path.suffix == ".md" else f"```yaml\n{text}\n```", 0)
             finally:
                 writer.close()
+
+
+tracking.register(
+    tracking.Backend(
+        "tensorboard",
+        TensorboardSettings,
+        Tracker,
+        modules=("tensorboardX", "tensorboard"),
+        install="'adapt-harness[tracking]' (tensorboardX), or tensorboard",
+        description="TensorBoard event files per training cell and per technique",
+    )
+)

@@ -4,15 +4,33 @@ summary run per technique, all in one group named after the harness run (W&B has
 
 from __future__ import annotations
 
+from typing import Literal
+
+from pydantic import field_validator
+
+from harness import tracking
 from harness.tracking import summary
+from harness.yamlconfig import Strict, expand_path
 
 EXIT_CODES = {"ok": 0, "skipped": 0}
+
+
+class WandbSettings(Strict):
+    """`tracking: {wandb: {...}}`: one run per training cell (the Trainer's curves) and one summary run
+    per technique, grouped by the harness run."""
+
+    project: str | None = None  # None: the recipe's name
+    entity: str | None = None  # a team or user; None: the account's default
+    mode: Literal["offline", "online"] = "offline"  # offline: files under `dir`, uploaded later by `wandb sync`
+    dir: str | None = None  # None: the run folder
+
+    _expand = field_validator("dir")(classmethod(lambda cls, v: v if v is None else expand_path(v)))
 
 
 class Tracker:
     name = report_to = "wandb"
 
-    def __init__(self, settings, recipe):
+    def __init__(self, settings: WandbSettings, recipe):
         self.settings, self.recipe = settings, recipe
 
     def open(self, store) -> dict:
@@ -68,3 +86,15 @@ class Tracker:
                 artifact.add_file(str(path), name=f"plots/{path.name}" if path.suffix == ".png" else path.name)
             run.log_artifact(artifact)
             run.finish(exit_code=EXIT_CODES.get(row["status"], 1))
+
+
+tracking.register(
+    tracking.Backend(
+        "wandb",
+        WandbSettings,
+        Tracker,
+        modules=("wandb",),
+        install="wandb",
+        description="W&B runs per training cell and per technique, offline by default",
+    )
+)
