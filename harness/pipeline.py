@@ -20,7 +20,7 @@ from rich.markup import escape
 from rich.spinner import Spinner
 from rich.text import Text
 
-from harness import preflight, report, search, study, tracking, worker
+from harness import planning, preflight, report, search, tracking, worker
 from harness.analysis import floor, ownership
 from harness.config import Recipe, stored_recipe
 from harness.executors import Job, JobEnd, last_lines, make_executor
@@ -122,21 +122,21 @@ def run_task(
             if task.is_classification and not store.finished(floor.NAME):
                 record_floor(store, task, recipe)
             # a technique with `init_from` waits for the wave that trains its starting model
-            for wave in study.waves(recipe.techniques):
+            for wave in planning.waves(recipe.techniques):
                 for spec in wave:  # selection first, on the validation split only
                     if spec.search is not None and not (worker.needs_corpus(spec) and task.corpus_path is None):
                         runner.searched[spec.name] = search.tune(spec, recipe, store.run_dir, runner.run, runner.jobs)
                 for spec in wave:  # then each chosen configuration on test
                     summary = (
-                        study.search_summary(
-                            [study.cell_row(r) for r in runner.searched.get(spec.name, [])], spec.search.objective
+                        planning.search_summary(
+                            [planning.cell_row(r) for r in runner.searched.get(spec.name, [])], spec.search.objective
                         )
                         if spec.search
                         else {}  # searched only what has `search:`
                     )
                     runner.planned[spec.name] = (
                         spec,
-                        study.test_cells(recipe, spec, summary.get("chosen") or {}),
+                        planning.test_cells(recipe, spec, summary.get("chosen") or {}),
                         summary,
                     )
                 runner.run([c for spec in wave for c in runner.planned[spec.name][1]])
@@ -183,13 +183,13 @@ class CellRunner:
         self.table = report.terminal_table(store)  # redrawn when a job finishes, not on every tick
 
     def run(self, cells) -> list[dict]:
-        """Each cell's result, in order; unfinished cells run (grouped into processes, see study.job_groups)."""
-        todo = [c for c in cells if not study.finished(study.read_result(self.store.run_dir, c))]
+        """Each cell's result, in order; unfinished cells run (grouped into processes, see planning.job_groups)."""
+        todo = [c for c in cells if not planning.finished(planning.read_result(self.store.run_dir, c))]
         kept = [c.id for c in cells if c not in todo]
         if kept:  # a resumed run says what it does not redo
             self.console.print(f"kept {len(kept)} finished cell(s): {escape(', '.join(kept))}", soft_wrap=True)
         for cell in todo:  # a failed attempt's file goes, so a crash now cannot leave its stale reason
-            study.cell_path(self.store.run_dir, cell).unlink(missing_ok=True)
+            planning.cell_path(self.store.run_dir, cell).unlink(missing_ok=True)
         futures: dict = {}
 
         def submit(group) -> None:
@@ -197,7 +197,7 @@ class CellRunner:
             futures[self.executor.submit(job)] = job
             self.active[job.id] = (job, time.monotonic())
 
-        for group in study.job_groups(todo, self.kinds):
+        for group in planning.job_groups(todo, self.kinds):
             submit(group)
         while futures:
             done, _ = wait(list(futures), timeout=0.5, return_when=FIRST_COMPLETED)
@@ -206,7 +206,7 @@ class CellRunner:
                 if rest:  # cells queued behind a crashed one in a shared process get a fresh process
                     submit(rest)
             self._redraw()
-        results = [study.read_result(self.store.run_dir, c) for c in cells]
+        results = [planning.read_result(self.store.run_dir, c) for c in cells]
         stored = [r for r in results if r is not None]
         assert len(stored) == len(cells), "every cell of a finished job has a result (_finish writes a failed one)"
         return stored
@@ -219,7 +219,7 @@ class CellRunner:
         the reason; the cells after it are returned to run again; then rows are merged."""
         self.active.pop(job.id, None)
         self.spinners.pop(job.id, None)
-        unfinished = [c for c in job.cells if study.read_result(job.run_dir, c) is None]
+        unfinished = [c for c in job.cells if planning.read_result(job.run_dir, c) is None]
         if unfinished:
             reason = end.reason or "worker process ended without writing this cell's result"
             row = make_row(
@@ -231,7 +231,7 @@ class CellRunner:
                 executor=self.executor.kind,
             )
             write_atomic(
-                study.cell_path(job.run_dir, unfinished[0]),
+                planning.cell_path(job.run_dir, unfinished[0]),
                 json.dumps(
                     {"cell": unfinished[0].to_dict(), "row": row.as_dict() | {"objective": None}, "predictions": []}
                 ),
@@ -243,15 +243,15 @@ class CellRunner:
         """results.json from the cell files: every cell's row, and one merged row per technique whose
         planned test cells have all finished (merged once: a finished cell does not run again)."""
         results = [json.loads(p.read_text()) for p in sorted((self.store.run_dir / "cells").glob("*.json"))]
-        by_id = {study.Cell.from_dict(r["cell"]).id: r for r in results}
-        self.store.cells = [Row.model_validate(study.cell_row(r)) for r in results]
+        by_id = {planning.Cell.from_dict(r["cell"]).id: r for r in results}
+        self.store.cells = [Row.model_validate(planning.cell_row(r)) for r in results]
         loads = [r["row"].get("model_load_seconds") for r in results if r["row"].get("model_load_seconds")]
         if loads:
             self.store.meta["model_load_seconds"] = max(loads)
         seeds = self.store.meta.get("seeds") or [self.store.meta["seed"]]  # runs from before seeds existed
         for name, (spec, cells, summary) in self.planned.items():
             if name not in self.merged and all(c.id in by_id for c in cells):
-                merged, predictions = study.merge(spec, [by_id[c.id] for c in cells if c.main], seeds)
+                merged, predictions = planning.merge(spec, [by_id[c.id] for c in cells if c.main], seeds)
                 source = getattr(spec, "init_from", None)  # merged in an earlier wave
                 row = ownership.with_starting_model(
                     merged, next((r for r in self.store.rows if r["technique"] == source), None)

@@ -59,7 +59,7 @@ class RunStore:
         self.run_dir = Path(run_dir)
         self.meta = meta
         self.rows: list[Row] = [Row.model_validate(dict(r)) for r in rows]
-        self.cells: list[Row] = [Row.model_validate(dict(r)) for r in cells]  # one per cell; see harness/study.py
+        self.cells: list[Row] = [Row.model_validate(dict(r)) for r in cells]  # one per cell; see harness/planning.py
 
     @classmethod
     def open(cls, run_dir: str | Path) -> RunStore:

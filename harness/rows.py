@@ -47,7 +47,7 @@ FIELDS = {
     "pruned": "whether the search pruned the trial",
     "executor": "the executor that ran the cell",
     "node": "the machine the cell ran on",
-    # a technique's merged row (study.merge, study.search_summary)
+    # a technique's merged row (planning.merge, planning.search_summary)
     "params": "the chosen configuration's values (search, dotted keys)",
     "chosen": "the values the search chose",
     "search_objective": "validation_loss or validation_score",

@@ -11,8 +11,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from harness import kinds
+from harness.planning import Cell, read_result
 from harness.searchspace import trials_for
-from harness.study import Cell, read_result
 
 RunCells = Callable[[Sequence[Cell]], list[dict]]  # runs cells (through the executor), returns their results
 

@@ -2,7 +2,7 @@
 applied and validated, the space checked when the recipe is read, and the trial budget.
 
 Below the recipe schema, which checks every `search:` with check_search while it validates a recipe
-(so a bad axis names the recipe's file and line); the study (study.py), the search (search.py) and
+(so a bad axis names the recipe's file and line); the cell plan (planning.py), the search (search.py) and
 the worker apply params through apply_params.
 """
 

@@ -219,8 +219,8 @@ def hold(release: Path) -> None:
 def run_job(job: dict) -> None:
     from harness import tracking
     from harness.config import stored_recipe
+    from harness.planning import Cell, cell_path, finished, read_result
     from harness.results import RunStore, write_atomic
-    from harness.study import Cell, cell_path, finished, read_result
     from harness.tasks import load_task, with_validation
     from harness.techniques import RunContext
     from harness.techniques.base import Shared

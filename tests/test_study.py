@@ -11,7 +11,7 @@ import time
 import pytest
 from conftest import only_run_dir, run_cli, tiny_recipe, tiny_study
 
-from harness import results, search, study
+from harness import planning, results, search
 from harness.config import load_recipe
 
 LORA_SEARCH = """\
@@ -60,7 +60,7 @@ class FakeCells:
             for c in cells
         ]
         for cell, result in zip(cells, out):  # as the real runner leaves them
-            results.write_atomic(study.cell_path(self.run_dir, cell), json.dumps(result))
+            results.write_atomic(planning.cell_path(self.run_dir, cell), json.dumps(result))
         return out
 
 
@@ -82,7 +82,7 @@ eval: {validation: {fraction: 0.1}}
     trials = search.tune(recipe.techniques[0], recipe, tmp_path, cells, jobs=1)
     assert sorted(c.params["shots"] for c in cells.ran) == [0, 1, 2, 4]  # the grid, each point once
     assert all(c.split == "validation" for c in cells.ran)
-    summary = study.search_summary([study.cell_row(t) for t in trials], "validation_score")
+    summary = planning.search_summary([planning.cell_row(t) for t in trials], "validation_score")
     assert summary["chosen"] == {"shots": 1} and summary["search_best"] == 0.7  # not shots=4, the test winner
     assert summary["search_trials"] == 4
     # a second call (a resumed run) reads the finished trials back and runs nothing
@@ -273,4 +273,4 @@ def test_a_terminated_driver_stops_its_cells_and_keeps_finished_ones(write, tiny
     _, alive = psutil.wait_procs(processes, timeout=10)
     assert not alive, f"left running after the driver stopped: {[p.cmdline()[:3] for p in alive]}"
     run_dir = only_run_dir(tmp_path / "out")
-    assert study.read_result(run_dir, study.Cell("zero", 0))["row"]["status"] == "ok"  # kept for --resume
+    assert planning.read_result(run_dir, planning.Cell("zero", 0))["row"]["status"] == "ok"  # kept for --resume

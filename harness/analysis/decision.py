@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from harness import figures, metrics
 from harness.analysis import ownership
-from harness.analysis.floor import KIND as BASELINE_KIND
+from harness.analysis.floor import KIND as FLOOR_KIND
 from harness.analysis.stats import (
     Difference,
     collapsed_answer,
@@ -82,11 +82,11 @@ def scored_rows(rows: Sequence[RowLike]) -> list[RowLike]:
 
 def _techniques(rows: Sequence[RowLike]) -> list[RowLike]:
     """Scored rows that are real techniques, not the majority floor."""
-    return [r for r in scored_rows(rows) if r["kind"] != BASELINE_KIND]
+    return [r for r in scored_rows(rows) if r["kind"] != FLOOR_KIND]
 
 
 def _floor(rows: Sequence[RowLike]) -> RowLike | None:
-    return next((r for r in scored_rows(rows) if r["kind"] == BASELINE_KIND), None)
+    return next((r for r in scored_rows(rows) if r["kind"] == FLOOR_KIND), None)
 
 
 def _best(rows: Sequence[RowLike]) -> RowLike | None:

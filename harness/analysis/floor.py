@@ -15,7 +15,7 @@ from harness import metrics
 from harness.tasks import Example, Task
 
 NAME = "majority"
-KIND = "baseline"
+KIND = "baseline"  # the floor row's `kind` (stored; a run's reference, not the `--baseline` run of `harness check`)
 IMBALANCE_RATIO = 1.5  # largest label share over smallest: above it, accuracy flatters the majority answer
 
 

@@ -19,8 +19,8 @@ from typing import Protocol
 
 from pydantic import Field, field_validator
 
+from harness.planning import Cell
 from harness.results import write_atomic
-from harness.study import Cell
 from harness.yamlconfig import Strict, expand_path
 
 LOG_TAIL_LINES = 8

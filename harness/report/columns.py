@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from harness import figures
-from harness.analysis.floor import KIND as BASELINE_KIND
+from harness.analysis.floor import KIND as FLOOR_KIND
 from harness.figures import fmt_bytes, fmt_count, fmt_number, fmt_seconds  # noqa: F401  (re-exported)
 from harness.rows import RowLike
 
@@ -96,7 +96,7 @@ class Column:
 
 def _competes(row: RowLike) -> bool:
     """Finished techniques compete for the bold best value; the majority floor is a reference, not a rival."""
-    return row["status"] == "ok" and row.get("kind") != BASELINE_KIND
+    return row["status"] == "ok" and row.get("kind") != FLOOR_KIND
 
 
 def best_values(columns: list[Column], rows: Sequence[RowLike]) -> dict[str, float]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from harness.analysis.floor import KIND as BASELINE_KIND
+from harness.analysis.floor import KIND as FLOOR_KIND
 from harness.metrics import INVALID
 from harness.rows import RowLike
 
@@ -81,7 +81,7 @@ def confusion_section(
         return ""
     blocks = []
     for row in rows:
-        if row["status"] != "ok" or row.get("kind") == BASELINE_KIND or not predictions.get(row["technique"]):
+        if row["status"] != "ok" or row.get("kind") == FLOOR_KIND or not predictions.get(row["technique"]):
             continue
         c = confusion(predictions[row["technique"]], labels)
         pooled = f", pooled over {seeds} seeds" if seeds > 1 else ""

@@ -13,7 +13,7 @@ import yaml
 
 from harness import figures, metrics, plugins
 from harness.analysis import decision, floor, ownership
-from harness.report import plots, sections, study
+from harness.report import plots, sections, study_sections
 from harness.report.columns import best_values, visible_columns
 from harness.report.confusion import confusion_section
 from harness.report.export import write_exports
@@ -450,7 +450,9 @@ def recommendation(report: sections.ReportView) -> str:
     parts = ["## Recommendation"]
     for task in report.tasks:
         text = recommendation_section(task.rows, task.predictions, decision.workload_volume(report.meta))
-        advice = study.data_size_advice(task.store)  # where train sizes were given: which technique at that size
+        advice = study_sections.data_size_advice(
+            task.store
+        )  # where train sizes were given: which technique at that size
         text += f"\n\n{advice}" if advice else ""
         parts.append(f"**{task.name}**: {text}" if report.many else text)
     return "\n\n".join(parts)
@@ -558,9 +560,9 @@ for _section in (
     Section("judge", lambda task: judge_note(task.store, task.rows), "task"),
     Section("plots", lambda task: plots_section(task.store, task.rows, task.folder), "task"),
     Section("per label", per_label, "task"),
-    Section("seeds", lambda task: study.seeds_section(task.store), "task"),
-    Section("learning curves", lambda task: study.learning_curve_section(task.store, task.folder), "task"),
-    Section("search", lambda task: study.search_section(task.store, task.folder), "task"),
+    Section("seeds", lambda task: study_sections.seeds_section(task.store), "task"),
+    Section("learning curves", lambda task: study_sections.learning_curve_section(task.store, task.folder), "task"),
+    Section("search", lambda task: study_sections.search_section(task.store, task.folder), "task"),
 ):
     sections.register(_section)
 

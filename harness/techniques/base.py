@@ -20,7 +20,7 @@ from typing import Any
 from harness import retrieval
 from harness.config import Recipe, RetrievalSettings
 from harness.evaluate.context import Outcome, Progress
-from harness.study import Cell
+from harness.planning import Cell
 from harness.tasks import Example, Task
 from harness.yamlconfig import ConfigError
 

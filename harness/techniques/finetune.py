@@ -246,7 +246,7 @@ def starting_model(spec, ctx: RunContext, quantization_config=None):
 
 def source_artifact(ctx: RunContext, source: str) -> Path:
     """Where technique `source` saved its reported model for this cell's seed."""
-    from harness.study import Cell, train_sizes
+    from harness.planning import Cell, train_sizes
 
     return ctx.run_dir / "artifacts" / Cell(source, ctx.recipe.seed, train_size=train_sizes(ctx.recipe)[1]).id
 

@@ -10,12 +10,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from harness import kinds
-from harness.analysis.floor import KIND as BASELINE_KIND
+from harness.analysis.floor import KIND as FLOOR_KIND
+from harness.planning import chosen_trial, mean_std
 from harness.report import plots, text
 from harness.report.columns import fmt_number, fmt_seconds
 from harness.results import RunStore, task_name
 from harness.rows import Row, RowLike
-from harness.study import chosen_trial, mean_std
 
 OBJECTIVES = {  # objective: (words, which end is best)
     "validation_score": ("validation score", "higher is better"),
@@ -222,7 +222,7 @@ def learning_curves(store: RunStore) -> dict:
     curves, levels = {}, {}
     for name in _by_recipe_order(store, (c["technique"] for c in cells)):
         mine = [c for c in cells if c["technique"] == name]
-        if mine[0]["kind"] == BASELINE_KIND or kinds.reads_base_model(mine[0]["kind"]):  # training-free
+        if mine[0]["kind"] == FLOOR_KIND or kinds.reads_base_model(mine[0]["kind"]):  # training-free
             row = next((r for r in store.rows if r["technique"] == name and r["status"] == "ok"), mine[0])
             levels[name] = (mean_std([c["score"] for c in mine])[0], row.get("ci_low"), row.get("ci_high"))
             continue

@@ -2,7 +2,7 @@
 
 import pytest
 
-from harness.report import plots, study
+from harness.report import plots, study_sections
 from harness.results import RunStore
 from harness.rows import make_row
 
@@ -12,7 +12,7 @@ SEARCH = {"trials": None, "space": {"train.learning_rate": {"log_uniform": [1e-5
 
 
 def cell(technique, kind, seed=0, split="test", score=None, status="ok", **values) -> dict:
-    """A cell row as harness.study stores it: a technique row plus where the cell sits in the matrix."""
+    """A cell row as harness.planning stores it: a technique row plus where the cell sits in the matrix."""
     trial, size = values.pop("trial", None), values.pop("train_size", None)
     name = f"{technique}.seed-{seed}" + (f".n-{size}" if size else "")
     name = f"{technique}.trial-{trial}" if trial is not None else name
@@ -75,7 +75,7 @@ def curve(technique, kind, means) -> list[dict]:
 
 
 def merged(technique, kind, cells, **values) -> dict:
-    """The technique's row: its main (all-data) test cells merged over seeds, as harness.study.merge does."""
+    """The technique's row: its main (all-data) test cells merged over seeds, as harness.planning.merge does."""
     main = [c for c in cells if c["technique"] == technique and c["split"] == "test" and c["train_size"] is None]
     scores = [main[0]["score"]] * len(SEEDS) if len(main) == 1 else [c["score"] for c in main]
     mean = sum(scores) / len(scores)
@@ -143,7 +143,7 @@ def table_rows(text: str, first: str) -> list[list[str]]:
 
 
 def test_search_section_states_the_budget_and_warns_about_untuned_techniques(study_store, tmp_path):
-    text = study.search_section(study_store, tmp_path)
+    text = study_sections.search_section(study_store, tmp_path)
     assert (
         "Every tuned technique got 4 trials on the validation split (objective: lora: validation score, higher is "
         "better; qlora: validation loss, lower is better); the test split was scored once per chosen "
@@ -154,7 +154,7 @@ def test_search_section_states_the_budget_and_warns_about_untuned_techniques(stu
 
 
 def test_search_section_summarises_each_search_and_lists_every_trial(study_store, tmp_path):
-    text = study.search_section(study_store, tmp_path)
+    text = study_sections.search_section(study_store, tmp_path)
     summary = {r[0]: r for r in table_rows(text, "lora") + table_rows(text, "qlora") if len(r) == 8}
     assert summary["lora"][2:6] == ["4", "1", "train.learning_rate=0.0003, lora.rank=16", "0.6800"]
     assert summary["qlora"][4:6] == ["train.learning_rate=0.0003", "1.1000"]  # lowest loss wins
@@ -175,13 +175,13 @@ def test_search_section_summarises_each_search_and_lists_every_trial(study_store
 
 
 def test_search_plot_is_written_and_linked_relative_to_the_report(study_store, tmp_path):
-    text = study.search_section(study_store, tmp_path)
+    text = study_sections.search_section(study_store, tmp_path)
     assert "![t: search trials](plots/t-search.png)" in text
     assert (tmp_path / "plots/t-search.png").read_bytes().startswith(b"\x89PNG")
 
 
 def test_seeds_section_has_a_score_per_seed_then_mean_and_std(study_store):
-    text = study.seeds_section(study_store)
+    text = study_sections.seeds_section(study_store)
     assert "| technique | seed 0 | seed 1 | seed 2 | mean ± std |" in text
     assert table_rows(text, "few-shot") == [["few-shot", "0.440", "0.450", "0.460", "0.450 ± 0.010"]]
     assert table_rows(text, "lora") == [["lora", "0.710", "0.720", "0.730", "0.720 ± 0.010"]]
@@ -190,7 +190,7 @@ def test_seeds_section_has_a_score_per_seed_then_mean_and_std(study_store):
 
 
 def test_learning_curves_average_seeds_per_size(study_store):
-    data = study.learning_curves(study_store)
+    data = study_sections.learning_curves(study_store)
     assert list(data["curves"]) == ["full", "lora", "qlora"]
     assert [p[0] for p in data["curves"]["lora"]] == SIZES
     n, mean, std, seeds = data["curves"]["lora"][1]
@@ -200,7 +200,7 @@ def test_learning_curves_average_seeds_per_size(study_store):
 
 
 def test_learning_curve_section_says_where_each_trained_technique_overtakes(study_store, tmp_path):
-    text = study.learning_curve_section(study_store, tmp_path)
+    text = study_sections.learning_curve_section(study_store, tmp_path)
     assert "lora passes rag (0.610) from about 256 training examples (0.650 ± 0.010 over 3 seeds)." in text
     assert "full does not reach rag (0.610) with up to 1024 training examples." in text
     assert "qlora beats rag (0.610) at 256 training examples but not at the largest size tried (1024)." in text
@@ -211,16 +211,16 @@ def test_learning_curve_section_says_where_each_trained_technique_overtakes(stud
 def test_learning_curve_ignores_failed_and_validation_cells(study_store, tmp_path):
     study_store.cells.append(cell("full", "full", score=0.99, status="failed", train_examples=2048))
     study_store.cells.append(cell("full", "full", split="validation", score=0.99, train_examples=4096, trial=9))
-    assert [p[0] for p in study.learning_curves(study_store)["curves"]["full"]] == SIZES
+    assert [p[0] for p in study_sections.learning_curves(study_store)["curves"]["full"]] == SIZES
 
 
 def test_data_size_advice_picks_by_the_users_data_size(study_store):
-    assert study.data_size_advice(study_store) == (
+    assert study_sections.data_size_advice(study_store) == (
         "With 1024 training examples, use lora: mean test score 0.720 with 1024 examples "
         "(next: rag, 0.610 without training)."
     )
-    assert study.data_size_advice(study_store, 100).startswith("With 100 training examples, use rag: ")
-    assert study.data_size_advice(study_store, 32).startswith(
+    assert study_sections.data_size_advice(study_store, 100).startswith("With 100 training examples, use rag: ")
+    assert study_sections.data_size_advice(study_store, 32).startswith(
         "With 32 training examples (below the smallest size tried, 64), use rag"
     )
 
@@ -231,19 +231,19 @@ def test_plain_run_gets_no_study_sections(tmp_path):
         "task": {"name": "t", "metric": "accuracy"},
     }
     store = RunStore(tmp_path, meta, [make_row("a", "prompt", "ok", score=0.5, ci_low=0.4, ci_high=0.6)])
-    assert study.search_section(store, tmp_path) == ""
-    assert study.seeds_section(store) == ""
-    assert study.learning_curve_section(store, tmp_path) == ""
-    assert study.learning_curves(store) == {"curves": {}, "levels": {}}
-    assert study.data_size_advice(store) is None
+    assert study_sections.search_section(store, tmp_path) == ""
+    assert study_sections.seeds_section(store) == ""
+    assert study_sections.learning_curve_section(store, tmp_path) == ""
+    assert study_sections.learning_curves(store) == {"curves": {}, "levels": {}}
+    assert study_sections.data_size_advice(store) is None
     assert not (tmp_path / "plots").exists()
 
 
 def test_seeds_only_study_has_no_search_or_curve(study_store, tmp_path):
     study_store.cells = [c for c in study_store.cells if c["trial"] is None and c["train_size"] is None]
-    assert study.search_section(study_store, tmp_path) == ""
-    assert study.learning_curve_section(study_store, tmp_path) == ""  # one size per technique: no curve
-    assert study.seeds_section(study_store) != ""
+    assert study_sections.search_section(study_store, tmp_path) == ""
+    assert study_sections.learning_curve_section(study_store, tmp_path) == ""  # one size per technique: no curve
+    assert study_sections.seeds_section(study_store) != ""
 
 
 def test_plots_return_none_when_there_is_nothing_to_draw(tmp_path):
