@@ -185,6 +185,31 @@ class RetrievalSettings(Strict):
         return self
 
 
+class DistributedSettings(Strict):
+    """One training cell as several processes (ranks), shaped after accelerate's config: DDP replicates
+    the model on each rank, FSDP (full shard, ZeRO-3-like) and DeepSpeed ZeRO shard it. The cell is still
+    one cell: training runs in the ranks, then one process evaluates the gathered model once."""
+
+    strategy: Literal["ddp", "fsdp", "deepspeed"] = "ddp"
+    processes: int = Field(2, ge=1)  # ranks per node: on CUDA one GPU each, on the CPU cores split between them
+    nodes: int = Field(1, ge=1)  # machines; more than one needs a cluster executor (slurm, ray)
+    zero_stage: Literal[2, 3] | None = None  # deepspeed only: 2 shards gradients + optimizer, 3 the weights too
+    offload: Literal["none", "cpu"] = "none"  # fsdp/deepspeed: optimizer state (and weights) in host memory
+    timeout_seconds: int = Field(600, ge=10)  # a collective that does not return by then fails the cell
+
+    @model_validator(mode="after")
+    def _coherent(self):
+        if self.zero_stage is not None and self.strategy != "deepspeed":
+            raise ValueError(f"zero_stage is a deepspeed setting; strategy {self.strategy!r} does not take it")
+        if self.offload != "none" and self.strategy == "ddp":
+            raise ValueError("offload needs a sharding strategy (fsdp or deepspeed); ddp keeps all state on each rank")
+        return self
+
+    @property
+    def world_size(self) -> int:
+        return self.processes * self.nodes
+
+
 class TrainSettings(Strict):
     """Training through TRL's SFTTrainer; the loss covers the answer only (prompt tokens are masked)."""
 
@@ -200,6 +225,8 @@ class TrainSettings(Strict):
     precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"  # auto: bf16 where the hardware has it
     limit: int | None = Field(None, ge=1)  # train on the first N train examples only
     logging_steps: int = Field(5, ge=1)
+    # several processes for one cell (DDP, FSDP, DeepSpeed ZeRO); None: one process, one device
+    distributed: DistributedSettings | None = None
 
 
 class TrainedTechnique(TechniqueBase):
