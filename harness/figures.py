@@ -149,6 +149,7 @@ _TABLE = (
     Figure("eval_tokens_per_second", "generated tokens/s", "rate", "higher"),
     Figure("eval_examples_per_second", "requests/s at the recipe's batch size", "number", "higher"),
     Figure("train_steps", "training steps", "count"),
+    Figure("train_world_size", "training processes (ranks, train.distributed)", "count"),
     Figure("train_examples", "training examples", "count"),
     Figure("train_truncated_examples", "truncated training examples", "count", "lower"),
     Figure("train_loss_first", "first training loss", "number", "lower"),

@@ -32,6 +32,8 @@ def check(recipe: Recipe, source: str | None = None) -> None:
     with citing(source):
         recipe.tracking.check_installed()
     check_judge_model(recipe)
+    with citing(source):
+        check_distributed(recipe)
     for task in map(load_task, recipe.tasks):
         check_task(recipe, task, source)
 
@@ -46,6 +48,25 @@ def check_judge_model(recipe: Recipe) -> None:
         check_resolvable(judge.model.id)
     except ModelResolutionError as exc:
         raise ModelResolutionError(f"eval.judge.model: {exc}") from None
+
+
+def check_distributed(recipe: Recipe) -> None:
+    """What a multi-process cell (train.distributed) needs beyond its settings: DeepSpeed's package, and
+    one machine (a cell across nodes is not supported yet)."""
+    from importlib.util import find_spec
+
+    for technique in recipe.techniques:
+        spec = getattr(getattr(technique, "train", None), "distributed", None)
+        if spec is None:
+            continue
+        where = f"technique {technique.name!r}: train.distributed"
+        if spec.strategy == "deepspeed" and find_spec("deepspeed") is None:
+            raise ConfigError(f"{where}.strategy deepspeed needs the deepspeed package: pip install deepspeed")
+        if spec.nodes > 1:
+            raise ConfigError(
+                f"{where}.nodes {spec.nodes}: a cell across machines is not supported yet; run its "
+                f"{spec.world_size} processes on one node (processes: {spec.world_size}, nodes: 1)"
+            )
 
 
 def check_task(recipe: Recipe, task: Task, source: str | None = None) -> None:

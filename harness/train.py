@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from transformers import PrinterCallback, TrainerCallback
 
-from harness import kinds, models, prompting, tracking
+from harness import distributed, kinds, models, prompting, tracking
 from harness.config import TrainSettings
 from harness.measure import measure
 from harness.tasks import Task
@@ -96,6 +96,7 @@ def training_args(settings: TrainSettings, kind: str, device: str, output_dir: P
         dataloader_num_workers=0,
         # the recipe's trackers (`tracking:`) for a tracked cell, and the cell's id as the run name; else none
         **tracking.trainer_arguments(),
+        **distributed.arguments(settings.distributed, device),  # DDP / FSDP / ZeRO for a multi-process cell
     )
 
 
@@ -209,16 +210,28 @@ def train(
             augment=augment,
         )
 
-    return fit(build, tokenizer, settings, device, progress=progress, label=label, callbacks=callbacks)
+    return fit(build, tokenizer, settings, device, model=model, progress=progress, label=label, callbacks=callbacks)
 
 
 def fit(
-    build, tokenizer, settings: TrainSettings, device: str, *, progress=None, label: str = "training", callbacks=()
+    build,
+    tokenizer,
+    settings: TrainSettings,
+    device: str,
+    *,
+    model=None,
+    progress=None,
+    label: str = "training",
+    callbacks=(),
 ):
     """Run the trainer that `build(work_dir, callbacks)` makes (any TRL trainer), measured; then the
-    final model's validation loss. Returns (trained model, TrainStats, how memory was measured)."""
+    final model's validation loss. Returns (trained model, TrainStats, how memory was measured). A
+    cell with `train.distributed` trains in its ranks instead (harness/distributed.py), which then
+    load their weights into `model`, the model `build` trains."""
+    callbacks = [*callbacks, *([_ProgressCallback(progress, label)] if progress is not None else [])]
+    if settings.distributed is not None and settings.distributed.world_size > 1:
+        return fit_in_ranks(build, model, tokenizer, settings, device, callbacks)
     with tempfile.TemporaryDirectory(prefix="harness-trainer-") as work_dir:  # nothing is checkpointed
-        callbacks = [*callbacks, *([_ProgressCallback(progress, label)] if progress is not None else [])]
         trainer = build(Path(work_dir), callbacks)
         trainer.remove_callback(PrinterCallback)  # it prints every log dict; the progress bar shows the loss
         tracking.guard(trainer)  # a tracker that fails mid-training warns; the training goes on
@@ -241,6 +254,41 @@ def fit(
         truncated_examples=getattr(trainer, "truncated_examples", 0),
     )
     return trainer.model, stats, phase.method
+
+
+def fit_in_ranks(build, model, tokenizer, settings: TrainSettings, device: str, callbacks: list):
+    """`fit` for a multi-process cell: the ranks train copies of the model `build` captured; this
+    process loads rank 0's weights into it and reports every rank's figures."""
+    import shutil
+
+    spec = settings.distributed
+    if model is None or spec is None:
+        raise ValueError("train.distributed: this kind's training does not hand its model to train.fit")
+    folder, ranks, peaks = distributed.fit(build, settings, device, callbacks)
+    try:
+        model = distributed.load_trained(model, folder, ranks["adapter"])
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    tokenizer.padding_side = "left"
+    stats = TrainStats(
+        seconds=ranks["seconds"],
+        peak_bytes=max(peaks),
+        tokens=ranks["tokens"],
+        steps=ranks["steps"],
+        precision=precision(settings, device),
+        losses=[h["loss"] for h in ranks["history"]],
+        validation_loss=ranks["validation_loss"],
+        examples=ranks["examples"],
+        history=ranks["history"],
+        truncated_examples=ranks["truncated_examples"],
+        extra={
+            "train_strategy": spec.strategy,
+            "train_world_size": spec.world_size,
+            "rank_peak_memory_bytes": peaks,
+            "rank_state_bytes": ranks["state_bytes"],
+        },
+    )
+    return model.to(device), stats, f"{ranks['method']}, the largest of {spec.world_size} ranks"
 
 
 class _ProgressCallback(TrainerCallback):

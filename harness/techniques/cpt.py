@@ -182,6 +182,7 @@ def cpt_fit(spec: CptTechnique, ctx: RunContext):
             tokenizer,
             settings,
             ctx.device,
+            model=model,
             progress=ctx.progress,
             label=f"{spec.name} documents",
             callbacks=ctx.callbacks if spec.then is None else (),

@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from harness import kinds, prompting
 from harness.config import TrainedTechnique
@@ -58,6 +58,17 @@ class QLoraTechnique(TrainedTechnique):
     kind: Literal["qlora"]
     lora: LoraSettings = LoraSettings()
     quantization: QuantSettings = QuantSettings()
+
+    @model_validator(mode="after")
+    def _unshardable_base(self):
+        strategy = self.train.distributed.strategy if self.train.distributed else None
+        if strategy in ("fsdp", "deepspeed"):
+            raise ValueError(
+                f"train.distributed.strategy {strategy!r}: the 4-bit base of qlora is not sharded here "
+                "(bitsandbytes' packed weights need a quant storage dtype FSDP/ZeRO-3 can split); use "
+                "strategy: ddp (each rank holds the 4-bit base, ~0.5 byte per parameter)"
+            )
+        return self
 
 
 def run_full(spec: FullTechnique, ctx: RunContext) -> Outcome:

@@ -107,7 +107,14 @@ def dpo_fit(spec: DpoTechnique, ctx: RunContext):
             )
 
         return train.fit(
-            build, tokenizer, spec.train, ctx.device, progress=ctx.progress, label=spec.name, callbacks=ctx.callbacks
+            build,
+            tokenizer,
+            spec.train,
+            ctx.device,
+            model=model,
+            progress=ctx.progress,
+            label=spec.name,
+            callbacks=ctx.callbacks,
         )
 
     return fit

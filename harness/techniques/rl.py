@@ -117,7 +117,14 @@ def grpo_fit(spec: GrpoTechnique, ctx: RunContext):
             )
 
         return train.fit(
-            build, tokenizer, spec.train, ctx.device, progress=ctx.progress, label=spec.name, callbacks=ctx.callbacks
+            build,
+            tokenizer,
+            spec.train,
+            ctx.device,
+            model=model,
+            progress=ctx.progress,
+            label=spec.name,
+            callbacks=ctx.callbacks,
         )
 
     return fit

@@ -1,0 +1,308 @@
+"""One training cell as several processes: the boundary to torch.distributed.
+
+`train.fit` hands a cell whose `train.distributed` asks for more than one process to `fit` here. The
+cell's own process has loaded the starting model (on the CPU when the ranks will use GPUs, so that no
+CUDA context exists before the fork) and stays the one process that evaluates: it forks one rank per
+process (torch.multiprocessing, `fork`, so every rank inherits the model, tokenizer and trainer
+factory without pickling), each rank builds the same TRL trainer, and the Trainer's accelerate
+integration runs DDP, FSDP (full shard) or DeepSpeed ZeRO from the arguments `training_args` adds
+(`arguments`). Rank 0 saves the trained weights (FSDP gathers a full state dict; a peft model saves its
+adapter) and the training figures; the cell's process loads them back into its model and goes on as
+after a one-process training. The cell is still one cell: one row, one artifact, one evaluation.
+
+A rank that dies (an exception, an OOM kill, SIGKILL) ends the others and the cell fails naming it;
+one that hangs in a collective fails at `timeout_seconds` (the process group's timeout), and the
+whole training is bounded by a deadline on top of that, after which every rank is killed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+STATS_FILE = "rank0.json"
+FAULT_ENV = "HARNESS_FAULT_KILL_RANK"  # fault injection for tests: the rank of this number SIGKILLs itself at step 2
+PIDS_ENV = "HARNESS_FAULT_RANK_PIDS"  # for tests: a file every rank appends its pid to
+WEIGHTS = "weights"  # rank 0's save_model folder
+FULL_STATE = "full_state.pt"  # an FSDP cell's gathered state dict, in WEIGHTS
+
+
+class RankFailed(RuntimeError):
+    """A rank of a distributed cell died, failed or hung; the message names it."""
+
+
+def arguments(spec, device: str) -> dict:
+    """The TrainingArguments a strategy needs (empty for one process)."""
+    if spec is None or spec.world_size == 1:
+        return {}
+    args: dict = {"ddp_backend": "nccl" if device.startswith("cuda") else "gloo", "ddp_timeout": spec.timeout_seconds}
+    if spec.strategy == "fsdp":
+        args["fsdp"] = "full_shard auto_wrap" + (" offload" if spec.offload == "cpu" else "")
+        args["fsdp_config"] = {
+            "fsdp_version": 2,
+            "reshard_after_forward": True,
+            "state_dict_type": "FULL_STATE_DICT",  # save_model gathers whole weights on rank 0
+            "cpu_ram_efficient_loading": False,  # every rank holds the forked model already
+        }
+    elif spec.strategy == "deepspeed":
+        args["deepspeed"] = deepspeed_config(spec)
+    return args
+
+
+def deepspeed_config(spec) -> dict:
+    """A ZeRO config the Trainer fills in ("auto" values come from the TrainingArguments)."""
+    stage = spec.zero_stage or 2
+    zero: dict = {"stage": stage, "overlap_comm": True, "contiguous_gradients": True}
+    if spec.offload == "cpu":
+        zero["offload_optimizer"] = {"device": "cpu", "pin_memory": True}
+        if stage == 3:
+            zero["offload_param"] = {"device": "cpu", "pin_memory": True}
+    if stage == 3:
+        zero["stage3_gather_16bit_weights_on_model_save"] = True
+    return {
+        "zero_optimization": zero,
+        "train_micro_batch_size_per_gpu": "auto",
+        "gradient_accumulation_steps": "auto",
+        "gradient_clipping": "auto",
+        "bf16": {"enabled": "auto"},
+        "fp16": {"enabled": "auto"},
+    }
+
+
+def fit(build, settings, device: str, callbacks: list) -> tuple[Path, dict, list[int]]:
+    """Train in `settings.distributed.processes` ranks; return (rank 0's folder with the trained
+    weights and its figures, those figures, every rank's peak memory in bytes). Raises RankFailed."""
+    import torch.multiprocessing as mp
+
+    spec = settings.distributed
+    if spec.nodes > 1:
+        raise RankFailed(
+            f"train.distributed.nodes: {spec.nodes}: a cell across several machines is not supported yet; "
+            "use one node with more processes (docs/scale-out.md)"
+        )
+    folder = Path(tempfile.mkdtemp(prefix="harness-ranks-"))
+    env = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()), "WORLD_SIZE": str(spec.processes)}
+    sys.stdout.flush()
+    sys.stderr.flush()
+    context = mp.start_processes(
+        _rank_main,
+        args=(build, callbacks, device, spec.processes, env, str(folder)),
+        nprocs=spec.processes,
+        join=False,
+        start_method="fork",
+    )
+    _wait(context, folder, spec.timeout_seconds + 60 + settings_budget(settings))
+    stats = json.loads((folder / STATS_FILE).read_text())
+    ranks = [json.loads((folder / f"rank{r}.peak").read_text()) for r in range(spec.processes)]
+    return folder, stats | {"state_bytes": [r["state"] for r in ranks]}, [r["peak"] for r in ranks]
+
+
+def settings_budget(settings) -> int:
+    """Seconds the training itself may take before the cell is declared hung (generous: a day)."""
+    return 24 * 3600
+
+
+def _wait(context, folder: Path, deadline_seconds: float) -> None:
+    """Join the ranks; a failure names the rank, how it ended and the last lines of its log."""
+    from torch.multiprocessing import ProcessExitedException, ProcessRaisedException
+
+    deadline = time.monotonic() + deadline_seconds
+    try:
+        while not context.join(timeout=1.0):  # join raises as soon as one rank fails, ending the others
+            if time.monotonic() > deadline:
+                _kill(context)
+                raise RankFailed(f"the ranks did not finish within {deadline_seconds:.0f}s; every rank was killed")
+    except ProcessExitedException as exc:
+        _kill(context)
+        how = f"was killed by {exc.signal_name}" if exc.signal_name else f"exited with code {exc.exit_code}"
+        raise RankFailed(f"rank {exc.error_index} {how}{_log_tail(folder, exc.error_index)}") from None
+    except ProcessRaisedException as exc:
+        _kill(context)
+        last = str(exc).strip().splitlines()[-1] if str(exc).strip() else "an exception"
+        raise RankFailed(f"rank {exc.error_index} failed: {last}{_log_tail(folder, exc.error_index)}") from None
+
+
+def _kill(context) -> None:
+    """No rank outlives the cell: SIGKILL whatever is left (join already ended the others)."""
+    for process in context.processes:
+        if process.is_alive():
+            os.kill(process.pid, signal.SIGKILL)
+        process.join(timeout=10)
+
+
+def _log_tail(folder: Path, rank: int, lines: int = 8) -> str:
+    path = folder / f"rank{rank}.log"
+    if not path.is_file():
+        return ""
+    tail = [line for line in path.read_text(errors="replace").splitlines() if line.strip()][-lines:]
+    return "; its last log lines: " + " | ".join(tail) if tail else ""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _rank_main(rank: int, build, callbacks, device: str, processes: int, env: dict, folder: str) -> None:
+    """One rank: its environment, its share of the CPU, the trainer, training; rank 0 saves."""
+    import torch
+
+    from harness.measure import measure
+
+    out = Path(folder)
+    _own_log(out / f"rank{rank}.log", keep_stdout=rank == 0)
+    os.environ.update(env, RANK=str(rank), LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(processes))
+    if device.startswith("cuda"):
+        torch.cuda.set_device(rank)
+    else:  # the cell's cores, split between its ranks
+        torch.set_num_threads(max(1, torch.get_num_threads() // processes))
+    _fresh_accelerate_state()
+    work = out / f"work{rank}"
+    trainer = build(work, callbacks if rank == 0 else [c for c in callbacks if not _progress(c)])
+    if os.environ.get(FAULT_ENV) == str(rank):  # fault injection for tests: this rank dies mid-training
+        trainer.add_callback(_kill_at_step(2))
+    if os.environ.get(PIDS_ENV):  # for tests: where the ranks were, to look for orphans afterwards
+        with open(os.environ[PIDS_ENV], "a") as pids:
+            pids.write(f"{os.getpid()}\n")
+    if trainer.args.fsdp_plugin_args is not None and not device.startswith("cuda"):
+        _fsdp_on_cpu(trainer)
+    rank_device = f"cuda:{rank}" if device.startswith("cuda") else device
+    with measure(rank_device) as phase:
+        trainer.train()
+    validation_loss = trainer.evaluate()["eval_loss"] if trainer.eval_dataset is not None else None
+    _save(trainer, out, rank)
+    (out / f"rank{rank}.peak").write_text(json.dumps({"peak": phase.peak_bytes, "state": state_bytes(trainer)}))
+    if rank == 0:
+        state = trainer.state
+        stats = {
+            "seconds": phase.seconds,
+            "method": phase.method,
+            "tokens": int(state.num_input_tokens_seen),  # gathered over the ranks by the Trainer
+            "steps": state.global_step,
+            "history": [h for h in state.log_history if "loss" in h],
+            "validation_loss": validation_loss,
+            "examples": len(trainer.train_dataset),
+            "truncated_examples": getattr(trainer, "truncated_examples", 0),
+            "adapter": (out / WEIGHTS / "adapter_config.json").is_file(),
+        }
+        (out / STATS_FILE).write_text(json.dumps(stats))
+    torch.distributed.barrier()
+    torch.distributed.destroy_process_group()
+
+
+def _fsdp_on_cpu(trainer) -> None:
+    """accelerate enables FSDP only on accelerators (its CPU ranks get DDP); torch's FSDP2 shards over
+    gloo as well, so a CPU rank switches the trainer's accelerator state to FSDP before it prepares
+    the model (the path the tests take on a CPU; on CUDA the Trainer sets it up itself)."""
+    from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
+
+    state = trainer.accelerator.state
+    state.fsdp_plugin = FullyShardedDataParallelPlugin(**trainer.args.fsdp_plugin_args)
+    state.distributed_type = DistributedType.FSDP
+    trainer.is_fsdp_enabled = True
+
+
+def _save(trainer, out: Path, rank: int) -> None:
+    """Rank 0 writes the trained weights. Under FSDP every rank takes part in gathering the full state
+    dict (to rank 0, in host memory); otherwise the Trainer saves (an adapter as an adapter)."""
+    if not trainer.is_fsdp_enabled:
+        trainer.save_model(str(out / WEIGHTS))
+        return
+    import torch
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    full = get_model_state_dict(trainer.model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    if rank != 0:
+        return
+    folder = out / WEIGHTS
+    folder.mkdir(parents=True, exist_ok=True)
+    if hasattr(trainer.model, "peft_config"):  # adapters: saved as peft saves them, from the gathered weights
+        from peft import get_peft_model_state_dict
+        from safetensors.torch import save_file
+
+        trainer.model.peft_config["default"].save_pretrained(folder)
+        adapter = get_peft_model_state_dict(trainer.model, state_dict=full)
+        save_file({k: v.contiguous() for k, v in adapter.items()}, folder / "adapter_model.safetensors")
+    else:
+        torch.save(full, folder / FULL_STATE)
+
+
+def state_bytes(trainer) -> int:
+    """Bytes of the parameters and optimizer states this rank holds: all of them under DDP, its shard
+    under FSDP (a DTensor's local part)."""
+    import torch
+
+    def local(tensor) -> int:
+        part = tensor.to_local() if hasattr(tensor, "to_local") else tensor
+        return part.numel() * part.element_size()
+
+    params = sum(local(p) for p in trainer.model.parameters())
+    states = trainer.optimizer.state.values() if trainer.optimizer is not None else []
+    moments = sum(local(v) for state in states for v in state.values() if isinstance(v, torch.Tensor) and v.dim())
+    return params + moments
+
+
+def _kill_at_step(step: int):
+    """A callback that SIGKILLs its rank once the training reaches `step` (fault injection)."""
+    from transformers import TrainerCallback
+
+    class KillAtStep(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step >= step:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    return KillAtStep()
+
+
+def _progress(callback) -> bool:
+    return type(callback).__name__ == "_ProgressCallback"
+
+
+def _own_log(path: Path, keep_stdout: bool) -> None:
+    """Rank 0 keeps the job's log (the driver shows its progress lines) and tees nothing; the other
+    ranks write to a log of their own, read back when they fail."""
+    if keep_stdout:
+        return
+    handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+        os.dup2(handle, stream.fileno())
+
+
+def _fresh_accelerate_state() -> None:
+    """accelerate keeps process-wide singletons; a forked rank must not inherit its parent's."""
+    from accelerate.state import AcceleratorState, PartialState
+
+    PartialState._reset_state()
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
+def load_trained(model, folder: Path, adapter: bool):
+    """The cell's model with rank 0's trained weights: its adapter (the model is wrapped the way the
+    trainer wrapped it) or the full state dict."""
+    from safetensors.torch import load_file
+
+    weights = folder / WEIGHTS
+    if adapter:
+        from peft import PeftModel
+
+        return PeftModel.from_pretrained(model, weights, is_trainable=True)  # as trained: the counts match
+    state: dict = {}
+    if (weights / FULL_STATE).is_file():
+        import torch
+
+        state = torch.load(weights / FULL_STATE, map_location="cpu", weights_only=True)
+    for shard in sorted(weights.glob("*.safetensors")):
+        state |= load_file(shard)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    tied = {"lm_head.weight"}  # a tied head is saved once, as the embedding
+    if set(missing) - tied or unexpected:
+        raise RankFailed(f"the gathered weights do not fit the model: missing {missing[:3]}, extra {unexpected[:3]}")
+    return model
