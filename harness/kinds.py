@@ -9,13 +9,11 @@ when a cell runs, so `harness validate` and the report commands stay light.
 
 from __future__ import annotations
 
-import importlib
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from harness import plugins
 from harness.registry import Registry
 
 if TYPE_CHECKING:  # a kind's file imports Figure to declare its figures; figures.get asks the kinds
@@ -61,7 +59,7 @@ class Kind:
             raise TypeError(f"kind {self.name!r} trains, so it needs a default_learning_rate")
 
 
-KINDS: Registry[Kind] = Registry("technique kind")
+KINDS: Registry[Kind] = Registry("technique kind", BUILTIN_MODULES)
 
 
 def register(kind: Kind) -> Kind:
@@ -69,55 +67,35 @@ def register(kind: Kind) -> Kind:
     return KINDS.add(kind.name, kind)
 
 
-_loaded = False
-
-
-def _load_builtins() -> None:
-    global _loaded
-    if _loaded:
-        return
-    _loaded = True
-    for module in BUILTIN_MODULES:
-        importlib.import_module(module)
-    plugins.load_installed()
-
-
 def get(name: str) -> Kind:
-    _load_builtins()
     return KINDS.get(name)
 
 
 def known() -> list[str]:
-    _load_builtins()
     return KINDS.in_order()
 
 
 def reads_base_model(kind: str) -> bool:
     """False for kinds this process does not know (e.g. rows of a run made with a plugin kind)."""
-    _load_builtins()
     return kind in KINDS and KINDS.get(kind).reads_base_model
 
 
 def hosted(kind: str) -> bool:
     """False for kinds this process does not know."""
-    _load_builtins()
     return kind in KINDS and KINDS.get(kind).hosted
 
 
 def trained(kind: str) -> bool:
-    _load_builtins()
     return kind in KINDS and KINDS.get(kind).trained
 
 
 def declared_figures(kind: str | None) -> dict[str, Figure]:
     """The figures `kind` declares (every registered kind's when None; none for a kind this process
     does not know, e.g. a row from a run made with a plugin)."""
-    _load_builtins()
     names = KINDS.in_order() if kind is None else [kind] if kind in KINDS else []
     chosen = [KINDS.get(name) for name in names]
     return {figure.key: figure for k in chosen for figure in k.figures}
 
 
 def declared_fields(kind: str) -> dict[str, str]:
-    _load_builtins()
     return KINDS.get(kind).fields if kind in KINDS else {}

@@ -62,6 +62,14 @@ def check_distributed(recipe: Recipe) -> None:
         where = f"technique {technique.name!r}: train.distributed"
         if spec.strategy == "deepspeed" and find_spec("deepspeed") is None:
             raise ConfigError(f"{where}.strategy deepspeed needs the deepspeed package: pip install deepspeed")
+        gpus = recipe.executor.gpus_per_cell
+        asked = gpus.get(technique.name, gpus.get(technique.kind)) if isinstance(gpus, dict) else gpus
+        if asked and asked != spec.world_size:
+            raise ConfigError(
+                f"executor.gpus_per_cell gives technique {technique.name!r} {asked:g} GPU(s) per cell, but its "
+                f"train.distributed runs {spec.world_size} processes, one GPU each; make them equal, or leave "
+                "gpus_per_cell unset for it (a multi-process cell asks for its processes' GPUs)"
+            )
         if spec.nodes > 1:
             raise ConfigError(
                 f"{where}.nodes {spec.nodes}: a cell across machines is not supported yet; run its "

@@ -1,8 +1,13 @@
-"""One small registry: a name -> implementation table with a clear error for unknown names."""
+"""One small registry: a name -> implementation table with a clear error for unknown names.
+
+A registry with `builtins` imports those modules (which register the built-in entries) and the
+installed plugin packages (harness/plugins.py) at its first lookup, not when it is imported, so that
+validating a recipe imports only what it names."""
 
 from __future__ import annotations
 
 import difflib
+import importlib
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
@@ -10,9 +15,22 @@ T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    def __init__(self, what: str):
+    def __init__(self, what: str, builtins: tuple[str, ...] = ()):
         self.what = what
+        self.builtins = builtins
         self._items: dict[str, T] = {}
+        self._loaded = not builtins
+
+    def load(self) -> None:
+        """Import the built-in modules and installed plugins, once (they register as they are imported)."""
+        if self._loaded:
+            return
+        self._loaded = True
+        for module in self.builtins:
+            importlib.import_module(module)
+        from harness import plugins  # below this module: plugins import the registries' users
+
+        plugins.load_installed()
 
     def register(self, name: str) -> Callable[[T], T]:
         """A decorator form of add()."""
@@ -25,18 +43,22 @@ class Registry(Generic[T]):
         return item
 
     def __contains__(self, name: object) -> bool:
+        self.load()
         return name in self._items
 
     def get(self, name: str) -> T:
+        self.load()
         if name not in self._items:
             raise KeyError(self.unknown(name))
         return self._items[name]
 
     def names(self) -> list[str]:
+        self.load()
         return sorted(self._items)
 
     def in_order(self) -> list[str]:
         """The names in registration order (built-ins first, as documented)."""
+        self.load()
         return list(self._items)
 
     def unknown(self, name: str) -> str:

@@ -199,6 +199,12 @@ def save_traceback(run_dir: Path, name: str) -> None:
         log.write(traceback.format_exc())
 
 
+def distributed_ranks(spec) -> int:
+    """How many processes the cell trains in (1 without train.distributed)."""
+    settings = getattr(getattr(spec, "train", None), "distributed", None)
+    return settings.world_size if settings is not None else 1
+
+
 def cell_spec(recipe, cell):
     """The technique's spec as this cell runs it: the cell's params applied, and its training-set size."""
     from harness.searchspace import apply_params
@@ -250,6 +256,7 @@ def run_job(job: dict) -> None:
             cell=cell,
             shared=shared,
             callbacks=[pruning] if pruning else [],
+            ranks=distributed_ranks(spec),
         )
         with tracking.cell(recipe, meta, spec, cell) as tracked:  # trained cells: curves to the recipe's trackers
             row, predictions = run_cell(spec, ctx)

@@ -119,3 +119,31 @@ def test_settings_a_cell_cannot_run_are_refused_before_it_starts(tiny_model_dir,
             speed = validate("  - {name: f, kind: full, train: {distributed: {strategy: deepspeed}}}\n")
             assert "pip install deepspeed" in speed.output
     assert os.environ.get(distributed.FAULT_ENV) is None
+
+
+def test_gpus_per_cell_and_processes_cannot_disagree(tiny_model_dir, tmp_path):
+    path = tmp_path / "r.yaml"
+    technique = "  - {name: f, kind: full, train: {distributed: {strategy: ddp, processes: 4}}}\n"
+    path.write_text(tiny_recipe(tiny_model_dir, tmp_path / "runs", technique, "executor: {gpus_per_cell: {f: 2}}"))
+    result = run_cli("validate", path)
+    assert result.exit_code != 0 and "gives technique 'f' 2 GPU(s) per cell, but its" in result.output
+
+
+def test_the_local_executor_gives_a_multi_process_cell_a_gpu_per_rank(monkeypatch):
+    from harness.executors.base import ExecutorSettings, technique_gpus
+    from harness.executors.local import LocalExecutor
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2")
+    executor = LocalExecutor(jobs=2, device="cuda", gpus=lambda job: 2)
+    first = executor._take(2)
+    assert first == ["0", "1"] and executor._env(first)["CUDA_VISIBLE_DEVICES"] == "0,1"
+    assert executor._take(4) == []  # more than the machine has: the job fails at once instead of waiting
+    executor._give(first)
+    assert sorted(executor._take(3)) == ["0", "1", "2"]
+
+    class Spec:
+        kind, name = "full", "f"
+        train = type("Train", (), {"distributed": type("D", (), {"world_size": 4})()})()
+
+    settings = ExecutorSettings(kind="local")
+    assert technique_gpus(settings, Spec(), "cuda") == 4 and technique_gpus(settings, Spec(), "cpu") == 0

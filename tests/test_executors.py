@@ -31,6 +31,7 @@ STUDY = """\
     train: {max_steps: 2, batch_size: 4, limit: 16}
     lora: {rank: 2, alpha: 4}
     search: {space: {train.learning_rate: [1.0e-3, 1.0e-2]}, objective: validation_loss}
+  - {name: ddp, kind: full, train: {max_steps: 2, batch_size: 2, limit: 16, distributed: {processes: 2}}}
 """
 EXTRA = """\
 search_budget: 2

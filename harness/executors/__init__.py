@@ -7,13 +7,11 @@ submitit are imported only when their executor is made.
 
 from __future__ import annotations
 
-import importlib
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from harness import plugins
 from harness.executors.base import Executor, ExecutorError, ExecutorSettings, Job, JobEnd, last_lines
 from harness.registry import Registry
 
@@ -51,7 +49,7 @@ class ExecutorKind:
             )
 
 
-EXECUTORS: Registry[ExecutorKind] = Registry("executor")
+EXECUTORS: Registry[ExecutorKind] = Registry("executor", BUILTIN_MODULES)
 
 
 def register(executor: ExecutorKind) -> ExecutorKind:
@@ -59,26 +57,11 @@ def register(executor: ExecutorKind) -> ExecutorKind:
     return EXECUTORS.add(executor.name, executor)
 
 
-_loaded = False
-
-
-def _load_builtins() -> None:
-    global _loaded
-    if _loaded:
-        return
-    _loaded = True
-    for module in BUILTIN_MODULES:
-        importlib.import_module(module)
-    plugins.load_installed()
-
-
 def get(name: str) -> ExecutorKind:
-    _load_builtins()
     return EXECUTORS.get(name)
 
 
 def known() -> list[str]:
-    _load_builtins()
     return EXECUTORS.in_order()
 
 

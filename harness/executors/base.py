@@ -32,7 +32,8 @@ class ExecutorSettings(Strict):
 
     kind: str  # declared here so that it comes first in the stored recipe
     # GPUs per cell: one number, or per technique kind / name ({full: 2, lora: 1, prompt: 1}); default:
-    # 1 on CUDA, 0 on the CPU. Fractions share a GPU between cells (Ray only).
+    # on CUDA 1, or a multi-process cell's train.distributed processes; 0 on the CPU. Fractions share a
+    # GPU between cells (Ray only).
     gpus_per_cell: float | dict[str, float] | None = None
     # CPU cores per cell, also its torch threads; default: ray and slurm 1, local the machine's cores
     # split between --jobs
@@ -42,9 +43,9 @@ class ExecutorSettings(Strict):
 
     _expand = field_validator("storage")(classmethod(lambda cls, v: v if v is None else expand_path(v)))
 
-    def gpus_for(self, kind: str, name: str, device: str) -> float:
-        """GPUs one cell of this technique asks for."""
-        default = 1.0 if device.startswith("cuda") else 0.0
+    def gpus_for(self, kind: str, name: str, device: str, ranks: int = 1) -> float:
+        """GPUs one cell of this technique asks for (`ranks`: the processes it trains in, one GPU each)."""
+        default = float(ranks) if device.startswith("cuda") else 0.0
         if isinstance(self.gpus_per_cell, dict):
             return float(self.gpus_per_cell.get(name, self.gpus_per_cell.get(kind, default)))
         return default if self.gpus_per_cell is None else float(self.gpus_per_cell)
@@ -105,9 +106,16 @@ def require(module: str, kind: str):
         ) from None
 
 
+def technique_gpus(spec, technique, device: str) -> float:
+    """GPUs one cell of `technique` asks for (executor.gpus_per_cell, or its train.distributed processes)."""
+    settings = getattr(getattr(technique, "train", None), "distributed", None)
+    ranks = settings.world_size if settings is not None else 1
+    return spec.gpus_for(technique.kind, technique.name, device, ranks)
+
+
 def job_gpus(spec, techniques: dict, job: Job, device: str) -> float:
-    """GPUs a job asks for: the most that any of its cells' techniques asks for (executor.gpus_per_cell)."""
-    return max(spec.gpus_for(techniques[c.technique].kind, c.technique, device) for c in job.cells)
+    """GPUs a job asks for: the most that any of its cells' techniques asks for."""
+    return max(technique_gpus(spec, techniques[c.technique], device) for c in job.cells)
 
 
 def after_retries(tries: int) -> str:

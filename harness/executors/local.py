@@ -4,13 +4,12 @@ machine, N at a time."""
 from __future__ import annotations
 
 import os
-import queue
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Literal
 
 from harness import executors
-from harness.executors.base import ExecutorError, ExecutorSettings, Job, JobEnd, cell_env, describe_exit
+from harness.executors.base import ExecutorError, ExecutorSettings, Job, JobEnd, cell_env, describe_exit, job_gpus
 
 
 class LocalSettings(ExecutorSettings):
@@ -20,9 +19,9 @@ class LocalSettings(ExecutorSettings):
 
 
 class LocalExecutor:
-    """Runs each job in a fresh process, `jobs` at a time. On CUDA every running job gets one visible
-    GPU of its own (CUDA_VISIBLE_DEVICES); on the CPU the cores are split between jobs unless `threads`
-    (executor.cpus_per_cell) fixes each job's share.
+    """Runs each job in a fresh process, `jobs` at a time. On CUDA every running job gets visible GPUs
+    of its own (CUDA_VISIBLE_DEVICES): one, or a multi-process cell's `processes` (`gpus(job)`); on the
+    CPU the cores are split between jobs unless `threads` (executor.cpus_per_cell) fixes each job's share.
 
     Processes are forked from a fork server that imported the libraries once (multiprocessing's
     forkserver with a preload), so a cell does not pay ~10 s of imports; nothing else is shared.
@@ -30,15 +29,15 @@ class LocalExecutor:
 
     kind = "local"
 
-    def __init__(self, jobs: int = 1, device: str = "cpu", threads: int | None = None):
+    def __init__(self, jobs: int = 1, device: str = "cpu", threads: int | None = None, gpus=lambda job: 1):
         self.device = device
-        self.gpus: queue.Queue[str] | None = None
+        self.free: list[str] | None = None  # the visible GPUs no running job holds (CUDA only)
+        self.gpus_for_job = gpus
+        self.gpu_freed = threading.Condition()
         if device.startswith("cuda"):
             visible = _visible_gpus()
             jobs = min(jobs, len(visible)) or 1
-            self.gpus = queue.Queue()
-            for gpu in visible[:jobs]:
-                self.gpus.put(gpu)
+            self.free = list(visible)
         self.jobs = max(1, jobs)
         self.threads = threads
         self.pool = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="harness-job")
@@ -70,10 +69,12 @@ class LocalExecutor:
         from harness import worker
 
         data = job.payload(self.kind)
-        gpu = self.gpus.get() if self.gpus is not None else None
+        gpus = self._take(int(self.gpus_for_job(job))) if self.free is not None else None
+        if gpus == []:
+            return JobEnd(1, f"its cell needs {self.gpus_for_job(job):g} GPUs; this machine shows {_visible_gpus()}")
         try:
             process = self._context().Process(
-                target=worker.child_main, name=f"harness-{job.id}", args=(data, str(job.log_path), self._env(gpu))
+                target=worker.child_main, name=f"harness-{job.id}", args=(data, str(job.log_path), self._env(gpus))
             )
             process.start()
             with self.lock:
@@ -83,23 +84,43 @@ class LocalExecutor:
         finally:
             with self.lock:
                 self.running.pop(job.id, None)
-            if gpu is not None and self.gpus is not None:
-                self.gpus.put(gpu)
+            if gpus:
+                self._give(gpus)
         return JobEnd(returncode, None if returncode == 0 else describe_exit(returncode, job.log_path))
 
-    def _env(self, gpu: str | None) -> dict:
+    def _take(self, count: int) -> list[str]:
+        """`count` free GPUs, waiting for running jobs to give theirs back; [] when there are never enough."""
+        if count > len(_visible_gpus()):
+            return []
+        with self.gpu_freed:
+            self.gpu_freed.wait_for(lambda: self.free is not None and len(self.free) >= count)
+            assert self.free is not None
+            taken, self.free = self.free[:count], self.free[count:]
+            return taken
+
+    def _give(self, gpus: list[str]) -> None:
+        with self.gpu_freed:
+            assert self.free is not None
+            self.free += gpus
+            self.gpu_freed.notify_all()
+
+    def _env(self, gpus: list[str] | None) -> dict:
         """What the cell's process sets in its environment before running."""
         threads = self.threads
-        if threads is None and gpu is None and self.jobs > 1 and "OMP_NUM_THREADS" not in os.environ:
+        if threads is None and gpus is None and self.jobs > 1 and "OMP_NUM_THREADS" not in os.environ:
             threads = max(1, (os.cpu_count() or 1) // self.jobs)  # N jobs on the CPU share its cores
         env = cell_env(threads)
-        if gpu is not None:
-            env["CUDA_VISIBLE_DEVICES"] = gpu
+        if gpus is not None:
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
         return env
 
 
 def make(settings: LocalSettings, device: str, techniques, jobs: int | None) -> LocalExecutor:
-    return LocalExecutor(jobs or 1, local_device(device), threads=settings.cpus_per_cell)
+    device = local_device(device)
+    by_name = {t.name: t for t in techniques}
+    return LocalExecutor(
+        jobs or 1, device, threads=settings.cpus_per_cell, gpus=lambda job: job_gpus(settings, by_name, job, device)
+    )
 
 
 def local_device(requested: str) -> str:

@@ -26,6 +26,7 @@ from harness.executors.base import (
     job_gpus,
     log_tail,
     require,
+    technique_gpus,
 )
 
 
@@ -57,7 +58,7 @@ class RayExecutor:
         except ExecutorError:
             self.shutdown()
             raise
-        most_gpus = max(spec.gpus_for(t.kind, t.name, self.device) for t in self.techniques.values())
+        most_gpus = max(technique_gpus(spec, t, self.device) for t in self.techniques.values())
         self.jobs = jobs or capacity(resources, self.cpus, most_gpus)
         from harness import worker
 
@@ -143,7 +144,7 @@ def check_fits(techniques, spec, device: str, cpus: int, resources: list[dict], 
     most_gpus = max((r.get("GPU", 0) for r in resources), default=0)
     most_cpus = max((r.get("CPU", 0) for r in resources), default=0)
     for technique in techniques:
-        gpus = spec.gpus_for(technique.kind, technique.name, device)
+        gpus = technique_gpus(spec, technique, device)
         if gpus > most_gpus:
             raise ExecutorError(
                 f"technique {technique.name!r} asks for {gpus:g} GPU(s) per cell (executor.gpus_per_cell) but the "

@@ -67,6 +67,14 @@ class RunContext:
     cell: Cell = None  # type: ignore[assignment]  # which split to score, whether lm-eval and artifacts apply
     shared: Shared = field(default_factory=Shared)
     callbacks: list = field(default_factory=list)  # extra TrainerCallbacks (a search trial's pruning)
+    ranks: int = 1  # processes the cell trains in (train.distributed); see load_device
+
+    @property
+    def load_device(self) -> str:
+        """Where a model to train is loaded: the cell's device, except that ranks on GPUs are forked from
+        this process (harness/distributed.py), which must not hold a CUDA context then: they get the
+        model in host memory and place it themselves, and the trained model comes back to `device`."""
+        return "cpu" if self.ranks > 1 and self.device.startswith("cuda") else self.device
 
     def __post_init__(self):
         if self.cell is None:

@@ -241,18 +241,18 @@ def starting_model(spec, ctx: RunContext, quantization_config=None):
 
     source = getattr(spec, "init_from", None)
     if source is None:
-        return models.load(ctx.recipe.model, ctx.device, torch.float32, quantization_config)
+        return models.load(ctx.recipe.model, ctx.load_device, torch.float32, quantization_config)
     folder = source_artifact(ctx, source)
     if not folder.is_dir():
         raise RuntimeError(f"init_from {source!r}: no trained model at {folder}; did that technique fail?")
     if (folder / "adapter_config.json").is_file():
         from peft import PeftModel
 
-        base, tokenizer = models.load(ctx.recipe.model, ctx.device, torch.float32)
+        base, tokenizer = models.load(ctx.recipe.model, ctx.load_device, torch.float32)
         model = PeftModel.from_pretrained(base, folder).merge_and_unload()
         model.requires_grad_(True)  # peft froze the base weights: full training needs them back (LoRA refreezes)
         return model, tokenizer
-    return models.load(ctx.recipe.model.model_copy(update={"id": str(folder)}), ctx.device, torch.float32)
+    return models.load(ctx.recipe.model.model_copy(update={"id": str(folder)}), ctx.load_device, torch.float32)
 
 
 def source_artifact(ctx: RunContext, source: str) -> Path:

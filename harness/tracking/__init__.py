@@ -19,7 +19,6 @@ comparison goes on (`guard` keeps a failing callback from failing the training i
 
 from __future__ import annotations
 
-import importlib
 import os
 import warnings
 from contextlib import contextmanager
@@ -28,7 +27,6 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from harness import plugins
 from harness.registry import Registry
 from harness.rows import RowLike
 from harness.yamlconfig import ConfigWarning
@@ -65,7 +63,7 @@ class Backend:
             )
 
 
-TRACKERS: Registry[Backend] = Registry("tracker")
+TRACKERS: Registry[Backend] = Registry("tracker", BUILTIN_MODULES)
 
 
 def register(backend: Backend) -> Backend:
@@ -73,26 +71,11 @@ def register(backend: Backend) -> Backend:
     return TRACKERS.add(backend.name, backend)
 
 
-_loaded = False
-
-
-def _load_builtins() -> None:
-    global _loaded
-    if _loaded:
-        return
-    _loaded = True
-    for module in BUILTIN_MODULES:
-        importlib.import_module(module)
-    plugins.load_installed()
-
-
 def get(name: str) -> Backend:
-    _load_builtins()
     return TRACKERS.get(name)
 
 
 def known() -> list[str]:
-    _load_builtins()
     return TRACKERS.in_order()
 
 
