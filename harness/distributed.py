@@ -10,9 +10,10 @@ integration runs DDP, FSDP (full shard) or DeepSpeed ZeRO from the arguments `tr
 adapter) and the training figures; the cell's process loads them back into its model and goes on as
 after a one-process training. The cell is still one cell: one row, one artifact, one evaluation.
 
-A rank that dies (an exception, an OOM kill, SIGKILL) ends the others and the cell fails naming it;
-one that hangs in a collective fails at `timeout_seconds` (the process group's timeout), and the
-whole training is bounded by a deadline on top of that, after which every rank is killed.
+A rank that dies (an exception, an OOM kill, SIGKILL) ends the others and the cell fails naming it.
+A rank that stops (a collective that never returns) is found by the heartbeats the ranks write at
+every training event: when none has moved for `timeout_seconds`, every rank is killed and the cell
+fails naming the one that stopped first.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from pathlib import Path
 
 STATS_FILE = "rank0.json"
 FAULT_ENV = "HARNESS_FAULT_KILL_RANK"  # fault injection for tests: the rank of this number SIGKILLs itself at step 2
+HANG_ENV = "HARNESS_FAULT_HANG_RANK"  # fault injection for tests: the rank of this number hangs at step 2
 PIDS_ENV = "HARNESS_FAULT_RANK_PIDS"  # for tests: a file every rank appends its pid to
 WEIGHTS = "weights"  # rank 0's save_model folder
 FULL_STATE = "full_state.pt"  # an FSDP cell's gathered state dict, in WEIGHTS
@@ -97,27 +99,25 @@ def fit(build, settings, device: str, callbacks: list) -> tuple[Path, dict, list
         join=False,
         start_method="fork",
     )
-    _wait(context, folder, spec.timeout_seconds + 60 + settings_budget(settings))
+    _wait(context, folder, spec.timeout_seconds)
     stats = json.loads((folder / STATS_FILE).read_text())
     ranks = [json.loads((folder / f"rank{r}.peak").read_text()) for r in range(spec.processes)]
     return folder, stats | {"state_bytes": [r["state"] for r in ranks]}, [r["peak"] for r in ranks]
 
 
-def settings_budget(settings) -> int:
-    """Seconds the training itself may take before the cell is declared hung (generous: a day)."""
-    return 24 * 3600
-
-
-def _wait(context, folder: Path, deadline_seconds: float) -> None:
+def _wait(context, folder: Path, timeout: float) -> None:
     """Join the ranks; a failure names the rank, how it ended and the last lines of its log."""
     from torch.multiprocessing import ProcessExitedException, ProcessRaisedException
 
-    deadline = time.monotonic() + deadline_seconds
     try:
         while not context.join(timeout=1.0):  # join raises as soon as one rank fails, ending the others
-            if time.monotonic() > deadline:
+            stuck = _stuck_rank(folder, len(context.processes), timeout)
+            if stuck is not None:
                 _kill(context)
-                raise RankFailed(f"the ranks did not finish within {deadline_seconds:.0f}s; every rank was killed")
+                raise RankFailed(
+                    f"rank {stuck} made no progress for {timeout:.0f}s (train.distributed.timeout_seconds) and "
+                    f"no other rank did; every rank was killed{_log_tail(folder, stuck)}"
+                )
     except ProcessExitedException as exc:
         _kill(context)
         how = f"was killed by {exc.signal_name}" if exc.signal_name else f"exited with code {exc.exit_code}"
@@ -126,6 +126,16 @@ def _wait(context, folder: Path, deadline_seconds: float) -> None:
         _kill(context)
         last = str(exc).strip().splitlines()[-1] if str(exc).strip() else "an exception"
         raise RankFailed(f"rank {exc.error_index} failed: {last}{_log_tail(folder, exc.error_index)}") from None
+
+
+def _stuck_rank(folder: Path, ranks: int, timeout: float) -> int | None:
+    """When no rank has beaten for `timeout` seconds, the one whose last heartbeat is oldest (the others
+    wait on it in a collective); None while some rank moves, or before every rank has started."""
+    beats = {r: folder / f"rank{r}.beat" for r in range(ranks)}
+    times = {r: path.stat().st_mtime for r, path in beats.items() if path.exists()}
+    if len(times) < ranks or time.time() - max(times.values()) < timeout:
+        return None
+    return min(times, key=lambda r: times[r])
 
 
 def _kill(context) -> None:
@@ -166,8 +176,12 @@ def _rank_main(rank: int, build, callbacks, device: str, processes: int, env: di
     _fresh_accelerate_state()
     work = out / f"work{rank}"
     trainer = build(work, callbacks if rank == 0 else [c for c in callbacks if not _progress(c)])
+    beat = _heartbeat(out / f"rank{rank}.beat")
+    trainer.add_callback(beat)
     if os.environ.get(FAULT_ENV) == str(rank):  # fault injection for tests: this rank dies mid-training
-        trainer.add_callback(_kill_at_step(2))
+        trainer.add_callback(_fault_at_step(2, hang=False))
+    if os.environ.get(HANG_ENV) == str(rank):  # ... or stops answering its collectives
+        trainer.add_callback(_fault_at_step(2, hang=True))
     if os.environ.get(PIDS_ENV):  # for tests: where the ranks were, to look for orphans afterwards
         with open(os.environ[PIDS_ENV], "a") as pids:
             pids.write(f"{os.getpid()}\n")
@@ -177,7 +191,9 @@ def _rank_main(rank: int, build, callbacks, device: str, processes: int, env: di
     with measure(rank_device) as phase:
         trainer.train()
     validation_loss = trainer.evaluate()["eval_loss"] if trainer.eval_dataset is not None else None
+    beat.touch()
     _save(trainer, out, rank)
+    beat.touch()
     (out / f"rank{rank}.peak").write_text(json.dumps({"peak": phase.peak_bytes, "state": state_bytes(trainer)}))
     if rank == 0:
         state = trainer.state
@@ -249,16 +265,41 @@ def state_bytes(trainer) -> int:
     return params + moments
 
 
-def _kill_at_step(step: int):
-    """A callback that SIGKILLs its rank once the training reaches `step` (fault injection)."""
+def _heartbeat(path: Path):
+    """A callback that touches `path` at every training event (the cell's process watches for stuck ranks)."""
     from transformers import TrainerCallback
 
-    class KillAtStep(TrainerCallback):
+    class Heartbeat(TrainerCallback):
+        def touch(self) -> None:
+            path.touch()
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.touch()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.touch()
+
+        def on_substep_end(self, args, state, control, **kwargs):  # gradient accumulation's micro-steps
+            self.touch()
+
+        def on_evaluate(self, args, state, control, **kwargs):
+            self.touch()
+
+    return Heartbeat()
+
+
+def _fault_at_step(step: int, hang: bool):
+    """A callback that SIGKILLs its rank, or makes it sleep through every collective, at `step`."""
+    from transformers import TrainerCallback
+
+    class Fault(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
             if state.global_step >= step:
+                if hang:
+                    time.sleep(3600)
                 os.kill(os.getpid(), signal.SIGKILL)
 
-    return KillAtStep()
+    return Fault()
 
 
 def _progress(callback) -> bool:

@@ -75,13 +75,24 @@ def test_fsdp_holds_about_half_of_the_parameters_and_optimizer_state_on_each_ran
     assert 0.4 < ratio < 0.6, (fsdp, ddp)  # full shard over 2 ranks: half, up to uneven shards
 
 
-def test_a_rank_killed_mid_training_fails_its_cell_alone_and_leaves_no_process(tiny_model_dir, tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    "fault, reason",
+    [
+        (distributed.FAULT_ENV, "rank 1 was killed by SIGKILL"),
+        # rank 1 sleeps through the next all-reduce: no rank moves for timeout_seconds, and both end
+        (distributed.HANG_ENV, "rank 1 made no progress for 10s"),
+    ],
+)
+def test_a_rank_killed_or_hung_mid_training_fails_its_cell_alone_and_leaves_no_process(
+    tiny_model_dir, tmp_path, monkeypatch, fault, reason
+):
     pids = tmp_path / "rank-pids"
-    monkeypatch.setenv(distributed.FAULT_ENV, "1")
+    monkeypatch.setenv(fault, "1")
     monkeypatch.setenv(distributed.PIDS_ENV, str(pids))
+    ranks = "{processes: 2, timeout_seconds: 10}"
     techniques = (
         "  - {name: zero, kind: prompt}\n"
-        "  - {name: ddp, kind: full, train: {max_steps: 20, batch_size: 2, distributed: {processes: 2}}}\n"
+        f"  - {{name: ddp, kind: full, train: {{max_steps: 20, batch_size: 2, distributed: {ranks}}}}}\n"
     )
     recipe = tmp_path / "r.yaml"
     recipe.write_text(tiny_recipe(tiny_model_dir, tmp_path / "runs", techniques))
@@ -94,7 +105,7 @@ def test_a_rank_killed_mid_training_fails_its_cell_alone_and_leaves_no_process(t
     }
     assert rows["zero"]["status"] == "ok"
     assert rows["ddp"]["status"] == "failed"
-    assert "rank 1 was killed by SIGKILL" in rows["ddp"]["error"], rows["ddp"]["error"]
+    assert reason in rows["ddp"]["error"], rows["ddp"]["error"]
     ranks = [int(line) for line in pids.read_text().split()]
     assert len(ranks) == 2
     assert not [pid for pid in ranks if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"]
