@@ -192,7 +192,9 @@ def activation_bytes_per_token_layer(shape: ModelShape, setup: Setup) -> float:
 def activation_bytes(shape: ModelShape, setup: Setup) -> float:
     """Saved activations of one micro-batch, with the 16-bit weight casts autocast keeps for backward."""
     per_layer = activation_bytes_per_token_layer(shape, setup) * setup.tokens
-    casts = 0.0 if setup.precision == "fp32" or setup.weights_16bit or setup.quantized else 2 * shape.layer_params
+    casts = 0.0  # a layer's linear weights (and adapters) cast to 16 bits, held for backward
+    if setup.precision != "fp32" and not setup.weights_16bit and not setup.quantized:
+        casts = 2 * (shape.layer_params + (setup.trainable / shape.layers if setup.trains == "adapter" else 0))
     if setup.gradient_checkpointing:  # each layer's input kept (fp32 residual), one layer recomputed at a time
         return shape.layers * setup.tokens * shape.hidden * 4 + per_layer + casts
     return shape.layers * (per_layer + casts)
