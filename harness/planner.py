@@ -393,14 +393,49 @@ def technique_line(spec, model: Model, device: Device, seq_len: int) -> mp.Techn
     return line
 
 
-def examples_per_cell(spec, n_train: int, train_size: int | None) -> float:
+def examples_per_cell(settings: TrainSettings, n_train: int, train_size: int | None) -> float:
     """Train examples a cell goes through: max_steps x batch x accumulation x ranks, else epochs x examples."""
-    settings = spec.train
     if settings.max_steps:
         world = settings.distributed.world_size if settings.distributed else 1
         return settings.max_steps * settings.batch_size * settings.gradient_accumulation * world
     n = min(x for x in (n_train, settings.limit, train_size) if x)
     return settings.epochs * n
+
+
+def tokens_per_cell(spec, task, stats: TokenStats, train_size: int | None) -> float:
+    """Tokens a cell trains on (non-padding, every epoch, every rank): examples x their mean tokens; DPO
+    reads each prompt twice (chosen, rejected); CPT's document phase reads corpus blocks, then its `then`."""
+    if spec.kind == "cpt":
+        block, settings = spec.corpus.chunk_tokens, spec.train
+        if settings.max_steps:
+            tokens = examples_per_cell(settings, 1, None) * block
+        else:
+            chars = sum(len(text) for _, text in _corpus(task))
+            tokens = settings.epochs * chars / CHARS_PER_TOKEN
+        if spec.then is not None:
+            then = spec.then.train.model_copy(update={"limit": spec.train.limit})  # train.limit caps `then`
+            tokens += examples_per_cell(then, len(task.train), train_size) * stats.mean
+        return tokens
+    sequences = 2 if spec.kind == "dpo" else 1
+    return examples_per_cell(spec.train, len(task.train), train_size) * stats.mean * sequences
+
+
+def _corpus(task) -> list[tuple[str, str]]:
+    from harness import retrieval
+
+    return retrieval.load_corpus(task.corpus_path) if task.corpus_path is not None else []
+
+
+def chosen_stand_in(spec) -> dict:
+    """Values a search might choose (each axis's first value, a range's low end), for counting the test
+    cells: a chosen `shots: 2` makes a prompt technique seed-sensitive, so it runs once per seed."""
+    values = {}
+    for key, axis in spec.search.space.items():
+        if isinstance(axis, list):
+            values[key] = axis[0]
+        else:
+            values[key] = next(bound[0] for bound in (axis.log_uniform, axis.uniform, axis.int) if bound is not None)
+    return values
 
 
 def plan_task(recipe: Recipe, task_ref: str, device: Device, model: Model) -> mp.Plan:
@@ -424,8 +459,11 @@ def plan_task(recipe: Recipe, task_ref: str, device: Device, model: Model) -> mp
     stats_cache: dict[tuple, TokenStats] = {}
     for spec in recipe.techniques:
         trained = kinds.trained(spec.kind)
-        trials = (spec.search.trials or recipe.search_budget or 0) if spec.search is not None else 0
-        tests = planning.test_cells(recipe, spec, {})
+        searched = spec.search is not None and not (
+            kinds.get(spec.kind).needs_corpus(spec) and task.corpus_path is None
+        )
+        trials = (spec.search.trials or recipe.search_budget or 0) if searched else 0  # as pipeline.run_task searches
+        tests = planning.test_cells(recipe, spec, chosen_stand_in(spec) if searched else {})
         key = (
             getattr(spec.train, "limit", None) if trained else None,
             "preference" if spec.kind == "dpo" else "output",
@@ -446,10 +484,10 @@ def plan_task(recipe: Recipe, task_ref: str, device: Device, model: Model) -> mp
             plan.untrained_seconds = (plan.untrained_seconds or 0.0) + seconds
             continue
         line = technique_line(spec, model, device, sequence_length(spec, stats))
-        per_cell = [examples_per_cell(spec, len(task.train), cell.train_size) * stats.mean for cell in tests]
-        per_cell += [examples_per_cell(spec, len(task.train), None) * stats.mean] * trials
+        per_cell = [tokens_per_cell(spec, task, stats, cell.train_size) for cell in tests]
+        per_cell += [tokens_per_cell(spec, task, stats, None)] * trials
         line.cells = len(tests) + trials
-        line.train_tokens = examples_per_cell(spec, len(task.train), None) * stats.mean
+        line.train_tokens = tokens_per_cell(spec, task, stats, None)
         line.total_train_tokens = sum(per_cell)
         train_rate = rates.get(spec.kind, rate)
         seconds = sum(mp.train_seconds(model.shape, line.setup, tokens, train_rate) for tokens in per_cell)
@@ -458,10 +496,8 @@ def plan_task(recipe: Recipe, task_ref: str, device: Device, model: Model) -> mp
         scored = validation_tokens if objective != "validation_loss" else len(task.validation) * stats.mean
         seconds += trials * mp.eval_seconds(model.shape, scored, rate)
         line.seconds = seconds
-        if spec.kind in ("grpo", "cpt"):
-            line.note = (
-                line.note + "; " if line.note else ""
-            ) + "time: the supervised arithmetic (no generation/corpus)"
+        if spec.kind == "grpo":
+            line.note = (line.note + "; " if line.note else "") + "time: its generation is not counted"
         plan.techniques.append(line)
     return plan
 

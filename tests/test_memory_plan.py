@@ -282,6 +282,17 @@ def test_plan_a_bundled_recipe_loads_no_weights(monkeypatch):
     assert all(line[12] == "yes" for line in table_rows(on_gpu.output).values())
 
 
+def test_the_plan_counts_a_studys_cells_as_the_run_does():
+    """recipes/study.yaml on ticket-routing: the committed example run of it has 32 cells (rag's search is
+    skipped there: no corpus; few-shot's chosen shots make it seed-sensitive)."""
+    stored = json.loads((REPO / "reports/study-example/results.json").read_text())
+    plans = {plan.task: plan for plan in planner.plan_recipe(load_recipe(REPO / "recipes" / "study.yaml"))}
+    assert plans["ticket-routing"].cells == len(stored["cells"]) == 32
+    assert plans["product-catalogue"].cells == 35  # + rag's 3 trials
+    lines = {line.technique: line for line in plans["ticket-routing"].techniques}
+    assert lines["full"].cells == 3 * 3 + 3  # seeds x train sizes + search trials
+
+
 # --- estimates against measured peaks --------------------------------------------------------------
 
 TRAINED = """\

@@ -114,5 +114,5 @@ def time_table(plan: Plan) -> Table:
 
 
 def plan_tables(plan: Plan) -> list[Table]:
-    """The memory table, then (for a recipe's task) the time table."""
-    return [memory_table(plan)] + ([time_table(plan)] if plan.task else [])
+    """The memory table (when something trains), then (for a recipe's task) the time table."""
+    return ([memory_table(plan)] if plan.techniques else []) + ([time_table(plan)] if plan.task else [])
