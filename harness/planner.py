@@ -521,13 +521,19 @@ def plan_model(model_id: str, specs: list, gpus: str | None = None, device_kind:
     return plan
 
 
-def estimate_row(
-    recipe: Recipe, spec, device: str, seq_len: int | None = None, train_tokens: float | None = None
-) -> dict:
-    """`memory_plan.estimate_for_row` for a cell of `spec` (reads the model's config; no weights)."""
+def estimate_row(recipe: Recipe, spec, device: str, task=None, flops_per_second: float | None = None) -> dict:
+    """The plan's figures for a trained cell of `spec` (the spec as the cell runs it: its params and
+    train.limit applied), to record beside its measurements: `planned_peak_memory_bytes`, and with the
+    cell's `task` (its train split sets the sequence length and the tokens) `planned_seconds` at
+    `flops_per_second` (else the device's default rate). Reads the model's config; loads no weights.
+    Without `task`, every sequence counts train.max_length tokens and no time is given."""
     model = read_model(recipe.model.id)
-    setup = setup_for(spec, model, "cuda" if device.startswith("cuda") else "cpu", seq_len or spec.train.max_length)
-    return mp.estimate_for_row(model.shape, setup, train_tokens)
+    kind = "cuda" if device.startswith("cuda") else "cpu"
+    if task is None:
+        return mp.estimate_for_row(model.shape, setup_for(spec, model, kind, sequence_length(spec, None)))
+    stats = token_stats(task, model.id, spec.train.limit, "preference" if spec.kind == "dpo" else "output")
+    setup = setup_for(spec, model, kind, sequence_length(spec, stats))
+    return mp.estimate_for_row(model.shape, setup, tokens_per_cell(spec, task, stats, None), flops_per_second)
 
 
 def with_distributed(spec, **changes):

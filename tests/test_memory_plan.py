@@ -16,6 +16,7 @@ from conftest import REPO, run_cli, tiny_recipe
 from harness import planner, rows
 from harness.analysis import memory_plan as mp
 from harness.config import load_recipe
+from harness.tasks import load_task
 
 GiB = 2**30
 BOUND = 0.25  # estimates within ±25% of the measured training peaks
@@ -328,6 +329,14 @@ def test_run_prints_the_plan_and_its_estimates_are_near_the_measured_peaks(tiny_
         assert 1 - BOUND <= ratio <= 1 + BOUND, (line.technique, ratio)
     # a later plan of the same model on this device takes its throughput from the stored run
     assert plan.throughput_source.startswith("measured: 3 trained cells")
+    # what a worker records beside the measurement (planner.estimate_row -> memory_plan.estimate_for_row)
+    recipe = load_recipe(recipe_path)
+    task = load_task(recipe.tasks[0])
+    for spec in recipe.techniques:
+        figures = planner.estimate_row(recipe, spec, "cpu", task)
+        line = next(line for line in plan.techniques if line.technique == spec.name)
+        assert figures["planned_peak_memory_bytes"] == round(line.estimate.total)
+        assert figures["planned_seconds"] > 0 and not rows.undeclared({"kind": spec.kind, **figures})
 
 
 @pytest.mark.parametrize("technique", ["full", "lora", "qlora"])
