@@ -31,7 +31,7 @@ What a trained cell holds at its peak, per device, as this harness trains (harne
 - logits: TRL's fused LM head never holds the (b, s, vocab) logits: it projects tiles of at most 4096
   tokens x 32768 vocabulary entries. On a CPU (no Triton) each tile is processed with torch ops, whose
   temporaries (logits, scaled, exp, probabilities, gradient) peak at about 8 tile copies in fp32
-  (measured: 8.2, bench/bench_memory_plan.py); on CUDA the Triton kernel works in the tile (2 copies
+  (measured: 8.25, bench/bench_memory_plan.py --logits); on CUDA the Triton kernel works in the tile (2 copies
   are counted). A trainable output layer also gets an fp32 gradient buffer of its size in that backward.
 
 The peak is the larger of two moments: forward/backward (weights + optimizer states of earlier steps +
