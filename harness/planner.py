@@ -196,17 +196,14 @@ def setup_for(spec, model: Model, device: str, seq_len: int) -> mp.Setup:
         lora = getattr(spec, "lora", None) or LoraSettings()
         trainable, modules, inputs = lora_counts(model, lora)
         rank, dropout = lora.rank, lora.dropout > 0
-    batch, sequences = settings.batch_size, 1
-    if spec.kind == "dpo":
-        sequences = 2  # chosen and rejected, one forward each
     return mp.Setup(
         kind=spec.kind,
         trains=trains,  # type: ignore[arg-type]
         trainable=trainable,
         device="cuda" if device == "cuda" else "cpu",
-        batch_size=batch,
+        batch_size=settings.batch_size,
         seq_len=seq_len,
-        sequences_per_example=sequences,
+        sequences_per_example=2 if spec.kind == "dpo" else 1,  # chosen and rejected, one forward each
         gradient_accumulation=settings.gradient_accumulation,
         gradient_checkpointing=settings.gradient_checkpointing,
         precision=train_precision(settings, device),  # type: ignore[arg-type]
@@ -236,13 +233,11 @@ class TokenStats:
 
 def token_stats(task, model_id: str, limit: int | None, completion: str = "output") -> TokenStats:
     """Tokens per train example (prompt + answer) and per prompt, with the model's tokenizer when at hand."""
-    from harness import prompting
+    from harness import models, prompting
 
     examples = list(task.train[:limit] if limit else task.train)[:TOKENIZED_EXAMPLES]
     if not examples:
         return TokenStats(0.0, 0, 0.0, "no train examples")
-    from harness import models
-
     tokenizer = models.tokenizer_at_hand(model_id)
 
     def answer(e) -> str:
