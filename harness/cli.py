@@ -14,7 +14,7 @@ import threading
 import warnings
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 # Every progress display is rich's; libraries' tqdm bars (weight loading, lm-eval requests) would tear
 # the live table. tqdm reads TQDM_* defaults when it is imported, so this comes before any import of it.
@@ -405,6 +405,112 @@ def _spread_row(spread) -> list[str]:
         f"{show(min(values))} – {show(max(values))}",
         "– (0 in some runs only)" if math.isinf(allowance) else shown,
     ]
+
+
+PLAN_KINDS = ("full", "lora", "qlora")
+
+
+@main.command()
+@click.argument("words", nargs=-1, metavar="[RECIPE] [KEY=VALUE]...")
+@click.option("--set", "set_overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
+@click.option(
+    "--model",
+    "model_id",
+    help="Plan for a model without a recipe: an alias, a local directory, a config.json, a cached hub id or "
+    "random:<arch>.",
+)
+@click.option(
+    "--gpus", help="The devices to plan for, COUNTxSIZE, e.g. 8x80GB (default: this machine's GPUs, else its RAM)."
+)
+@click.option(
+    "--kind",
+    "kind_names",
+    multiple=True,
+    help=f"With --model: a trained kind to plan (repeatable; default: {', '.join(PLAN_KINDS)}).",
+)
+@click.option("--strategy", type=click.Choice(["ddp", "fsdp", "deepspeed"]), help="train.distributed.strategy")
+@click.option("--processes", type=click.IntRange(min=1), help="train.distributed.processes (per node)")
+@click.option("--nodes", type=click.IntRange(min=1), help="train.distributed.nodes")
+@click.option("--zero-stage", type=click.Choice(["2", "3"]), help="train.distributed.zero_stage (deepspeed)")
+@click.option("--offload", type=click.Choice(["none", "cpu"]), help="train.distributed.offload")
+@click.option("--batch-size", type=click.IntRange(min=1), help="train.batch_size")
+@click.option("--max-length", type=click.IntRange(min=8), help="train.max_length")
+@click.option("--gradient-checkpointing/--no-gradient-checkpointing", default=None, help="train.gradient_checkpointing")
+@click.option("--precision", type=click.Choice(["auto", "bf16", "fp16", "fp32"]), help="train.precision")
+@click.option(
+    "--device",
+    "device_kind",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    default=None,
+    help="With --model: the device.",
+)
+@user_errors
+def plan(words, set_overrides, model_id, gpus, kind_names, device_kind, **train_flags):
+    """Will it fit? Peak memory per device of each trained technique of RECIPE (or of --model), from the
+    model's config alone (no weights loaded), with the smallest change that makes one fit; and for a
+    recipe, its cells, training tokens and an estimated time. The train.* flags apply to every trained
+    technique, e.g. `harness plan --model cfg.json --gpus 8x80GB --kind full --strategy fsdp --processes 8`."""
+    from harness import planner
+    from harness.config import load_recipe
+    from harness.report.plan_table import plan_tables
+
+    recipes, overrides = recipes_and_overrides(words, set_overrides)
+    if (len(recipes) == 1) == bool(model_id) or len(recipes) > 1:
+        raise click.UsageError("give one RECIPE, or --model MODEL (with --kind, --gpus, ...)")
+    if model_id and overrides:
+        raise click.UsageError("KEY=VALUE overrides apply to a RECIPE; with --model use the flags (--batch-size, ...)")
+    if recipes and (kind_names or device_kind):
+        raise click.UsageError("--kind and --device go with --model; a recipe names its techniques and device")
+    if recipes:
+        recipe = load_recipe(recipes[0], overrides)
+        recipe = recipe.model_copy(update={"techniques": [_plan_flags(t, train_flags) for t in recipe.techniques]})
+        plans = planner.plan_recipe(recipe, gpus)
+    else:
+        specs = [_plan_flags(_bare_technique(name), train_flags) for name in kind_names or PLAN_KINDS]
+        plans = [planner.plan_model(model_id, specs, gpus, device_kind or "auto")]
+    for found in plans:
+        for table in plan_tables(found):
+            _print_wide(table)
+        for line in found.techniques:
+            if line.fits is False:
+                fix = f"; smallest change that fits: {line.suggestion}" if line.suggested is not None else ""
+                console.print(f"[bold red]does not fit[/]: {line.technique}{fix}", soft_wrap=True)
+
+
+def _bare_technique(kind: str):
+    from harness import kinds
+
+    if not kinds.trained(kind):
+        trained = [k for k in kinds.known() if kinds.trained(k)]
+        raise click.UsageError(f"--kind {kind!r} is not a trained kind; plan one of: {', '.join(trained)}")
+    if kind == "peft":
+        raise click.UsageError("--kind peft needs a method and its settings: plan it through a recipe")
+    settings: Any = kinds.get(kind).settings  # a pydantic model (kinds.Kind.settings is typed `type`)
+    return settings.model_validate({"name": kind, "kind": kind})
+
+
+def _plan_flags(spec, flags: dict):
+    """A trained technique with the command line's train.* flags applied (others unchanged)."""
+    from pydantic import ValidationError
+
+    from harness import kinds, planner
+
+    if not kinds.trained(spec.kind):
+        return spec
+    train = {
+        k: v for k in ("batch_size", "max_length", "gradient_checkpointing", "precision") if (v := flags[k]) is not None
+    }
+    distributed = {k: v for k in ("strategy", "processes", "nodes", "offload") if (v := flags[k]) is not None} | (
+        {"zero_stage": int(flags["zero_stage"])} if flags["zero_stage"] else {}
+    )
+    try:
+        if train:
+            spec = spec.model_copy(update={"train": type(spec.train).model_validate(spec.train.model_dump() | train)})
+        if distributed:
+            spec = planner.with_distributed(spec, **distributed)
+    except ValidationError as exc:
+        raise click.UsageError(f"{spec.name}: {exc.errors()[0]['msg']}") from None
+    return spec
 
 
 @main.command()

@@ -128,6 +128,10 @@ _TABLE = (
     Figure("eval_peak_memory_bytes", "evaluation peak memory", "bytes", "lower"),
     Figure("train_peak_memory_bytes", "training peak memory", "bytes", "lower"),
     Figure("lm_eval_peak_memory_bytes", "lm-eval peak memory", "bytes", "lower"),
+    # the memory and time plan's estimate for a trained cell (analysis/memory_plan.estimate_for_row), recorded
+    # beside the measured train_peak_memory_bytes and train_seconds
+    Figure("planned_peak_memory_bytes", "planned peak memory (estimate)", "bytes", "lower"),
+    Figure("planned_seconds", "planned training time (estimate)", "seconds", "lower"),
     Figure("artifact_bytes", "artifact size", "bytes", "lower", compared=True),
     Figure("cost_usd", "cost", "usd", "lower", compared=True),
     Figure("search_cost_usd", "search cost", "usd", "lower"),

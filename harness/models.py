@@ -363,6 +363,86 @@ def _random_model(arch: str, device: str, dtype: torch.dtype):
     return model.eval(), tokenizer
 
 
+def load_config(model_id: str):
+    """The model's transformers config, reading no weights and downloading nothing (for `harness plan`):
+    a local directory's config.json, a config.json file itself (as written, vocabulary included), an
+    alias or .gguf file (its converted folder's config, or else the GGUF header), random:<arch> (as
+    `load` builds it: the vocabulary of the tokenizer it would use), a hub id from the local cache only."""
+    from transformers import AutoConfig
+
+    if model_id in ALIASES and ALIASES[model_id].gguf_path() is None:
+        raise ModelResolutionError(_not_installed(model_id))
+    if model_id.startswith(RANDOM_PREFIX):
+        arch = model_id[len(RANDOM_PREFIX) :]
+        settings = _random_config_dict(arch)
+        settings["vocab_size"] = _random_vocab(arch, settings)
+        return AutoConfig.for_model(**settings)
+    path = Path(model_id)
+    if path.suffix == ".json":
+        if not path.is_file():
+            raise ModelResolutionError(f"model config not found: {path}")
+        settings = json.loads(path.read_text())
+        if "model_type" not in settings:
+            raise ModelResolutionError(f"{path} has no model_type (e.g. llama, qwen2): not a transformers config.json")
+        return AutoConfig.for_model(**settings)
+    gguf = ALIASES[model_id].gguf_path() if model_id in ALIASES else path if path.suffix == ".gguf" else None
+    if gguf is not None and not gguf.is_file():
+        raise ModelResolutionError(f"GGUF file not found: {gguf}")
+    if gguf is not None:
+        cached = _gguf_cache(gguf)
+        if (cached / "config.json").is_file():
+            return AutoConfig.from_pretrained(cached)
+        return AutoConfig.from_pretrained(gguf.parent, gguf_file=gguf.name)  # the header only: no tensors read
+    if model_id.startswith((".", "/", "~")) and not path.is_dir():
+        raise ModelResolutionError(f"model directory not found: {path}")
+    try:
+        return AutoConfig.from_pretrained(model_id, local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise ModelResolutionError(
+            f"no config for {model_id!r} on this machine ({exc}); planning reads configs without downloading: "
+            f"give a local directory or a config.json, or download it first (`hf download {model_id} config.json`)"
+        ) from None
+
+
+def tokenizer_at_hand(model_id: str):
+    """The tokenizer `load` would give model_id when it is on this machine and nothing has to be converted or
+    downloaded for it; else None (for `harness plan`, which counts tokens when it can)."""
+    try:
+        if model_id.startswith(RANDOM_PREFIX) or model_id in ALIASES or model_id.endswith(".gguf"):
+            if pending_conversion(model_id) is not None:
+                return None
+            if model_id.startswith(RANDOM_PREFIX):
+                beside = Path(model_id[len(RANDOM_PREFIX) :]).parent
+                return _tokenizer(beside) if (beside / "tokenizer_config.json").is_file() else load_default_tokenizer()
+            gguf = ALIASES[model_id].gguf_path() if model_id in ALIASES else Path(model_id)
+            return _tokenizer(_gguf_cache(gguf)) if gguf is not None else None
+        path = Path(model_id)
+        if path.suffix == ".json":
+            return _tokenizer(path.parent) if (path.parent / "tokenizer_config.json").is_file() else None
+        if path.is_dir():
+            return _tokenizer(path)
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(model_id, local_files_only=True)
+    except Exception:  # noqa: BLE001 — not at hand, for whatever reason: the caller estimates without it
+        return None
+
+
+def _random_vocab(arch: str, settings: dict) -> int:
+    """The vocabulary `_random_model` gives a random: model: its tokenizer's (one beside its config.json, else
+    the default model's), read without converting anything; the config's own, else the default model's
+    header, when that tokenizer is not at hand yet."""
+    config_dir = Path(arch).parent if Path(arch).suffix == ".json" else None
+    if config_dir is not None and (config_dir / "tokenizer_config.json").is_file():
+        return len(_tokenizer(config_dir))
+    gguf = ALIASES[DEFAULT_MODEL].gguf_path()
+    if gguf is not None and (_gguf_cache(gguf) / "tokenizer_config.json").is_file():
+        return len(_tokenizer(_gguf_cache(gguf)))
+    if gguf is not None:
+        return load_config(DEFAULT_MODEL).vocab_size
+    return settings.get("vocab_size", 49152)
+
+
 def load_default_tokenizer():
     path = ALIASES[DEFAULT_MODEL].gguf_path()
     if path is None:

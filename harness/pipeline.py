@@ -78,6 +78,7 @@ def run(
         )
     executor = make_executor(recipe, jobs)
     try:
+        announce_plan(recipe, executor.device, console)
         run_dir = Path(run_dir) if run_dir else new_run_dir(recipe)
         if len(recipe.tasks) == 1:
             return [run_task(recipe, recipe.tasks[0], run_dir, recipe_path, executor, console)]
@@ -89,6 +90,34 @@ def run(
         executor.shutdown()
     report.write_report(stores, run_dir)
     return stores
+
+
+def announce_plan(recipe: Recipe, device: str, console: Console) -> None:
+    """The memory and time plan (`harness plan`) before any cell starts, for a recipe that trains; a plan
+    that cannot be made says why in one line, and the run goes on."""
+    from harness import kinds
+
+    if not any(kinds.trained(t.kind) for t in recipe.techniques):
+        return
+    try:
+        from harness import planner
+        from harness.report.plan_table import plan_tables
+
+        plans = planner.plan_recipe(recipe, device=device.split(":")[0])
+    except Exception as exc:  # noqa: BLE001 — an estimate; the run does not depend on it
+        console.print(f"[yellow]no memory plan[/]: {type(exc).__name__}: {escape(str(exc))}", soft_wrap=True)
+        return
+    wide = console if console.is_terminal else Console(width=200, file=console.file)  # a log does not wrap
+    for plan in plans:
+        for table in plan_tables(plan):
+            wide.print(table)
+        for line in plan.techniques:
+            if line.fits is False:
+                fix = f"; smallest change that fits: {line.suggestion}" if line.suggested is not None else ""
+                console.print(
+                    f"[bold yellow]warning:[/] {line.technique} may not fit ({escape(plan.device_label)}){escape(fix)}",
+                    soft_wrap=True,
+                )
 
 
 def run_task(

@@ -6,7 +6,7 @@ The graph is read from the source (every `import`, function-local ones included;
     drivers   cli, pipeline                      run cells and render
     renderers report/, gate, calibrate           render and compare stored results
     analysis  analysis/                          statistics, floors, costs, verdicts: pure
-    runtime   worker, techniques/, evaluate/, executors/, train, models, ...   run cells
+    runtime   worker, techniques/, evaluate/, executors/, train, models, planner, ...   run cells
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ RUNS_CELLS = (
     "harness.search",
     "harness.tracking",
     "harness.retrieval",
+    "harness.planner",
 )
 
 
