@@ -124,6 +124,8 @@ def run_cell(spec, ctx) -> tuple[Row, list[dict]]:
     )
     if status == "ok":  # the run's cost less lm-eval, lm-eval's own line, training once, serving per request
         row |= run_costs(row, ctx.recipe.cost.usd_per_hour)
+    if status == "ok" and kinds.get(spec.kind).trained:  # the plan beside the measurement, checked by every run
+        row |= planned(ctx, spec)
     unknown = undeclared(row)
     if unknown:  # a figure no report can label: the kind's file must declare it
         error = (
@@ -132,6 +134,18 @@ def run_cell(spec, ctx) -> tuple[Row, list[dict]]:
         )
         return make_row(spec.name, spec.kind, "failed", error=error, device=ctx.device), []
     return row, outcome.predictions
+
+
+def planned(ctx, spec) -> dict:
+    """The memory plan's estimate for this cell (harness/planner.py); none where the plan cannot read the
+    model (a warning in the cell's log), since the measured row stands without it."""
+    from harness import planner
+
+    try:
+        return planner.estimate_row(ctx.recipe, spec, ctx.device, ctx.task)
+    except Exception as exc:  # noqa: BLE001 — an estimate must never cost a result
+        print(f"[plan] no estimate for this cell: {type(exc).__name__}: {exc}", flush=True)
+        return {}
 
 
 def judge(ctx, predictions: list[dict], metric: str | None) -> dict:

@@ -79,6 +79,14 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))
 
 
+@pytest.fixture(scope="module")
+def local_study(tiny_model_dir, tmp_path_factory):
+    """The executor tests' reference: their study on the local executor (tests/executor_study.py)."""
+    from executor_study import run_local_study
+
+    return run_local_study(tiny_model_dir, tmp_path_factory)
+
+
 @pytest.fixture
 def write(tmp_path):
     """write('name.yaml', text) -> path: a file under the test's temporary folder."""
