@@ -12,12 +12,14 @@ after a one-process training. The cell is still one cell: one row, one artifact,
 
 A rank that dies (an exception, an OOM kill, SIGKILL) ends the others and the cell fails naming it.
 A rank that stops (a collective that never returns) is found by the heartbeats the ranks write at
-every training event: when none has moved for `timeout_seconds`, every rank is killed and the cell
-fails naming the one that stopped first.
+every training event: when none has moved for `timeout_seconds`, each rank's Python stack is taken
+(faulthandler, SIGUSR1), every rank is killed, and the cell fails naming the ranks that stopped
+outside a collective (the others were waiting for them) and where.
 """
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import os
 import signal
@@ -111,12 +113,12 @@ def _wait(context, folder: Path, timeout: float) -> None:
 
     try:
         while not context.join(timeout=1.0):  # join raises as soon as one rank fails, ending the others
-            stuck = _stuck_rank(folder, len(context.processes), timeout)
-            if stuck is not None:
+            if _stalled(folder, len(context.processes), timeout):
+                culprits, where = _diagnose(context, folder)
                 _kill(context)
                 raise RankFailed(
-                    f"rank {stuck} made no progress for {timeout:.0f}s (train.distributed.timeout_seconds) and "
-                    f"no other rank did; every rank was killed{_log_tail(folder, stuck)}"
+                    f"no rank made progress for {timeout:.0f}s (train.distributed.timeout_seconds): {culprits}; "
+                    f"every rank was killed{where}"
                 )
     except ProcessExitedException as exc:
         _kill(context)
@@ -128,14 +130,41 @@ def _wait(context, folder: Path, timeout: float) -> None:
         raise RankFailed(f"rank {exc.error_index} failed: {last}{_log_tail(folder, exc.error_index)}") from None
 
 
-def _stuck_rank(folder: Path, ranks: int, timeout: float) -> int | None:
-    """When no rank has beaten for `timeout` seconds, the one whose last heartbeat is oldest (the others
-    wait on it in a collective); None while some rank moves, or before every rank has started."""
-    beats = {r: folder / f"rank{r}.beat" for r in range(ranks)}
-    times = {r: path.stat().st_mtime for r, path in beats.items() if path.exists()}
-    if len(times) < ranks or time.time() - max(times.values()) < timeout:
-        return None
-    return min(times, key=lambda r: times[r])
+def _stalled(folder: Path, ranks: int, timeout: float) -> bool:
+    """Every rank has started training, and none has written a heartbeat for `timeout` seconds."""
+    beats = [folder / f"rank{r}.beat" for r in range(ranks)]
+    if not all(path.exists() for path in beats):
+        return False  # still starting (building its trainer)
+    return time.time() - max(path.stat().st_mtime for path in beats) >= timeout
+
+
+# Frames of a rank that waits on the others: a torch.distributed collective, or DDP's all-reduce inside
+# the backward pass (it runs in autograd's engine, below this frame).
+WAITING = ("torch/distributed/", "_engine_run_backward")
+
+
+def _diagnose(context, folder: Path) -> tuple[str, str]:
+    """Which ranks stopped on their own, from each rank's Python stack (faulthandler, on SIGUSR1): the
+    ranks not inside a collective are the culprits; the others wait for them."""
+    for process in context.processes:
+        if process.is_alive():
+            os.kill(process.pid, signal.SIGUSR1)
+    time.sleep(1.0)
+    stacks = {r: _read(folder / f"rank{r}.stack") for r in range(len(context.processes))}
+    culprits = [r for r, stack in stacks.items() if stack and not any(w in stack for w in WAITING)]
+    if not culprits:
+        return "every rank waits in a collective", ""
+    frames = [line.strip() for line in stacks[culprits[0]].splitlines() if line.strip().startswith("File")]
+    where = f"; rank {culprits[0]} was at: " + " <- ".join(frames[:4]) if frames else ""
+    names = ", ".join(map(str, culprits))
+    return (
+        f"rank{'s' if len(culprits) > 1 else ''} {names} stopped outside any collective, the others wait for it",
+        where,
+    )
+
+
+def _read(path: Path) -> str:
+    return path.read_text(errors="replace") if path.is_file() else ""
 
 
 def _kill(context) -> None:
@@ -168,6 +197,8 @@ def _rank_main(rank: int, build, callbacks, device: str, processes: int, env: di
 
     out = Path(folder)
     _own_log(out / f"rank{rank}.log", keep_stdout=rank == 0)
+    stack = open(out / f"rank{rank}.stack", "w")  # noqa: SIM115 — open for the rank's life: SIGUSR1 writes here
+    faulthandler.register(signal.SIGUSR1, file=stack, all_threads=False)
     os.environ.update(env, RANK=str(rank), LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(processes))
     if device.startswith("cuda"):
         torch.cuda.set_device(rank)
@@ -266,14 +297,21 @@ def state_bytes(trainer) -> int:
 
 
 def _heartbeat(path: Path):
-    """A callback that touches `path` at every training event (the cell's process watches for stuck ranks)."""
+    """A callback that writes, at every training event, how many it has seen to `path` (the cell's process
+    watches for stuck ranks)."""
     from transformers import TrainerCallback
 
     class Heartbeat(TrainerCallback):
+        events = 0  # how far this rank got: a rank stuck in a collective stops counting, the others go on
+
         def touch(self) -> None:
-            path.touch()
+            self.events += 1
+            path.write_text(str(self.events))
 
         def on_train_begin(self, args, state, control, **kwargs):
+            self.touch()
+
+        def on_step_begin(self, args, state, control, **kwargs):
             self.touch()
 
         def on_step_end(self, args, state, control, **kwargs):

@@ -80,7 +80,7 @@ def test_fsdp_holds_about_half_of_the_parameters_and_optimizer_state_on_each_ran
     [
         (distributed.FAULT_ENV, "rank 1 was killed by SIGKILL"),
         # rank 1 sleeps through the next all-reduce: no rank moves for timeout_seconds, and both end
-        (distributed.HANG_ENV, "rank 1 made no progress for 10s"),
+        (distributed.HANG_ENV, "rank 1 stopped outside any collective"),
     ],
 )
 def test_a_rank_killed_or_hung_mid_training_fails_its_cell_alone_and_leaves_no_process(
