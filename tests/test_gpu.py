@@ -59,3 +59,25 @@ def test_qlora_on_cuda(cuda_rows):
     assert row["dtype"] == "4bit-nf4"
     assert 0 < row["trainable_params"] < 0.2 * row["total_params"]
     assert (run_dir / "artifacts" / "qlora.seed-0" / "adapter_config.json").is_file()
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 CUDA GPUs")
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_a_two_gpu_cell_trains_like_one_gpu(tiny_model_dir, tmp_path, strategy):
+    """train.distributed on 2 GPUs (nccl): the same loss per step as one GPU at the same global batch,
+    one row, and a GPU per rank (the CPU version: tests/test_distributed.py)."""
+    train = "max_steps: 4, learning_rate: 1.0e-3, logging_steps: 1, precision: fp32"
+    techniques = (
+        f"  - {{name: one, kind: full, train: {{{train}, batch_size: 4}}}}\n"
+        f"  - {{name: two, kind: full, train: {{{train}, batch_size: 2, distributed: {{strategy: {strategy}}}}}}}\n"
+    )
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(tiny_recipe(tiny_model_dir, tmp_path / "out", techniques).replace("device: cpu", "device: cuda"))
+    result = run_cli("run", recipe)
+    assert result.exit_code == 0, result.output
+    rows = {r["technique"]: r for r in results.RunStore.open(only_run_dir(tmp_path / "out")).rows}
+    assert rows["two"]["status"] == "ok", rows["two"]["error"]
+    assert rows["two"]["train_world_size"] == 2 and len(rows["two"]["rank_peak_memory_bytes"]) == 2
+    curve = [h["loss"] for h in rows["two"]["train_curve"]]
+    reference = [h["loss"] for h in rows["one"]["train_curve"]]
+    assert max(abs(a - b) for a, b in zip(curve, reference)) < 1e-3, (curve, reference)
