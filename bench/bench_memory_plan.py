@@ -17,7 +17,6 @@ sizes of a model whose logits dominate (vocabulary 49152, hidden 64). Prints; as
 from __future__ import annotations
 
 import argparse
-import contextlib
 import ctypes
 import json
 import subprocess
@@ -55,21 +54,9 @@ def llama(h: int, inter: int, heads: int, kv: int, layers: int, vocab: int, mode
 def saved_bytes(model, batch: int, seq: int, vocab: int, autocast: bool) -> int:
     import torch
 
-    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    seen: dict[int, int] = {}
+    from harness.measure import saved_activation_bytes
 
-    def pack(tensor):
-        storage = tensor.untyped_storage()
-        if storage.data_ptr() not in params:
-            seen[storage.data_ptr()] = max(seen.get(storage.data_ptr(), 0), storage.nbytes())
-        return tensor
-
-    ids = torch.randint(0, vocab, (batch, seq))
-    cast = torch.autocast("cpu", dtype=torch.bfloat16) if autocast else contextlib.nullcontext()
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), cast:
-        loss = model(input_ids=ids, labels=ids).loss
-    loss.backward()
-    return sum(seen.values())
+    return saved_activation_bytes(model, torch.randint(0, vocab, (batch, seq)), autocast)
 
 
 def saved(args) -> None:

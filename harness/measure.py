@@ -93,3 +93,26 @@ def device_name(device: str) -> str:
     import platform
 
     return f"cpu ({platform.processor() or platform.machine()}, {psutil.cpu_count(logical=True)} threads)"
+
+
+def saved_activation_bytes(model, input_ids, autocast: bool = False) -> int:
+    """Bytes autograd saves for the backward pass of one forward on `input_ids` (unique storages, the
+    weights excluded): what the memory plan's activation formula estimates (harness/analysis/memory_plan.py)."""
+    import contextlib
+
+    import torch
+
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    seen: dict[int, int] = {}
+
+    def pack(tensor):
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in params:
+            seen[storage.data_ptr()] = max(seen.get(storage.data_ptr(), 0), storage.nbytes())
+        return tensor
+
+    cast = torch.autocast("cpu", dtype=torch.bfloat16) if autocast else contextlib.nullcontext()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), cast:
+        loss = model(input_ids=input_ids, labels=input_ids).loss
+    loss.backward()
+    return sum(seen.values())

@@ -160,6 +160,8 @@ def test_activation_coefficients_are_what_autograd_saves(mode):
     from peft import LoraConfig, get_peft_model
     from transformers import LlamaConfig, LlamaForCausalLM
 
+    from harness.measure import saved_activation_bytes
+
     def saved(h, inter, layers, tokens=(2, 32)):
         torch.manual_seed(0)
         config = LlamaConfig(
@@ -178,19 +180,7 @@ def test_activation_coefficients_are_what_autograd_saves(mode):
             )
             model = get_peft_model(model, lora)
         model.train()
-        params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-        seen: dict[int, int] = {}
-
-        def pack(tensor):
-            storage = tensor.untyped_storage()
-            if storage.data_ptr() not in params:
-                seen[storage.data_ptr()] = max(seen.get(storage.data_ptr(), 0), storage.nbytes())
-            return tensor
-
-        ids = torch.randint(0, 64, tokens)
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            model(input_ids=ids, labels=ids).loss.backward()
-        return sum(seen.values())
+        return saved_activation_bytes(model, torch.randint(0, 64, tokens))
 
     for h, inter in ((64, 160), (128, 160)):
         measured = (saved(h, inter, 4) - saved(h, inter, 2)) / 2 / 64
