@@ -319,16 +319,14 @@ def device_for(recipe_device: str, gpus: str | None) -> Device:
     return Device("cpu", available, 1, f"cpu: {available / mp.GiB:.1f} GiB available")
 
 
-def measured_rates(recipe: Recipe, model: Model, device: Device) -> tuple[dict[str, float], float, str]:
-    """Effective training FLOP/s per device from earlier runs' `train_tokens_per_second` of the same model on
-    the same device kind (results.json under the recipe's output_dir): the median per kind (a QLoRA step does
-    more than its FLOPs: dequantization), the median of all as the rate of kinds not measured, and where it
-    came from; without such runs, the device's default rate."""
-    by_kind: dict[str, list[float]] = {}
+def earlier_rows(recipe: Recipe, model: Model, device: Device) -> tuple[list[dict], Path]:
+    """The finished cell rows of earlier runs of the same model on the same device kind (results.json
+    under the recipe's output_dir, the newest 200 runs), and that folder."""
     folder = Path(recipe.executor.storage or recipe.output_dir)
     paths = (
         sorted(folder.glob("*/*/results.json")) + sorted(folder.glob("*/*/*/results.json")) if folder.is_dir() else []
     )
+    rows: list[dict] = []
     for path in paths[-200:]:
         try:
             data = json.loads(path.read_text())
@@ -342,13 +340,38 @@ def measured_rates(recipe: Recipe, model: Model, device: Device) -> tuple[dict[s
             continue
         if device.name is not None and meta.get("device_name") not in (None, device.name):
             continue
-        for row in data.get("cells") or data.get("rows") or []:
-            tps, trainable = row.get("train_tokens_per_second"), row.get("trainable_params")
-            if not tps or not trainable or row.get("status") != "ok":
-                continue
-            trains = "full" if trainable >= model.shape.params else "adapter"
-            setup = mp.Setup(kind=row.get("kind", ""), trains=trains, trainable=int(trainable))  # type: ignore[arg-type]
-            by_kind.setdefault(setup.kind, []).append(tps * mp.flops_per_token(model.shape, setup))
+        rows += [row for row in data.get("cells") or data.get("rows") or [] if row.get("status") == "ok"]
+    return rows, folder
+
+
+def measured_eval_rate(rows: list[dict], shape: mp.ModelShape) -> float | None:
+    """Effective evaluation FLOP/s (2 x params per prompt or generated token) of earlier rows that
+    measured their held-out phase: evaluation runs at its own rate (no backward; bf16 generation where
+    the CPU has it), not at training's."""
+    rates = []
+    for row in rows:
+        prompt, output, n, seconds = (
+            row.get(k) for k in ("prompt_tokens_mean", "output_tokens_mean", "n_eval", "eval_seconds")
+        )
+        if prompt and output is not None and n and seconds:
+            rates.append(2.0 * shape.params * n * (prompt + output) / seconds)
+    return statistics.median(rates) if rates else None
+
+
+def measured_rates(recipe: Recipe, model: Model, device: Device) -> tuple[dict[str, float], float, str]:
+    """Effective training FLOP/s per device from earlier runs' `train_tokens_per_second` of the same model on
+    the same device kind (results.json under the recipe's output_dir): the median per kind (a QLoRA step does
+    more than its FLOPs: dequantization), the median of all as the rate of kinds not measured, and where it
+    came from; without such runs, the device's default rate."""
+    by_kind: dict[str, list[float]] = {}
+    rows, folder = earlier_rows(recipe, model, device)
+    for row in rows:
+        tps, trainable = row.get("train_tokens_per_second"), row.get("trainable_params")
+        if not tps or not trainable:
+            continue
+        trains = "full" if trainable >= model.shape.params else "adapter"
+        setup = mp.Setup(kind=row.get("kind", ""), trains=trains, trainable=int(trainable))  # type: ignore[arg-type]
+        by_kind.setdefault(setup.kind, []).append(tps * mp.flops_per_token(model.shape, setup))
     found = [rate for rates in by_kind.values() for rate in rates]
     if found:
         rates = {kind: statistics.median(r) for kind, r in by_kind.items()}
@@ -440,6 +463,10 @@ def plan_task(recipe: Recipe, task_ref: str, device: Device, model: Model) -> mp
     recipe = recipe.for_task(task_ref)
     task = with_validation(load_task(task_ref), recipe.eval.validation)
     rates, rate, rate_source = measured_rates(recipe, model, device)
+    eval_rate = measured_eval_rate(earlier_rows(recipe, model, device)[0], model.shape)
+    if eval_rate is not None:
+        rate_source += f"; evaluation at the {eval_rate / 1e12:.2g} TFLOP/s its held-out phases measured"
+    eval_rate = eval_rate or rate
     plan = mp.Plan(
         model.id,
         model.shape,
@@ -474,8 +501,8 @@ def plan_task(recipe: Recipe, task_ref: str, device: Device, model: Model) -> mp
         validation_tokens = len(task.validation) * (prompt_tokens + answer)
         if not trained:
             plan.untrained_cells += len(tests) + trials
-            seconds = len(tests) * mp.eval_seconds(model.shape, eval_tokens, rate)
-            seconds += trials * mp.eval_seconds(model.shape, validation_tokens, rate)
+            seconds = len(tests) * mp.eval_seconds(model.shape, eval_tokens, eval_rate)
+            seconds += trials * mp.eval_seconds(model.shape, validation_tokens, eval_rate)
             plan.untrained_seconds = (plan.untrained_seconds or 0.0) + seconds
             continue
         line = technique_line(spec, model, device, sequence_length(spec, stats))
@@ -486,10 +513,10 @@ def plan_task(recipe: Recipe, task_ref: str, device: Device, model: Model) -> mp
         line.total_train_tokens = sum(per_cell)
         train_rate = rates.get(spec.kind, rate)
         seconds = sum(mp.train_seconds(model.shape, line.setup, tokens, train_rate) for tokens in per_cell)
-        seconds += len(tests) * mp.eval_seconds(model.shape, eval_tokens, rate)
+        seconds += len(tests) * mp.eval_seconds(model.shape, eval_tokens, eval_rate)
         objective = spec.search.objective if spec.search is not None else None
         scored = validation_tokens if objective != "validation_loss" else len(task.validation) * stats.mean
-        seconds += trials * mp.eval_seconds(model.shape, scored, rate)
+        seconds += trials * mp.eval_seconds(model.shape, scored, eval_rate)
         line.seconds = seconds
         if spec.kind == "grpo":
             line.note = (line.note + "; " if line.note else "") + "time: its generation is not counted"

@@ -344,3 +344,16 @@ def test_smollm2_estimates_are_near_the_committed_demo_peaks(technique, tmp_path
     assert row["total_params"] == model.shape.params + (setup.trainable if setup.trains == "adapter" else 0)
     ratio = row["train_peak_memory_bytes"] / mp.estimate(model.shape, setup).total
     assert 1 - BOUND <= ratio <= 1 + BOUND, ratio
+
+
+def test_evaluation_time_comes_from_earlier_held_out_phases():
+    shape = mp.ModelShape("m", 64, 2, 4, 2, 128, 400, params=100_000, linear_params=80_000, embedding_params=20_000)
+    rows = [
+        {"prompt_tokens_mean": 100.0, "output_tokens_mean": 5.0, "n_eval": 10, "eval_seconds": 1.0},
+        {"prompt_tokens_mean": 100.0, "output_tokens_mean": 5.0, "n_eval": 10, "eval_seconds": 3.0},
+        {"train_tokens_per_second": 50.0},  # a row without a measured held-out phase counts for nothing
+    ]
+    rate = planner.measured_eval_rate(rows, shape)
+    flops = 2.0 * shape.params * 10 * 105  # 2 x params per token, 10 examples of 105 tokens
+    assert rate == pytest.approx((flops / 1.0 + flops / 3.0) / 2)  # the median of the two measured rates
+    assert planner.measured_eval_rate(rows[2:], shape) is None
