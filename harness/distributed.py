@@ -22,6 +22,7 @@ from __future__ import annotations
 import faulthandler
 import json
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -101,7 +102,11 @@ def fit(build, settings, device: str, callbacks: list) -> tuple[Path, dict, list
         join=False,
         start_method="fork",
     )
-    _wait(context, folder, spec.timeout_seconds)
+    try:
+        _wait(context, folder, spec.timeout_seconds)
+    except RankFailed:
+        shutil.rmtree(folder, ignore_errors=True)  # its logs are quoted in the error already
+        raise
     stats = json.loads((folder / STATS_FILE).read_text())
     ranks = [json.loads((folder / f"rank{r}.peak").read_text()) for r in range(spec.processes)]
     return folder, stats | {"state_bytes": [r["state"] for r in ranks]}, [r["peak"] for r in ranks]
