@@ -211,7 +211,8 @@ def _rank_main(rank: int, build, callbacks, device: str, processes: int, env: di
         torch.set_num_threads(max(1, torch.get_num_threads() // processes))
     _fresh_accelerate_state()
     work = out / f"work{rank}"
-    trainer = build(work, callbacks if rank == 0 else [c for c in callbacks if not _progress(c)])
+    # a callback marked rank_zero_only (the progress bar) runs on rank 0 alone: one bar, not one per rank
+    trainer = build(work, [c for c in callbacks if rank == 0 or not getattr(c, "rank_zero_only", False)])
     beat = _heartbeat(out / f"rank{rank}.beat")
     trainer.add_callback(beat)
     if os.environ.get(FAULT_ENV) == str(rank):  # fault injection for tests: this rank dies mid-training
@@ -343,10 +344,6 @@ def _fault_at_step(step: int, hang: bool):
                 os.kill(os.getpid(), signal.SIGKILL)
 
     return Fault()
-
-
-def _progress(callback) -> bool:
-    return type(callback).__name__ == "_ProgressCallback"
 
 
 def _own_log(path: Path, keep_stdout: bool) -> None:

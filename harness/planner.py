@@ -358,13 +358,12 @@ def measured_eval_rate(rows: list[dict], shape: mp.ModelShape) -> float | None:
     return statistics.median(rates) if rates else None
 
 
-def measured_rates(recipe: Recipe, model: Model, device: Device) -> tuple[dict[str, float], float, str]:
-    """Effective training FLOP/s per device from earlier runs' `train_tokens_per_second` of the same model on
-    the same device kind (results.json under the recipe's output_dir): the median per kind (a QLoRA step does
-    more than its FLOPs: dequantization), the median of all as the rate of kinds not measured, and where it
-    came from; without such runs, the device's default rate."""
+def measured_rates(rows: list[dict], folder: Path, model: Model, device: Device) -> tuple[dict[str, float], float, str]:
+    """Effective training FLOP/s per device from earlier runs' `train_tokens_per_second` (`rows`, from
+    `earlier_rows`: the same model on the same device kind under `folder`): the median per kind (a QLoRA step
+    does more than its FLOPs: dequantization), the median of all as the rate of kinds not measured, and where
+    it came from; without such runs, the device's default rate."""
     by_kind: dict[str, list[float]] = {}
-    rows, folder = earlier_rows(recipe, model, device)
     for row in rows:
         tps, trainable = row.get("train_tokens_per_second"), row.get("trainable_params")
         if not tps or not trainable:
@@ -462,8 +461,9 @@ def plan_task(recipe: Recipe, task_ref: str, device: Device, model: Model) -> mp
 
     recipe = recipe.for_task(task_ref)
     task = with_validation(load_task(task_ref), recipe.eval.validation)
-    rates, rate, rate_source = measured_rates(recipe, model, device)
-    eval_rate = measured_eval_rate(earlier_rows(recipe, model, device)[0], model.shape)
+    earlier, folder = earlier_rows(recipe, model, device)  # read once: training's and evaluation's rates
+    rates, rate, rate_source = measured_rates(earlier, folder, model, device)
+    eval_rate = measured_eval_rate(earlier, model.shape)
     if eval_rate is not None:
         rate_source += f"; evaluation at the {eval_rate / 1e12:.2g} TFLOP/s its held-out phases measured"
     eval_rate = eval_rate or rate

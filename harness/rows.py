@@ -18,7 +18,6 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 Status = Literal["ok", "failed", "skipped"]
-STATUSES: tuple[str, ...] = ("ok", "failed", "skipped")
 Number = int | float  # ints stay ints (counts, bytes), floats floats
 RowLike = Mapping[str, Any]  # what the analysis and the renderers read: a Row, or a dict a test builds
 
@@ -130,11 +129,6 @@ class Row(BaseModel, MutableMapping):
     def as_dict(self) -> dict[str, Any]:
         """The row as stored in results.json and the cell files."""
         return dict(self.items())
-
-    @property
-    def figures(self) -> dict[str, Any]:
-        """The values beyond the typed core: the kind's and the shared figures, lm-eval scores, fields."""
-        return dict(self.__pydantic_extra__ or {})
 
 
 CORE: tuple[str, ...] = tuple(Row.model_fields)

@@ -294,6 +294,8 @@ def fit_in_ranks(build, model, tokenizer, settings: TrainSettings, device: str, 
 class _ProgressCallback(TrainerCallback):
     """Moves a rich progress bar with the optimizer steps and shows the latest loss."""
 
+    rank_zero_only = True  # a multi-process cell shows one bar (harness/distributed.py)
+
     def __init__(self, progress, label: str):
         self.progress, self.label, self.job = progress, label, None
 

@@ -213,12 +213,6 @@ def save_traceback(run_dir: Path, name: str) -> None:
         log.write(traceback.format_exc())
 
 
-def distributed_ranks(spec) -> int:
-    """How many processes the cell trains in (1 without train.distributed)."""
-    settings = getattr(getattr(spec, "train", None), "distributed", None)
-    return settings.world_size if settings is not None else 1
-
-
 def cell_spec(recipe, cell):
     """The technique's spec as this cell runs it: the cell's params applied, and its training-set size."""
     from harness.searchspace import apply_params
@@ -239,6 +233,7 @@ def hold(release: Path) -> None:
 def run_job(job: dict) -> None:
     from harness import tracking
     from harness.config import stored_recipe
+    from harness.executors.base import train_ranks
     from harness.planning import Cell, cell_path, finished, read_result
     from harness.results import RunStore, write_atomic
     from harness.tasks import load_task, with_validation
@@ -270,7 +265,7 @@ def run_job(job: dict) -> None:
             cell=cell,
             shared=shared,
             callbacks=[pruning] if pruning else [],
-            ranks=distributed_ranks(spec),
+            ranks=train_ranks(spec),
         )
         with tracking.cell(recipe, meta, spec, cell) as tracked:  # trained cells: curves to the recipe's trackers
             row, predictions = run_cell(spec, ctx)

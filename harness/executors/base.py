@@ -106,11 +106,15 @@ def require(module: str, kind: str):
         ) from None
 
 
+def train_ranks(technique) -> int:
+    """How many processes a cell of `technique` trains in (1 without train.distributed)."""
+    settings = getattr(getattr(technique, "train", None), "distributed", None)
+    return settings.world_size if settings is not None else 1
+
+
 def technique_gpus(spec, technique, device: str) -> float:
     """GPUs one cell of `technique` asks for (executor.gpus_per_cell, or its train.distributed processes)."""
-    settings = getattr(getattr(technique, "train", None), "distributed", None)
-    ranks = settings.world_size if settings is not None else 1
-    return spec.gpus_for(technique.kind, technique.name, device, ranks)
+    return spec.gpus_for(technique.kind, technique.name, device, train_ranks(technique))
 
 
 def job_gpus(spec, techniques: dict, job: Job, device: str) -> float:
