@@ -10,6 +10,12 @@ integration runs DDP, FSDP (full shard) or DeepSpeed ZeRO from the arguments `tr
 adapter) and the training figures; the cell's process loads them back into its model and goes on as
 after a one-process training. The cell is still one cell: one row, one artifact, one evaluation.
 
+A cell across machines (`nodes` > 1) runs the same way on every node: a cluster executor (Slurm, Ray)
+starts the cell's process once per node with the node's place in the environment (`Node`); each
+forks its `processes` ranks (global rank = node × processes + local rank). Node 0 picks the address
+and port of the rendezvous and writes them to a file in the run folder, which the other nodes read;
+once trained, node 0 evaluates and writes the row while the others stop (`NodeDone`): still one cell.
+
 A rank that dies (an exception, an OOM kill, SIGKILL) ends the others and the cell fails naming it.
 A rank that stops (a collective that never returns) is found by the heartbeats the ranks write at
 every training event: when none has moved for `timeout_seconds`, each rank's Python stack is taken
@@ -28,6 +34,7 @@ import socket
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 STATS_FILE = "rank0.json"
@@ -40,6 +47,95 @@ FULL_STATE = "full_state.pt"  # an FSDP cell's gathered state dict, in WEIGHTS
 
 class RankFailed(RuntimeError):
     """A rank of a distributed cell died, failed or hung; the message names it."""
+
+
+class NodeDone(BaseException):  # noqa: N818 — not an error: a BaseException so no kind's `except Exception` takes it
+    """Raised on a node other than node 0 once its ranks have trained: node 0 alone evaluates the cell."""
+
+
+NODE_ENV = ("HARNESS_NODE_RANK", "HARNESS_NODES", "HARNESS_NODE_ADDRESS", "HARNESS_RENDEZVOUS")
+CLOSED = {"closed": True}  # what node 0 leaves in the rendezvous file once its cell has ended
+
+
+@dataclass(frozen=True)
+class Node:
+    """This process's place in a cell across machines, set in the environment by the executor that
+    started one cell process per node (Slurm: from submitit's task; Ray: per task of a placement group)."""
+
+    rank: int
+    count: int
+    address: str  # this machine's address as the other nodes reach it
+    rendezvous: Path  # a file in the run folder, one per job attempt: node 0 writes its address and port there
+
+    @classmethod
+    def current(cls) -> Node | None:
+        values = [os.environ.get(key) for key in NODE_ENV]
+        if not all(values):
+            return None
+        rank, count, address, rendezvous = values
+        return cls(int(rank), int(count), address, Path(rendezvous))  # type: ignore[arg-type]
+
+    def env(self) -> dict[str, str]:
+        return dict(zip(NODE_ENV, (str(self.rank), str(self.count), self.address, str(self.rendezvous))))
+
+    def failure_file(self, rank: int) -> Path:
+        return self.rendezvous.with_name(f"{self.rendezvous.stem}.node{rank}.error")
+
+
+def close(node: Node) -> None:
+    """Node 0's cell has ended: a node still waiting for the rendezvous stops waiting (the cell failed
+    before training, or it was already finished)."""
+    from harness.results import write_atomic
+
+    write_atomic(node.rendezvous, json.dumps(CLOSED))
+
+
+def rendezvous(spec) -> tuple[dict[str, str], int]:
+    """The environment every rank of this node needs to meet the others, and this node's first global rank."""
+    if spec.nodes == 1:
+        return {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())}, 0
+    node = Node.current()
+    if node is None or node.count != spec.nodes:
+        raise RankFailed(
+            f"train.distributed.nodes: {spec.nodes}: a cell across machines is started once per node by a cluster "
+            "executor (executor.kind: slurm or ray); the local executor runs one machine (docs/scale-out.md)"
+        )
+    if node.rank == 0:
+        from harness.results import write_atomic
+
+        master: dict = {"address": node.address, "port": free_port("")}
+        write_atomic(node.rendezvous, json.dumps(master))
+    else:
+        master = _await_master(node, spec.timeout_seconds)
+    return {"MASTER_ADDR": master["address"], "MASTER_PORT": str(master["port"])}, node.rank * spec.processes
+
+
+def _await_master(node: Node, timeout: float) -> dict:
+    """Node 0's address and port, once it has written them; NodeDone when its cell ended without training."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = _read(node.rendezvous)
+        if text:
+            master = json.loads(text)
+            if master.get("closed"):
+                print(f"[node {node.rank}] node 0 ended the cell without training: nothing to do here", flush=True)
+                raise NodeDone
+            return master
+        time.sleep(0.5)
+    raise RankFailed(f"node {node.rank}: node 0 did not start its ranks within {timeout:.0f}s (timeout_seconds)")
+
+
+def remote_failures(node: Node | None, wait: float = 5.0) -> str:
+    """What the other nodes said when their ranks failed (node 0's own ranks see only a lost peer)."""
+    if node is None or node.count == 1:
+        return ""
+    deadline = time.monotonic() + wait
+    while True:
+        said = [_read(node.failure_file(n)).strip() for n in range(1, node.count)]
+        if any(said) or time.monotonic() >= deadline:
+            break
+        time.sleep(0.5)
+    return "; ".join(f"node {n}: {text}" for n, text in enumerate(said, start=1) if text)
 
 
 def arguments(spec, device: str) -> dict:
@@ -80,46 +176,51 @@ def deepspeed_config(spec) -> dict:
     }
 
 
-def fit(build, settings, device: str, callbacks: list) -> tuple[Path, dict, list[int]]:
-    """Train in `settings.distributed.processes` ranks; return (rank 0's folder with the trained
-    weights and its figures, those figures, every rank's peak memory in bytes). Raises RankFailed."""
+def fit(build, settings, device: str, callbacks: list) -> tuple[Path, dict]:
+    """Train in `settings.distributed`'s ranks; return (rank 0's folder with the trained weights, its
+    figures with every rank's peak memory and state bytes). Raises RankFailed; on a node other than
+    node 0, NodeDone once trained."""
     import torch.multiprocessing as mp
 
     spec = settings.distributed
-    if spec.nodes > 1:
-        raise RankFailed(
-            f"train.distributed.nodes: {spec.nodes}: a cell across several machines is not supported yet; "
-            "use one node with more processes (docs/scale-out.md)"
-        )
+    master, first = rendezvous(spec)
+    node = Node.current() if spec.nodes > 1 else None
     folder = Path(tempfile.mkdtemp(prefix="harness-ranks-"))
-    env = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()), "WORLD_SIZE": str(spec.processes)}
+    env = master | {"WORLD_SIZE": str(spec.world_size)}
     sys.stdout.flush()
     sys.stderr.flush()
     context = mp.start_processes(
         _rank_main,
-        args=(build, callbacks, device, spec.processes, env, str(folder)),
+        args=(build, callbacks, device, spec.processes, first, env, str(folder)),
         nprocs=spec.processes,
         join=False,
         start_method="fork",
     )
     try:
-        _wait(context, folder, spec.timeout_seconds)
-    except RankFailed:
+        _wait(context, folder, spec.timeout_seconds, first)
+    except RankFailed as exc:
         shutil.rmtree(folder, ignore_errors=True)  # its logs are quoted in the error already
-        raise
-    stats = json.loads((folder / STATS_FILE).read_text())
-    ranks = [json.loads((folder / f"rank{r}.peak").read_text()) for r in range(spec.processes)]
-    return folder, stats | {"state_bytes": [r["state"] for r in ranks]}, [r["peak"] for r in ranks]
+        if node is not None and node.rank > 0:
+            from harness.results import write_atomic
+
+            write_atomic(node.failure_file(node.rank), str(exc))
+            raise
+        remote = remote_failures(node)  # what killed the cell, where node 0's ranks saw only a lost peer
+        raise RankFailed(f"{remote}; on node 0, {exc}" if remote else str(exc)) from None
+    if first > 0:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise NodeDone
+    return folder, json.loads((folder / STATS_FILE).read_text())
 
 
-def _wait(context, folder: Path, timeout: float) -> None:
-    """Join the ranks; a failure names the rank, how it ended and the last lines of its log."""
+def _wait(context, folder: Path, timeout: float, first: int) -> None:
+    """Join this node's ranks; a failure names the (global) rank, how it ended and the last lines of its log."""
     from torch.multiprocessing import ProcessExitedException, ProcessRaisedException
 
     try:
         while not context.join(timeout=1.0):  # join raises as soon as one rank fails, ending the others
             if _stalled(folder, len(context.processes), timeout):
-                culprits, where = _diagnose(context, folder)
+                culprits, where = _diagnose(context, folder, first)
                 _kill(context)
                 raise RankFailed(
                     f"no rank made progress for {timeout:.0f}s (train.distributed.timeout_seconds): {culprits}; "
@@ -128,11 +229,13 @@ def _wait(context, folder: Path, timeout: float) -> None:
     except ProcessExitedException as exc:
         _kill(context)
         how = f"was killed by {exc.signal_name}" if exc.signal_name else f"exited with code {exc.exit_code}"
-        raise RankFailed(f"rank {exc.error_index} {how}{_log_tail(folder, exc.error_index)}") from None
+        rank = first + exc.error_index
+        raise RankFailed(f"rank {rank} {how}{_log_tail(folder, exc.error_index)}") from None
     except ProcessRaisedException as exc:
         _kill(context)
         last = str(exc).strip().splitlines()[-1] if str(exc).strip() else "an exception"
-        raise RankFailed(f"rank {exc.error_index} failed: {last}{_log_tail(folder, exc.error_index)}") from None
+        rank = first + exc.error_index
+        raise RankFailed(f"rank {rank} failed: {last}{_log_tail(folder, exc.error_index)}") from None
 
 
 def _stalled(folder: Path, ranks: int, timeout: float) -> bool:
@@ -148,7 +251,7 @@ def _stalled(folder: Path, ranks: int, timeout: float) -> bool:
 WAITING = ("torch/distributed/", "_engine_run_backward")
 
 
-def _diagnose(context, folder: Path) -> tuple[str, str]:
+def _diagnose(context, folder: Path, first: int) -> tuple[str, str]:
     """Which ranks stopped on their own, from each rank's Python stack (faulthandler, on SIGUSR1): the
     ranks not inside a collective are the culprits; the others wait for them."""
     for process in context.processes:
@@ -160,8 +263,8 @@ def _diagnose(context, folder: Path) -> tuple[str, str]:
     if not culprits:
         return "every rank waits in a collective", ""
     frames = [line.strip() for line in stacks[culprits[0]].splitlines() if line.strip().startswith("File")]
-    where = f"; rank {culprits[0]} was at: " + " <- ".join(frames[:4]) if frames else ""
-    names = ", ".join(map(str, culprits))
+    where = f"; rank {first + culprits[0]} was at: " + " <- ".join(frames[:4]) if frames else ""
+    names = ", ".join(str(first + r) for r in culprits)
     return (
         f"rank{'s' if len(culprits) > 1 else ''} {names} stopped outside any collective, the others wait for it",
         where,
@@ -188,32 +291,34 @@ def _log_tail(folder: Path, rank: int, lines: int = 8) -> str:
     return "; its last log lines: " + " | ".join(tail) if tail else ""
 
 
-def free_port() -> int:
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port free now on `host` ("": every interface, for ranks on other machines)."""
     with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
+        probe.bind((host, 0))
         return probe.getsockname()[1]
 
 
-def _rank_main(rank: int, build, callbacks, device: str, processes: int, env: dict, folder: str) -> None:
-    """One rank: its environment, its share of the CPU, the trainer, training; rank 0 saves."""
+def _rank_main(local: int, build, callbacks, device: str, processes: int, first: int, env: dict, folder: str) -> None:
+    """One rank: its environment, its share of the CPU, the trainer, training; rank 0 saves. `local` is
+    its index on this node (its files here are named by it), `first + local` its global rank."""
     import torch
 
     from harness.measure import measure
 
-    out = Path(folder)
-    _own_log(out / f"rank{rank}.log", keep_stdout=rank == 0)
-    stack = open(out / f"rank{rank}.stack", "w")  # noqa: SIM115 — open for the rank's life: SIGUSR1 writes here
+    out, rank = Path(folder), first + local
+    _own_log(out / f"rank{local}.log", keep_stdout=rank == 0)
+    stack = open(out / f"rank{local}.stack", "w")  # noqa: SIM115 — open for the rank's life: SIGUSR1 writes here
     faulthandler.register(signal.SIGUSR1, file=stack, all_threads=False)
-    os.environ.update(env, RANK=str(rank), LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(processes))
+    os.environ.update(env, RANK=str(rank), LOCAL_RANK=str(local), LOCAL_WORLD_SIZE=str(processes))
     if device.startswith("cuda"):
-        torch.cuda.set_device(rank)
+        torch.cuda.set_device(local)
     else:  # the cell's cores, split between its ranks
         torch.set_num_threads(max(1, torch.get_num_threads() // processes))
     _fresh_accelerate_state()
-    work = out / f"work{rank}"
+    work = out / f"work{local}"
     # a callback marked rank_zero_only (the progress bar) runs on rank 0 alone: one bar, not one per rank
     trainer = build(work, [c for c in callbacks if rank == 0 or not getattr(c, "rank_zero_only", False)])
-    beat = _heartbeat(out / f"rank{rank}.beat")
+    beat = _heartbeat(out / f"rank{local}.beat")
     trainer.add_callback(beat)
     if os.environ.get(FAULT_ENV) == str(rank):  # fault injection for tests: this rank dies mid-training
         trainer.add_callback(_fault_at_step(2, hang=False))
@@ -224,14 +329,15 @@ def _rank_main(rank: int, build, callbacks, device: str, processes: int, env: di
             pids.write(f"{os.getpid()}\n")
     if trainer.args.fsdp_plugin_args is not None and not device.startswith("cuda"):
         _fsdp_on_cpu(trainer)
-    rank_device = f"cuda:{rank}" if device.startswith("cuda") else device
+    rank_device = f"cuda:{local}" if device.startswith("cuda") else device
     with measure(rank_device) as phase:
         trainer.train()
     validation_loss = trainer.evaluate()["eval_loss"] if trainer.eval_dataset is not None else None
     beat.touch()
     _save(trainer, out, rank)
     beat.touch()
-    (out / f"rank{rank}.peak").write_text(json.dumps({"peak": phase.peak_bytes, "state": state_bytes(trainer)}))
+    ranks: list = [None] * torch.distributed.get_world_size()  # every rank's figures, on every node, to rank 0
+    torch.distributed.all_gather_object(ranks, {"peak": phase.peak_bytes, "state": state_bytes(trainer)})
     if rank == 0:
         state = trainer.state
         stats = {
@@ -244,6 +350,8 @@ def _rank_main(rank: int, build, callbacks, device: str, processes: int, env: di
             "examples": len(trainer.train_dataset),
             "truncated_examples": getattr(trainer, "truncated_examples", 0),
             "adapter": (out / WEIGHTS / "adapter_config.json").is_file(),
+            "peaks": [r["peak"] for r in ranks],
+            "state_bytes": [r["state"] for r in ranks],
         }
         (out / STATS_FILE).write_text(json.dumps(stats))
     torch.distributed.barrier()

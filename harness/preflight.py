@@ -51,8 +51,8 @@ def check_judge_model(recipe: Recipe) -> None:
 
 
 def check_distributed(recipe: Recipe) -> None:
-    """What a multi-process cell (train.distributed) needs beyond its settings: DeepSpeed's package, and
-    one machine (a cell across nodes is not supported yet)."""
+    """What a multi-process cell (train.distributed) needs beyond its settings: DeepSpeed's package, GPUs
+    that agree with its processes, and a cluster executor for a cell across machines."""
     from importlib.util import find_spec
 
     for technique in recipe.techniques:
@@ -70,10 +70,11 @@ def check_distributed(recipe: Recipe) -> None:
                 f"train.distributed runs {spec.world_size} processes, one GPU each; make them equal, or leave "
                 "gpus_per_cell unset for it (a multi-process cell asks for its processes' GPUs)"
             )
-        if spec.nodes > 1:
+        if spec.nodes > 1 and recipe.executor.kind == "local":
             raise ConfigError(
-                f"{where}.nodes {spec.nodes}: a cell across machines is not supported yet; run its "
-                f"{spec.world_size} processes on one node (processes: {spec.world_size}, nodes: 1)"
+                f"{where}.nodes {spec.nodes}: a cell across machines needs a cluster executor that starts it on "
+                f"each node (executor.kind: slurm or ray); on one machine, run its {spec.world_size} processes as "
+                f"processes: {spec.world_size}, nodes: 1"
             )
 
 

@@ -264,7 +264,8 @@ def fit_in_ranks(build, model, tokenizer, settings: TrainSettings, device: str, 
     spec = settings.distributed
     if model is None or spec is None:
         raise ValueError("train.distributed: this kind's training does not hand its model to train.fit")
-    folder, ranks, peaks = distributed.fit(build, settings, device, callbacks)
+    folder, ranks = distributed.fit(build, settings, device, callbacks)
+    peaks = ranks["peaks"]
     try:
         model = distributed.load_trained(model, folder, ranks["adapter"])
     finally:

@@ -136,6 +136,19 @@ def run_cell(spec, ctx) -> tuple[Row, list[dict]]:
     return row, outcome.predictions
 
 
+def follow(spec, ctx, node) -> None:
+    """A node other than node 0 of a cell across machines: the cell's code up to training, its ranks'
+    share of training, then nothing (distributed.NodeDone); a failure is logged here and named by node 0."""
+    from harness import distributed, kinds
+
+    try:
+        kinds.get(spec.kind).run(spec, ctx)
+    except distributed.NodeDone:
+        print(f"[node {node.rank}] trained; node 0 evaluates the cell", flush=True)
+    except Exception:  # noqa: BLE001 — node 0 writes the cell's failed row; this node's log keeps why
+        save_traceback(ctx.run_dir, f"{ctx.cell.id}.node{node.rank}")
+
+
 def planned(ctx, spec) -> dict:
     """The memory plan's estimate for this cell (harness/planner.py); none where the plan cannot read the
     model (a warning in the cell's log), since the measured row stands without it."""
@@ -231,7 +244,7 @@ def hold(release: Path) -> None:
 
 
 def run_job(job: dict) -> None:
-    from harness import tracking
+    from harness import distributed, tracking
     from harness.config import stored_recipe
     from harness.executors.base import train_ranks
     from harness.planning import Cell, cell_path, finished, read_result
@@ -241,6 +254,7 @@ def run_job(job: dict) -> None:
     from harness.techniques.base import Shared
 
     run_dir = Path(job["run_dir"])
+    node = distributed.Node.current()  # set where a cell runs across machines: this process is one node of it
     meta = RunStore.open(run_dir).meta  # the driver's resolved recipe: every process runs the same one
     recipe = stored_recipe(meta["recipe"]).for_task(meta["task_ref"])
     task = with_validation(load_task(meta["task_ref"]), recipe.eval.validation)
@@ -267,9 +281,16 @@ def run_job(job: dict) -> None:
             callbacks=[pruning] if pruning else [],
             ranks=train_ranks(spec),
         )
-        with tracking.cell(recipe, meta, spec, cell) as tracked:  # trained cells: curves to the recipe's trackers
-            row, predictions = run_cell(spec, ctx)
-            tracked.finish(row)
+        if node is not None and node.rank > 0:
+            follow(spec, ctx, node)  # node 0 evaluates, tracks and writes the row
+            continue
+        try:
+            with tracking.cell(recipe, meta, spec, cell) as tracked:  # trained cells: curves to the recipe's trackers
+                row, predictions = run_cell(spec, ctx)
+                tracked.finish(row)
+        finally:
+            if node is not None:
+                distributed.close(node)  # the other nodes stop waiting for a rendezvous that will not come
         row |= {
             "objective": objective_value(cell, row),
             "executor": job.get("executor", "local"),

@@ -32,8 +32,10 @@ executor: {cpus_per_cell: 1}   # the same torch threads on every executor, so th
 """
 
 
-def study_recipe(write, model, out):
-    return write("study.yaml", tiny_study(model, out, STUDY, EXTRA))
+def study_recipe(write, model, out, across_nodes: bool = False):
+    """The study; `across_nodes`: its 2-rank cell as 2 nodes of one rank each (the same ranks, so the same row)."""
+    study = STUDY.replace("{processes: 2}", "{processes: 1, nodes: 2}") if across_nodes else STUDY
+    return write("study.yaml", tiny_study(model, out, study, EXTRA))
 
 
 def figures(run_dir: Path) -> dict:
@@ -72,3 +74,11 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def across_nodes(run_dir) -> None:
+    """The study's 2-node cell: one row over both nodes' ranks, node 1 trained and stopped, node 0 evaluated."""
+    (row,) = [r for r in RunStore.open(run_dir).rows if r["technique"] == "ddp"]
+    assert row["train_world_size"] == 2 and len(row["rank_peak_memory_bytes"]) == 2
+    (follower,) = (run_dir / "logs").glob("ddp.seed-0*.node1.log")
+    assert "[node 1] trained; node 0 evaluates the cell" in follower.read_text()

@@ -76,20 +76,22 @@ def test_fsdp_holds_about_half_of_the_parameters_and_optimizer_state_on_each_ran
 
 
 @pytest.mark.parametrize(
-    "fault, reason",
+    "fault, ranks, executor, reason",
     [
-        (distributed.FAULT_ENV, "rank 1 was killed by SIGKILL"),
+        # rank 1 runs on the second of 2 nodes (one Slurm task each, submitit's local stand-in): node 0's
+        # rank sees a lost peer, and the row says what node 1 saw
+        (distributed.FAULT_ENV, "{processes: 1, nodes: 2}", ["executor.kind=slurm", "executor.cluster=local"],
+         "node 1: rank 1 was killed by SIGKILL"),
         # rank 1 sleeps through the next all-reduce: no rank moves for timeout_seconds, and both end
-        (distributed.HANG_ENV, "rank 1 stopped outside any collective"),
+        (distributed.HANG_ENV, "{processes: 2, timeout_seconds: 10}", [], "rank 1 stopped outside any collective"),
     ],
-)
+)  # fmt: skip
 def test_a_rank_killed_or_hung_mid_training_fails_its_cell_alone_and_leaves_no_process(
-    tiny_model_dir, tmp_path, monkeypatch, fault, reason
+    tiny_model_dir, tmp_path, monkeypatch, fault, ranks, executor, reason
 ):
     pids = tmp_path / "rank-pids"
     monkeypatch.setenv(fault, "1")
     monkeypatch.setenv(distributed.PIDS_ENV, str(pids))
-    ranks = "{processes: 2, timeout_seconds: 10}"
     techniques = (
         "  - {name: zero, kind: prompt}\n"
         f"  - {{name: ddp, kind: full, train: {{max_steps: 20, batch_size: 2, distributed: {ranks}}}}}\n"
@@ -97,7 +99,7 @@ def test_a_rank_killed_or_hung_mid_training_fails_its_cell_alone_and_leaves_no_p
     recipe = tmp_path / "r.yaml"
     recipe.write_text(tiny_recipe(tiny_model_dir, tmp_path / "runs", techniques))
     start = time.monotonic()
-    result = run_cli("run", recipe)
+    result = run_cli("run", recipe, *executor)
     assert time.monotonic() - start < 120
     assert result.exit_code == 1 and "some techniques failed" in result.output
     rows = {
@@ -122,7 +124,7 @@ def test_settings_a_cell_cannot_run_are_refused_before_it_starts(tiny_model_dir,
     zero = validate("  - {name: f, kind: full, train: {distributed: {strategy: ddp, zero_stage: 3}}}\n")
     assert "zero_stage is a deepspeed setting" in zero.output
     nodes = validate("  - {name: f, kind: full, train: {distributed: {strategy: fsdp, processes: 8, nodes: 2}}}\n")
-    assert "a cell across machines is not supported yet" in nodes.output
+    assert "a cell across machines needs a cluster executor" in nodes.output
     if not torch.cuda.is_available():
         import importlib.util
 

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 from conftest import only_run_dir, run_cli, tiny_recipe
-from executor_study import figures, same_figures, study_recipe
+from executor_study import across_nodes, figures, same_figures, study_recipe
 
 from harness import executors
 from harness.config import load_recipe, stored_recipe
@@ -17,13 +17,16 @@ from harness.yamlconfig import ConfigError
 def test_slurm_through_submitit_runs_the_study_with_the_same_rows_as_local(
     write, tiny_model_dir, tmp_path, local_study
 ):
-    recipe = study_recipe(write, tiny_model_dir, tmp_path / "out")
+    # its 2-rank cell runs as one Slurm job of 2 tasks, one per "node" (submitit's local stand-in runs
+    # them on this machine), each forking one rank: the same 2 ranks as the local executor's 2 processes
+    recipe = study_recipe(write, tiny_model_dir, tmp_path / "out", across_nodes=True)
     result = run_cli("run", recipe, "executor.kind=slurm", "executor.cluster=local", "executor.timeout_min=10")
     assert result.exit_code == 0, result.output
     run_dir = only_run_dir(tmp_path / "out")
     same_figures(figures(run_dir), local_study)
     assert {c["executor"] for c in RunStore.open(run_dir).cells} == {"slurm"}
     assert list((run_dir / "slurm").iterdir())  # submitit's own files stay inside the run folder
+    across_nodes(run_dir)
 
 
 @pytest.mark.parametrize(

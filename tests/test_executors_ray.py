@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import only_run_dir, run_cli, tiny_recipe
-from executor_study import BIN, figures, free_port, same_figures, study_recipe
+from executor_study import BIN, across_nodes, figures, free_port, same_figures, study_recipe
 
 from harness.results import RunStore
 
@@ -58,7 +58,7 @@ def test_ray_runs_the_study_with_the_same_rows_as_local_through_a_lost_worker(
     # One Ray run carries both checks (each Ray job is a fresh process, so a second run would double the
     # cost): the study's rows equal the local executor's, and a worker killed mid-cell is retried without
     # redoing what it finished. zero and few share one job; its worker is held at few, after zero finished.
-    recipe = study_recipe(write, tiny_model_dir, tmp_path / "out")
+    recipe = study_recipe(write, tiny_model_dir, tmp_path / "out", across_nodes=True)  # its 2-rank cell on 2 nodes
     env = os.environ | {"HARNESS_FAULT_HOLD_CELL": "few.seed-0"}
     command = [BIN / "harness", "run", recipe, "executor.kind=ray", f"executor.address={ray_address}"]
     driver = subprocess.Popen(
@@ -85,6 +85,7 @@ def test_ray_runs_the_study_with_the_same_rows_as_local_through_a_lost_worker(
     (log,) = (run_dir / "logs").glob("zero.seed-0*.log")
     text = log.read_text()
     assert text.count("[cell] few.seed-0") == 2 and text.count("[cell] zero.seed-0") == 1
+    across_nodes(run_dir)
 
 
 def held_worker_pid(out: Path, cell: str, driver) -> int:
@@ -101,8 +102,14 @@ def held_worker_pid(out: Path, cell: str, driver) -> int:
     raise AssertionError(f"no process held at {cell}")
 
 
-def test_a_cell_asking_for_more_gpus_than_any_ray_node_has_is_refused(write, tiny_model_dir, tmp_path, ray_address):
+def test_a_cell_asking_for_more_than_the_ray_cluster_has_is_refused(write, tiny_model_dir, tmp_path, ray_address):
     recipe = write("r.yaml", tiny_recipe(tiny_model_dir, tmp_path / "out", "  - {name: zero, kind: prompt}\n"))
     result = run_cli("run", recipe, "executor.kind=ray", f"executor.address={ray_address}", "executor.gpus_per_cell=2")
     assert result.exit_code == 2
-    assert "technique 'zero' asks for 2 GPU(s) per cell" in " ".join(result.output.split())
+    assert "technique 'zero' asks for 2 GPU(s) per node" in " ".join(result.output.split())
+    # three nodes of one CPU each, on a cluster of 2 CPUs: its placement group would wait forever
+    across = "  - {name: f, kind: full, train: {distributed: {processes: 1, nodes: 3}}}\n"
+    recipe = write("r.yaml", tiny_recipe(tiny_model_dir, tmp_path / "out", across))
+    result = run_cli("run", recipe, "executor.kind=ray", f"executor.address={ray_address}", "executor.cpus_per_cell=1")
+    assert result.exit_code == 2
+    assert "trains across 3 nodes of 0 GPU(s) and 1 CPU(s) each, but the Ray cluster" in " ".join(result.output.split())

@@ -12,6 +12,7 @@ import importlib
 import json
 import os
 import signal
+import uuid
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,14 +113,41 @@ def train_ranks(technique) -> int:
     return settings.world_size if settings is not None else 1
 
 
+def train_nodes(technique) -> int:
+    """How many machines a cell of `technique` trains across (train.distributed.nodes; 1 without it)."""
+    settings = getattr(getattr(technique, "train", None), "distributed", None)
+    return settings.nodes if settings is not None else 1
+
+
 def technique_gpus(spec, technique, device: str) -> float:
     """GPUs one cell of `technique` asks for (executor.gpus_per_cell, or its train.distributed processes)."""
     return spec.gpus_for(technique.kind, technique.name, device, train_ranks(technique))
 
 
+def node_gpus(spec, technique, device: str) -> float:
+    """GPUs a cell of `technique` asks of each machine it runs on."""
+    return technique_gpus(spec, technique, device) / train_nodes(technique)
+
+
+def job_nodes(techniques: dict, job: Job) -> int:
+    """Machines a job runs across: more than one only for a cell across machines (alone in its job)."""
+    return max(train_nodes(techniques[c.technique]) for c in job.cells)
+
+
+def rendezvous_file(job: Job) -> Path:
+    """Where node 0 of a job across machines writes its address and port: in the run folder, which every
+    node sees, and new for each attempt, so a retry never reads an earlier attempt's address."""
+    return job.run_dir / "jobs" / f"{job.id}.{uuid.uuid4().hex[:8]}.rendezvous"
+
+
+def node_log(log_path: str, rank: int) -> str:
+    """Node 0 writes the job's log (the driver shows it); another node a log of its own beside it."""
+    return log_path if rank == 0 else log_path.removesuffix(".log") + f".node{rank}.log"
+
+
 def job_gpus(spec, techniques: dict, job: Job, device: str) -> float:
-    """GPUs a job asks for: the most that any of its cells' techniques asks for."""
-    return max(technique_gpus(spec, techniques[c.technique], device) for c in job.cells)
+    """GPUs a job asks of each machine: the most that any of its cells' techniques asks for."""
+    return max(node_gpus(spec, techniques[c.technique], device) for c in job.cells)
 
 
 def after_retries(tries: int) -> str:

@@ -24,10 +24,16 @@ from harness.executors.base import (
     after_retries,
     cell_env,
     job_gpus,
+    job_nodes,
     log_tail,
+    node_gpus,
+    node_log,
+    rendezvous_file,
     require,
-    technique_gpus,
+    train_nodes,
 )
+
+FOLLOWERS_GRACE_SECONDS = 60  # how long the other nodes of a cell may take to stop once node 0 has ended
 
 
 class RaySettings(ExecutorSettings):
@@ -48,7 +54,7 @@ class RayExecutor:
         self.started = not ray.is_initialized()  # a caller's own ray.init is left to it
         if self.started:
             connect(ray, spec.address)
-        self.refs: dict[str, object] = {}  # job id -> its task, while in flight
+        self.refs: dict[str, object] = {}  # job id -> its task (a list: one per node), while in flight
         self.lock = threading.Lock()
         resources = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
         self.device = device if device != "auto" else ("cuda" if any(r.get("GPU", 0) for r in resources) else "cpu")
@@ -58,14 +64,18 @@ class RayExecutor:
         except ExecutorError:
             self.shutdown()
             raise
-        most_gpus = max(technique_gpus(spec, t, self.device) for t in self.techniques.values())
+        most_gpus = max(node_gpus(spec, t, self.device) for t in self.techniques.values())
         self.jobs = jobs or capacity(resources, self.cpus, most_gpus)
         from harness import worker
 
         self.task = ray.remote(max_calls=1)(worker.job_main)
+        self.node_task = ray.remote(max_calls=1)(node_task)
 
     def submit(self, job: Job) -> Future[JobEnd]:
         gpus = job_gpus(self.spec, self.techniques, job, self.device)
+        nodes = job_nodes(self.techniques, job)
+        if nodes > 1:
+            return self._submit_across(job, nodes, gpus)
         ref = self.task.options(
             num_cpus=self.cpus,
             num_gpus=gpus,
@@ -89,6 +99,51 @@ class RayExecutor:
         ref.future().add_done_callback(done)
         return ended
 
+    def _submit_across(self, job: Job, nodes: int, gpus: float) -> Future[JobEnd]:
+        """A cell across machines: a placement group of one bundle per node (packed onto as few machines
+        as fit), a task in each, node 0's task the job's end. Ray does not retry these tasks: a lost node
+        fails the cell, and `--resume` runs it again."""
+        from ray.util.placement_group import placement_group
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+        bundle = {"CPU": self.cpus} | ({"GPU": gpus} if gpus else {})
+        group = placement_group([bundle] * nodes, strategy="PACK", name=f"harness-{job.id}")
+        data, rendezvous = job.payload(self.kind), str(rendezvous_file(job))
+        refs = [
+            self.node_task.options(
+                num_cpus=self.cpus,
+                num_gpus=gpus,
+                max_retries=0,
+                name=f"harness-{job.id}-node{rank}",
+                scheduling_strategy=PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=rank),
+            ).remote(data, str(job.log_path), cell_env(self.cpus), rank, nodes, rendezvous)
+            for rank in range(nodes)
+        ]
+        with self.lock:
+            self.refs[job.id] = refs
+        ended: Future = Future()
+        threading.Thread(target=lambda: ended.set_result(self._wait_across(job, refs, group)), daemon=True).start()
+        return ended
+
+    def _wait_across(self, job: Job, refs: list, group) -> JobEnd:
+        from ray.util.placement_group import remove_placement_group
+
+        try:
+            self.ray.get(refs[0])
+            end = JobEnd(0, None)
+        except BaseException as exc:  # noqa: BLE001 — every way a task can end badly becomes a reason
+            end = JobEnd(1, self._reason(exc) + log_tail(job.log_path))
+        try:  # the other nodes stop once node 0 has ended (distributed.close); then nothing of the job is left
+            self.ray.wait(refs[1:], num_returns=len(refs) - 1, timeout=FOLLOWERS_GRACE_SECONDS)
+            for ref in refs[1:]:
+                self.ray.cancel(ref, force=True)
+            remove_placement_group(group)
+        except Exception:  # noqa: BLE001 — the cluster is going away (Ctrl-C): nothing left to tidy
+            pass
+        with self.lock:
+            self.refs.pop(job.id, None)
+        return end
+
     def _reason(self, exc: BaseException) -> str:
         errors = self.ray.exceptions
         if isinstance(exc, errors.RayTaskError):
@@ -101,7 +156,7 @@ class RayExecutor:
     def shutdown(self) -> None:
         """Cancel the jobs in flight (Ctrl-C): their finished cells are already on disk."""
         with self.lock:
-            refs = list(self.refs.values())
+            refs = [r for ref in self.refs.values() for r in (ref if isinstance(ref, list) else [ref])]
         for ref in refs:
             try:
                 self.ray.cancel(ref, force=True)
@@ -109,6 +164,19 @@ class RayExecutor:
                 pass
         if self.started and self.ray.is_initialized():
             self.ray.shutdown()
+
+
+def node_task(job: dict, log_path: str, env: dict[str, str], rank: int, nodes: int, rendezvous: str) -> None:
+    """One node's task of a cell across machines: its place, then the job as on one machine."""
+    from pathlib import Path
+
+    import ray
+
+    from harness import worker
+    from harness.distributed import Node
+
+    node = Node(rank, nodes, ray.util.get_node_ip_address(), Path(rendezvous))
+    worker.job_main(job, node_log(log_path, rank), env | node.env())
 
 
 def connect(ray, address: str) -> None:
@@ -144,11 +212,17 @@ def check_fits(techniques, spec, device: str, cpus: int, resources: list[dict], 
     most_gpus = max((r.get("GPU", 0) for r in resources), default=0)
     most_cpus = max((r.get("CPU", 0) for r in resources), default=0)
     for technique in techniques:
-        gpus = technique_gpus(spec, technique, device)
+        gpus = node_gpus(spec, technique, device)
         if gpus > most_gpus:
             raise ExecutorError(
-                f"technique {technique.name!r} asks for {gpus:g} GPU(s) per cell (executor.gpus_per_cell) but the "
-                f"largest node of the Ray cluster at {address!r} has {most_gpus:g}"
+                f"technique {technique.name!r} asks for {gpus:g} GPU(s) per node (executor.gpus_per_cell, "
+                f"train.distributed) but the largest node of the Ray cluster at {address!r} has {most_gpus:g}"
+            )
+        nodes = train_nodes(technique)
+        if nodes > 1 and capacity(resources, cpus, gpus) < nodes:
+            raise ExecutorError(
+                f"technique {technique.name!r} trains across {nodes} nodes of {gpus:g} GPU(s) and {cpus} CPU(s) "
+                f"each, but the Ray cluster at {address!r} holds {capacity(resources, cpus, gpus)} such place(s)"
             )
     if cpus > most_cpus:
         raise ExecutorError(

@@ -27,7 +27,10 @@ from harness.executors.base import (
     after_retries,
     cell_env,
     job_gpus,
+    job_nodes,
     log_tail,
+    node_log,
+    rendezvous_file,
     require,
 )
 
@@ -77,15 +80,20 @@ class SlurmExecutor:
         from harness import worker
 
         data, gpus = job.payload(self.kind), int(round(job_gpus(self.spec, self.techniques, job, self.device)))
-        executor = self._executor(job.run_dir, job.id, gpus)
+        nodes = job_nodes(self.techniques, job)
+        executor = self._executor(job.run_dir, job.id, gpus, nodes)
         for _ in range(self.spec.max_retries + 1):
             if self.stopped:
                 return JobEnd(1, "cancelled (the driver stopped)")
-            submitted = executor.submit(worker.job_main, data, str(job.log_path), cell_env(self.spec.cpus_per_cell))
+            env = cell_env(self.spec.cpus_per_cell)
+            if nodes > 1:  # one task per node, each the cell's process there (node 0 writes the row)
+                submitted = executor.submit(node_task, data, str(job.log_path), env, str(rendezvous_file(job)))
+            else:
+                submitted = executor.submit(worker.job_main, data, str(job.log_path), env)
             with self.lock:
                 self.running[job.id] = submitted
             try:
-                submitted.result()
+                submitted.results()  # every task's end: node 0's row is written when its task ends
                 return JobEnd(0, None)
             except self.submitit.core.utils.FailedJobError as exc:  # the job raised: running it again would too
                 return JobEnd(
@@ -98,16 +106,19 @@ class SlurmExecutor:
                     self.running.pop(job.id, None)
         return JobEnd(1, f"{lost}, {after_retries(self.spec.max_retries)}" + log_tail(job.log_path))
 
-    def _executor(self, run_dir: Path, name: str, gpus: int):
+    def _executor(self, run_dir: Path, name: str, gpus: int, nodes: int):
         spec = self.spec
         executor = self.submitit.AutoExecutor(folder=run_dir / "slurm" / "%j", cluster=spec.cluster)
+        # a cell across machines is one job of `nodes` tasks, one per node; submitit's local stand-in has
+        # one node, so there its tasks stand for the nodes (the tests' two-node cell)
+        local = spec.cluster == "local"
         params = {
             "name": f"harness-{name}",
             "timeout_min": spec.timeout_min,
-            "gpus_per_node": gpus,
+            "gpus_per_node": gpus * (nodes if local else 1),
             "cpus_per_task": spec.cpus_per_cell or 1,
-            "nodes": 1,
-            "tasks_per_node": 1,
+            "nodes": 1 if local else nodes,
+            "tasks_per_node": nodes if local else 1,
         }
         if spec.mem_gb:
             params["mem_gb"] = spec.mem_gb
@@ -127,6 +138,21 @@ class SlurmExecutor:
             except Exception:  # noqa: BLE001 — already finished or gone
                 pass
         self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def node_task(job: dict, log_path: str, env: dict[str, str], rendezvous: str) -> None:
+    """One node's task of a cell across machines: its place from submitit's task environment (Slurm's
+    node list), then the job as on one machine (harness/distributed.py does the rest)."""
+    import socket
+
+    import submitit
+
+    from harness import worker
+    from harness.distributed import Node
+
+    task = submitit.JobEnvironment()
+    node = Node(task.global_rank, task.num_tasks, socket.gethostname(), Path(rendezvous))
+    worker.job_main(job, node_log(log_path, node.rank), env | node.env())
 
 
 def check_slurm_keys(settings: dict) -> None:
