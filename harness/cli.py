@@ -420,7 +420,8 @@ PLAN_KINDS = ("full", "lora", "qlora")
     "random:<arch>.",
 )
 @click.option(
-    "--gpus", help="The devices to plan for, COUNTxSIZE, e.g. 8x80GB (default: this machine's GPUs, else its RAM)."
+    "--gpus",
+    help="The GPUs of each node to plan for, COUNTxSIZE, e.g. 8x80GB (default: this machine's GPUs, else its RAM).",
 )
 @click.option(
     "--kind",

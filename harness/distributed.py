@@ -356,6 +356,12 @@ def _rank_main(local: int, build, callbacks, device: str, processes: int, first:
         (out / STATS_FILE).write_text(json.dumps(stats))
     torch.distributed.barrier()
     torch.distributed.destroy_process_group()
+    # Done: exit without tearing down the trainer. Freeing DDP's reducer joins gloo's work thread while
+    # holding the GIL, and that thread may still be freeing the all-gather above, which needs the GIL: a
+    # deadlock seen under load (torch 2.9). Nothing of this rank is needed after its files.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _fsdp_on_cpu(trainer) -> None:

@@ -391,13 +391,14 @@ def technique_line(spec, model: Model, device: Device, seq_len: int) -> mp.Techn
     setup = setup_for(spec, model, device.kind, seq_len)
     found = mp.estimate(model.shape, setup)
     per_device = device.bytes
-    if device.kind == "cpu" and per_device is not None and setup.world_size > 1:
-        nodes = spec.train.distributed.nodes if spec.train.distributed else 1
-        per_device = per_device / max(setup.world_size // nodes, 1)  # the ranks of a node share its RAM
+    nodes = spec.train.distributed.nodes if spec.train.distributed else 1
+    per_node = setup.world_size // nodes  # the ranks on each machine
+    if device.kind == "cpu" and per_device is not None and per_node > 1:
+        per_device = per_device / per_node  # the ranks of a node share its RAM
     fit = mp.fits(found.total, per_device, device.kind)
     line = mp.TechniquePlan(spec.name, setup, found, per_device, fit)
-    if device.kind == "cuda" and setup.world_size > device.count:
-        line.note = f"needs {setup.world_size} GPUs; {device.count} at hand"
+    if device.kind == "cuda" and per_node > device.count:  # the devices at hand are one machine's
+        line.note = f"needs {per_node} GPUs per node; {device.count} at hand"
     if fit is False:
         from harness.techniques.finetune import LoraSettings
 

@@ -5,7 +5,8 @@ job, so memory peaks and crashes stay the cell's own, as on the local executor).
 Ray places the task where its CPUs and GPUs are free (it sets CUDA_VISIBLE_DEVICES) and runs it again
 when its worker or node is lost (`max_retries`); a retried job skips the cells its first attempt
 finished. Workers must see the run folder at the same path (executor.storage) and have the harness
-installed.
+installed. A cell across machines (train.distributed.nodes > 1) is a placement group of one bundle per
+node with a task in each (harness/distributed.py does the rest).
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ runs the same entry point as a local cell process; `cluster: local` uses submiti
 
 The driver waits on each job from a thread; a job that ends without a result (node lost, preempted,
 killed, out of memory, over its time limit) is submitted again up to `max_retries` times, and the
-retry skips the cells its earlier attempt finished. submitit's own files (sbatch script, pickles,
+retry skips the cells its earlier attempt finished. A cell across machines (train.distributed.nodes > 1)
+is one job of a task per node (harness/distributed.py does the rest). submitit's own files (sbatch script, pickles,
 stdout/stderr) go to <run>/slurm/.
 """
 
