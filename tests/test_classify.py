@@ -121,6 +121,28 @@ def test_confusion_adds_a_no_label_column_and_per_label_f1():
     assert confusion_section(rows, {"t": predictions}, None) == ""  # not a classification task
 
 
+def test_a_many_label_task_shows_the_labels_with_most_support_the_most_confused_pairs_and_a_csv(tmp_path):
+    from harness.report.confusion import MAX_LABELS, confusion_section
+
+    labels = [f"intent{i:02d}" for i in range(80)]
+    predictions = []
+    for i, label in enumerate(labels):  # label i has 80 - i examples; intent00 is answered intent01 7 times
+        wrong = 7 if i == 0 else 0
+        predictions += [{"expected": label, "parsed": label}] * (80 - i - wrong)
+        predictions += [{"expected": label, "parsed": labels[1]}] * wrong
+    predictions += [{"expected": labels[79], "parsed": metrics.INVALID}]
+    rows = [{"technique": "t", "kind": "lora", "status": "ok", "metric": "accuracy", "score": 0.9}]
+    text = confusion_section(rows, {"t": predictions}, labels, csv_folder=tmp_path / "plots", prefix="intents-")
+    table = [line for line in text.splitlines() if line.startswith("| intent")]
+    assert len(table) == MAX_LABELS  # was 80 rows of 80 columns
+    assert table[0].startswith("| intent00 |") and not any(line.startswith("| intent79") for line in table)
+    assert "| expected ↓ answered → | intent00 |" in text and "| other labels | no label |" in text
+    assert "- intent00 → intent01: 7" in text and "- intent79 → no label: 1" in text
+    assert "[intents-t-confusion.csv](plots/intents-t-confusion.csv)" in text
+    whole = (tmp_path / "plots" / "intents-t-confusion.csv").read_text().splitlines()
+    assert len(whole) == 1 + 80 and whole[0].startswith("expected,intent00,") and whole[0].endswith(",support")
+
+
 def _recommendation(run_dir, strong=lambda head: head) -> str:
     from harness.analysis import decision
 

@@ -1,17 +1,24 @@
 """Per-label results of a classification task: each technique's confusion matrix and precision, recall and
 F1 per label (scikit-learn), from its stored predictions, so REPORT.md shows which labels a technique
-confuses and whether it answered at all."""
+confuses and whether it answered at all. A task with many labels shows the labels with the most support
+and the most confused pairs; its whole matrix goes to a CSV beside the report, so REPORT.md stays readable."""
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from harness.analysis.floor import KIND as FLOOR_KIND
 from harness.metrics import INVALID
 from harness.rows import RowLike
 
 NO_LABEL = "no label"  # the column of answers that named none of the labels
+OTHER = "other labels"  # a capped table's column of answers that named a label not shown
+MAX_LABELS = 12  # above this many labels, the table shows the labels with the most support
+CONFUSED_PAIRS = 10  # the most confused (expected, answered) pairs listed under a capped table
 
 
 @dataclass(frozen=True)
@@ -68,15 +75,71 @@ def confusion_table(c: Confusion) -> str:
     return "\n".join(lines)
 
 
+def capped(c: Confusion, keep: int = MAX_LABELS) -> Confusion:
+    """The `keep` labels with the most support (ties by label order), every other label's answers summed in
+    one column; precision, recall and F1 stay each label's own."""
+    rows = sorted(range(len(c.labels)), key=lambda i: -c.support[i])[:keep]
+    rows.sort()
+    shown = set(rows)
+    columns = [c.labels[i] for i in rows] + [OTHER] + c.columns[len(c.labels) :]  # then INVALID, when present
+    counts = []
+    for i in rows:
+        line = c.counts[i]
+        other = sum(n for j, n in enumerate(line[: len(c.labels)]) if j not in shown)
+        counts.append([line[j] for j in rows] + [other] + line[len(c.labels) :])
+
+    def pick(values: list) -> list:
+        return [values[i] for i in rows]
+
+    return Confusion(pick(c.labels), columns, counts, pick(c.precision), pick(c.recall), pick(c.f1), pick(c.support))
+
+
+def most_confused(c: Confusion, n: int = CONFUSED_PAIRS) -> list[tuple[str, str, int]]:
+    """The (expected, answered, count) pairs of wrong answers, most frequent first."""
+    pairs = [
+        (label, NO_LABEL if answered == INVALID else answered, count)
+        for i, label in enumerate(c.labels)
+        for j, (answered, count) in enumerate(zip(c.columns, c.counts[i]))
+        if j != i and count
+    ]
+    return sorted(pairs, key=lambda pair: -pair[2])[:n]
+
+
+def matrix_csv(c: Confusion) -> str:
+    """The whole matrix with each label's figures, for a spreadsheet."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(
+        [
+            "expected",
+            *[NO_LABEL if col == INVALID else col for col in c.columns],
+            "precision",
+            "recall",
+            "F1",
+            "support",
+        ]
+    )
+    for i, label in enumerate(c.labels):
+        writer.writerow([label, *c.counts[i], c.precision[i], c.recall[i], c.f1[i], c.support[i]])
+    return out.getvalue()
+
+
 def _cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
 def confusion_section(
-    rows: Sequence[RowLike], predictions: dict[str, list[dict]], labels: Sequence[str] | None, seeds: int = 1
+    rows: Sequence[RowLike],
+    predictions: dict[str, list[dict]],
+    labels: Sequence[str] | None,
+    seeds: int = 1,
+    csv_folder: Path | None = None,
+    prefix: str = "",
 ) -> str:
     """One collapsible block per finished technique of a classification task (the best one open); empty
-    for a task without labels. `rows` carry `vs_best_marker` (decision.with_verdicts)."""
+    for a task without labels. `rows` carry `vs_best_marker` (decision.with_verdicts). Above MAX_LABELS
+    labels a block shows the labels with the most support and the most confused pairs, and the whole
+    matrix is written to `csv_folder`/`prefix`<technique>-confusion.csv (linked relative to the report)."""
     if not labels:
         return ""
     blocks = []
@@ -91,7 +154,10 @@ def confusion_section(
             f"{macro:.3f}; {c.total} answers{pooled}"
         )
         opened = " open" if row.get("vs_best_marker") == "best" else ""
-        blocks.append(f"<details{opened}><summary>{summary}</summary>\n\n{confusion_table(c)}\n\n</details>")
+        body = (
+            confusion_table(c) if len(labels) <= MAX_LABELS else _capped_body(c, row["technique"], csv_folder, prefix)
+        )
+        blocks.append(f"<details{opened}><summary>{summary}</summary>\n\n{body}\n\n</details>")
     if not blocks:
         return ""
     intro = (
@@ -99,3 +165,23 @@ def confusion_section(
         "none), then each label's precision, recall and F1 (scikit-learn); one block per technique."
     )
     return "\n\n".join([intro] + blocks)
+
+
+def _capped_body(c: Confusion, technique: str, csv_folder: Path | None, prefix: str) -> str:
+    """A many-label task's block: the labels with the most support, the most confused pairs, the CSV."""
+    lines = [
+        f"The {MAX_LABELS} labels of {len(c.labels)} with the most support (**{OTHER}**: answers naming any "
+        "other label):",
+        "",
+        confusion_table(capped(c)),
+    ]
+    pairs = most_confused(c)
+    if pairs:
+        lines += ["", "Most confused (expected → answered: count):", ""]
+        lines += [f"- {_cell(expected)} → {_cell(answered)}: {count}" for expected, answered, count in pairs]
+    if csv_folder is not None:
+        name = f"{prefix}{technique}-confusion.csv"
+        csv_folder.mkdir(parents=True, exist_ok=True)
+        (csv_folder / name).write_text(matrix_csv(c))
+        lines += ["", f"The whole matrix: [{name}](plots/{name})."]
+    return "\n".join(lines)

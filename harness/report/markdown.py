@@ -538,7 +538,7 @@ def environment(report: sections.ReportView) -> str:
 
 def per_label(task: sections.TaskView) -> str:
     labels, seeds = task.store.meta["task"].get("labels"), len(task.store.meta.get("seeds") or [0])
-    return confusion_section(task.rows, task.predictions, labels, seeds)
+    return confusion_section(task.rows, task.predictions, labels, seeds, task.folder / "plots", f"{task.name}-")
 
 
 Section = sections.Section
