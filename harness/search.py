@@ -2,11 +2,16 @@
 
 The study lives in an SQLite file in the run folder (search.db), so an interrupted search resumes
 where it stopped: finished trials are kept, a trial that was running is finished from its cell file
-or run again with the same values. Grid search when every axis is a list, else TPE.
+or run again with the same values. Grid search when every axis is a list; otherwise a small budget
+(the usual one: a few trials per technique) is spread over the space by a scrambled Halton sequence, which
+TPE would sample at random, and a larger one is TPE's. Each technique draws its own points (its sampler's
+seed comes from the run's seed and its name), so no two techniques try the same three values.
 """
 
 from __future__ import annotations
 
+import warnings
+import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -19,6 +24,7 @@ RunCells = Callable[[Sequence[Cell]], list[dict]]  # runs cells (through the exe
 
 PRUNE_STARTUP_TRIALS = 2  # trials that always finish, so the median has something to compare with
 PRUNE_CHECKS = 4  # validation-loss checks per pruned trial: often enough to stop early, few enough to stay cheap
+SPACE_FILLING_TRIALS = 10  # up to this budget, quasi-random points (TPE's own random start is 10 trials)
 
 
 def storage(run_dir: Path):
@@ -40,7 +46,14 @@ def pruner(spec):
     return optuna.pruners.MedianPruner(n_startup_trials=PRUNE_STARTUP_TRIALS, n_warmup_steps=0)
 
 
-def open_study(run_dir: Path, spec, seed: int):
+def technique_seed(seed: int, name: str) -> int:
+    """The seed of one technique's sampler: the run's seed and its name, stable across processes."""
+    return zlib.crc32(f"{seed}/{name}".encode())
+
+
+def sampler(search, seed: int, budget: int):
+    """Grid for list axes only; a scrambled Halton sequence (space-filling, log axes in log space) for a
+    small budget; TPE above it."""
     import optuna
 
     class AskTellGrid(optuna.samplers.GridSampler):
@@ -50,17 +63,29 @@ def open_study(run_dir: Path, spec, seed: int):
         def after_trial(self, study, trial, state, values) -> None:
             pass
 
+    if search.is_grid:
+        return AskTellGrid({k: list(v) for k, v in search.space.items()}, seed=seed)
+    if budget <= SPACE_FILLING_TRIALS:
+        with warnings.catch_warnings():  # "experimental" since optuna 3.0; its interface is all we use
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.QMCSampler(
+                qmc_type="halton",  # no power-of-two sample counts, unlike Sobol
+                scramble=True,
+                seed=seed,
+                warn_independent_sampling=False,  # list axes beside ranges are drawn at random: expected
+            )
+    return optuna.samplers.TPESampler(seed=seed)
+
+
+def open_study(run_dir: Path, spec, seed: int, budget: int):
+    import optuna
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     search = spec.search
-    sampler = (
-        AskTellGrid({k: list(v) for k, v in search.space.items()}, seed=seed)
-        if search.is_grid
-        else optuna.samplers.TPESampler(seed=seed)
-    )
     return optuna.create_study(
         storage=storage(run_dir),
         study_name=spec.name,
-        sampler=sampler,
+        sampler=sampler(search, technique_seed(seed, spec.name), budget),
         pruner=pruner(spec),
         direction="minimize" if search.objective == "validation_loss" else "maximize",
         load_if_exists=True,
@@ -114,8 +139,8 @@ def tune(spec, recipe, run_dir: Path, run_cells: RunCells, jobs: int) -> list[di
     """Run the technique's search to its budget; returns every trial cell's result, in trial order."""
     from optuna.trial import TrialState
 
-    study = open_study(run_dir, spec, recipe.run_seeds[0])
     budget = trials_for(spec, recipe.search_budget)
+    study = open_study(run_dir, spec, recipe.run_seeds[0], budget)
     space = distributions(spec)
     results: dict[int, dict] = {}
 

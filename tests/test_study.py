@@ -90,6 +90,39 @@ eval: {validation: {fraction: 0.1}}
     assert len(search.tune(recipe.techniques[0], recipe, tmp_path, again, jobs=1)) == 4 and again.ran == []
 
 
+def test_a_small_search_spreads_its_trials_and_each_technique_draws_its_own(write, tmp_path):
+    # 3 trials on [1e-5, 3e-3]: TPE sampled them at random from the run's seed, the same three values for
+    # every technique (2.29e-4, 5.91e-4, 3.11e-4: a 2.6x band of a 300x range)
+    import math
+
+    space = "search: {space: {train.learning_rate: {log_uniform: [1.0e-5, 3.0e-3]}}, objective: validation_loss}"
+    recipe = load_recipe(
+        write(
+            "r.yaml",
+            f"name: s\ntask: ticket-routing\nsearch_budget: 3\neval: {{validation: {{fraction: 0.1}}}}\n"
+            f"techniques:\n  - {{name: a, kind: lora, {space}}}\n  - {{name: b, kind: lora, {space}}}\n",
+        )
+    )
+
+    def fake(cells):  # a loss that is lowest at 1e-3
+        out = []
+        for c in cells:
+            loss = abs(math.log10(c.params["train.learning_rate"]) + 3)
+            result = {"cell": c.to_dict(), "row": {"status": "ok", "objective": loss}, "predictions": []}
+            results.write_atomic(planning.cell_path(tmp_path, c), json.dumps(result))
+            out.append(result)
+        return out
+
+    drawn = {}
+    for technique in recipe.techniques:
+        trials = search.tune(technique, recipe, tmp_path, fake, jobs=1)
+        drawn[technique.name] = sorted(t["cell"]["params"]["train.learning_rate"] for t in trials)
+    assert drawn["a"] != drawn["b"]  # independent draws
+    for values in drawn.values():
+        assert all(1e-5 <= v <= 3e-3 for v in values)
+        assert values[-1] / values[0] > 10, values  # spread over the (log) range, not a narrow band
+
+
 def test_search_space_errors_name_the_setting(write):
     from harness.config import ConfigError
 

@@ -159,7 +159,7 @@ def test_search_section_summarises_each_search_and_lists_every_trial(study_store
     assert summary["lora"][2:6] == ["4", "1", "train.learning_rate=0.0003, lora.rank=16", "0.6800"]
     assert summary["qlora"][4:6] == ["train.learning_rate=0.0003", "1.1000"]  # lowest loss wins
     assert summary["lora"][6:] == ["120.0s", "$0.0040"]
-    trial_rows = [r for r in table_rows(text, "lora") + table_rows(text, "qlora") if len(r) == 6]
+    trial_rows = [r for r in table_rows(text, "lora") + table_rows(text, "qlora") if len(r) == 7]
     assert [(r[0], r[1]) for r in trial_rows] == [
         ("lora", "0"),
         ("lora", "1 (chosen)"),
@@ -170,8 +170,27 @@ def test_search_section_summarises_each_search_and_lists_every_trial(study_store
         ("qlora", "2"),
         ("qlora", "3"),
     ]
-    assert trial_rows[2][2:] == ["0.001", "16", "–", "failed: CUDA out of memory"]
+    assert trial_rows[2][2:] == ["0.001", "16", "–", "–", "failed: CUDA out of memory"]
     assert trial_rows[4][2:4] == ["0.0001", "–"]  # qlora did not search the rank
+
+
+def test_a_chosen_value_at_the_edge_is_flagged_and_a_pruned_loss_stays_apart(study_store, tmp_path):
+    qlora = [c for c in study_store.cells if c["technique"] == "qlora" and c["trial"] is not None]
+    qlora[2]["objective"] = 1.0  # lr 1e-3, the top of [1e-5, 1e-3], now the lowest finished loss
+    qlora[3].update(objective=0.9, pruned=True, train_steps=5)  # lower still, but a partial loss
+    text = study_sections.search_section(study_store, tmp_path)
+    assert (
+        "⚠ qlora: train.learning_rate=0.001 is at the top of the searched range [1e-05, 0.001]: the best value "
+        "may lie beyond it; widen the range that way."
+    ) in text
+    assert "⚠ lora:" not in text  # its chosen 3e-4 lies inside
+    pruned = [r for r in table_rows(text, "qlora") if len(r) == 7][3]
+    assert pruned[4:] == ["–", "0.9000", "pruned at step 5"]  # objective, partial, status
+    one_axis = {"space": {"train.learning_rate": SEARCH["space"]["train.learning_rate"]}}
+    points = study_sections.search_points(study_sections._trials(study_store), {"qlora": {"search": one_axis}})
+    assert points["qlora"]["x_label"] == "train.learning_rate" and points["qlora"]["log"]  # x: the value, log
+    assert points["lora"]["x_label"] == "trial"  # several settings searched: x is the trial number
+    assert points["qlora"]["pruned"] == [(3e-5, 0.9)] and (3e-5, 0.9) not in points["qlora"]["finished"]
 
 
 def test_search_plot_is_written_and_linked_relative_to_the_report(study_store, tmp_path):
@@ -247,14 +266,18 @@ def test_seeds_only_study_has_no_search_or_curve(study_store, tmp_path):
 
 
 def test_plots_return_none_when_there_is_nothing_to_draw(tmp_path):
-    assert plots.plot_search({"lora": []}, {}, {"lora": "validation score"}, "x", tmp_path / "s.png") is None
+    empty = {"x_label": "trial", "log": False, "finished": [], "pruned": []}
+    assert plots.plot_search({"lora": empty}, {}, {"lora": "validation score"}, "x", tmp_path / "s.png") is None
     assert plots.plot_learning_curve({}, {"rag": (0.5, 0.4, 0.6)}, "score", "x", tmp_path / "c.png") is None
     assert not list(tmp_path.iterdir())
 
 
 def test_search_plot_splits_score_and_loss_into_panels(tmp_path):
     path = plots.plot_search(
-        {"a": [(0, 0.5), (1, 0.7)], "b": [(0, 1.2), (1, 1.0)]},
+        {
+            "a": {"x_label": "trial", "log": False, "finished": [(0, 0.5), (1, 0.7)], "pruned": []},
+            "b": {"x_label": "trial", "log": False, "finished": [(0, 1.2), (1, 1.0)], "pruned": [(2, 1.4)]},
+        },
         {"a": 1, "b": 1},
         {"a": "validation score", "b": "validation loss"},
         "x",

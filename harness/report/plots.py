@@ -81,34 +81,42 @@ def _save(plt, fig, path: Path) -> Path:
 
 
 def plot_search(
-    points: Mapping[str, Sequence[tuple[int, float]]],
-    chosen: Mapping[str, int],
+    points: Mapping[str, Mapping],
+    chosen: Mapping[str, float],
     labels: Mapping[str, str],
     title: str,
     path: Path,
 ) -> Path | None:
-    """Objective vs trial number, one line per technique, its chosen trial starred. points: technique ->
-    (trial, objective) of its finished trials; labels: technique -> its objective's axis label. Techniques
-    whose objectives differ (a score and a loss) get a panel each. None when no trial has a value."""
-    drawn = {name: sorted(values) for name, values in points.items() if values}
+    """Objective vs the searched value (or the trial number when several settings were searched), one
+    series per technique, its chosen trial starred and pruned trials hollow (their loss is from the step
+    they stopped at). points: technique -> {x_label, log, finished: [(x, objective)], pruned: [...]}
+    (study_sections.search_points); labels: technique -> its objective's axis label. A panel per
+    (objective, x axis). None when no trial has a value."""
+    drawn = {name: p for name, p in points.items() if p["finished"] or p["pruned"]}
     if not drawn:
         return None
     from matplotlib.ticker import MaxNLocator
 
-    panels = list(dict.fromkeys(labels[name] for name in drawn))
+    panels = list(dict.fromkeys((labels[name], p["x_label"], p["log"]) for name, p in drawn.items()))
     plt, fig, axes = _figure(len(panels))
-    for ax, label in zip(axes, panels):
-        for name, values in drawn.items():
-            if labels[name] != label:
+    for ax, (label, x_label, log) in zip(axes, panels):
+        for name, p in drawn.items():
+            if (labels[name], p["x_label"], p["log"]) != (label, x_label, log):
                 continue
-            (line,) = ax.plot([t for t, _ in values], [v for _, v in values], "o-", alpha=0.8, label=name)
-            pick = dict(values).get(chosen[name]) if name in chosen else None
+            finished = sorted(p["finished"])
+            (line,) = ax.plot([x for x, _ in finished], [v for _, v in finished], "o-", alpha=0.8, label=name)
+            if p["pruned"]:
+                ax.plot(*zip(*p["pruned"]), "o", mfc="none", color=line.get_color(), label=f"{name} (pruned, partial)")
+            pick = dict(finished).get(chosen[name]) if name in chosen else None
             if pick is not None:
                 ax.plot(chosen[name], pick, "*", markersize=16, color=line.get_color(), markeredgecolor="black")
         ax.plot([], [], "*", color="gray", markersize=12, markeredgecolor="black", label="chosen")
-        ax.set_xlabel("trial")
+        ax.set_xlabel(x_label)
+        if log:
+            ax.set_xscale("log")
+        elif x_label == "trial":
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(label)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend(loc="best", fontsize=8)

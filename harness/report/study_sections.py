@@ -6,11 +6,12 @@ cells, so the report of a plain run is unchanged. Headings are level 4: they sit
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from harness import kinds
 from harness.analysis.floor import KIND as FLOOR_KIND
+from harness.analysis.search_range import at_edge, position
 from harness.planning import chosen_trial, mean_std
 from harness.report import plots, text
 from harness.report.columns import fmt_number, fmt_seconds
@@ -143,14 +144,62 @@ def _trials_table(trials: dict[str, list[Row]], chosen: dict[str, RowLike | None
             status = (f"pruned at step {c.get('train_steps')}" if c.get("pruned") else c["status"]) + (
                 f": {text.clip(c['error'], 80)}" if c.get("error") else ""
             )
+            # a pruned trial's loss is from the step it stopped at: not comparable with finished trials'
+            objective = "–" if c.get("pruned") else fmt_number(c.get("objective"), ".4f")
+            partial = fmt_number(c.get("objective"), ".4f") if c.get("pruned") else "–"
             rows.append(
                 [name, f"{c['trial']}{' (chosen)' if c is chosen[name] else ''}"]
                 + [_value(c["params"][k]) if k in c.get("params", {}) else "–" for k in keys]
-                + [fmt_number(c.get("objective"), ".4f"), status]
+                + [objective, partial, status]
             )
     return text.table(
-        ["technique", "trial", *keys, "objective", "status"], rows, [False, True] + [True] * len(keys) + [True, False]
+        ["technique", "trial", *keys, "objective", "when pruned (partial)", "status"],
+        rows,
+        [False, True] + [True] * len(keys) + [True, True, False],
     )
+
+
+def _edge_warnings(specs: Mapping[str, RowLike], chosen: dict[str, RowLike | None]) -> str:
+    """⚠ lines for chosen values at an edge of their searched range (analysis/search_range.py)."""
+    lines = [
+        f"⚠ {name}: {note}."
+        for name, pick in chosen.items()
+        if pick is not None
+        for note in at_edge((specs.get(name, {}).get("search") or {}).get("space") or {}, pick.get("params", {}))
+    ]
+    return "\n\n".join(lines)
+
+
+def search_points(trials: dict[str, list[Row]], specs: Mapping[str, RowLike]) -> dict[str, dict]:
+    """What the search plot draws per technique: x is the searched value when one numeric setting was
+    searched (log scale for log_uniform), else the trial number; finished trials apart from pruned ones."""
+    out = {}
+    for name, cells in trials.items():
+        space = (specs.get(name, {}).get("search") or {}).get("space") or {}
+        ranged = [k for k, axis in space.items() if position(axis, _any_value(axis)) is not None]
+        key = ranged[0] if len(space) == 1 and ranged else "trial"
+        log = key != "trial" and isinstance(space[key], dict) and bool(space[key].get("log_uniform"))
+        valued = [c for c in cells if c["status"] == "ok" and c.get("objective") is not None]
+        out[name] = {
+            "x_label": key,
+            "log": log,
+            "finished": [(_x(c, key), c["objective"]) for c in valued if not c.get("pruned")],
+            "pruned": [(_x(c, key), c["objective"]) for c in valued if c.get("pruned")],
+        }
+    return out
+
+
+def _x(cell: RowLike, key: str) -> float:
+    """A trial's place on the search plot's x axis: its searched value, or its number."""
+    return cell["trial"] if key == "trial" else cell["params"][key]
+
+
+def _any_value(axis):
+    """A value inside an axis, to ask `position` whether the axis has an order."""
+    if isinstance(axis, list):
+        return axis[0] if axis else None
+    bounds = next((v for v in axis.values() if v is not None), None)
+    return bounds[0] if bounds else None
 
 
 def search_section(store: RunStore, folder: Path) -> str:
@@ -168,15 +217,13 @@ def search_section(store: RunStore, folder: Path) -> str:
         _budget_sentence(store, tuned),
         _untuned_warning(store, tuned),
         _summary_table(trials, objectives, chosen),
+        _edge_warnings(specs, chosen),
         "Every trial:",
         _trials_table(trials, chosen),
     ]
     name, title = f"plots/{task_name(store)}-search.png", f"{task_name(store)}: search trials"
-    points = {
-        t: [(c["trial"], c["objective"]) for c in cells if c["status"] == "ok" and c.get("objective") is not None]
-        for t, cells in trials.items()
-    }
-    marked = {t: c["trial"] for t, c in chosen.items() if c is not None}
+    points = search_points(trials, specs)
+    marked = {t: _x(c, points[t]["x_label"]) for t, c in chosen.items() if c is not None}
     labels = {t: _objective_text(o) for t, o in objectives.items()}
     if plots.plot_search(points, marked, labels, title, folder / name):
         parts.append(_plot_link(title, name))
