@@ -63,6 +63,24 @@ def test_loglikelihood_mode_on_a_task_without_labels_fails_before_the_run(write,
     assert not (tmp_path / "out").exists()
 
 
+def test_labels_scored_over_the_prompts_cache_match_scoring_prompt_and_label_whole(tiny_model_dir):
+    # the prompt is encoded once and its cache reused per batch of labels: the same log-likelihoods as
+    # encoding prompt + label for every label, for labels of one token and of several, in uneven batches
+    from harness import models
+    from harness.config import ModelSpec
+    from harness.evaluate.heldout import label_logprobs
+    from harness.evaluate.preference import completion_logprobs
+
+    model, tokenizer = models.load(ModelSpec(id=str(tiny_model_dir)), "cpu")
+    labels = [*LABELS, "a much longer label of several words", "x"]
+    prompt = tokenizer.apply_chat_template([{"role": "user", "content": "Route: my card was charged twice"}],
+                                           tokenize=False, add_generation_prompt=True)  # fmt: skip
+    whole = completion_logprobs(model, tokenizer, [prompt] * len(labels), labels, 3)
+    assert len({len(tokenizer(label, add_special_tokens=False)["input_ids"]) for label in labels}) > 2
+    for batch_size in (1, 3, len(labels)):
+        assert label_logprobs(model, tokenizer, prompt, labels, batch_size) == pytest.approx(whole, rel=1e-4)
+
+
 def test_generate_is_the_default_mode():
     from harness.config import HeldoutEval
 

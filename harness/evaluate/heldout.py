@@ -145,21 +145,55 @@ def loglikelihood_answers(
     on_batch: Callable[[int], None] = lambda n: None,
 ) -> tuple[list[str], list[dict[str, float]]]:
     """For each prompt, every label scored as the assistant's answer (the summed log-probabilities of its
-    tokens after the rendered prompt); the answer is the likeliest label (the first one listed on a tie)."""
-    from harness.evaluate.preference import completion_logprobs
-
+    tokens after the rendered prompt); the answer is the likeliest label (the first one listed on a tie).
+    `batch_size` labels are scored at a time, over the prompt's cached keys and values."""
     answers, scores = [], []
-    for start in range(0, len(prompts), batch_size):
-        batch = prompts[start : start + batch_size]
-        logps = completion_logprobs(
-            model, tokenizer, [p for p in batch for _ in labels], [label for _ in batch for label in labels], batch_size
-        )
-        for i in range(len(batch)):
-            by_label = dict(zip(labels, logps[i * len(labels) : (i + 1) * len(labels)]))
-            answers.append(max(by_label, key=by_label.__getitem__))
-            scores.append(by_label)
-        on_batch(len(batch))
+    for prompt in prompts:
+        by_label = dict(zip(labels, label_logprobs(model, tokenizer, prompt, labels, batch_size)))
+        answers.append(max(by_label, key=by_label.__getitem__))
+        scores.append(by_label)
+        on_batch(1)
     return answers, scores
+
+
+def label_logprobs(model, tokenizer, prompt: str, labels: Sequence[str], batch_size: int) -> list[float]:
+    """Each label's summed log-probability as the answer to `prompt`, from the same tokens as
+    preference.completion_logprobs (the prompt's ids, then the label's), but the prompt is encoded once:
+    its last position gives every label's first token, and its key/value cache is copied under each batch
+    of labels, which encodes only their other tokens. Re-encoding prompt + label per label cost a full
+    forward pass of the prompt for each label."""
+    import torch
+
+    from harness.evaluate.prefix_cache import cache_for_batch
+
+    add_special = not getattr(tokenizer, "chat_template", None)  # a rendered chat prompt has its specials
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    prompt_ids = tokenizer(prompt, add_special_tokens=add_special)["input_ids"]
+    label_ids = [tokenizer(label, add_special_tokens=False)["input_ids"] for label in labels]
+    totals = []
+    with torch.inference_mode():
+        # logits of the last position only: the vocabulary projection of every prompt token is not needed
+        encoded = model(input_ids=torch.tensor([prompt_ids], device=model.device), use_cache=True, logits_to_keep=1)
+        first = torch.log_softmax(encoded.logits[0, -1].float(), dim=-1)
+        for start in range(0, len(label_ids), batch_size):
+            group = label_ids[start : start + batch_size]
+            scores = [first[ids[0]].item() if ids else 0.0 for ids in group]
+            read = [ids[:-1] for ids in group]  # each label's tokens but its last predict the next
+            width = max(map(len, read))
+            if width:
+                logits = model(  # right-padded: every label's tokens keep their positions after the prompt
+                    input_ids=torch.tensor([r + [pad] * (width - len(r)) for r in read], device=model.device),
+                    attention_mask=torch.tensor(
+                        [[1] * (len(prompt_ids) + len(r)) + [0] * (width - len(r)) for r in read], device=model.device
+                    ),
+                    cache=cache_for_batch(encoded.cache, len(group)),
+                    use_cache=True,
+                ).logits.float()
+                logps = torch.log_softmax(logits, dim=-1)
+                for i, ids in enumerate(group):
+                    scores[i] += sum(logps[i, j, ids[j + 1]].item() for j in range(len(ids) - 1))
+            totals += scores
+    return totals
 
 
 @dataclass(frozen=True)
