@@ -13,7 +13,13 @@ and never written: not into the cache key or files, errors, logs or results.
 
 Requests go through urllib (httpx is not among this project's dependencies), from a thread pool. A 429,
 a 5xx, a timeout or a connection error is retried `max_retries` times with exponential backoff and
-jitter (a Retry-After header wins); what still fails raises EndpointError with the reason.
+jitter (a Retry-After header wins, up to MAX_RETRY_AFTER_SECONDS); what still fails raises EndpointError
+with the reason.
+
+What an endpoint answers is not trusted: a redirect is never followed (the key would go with it to
+wherever it points); a response is read whole within `timeout_seconds` (a body that drips slower fails
+like a timeout) and up to MAX_RESPONSE_BYTES; its content must be text and its `usage` token counts
+whole numbers in range, or the request fails with the reason; only a response that passed is cached.
 
 This module imports no technique: the techniques and the evaluation both build on it.
 """
@@ -26,6 +32,7 @@ import os
 import random
 import threading
 import time
+import urllib.request
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -33,8 +40,10 @@ from pathlib import Path
 
 from harness.config import EndpointSettings, TokenPrices
 
-MAX_BACKOFF_SECONDS = 60.0  # no single wait between retries is longer (but a server's Retry-After, up to 10 min)
-MAX_RETRY_AFTER_SECONDS = 600.0
+MAX_BACKOFF_SECONDS = 60.0  # no single wait between retries is longer
+MAX_RETRY_AFTER_SECONDS = 60.0  # a server's Retry-After is honoured up to this; a longer one is cut (and said)
+MAX_RESPONSE_BYTES = 2_000_000  # a chat completion of max_tokens is kilobytes; more is not an answer
+MAX_USAGE_TOKENS = 10_000_000  # a usage count above this for one request is not a count
 RETRYABLE_STATUS = {408, 409, 429}  # and every 5xx
 
 
@@ -131,8 +140,7 @@ class Endpoint:
         path = self.cache_root / f"{key}.json"
         try:
             stored = json.loads(path.read_text())
-            _content(stored["response"])  # a stored file that does not parse is asked again
-            return stored["response"]
+            return validated(stored["response"])  # a stored file that does not pass is asked again
         except (OSError, ValueError, KeyError, TypeError, EndpointError):
             return None
 
@@ -171,11 +179,17 @@ class Endpoint:
             start = time.perf_counter()
             retry_after = None
             try:
-                with urllib.request.urlopen(request, timeout=self.settings.timeout_seconds) as answer:
-                    raw = answer.read()
+                with _OPENER.open(request, timeout=self.settings.timeout_seconds) as answer:
+                    raw = self.read(answer, start)
                 latency = time.perf_counter() - start
             except urllib.error.HTTPError as exc:
                 detail = self.redact(_read_error(exc))
+                if 300 <= exc.code < 400:
+                    where = exc.headers.get("Location") or "elsewhere"
+                    raise EndpointError(
+                        f"HTTP {exc.code} from {self.url}: it redirects to {self.redact(where)}, which is not followed "
+                        "(the API key would go with the request); set base_url to the address that answers"
+                    ) from None
                 if exc.code not in RETRYABLE_STATUS and exc.code < 500:
                     raise EndpointError(f"HTTP {exc.code} from {self.url}: {detail}{self.key_hint(exc.code)}") from None
                 reason = (
@@ -184,23 +198,43 @@ class Endpoint:
                     else f"HTTP {exc.code} from {self.url}: {detail}"
                 )
                 retry_after = _retry_after(exc.headers.get("Retry-After"))
+                if retry_after is not None and retry_after > MAX_RETRY_AFTER_SECONDS:
+                    reason += f" (its Retry-After of {retry_after:g}s was cut to {MAX_RETRY_AFTER_SECONDS:g}s)"
             except (OSError, http.client.HTTPException) as exc:  # URLError, timeouts, resets, refusals
                 reason = self.network_reason(exc)
             else:
                 try:
                     response = json.loads(raw)
-                    _content(response)
-                except (ValueError, EndpointError) as exc:
+                except ValueError:
                     raise EndpointError(
                         f"{self.url} answered with no chat completion: "
                         f"{self.redact(raw[:300].decode(errors='replace'))!r}"
-                    ) from exc
-                return response, latency
+                    ) from None
+                try:
+                    return validated(response), latency
+                except EndpointError as exc:
+                    raise EndpointError(f"{self.url} answered a malformed chat completion: {exc}") from None
             if attempt == self.settings.max_retries:
                 break
             self.stop.wait(self.delay(attempt, retry_after))
         retries = self.settings.max_retries
         raise EndpointError(f"{reason} after {retries} {'retry' if retries == 1 else 'retries'}")
+
+    def read(self, answer, start: float) -> bytes:
+        """The whole body, within timeout_seconds of the request's start (a socket timeout bounds each
+        read, not their sum: a body that drips would hold the request forever) and MAX_RESPONSE_BYTES."""
+        chunks, size = [], 0
+        while chunk := answer.read1(65536):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > MAX_RESPONSE_BYTES:
+                raise EndpointError(
+                    f"{self.url} answered more than {MAX_RESPONSE_BYTES / 1e6:g} MB; a chat completion is not "
+                    "that long, so it was not read"
+                )
+            if time.perf_counter() - start > self.settings.timeout_seconds:
+                raise TimeoutError("timed out while the answer was still arriving")
+        return b"".join(chunks)
 
     def key_hint(self, status: int) -> str:
         """What to check after a 401/403: the key, or that one is needed."""
@@ -255,11 +289,46 @@ def _retry_after(value: str | None) -> float | None:
         return None
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A redirect comes back as the HTTPError it is (urllib would follow it with the Authorization header)."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
+
+
 def _content(response: dict) -> str:
     try:
-        return response["choices"][0]["message"].get("content") or ""
+        content = response["choices"][0]["message"].get("content")
     except (KeyError, IndexError, TypeError, AttributeError) as exc:
         raise EndpointError("no choices[0].message in the response") from exc
+    if content is not None and not isinstance(content, str):
+        raise EndpointError(f"choices[0].message.content is a {type(content).__name__}, not text")
+    return content or ""
+
+
+def validated(response: dict) -> dict:
+    """The response, if its content is text and its usage counts are whole numbers in range; else
+    EndpointError naming what is wrong (a NaN or negative count would be priced as given)."""
+    if not isinstance(response, dict):
+        raise EndpointError(f"the response is a {type(response).__name__}, not an object")
+    _content(response)
+    usage = response.get("usage")
+    if usage is None:
+        return response
+    if not isinstance(usage, dict):
+        raise EndpointError(f"usage is a {type(usage).__name__}, not an object")
+    for field in ("prompt_tokens", "completion_tokens"):
+        count = usage.get(field)
+        if isinstance(count, float) and count.is_integer():
+            count = usage[field] = int(count)  # 12.0 from a server that writes floats
+        if count is None:
+            continue
+        if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= MAX_USAGE_TOKENS:
+            raise EndpointError(f"usage.{field} is {count!r}, not a token count (0 to {MAX_USAGE_TOKENS:,})")
+    return response
 
 
 def _reply(response: dict, cached: bool, latency: float | None) -> Reply:
