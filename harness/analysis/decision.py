@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from harness import figures, metrics
+from harness import figures
 from harness.analysis import ownership
 from harness.analysis.floor import KIND as FLOOR_KIND
 from harness.analysis.stats import (
@@ -24,6 +24,7 @@ from harness.analysis.stats import (
     mcnemar_p,
     paired_difference,
     paired_test_p,
+    samples_for,
 )
 from harness.figures import fmt_usd
 from harness.metrics import INVALID
@@ -52,7 +53,7 @@ __all__ = [
 
 @dataclass(frozen=True)
 class VersusBest:
-    p_value: float | None  # raw paired p (McNemar or Wilcoxon, by metric); None for the best, or nothing shared
+    p_value: float | None  # raw p of the paired bootstrap (agrees with the CI); None for the best, or nothing shared
     marker: str  # "best", "tied" (not significantly worse), "worse" (significantly), or "" (untested)
     diff: float | None = None  # this technique's mean per-example value minus the best's
     ci_low: float | None = None
@@ -94,18 +95,14 @@ def _best(rows: Sequence[RowLike]) -> RowLike | None:
     return max(techniques, key=lambda r: r["score"]) if techniques else None
 
 
-def _binary(row: RowLike) -> bool:
-    """Whether the row's metric has 0/1 per-example values (McNemar), else continuous ones (Wilcoxon)."""
-    return metrics.is_binary(row.get("metric"))
-
-
 def _differences(
     predictions: dict[str, list[dict]], names: Sequence[str], against: RowLike
 ) -> tuple[dict[str, Difference | None], dict[str, float]]:
-    """Each name's paired difference to the row `against` (whose metric picks the test), and the
-    Holm-adjusted p of those that were tested."""
-    reference = predictions.get(against["technique"], [])
-    differences = {n: paired_difference(predictions.get(n, []), reference, binary=_binary(against)) for n in names}
+    """Each name's paired difference to the row `against`, and the Holm-adjusted p of those that were
+    tested. The bootstrap's p agrees with its interval; Holm can only raise it, so a significant
+    adjusted p always comes with an interval that excludes 0."""
+    reference, samples = predictions.get(against["technique"], []), samples_for(len(names), ALPHA)
+    differences = {n: paired_difference(predictions.get(n, []), reference, samples) for n in names}
     return differences, holm({n: d.p_value for n, d in differences.items() if d is not None})
 
 

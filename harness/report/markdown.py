@@ -252,18 +252,6 @@ def task_block(task: sections.TaskView) -> list[str]:
     return [heading, *sections.render(task, "task")]
 
 
-def paired_test_text(metas: list[dict]) -> str:
-    """The paired test(s) the run's metrics use, as the legend names them."""
-    binary = {metrics.is_binary(m["task"]["metric"]) for m in metas}
-    mcnemar = "McNemar's exact test on the discordant pairs pooled over seeds (the stratified test)"
-    wilcoxon = "the Wilcoxon signed-rank test on the per-example differences pooled over seeds"
-    if binary == {True}:
-        return mcnemar
-    if binary == {False}:
-        return f"{wilcoxon} (the metric's values are continuous, not right or wrong)"
-    return f"{mcnemar} under a 0/1 metric, {wilcoxon} under a continuous one"
-
-
 def _answers_text(rows: Sequence[RowLike]) -> str:
     """How the held-out answers were obtained: greedy decoding, or the likeliest label.
 
@@ -295,9 +283,11 @@ def measurement_section(metas: list[dict], rows: Sequence[RowLike]) -> str:
         "example under the same seed: the difference in mean per-example value (the score itself, except "
         "under macro-F1, where it is accuracy) with its 95% CI from a two-level paired bootstrap (each replicate "
         "draws seeds with replacement, then examples with replacement, the same examples for every seed), and "
-        f"the p of {paired_test_text(metas)}, "
-        "Holm-adjusted over the table's comparisons. ≈: not significantly different "
-        f"(adjusted p ≥ {decision.ALPHA}); ▼: significantly worse. "
+        "the p of the same bootstrap (twice the share of replicates on the far side of 0), so p < "
+        f"{decision.ALPHA} exactly when the interval excludes 0: a test that pooled the (seed, example) pairs "
+        "would ignore how much seeds disagree. The p is Holm-adjusted over the table's comparisons, which can "
+        "leave a difference whose interval just excludes 0 not significant, never the reverse. ≈: not "
+        f"significantly different (adjusted p ≥ {decision.ALPHA}); ▼: significantly worse. "
         "**Bold**: the best figure in its column (the majority floor never sets it).",
         "- **macro-F1**: beside an accuracy score; answering the majority label every time keeps accuracy high "
         "and macro-F1 low.",
