@@ -159,3 +159,41 @@ def stored(values_by_seed: dict, binary: bool) -> list[dict]:
         for seed, values in values_by_seed.items()
         for i, v in enumerate(values)
     ]
+
+
+def test_collapse_is_checked_per_seed_and_names_the_seed():
+    """The issue's case: one seed answered 'yes' 200/200 times, the other 'yes' 136/200 (pooled 84%,
+    under the 90% threshold); and one seed on 'yes' 200/200 beside one on 'no' 194/200 (pooled 51.5%).
+    Both were unflagged when the answers were pooled over seeds."""
+    from harness.rows import make_row
+
+    labels = ["yes", "no", "maybe"]
+
+    def run(seed_answers: dict) -> tuple[list, dict]:
+        rows = [
+            make_row("lora", "lora", "ok", metric="accuracy", score=0.5),
+            make_row("majority", "baseline", "ok", metric="accuracy", score=0.5, majority_label="yes"),
+        ]
+        lora = [
+            {"id": f"e{i}", "seed": seed, "correct": answer == labels[i % 3], "parsed": answer}
+            for seed, answers in seed_answers.items()
+            for i, answer in enumerate(answers)
+        ]
+        majority = [p | {"parsed": "yes", "correct": p["parsed"] == "yes"} for p in lora]
+        return rows, {"lora": lora, "majority": majority}
+
+    one_seed_on_yes = {0: ["yes"] * 200, 1: ["yes"] * 136 + ["no"] * 32 + ["maybe"] * 32}
+    assert stats.collapsed_answer(run(one_seed_on_yes)[1]["lora"]) is None  # pooled: 84%
+    assert stats.collapsed_seeds(run(one_seed_on_yes)[1]["lora"]) == {0: ("yes", 1.0)}
+    flags = decision.floor_flags(*run(one_seed_on_yes))["lora"]
+    assert "answers collapsed in 1 of 2 seeds: seed 0 onto 'yes' (100% of its answers)" in flags
+
+    two_labels = {0: ["yes"] * 200, 1: ["no"] * 194 + ["maybe"] * 6}
+    flags = decision.floor_flags(*run(two_labels))["lora"]
+    assert (
+        "answers collapsed in 2 of 2 seeds: seed 0 onto 'yes' (100% of its answers); "
+        "seed 1 onto 'no' (97% of its answers)"
+    ) in flags
+
+    every_seed_alike = {0: ["yes"] * 200, 1: ["yes"] * 194 + ["no"] * 6}  # all seeds on one label: one line
+    assert "answers collapsed onto 'yes' (98% of answers)" in decision.floor_flags(*run(every_seed_alike))["lora"]

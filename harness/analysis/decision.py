@@ -19,6 +19,7 @@ from harness.analysis.floor import KIND as FLOOR_KIND
 from harness.analysis.stats import (
     Difference,
     collapsed_answer,
+    collapsed_seeds,
     holm,
     keyed,
     mcnemar_p,
@@ -149,16 +150,29 @@ def _below_floor(rows: Sequence[RowLike], predictions: dict[str, list[dict]]) ->
 
 
 def _collapsed(rows: Sequence[RowLike], predictions: dict[str, list[dict]]) -> dict[str, str]:
-    """technique -> the label its answers collapsed onto, for classification runs (those with a floor)."""
+    """technique -> the label its answers collapsed onto, for classification runs (those with a floor).
+    Each seed is checked on its own answers; the flag names the seeds unless all collapsed alike."""
     if _floor(rows) is None:
         return {}
     flags = {}
     for row in _techniques(rows):
-        collapsed = collapsed_answer(predictions.get(row["technique"], []), COLLAPSE_SHARE)
-        if collapsed is not None and collapsed[0] == INVALID:  # not a label: the format itself was not learned
-            flags[row["technique"]] = f"named no label in {collapsed[1]:.0%} of answers"
-        elif collapsed is not None:
-            flags[row["technique"]] = f"answers collapsed onto '{collapsed[0]}' ({collapsed[1]:.0%} of answers)"
+        answers = predictions.get(row["technique"], [])
+        by_seed = collapsed_seeds(answers, COLLAPSE_SHARE)
+        seeds = len({p.get("seed") for p in answers})
+        if by_seed and len(by_seed) == seeds and len({label for label, _ in by_seed.values()}) == 1:
+            label, share = collapsed_answer(answers, COLLAPSE_SHARE) or next(iter(by_seed.values()))
+            flags[row["technique"]] = (
+                f"named no label in {share:.0%} of answers"  # not a label: the format itself was not learned
+                if label == INVALID
+                else f"answers collapsed onto '{label}' ({share:.0%} of answers)"
+            )
+        elif by_seed:
+            flags[row["technique"]] = f"answers collapsed in {len(by_seed)} of {seeds} seeds: " + "; ".join(
+                f"seed {seed} "
+                + ("named no label" if label == INVALID else f"onto '{label}'")
+                + f" ({share:.0%} of its answers)"
+                for seed, (label, share) in by_seed.items()
+            )
     return flags
 
 

@@ -198,6 +198,17 @@ def collapsed_answer(predictions: Sequence[dict], threshold: float = 0.9) -> tup
     return (label, share) if share > threshold else None
 
 
+def collapsed_seeds(predictions: Sequence[dict], threshold: float = 0.9) -> dict:
+    """seed -> (answer, share) for every seed whose own answers collapsed (`collapsed_answer`), in seed
+    order. Checked per seed because pooling hides one: a seed answering 'yes' 200/200 times beside one
+    that learned the task pools to well under the threshold."""
+    by_seed: dict = {}
+    for prediction in predictions:
+        by_seed.setdefault(prediction.get("seed"), []).append(prediction)
+    found = {seed: collapsed_answer(answers, threshold) for seed, answers in by_seed.items()}
+    return {seed: found[seed] for seed in sorted(by_seed, key=repr) if found[seed] is not None}
+
+
 def judge_agreement(judge_scores: Sequence[float], metric_values: Sequence[float], binary: bool) -> dict:
     """How a judge's scores (normalised to [0, 1]) line up with the task metric's per-example values, on
     the examples the judge scored. Under a 0/1 metric: `judge_agreement`, the share of examples where

@@ -294,8 +294,9 @@ def measurement_section(metas: list[dict], rows: Sequence[RowLike]) -> str:
         f"- **Majority floor** (classification tasks): the `{floor.NAME}` row always answers the most common "
         "training label. A technique not significantly above it (the same paired test, Holm-adjusted over the "
         "techniques; not under macro-F1, where the floor already scores low) is flagged ⚠ and never recommended. "
-        f"A technique with more than {decision.COLLAPSE_SHARE:.0%} of its answers on one label is flagged ⚠ too "
-        "(answers collapsed), as a warning; both are listed under the recommendation.",
+        f"A technique with more than {decision.COLLAPSE_SHARE:.0%} of its answers on one label, in any one seed, "
+        "is flagged ⚠ too (answers collapsed; the flag names the seeds unless all collapsed alike), as a "
+        "warning; both are listed under the recommendation.",
         "- **Recommendation**: the cheapest technique above the majority floor that is not significantly worse "
         f"than the best. Costs within {decision.COST_TOLERANCE:.0%} of the cheapest such technique count as equal "
         "(wall time, hence cost, varies between runs); the tie goes to lower peak memory, then higher score. "
