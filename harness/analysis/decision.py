@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from harness import figures
-from harness.analysis import ownership
+from harness.analysis import forgetting, ownership
 from harness.analysis.floor import KIND as FLOOR_KIND
 from harness.analysis.stats import (
     Difference,
@@ -353,6 +353,7 @@ def _upgrades(
     CI and Holm-adjusted p, the cost ratio, the memory and lm-eval changes."""
     costlier = sorted((r for r in priced if r is not pick and r[cost_key] >= pick[cost_key]), key=lambda r: r[cost_key])
     differences, adjusted = _differences(predictions, [r["technique"] for r in costlier], pick)
+    lm_eval = forgetting.compare(costlier, pick, _lm_eval_figures([*costlier, pick]))
     lines = []
     for row in costlier:
         d = differences[row["technique"]]
@@ -364,7 +365,8 @@ def _upgrades(
             change = f"{d.diff:+.3f} score {_ci(d)}, {noise}"
         ratio = f"{row[cost_key] / pick[cost_key]:.1f}x the cost{at}" if pick[cost_key] else f"a higher cost{at}"
         lines.append(
-            f"**{row['technique']}**: {change}, for {ratio}{_memory_delta(row, pick)}{_lm_eval_delta(row, pick)}"
+            f"**{row['technique']}**: {change}, for {ratio}{_memory_delta(row, pick)}"
+            + _lm_eval_delta(row, pick, lm_eval)
         )
     return lines
 
@@ -383,14 +385,31 @@ def _interval(d: Difference | VersusBest) -> str:
     return f"{d.diff:+.3f} {_ci(d)}"
 
 
-def _lm_eval_delta(row: RowLike, pick: RowLike) -> str:
-    """The change in each lm-eval task's first metric: what the costlier option forgets (or gains)."""
-    deltas, seen = [], set()
-    for key in figures.lm_eval_keys([row, pick]):
-        task = key.split(":")[1]
-        if task not in seen and row.get(key) is not None and pick.get(key) is not None:
-            seen.add(task)
-            deltas.append(f"{key.removeprefix(figures.LM_EVAL_PREFIX).replace(':', ' ')} {row[key] - pick[key]:+.3f}")
+def _lm_eval_figures(rows: Sequence[RowLike]) -> list[str]:
+    """Each lm-eval task's first metric ("<task>:<metric>"): the figure an upgrade line quotes."""
+    firsts: dict[str, str] = {}
+    for key in figures.lm_eval_keys(rows):
+        figure = key.removeprefix(figures.LM_EVAL_PREFIX)
+        firsts.setdefault(figure.split(":")[0], figure)
+    return list(firsts.values())
+
+
+def _lm_eval_delta(row: RowLike, pick: RowLike, tested: dict[tuple[str, str], forgetting.Change]) -> str:
+    """The change in each lm-eval task's first metric, item by item against the pick with its CI and
+    Holm p, and what the test says (not the sign); a bare, untested delta where the rows hold no
+    per-item values (runs stored before lm-eval's items were kept)."""
+    deltas = []
+    for figure in _lm_eval_figures([row, pick]):
+        key, label = figures.LM_EVAL_PREFIX + figure, figure.replace(":", " ")
+        if row.get(key) is None or pick.get(key) is None:
+            continue
+        change = tested.get((row["technique"], figure))
+        if change is None:
+            deltas.append(f"{label} {row[key] - pick[key]:+.3f} (untested: no per-item values)")
+            continue
+        direction = "lower" if change.difference.diff < 0 else "higher"
+        verdict = f"significantly {direction}" if change.significant(ALPHA) else "no measurable change"
+        deltas.append(f"{label} {change.interval()}, {verdict} (Holm p = {change.p_adjusted:.3f})")
     return f"; {', '.join(deltas)}" if deltas else ""
 
 

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
@@ -26,6 +27,7 @@ CONFIDENCE = 0.95
 _CHUNK = 250  # bootstrap replicates computed at once: bounds memory to _CHUNK x examples floats
 
 Key = tuple  # (seed, id)
+Name = TypeVar("Name", bound=Hashable)
 
 
 def mcnemar_p(a: Sequence[float], b: Sequence[float]) -> float:
@@ -175,7 +177,7 @@ def _two_level_replicates(values: dict[Key, float], samples: int, seed: int) -> 
     return np.concatenate(means)
 
 
-def holm(pvalues: dict[str, float]) -> dict[str, float]:
+def holm(pvalues: Mapping[Name, float]) -> dict[Name, float]:
     """Holm–Bonferroni adjusted p-values: the k-th smallest of m is multiplied by (m - k + 1), then made
     non-decreasing in that order and capped at 1. Rejecting where adjusted p < alpha keeps the chance
     of any false "significant" among the family at most alpha."""

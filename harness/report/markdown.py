@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 
 from harness import figures, metrics, plugins
-from harness.analysis import decision, floor, ownership
+from harness.analysis import decision, floor, forgetting, ownership
 from harness.report import plots, sections, study_sections
 from harness.report.columns import best_values, visible_columns
 from harness.report.confusion import confusion_section
@@ -153,6 +153,45 @@ def floor_note(rows: Sequence[RowLike]) -> str:
         f"Floor: always answering '{row['majority_label']}' (the most common training label) scores "
         f"{row['score']:.3f}; guessing uniformly among the labels would score {row['chance_score']:.3f}."
     )
+
+
+def forgetting_section(rows: Sequence[RowLike]) -> str:
+    """Each technique's lm-eval figures against the base model's, item by item under the same seed, with
+    the verdict from the test ('forgets', 'gains', 'no measurable change'), not from the sign."""
+    changes = forgetting.versus_base(rows)
+    base = forgetting.base_row(rows)
+    if not changes or base is None:
+        return ""
+    by_name = {r["technique"]: r for r in rows}
+    cells = [
+        [
+            change.technique,
+            change.figure.replace(":", " "),
+            _score_text(base.get(figures.LM_EVAL_PREFIX + change.figure)),
+            _score_text(by_name[change.technique].get(figures.LM_EVAL_PREFIX + change.figure)),
+            change.interval().replace("-", "−"),
+            f"{change.p_adjusted:.3f}",
+            change.verdict(decision.ALPHA),
+        ]
+        for change in changes.values()
+    ]
+    header = (
+        f"Forgetting: each technique's lm-eval figures against the base model's ({base['technique']}), item by "
+        "item under the same seed; the difference's 95% CI and p come from the same two-level paired bootstrap "
+        f'as vs best, and p is Holm-adjusted over these {len(changes)} comparisons. "forgets" / "gains": '
+        f"significantly below / above the base model (adjusted p < {decision.ALPHA}); otherwise no measurable "
+        "change, whatever the sign."
+    )
+    table = _table(
+        ["technique", "lm-eval figure", "base", "technique's", "difference [95% CI]", "Holm p", "verdict"],
+        cells,
+        [False, False, True, True, False, True, False],
+    )
+    return f"{header}\n\n{table}"
+
+
+def _score_text(value) -> str:
+    return "–" if value is None else f"{value:.3f}"
 
 
 METRIC_NAMES = {
@@ -548,6 +587,7 @@ for _section in (
     # a task's block under Results, after its heading
     Section("results table", lambda task: results_table(task.rows), "task"),
     Section("floor", lambda task: floor_note(task.rows), "task"),
+    Section("forgetting", lambda task: forgetting_section(task.rows), "task"),
     Section("judge", lambda task: judge_note(task.store, task.rows), "task"),
     Section("plots", lambda task: plots_section(task.store, task.rows, task.folder), "task"),
     Section("per label", per_label, "task"),
