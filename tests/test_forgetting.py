@@ -68,6 +68,18 @@ def test_the_upgrade_line_gives_the_lm_eval_change_with_its_interval_and_test(tm
     assert "Forgetting: each technique's lm-eval figures against the base model's (zero)" in report
     assert "| lora | general_ability acc | 0.808 | 0.832 | +0.024 [" in report
     assert "| no measurable change |" in report and "| forgets |" in report
+    assert "- **lora** forgets" not in report  # the pick's change is within noise: no warning
+
+
+def test_a_pick_that_forgets_is_flagged_under_the_recommendation(tmp_path):
+    store = rows_with_lm_eval(tmp_path)
+    for row in store.rows:
+        if row["technique"] == "lora":
+            row.update(lm_eval(FORGOT))
+    report = write_report([store]).read_text()
+    assert "**Use lora**" in report
+    assert "- **lora** forgets general_ability acc: -0.184 [" in report
+    assert "] against the base model (Holm p = " in report
 
 
 def test_rows_without_per_item_values_keep_an_untested_delta(tmp_path):

@@ -43,14 +43,22 @@ def recommendation_section(
     rows: Sequence[RowLike], predictions: dict[str, list[dict]], volume: float | None = None
 ) -> str:
     """The pick and why (at the workload's `volume` when the recipe gives one, else with the volumes its
-    verdict holds for), what each costlier option buys, and the majority-floor warnings."""
+    verdict holds for), what each costlier option buys, the majority-floor warnings, and whether the pick
+    forgets what the base model could do (an lm-eval figure significantly below the base model's)."""
     pick = decision.recommend(rows, predictions, volume=volume)
     lines = [decision.sentence(pick, lambda head: f"**{head}**")]
     if pick.upgrades:
         lines += ["", "Each costlier option, against it:", ""] + [f"- {line}" for line in pick.upgrades]
     flags = decision.floor_flags(rows, predictions)
-    if flags:
-        lines += ["", "Watch out:", ""] + [f"- **{name}** {text}" for name, texts in flags.items() for text in texts]
+    warnings = [f"- **{name}** {text}" for name, texts in flags.items() for text in texts]
+    warnings += [
+        f"- **{c.technique}** forgets {c.figure.replace(':', ' ')}: {c.interval()} against the base model "
+        f"(Holm p = {c.p_adjusted:.3f}; see Forgetting)"
+        for c in forgetting.versus_base(rows).values()
+        if c.technique == pick.technique and c.verdict(decision.ALPHA) == "forgets"
+    ]
+    if warnings:
+        lines += ["", "Watch out:", "", *warnings]
     return "\n".join(lines)
 
 
