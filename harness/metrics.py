@@ -68,8 +68,8 @@ class Metric:
     description: str = ""
     aggregate: Aggregate | None = None  # None: the mean of the per-example values
     higher_is_better: bool = True
-    # Per-example values are 0/1: the report compares techniques with McNemar's exact test; otherwise
-    # (continuous values) with the Wilcoxon signed-rank test on the per-example differences.
+    # Per-example values are 0/1: `harness compare`/`check` test two runs with McNemar's exact test;
+    # otherwise (continuous values) with the Wilcoxon signed-rank test on the per-example differences.
     binary: bool = True
     needs_labels: bool = False  # classification only: the task must have a `labels:` list
     # Also computed (as score_<name>) for every task it applies to; False for a costly metric that runs

@@ -163,6 +163,10 @@ def merge(spec, results: Sequence[dict], seeds: Sequence[int]) -> tuple[Row, lis
         score_std=mean_std(scores)[1],
         params=per_seed[0]["cell"]["params"],
     )
+    # lm-eval's items per seed, as the predictions are, so they pair under the same seed too
+    items = {str(s): r["row"]["lm_eval_samples"] for s, r in zip(seeds, per_seed) if r["row"].get("lm_eval_samples")}
+    if items:
+        row["lm_eval_samples"] = items
     # a mean of per-example values (not a corpus-level figure like macro-F1): bootstrap seeds and examples
     mean_type = row.get("metric") not in metrics.METRICS or metrics.get(row["metric"]).is_mean
     if len(seeds) > 1 and mean_type:

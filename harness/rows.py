@@ -34,6 +34,9 @@ FIELDS = {
     "init_from": "the technique whose trained model this one started from",
     "lm_eval_errors": "lm-eval task -> why it could not run",
     "lm_eval_shared": "whether the lm-eval scores are the shared base model's",
+    "lm_eval_base": "whether the lm-eval scores are the base model's (the reference for forgetting)",
+    "lm_eval_samples": "each lm-eval figure's per-item values: {task:metric: {item: value}} in a cell, "
+    "{seed: that} in a technique's row",
     "retriever": "the retriever of a technique with retrieval (bm25, dense, hybrid)",
     "index_cached": "whether the corpus index came from the on-disk cache",
     "judge_model": "the LLM judge's model or endpoint",

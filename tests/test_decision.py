@@ -163,7 +163,7 @@ def test_cheap_technique_tied_with_the_best_is_recommended(tmp_path):
     )
     assert "Holm p = " in pick.reason and pick.reason.endswith("and it costs less")
     assert len(pick.upgrades) == 1 and pick.upgrades[0].startswith("**lora**: +0.033 score [")
-    assert "within noise (Holm p = 0.50)" in pick.upgrades[0] and "5.0x the cost" in pick.upgrades[0]
+    assert "[+0.000, +0.083], within noise (Holm p = 0.28)" in pick.upgrades[0] and "5.0x the cost" in pick.upgrades[0]
 
 
 def test_significantly_worse_cheap_technique_is_not_recommended(tmp_path):
@@ -256,9 +256,9 @@ def test_report_marks_best_values_significance_plots_and_exports(tmp_path):
     )
     report = write_report([store]).read_text()
     assert "**Use rag**" in report
-    assert "| zero | prompt | ok | 0.100 [0.000, 0.200] | accuracy | 60 | ▼ −0.600 [−0.717, −0.467] p=0.000 |" in report
+    assert "| zero | prompt | ok | 0.100 [0.000, 0.200] | accuracy | 60 | ▼ −0.600 [−0.717, −0.467] p=0.002 |" in report
     assert "| lora | prompt | ok | **0.700 [0.600, 0.800]** | accuracy | 60 | best |" in report
-    assert "| rag | prompt | ok | 0.667 [0.567, 0.767] | accuracy | 60 | ≈ −0.033 [−0.083, +0.000] p=0.500 |" in report
+    assert "| rag | prompt | ok | 0.667 [0.567, 0.767] | accuracy | 60 | ≈ −0.033 [−0.083, +0.000] p=0.283 |" in report
     assert "| **$0.0010** |" in report and "**900 MiB**" in report  # cheapest and smallest in bold
     assert "Holm" in report and "two-level paired bootstrap" in report and "within 15%" in report
     for axis in ("memory", "cost"):

@@ -24,8 +24,14 @@ def test_bundled_task_scores_the_base_model(tiny):
     model, tokenizer = tiny
     values, errors = lmeval.score(model, tokenizer, LmEvalSettings(tasks=["general_ability"], limit=8, batch_size=4))
     assert errors == {}
-    assert sorted(values) == sorted(KEYS)
+    assert sorted(values) == sorted([*KEYS, "lm_eval_samples"])
     assert values["lm_eval:general_ability:acc"] in {i / 8 for i in range(9)}  # 8 items scored
+    # each item's value (log_samples), for the paired test against the base model: their mean is the figure
+    items = values["lm_eval_samples"]
+    assert sorted(items) == ["general_ability:acc", "general_ability:acc_norm"]
+    for figure, by_item in items.items():
+        assert sorted(by_item) == [f"general_ability/{i}" for i in range(8)]
+        assert sum(by_item.values()) / 8 == pytest.approx(values[f"lm_eval:{figure}"])
     assert 0 < values["lm_eval:general_ability:acc_stderr"] < 0.5
     assert tokenizer.padding_side == "left"  # restored for generation
 
@@ -45,7 +51,7 @@ def test_bundled_task_scores_a_lora_wrapped_model(tiny):
         lora, errors = lmeval.score(wrapped, tokenizer, settings)
     finally:
         wrapped.unload()
-    assert errors == {} and sorted(lora) == sorted(KEYS)
+    assert errors == {} and sorted(lora) == sorted([*KEYS, "lm_eval_samples"])
     assert lora != base  # the adapters were in the forward pass
 
 

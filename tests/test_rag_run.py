@@ -6,6 +6,7 @@ import pytest
 from click.testing import CliRunner
 
 from harness import results
+from harness.analysis import forgetting
 from harness.cli import main
 
 RECIPE = """
@@ -54,7 +55,15 @@ def test_rag_and_lm_eval_fill_their_columns_for_every_technique(tiny_model_dir, 
         assert 0 <= row["lm_eval:general_ability:acc"] <= 1 and row["lm_eval:general_ability:acc_stderr"] > 0
     assert rows["rag"]["lm_eval_shared"] and not rows["lora-rag"].get("lm_eval_shared")  # same base model
     assert rows["rag"]["lm_eval:general_ability:acc"] == rows["zero"]["lm_eval:general_ability:acc"]
+    # lm-eval's items are kept per seed, and the trained technique is tested against the base model on them
+    assert rows["zero"]["lm_eval_base"] and rows["rag"]["lm_eval_base"] and not rows["lora-rag"].get("lm_eval_base")
+    assert len(forgetting.items(rows["lora-rag"], "general_ability:acc")) == 4  # one seed, 4 items
+    assert set(forgetting.versus_base(list(rows.values()))) == {
+        ("lora-rag", "general_ability:acc"),
+        ("lora-rag", "general_ability:acc_norm"),
+    }
 
     report = (run_dir / "REPORT.md").read_text()
     assert "recall" in report and "general_ability acc" in report and "gold retrieved" in report
     assert "| 1.00@2 |" in report
+    assert "against the base model's (zero)" in report and "| lora-rag | general_ability acc |" in report

@@ -13,17 +13,19 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from harness import figures, metrics
-from harness.analysis import ownership
+from harness import figures
+from harness.analysis import forgetting, ownership
 from harness.analysis.floor import KIND as FLOOR_KIND
 from harness.analysis.stats import (
     Difference,
     collapsed_answer,
+    collapsed_seeds,
     holm,
     keyed,
     mcnemar_p,
     paired_difference,
     paired_test_p,
+    samples_for,
 )
 from harness.figures import fmt_usd
 from harness.metrics import INVALID
@@ -52,7 +54,7 @@ __all__ = [
 
 @dataclass(frozen=True)
 class VersusBest:
-    p_value: float | None  # raw paired p (McNemar or Wilcoxon, by metric); None for the best, or nothing shared
+    p_value: float | None  # raw p of the paired bootstrap (agrees with the CI); None for the best, or nothing shared
     marker: str  # "best", "tied" (not significantly worse), "worse" (significantly), or "" (untested)
     diff: float | None = None  # this technique's mean per-example value minus the best's
     ci_low: float | None = None
@@ -94,18 +96,14 @@ def _best(rows: Sequence[RowLike]) -> RowLike | None:
     return max(techniques, key=lambda r: r["score"]) if techniques else None
 
 
-def _binary(row: RowLike) -> bool:
-    """Whether the row's metric has 0/1 per-example values (McNemar), else continuous ones (Wilcoxon)."""
-    return metrics.is_binary(row.get("metric"))
-
-
 def _differences(
     predictions: dict[str, list[dict]], names: Sequence[str], against: RowLike
 ) -> tuple[dict[str, Difference | None], dict[str, float]]:
-    """Each name's paired difference to the row `against` (whose metric picks the test), and the
-    Holm-adjusted p of those that were tested."""
-    reference = predictions.get(against["technique"], [])
-    differences = {n: paired_difference(predictions.get(n, []), reference, binary=_binary(against)) for n in names}
+    """Each name's paired difference to the row `against`, and the Holm-adjusted p of those that were
+    tested. The bootstrap's p agrees with its interval; Holm can only raise it, so a significant
+    adjusted p always comes with an interval that excludes 0."""
+    reference, samples = predictions.get(against["technique"], []), samples_for(len(names), ALPHA)
+    differences = {n: paired_difference(predictions.get(n, []), reference, samples) for n in names}
     return differences, holm({n: d.p_value for n, d in differences.items() if d is not None})
 
 
@@ -152,16 +150,29 @@ def _below_floor(rows: Sequence[RowLike], predictions: dict[str, list[dict]]) ->
 
 
 def _collapsed(rows: Sequence[RowLike], predictions: dict[str, list[dict]]) -> dict[str, str]:
-    """technique -> the label its answers collapsed onto, for classification runs (those with a floor)."""
+    """technique -> the label its answers collapsed onto, for classification runs (those with a floor).
+    Each seed is checked on its own answers; the flag names the seeds unless all collapsed alike."""
     if _floor(rows) is None:
         return {}
     flags = {}
     for row in _techniques(rows):
-        collapsed = collapsed_answer(predictions.get(row["technique"], []), COLLAPSE_SHARE)
-        if collapsed is not None and collapsed[0] == INVALID:  # not a label: the format itself was not learned
-            flags[row["technique"]] = f"named no label in {collapsed[1]:.0%} of answers"
-        elif collapsed is not None:
-            flags[row["technique"]] = f"answers collapsed onto '{collapsed[0]}' ({collapsed[1]:.0%} of answers)"
+        answers = predictions.get(row["technique"], [])
+        by_seed = collapsed_seeds(answers, COLLAPSE_SHARE)
+        seeds = len({p.get("seed") for p in answers})
+        if by_seed and len(by_seed) == seeds and len({label for label, _ in by_seed.values()}) == 1:
+            label, share = collapsed_answer(answers, COLLAPSE_SHARE) or next(iter(by_seed.values()))
+            flags[row["technique"]] = (
+                f"named no label in {share:.0%} of answers"  # not a label: the format itself was not learned
+                if label == INVALID
+                else f"answers collapsed onto '{label}' ({share:.0%} of answers)"
+            )
+        elif by_seed:
+            flags[row["technique"]] = f"answers collapsed in {len(by_seed)} of {seeds} seeds: " + "; ".join(
+                f"seed {seed} "
+                + ("named no label" if label == INVALID else f"onto '{label}'")
+                + f" ({share:.0%} of its answers)"
+                for seed, (label, share) in by_seed.items()
+            )
     return flags
 
 
@@ -342,6 +353,7 @@ def _upgrades(
     CI and Holm-adjusted p, the cost ratio, the memory and lm-eval changes."""
     costlier = sorted((r for r in priced if r is not pick and r[cost_key] >= pick[cost_key]), key=lambda r: r[cost_key])
     differences, adjusted = _differences(predictions, [r["technique"] for r in costlier], pick)
+    lm_eval = forgetting.compare(costlier, pick, _lm_eval_figures([*costlier, pick]))
     lines = []
     for row in costlier:
         d = differences[row["technique"]]
@@ -353,7 +365,8 @@ def _upgrades(
             change = f"{d.diff:+.3f} score {_ci(d)}, {noise}"
         ratio = f"{row[cost_key] / pick[cost_key]:.1f}x the cost{at}" if pick[cost_key] else f"a higher cost{at}"
         lines.append(
-            f"**{row['technique']}**: {change}, for {ratio}{_memory_delta(row, pick)}{_lm_eval_delta(row, pick)}"
+            f"**{row['technique']}**: {change}, for {ratio}{_memory_delta(row, pick)}"
+            + _lm_eval_delta(row, pick, lm_eval)
         )
     return lines
 
@@ -372,14 +385,31 @@ def _interval(d: Difference | VersusBest) -> str:
     return f"{d.diff:+.3f} {_ci(d)}"
 
 
-def _lm_eval_delta(row: RowLike, pick: RowLike) -> str:
-    """The change in each lm-eval task's first metric: what the costlier option forgets (or gains)."""
-    deltas, seen = [], set()
-    for key in figures.lm_eval_keys([row, pick]):
-        task = key.split(":")[1]
-        if task not in seen and row.get(key) is not None and pick.get(key) is not None:
-            seen.add(task)
-            deltas.append(f"{key.removeprefix(figures.LM_EVAL_PREFIX).replace(':', ' ')} {row[key] - pick[key]:+.3f}")
+def _lm_eval_figures(rows: Sequence[RowLike]) -> list[str]:
+    """Each lm-eval task's first metric ("<task>:<metric>"): the figure an upgrade line quotes."""
+    firsts: dict[str, str] = {}
+    for key in figures.lm_eval_keys(rows):
+        figure = key.removeprefix(figures.LM_EVAL_PREFIX)
+        firsts.setdefault(figure.split(":")[0], figure)
+    return list(firsts.values())
+
+
+def _lm_eval_delta(row: RowLike, pick: RowLike, tested: dict[tuple[str, str], forgetting.Change]) -> str:
+    """The change in each lm-eval task's first metric, item by item against the pick with its CI and
+    Holm p, and what the test says (not the sign); a bare, untested delta where the rows hold no
+    per-item values (runs stored before lm-eval's items were kept)."""
+    deltas = []
+    for figure in _lm_eval_figures([row, pick]):
+        key, label = figures.LM_EVAL_PREFIX + figure, figure.replace(":", " ")
+        if row.get(key) is None or pick.get(key) is None:
+            continue
+        change = tested.get((row["technique"], figure))
+        if change is None:
+            deltas.append(f"{label} {row[key] - pick[key]:+.3f} (untested: no per-item values)")
+            continue
+        direction = "lower" if change.difference.diff < 0 else "higher"
+        verdict = f"significantly {direction}" if change.significant(ALPHA) else "no measurable change"
+        deltas.append(f"{label} {change.interval()}, {verdict} (Holm p = {change.p_adjusted:.3f})")
     return f"; {', '.join(deltas)}" if deltas else ""
 
 

@@ -1,7 +1,9 @@
 """lm-eval on a model in memory: base, fully fine-tuned, or peft-wrapped (LoRA/QLoRA, 4-bit included).
 
 Scores go into the result row as flat keys `lm_eval:<task>:<metric>` and `..._stderr`, so the
-report gets one column per task and metric. A task that cannot run (unknown name, dataset not
+report gets one column per task and metric; each item's own value (lm-eval's `log_samples`) goes into
+`lm_eval_samples`, so a technique's lm-eval figures can be compared with the base model's item by item
+(analysis/forgetting.py), as the held-out score is. A task that cannot run (unknown name, dataset not
 available offline) becomes an entry in `lm_eval_errors`, and the other tasks still run.
 `evaluate_lm_eval` is a cell's lm-eval phase, measured, as its row's lm-eval fields.
 """
@@ -13,7 +15,7 @@ import functools
 import io
 import logging
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from harness.config import LmEvalSettings
 from harness.evaluate.context import Context
@@ -62,6 +64,7 @@ def evaluate_lm_eval(ctx: LmEvalContext, label: str, model, tokenizer, base_mode
         )
     ctx.progress.remove_task(job)
     values = scores | {
+        "lm_eval_base": base_model or None,  # these are the base model's scores: the reference for forgetting
         "lm_eval_errors": errors or None,
         "lm_eval_seconds": phase.seconds,
         "lm_eval_peak_memory_bytes": phase.peak_bytes,
@@ -112,8 +115,9 @@ def score(
     settings: LmEvalSettings,
     on_task: Callable[[str], None] = lambda name: None,
     failed: dict[str, str] | None = None,
-) -> tuple[dict[str, float | None], dict[str, str]]:
-    """(row values, errors per task) for the model on each of settings.tasks.
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """(row values, errors per task) for the model on each of settings.tasks: the figures as flat keys,
+    and `lm_eval_samples` (see `per_item`) when any task ran.
 
     `failed` carries tasks that could not run for an earlier model of the same run (their data is
     missing for every model): they are reported again without retrying, and new failures are added.
@@ -128,7 +132,9 @@ def score(
         lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=settings.batch_size)
     if getattr(getattr(model, "active_peft_config", None), "is_prompt_learning", False):
         drop_virtual_tokens(lm)
-    values, errors = {}, {}
+    values: dict[str, Any] = {}
+    items: dict[str, dict[str, float]] = {}
+    errors: dict[str, str] = {}
     for name in settings.tasks:
         on_task(name)
         if name in failed or name not in manager.all_tasks:
@@ -142,14 +148,17 @@ def score(
                     task_manager=manager,
                     limit=settings.limit,
                     num_fewshot=settings.num_fewshot,
-                    log_samples=False,
+                    log_samples=True,  # each item's value: the paired test against the base model
                     verbosity="ERROR",
                 )
         except Exception as exc:  # noqa: BLE001 — one task's missing data must not stop the others
             errors[name] = failed[name] = unavailable_message(name, exc)
             continue
         values.update(flatten(output["results"], name))
+        items.update(per_item(output.get("samples") or {}, name))
     tokenizer.padding_side = padding_side  # HFLM may change it; generation needs its own
+    if items:
+        values["lm_eval_samples"] = items
     return values, errors
 
 
@@ -178,6 +187,25 @@ def flatten(results: dict, name: str) -> dict[str, float | None]:
             label = metric if filter_name == "none" else f"{metric}[{filter_name}]"
             values[f"{PREFIX}{task}:{label}"] = float(value)
     return values
+
+
+def per_item(samples: dict, name: str) -> dict[str, dict[str, float]]:
+    """lm-eval's logged samples -> {"<task>:<metric>": {item id: value}}, keyed like `flatten`'s figures
+    (without the prefix). Only numeric per-item values count: those whose mean is the figure (acc,
+    acc_norm, exact_match); a corpus-level metric's items (BLEU's pairs) have no such value and the
+    figure stays untested. A group's subtasks count toward the group's figure, with ids
+    "<subtask>/<doc_id>"."""
+    items: dict[str, dict[str, float]] = {}
+    for task, logged in samples.items():
+        for sample in logged:
+            filter_name = sample.get("filter", "none")
+            for metric in sample.get("metrics", []):
+                value = sample.get(metric)
+                if not isinstance(value, (int, float)):
+                    continue
+                label = metric if filter_name == "none" else f"{metric}[{filter_name}]"
+                items.setdefault(f"{name}:{label}", {})[f"{task}/{sample['doc_id']}"] = float(value)
+    return items
 
 
 class _quiet:

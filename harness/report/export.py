@@ -10,7 +10,7 @@ from harness.results import RunStore, rows_frame, write_atomic
 
 def frame(stores: list[RunStore]):
     """One row per task and technique; lm-eval scores and every other figure as flat columns."""
-    table = rows_frame(stores)
+    table = rows_frame(stores).drop(columns=["lm_eval_samples"], errors="ignore")  # per-item values: not a figure
     for column in table.columns:  # dict cells (lm_eval_errors) as JSON text: CSV and parquet stay flat
         if table[column].map(lambda v: isinstance(v, dict)).any():
             table[column] = table[column].map(lambda v: json.dumps(v) if isinstance(v, dict) else v)

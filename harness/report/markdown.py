@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 
 from harness import figures, metrics, plugins
-from harness.analysis import decision, floor, ownership
+from harness.analysis import decision, floor, forgetting, ownership
 from harness.report import plots, sections, study_sections
 from harness.report.columns import best_values, visible_columns
 from harness.report.confusion import confusion_section
@@ -43,14 +43,22 @@ def recommendation_section(
     rows: Sequence[RowLike], predictions: dict[str, list[dict]], volume: float | None = None
 ) -> str:
     """The pick and why (at the workload's `volume` when the recipe gives one, else with the volumes its
-    verdict holds for), what each costlier option buys, and the majority-floor warnings."""
+    verdict holds for), what each costlier option buys, the majority-floor warnings, and whether the pick
+    forgets what the base model could do (an lm-eval figure significantly below the base model's)."""
     pick = decision.recommend(rows, predictions, volume=volume)
     lines = [decision.sentence(pick, lambda head: f"**{head}**")]
     if pick.upgrades:
         lines += ["", "Each costlier option, against it:", ""] + [f"- {line}" for line in pick.upgrades]
     flags = decision.floor_flags(rows, predictions)
-    if flags:
-        lines += ["", "Watch out:", ""] + [f"- **{name}** {text}" for name, texts in flags.items() for text in texts]
+    warnings = [f"- **{name}** {text}" for name, texts in flags.items() for text in texts]
+    warnings += [
+        f"- **{c.technique}** forgets {c.figure.replace(':', ' ')}: {c.interval()} against the base model "
+        f"(Holm p = {c.p_adjusted:.3f}; see Forgetting)"
+        for c in forgetting.versus_base(rows).values()
+        if c.technique == pick.technique and c.verdict(decision.ALPHA) == "forgets"
+    ]
+    if warnings:
+        lines += ["", "Watch out:", "", *warnings]
     return "\n".join(lines)
 
 
@@ -155,6 +163,45 @@ def floor_note(rows: Sequence[RowLike]) -> str:
     )
 
 
+def forgetting_section(rows: Sequence[RowLike]) -> str:
+    """Each technique's lm-eval figures against the base model's, item by item under the same seed, with
+    the verdict from the test ('forgets', 'gains', 'no measurable change'), not from the sign."""
+    changes = forgetting.versus_base(rows)
+    base = forgetting.base_row(rows)
+    if not changes or base is None:
+        return ""
+    by_name = {r["technique"]: r for r in rows}
+    cells = [
+        [
+            change.technique,
+            change.figure.replace(":", " "),
+            _score_text(base.get(figures.LM_EVAL_PREFIX + change.figure)),
+            _score_text(by_name[change.technique].get(figures.LM_EVAL_PREFIX + change.figure)),
+            change.interval().replace("-", "−"),
+            f"{change.p_adjusted:.3f}",
+            change.verdict(decision.ALPHA),
+        ]
+        for change in changes.values()
+    ]
+    header = (
+        f"Forgetting: each technique's lm-eval figures against the base model's ({base['technique']}), item by "
+        "item under the same seed; the difference's 95% CI and p come from the same two-level paired bootstrap "
+        f'as vs best, and p is Holm-adjusted over these {len(changes)} comparisons. "forgets" / "gains": '
+        f"significantly below / above the base model (adjusted p < {decision.ALPHA}); otherwise no measurable "
+        "change, whatever the sign."
+    )
+    table = _table(
+        ["technique", "lm-eval figure", "base", "technique's", "difference [95% CI]", "Holm p", "verdict"],
+        cells,
+        [False, False, True, True, False, True, False],
+    )
+    return f"{header}\n\n{table}"
+
+
+def _score_text(value) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
 METRIC_NAMES = {
     "exact_match": "exact match",
     "contains": "contains",
@@ -252,18 +299,6 @@ def task_block(task: sections.TaskView) -> list[str]:
     return [heading, *sections.render(task, "task")]
 
 
-def paired_test_text(metas: list[dict]) -> str:
-    """The paired test(s) the run's metrics use, as the legend names them."""
-    binary = {metrics.is_binary(m["task"]["metric"]) for m in metas}
-    mcnemar = "McNemar's exact test on the discordant pairs pooled over seeds (the stratified test)"
-    wilcoxon = "the Wilcoxon signed-rank test on the per-example differences pooled over seeds"
-    if binary == {True}:
-        return mcnemar
-    if binary == {False}:
-        return f"{wilcoxon} (the metric's values are continuous, not right or wrong)"
-    return f"{mcnemar} under a 0/1 metric, {wilcoxon} under a continuous one"
-
-
 def _answers_text(rows: Sequence[RowLike]) -> str:
     """How the held-out answers were obtained: greedy decoding, or the likeliest label.
 
@@ -295,17 +330,20 @@ def measurement_section(metas: list[dict], rows: Sequence[RowLike]) -> str:
         "example under the same seed: the difference in mean per-example value (the score itself, except "
         "under macro-F1, where it is accuracy) with its 95% CI from a two-level paired bootstrap (each replicate "
         "draws seeds with replacement, then examples with replacement, the same examples for every seed), and "
-        f"the p of {paired_test_text(metas)}, "
-        "Holm-adjusted over the table's comparisons. ≈: not significantly different "
-        f"(adjusted p ≥ {decision.ALPHA}); ▼: significantly worse. "
+        "the p of the same bootstrap (twice the share of replicates on the far side of 0), so p < "
+        f"{decision.ALPHA} exactly when the interval excludes 0: a test that pooled the (seed, example) pairs "
+        "would ignore how much seeds disagree. The p is Holm-adjusted over the table's comparisons, which can "
+        "leave a difference whose interval just excludes 0 not significant, never the reverse. ≈: not "
+        f"significantly different (adjusted p ≥ {decision.ALPHA}); ▼: significantly worse. "
         "**Bold**: the best figure in its column (the majority floor never sets it).",
         "- **macro-F1**: beside an accuracy score; answering the majority label every time keeps accuracy high "
         "and macro-F1 low.",
         f"- **Majority floor** (classification tasks): the `{floor.NAME}` row always answers the most common "
         "training label. A technique not significantly above it (the same paired test, Holm-adjusted over the "
         "techniques; not under macro-F1, where the floor already scores low) is flagged ⚠ and never recommended. "
-        f"A technique with more than {decision.COLLAPSE_SHARE:.0%} of its answers on one label is flagged ⚠ too "
-        "(answers collapsed), as a warning; both are listed under the recommendation.",
+        f"A technique with more than {decision.COLLAPSE_SHARE:.0%} of its answers on one label, in any one seed, "
+        "is flagged ⚠ too (answers collapsed; the flag names the seeds unless all collapsed alike), as a "
+        "warning; both are listed under the recommendation.",
         "- **Recommendation**: the cheapest technique above the majority floor that is not significantly worse "
         f"than the best. Costs within {decision.COST_TOLERANCE:.0%} of the cheapest such technique count as equal "
         "(wall time, hence cost, varies between runs); the tie goes to lower peak memory, then higher score. "
@@ -557,6 +595,7 @@ for _section in (
     # a task's block under Results, after its heading
     Section("results table", lambda task: results_table(task.rows), "task"),
     Section("floor", lambda task: floor_note(task.rows), "task"),
+    Section("forgetting", lambda task: forgetting_section(task.rows), "task"),
     Section("judge", lambda task: judge_note(task.store, task.rows), "task"),
     Section("plots", lambda task: plots_section(task.store, task.rows, task.folder), "task"),
     Section("per label", per_label, "task"),
