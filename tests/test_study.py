@@ -286,7 +286,10 @@ def test_a_trial_whose_validation_loss_trails_the_median_is_pruned(write, tiny_m
     assert lora["search_pruned"] == len(pruned) and lora["chosen"]["train.learning_rate"] > 1e-2
 
 
-def test_a_terminated_driver_stops_its_cells_and_keeps_finished_ones(write, tiny_model_dir, tmp_path):
+@pytest.mark.parametrize("how", ["terminate", "kill"])
+def test_a_terminated_driver_stops_its_cells_and_keeps_finished_ones(write, tiny_model_dir, tmp_path, how):
+    # terminate: SIGTERM, as `kill` or a closing terminal sends (SIGHUP likewise): the driver stops its jobs.
+    # kill: SIGKILL, no handler runs: each cell watches the driver and ends with it (executors/local.die_with)
     import psutil
 
     techniques = (
@@ -301,7 +304,7 @@ def test_a_terminated_driver_stops_its_cells_and_keeps_finished_ones(write, tiny
         assert driver.poll() is None and time.monotonic() < deadline
         time.sleep(0.2)
     processes = psutil.Process(driver.pid).children(recursive=True)  # fork server and the running cell
-    driver.terminate()  # SIGTERM, as `kill` or a closing terminal would send (SIGHUP likewise)
+    getattr(driver, how)()
     driver.wait(timeout=60)
     _, alive = psutil.wait_procs(processes, timeout=10)
     assert not alive, f"left running after the driver stopped: {[p.cmdline()[:3] for p in alive]}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Literal
 
@@ -66,15 +67,15 @@ class LocalExecutor:
                     process.terminate()
 
     def _run(self, job: Job) -> JobEnd:
-        from harness import worker
-
         data = job.payload(self.kind)
         gpus = self._take(int(self.gpus_for_job(job))) if self.free is not None else None
         if gpus == []:
             return JobEnd(1, f"its cell needs {self.gpus_for_job(job):g} GPUs; this machine shows {_visible_gpus()}")
         try:
             process = self._context().Process(
-                target=worker.child_main, name=f"harness-{job.id}", args=(data, str(job.log_path), self._env(gpus))
+                target=cell_process,
+                name=f"harness-{job.id}",
+                args=(data, str(job.log_path), self._env(gpus), os.getpid()),
             )
             process.start()
             with self.lock:
@@ -113,6 +114,42 @@ class LocalExecutor:
         if gpus is not None:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
         return env
+
+
+def cell_process(job: dict, log_path: str, env: dict[str, str], driver: int) -> None:
+    """A job's process: it ends with the driver (`driver`: its pid), then runs the job (worker.child_main)."""
+    from harness import worker
+
+    die_with(driver)
+    worker.child_main(job, log_path, env)
+
+
+def die_with(driver: int, every: float = 0.5) -> None:
+    """A thread that SIGKILLs this process once the driver process has ended. A driver stopped by a signal
+    it handles stops its jobs itself; one killed by SIGKILL runs no handler, and the fork server between
+    them stays up while any job it forked runs: so each job watches the driver (by pid and start time, so
+    a reused pid does not count)."""
+    import signal
+
+    import psutil
+
+    try:
+        born = psutil.Process(driver).create_time()
+    except psutil.NoSuchProcess:
+        os._exit(1)
+
+    def alive() -> bool:
+        try:
+            return psutil.Process(driver).create_time() == born
+        except psutil.NoSuchProcess:
+            return False
+
+    def watch() -> None:
+        while alive():
+            time.sleep(every)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="harness-driver-watch", daemon=True).start()
 
 
 def make(settings: LocalSettings, device: str, techniques, jobs: int | None) -> LocalExecutor:
