@@ -322,7 +322,7 @@ def measurement_section(metas: list[dict], rows: Sequence[RowLike]) -> str:
         "**Bold**: the best figure in its column (the floor never sets it).",
         "- **macro-F1**: beside an accuracy score; answering the majority label every time keeps accuracy high "
         "and macro-F1 low.",
-        "- **Floor**: what an answer that needs no model scores, as a row scored like a technique: "
+        "- **Floor**: what an answer that needs no model scores, as a row scored like a technique. "
         + floor_definitions(metas)
         + " A technique not significantly above it (the same paired test and interval, Holm-adjusted over the "
         "techniques; not under macro-F1) is flagged ⚠, named significantly below or not significantly different "
@@ -412,6 +412,8 @@ def _wrong(predictions: list[dict], limit: int) -> list[dict]:
 def wrong_answers_section(store: RunStore, rows: Sequence[RowLike], limit: int) -> str:
     parts = []
     for row in rows:
+        if row["kind"] == floor.KIND:
+            continue  # the floor answers the same thing whatever the question: its misses say nothing
         wrong = _wrong(store.predictions(row["technique"]), limit)
         if not wrong:
             continue
