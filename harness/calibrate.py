@@ -74,8 +74,8 @@ def spreads(runs: Sequence[str | Path]) -> list[Spread]:
     rows = [{(task_name(s), r["technique"]): r for s in run for r in s.ordered_rows()} for run in stores]
     found = []
     for task, technique in rows[0]:
-        if technique == floor.NAME:
-            continue  # the majority floor is the same in every run: nothing to calibrate
+        if technique in floor.NAMES:
+            continue  # the floor is the same in every run: nothing to calibrate
         same = [r for run in rows if (r := run.get((task, technique))) and r["status"] == "ok"]
         for metric in gate.compared_figures(same):
             values = tuple(float(r[metric]) for r in same if r.get(metric) is not None)

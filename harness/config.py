@@ -540,8 +540,9 @@ class Recipe(Strict):
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"technique names must be unique; repeated: {', '.join(duplicates)}")
-        if "majority" in names:
-            raise ValueError("the technique name 'majority' is reserved for the majority-label floor; rename it")
+        reserved = sorted(set(names) & {"majority", "echo-input"})  # analysis/floor.NAMES: the floor rows
+        if reserved:
+            raise ValueError(f"the technique name '{reserved[0]}' is reserved for the task's floor row; rename it")
         return self
 
     @field_validator("seeds", "train_sizes")

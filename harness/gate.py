@@ -193,13 +193,13 @@ def require_same_study(baseline: str | Path, run: str | Path, roles: tuple[str, 
 
 
 def techniques(stores: list[RunStore]) -> set[tuple[str, str]]:
-    """(task, technique) of every row but the majority floor (it is in every classification run)."""
-    return {(task_name(s), r["technique"]) for s in stores for r in s.rows if r["technique"] != floor.NAME}
+    """(task, technique) of every row but the floor (it is in every run: analysis/floor.py)."""
+    return {(task_name(s), r["technique"]) for s in stores for r in s.rows if r["technique"] not in floor.NAMES}
 
 
 def describe(stores: list[RunStore]) -> str:
     """A run's recipe, tasks and techniques, for a message saying two runs differ."""
-    names = sorted({r["technique"] for s in stores for r in s.rows if r["technique"] != floor.NAME})
+    names = sorted({r["technique"] for s in stores for r in s.rows if r["technique"] not in floor.NAMES})
     return (
         f"recipe {stores[0].meta.get('recipe', {}).get('name')!r} on task(s) "
         f"{', '.join(task_name(s) for s in stores)} (techniques: {', '.join(names) or 'none'})"

@@ -148,7 +148,7 @@ def run_task(
     status = "KILLED"  # what the trackers record unless every wave ran
     try:
         with runner.display():
-            if task.is_classification and not store.finished(floor.NAME):
+            if not store.finished(floor.name_for(task)):
                 record_floor(store, task, recipe)
             # a technique with `init_from` waits for the wave that trains its starting model
             for wave in planning.waves(recipe.techniques):
@@ -184,15 +184,16 @@ def run_task(
 
 
 def record_floor(store: RunStore, task, recipe: Recipe) -> None:
-    """The majority-label row of a classification task: no model, computed by the driver itself."""
-    values, predictions = floor.majority(
+    """The task's floor row (the majority label, or the echoed input; analysis/floor.py): no model,
+    computed by the driver itself."""
+    name, values, predictions = floor.floor(
         task,
         list(heldout_examples(task, recipe.eval.heldout.limit)),
         recipe.run_seeds,
         recipe.eval.heldout.bootstrap_samples,
         recipe.seed,
     )
-    store.record(make_row(floor.NAME, floor.KIND, "ok", device="none", **values), predictions)
+    store.record(make_row(name, floor.KIND, "ok", device="none", **values), predictions)
 
 
 class CellRunner:

@@ -33,6 +33,7 @@ def test_cpt_alone_and_then_lora_run_end_to_end(write, tiny_model_dir, tmp_path)
         f"     then: {{kind: lora, train: {PHASE}}}}}\n"
     )
     run_dir, rows = run_rows(write, catalogue_recipe(tiny_model_dir, tmp_path / "out", techniques), tmp_path / "out")
+    assert rows.pop("echo-input")["kind"] == "baseline"  # the open-ended task's floor
     for name, row in rows.items():
         assert row["status"] == "ok", (name, row["error"])
         assert row["kind"] == "cpt" and row["n_eval"] == 12 and row["score"] is not None

@@ -204,7 +204,7 @@ def test_majority_answering_technique_is_flagged_and_not_recommended(tmp_path):
 
     flags = decision.floor_flags(rows, predictions)
     assert flags["lora"] == [
-        "not significantly above always answering 'billing' (which scores 0.600; "
+        "not significantly different from always answering 'billing' (which scores 0.600; "
         "difference +0.000 [+0.000, +0.000], Holm p = 1.00)",
         "answers collapsed onto 'billing' (100% of answers)",
     ]
@@ -212,10 +212,12 @@ def test_majority_answering_technique_is_flagged_and_not_recommended(tmp_path):
 
     pick = decision.recommend(rows, predictions)
     assert pick.technique is None
-    assert pick.reason == "no technique beats always answering 'billing', the majority label (which scores 0.600)"
+    assert pick.reason == (
+        "no technique scores significantly above the task's floor, always answering 'billing' (which scores 0.600)"
+    )
 
     report = write_report([store]).read_text()
-    assert "No recommendation: no technique beats always answering 'billing'" in report
+    assert "No recommendation: no technique scores significantly above the task's floor" in report
     assert "Watch out:" in report and "- **lora** answers collapsed onto 'billing' (100% of answers)" in report
     assert "| lora | lora | ok | **0.600 [0.000, 1.000]** | ±0.000 | 0.250 | accuracy | 60 | – | best ⚠ |" in report
     assert (
@@ -232,7 +234,7 @@ def test_a_technique_above_the_floor_is_picked_over_a_collapsed_cheaper_one(tmp_
     assert pick.technique == "full"
     assert pick.reason.startswith(
         "it has the highest score (0.933, mean of 2 seeds), and every cheaper technique "
-        "scores significantly lower or does not beat the majority floor"
+        "scores significantly lower or is not significantly above the floor"
     )
     assert set(decision.floor_flags(rows, predictions)) == {"lora"}
 

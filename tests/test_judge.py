@@ -462,7 +462,8 @@ def test_run_judges_every_answer_through_an_endpoint(write, tiny_model_dir, judg
     result = run_cli("run", write("r.yaml", recipe(tmp_path / "out")))
     assert result.exit_code == 0, result.output
     run_dir = only_run_dir(tmp_path / "out")
-    row = json.loads((run_dir / "results.json").read_text())["rows"][0]
+    rows = json.loads((run_dir / "results.json").read_text())["rows"]
+    row = next(r for r in rows if r["technique"] == "zero")  # beside the task's floor row, which is not judged
     assert row["status"] == "ok" and row.get("judge_error") is None, (row["error"], row.get("judge_error"))
     assert row["n_eval"] == 4 and row["judge_model"] == "grader-1" and row["judge_scale"] == 5
     assert row["judge_score"] == (4 - 1) / (5 - 1) == 0.75 and row["judge_unparsed"] == 0
@@ -497,7 +498,8 @@ def test_run_judges_every_answer_through_an_endpoint(write, tiny_model_dir, judg
     # a second run asks the endpoint nothing: the replies come from the response cache, at the same cost
     result = run_cli("run", write("r.yaml", recipe(tmp_path / "again")))
     assert result.exit_code == 0, result.output
-    again = json.loads((only_run_dir(tmp_path / "again") / "results.json").read_text())["rows"][0]
+    rows = json.loads((only_run_dir(tmp_path / "again") / "results.json").read_text())["rows"]
+    again = next(r for r in rows if r["technique"] == "zero")
     assert judge_server.count("/judge-4") == 4 and again["judge_score"] == 0.75
     assert (again["judge_requests"], again["judge_cached"]) == (0, 4)
     assert again["judge_cost_usd"] == pytest.approx(row["judge_cost_usd"])

@@ -33,6 +33,7 @@ def test_rag_and_lm_eval_fill_their_columns_for_every_technique(tiny_model_dir, 
     assert result.exit_code == 0, result.output
     (run_dir,) = (tmp_path / "out" / "tiny-rag").iterdir()
     rows = {r["technique"]: r for r in results.RunStore.open(run_dir).rows}
+    assert rows.pop("echo-input")["kind"] == "baseline"  # the open-ended task's floor
     assert all(r["status"] == "ok" for r in rows.values()), [r["error"] for r in rows.values()]
 
     for name in ("rag", "lora-rag"):  # product names make BM25 find the right page every time

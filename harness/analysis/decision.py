@@ -1,5 +1,5 @@
-"""The numbers a decision rests on: which differences are real, the majority floor, the Pareto front,
-and the recommendation.
+"""The numbers a decision rests on: which differences are real, the floor (analysis/floor.py), the Pareto
+front, and the recommendation.
 
 Everything here is computed from stored rows and per-example predictions, so a report can be
 re-rendered (and tested) without a model. Scores are means over the run's seeds; differences pair
@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from harness import figures
 from harness.analysis import forgetting, ownership
 from harness.analysis.floor import KIND as FLOOR_KIND
+from harness.analysis.floor import MAJORITY as FLOOR_MAJORITY
+from harness.analysis.floor import answer_text
 from harness.analysis.stats import (
     Difference,
     collapsed_answer,
@@ -45,6 +47,8 @@ __all__ = [
     "scored_rows",
     "paired_vs_best",
     "floor_flags",
+    "versus_floor",
+    "not_above_floor",
     "recommend",
     "sentence",
     "pareto_front",
@@ -83,7 +87,7 @@ def scored_rows(rows: Sequence[RowLike]) -> list[RowLike]:
 
 
 def _techniques(rows: Sequence[RowLike]) -> list[RowLike]:
-    """Scored rows that are real techniques, not the majority floor."""
+    """Scored rows that are real techniques, not the floor."""
     return [r for r in scored_rows(rows) if r["kind"] != FLOOR_KIND]
 
 
@@ -125,34 +129,69 @@ def paired_vs_best(rows: Sequence[RowLike], predictions: dict[str, list[dict]]) 
     return verdicts
 
 
-# --- the majority floor --------------------------------------------------------------------------
+# --- the floor ----------------------------------------------------------------------------------
+
+# how a technique stands against its task's floor, as the report words it
+RELATIONS = {
+    "above": "significantly above",
+    "same": "not significantly different from",
+    "below": "significantly below",
+}
 
 
-def _below_floor(rows: Sequence[RowLike], predictions: dict[str, list[dict]]) -> dict[str, str]:
-    """technique -> why it is not significantly above always answering the majority label.
+@dataclass(frozen=True)
+class VersusFloor:
+    relation: str  # a key of RELATIONS
+    diff: float  # this technique's mean per-example value minus the floor's
+    ci_low: float
+    ci_high: float
+    p_adjusted: float  # Holm over every technique's comparison with the floor
 
-    The test is on per-example correctness, which is what accuracy averages; under macro-F1 the
-    majority answer already scores low on the metric itself, so those rows get the collapse check only.
-    """
+
+def versus_floor(rows: Sequence[RowLike], predictions: dict[str, list[dict]]) -> dict[str, VersusFloor]:
+    """Each technique against its task's floor (analysis/floor.py), by the same paired test and interval
+    as against the best, Holm-adjusted over the techniques. Significant means both agree: an adjusted
+    p < ALPHA and a CI that excludes 0 on the difference's side. Absent: techniques with no predictions
+    paired with the floor's, and every technique under macro-F1 (the test is on per-example correctness,
+    which is what accuracy averages; the majority answer already scores low on macro-F1 itself)."""
     floor = _floor(rows)
     if floor is None or floor["technique"] not in predictions:
         return {}
     names = [r["technique"] for r in _techniques(rows) if r.get("metric") != "macro_f1"]
     differences, adjusted = _differences(predictions, names, floor)
+    verdicts = {}
+    for name, d in differences.items():
+        if d is None:
+            continue
+        significant = adjusted[name] < ALPHA
+        relation = "above" if significant and d.ci_low > 0 else "below" if significant and d.ci_high < 0 else "same"
+        verdicts[name] = VersusFloor(relation, d.diff, d.ci_low, d.ci_high, adjusted[name])
+    return verdicts
+
+
+def floor_sentence(v: VersusFloor, floor: RowLike) -> str:
+    """'significantly below always answering 'yes' (which scores 0.600; difference -0.215 [...], Holm p = 0.00)'."""
+    return (
+        f"{RELATIONS[v.relation]} {floor_answer(floor)} (which scores {floor['score']:.3f}; "
+        f"difference {_interval(v)}, Holm p = {v.p_adjusted:.2f})"
+    )
+
+
+def not_above_floor(rows: Sequence[RowLike], predictions: dict[str, list[dict]]) -> dict[str, str]:
+    """technique -> how it stands against the floor, for those not significantly above it: they are
+    never recommended nor advised."""
+    floor = _floor(rows)
     return {
-        name: (
-            f"not significantly above always answering {_label(floor)} (which scores {floor['score']:.3f}; "
-            f"difference {_interval(d)}, Holm p = {adjusted[name]:.2f})"
-        )
-        for name, d in differences.items()
-        if d is not None and not (d.diff > 0 and adjusted[name] < ALPHA)
+        name: floor_sentence(v, floor)
+        for name, v in versus_floor(rows, predictions).items()
+        if floor is not None and v.relation != "above"
     }
 
 
 def _collapsed(rows: Sequence[RowLike], predictions: dict[str, list[dict]]) -> dict[str, str]:
-    """technique -> the label its answers collapsed onto, for classification runs (those with a floor).
-    Each seed is checked on its own answers; the flag names the seeds unless all collapsed alike."""
-    if _floor(rows) is None:
+    """technique -> the label its answers collapsed onto, for classification runs (those with a majority
+    floor). Each seed is checked on its own answers; the flag names the seeds unless all collapsed alike."""
+    if (_floor(rows) or {}).get("technique") != FLOOR_MAJORITY:
         return {}
     flags = {}
     for row in _techniques(rows):
@@ -177,18 +216,18 @@ def _collapsed(rows: Sequence[RowLike], predictions: dict[str, list[dict]]) -> d
 
 
 def floor_flags(rows: Sequence[RowLike], predictions: dict[str, list[dict]]) -> dict[str, list[str]]:
-    """technique -> warnings, for classification runs with a majority-baseline row: not significantly
-    above that floor, and answers collapsed onto one label. Techniques without a warning are absent."""
+    """technique -> warnings, for runs with a floor row: not significantly above that floor, and (classification)
+    answers collapsed onto one label. Techniques without a warning are absent."""
     flags: dict[str, list[str]] = {}
-    for source in (_below_floor(rows, predictions), _collapsed(rows, predictions)):
+    for source in (not_above_floor(rows, predictions), _collapsed(rows, predictions)):
         for name, text in source.items():
             flags.setdefault(name, []).append(text)
     return flags
 
 
-def _label(floor: RowLike) -> str:
-    label = floor.get("majority_label")
-    return f"'{label}'" if label is not None else "the majority label"
+def floor_answer(floor: RowLike) -> str:
+    """What the floor row answered: "always answering 'billing'", "echoing the input"."""
+    return answer_text(floor)
 
 
 # --- the recommendation --------------------------------------------------------------------------
@@ -233,7 +272,8 @@ def recommend(
     cost_tolerance: float = COST_TOLERANCE,
     volume: float | None = None,
 ) -> Recommendation:
-    """The cheapest technique above the majority floor whose score is not significantly below the best.
+    """The cheapest technique significantly above its task's floor whose score is not significantly below
+    the best; none when no technique clears the floor (all scoring 0.000 recommends nothing).
 
     With a `volume` (the recipe's workload), the cost compared is each technique's cost of ownership at
     that many requests (training once, then serving each; see analysis/ownership.py); without one, the
@@ -244,15 +284,10 @@ def recommend(
     if volume is not None:
         rows = [{**r, "cost_at_volume": ownership.total_cost(r, volume)} for r in rows]
         cost_key = "cost_at_volume"
-    verdicts, below = paired_vs_best(rows, predictions), _below_floor(rows, predictions)
+    verdicts, below = paired_vs_best(rows, predictions), not_above_floor(rows, predictions)
     techniques, floor = _techniques(rows), _floor(rows)
     if floor is not None and techniques and all(r["technique"] in below for r in techniques):
-        return Recommendation(
-            None,
-            f"no technique beats always answering {_label(floor)}, the majority label "
-            f"(which scores {floor['score']:.3f})",
-            [],
-        )
+        return Recommendation(None, nothing_above_floor(floor), [])
     priced = [r for r in techniques if r.get(cost_key) is not None]
     if not priced:
         return Recommendation(None, "no technique finished with a score and a cost", [])
@@ -261,7 +296,9 @@ def recommend(
     ]
     if not eligible:
         return Recommendation(
-            None, "no technique with a cost is both above the majority floor and not significantly below the best", []
+            None,
+            "no technique with a cost is both significantly above the floor and not significantly below the best",
+            [],
         )
     cheapest = min(r[cost_key] for r in eligible)
     same_cost = [r for r in eligible if r[cost_key] <= cheapest * (1 + cost_tolerance)]
@@ -275,6 +312,14 @@ def recommend(
         reason,
         _upgrades(pick, priced, predictions, cost_key, at),
         "" if volume is not None else volume_range(pick, eligible),
+    )
+
+
+def nothing_above_floor(floor: RowLike) -> str:
+    """Why there is no recommendation (and no data-size advice) when every technique fails the floor."""
+    return (
+        f"no technique scores significantly above the task's floor, {floor_answer(floor)} "
+        f"(which scores {floor['score']:.3f})"
     )
 
 
@@ -327,7 +372,7 @@ def _reason(pick, best, verdicts, priced, below, same_cost, cost_key, tolerance)
         cheaper = [r for r in priced if r[cost_key] < pick[cost_key] and r not in same_cost]
         if cheaper:
             text += ", and every cheaper technique scores significantly lower"
-            text += " or does not beat the majority floor" if any(r["technique"] in below for r in cheaper) else ""
+            text += " or is not significantly above the floor" if any(r["technique"] in below for r in cheaper) else ""
     else:
         v = verdicts[pick["technique"]]
         text = (
@@ -376,11 +421,11 @@ def _score(row: RowLike) -> str:
     return f"{row['score']:.3f}" + (f", mean of {seeds} seeds" if seeds > 1 else "")
 
 
-def _ci(d: Difference | VersusBest) -> str:
+def _ci(d: Difference | VersusBest | VersusFloor) -> str:
     return f"[{d.ci_low:+.3f}, {d.ci_high:+.3f}]"
 
 
-def _interval(d: Difference | VersusBest) -> str:
+def _interval(d: Difference | VersusBest | VersusFloor) -> str:
     """A difference with its 95% CI: '+0.033 [-0.050, +0.117]'."""
     return f"{d.diff:+.3f} {_ci(d)}"
 

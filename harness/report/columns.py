@@ -44,7 +44,7 @@ def fmt_metric(row: RowLike) -> str:
 
 
 def fmt_sig(row: RowLike) -> str:
-    """The terminal's one-glyph verdict, with ⚠ when the technique carries a majority-floor warning."""
+    """The terminal's one-glyph verdict, with ⚠ when the technique carries a floor warning."""
     mark = {"best": "★", "tied": "≈", "worse": "▼"}.get(row.get("vs_best_marker") or "", "–")
     return mark + ("⚠" if row.get("floor_flags") else "")
 
@@ -95,7 +95,7 @@ class Column:
 
 
 def _competes(row: RowLike) -> bool:
-    """Finished techniques compete for the bold best value; the majority floor is a reference, not a rival."""
+    """Finished techniques compete for the bold best value; the floor is a reference, not a rival."""
     return row["status"] == "ok" and row.get("kind") != FLOOR_KIND
 
 

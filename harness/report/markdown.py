@@ -43,8 +43,8 @@ def recommendation_section(
     rows: Sequence[RowLike], predictions: dict[str, list[dict]], volume: float | None = None
 ) -> str:
     """The pick and why (at the workload's `volume` when the recipe gives one, else with the volumes its
-    verdict holds for), what each costlier option buys, the majority-floor warnings, and whether the pick
-    forgets what the base model could do (an lm-eval figure significantly below the base model's)."""
+    verdict holds for), what each costlier option buys, the floor warnings, and whether the pick forgets
+    what the base model could do (an lm-eval figure significantly below the base model's)."""
     pick = decision.recommend(rows, predictions, volume=volume)
     lines = [decision.sentence(pick, lambda head: f"**{head}**")]
     if pick.upgrades:
@@ -152,15 +152,27 @@ def break_even_text(rows: Sequence[RowLike]) -> str:
     return "\n\n".join([head] + (["\n".join(others)] if others else []))
 
 
-def floor_note(rows: Sequence[RowLike]) -> str:
-    """What a classifier scores without reading the question: the majority label, and uniform chance."""
+def floor_note(rows: Sequence[RowLike], predictions: dict[str, list[dict]]) -> str:
+    """What an answer that needs no model scores (the task's floor, analysis/floor.py), and where each
+    technique stands against it by the paired test: significantly above, not significantly different,
+    significantly below. A classification task adds uniform chance."""
     row = next((r for r in rows if r["kind"] == floor.KIND and r.get("score") is not None), None)
     if row is None:
         return ""
-    return (
-        f"Floor: always answering '{row['majority_label']}' (the most common training label) scores "
-        f"{row['score']:.3f}; guessing uniformly among the labels would score {row['chance_score']:.3f}."
-    )
+    if row["technique"] == floor.ECHO:
+        head = f"Floor: echoing the input back as the answer scores {row['score']:.3f}."
+    else:
+        head = (
+            f"Floor: always answering '{row['majority_label']}' (the most common training label) scores "
+            f"{row['score']:.3f}; guessing uniformly among the labels would score {row['chance_score']:.3f}."
+        )
+    verdicts = decision.versus_floor(rows, predictions)
+    groups = [
+        f"{words.capitalize()} it: {', '.join(name for name, v in verdicts.items() if v.relation == relation)}."
+        for relation, words in decision.RELATIONS.items()
+        if any(v.relation == relation for v in verdicts.values())
+    ]
+    return " ".join([head, *groups])
 
 
 def forgetting_section(rows: Sequence[RowLike]) -> str:
@@ -299,6 +311,15 @@ def task_block(task: sections.TaskView) -> list[str]:
     return [heading, *sections.render(task, "task")]
 
 
+def floor_definitions(metas: list[dict]) -> str:
+    """The floor of each metric in the run (analysis/floor.FLOORS), and the row that holds it."""
+    used = dict.fromkeys(m["task"]["metric"] for m in metas)
+    return " ".join(f"Under `{metric}`, {floor.floor_text(metric)}." for metric in used) + (
+        f" The row is `{floor.MAJORITY}` on a classification task, `{floor.ECHO}` on an open-ended one "
+        "(a run stored before open-ended floors has none)."
+    )
+
+
 def _answers_text(rows: Sequence[RowLike]) -> str:
     """How the held-out answers were obtained: greedy decoding, or the likeliest label.
 
@@ -335,20 +356,22 @@ def measurement_section(metas: list[dict], rows: Sequence[RowLike]) -> str:
         "would ignore how much seeds disagree. The p is Holm-adjusted over the table's comparisons, which can "
         "leave a difference whose interval just excludes 0 not significant, never the reverse. ≈: not "
         f"significantly different (adjusted p ≥ {decision.ALPHA}); ▼: significantly worse. "
-        "**Bold**: the best figure in its column (the majority floor never sets it).",
+        "**Bold**: the best figure in its column (the floor never sets it).",
         "- **macro-F1**: beside an accuracy score; answering the majority label every time keeps accuracy high "
         "and macro-F1 low.",
-        f"- **Majority floor** (classification tasks): the `{floor.NAME}` row always answers the most common "
-        "training label. A technique not significantly above it (the same paired test, Holm-adjusted over the "
-        "techniques; not under macro-F1, where the floor already scores low) is flagged ⚠ and never recommended. "
-        f"A technique with more than {decision.COLLAPSE_SHARE:.0%} of its answers on one label, in any one seed, "
-        "is flagged ⚠ too (answers collapsed; the flag names the seeds unless all collapsed alike), as a "
-        "warning; both are listed under the recommendation.",
-        "- **Recommendation**: the cheapest technique above the majority floor that is not significantly worse "
-        f"than the best. Costs within {decision.COST_TOLERANCE:.0%} of the cheapest such technique count as equal "
-        "(wall time, hence cost, varies between runs); the tie goes to lower peak memory, then higher score. "
-        "With a `workload:` in the recipe, the cost compared is the cost at that many requests (see Cost at "
-        "volume); without one, the run's cost, with the request volumes over which the pick is also the "
+        "- **Floor**: what an answer that needs no model scores, as a row scored like a technique. "
+        + floor_definitions(metas)
+        + " A technique not significantly above it (the same paired test and interval, Holm-adjusted over the "
+        "techniques; not under macro-F1) is flagged ⚠, named significantly below or not significantly different "
+        "from it, and never recommended nor advised at a data size; when none is above it, there is no "
+        f"recommendation. A technique with more than {decision.COLLAPSE_SHARE:.0%} of its answers on one label, "
+        "in any one seed, is flagged ⚠ too (answers collapsed; the flag names the seeds unless all collapsed "
+        "alike), as a warning; both are listed under the recommendation.",
+        "- **Recommendation**: the cheapest technique significantly above the floor that is not significantly "
+        f"worse than the best. Costs within {decision.COST_TOLERANCE:.0%} of the cheapest such technique count "
+        "as equal (wall time, hence cost, varies between runs); the tie goes to lower peak memory, then higher "
+        "score. With a `workload:` in the recipe, the cost compared is the cost at that many requests (see Cost "
+        "at volume); without one, the run's cost, with the request volumes over which the pick is also the "
         "cheapest to own. Computed from these numbers, not written by hand.",
         "- **no label**: share of answers that named none of the task's labels (classification tasks).",
         f"- **peak mem**: {'; '.join(methods) or 'not measured'}; the highest of the technique's phases. "
@@ -427,6 +450,8 @@ def _wrong(predictions: list[dict], limit: int) -> list[dict]:
 def wrong_answers_section(store: RunStore, rows: Sequence[RowLike], limit: int) -> str:
     parts = []
     for row in rows:
+        if row["kind"] == floor.KIND:
+            continue  # the floor answers the same thing whatever the question: its misses say nothing
         wrong = _wrong(store.predictions(row["technique"]), limit)
         if not wrong:
             continue
@@ -488,9 +513,10 @@ def recommendation(report: sections.ReportView) -> str:
     parts = ["## Recommendation"]
     for task in report.tasks:
         text = recommendation_section(task.rows, task.predictions, decision.workload_volume(report.meta))
+        # where train sizes were given: which technique at that size, by the recommendation's floor rule
         advice = study_sections.data_size_advice(
-            task.store
-        )  # where train sizes were given: which technique at that size
+            task.store, not_above_floor=decision.not_above_floor(task.rows, task.predictions)
+        )
         text += f"\n\n{advice}" if advice else ""
         parts.append(f"**{task.name}**: {text}" if report.many else text)
     return "\n\n".join(parts)
@@ -594,7 +620,7 @@ for _section in (
     Section("environment", environment),
     # a task's block under Results, after its heading
     Section("results table", lambda task: results_table(task.rows), "task"),
-    Section("floor", lambda task: floor_note(task.rows), "task"),
+    Section("floor", lambda task: floor_note(task.rows, task.predictions), "task"),
     Section("forgetting", lambda task: forgetting_section(task.rows), "task"),
     Section("judge", lambda task: judge_note(task.store, task.rows), "task"),
     Section("plots", lambda task: plots_section(task.store, task.rows, task.folder), "task"),

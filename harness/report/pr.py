@@ -15,7 +15,7 @@ from harness.rows import RowLike
 
 LEGEND = (
     f"≈ not significantly different from the best, ▼ significantly worse (paired test, Holm-adjusted "
-    f"p < {ALPHA}), ⚠ a majority-floor warning (see the report)"
+    f"p < {ALPHA}), ⚠ a floor warning (see the report)"
 )
 
 

@@ -6,10 +6,11 @@ cells, so the report of a plain run is unchanged. Headings are level 4: they sit
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 
 from harness import kinds
+from harness.analysis import decision
 from harness.analysis.floor import KIND as FLOOR_KIND
 from harness.analysis.search_range import at_edge, position
 from harness.planning import chosen_trial, mean_std
@@ -335,29 +336,49 @@ def learning_curve_section(store: RunStore, folder: Path) -> str:
     return "\n\n".join(parts)
 
 
-def data_size_advice(store: RunStore, n_available: int | None = None) -> str | None:
+def data_size_advice(
+    store: RunStore, n_available: int | None = None, not_above_floor: Collection[str] | None = None
+) -> str | None:
     """One line for the recommendation: which technique scores best (mean test score) with n_available
     training examples (default: the largest size tried). A trained technique counts at the largest size
     tried that does not exceed n_available; the techniques that do not train count at any size. None
-    without a learning curve."""
+    without a learning curve.
+
+    It obeys the recommendation's floor rule: the floor row is never advised, nor a technique not
+    significantly above it (`not_above_floor`, by default decision.not_above_floor on the store). That
+    test is on the predictions stored for the technique's row (its largest size); at a smaller size, where
+    none are stored, a point is also dropped unless its mean is above the floor's score (without that it
+    cannot be significantly above). When nothing is left, the line says so instead of naming one."""
     data = learning_curves(store)
     curves, levels = data["curves"], data["levels"]
     if not _has_curve(curves):
         return None
+    floor_row = next((r for r in store.rows if r["kind"] == FLOOR_KIND and r.get("score") is not None), None)
+    if not_above_floor is None:
+        not_above_floor = decision.not_above_floor(store.rows, store.finished_predictions())
+    excluded = set(not_above_floor) | {name for name in levels if _is_floor(store, name)}
+    floor_score = floor_row["score"] if floor_row is not None else float("-inf")
+    tested_size = {r["technique"]: r.get("train_examples") for r in store.rows}
     sizes = sorted({p[0] for points in curves.values() for p in points})
     n = sizes[-1] if n_available is None else n_available
-    options = {name: (score, "without training") for name, (score, _, _) in levels.items()}
+    options = {name: (score, "without training") for name, (score, _, _) in levels.items() if name not in excluded}
     for name, points in curves.items():
         usable = [p for p in points if p[0] <= n]  # never credit a technique with more data than the user has
-        if usable:
+        if usable and name not in excluded and (usable[-1][0] == tested_size.get(name) or usable[-1][1] > floor_score):
             options[name] = (usable[-1][1], f"with {usable[-1][0]} examples")
+    few = "" if n >= sizes[0] else f" (below the smallest size tried, {sizes[0]})"
     if not options:
-        return None
+        if floor_row is None:
+            return None
+        return f"With {n} training examples{few}, no technique is advised: {decision.nothing_above_floor(floor_row)}."
     ranked = sorted(options, key=lambda name: -options[name][0])
 
     def say(name: str) -> str:
         return f"{options[name][0]:.3f} {options[name][1]}"
 
-    few = "" if n >= sizes[0] else f" (below the smallest size tried, {sizes[0]})"
     runner_up = f" (next: {ranked[1]}, {say(ranked[1])})" if len(ranked) > 1 else ""
     return f"With {n} training examples{few}, use {ranked[0]}: mean test score {say(ranked[0])}{runner_up}."
+
+
+def _is_floor(store: RunStore, name: str) -> bool:
+    return any(r["technique"] == name and r["kind"] == FLOOR_KIND for r in store.rows)

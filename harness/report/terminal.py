@@ -13,7 +13,7 @@ from harness.results import RunStore, task_name
 STATUS_STYLE = {"ok": "green", "failed": "red", "skipped": "yellow"}
 LEGEND = (
     f"sig: ★ best score · ≈ not significantly different from the best · ▼ significantly worse (paired test, "
-    f"Holm-adjusted p < {ALPHA}) · ⚠ a majority-floor warning, listed in REPORT.md"
+    f"Holm-adjusted p < {ALPHA}) · ⚠ a floor warning, listed in REPORT.md"
 )
 
 
