@@ -318,6 +318,14 @@ def check(run_dir, baseline, max_drop, max_increase, alpha, significance, noise_
     rules += f"; a score drop over its threshold must be significant, p < {alpha:g}" if alpha else ""
     failed = [o for o in outcomes if o.failed]
     console.print(f"thresholds: {rules}", soft_wrap=True)
+    fixed = gate.load_dependent([t for t in [*drops, *rises] if t not in [*noise[0], *noise[1]]])
+    if fixed:  # opted in, but not measured: say what it risks
+        console.print(
+            f"[yellow]note:[/] {', '.join(fixed)}: time and cost move with the machine's load (a re-run of one "
+            "commit on a shared CPU can take twice as long), so a fixed threshold may fail an unchanged commit; "
+            "measure their spread with `harness calibrate` and use its thresholds (or --noise-from)",
+            soft_wrap=True,
+        )
     _print_wide(_outcome_table(outcomes, f"{len(failed)} regression(s)" if failed else "no regression"))
     if failed:
         sys.exit(1)

@@ -76,7 +76,34 @@ class Threshold:
         return change > allowed + 1e-12
 
     def __str__(self) -> str:
-        return f"{self.limit:.0%}" if self.relative else f"{self.limit:g}"
+        """'15%', or the amount in the figure's unit ('100 MiB', '30.0s', '$0.0100'; a score as written)."""
+        if self.relative:
+            return f"{self.limit:.0%}"
+        figure = figures.get(self.metric)
+        return figure.format(self.limit) if figure and figure.unit in UNIT_AMOUNTS else f"{self.limit:g}"
+
+
+UNIT_AMOUNTS = ("bytes", "seconds", "usd", "count")  # figures whose amounts read better in their unit than as numbers
+# Figures that move with the machine's load, not with the code: on a shared CPU a re-run of the same
+# commit took twice as long. A fixed threshold on them fails unchanged commits, so none is set by default
+# and the gate says so when one is given without a measured spread (`calibrate`, `check --noise-from`).
+LOAD_UNITS = ("seconds", "usd")
+
+
+def load_dependent(thresholds: Sequence[Threshold]) -> list[str]:
+    """The metrics among `thresholds` whose figures move with the machine's load (time and cost)."""
+    return [t.metric for t in thresholds if (f := figures.get(t.metric)) is not None and f.unit in LOAD_UNITS]
+
+
+def change_text(metric: str, old: float, new: float) -> str:
+    """How a figure moved, in its unit: 'rose by 212 MiB (+22%)', 'dropped by 0.083'. Scores and shares
+    move by an amount (their thresholds are amounts); other figures also by a share of the baseline."""
+    delta = new - old
+    figure = figures.get(metric)
+    amount = figure.format(abs(delta)) if figure else f"{abs(delta):.4g}"
+    relative = figure is not None and figure.unit not in ("score", "share", "number") and old
+    share = f" ({delta / abs(old):+.0%})" if relative else ""
+    return f"{'dropped' if delta < 0 else 'rose'} by {amount}{share}"
 
 
 def parse_threshold(text: str, source: str = "threshold") -> Threshold:
@@ -148,7 +175,7 @@ def _judge(pair: Pair, threshold: Threshold, sign: int, verb: str, alpha: float 
     if new is None:
         return outcome(True, "not measured in the run")
     over = threshold.exceeded(sign * (new - old), old)
-    moved = f"{'dropped' if sign < 0 else 'rose'} by {abs(new - old):.4g}"
+    moved = change_text(threshold.metric, old, new)
     if threshold.metric != "score" or alpha is None:  # no per-example values, or significance turned off
         why = "" if threshold.metric != "score" else " (significance not required)"
         return outcome(over, f"{moved}, over {threshold}{why}" if over else "within threshold")

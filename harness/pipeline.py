@@ -20,12 +20,11 @@ from rich.markup import escape
 from rich.spinner import Spinner
 from rich.text import Text
 
-from harness import planning, preflight, report, search, tracking, worker
+from harness import models, planning, preflight, report, search, tracking, worker
 from harness.analysis import floor, ownership
 from harness.config import Recipe, stored_recipe
 from harness.executors import Job, JobEnd, last_lines, make_executor
 from harness.measure import device_name
-from harness.models import cache_dir, conversion_message, pending_conversion
 from harness.results import RunStore, write_atomic
 from harness.rows import Row, make_row
 from harness.tasks import heldout_examples, load_task, with_validation
@@ -69,27 +68,49 @@ def run(
     cluster's capacity on ray/slurm)."""
     console = console or Console()
     preflight.check(recipe, recipe_path)  # before any folder is made: what cannot run fails here, fast
-    gguf = pending_conversion(recipe.model.id)
-    if gguf is not None:  # the first cell's model load is about to go quiet for a while: say why
-        console.print(
-            f"first use of {escape(recipe.model.id)}: the first cell is {conversion_message(gguf)} "
-            f"(cached in {cache_dir() / 'models'})",
-            soft_wrap=True,
-        )
+    prepared = prepare(recipe, console)
     executor = make_executor(recipe, jobs)
     try:
         announce_plan(recipe, executor.device, console)
         run_dir = Path(run_dir) if run_dir else new_run_dir(recipe)
         if len(recipe.tasks) == 1:
-            return [run_task(recipe, recipe.tasks[0], run_dir, recipe_path, executor, console)]
+            return [run_task(recipe, recipe.tasks[0], run_dir, recipe_path, executor, console, prepared=prepared)]
         stores = [
-            run_task(recipe, task, run_dir / Path(task).name, recipe_path, executor, console, run_id=run_dir.name)
+            run_task(
+                recipe,
+                task,
+                run_dir / Path(task).name,
+                recipe_path,
+                executor,
+                console,
+                run_id=run_dir.name,
+                prepared=prepared,
+            )
             for task in recipe.tasks
         ]
     finally:
         executor.shutdown()
     report.write_report(stores, run_dir)
     return stores
+
+
+def prepare(recipe: Recipe, console: Console) -> list[dict]:
+    """One-time work the cells would otherwise do first (converting a GGUF model, once per machine), done and
+    timed here before any cell starts, so that no technique's wall time, cost or peak memory includes it;
+    the run's meta (`prepared`) and REPORT.md say what was excluded. A cell on another machine that does not
+    share this cache folder still converts its own copy."""
+    judge = recipe.eval.judge.model if recipe.eval.judge else None
+    done = []
+    for model_id in dict.fromkeys([recipe.model.id, *([judge.id] if judge else [])]):
+        step = models.prepare(model_id)  # announces itself (a spinner, or a line outside a terminal)
+        if step is not None:
+            console.print(
+                f"prepared before the cells, in no technique's figures: {escape(step.step)} ({step.seconds:.1f}s; "
+                f"cached in {models.cache_dir() / 'models'})",
+                soft_wrap=True,
+            )
+            done.append(step.as_dict())
+    return done
 
 
 def announce_plan(recipe: Recipe, device: str, console: Console) -> None:
@@ -128,6 +149,7 @@ def run_task(
     executor,
     console: Console,
     run_id: str | None = None,
+    prepared: list[dict] | None = None,
 ) -> RunStore:
     """One task's study: the floor, each technique's search on validation, then every technique's
     chosen configuration on test over seeds and training-set sizes; rows merge as cells finish."""
@@ -135,9 +157,11 @@ def run_task(
     task = with_validation(load_task(task_ref), recipe.eval.validation)
     if (run_dir / "results.json").is_file():
         store = RunStore.open(run_dir)
+        store.meta["prepared"] = store.meta.get("prepared", []) + (prepared or [])  # a resume prepared again
     else:
         store = RunStore(run_dir, _meta(full_recipe, task_ref, recipe_path, run_id or run_dir.name, device, task))
-        store.save()
+        store.meta["prepared"] = prepared or []
+    store.save()
     tracking.open_run(recipe, store)  # before any cell: the cells' processes attach to what it creates
     console.print(
         f"[bold]{recipe.name}[/]: {len(recipe.techniques)} technique(s) on {recipe.model.id} / "

@@ -1,11 +1,14 @@
 """The noise-aware CI gate on a real tiny run: a score drop over its threshold fails only when the paired
 test says it is significant, the threshold alone where predictions are missing; `harness calibrate`'s
-spread and suggested thresholds, and `check --noise-from`."""
+spread and suggested thresholds, and `check --noise-from`; at the documented defaults a re-run that differs
+only in time and cost passes; changes are printed in the figure's unit."""
 
 import json
 import math
+import re
 import shutil
 import statistics
+from pathlib import Path
 
 import pytest
 import yaml
@@ -15,6 +18,8 @@ from harness import gate
 from harness.analysis.stats import mcnemar_p
 from harness.calibrate import noise_thresholds
 from harness.config import CheckSpec
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +85,7 @@ def test_a_drop_over_the_threshold_fails_only_when_significant(tiny_run, tmp_pat
     real = run_cli("check", tiny_run, "--baseline", six)
     assert real.exit_code == 1, real.output
     line = zero_score_line(real.output)
-    assert "FAIL" in line and f"dropped by 0.5, over 0.02 and significant (p={p:.2g} < 0.05)" in line
+    assert "FAIL" in line and f"dropped by 0.500, over 0.02 and significant (p={p:.2g} < 0.05)" in line
     assert run_cli("check", tiny_run, "--baseline", six, "--alpha", "0.01").exit_code == 0
 
 
@@ -135,6 +140,62 @@ def test_calibrate_suggests_thresholds_from_the_spread_of_the_runs(tiny_run, tmp
     assert f"peak_memory_bytes may rise {block['max_increase']['peak_memory_bytes']}" in result.output
     (line,) = [line for line in result.output.splitlines() if " peak_memory_bytes " in line and "│" in line]
     assert "FAIL" in line and "rose by" in line
+
+
+def figure_line(output: str, metric: str) -> str:
+    (line,) = [line for line in output.splitlines() if f" {metric} " in line and "│" in line]
+    return line
+
+
+def bundled_check(recipe: str) -> dict:
+    return yaml.safe_load((REPO / "recipes" / f"{recipe}.yaml").read_text()).get("check") or {}
+
+
+@pytest.mark.parametrize("recipe", ["ci", "demo", None])
+def test_a_rerun_that_differs_in_time_and_cost_only_passes_at_the_documented_defaults(tiny_run, tmp_path, recipe):
+    # a re-run of the same commit on a busy shared CPU: twice the time, hence twice the cost, and memory a
+    # little up; checked with no flag, under the bundled recipe's `check:` (None: the built-in default)
+    row = zero_row(tiny_run)
+    slower = {k: row[k] * 2 for k in ("wall_seconds", "eval_seconds", "cost_usd") if row.get(k)}
+    rerun = variant(tiny_run, tmp_path / "rerun", peak_memory_bytes=int(row["peak_memory_bytes"] * 1.03), **slower)
+    results = json.loads((rerun / "results.json").read_text())
+    results["meta"]["recipe"]["check"] = bundled_check(recipe) if recipe else None
+    (rerun / "results.json").write_text(json.dumps(results))
+    result = run_cli("check", rerun, "--baseline", tiny_run)
+    assert result.exit_code == 0, result.output
+    assert "check passed" in result.output and "note:" not in result.output
+
+
+def test_no_bundled_recipe_or_documented_command_sets_a_fixed_time_or_cost_threshold():
+    documented = [
+        gate.parse_threshold(amount)
+        for doc in ("README.md", "docs/ci-example.yml")
+        for line in (REPO / doc).read_text().splitlines()
+        if "harness check" in line or "--max-" in line
+        for amount in re.findall(r"[a-z_:]+=[0-9.]+%?", line)
+    ]
+    assert {t.metric for t in documented} >= {"score", "peak_memory_bytes"}
+    assert gate.load_dependent(documented) == []
+    for recipe in sorted((REPO / "recipes").glob("*.yaml")):
+        limits = bundled_check(recipe.stem)
+        named = [
+            gate.parse_threshold(f"{m}={v}") for d in ("max_drop", "max_increase") for m, v in limits.get(d, {}).items()
+        ]
+        assert gate.load_dependent(named) == [], recipe.name
+
+
+def test_a_change_is_printed_in_the_figures_unit_and_a_fixed_time_or_cost_threshold_is_noted(tiny_run, tmp_path):
+    mib = 2**20
+    baseline = variant(tiny_run, tmp_path / "base", peak_memory_bytes=955 * mib, wall_seconds=65.0, cost_usd=0.0018)
+    run = variant(tiny_run, tmp_path / "run", peak_memory_bytes=1167 * mib, wall_seconds=84.0, cost_usd=0.0036)
+    flags = ("--max-increase", "peak_memory_bytes=15%", "wall_seconds=10", "cost_usd=50%")
+    result = run_cli("check", run, "--baseline", baseline, *flags)
+    assert result.exit_code == 1, result.output
+    assert "rose by 212 MiB (+22%), over 15%" in figure_line(result.output, "peak_memory_bytes")
+    assert "rose by 19.0s (+29%), over 10.0s" in figure_line(result.output, "wall_seconds")
+    assert "rose by $0.0018 (+100%), over 50%" in figure_line(result.output, "cost_usd")
+    assert "wall_seconds may rise 10.0s" in result.output  # an amount in its unit, in the rules line too
+    assert "note: wall_seconds, cost_usd: time and cost move with the machine's load" in result.output
 
 
 def test_calibrate_refuses_one_run_or_runs_of_another_task_or_recipe(tiny_run, tmp_path):

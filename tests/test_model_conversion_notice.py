@@ -1,11 +1,15 @@
-"""The first load of a GGUF model converts it (about 25 s for the default model): the driver says so before
-its cells start, and the converting process says so too (a spinner on a terminal, else a line in the cell's
-log, which the driver's display shows beside the running cell)."""
+"""The first load of a GGUF model converts it (about 25 s for the default model): the driver does it before
+its cells start, timed apart, so that no technique's wall time or peak memory includes it, and REPORT.md
+says what was excluded; the converting process says so (a spinner on a terminal, else a line in the log)."""
+
+import json
+import shutil
+import time
 
 import pytest
 from conftest import only_run_dir, run_cli, tiny_recipe
 
-from harness import models
+from harness import figures, models
 
 DEFAULT = models.ALIASES["smollm2-135m-instruct"]
 MESSAGE = "converting Fake-Model from GGUF (once; about 25 s)…"
@@ -45,10 +49,32 @@ def test_a_conversion_outside_a_terminal_prints_a_line_before_it_starts(fake_ggu
     assert not models._gguf_cache(fake_gguf).exists()
 
 
-def test_a_run_on_an_unconverted_gguf_says_so_on_the_driver_and_in_the_cell_log(fake_gguf, write, tmp_path):
+def test_a_gguf_that_cannot_be_converted_fails_the_run_before_any_cell(fake_gguf, write, tmp_path):
     recipe = tiny_recipe(fake_gguf, tmp_path / "out", "  - {name: zero, kind: prompt}\n")
     result = run_cli("run", write("r.yaml", recipe))
-    assert result.exit_code == 1, result.output  # the fake file fails to convert: a failed row, not a crash
-    assert f"first use of {fake_gguf}: the first cell is {MESSAGE}" in result.output
-    (log,) = (only_run_dir(tmp_path / "out") / "logs").glob("*.log")
-    assert f"[model] {MESSAGE}" in log.read_text()
+    assert result.exit_code == 2, result.output  # one clear error, not every cell failing the same way
+    assert f"could not convert {fake_gguf} from GGUF" in " ".join(result.output.split())
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_driver_converts_before_the_cells_and_the_report_says_it_was_excluded(
+    fake_gguf, tiny_model_dir, write, tmp_path, monkeypatch
+):
+    def convert(gguf, target):  # a conversion the cells' processes cannot do (they run the real converter)
+        time.sleep(0.3)
+        shutil.copytree(tiny_model_dir, target)
+
+    monkeypatch.setattr(models, "_convert_gguf", convert)  # in the driver's process only
+    recipe = tiny_recipe(fake_gguf, tmp_path / "out", "  - {name: zero, kind: prompt}\n")
+    result = run_cli("run", write("r.yaml", recipe))
+    assert result.exit_code == 0, result.output  # the cell found the model converted: it did not convert
+    assert "prepared before the cells, in no technique's figures: converting Fake-Model from GGUF" in result.output
+    run_dir = only_run_dir(tmp_path / "out")
+    (step,) = json.loads((run_dir / "results.json").read_text())["meta"]["prepared"]
+    assert step["model"] == str(fake_gguf) and step["step"] == "converting Fake-Model from GGUF"
+    assert step["seconds"] >= 0.3
+    (log,) = (run_dir / "logs").glob("*.log")
+    assert "converting" not in log.read_text()
+    report = " ".join((run_dir / "REPORT.md").read_text().split())
+    took = figures.fmt_seconds(step["seconds"])
+    assert f"**excluded, one-time preparation**: converting Fake-Model from GGUF ({took}), done before" in report

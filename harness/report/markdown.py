@@ -336,6 +336,18 @@ def _answers_text(rows: Sequence[RowLike]) -> str:
     return "greedy decoding" + (f", or {loglik}" if "loglikelihood" in modes else "")
 
 
+def preparation_lines(metas: list[dict]) -> list[str]:
+    """What one-time work the driver did before the cells (pipeline.prepare), so that no row includes it."""
+    steps = {(s["step"], s["seconds"]): s for m in metas for s in m.get("prepared") or []}
+    if not steps:
+        return []
+    done = "; ".join(f"{step} ({figures.fmt_seconds(seconds)})" for step, seconds in steps)
+    return [
+        f"- **excluded, one-time preparation**: {done}, done before the first cell, so in no technique's wall, "
+        "cost or peak mem (later runs on this machine read the cached result)."
+    ]
+
+
 def measurement_section(metas: list[dict], rows: Sequence[RowLike]) -> str:
     meta = metas[0]
     methods = sorted({r["peak_memory_method"] for r in rows if r.get("peak_memory_method")})
@@ -381,6 +393,7 @@ def measurement_section(metas: list[dict], rows: Sequence[RowLike]) -> str:
         "- **wall**: the technique from start to finish (training, evaluation, lm-eval; prompt-only and RAG "
         "techniques share one base-model load"
         f"{f' ({max(loads):.1f}s at most)' if loads else ''}, counted in none).",
+        *preparation_lines(metas),
         f"- **cost**: what this run spent on the technique: wall hours, less its lm-eval run (billed on its own "
         "line, `lm_eval_cost_usd`, to the technique that ran it), x the recipe's price per device-hour "
         f"({prices or 'none set'}). Not what the technique costs in production: see Cost at volume.",
