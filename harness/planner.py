@@ -482,9 +482,7 @@ def plan_task(recipe: Recipe, task_ref: str, device: Device, model: Model) -> mp
     stats_cache: dict[tuple, TokenStats] = {}
     for spec in recipe.techniques:
         trained = kinds.trained(spec.kind)
-        searched = spec.search is not None and not (
-            kinds.get(spec.kind).needs_corpus(spec) and task.corpus_path is None
-        )
+        searched = spec.search is not None and kinds.inapplicable(spec, task, recipe) is None
         trials = (spec.search.trials or recipe.search_budget or 0) if searched else 0  # as pipeline.run_task searches
         tests = planning.test_cells(recipe, spec, chosen_stand_in(spec) if searched else {})
         key = (
