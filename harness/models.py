@@ -17,12 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness.config import DEFAULT_MODEL, ModelSpec
+from harness.config import DEFAULT_MODEL, RANDOM_PREFIX, ModelSpec
 
 if TYPE_CHECKING:  # torch is imported where a model is built, so the CLI's light commands never import it
     import torch
 
-RANDOM_PREFIX = "random:"
 CONVERSION_SECONDS = 25  # measured: SmolLM2-135M-Instruct's GGUF dequantized and saved, on 2 CPU cores
 
 
