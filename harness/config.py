@@ -107,7 +107,9 @@ class SearchSpec(Strict):
 
     trials: int | None = Field(None, ge=1)  # None: the recipe's search_budget
     space: dict[str, list[Choice] | Range] = Field(min_length=1)
-    objective: Literal["validation_score", "validation_loss"] = "validation_score"  # loss: trained kinds, no generation
+    # validation_score: the task metric; validation_loss: trained kinds, nothing generated; validation_macro_f1:
+    # classification tasks, where the score (accuracy) and the loss can favour always answering the majority label
+    objective: Literal["validation_score", "validation_loss", "validation_macro_f1"] = "validation_score"
     pruning: bool = True  # validation_loss: stop a trial whose loss trails the median of earlier ones mid-training
 
     @field_validator("space")

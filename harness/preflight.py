@@ -90,6 +90,11 @@ def check_task(recipe: Recipe, task: Task, source: str | None = None) -> None:
         load_corpus(task.corpus_path)  # its errors name the corpus file and line
     with citing(source):
         for technique in recipe.techniques:
+            if technique.search and technique.search.objective == "validation_macro_f1" and not task.is_classification:
+                raise ConfigError(
+                    f"technique {technique.name!r}: objective validation_macro_f1 needs a classification task "
+                    f"(one with `labels:`); task {task.name!r} has none: use validation_score"
+                )
             try:
                 draw_shots(task, getattr(technique, "shots", 0), recipe.seed)
             except ValueError as exc:

@@ -177,11 +177,18 @@ def judge(ctx, predictions: list[dict], metric: str | None) -> dict:
         ctx.shared.drop_judge()  # a judge is per cell: it must not sit in the next cell's memory peak
 
 
+OBJECTIVE_FIGURES = {  # a search objective -> the validation row's figure it reads
+    "validation_score": "score",
+    "validation_loss": "validation_loss",
+    "validation_macro_f1": "score_macro_f1",
+}
+
+
 def objective_value(cell, row) -> float | None:
-    """A search trial's objective: the validation score, or the validation loss."""
+    """A search trial's objective: its validation row's score, loss or macro-F1."""
     if cell.objective is None or row["status"] != "ok":
         return None
-    return row.get("validation_loss") if cell.objective == "validation_loss" else row.get("score")
+    return row.get(OBJECTIVE_FIGURES[cell.objective])
 
 
 def trial_pruning(run_dir: Path, spec, cell):
