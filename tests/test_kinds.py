@@ -199,3 +199,11 @@ def test_what_a_kind_needs_from_a_task_decides_whether_it_applies_the_same_way_f
     assert reasons["rl"] == f"'rl' starts from 'dpo', which does not apply: {reasons['dpo']}"
     assert all(kinds.inapplicable(t, replies, recipe) is None for t in recipe.techniques if t.kind in ("dpo", "grpo"))
     assert kinds.inapplicable(recipe.technique("cpt"), catalogue, recipe) is None
+
+
+def test_validate_names_the_techniques_a_run_will_skip_and_why(write):
+    text = "name: x\ntask: [ticket-routing, support-replies]\ntechniques:\n  - {name: zero, kind: prompt}\n"
+    result = run_cli("validate", write("r.yaml", text + "  - {name: dpo, kind: dpo}\n"))
+    assert result.exit_code == 0, result.output
+    assert "skipped when run: dpo on ticket-routing: task 'ticket-routing' has no preference pairs" in result.output
+    assert "on support-replies" not in result.output and "zero on" not in result.output
