@@ -117,9 +117,10 @@ def inapplicable(spec, task, recipe) -> str | None:
     `init_from` starts from does not apply; None when it applies."""
     missing = [need for need in KINDS.get(spec.kind).needs(spec) if not need.present(task)]
     if missing:
-        fixes = "; ".join(f"{need.fix} to {task.path / 'task.yaml'}" for need in missing)
+        fixes = "; ".join(f"{need.fix} to the task's task.yaml" for need in missing)  # no machine path in reports
         lacks = " and no ".join(need.what for need in missing)
-        return f"task {task.name!r} has no {lacks}, which {spec.name!r} needs (kind {spec.kind}); fix: {fixes}"
+        why = "its `retrieval:`" if missing == list(uses_retrieval(spec)) else f"kind {spec.kind}"
+        return f"task {task.name!r} has no {lacks}, which {spec.name!r} needs ({why}); fix: {fixes}"
     source = getattr(spec, "init_from", None)
     upstream = None if source is None else inapplicable(recipe.technique(source), task, recipe)
     return None if upstream is None else f"{spec.name!r} starts from {source!r}, which does not apply: {upstream}"
