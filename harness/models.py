@@ -140,7 +140,10 @@ def _check_hub_id(model_id: str) -> None:
     import huggingface_hub
     from huggingface_hub.errors import HFValidationError, RepositoryNotFoundError
 
-    fix = "give a local directory, a .gguf file or an alias (`harness models`)"
+    fix = (
+        "give a local directory (in a recipe, relative to the recipe's folder; start it with ./ to mark it a "
+        "path), a .gguf file or an alias (`harness models`)"
+    )
     try:
         if isinstance(huggingface_hub.try_to_load_from_cache(model_id, "config.json"), str):
             return
