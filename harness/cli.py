@@ -189,6 +189,21 @@ def validate(words, set_overrides):
         spec = _validated(path, overrides)
         kinds = ", ".join(f"{t.name} ({t.kind})" for t in spec.techniques)
         console.print(f"[green]ok[/] {path}: {spec.model.id} on {', '.join(spec.tasks)}; {kinds}")
+        for note in _skipped_when_run(spec):
+            console.print(f"  [yellow]skipped when run:[/] {escape(note)}", highlight=False, soft_wrap=True)
+
+
+def _skipped_when_run(spec: Recipe) -> list[str]:
+    """Each technique that does not apply to one of the recipe's tasks, and why (its rows will say so)."""
+    from harness import kinds
+    from harness.tasks import load_task
+
+    return [
+        f"{technique.name} on {task.name}: {reason}"
+        for task in map(load_task, spec.tasks)
+        for technique in spec.techniques
+        if (reason := kinds.inapplicable(technique, task, spec)) is not None
+    ]
 
 
 @main.command()

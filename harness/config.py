@@ -20,13 +20,43 @@ from pydantic import Field, WrapValidator, create_model, field_validator, model_
 
 from harness.embeddings import DEFAULT_EMBEDDING_MODEL
 from harness.searchspace import check_search
-from harness.yamlconfig import BuiltModel, ByKind, ConfigError, Strict, expand_path, load_yaml_model
+from harness.yamlconfig import (
+    BuiltModel,
+    ByKind,
+    ConfigError,
+    RelativeToFile,
+    Strict,
+    expand_path,
+    load_yaml_model,
+    name_or_path,
+)
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
+RANDOM_PREFIX = "random:"
+
+
+def _names_a_model(value: str) -> bool:
+    """An alias, random:<arch> or hub id, unless a folder of that name sits beside the recipe: a value
+    that starts with . or names a .gguf or config.json is a path."""
+    return not value.startswith(".") and Path(value).suffix not in (".gguf", ".json")
+
+
+_local_model = name_or_path(_names_a_model)
+
+
+def _model_path(value: str, folder: Path) -> str:
+    """A model id written in a recipe; after random:, the path of a config.json is the recipe folder's too."""
+    if value.startswith(RANDOM_PREFIX):
+        return RANDOM_PREFIX + _model_path(value.removeprefix(RANDOM_PREFIX), folder)
+    return _local_model.resolve(value, folder)
+
+
+ModelPath = RelativeToFile(_model_path)
 
 
 class ModelSpec(Strict):
-    id: str = DEFAULT_MODEL  # alias, local directory, .gguf file, hub id, or random:<arch|config.json>
+    # alias, local directory, .gguf file, hub id, or random:<arch|config.json>
+    id: Annotated[str, ModelPath] = DEFAULT_MODEL
     # auto: bf16 on CUDA (fp16 where bf16 is missing) and on CPUs with avx512_bf16/AMX, else fp32
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
 
@@ -77,7 +107,9 @@ class SearchSpec(Strict):
 
     trials: int | None = Field(None, ge=1)  # None: the recipe's search_budget
     space: dict[str, list[Choice] | Range] = Field(min_length=1)
-    objective: Literal["validation_score", "validation_loss"] = "validation_score"  # loss: trained kinds, no generation
+    # validation_score: the task metric; validation_loss: trained kinds, nothing generated; validation_macro_f1:
+    # classification tasks, where the score (accuracy) and the loss can favour always answering the majority label
+    objective: Literal["validation_score", "validation_loss", "validation_macro_f1"] = "validation_score"
     pruning: bool = True  # validation_loss: stop a trial whose loss trails the median of earlier ones mid-training
 
     @field_validator("space")
@@ -161,7 +193,8 @@ class RetrievalSettings(Strict):
     chunk_size: int = Field(120, ge=8)  # words per passage
     chunk_overlap: int = Field(20, ge=0)  # words shared by consecutive passages of a document
     context_tokens: int = Field(1024, ge=16)  # token budget for the passages; lower-ranked ones are dropped first
-    embedding_model: str = DEFAULT_EMBEDDING_MODEL  # dense/hybrid: bundled offline, or a local path or hub id
+    # dense/hybrid: bundled offline, or a local path or hub id
+    embedding_model: Annotated[str, _local_model] = DEFAULT_EMBEDDING_MODEL
     template: str = DEFAULT_RAG_TEMPLATE  # the user turn; placeholders {passages} and {question}
 
     @field_validator("retriever")
@@ -281,7 +314,7 @@ class LmEvalSettings(Strict):
     """lm-eval tasks scored on every technique's model, in memory (lm-eval's HFLM + simple_evaluate)."""
 
     tasks: list[str] = []  # bundled (tasks/lm-eval/) or standard lm-eval task names
-    include_path: list[str] = []  # more folders of lm-eval task YAML
+    include_path: list[Annotated[str, RelativeToFile()]] = []  # more folders of lm-eval task YAML
     limit: int | None = Field(None, ge=1)  # items per task (None: all)
     num_fewshot: int | None = Field(None, ge=0)  # None: each task's own default
     batch_size: int = Field(16, ge=1)
@@ -309,7 +342,8 @@ class JudgeSettings(Strict):
     decoded greedily) or `endpoint:` (an OpenAI-compatible chat endpoint, asked at temperature 0 through
     kind api's client). harness/evaluate/judge.py's `build` makes the judge from whichever is set."""
 
-    model: ModelSpec | None = None  # alias, local directory, .gguf file, hub id or random:<arch>; {id: ..., dtype: ...}
+    # alias, local directory, .gguf file, hub id or random:<arch>; {id: ..., dtype: ...}
+    model: Annotated[ModelSpec | None, ModelPath] = None
     endpoint: EndpointSettings | None = None  # {base_url, model, api_key_env, usd_per_1k_tokens, concurrency, ...}
     max_new_tokens: int = Field(64, ge=1, le=4096)  # the judge's reply: "Score: N" and a one-sentence reason
     batch_size: int = Field(8, ge=1)  # a local judge's batch (prompts are long); unused by an endpoint judge,
@@ -466,20 +500,27 @@ _tracking = BuiltModel(tracking_model)
 TrackingField = Annotated[Any, WrapValidator(_tracking), _tracking]
 
 
+def _bundled_task(name: str) -> bool:
+    from harness.tasks import BUNDLED_TASKS  # lazily: the task loader; its schema imports nothing of this one
+
+    return (BUNDLED_TASKS / name / "task.yaml").is_file()
+
+
 class Recipe(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # also the reports/<name>/ folder
-    model: ModelSpec = ModelSpec()
-    task: str | list[str]  # a bundled task name (see `harness tasks`) or a task folder path; or a list of them
+    model: Annotated[ModelSpec, ModelPath] = ModelSpec()
+    # a bundled task name (see `harness tasks`) or a task folder path; or a list of them
+    task: Annotated[str | list[str], name_or_path(_bundled_task)]
     # Modules or .py files that register more technique kinds, executors, trackers, metrics or retrievers
     # (docs/ARCHITECTURE.md); imported before the keys that may name them are read, by the driver and by
     # every worker (harness/plugins.py)
-    plugins: list[str] = []
+    plugins: list[Annotated[str, name_or_path(lambda ref: not ref.endswith(".py"))]] = []
     seed: int = 0
     seeds: list[int] | None = Field(None, min_length=1)  # repeat every chosen configuration; replaces `seed`
     search_budget: int | None = Field(None, ge=1)  # trials for every technique that has `search:` (equal budgets)
     train_sizes: list[int | Literal["all"]] | None = Field(None, min_length=1)  # learning curves (trained kinds)
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    output_dir: str = "reports"
+    output_dir: Annotated[str, RelativeToFile()] = "reports"
     techniques: list[TechniqueSpec] = Field(min_length=1)
     eval: EvalSpec = EvalSpec()
     cost: CostSpec = CostSpec()
@@ -517,7 +558,10 @@ class Recipe(Strict):
             ref = expand_path(ref)
             if ref.endswith(".py"):
                 if not Path(ref).is_file():
-                    raise ValueError(f"plugin file {ref} not found (a path is relative to where harness runs)")
+                    raise ValueError(
+                        f"plugin file {ref} not found (a path in a recipe is relative to the recipe's folder; "
+                        "on the command line, to the working directory)"
+                    )
                 ref = str(Path(ref).resolve())  # workers may run elsewhere
             try:
                 plugins.load(ref)

@@ -1,6 +1,6 @@
 """Technique kinds: one descriptor per kind, registered once. The recipe schema (which settings a
 `kind:` takes) and the pipeline's behaviour (which cells share a process, which kinds train, which
-need a corpus, their default learning rate) are all read from here, so a new kind is one file that
+need from a task, their default learning rate) are all read from here, so a new kind is one file that
 defines its settings model, its runner and one `register(Kind(...))` call (see docs/ARCHITECTURE.md).
 
 Importing this module, and the kind modules, loads no ML library: runners import torch and friends
@@ -24,9 +24,28 @@ if TYPE_CHECKING:  # a kind's file imports Figure to declare its figures; figure
 BUILTIN_MODULES = ("harness.techniques",)
 
 
-def uses_retrieval(spec) -> bool:
-    """The default corpus rule: a kind needs the task's corpus when its settings have a `retrieval:` block."""
-    return getattr(spec, "retrieval", None) is not None
+@dataclass(frozen=True)
+class Need:
+    """Something a technique needs from its task. On a task without it the technique does not apply: its
+    cells are skipped rows that say why (worker.run_cell) and it gets no search trials, the same for
+    every kind; a skipped row is no failure (`harness run` exits 0)."""
+
+    what: str  # as the reason names it: "task 'x' has no <what>"
+    present: Callable[[Any], bool]  # (Task) -> whether the task has it
+    fix: str  # what to add to the task's task.yaml
+
+
+CORPUS = Need("corpus", lambda task: task.corpus_path is not None, "add `corpus: {path: ...}`")
+PREFERENCE_PAIRS = Need(
+    "preference pairs",
+    lambda task: task.has_preferences,
+    "add `fields: {chosen: <column>, rejected: <column>}`",
+)
+
+
+def uses_retrieval(spec) -> tuple[Need, ...]:
+    """The default: a kind needs the task's corpus when its settings have a `retrieval:` block."""
+    return (CORPUS,) if getattr(spec, "retrieval", None) is not None else ()
 
 
 @dataclass(frozen=True)
@@ -40,7 +59,7 @@ class Kind:
     reads_base_model: bool = False
     trained: bool = False  # learns from the train split: learning curves and the validation-loss objective apply
     default_learning_rate: float | None = None  # when the recipe's train.learning_rate is unset
-    needs_corpus: Callable[[Any], bool] = uses_retrieval  # (spec) -> whether the task must have a corpus
+    needs: Callable[[Any], tuple[Need, ...]] = uses_retrieval  # (spec) -> what the task must have for it to apply
     # Runs on someone else's machine: its cost is what the provider bills (the row's own cost_usd, from its
     # tokens), never this machine's seconds x the recipe's device price.
     hosted: bool = False
@@ -87,6 +106,24 @@ def hosted(kind: str) -> bool:
 
 def trained(kind: str) -> bool:
     return kind in KINDS and KINDS.get(kind).trained
+
+
+def needs_corpus(spec) -> bool:
+    return CORPUS in KINDS.get(spec.kind).needs(spec)
+
+
+def inapplicable(spec, task, recipe) -> str | None:
+    """Why `spec` does not apply to `task`: what its kind needs that the task lacks, or the technique its
+    `init_from` starts from does not apply; None when it applies."""
+    missing = [need for need in KINDS.get(spec.kind).needs(spec) if not need.present(task)]
+    if missing:
+        fixes = "; ".join(f"{need.fix} to the task's task.yaml" for need in missing)  # no machine path in reports
+        lacks = " and no ".join(need.what for need in missing)
+        why = "its `retrieval:`" if missing == list(uses_retrieval(spec)) else f"kind {spec.kind}"
+        return f"task {task.name!r} has no {lacks}, which {spec.name!r} needs ({why}); fix: {fixes}"
+    source = getattr(spec, "init_from", None)
+    upstream = None if source is None else inapplicable(recipe.technique(source), task, recipe)
+    return None if upstream is None else f"{spec.name!r} starts from {source!r}, which does not apply: {upstream}"
 
 
 def declared_figures(kind: str | None) -> dict[str, Figure]:

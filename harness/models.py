@@ -18,12 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness.config import DEFAULT_MODEL, ModelSpec
+from harness.config import DEFAULT_MODEL, RANDOM_PREFIX, ModelSpec
 
 if TYPE_CHECKING:  # torch is imported where a model is built, so the CLI's light commands never import it
     import torch
 
-RANDOM_PREFIX = "random:"
 CONVERSION_SECONDS = 25  # measured: SmolLM2-135M-Instruct's GGUF dequantized and saved, on 2 CPU cores
 
 
@@ -142,7 +141,10 @@ def _check_hub_id(model_id: str) -> None:
     import huggingface_hub
     from huggingface_hub.errors import HFValidationError, RepositoryNotFoundError
 
-    fix = "give a local directory, a .gguf file or an alias (`harness models`)"
+    fix = (
+        "give a local directory (in a recipe, relative to the recipe's folder; start it with ./ to mark it a "
+        "path), a .gguf file or an alias (`harness models`)"
+    )
     try:
         if isinstance(huggingface_hub.try_to_load_from_cache(model_id, "config.json"), str):
             return

@@ -20,7 +20,7 @@ from rich.markup import escape
 from rich.spinner import Spinner
 from rich.text import Text
 
-from harness import models, planning, preflight, report, search, tracking, worker
+from harness import kinds, models, planning, preflight, report, search, tracking
 from harness.analysis import floor, ownership
 from harness.config import Recipe, stored_recipe
 from harness.executors import Job, JobEnd, last_lines, make_executor
@@ -177,7 +177,7 @@ def run_task(
             # a technique with `init_from` waits for the wave that trains its starting model
             for wave in planning.waves(recipe.techniques):
                 for spec in wave:  # selection first, on the validation split only
-                    if spec.search is not None and not (worker.needs_corpus(spec) and task.corpus_path is None):
+                    if spec.search is not None and kinds.inapplicable(spec, task, recipe) is None:
                         runner.searched[spec.name] = search.tune(spec, recipe, store.run_dir, runner.run, runner.jobs)
                 for spec in wave:  # then each chosen configuration on test
                     summary = (

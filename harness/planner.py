@@ -481,10 +481,13 @@ def plan_task(recipe: Recipe, task_ref: str, device: Device, model: Model) -> mp
     answer = recipe.eval.heldout.max_new_tokens
     stats_cache: dict[tuple, TokenStats] = {}
     for spec in recipe.techniques:
+        reason = kinds.inapplicable(spec, task, recipe)
+        if reason is not None:  # its cells are skipped rows, at once: nothing to fit or time
+            plan.untrained_cells += len(planning.test_cells(recipe, spec, {}))
+            plan.notes.append(f"{spec.name}: skipped on this task: {reason}")
+            continue
         trained = kinds.trained(spec.kind)
-        searched = spec.search is not None and not (
-            kinds.get(spec.kind).needs_corpus(spec) and task.corpus_path is None
-        )
+        searched = spec.search is not None
         trials = (spec.search.trials or recipe.search_budget or 0) if searched else 0  # as pipeline.run_task searches
         tests = planning.test_cells(recipe, spec, chosen_stand_in(spec) if searched else {})
         key = (

@@ -36,7 +36,7 @@ class Cell:
     params: dict[str, Any] = field(default_factory=dict)  # dotted settings applied to the technique
     trial: int | None = None  # the search trial's number
     train_size: int | None = None  # train on the first N train examples (None: all)
-    objective: str | None = None  # a trial's objective: validation_score or validation_loss
+    objective: str | None = None  # a trial's objective: validation_score, validation_loss or validation_macro_f1
     main: bool = True  # the configuration the technique's row reports (not a smaller learning-curve size)
 
     @property

@@ -16,12 +16,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from harness import kinds
 from harness.config import Recipe
 from harness.models import ModelResolutionError, check_resolvable
 from harness.prompting import draw_shots
 from harness.retrieval import load_corpus
 from harness.tasks import Task, load_task, with_validation
-from harness.worker import needs_corpus
 from harness.yamlconfig import ConfigError
 
 
@@ -86,10 +86,15 @@ def check_task(recipe: Recipe, task: Task, source: str | None = None) -> None:
         if recipe.eval.judge is not None:
             recipe.eval.judge.check_task(task)
         task = with_validation(task, recipe.eval.validation)
-    if task.corpus_path is not None and any(map(needs_corpus, recipe.techniques)):
+    if task.corpus_path is not None and any(map(kinds.needs_corpus, recipe.techniques)):
         load_corpus(task.corpus_path)  # its errors name the corpus file and line
     with citing(source):
         for technique in recipe.techniques:
+            if technique.search and technique.search.objective == "validation_macro_f1" and not task.is_classification:
+                raise ConfigError(
+                    f"technique {technique.name!r}: objective validation_macro_f1 needs a classification task "
+                    f"(one with `labels:`); task {task.name!r} has none: use validation_score"
+                )
             try:
                 draw_shots(task, getattr(technique, "shots", 0), recipe.seed)
             except ValueError as exc:

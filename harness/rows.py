@@ -55,7 +55,7 @@ FIELDS = {
     # a technique's merged row (planning.merge, planning.search_summary)
     "params": "the chosen configuration's values (search, dotted keys)",
     "chosen": "the values the search chose",
-    "search_objective": "validation_loss or validation_score",
+    "search_objective": "validation_score, validation_loss or validation_macro_f1",
     "seed_scores": "the score under each seed",
     "seed_invariant": "whether one cell served every seed (greedy zero-shot)",
 }

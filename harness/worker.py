@@ -92,12 +92,8 @@ def run_cell(spec, ctx) -> tuple[Row, list[dict]]:
     from harness.techniques import Outcome
 
     set_seed(ctx.recipe.seed)
-    if needs_corpus(spec) and ctx.task.corpus_path is None:
-        what = "its `retrieval:`" if kinds.uses_retrieval(spec) else f"kind {spec.kind}"
-        reason = (
-            f"task {ctx.task.name!r} has no corpus, which {spec.name!r} needs ({what}); fix: add "
-            "`corpus: {path: ...}` to the task's task.yaml"
-        )
+    reason = kinds.inapplicable(spec, ctx.task, ctx.recipe)
+    if reason is not None:  # does not apply to this task: skipped with the reason, which is no failure
         return make_row(spec.name, spec.kind, "skipped", error=reason, device=ctx.device), []
     start = time.perf_counter()
     try:
@@ -141,6 +137,8 @@ def follow(spec, ctx, node) -> None:
     share of training, then nothing (distributed.NodeDone); a failure is logged here and named by node 0."""
     from harness import distributed, kinds
 
+    if kinds.inapplicable(spec, ctx.task, ctx.recipe) is not None:
+        return  # node 0 writes the skipped row
     try:
         kinds.get(spec.kind).run(spec, ctx)
     except distributed.NodeDone:
@@ -179,17 +177,18 @@ def judge(ctx, predictions: list[dict], metric: str | None) -> dict:
         ctx.shared.drop_judge()  # a judge is per cell: it must not sit in the next cell's memory peak
 
 
-def needs_corpus(spec) -> bool:
-    from harness import kinds
-
-    return kinds.get(spec.kind).needs_corpus(spec)
+OBJECTIVE_FIGURES = {  # a search objective -> the validation row's figure it reads
+    "validation_score": "score",
+    "validation_loss": "validation_loss",
+    "validation_macro_f1": "score_macro_f1",
+}
 
 
 def objective_value(cell, row) -> float | None:
-    """A search trial's objective: the validation score, or the validation loss."""
+    """A search trial's objective: its validation row's score, loss or macro-F1."""
     if cell.objective is None or row["status"] != "ok":
         return None
-    return row.get("validation_loss") if cell.objective == "validation_loss" else row.get("score")
+    return row.get(OBJECTIVE_FIGURES[cell.objective])
 
 
 def trial_pruning(run_dir: Path, spec, cell):

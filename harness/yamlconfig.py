@@ -9,7 +9,8 @@ import difflib
 import os
 import types
 import typing
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -92,6 +93,75 @@ class BuiltModel(Chooser):
         return value if isinstance(value, model) else model.model_validate(value)
 
 
+def beside(value: str, folder: Path) -> str:
+    """A relative path joined to `folder`; absolute, ~ and $VAR paths as written (expand_path expands them),
+    and an empty one (its field's own check names it)."""
+    if not value.strip() or value.startswith(("~", "$")) or os.path.isabs(value):
+        return value
+    return os.path.normpath(folder / value)
+
+
+@dataclass(frozen=True)
+class RelativeToFile:
+    """Marks a schema type whose values are paths (`Annotated[str, RelativeToFile()]`): a relative path
+    written in a YAML file is relative to that file's folder, as in a docker compose file or a
+    Cargo.toml, wherever the command runs; one given on the command line (an override) stays relative
+    to the working directory. `anchor_paths` applies it to a file's data before the overrides.
+    `resolve(value, folder)`: what the process reads for a value written in a file in `folder`."""
+
+    resolve: Callable[[str, Path], str] = beside
+
+
+def name_or_path(is_name: Callable[[str], bool]) -> RelativeToFile:
+    """A value that is a path or a name (a bundled task, an alias, a hub id, a module): a name is kept as
+    written unless a file or folder of that name sits beside the recipe; anything else is a path."""
+
+    def resolve(value: str, folder: Path) -> str:
+        anchored = beside(value, folder)
+        return value if is_name(value) and not os.path.exists(anchored) else anchored
+
+    return RelativeToFile(resolve)
+
+
+def anchor_paths(data: Any, schema: Any, folder: Path) -> Any:
+    """`data` as read from a file in `folder`, each string (or list of strings) that `schema` marks
+    RelativeToFile resolved against the folder; mappings are followed into the schema they validate
+    against (a technique's by its `kind:`)."""
+    marker = _relative_marker(schema)
+    if marker is not None and isinstance(data, str):
+        return marker.resolve(data, folder)
+    if isinstance(data, dict):
+        chosen = _unwrap(schema, None, data)
+        return {key: anchor_paths(value, _field_type(chosen, key, data), folder) for key, value in data.items()}
+    if isinstance(data, list):
+        item = schema if marker is not None else _unwrap(schema, 0, data)
+        return [anchor_paths(value, item, folder) for value in data]
+    return data
+
+
+def _relative_marker(tp: Any) -> RelativeToFile | None:
+    """The RelativeToFile marker of a type: on it, or on a member of its union."""
+    if typing.get_origin(tp) is typing.Annotated:
+        found = next((m for m in typing.get_args(tp)[1:] if isinstance(m, RelativeToFile)), None)
+        return found or _relative_marker(typing.get_args(tp)[0])
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return next(filter(None, map(_relative_marker, typing.get_args(tp))), None)
+    return None
+
+
+def _field_type(model: Any, key: Any, data: Any) -> Any:
+    """The type of `key` in a mapping validated by `model`, its field's markers included."""
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        field_info = model.model_fields.get(key)
+        if field_info is None:
+            return None
+        if not field_info.metadata:
+            return field_info.annotation
+        args = (field_info.annotation, *field_info.metadata)
+        return typing.Annotated[args]
+    return _unwrap(model, key, data)
+
+
 def expand_path(value: str) -> str:
     """Paths in recipes may use ~ and $VARS; an unset variable is an error, not an empty string."""
     expanded = os.path.expanduser(os.path.expandvars(value))
@@ -133,6 +203,7 @@ def load_yaml_model(path: str | Path, model: type[M], overrides: Iterable[str] =
         raise ConfigError(f"{path}: YAML nested too deeply to read") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of settings at the top level")
+    data = anchor_paths(data, model, path.parent.resolve())  # the file's paths; the overrides' stay the cwd's
     for override in overrides:
         apply_override(data, override)
     return validate(data, model, source=str(path), lines=lines)

@@ -313,7 +313,7 @@ def test_the_kind_is_registered_light_and_needs_a_corpus_only_with_retrieval():
     kind = kinds.get("api")
     assert kind.description and not kind.trained and not kind.reads_base_model
     spec = ApiTechnique(kind="api", name="x", base_url="https://api.example.com/v1", model="m")
-    assert not kind.needs_corpus(spec) and kind.needs_corpus(spec.model_copy(update={"retrieval": {}}))
+    assert not kinds.needs_corpus(spec) and kinds.needs_corpus(spec.model_copy(update={"retrieval": {}}))
     # validating a recipe imports no ML library: the kind's module imports them when a cell runs
     code = "import sys, harness.techniques.api; print(sorted({'torch', 'transformers'} & set(sys.modules)))"
     assert (

@@ -1,4 +1,6 @@
 import json
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -195,3 +197,64 @@ def test_a_run_started_from_python_gets_the_same_pre_flight(write, tmp_path):
 def test_every_bundled_recipe_validates_without_loading_a_model(recipe):
     spec = _validated(str(recipe), [])
     assert spec.techniques
+
+
+@pytest.mark.parametrize("recipe", sorted((REPO / "recipes").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_bundled_recipe_validates_from_another_folder(recipe, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert _validated(os.path.relpath(recipe), []).techniques
+
+
+def test_relative_paths_in_a_recipe_are_relative_to_its_folder_and_overrides_to_the_working_directory(
+    tmp_path, monkeypatch
+):
+    """`task: ../tasks/mini` in recipes/r.yaml finds tasks/mini from the repository's root, from recipes/ and
+    from anywhere else (it was looked up from the working directory); a path given on the command line is
+    the working directory's; names (a bundled task, an alias, a hub id, a module) stay names."""
+    shutil.copytree(REPO / "tasks" / "ticket-routing", tmp_path / "tasks" / "mini")
+    (tmp_path / "recipes").mkdir()
+    (tmp_path / "recipes" / "kind.py").write_text("")
+    (tmp_path / "recipes" / "models" / "m").mkdir(parents=True)
+    recipe = tmp_path / "recipes" / "r.yaml"
+    recipe.write_text(
+        VALID.replace("task: ticket-routing", "task: ../tasks/mini")
+        + "model: models/m\nplugins: [kind.py, json]\noutput_dir: out\n"
+        + "eval: {lm_eval: {include_path: [lm], tasks: [x]}}\ntracking: {mlflow: {uri: 'sqlite:///runs.db'}}\n"
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    for cwd in (tmp_path, tmp_path / "recipes", elsewhere):
+        monkeypatch.chdir(cwd)
+        spec = _validated(os.path.relpath(recipe), [])
+        assert spec.task == str(tmp_path / "tasks" / "mini")
+        assert spec.model.id == str(tmp_path / "recipes" / "models" / "m")
+        assert spec.plugins == [str(tmp_path / "recipes" / "kind.py"), "json"]
+        assert spec.output_dir == str(tmp_path / "recipes" / "out")
+        assert spec.eval.lm_eval.include_path == [str(tmp_path / "recipes" / "lm")]
+        assert spec.tracking.mlflow.uri == f"sqlite:///{tmp_path / 'recipes' / 'runs.db'}"
+    monkeypatch.chdir(tmp_path)
+    overridden = load_recipe("recipes/r.yaml", ["task=tasks/mini", "output_dir=out", "model=random:tiny-llama"])
+    assert (overridden.task, overridden.output_dir, overridden.model.id) == ("tasks/mini", "out", "random:tiny-llama")
+    named = load_recipe("recipes/r.yaml", ["model=HuggingFaceTB/SmolLM2-135M", "task=ticket-routing"])
+    assert (named.model.id, named.task) == ("HuggingFaceTB/SmolLM2-135M", "ticket-routing")
+    recipe.write_text(VALID + "model: {id: smollm2-135m-instruct}\n")  # bundled task and alias: names
+    assert (load_recipe(recipe).task, load_recipe(recipe).model.id) == ("ticket-routing", "smollm2-135m-instruct")
+    recipe.write_text(VALID + "model: random:cfg/config.json\neval: {judge: {model: ./judge}}\n")
+    spec = load_recipe(recipe)
+    assert spec.model.id == f"random:{tmp_path / 'recipes' / 'cfg' / 'config.json'}"
+    assert spec.eval.judge.model.id == str(tmp_path / "recipes" / "judge")
+
+
+def test_a_recipe_path_not_found_says_where_it_looked(tmp_path, monkeypatch):
+    (tmp_path / "recipes").mkdir()
+    recipe = tmp_path / "recipes" / "r.yaml"
+    recipe.write_text(VALID.replace("task: ticket-routing", "task: ../tasks/nope") + "plugins: [nope.py]\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as error:
+        load_recipe("recipes/r.yaml")
+    assert f"plugin file {tmp_path / 'recipes' / 'nope.py'} not found (a path in a recipe is relative to" in str(
+        error.value
+    )
+    recipe.write_text(VALID.replace("task: ticket-routing", "task: ../tasks/nope"))
+    with pytest.raises(ConfigError, match=f"no {tmp_path / 'tasks' / 'nope' / 'task.yaml'}"):
+        _validated("recipes/r.yaml", [])

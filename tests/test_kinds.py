@@ -39,7 +39,7 @@ def run_instructed(spec, ctx):
 
 
 kinds.register(kinds.Kind("instructed", InstructedTechnique, run_instructed, "a custom system prompt",
-                          reads_base_model=True, needs_corpus=lambda spec: False,
+                          reads_base_model=True,
                           figures=(Figure("instruction_words", "words in the instruction", "count"),)))
 """
 
@@ -108,7 +108,9 @@ def test_without_the_plugin_the_kind_is_unknown_and_a_missing_plugin_is_named(wr
     path = write(
         "b.yaml", "name: x\ntask: ticket-routing\nplugins: [./nowhere.py]\ntechniques:\n  - {name: t, kind: prompt}\n"
     )
-    assert "plugin file ./nowhere.py not found" in str(pytest.raises(ConfigError, load_recipe, path).value)
+    # a path in a recipe is its folder's, and the error names where it looked
+    message = str(pytest.raises(ConfigError, load_recipe, path).value)
+    assert f"plugin file {path.parent / 'nowhere.py'} not found" in message
 
 
 def test_the_descriptor_is_checked_when_a_kind_registers():
@@ -172,3 +174,36 @@ def test_harness_kinds_lists_every_kind_metric_and_retriever():
     assert result.exit_code == 0, result.output
     for name in [*kinds.known(), "rouge_l", "hybrid", *executors.known(), *tracking.known()]:
         assert name in result.output
+
+
+def test_what_a_kind_needs_from_a_task_decides_whether_it_applies_the_same_way_for_every_kind(write):
+    """Each kind's `needs` (not a special case per kind in the worker) names what a task lacks, and a
+    technique that starts from one that does not apply does not apply either."""
+    from harness.tasks import load_task
+
+    recipe = load_recipe(
+        write(
+            "r.yaml",
+            "name: x\ntask: ticket-routing\ntechniques:\n  - {name: zero, kind: prompt}\n"
+            "  - {name: rag, kind: rag}\n  - {name: cpt, kind: cpt}\n  - {name: dpo, kind: dpo}\n"
+            "  - {name: rl, kind: grpo, init_from: dpo}\n"
+            "  - {name: hosted, kind: api, base_url: 'https://api.example.com/v1', model: m, retrieval: {}}\n",
+        )
+    )
+    routing, catalogue, replies = map(load_task, ("ticket-routing", "product-catalogue", "support-replies"))
+    reasons = {t.name: kinds.inapplicable(t, routing, recipe) for t in recipe.techniques}
+    assert reasons["zero"] is None
+    for name in ("rag", "cpt", "hosted"):
+        assert reasons[name].startswith(f"task 'ticket-routing' has no corpus, which {name!r} needs")
+    assert "has no preference pairs, which 'dpo' needs (kind dpo); fix: add `fields: {chosen:" in reasons["dpo"]
+    assert reasons["rl"] == f"'rl' starts from 'dpo', which does not apply: {reasons['dpo']}"
+    assert all(kinds.inapplicable(t, replies, recipe) is None for t in recipe.techniques if t.kind in ("dpo", "grpo"))
+    assert kinds.inapplicable(recipe.technique("cpt"), catalogue, recipe) is None
+
+
+def test_validate_names_the_techniques_a_run_will_skip_and_why(write):
+    text = "name: x\ntask: [ticket-routing, support-replies]\ntechniques:\n  - {name: zero, kind: prompt}\n"
+    result = run_cli("validate", write("r.yaml", text + "  - {name: dpo, kind: dpo}\n"))
+    assert result.exit_code == 0, result.output
+    assert "skipped when run: dpo on ticket-routing: task 'ticket-routing' has no preference pairs" in result.output
+    assert "on support-replies" not in result.output and "zero on" not in result.output

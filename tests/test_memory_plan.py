@@ -357,3 +357,15 @@ def test_evaluation_time_comes_from_earlier_held_out_phases():
     flops = 2.0 * shape.params * 10 * 105  # 2 x params per token, 10 examples of 105 tokens
     assert rate == pytest.approx((flops / 1.0 + flops / 3.0) / 2)  # the median of the two measured rates
     assert planner.measured_eval_rate(rows[2:], shape) is None
+
+
+def test_the_plan_leaves_out_a_technique_that_does_not_apply_and_says_why(write):
+    """dpo on ticket-routing (no preference pairs) is a skipped row when run: the plan gives it no memory
+    line (it had one, as if it would train), counts its cell and names the reason."""
+    text = "name: x\nmodel: random:tiny-llama\ntask: ticket-routing\ntechniques:\n"
+    recipe = load_recipe(write("r.yaml", text + "  - {name: lora, kind: lora}\n  - {name: dpo, kind: dpo}\n"))
+    (plan,) = planner.plan_recipe(recipe, device="cpu")
+    assert [line.technique for line in plan.techniques] == ["lora"]
+    assert plan.untrained_cells == 1
+    reason = "dpo: skipped on this task: task 'ticket-routing' has no preference pairs"
+    assert any(note.startswith(reason) for note in plan.notes)

@@ -104,3 +104,25 @@ def test_dpo_recipe_errors(write, entry, message):
         f"  - {{name: sft, kind: lora}}\n  - {{name: other, kind: full}}\n  - {entry}\n",
     )
     assert message in str(pytest.raises(ConfigError, load_recipe, path).value)
+
+
+def test_dpo_on_a_task_without_preference_pairs_is_skipped_and_the_run_succeeds(write, tiny_model_dir, tmp_path):
+    """Does-not-apply is one rule for every kind (the Kind declares what it needs): dpo on ticket-routing is
+    a skipped row with the reason, not a failed one, and so is a technique that starts from it; it gets no
+    search trials; `harness run` exits 0. (Before, dpo's cell failed and the run exited 1.)"""
+    techniques = (
+        f"  - {{name: dpo, kind: dpo, {FAST}, search: {{trials: 2, space: {{train.learning_rate: "
+        "{log_uniform: [1e-5, 1e-4]}}}}\n"
+        f"  - {{name: dpo-rl, kind: grpo, init_from: dpo, grpo: {{generations: 4}}, {FAST}}}\n"
+    )
+    recipe = tiny_recipe(tiny_model_dir, tmp_path / "out", techniques).replace(
+        "eval:\n", "eval:\n  validation: {size: 8}\n"
+    )
+    run_dir, rows = run_rows(write, recipe, tmp_path / "out")  # exits 0
+    assert rows["dpo"]["status"] == "skipped"
+    assert rows["dpo"]["error"].startswith(
+        "task 'ticket-routing' has no preference pairs, which 'dpo' needs (kind dpo); fix: add `fields: {chosen:"
+    )
+    assert rows["dpo-rl"]["status"] == "skipped"
+    assert rows["dpo-rl"]["error"].startswith("'dpo-rl' starts from 'dpo', which does not apply: task 'ticket-routing'")
+    assert not (run_dir / "search.db").exists() and not list((run_dir / "cells").glob("*validation*"))

@@ -16,13 +16,13 @@ import uuid
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Annotated, Protocol
 
 from pydantic import Field, field_validator
 
 from harness.planning import Cell
 from harness.results import write_atomic
-from harness.yamlconfig import Strict, expand_path
+from harness.yamlconfig import RelativeToFile, Strict, expand_path
 
 LOG_TAIL_LINES = 8
 
@@ -40,7 +40,8 @@ class ExecutorSettings(Strict):
     # split between --jobs
     cpus_per_cell: int | None = Field(None, ge=1)
     max_retries: int = Field(2, ge=0)  # a cell lost with its worker or node runs again (ray, slurm)
-    storage: str | None = None  # the run folder's root for a new run (replaces output_dir): a path all workers see
+    # the run folder's root for a new run (replaces output_dir): a path all workers see
+    storage: Annotated[str | None, RelativeToFile()] = None
 
     _expand = field_validator("storage")(classmethod(lambda cls, v: v if v is None else expand_path(v)))
 

@@ -22,6 +22,7 @@ from harness.rows import Row, RowLike
 OBJECTIVES = {  # objective: (words, which end is best)
     "validation_score": ("validation score", "higher is better"),
     "validation_loss": ("validation loss", "lower is better"),
+    "validation_macro_f1": ("validation macro-F1", "higher is better"),
 }
 
 

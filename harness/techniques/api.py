@@ -139,7 +139,6 @@ kinds.register(
         "a hosted model through an OpenAI-compatible chat-completions endpoint",
         reads_base_model=False,
         trained=False,
-        needs_corpus=lambda spec: spec.retrieval is not None,
         hosted=True,
         figures=(
             Figure("api_input_tokens", "prompt tokens sent (api)", "count"),

@@ -270,7 +270,7 @@ kinds.register(
         "optionally then instruction training",
         trained=True,
         default_learning_rate=DEFAULT_LEARNING_RATE["lora"],
-        needs_corpus=lambda spec: True,
+        needs=lambda spec: (kinds.CORPUS,),
         figures=(
             Figure("cpt_seconds", "document-phase time (cpt)", "seconds", "lower"),
             Figure("cpt_tokens", "document tokens trained (cpt)", "count"),

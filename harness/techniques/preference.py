@@ -128,5 +128,6 @@ kinds.register(
         "preference tuning (TRL DPOTrainer) on chosen/rejected pairs",
         trained=True,
         default_learning_rate=5e-5,
+        needs=lambda spec: (kinds.PREFERENCE_PAIRS,),
     )
 )

@@ -56,6 +56,5 @@ kinds.register(
         run_prompt,
         "the base model as it is, zero- or few-shot",
         reads_base_model=True,
-        needs_corpus=lambda spec: False,
     )
 )

@@ -125,6 +125,6 @@ kinds.register(
         run_rag,
         "the base model prompted with passages retrieved from the task's corpus",
         reads_base_model=True,
-        needs_corpus=lambda spec: True,
+        needs=lambda spec: (kinds.CORPUS,),
     )
 )

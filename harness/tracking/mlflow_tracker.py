@@ -12,13 +12,20 @@ from __future__ import annotations
 import re
 import time
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import field_validator
 
 from harness import tracking
 from harness.rows import RowLike
 from harness.tracking import summary
-from harness.yamlconfig import Strict, expand_path
+from harness.yamlconfig import RelativeToFile, Strict, beside, expand_path
+
+
+def _sqlite_beside(uri: str, folder: Path) -> str:
+    """A sqlite:/// URI written in a recipe: its relative database path is relative to the recipe's folder."""
+    prefix = "sqlite:///"
+    return prefix + beside(uri.removeprefix(prefix), folder) if uri.startswith(prefix) else uri
 
 
 class MlflowSettings(Strict):
@@ -29,7 +36,7 @@ class MlflowSettings(Strict):
     # sqlite:///path/mlflow.db works offline; http(s)://host for a tracking server; None:
     # MLFLOW_TRACKING_URI, else MLflow's default. A relative sqlite path is made absolute here, so
     # worker processes started elsewhere write to the same database.
-    uri: str | None = None
+    uri: Annotated[str | None, RelativeToFile(_sqlite_beside)] = None
     experiment: str | None = None  # None: the recipe's name
 
     @field_validator("uri")

@@ -6,12 +6,13 @@ figures as scalars, the recipe and REPORT.md as text, the plots as images. tenso
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import field_validator
 
 from harness import tracking
 from harness.tracking import summary
-from harness.yamlconfig import Strict, expand_path
+from harness.yamlconfig import RelativeToFile, Strict, expand_path
 
 
 class TensorboardSettings(Strict):
@@ -19,7 +20,7 @@ class TensorboardSettings(Strict):
     .../<technique> for the summary (the row's figures as scalars, the recipe and REPORT.md as text, the
     plots as images)."""
 
-    dir: str | None = None  # None: <run folder>/tensorboard
+    dir: Annotated[str | None, RelativeToFile()] = None  # None: <run folder>/tensorboard
 
     _expand = field_validator("dir")(classmethod(lambda cls, v: v if v is None else expand_path(v)))
 

@@ -4,13 +4,13 @@ summary run per technique, all in one group named after the harness run (W&B has
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import field_validator
 
 from harness import tracking
 from harness.tracking import summary
-from harness.yamlconfig import Strict, expand_path
+from harness.yamlconfig import RelativeToFile, Strict, expand_path
 
 EXIT_CODES = {"ok": 0, "skipped": 0}
 
@@ -22,7 +22,7 @@ class WandbSettings(Strict):
     project: str | None = None  # None: the recipe's name
     entity: str | None = None  # a team or user; None: the account's default
     mode: Literal["offline", "online"] = "offline"  # offline: files under `dir`, uploaded later by `wandb sync`
-    dir: str | None = None  # None: the run folder
+    dir: Annotated[str | None, RelativeToFile()] = None  # None: the run folder
 
     _expand = field_validator("dir")(classmethod(lambda cls, v: v if v is None else expand_path(v)))
 
