@@ -66,12 +66,19 @@ def main() -> None:
             rates[name].append(len(prompts) / (time.perf_counter() - start))
     a, b = statistics.median(rates["whole"]), statistics.median(rates["cached"])
     gap = max(abs(x - y) for x, y in zip(values["whole"], values["cached"]))
+    n = len(labels)
+
+    def picks(scores: list[float]) -> list[int]:  # each prompt's likeliest label
+        return [max(range(n), key=lambda j: scores[i * n + j]) for i in range(len(prompts))]
+
+    same = sum(a == b for a, b in zip(picks(values["whole"]), picks(values["cached"])))
     print(
         f"{args.model} on {args.task}: {len(prompts)} prompts x {len(labels)} labels, batch {args.batch_size}, "
         f"{args.repeats} repeats (A/B interleaved, medians)\n"
         f"  whole  (prompt + label per label): {a:.3f} examples/s\n"
         f"  cached (prompt once, its cache):   {b:.3f} examples/s\n"
-        f"  ratio cached/whole: {b / a:.1f}x; largest log-likelihood difference {gap:.2e}"
+        f"  ratio cached/whole: {b / a:.1f}x; largest log-likelihood difference {gap:.2e} ({model.dtype}); "
+        f"the same likeliest label for {same}/{len(prompts)} prompts"
     )
 
 
