@@ -231,7 +231,7 @@ def load(spec: ModelSpec, device: str, dtype: torch.dtype | None = None, quantiz
             model = _auto_model().from_pretrained(
                 source, dtype=dtype, quantization_config=quantization_config, device_map={"": device}
             )
-            return model.eval(), tokenizer
+            return contiguous_head_input(model).eval(), tokenizer
         model = _auto_model().from_pretrained(source, dtype=dtype)
     except OSError as exc:
         raise ModelResolutionError(
@@ -240,7 +240,26 @@ def load(spec: ModelSpec, device: str, dtype: torch.dtype | None = None, quantiz
             f"weights, a .gguf file, one of the aliases ({', '.join(ALIASES)}), or a hub id with a hub "
             "connection (or HF_HUB_OFFLINE=1 and a filled cache)."
         ) from exc
-    return model.to(device).eval(), tokenizer
+    return contiguous_head_input(model.to(device)).eval(), tokenizer
+
+
+def contiguous_head_input(model):
+    """Give the output layer a contiguous input. Generation's first step projects only the last
+    position (`hidden[:, -1:, :]`, a strided view); torch.matmul folds such a 3-D input into one matrix
+    product only when the weight requires grad, and otherwise broadcasts the weight into a batched
+    product, copying the whole output matrix once per sequence (8 x 576 x 49152 for the default model:
+    0.8 s of a 1.3 s batch on the CPU). Frozen weights are what a LoRA merge, a peft wrapper or a 4-bit
+    base leave, so every such model generated at 0.5-0.7x the speed of a fully fine-tuned one. A
+    contiguous input is folded whatever the weight (a no-op for an input that is contiguous already)."""
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if head is not None:
+        head.register_forward_pre_hook(_contiguous_args)
+    return model
+
+
+def _contiguous_args(module, args):
+    """A forward pre-hook (a named function: a model with it still pickles)."""
+    return (args[0].contiguous(), *args[1:]) if args else None
 
 
 def _auto_model():
@@ -405,7 +424,7 @@ def _random_model(arch: str, device: str, dtype: torch.dtype):
     config = AutoConfig.for_model(**settings)
     with torch.device(device):
         model = _auto_model().from_config(config, dtype=dtype)
-    return model.eval(), tokenizer
+    return contiguous_head_input(model).eval(), tokenizer
 
 
 def load_config(model_id: str):
