@@ -427,9 +427,10 @@ def test_the_documented_check_command_takes_several_thresholds_after_one_flag(tm
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     documented = next(line for line in readme.splitlines() if line.startswith("harness check RUN --baseline"))
     flags = documented.split("#")[0].split()[5:]  # what follows `harness check RUN --baseline BASELINE`
-    assert flags == ["--max-drop", "score=0.02", "--max-increase", "peak_memory_bytes=10%", "cost_usd=20%"]
+    # no time or cost threshold by default: timings on a shared machine vary run to run (tests/test_gate_noise.py)
+    assert flags == ["--max-drop", "score=0.02", "--max-increase", "peak_memory_bytes=10%"]
     make_run(tmp_path / "run", {"zero": (outcomes(20), 0.0013, 1000), "lora": (outcomes(40), 0.01, 4000)})
-    result = run_cli("check", tmp_path / "run", "--baseline", baseline, *flags)
+    result = run_cli("check", tmp_path / "run", "--baseline", baseline, *flags, "cost_usd=20%")  # one flag, two
     assert result.exit_code == 1, result.output  # zero's cost rose 30%: the second threshold is in force
     assert "cost_usd may rise 20%" in result.output and "peak_memory_bytes may rise 10%" in result.output
     within = run_cli(
