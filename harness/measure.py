@@ -116,3 +116,22 @@ def saved_activation_bytes(model, input_ids, autocast: bool = False) -> int:
         loss = model(input_ids=input_ids, labels=input_ids).loss
     loss.backward()
     return sum(seen.values())
+
+
+def release_memory() -> None:
+    """Give back what is no longer used (Python garbage, the CUDA cache, freed heap pages) before the
+    next phase is measured: on the CPU the resident size counts heap pages that were freed but not
+    returned (glibc keeps them after training's many mid-sized tensors), so without this a serving phase
+    that follows training measures training's leftovers."""
+    import ctypes
+    import gc
+    import sys
+
+    gc.collect()
+    torch = sys.modules.get("torch")  # imported already wherever there is anything to free
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass

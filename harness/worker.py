@@ -8,8 +8,6 @@ worker never writes results.json: the driver (pipeline.py) merges the cell files
 
 from __future__ import annotations
 
-import ctypes
-import gc
 import json
 import os
 import platform
@@ -19,6 +17,8 @@ import time
 import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from harness import measure
 
 if TYPE_CHECKING:
     from harness.rows import Row
@@ -164,7 +164,7 @@ def judge(ctx, predictions: list[dict], metric: str | None) -> dict:
     own model is freed. A judge that fails leaves the technique's row ok, with `judge_error` saying why."""
     from harness.evaluate.judge import judge_heldout
 
-    release_memory()  # a trained model the runner dropped: gone before the judge loads
+    measure.release_memory()  # a trained model the runner dropped: gone before the judge loads
     try:
         return judge_heldout(ctx, predictions, metric)
     except Exception as exc:  # noqa: BLE001 — the technique's own results stand without the judge's
@@ -198,20 +198,6 @@ def trial_pruning(run_dir: Path, spec, cell):
     from harness.search import pruning_callback
 
     return pruning_callback(run_dir, spec, cell.trial)
-
-
-def release_memory() -> None:
-    """Free what a finished cell left (Python garbage, CUDA cache, freed heap pages), so the next
-    cell of a shared process starts from the loaded base model alone."""
-    import torch
-
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 def save_traceback(run_dir: Path, name: str) -> None:
@@ -297,7 +283,7 @@ def run_job(job: dict) -> None:
         } | ({} if pruning is None else {"pruned": pruning.pruned})
         result = {"cell": cell.to_dict(), "row": row.as_dict(), "predictions": predictions}
         write_atomic(cell_path(run_dir, cell), json.dumps(result, default=str))
-        release_memory()
+        measure.release_memory()
 
 
 def preload() -> None:

@@ -111,6 +111,8 @@ def best_values(columns: list[Column], rows: Sequence[RowLike]) -> dict[str, flo
     return best
 
 
+TRAIN_PEAK, SERVE_PEAK = "train_peak_memory_bytes", "eval_peak_memory_bytes"  # REPORT.md's memory columns
+
 COLUMNS = (
     Column("technique", lambda r: r["technique"], numeric=False, where="markdown"),
     Column(
@@ -148,7 +150,10 @@ COLUMNS = (
     Column("eval", lambda r: fmt_seconds(r.get("eval_seconds")), where="markdown"),
     Column("index", lambda r: fmt_seconds(r.get("index_seconds")), where="markdown"),
     Column("lm-eval time", lambda r: fmt_seconds(r.get("lm_eval_seconds")), where="markdown"),
-    Column("peak mem", lambda r: fmt_bytes(r.get("peak_memory_bytes")), key="peak_memory_bytes"),
+    Column("peak mem", lambda r: fmt_bytes(r.get("peak_memory_bytes")), where="terminal", key="peak_memory_bytes"),
+    # the figures users compare: what training needs (trained kinds), and what serving the model needs
+    Column("train mem", lambda r: fmt_bytes(r.get(TRAIN_PEAK)), where="markdown", key=TRAIN_PEAK),
+    Column("serve mem", lambda r: fmt_bytes(r.get(SERVE_PEAK)), where="markdown", key=SERVE_PEAK),
     Column("trainable / total params", fmt_params, where="markdown"),
     Column(
         "train tok/s",

@@ -386,10 +386,14 @@ def measurement_section(metas: list[dict], rows: Sequence[RowLike]) -> str:
         "at volume); without one, the run's cost, with the request volumes over which the pick is also the "
         "cheapest to own. Computed from these numbers, not written by hand.",
         "- **no label**: share of answers that named none of the task's labels (classification tasks).",
-        f"- **peak mem**: {'; '.join(methods) or 'not measured'}; the highest of the technique's phases. "
-        "Process RSS counts everything the process holds (the Python runtime and libraries, ~0.5 GiB, and the "
-        "base model shared by prompt-only techniques); memory is released between techniques, but for "
-        "isolated figures per kind use `bench/bench_train.py`, which runs each in a fresh process.",
+        f"- **train mem** / **serve mem**: {'; '.join(methods) or 'not measured'}. **train mem** is the "
+        "training phase's peak (trained kinds): what a technique needs to be made. **serve mem** is the held-out "
+        "phase's peak: what it needs to answer, the model as scored (merged adapters, a 4-bit base), measured "
+        "after training's memory was handed back. `peak_memory_bytes` in results.csv, the plots and the gate "
+        "is the highest of every phase, lm-eval's too. Process RSS counts everything the process holds (the "
+        "Python runtime and libraries, ~0.5 GiB, and the base model shared by prompt-only techniques); memory "
+        "is released between techniques and phases, but for isolated figures per kind use "
+        "`bench/bench_train.py`, which runs each in a fresh process.",
         "- **wall**: the technique from start to finish (training, evaluation, lm-eval; prompt-only and RAG "
         "techniques share one base-model load"
         f"{f' ({max(loads):.1f}s at most)' if loads else ''}, counted in none).",

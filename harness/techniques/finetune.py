@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from harness import kinds, prompting
+from harness import kinds, measure, prompting
 from harness.config import TrainedTechnique
 from harness.evaluate.lmeval import evaluate_lm_eval
 from harness.evaluate.phase import evaluate_heldout
@@ -140,6 +140,7 @@ def finetune(spec, ctx: RunContext, peft_config=None, quantization_config=None, 
             ctx, spec.retrieval, tokenizer, [*ctx.task.train, *ctx.task.validation, *ctx.heldout_examples()]
         )
     model, stats, method = (fit or supervised(spec, ctx))(model, tokenizer, augment, peft_config)
+    measure.release_memory()  # the trainer's leftovers: not in the serving phase's peak
     trainable, total = parameter_counts(model)
     if quantization_config is None:
         model = model.to(models.resolve_dtype(ctx.recipe.model, ctx.device))  # evaluate as the base is evaluated
