@@ -13,8 +13,10 @@ with a ConfigWarning where it is found, which the CLI prints as one line.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from harness import kinds
 from harness.config import Recipe
@@ -34,6 +36,8 @@ def check(recipe: Recipe, source: str | None = None) -> None:
     check_judge_model(recipe)
     with citing(source):
         check_distributed(recipe)
+        check_output_folder(recipe)
+        check_cores(recipe)
     for task in map(load_task, recipe.tasks):
         check_task(recipe, task, source)
 
@@ -76,6 +80,30 @@ def check_distributed(recipe: Recipe) -> None:
                 f"each node (executor.kind: slurm or ray); on one machine, run its {spec.world_size} processes as "
                 f"processes: {spec.world_size}, nodes: 1"
             )
+
+
+def check_output_folder(recipe: Recipe) -> None:
+    """The run folder's root is a folder, or can be made one: found now, not when the first cell's result
+    is written."""
+    key, root = ("executor.storage", recipe.executor.storage) if recipe.executor.storage else ("output_dir", None)
+    path = Path(root or recipe.output_dir)
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        what = "is not a folder" if existing == path else f"cannot hold a folder: {existing} is not one"
+        raise ConfigError(f"{key}: {path} {what}; fix: name a folder the run folders may go in")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{key}: {existing} is not writable; fix: name a folder you may write in")
+
+
+def check_cores(recipe: Recipe) -> None:
+    """The local executor gives each cell cpus_per_cell threads of this machine: more than it has only
+    makes the threads take turns."""
+    cpus, cores = recipe.executor.cpus_per_cell, os.cpu_count() or 1
+    if recipe.executor.kind == "local" and cpus is not None and cpus > cores:
+        raise ConfigError(
+            f"executor.cpus_per_cell {cpus}: this machine has {cores} CPU cores; give at most {cores} "
+            "(or leave it unset: the cores are split between --jobs)"
+        )
 
 
 def check_task(recipe: Recipe, task: Task, source: str | None = None) -> None:
