@@ -13,6 +13,7 @@ with a ConfigWarning where it is found, which the CLI prints as one line.
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -104,6 +105,43 @@ def check_cores(recipe: Recipe) -> None:
             f"executor.cpus_per_cell {cpus}: this machine has {cores} CPU cores; give at most {cores} "
             "(or leave it unset: the cores are split between --jobs)"
         )
+
+
+def check_lora_targets(recipe: Recipe) -> None:
+    """Every LoRA's target_modules names modules of the model: peft would otherwise fail in every cell
+    ("Target modules ... not found"); which module types it adapts, peft decides. The model is read on the
+    meta device (no weights), which needs torch, so `harness run` checks it before the first cell, not the
+    light `harness validate`."""
+    from pydantic import BaseModel
+
+    from harness import planner
+    from harness.techniques.finetune import LoraSettings
+
+    def loras(settings: BaseModel) -> Iterator[LoraSettings]:  # cpt's `then:` holds one too
+        for _, value in settings:
+            if isinstance(value, LoraSettings):
+                yield value
+            elif isinstance(value, BaseModel):
+                yield from loras(value)
+
+    asked = [(t.name, lora.target_modules) for t in recipe.techniques for lora in loras(t)]
+    asked = [(name, targets) for name, targets in asked if targets != "all-linear"]
+    if not asked:
+        return
+    try:
+        modules = planner.read_model(recipe.model.id).modules
+    except Exception:  # noqa: BLE001 — a model the planner cannot read: peft's own error then names the module
+        return
+    short = sorted({module.rsplit(".", 1)[-1] for module in modules if not module.rsplit(".", 1)[-1].isdigit()})
+    for name, targets in asked:
+        for target in targets:  # matched as peft matches a list: the whole name, or its last dotted parts
+            if not any(module == target or module.endswith("." + target) for module in modules):
+                hint = difflib.get_close_matches(target, short, n=1)
+                raise ConfigError(
+                    f"technique {name!r}: lora.target_modules {target!r} names no module of "
+                    f"{recipe.model.id}{f' (did you mean {hint[0]!r}?)' if hint else ''}; its modules: "
+                    f"{', '.join(short)} (or all-linear)"
+                )
 
 
 def check_task(recipe: Recipe, task: Task, source: str | None = None) -> None:

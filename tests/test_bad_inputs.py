@@ -8,7 +8,7 @@ import json
 import shutil
 
 import pytest
-from conftest import REPO, run_cli
+from conftest import REPO, run_cli, tiny_recipe
 
 PROMPT = "name: t\ntask: ticket-routing\ntechniques:\n  - {name: zero, kind: prompt}\n"  # line 5 is the case's
 LORA = "name: t\ntask: ticket-routing\ntechniques:\n  - name: l\n    kind: lora\n"  # line 6 is the case's
@@ -128,3 +128,18 @@ def test_a_predictions_file_without_example_ids_is_an_error(tmp_path):
     result = run_cli("report", run_dir)
     assert result.exit_code == 2, result.output
     assert "zero-shot.jsonl:1: not a prediction (no example 'id')" in result.output
+
+
+def test_lora_target_modules_the_model_lacks_stop_the_run_before_any_cell(tiny_model_dir, tmp_path, write):
+    from harness import preflight
+    from harness.config import load_recipe
+
+    out = tmp_path / "out"
+    techniques = "  - {name: l, kind: lora, lora: {target_modules: [q_proj, nope]}}"
+    path = write("r.yaml", tiny_recipe(tiny_model_dir, out, techniques))
+    result = run_cli("run", path)
+    assert result.exit_code == 2, result.output
+    assert "technique 'l': lora.target_modules 'nope' names no module of" in result.output
+    assert not out.exists()  # no run folder: nothing ran
+    fixed = load_recipe(path, ["techniques.l.lora.target_modules=[q_proj, v_proj]"])
+    preflight.check_lora_targets(fixed)  # names of the model's layers pass
