@@ -25,7 +25,9 @@ from harness.yamlconfig import (
     ByKind,
     ConfigError,
     RelativeToFile,
+    Seed,
     Strict,
+    at_most,
     expand_path,
     load_yaml_model,
     name_or_path,
@@ -243,12 +245,16 @@ class DistributedSettings(Strict):
         return self.processes * self.nodes
 
 
+LEARNING_RATE_WHY = "a step that large makes training diverge; typical rates are 1e-5 (full) to 3e-4 (LoRA)"
+
+
 class TrainSettings(Strict):
     """Training through TRL's SFTTrainer; the loss covers the answer only (prompt tokens are masked)."""
 
     epochs: float = Field(1.0, gt=0)  # passes over the train split (ignored when max_steps is set)
     max_steps: int | None = Field(None, ge=1)  # stop after this many optimizer steps
-    learning_rate: float | None = Field(None, gt=0)  # None: the kind's default (5e-5 full, 2e-4 lora/qlora)
+    # None: the kind's default (5e-5 full, 2e-4 lora/qlora)
+    learning_rate: Annotated[float, at_most(1.0, LEARNING_RATE_WHY)] | None = Field(None, gt=0)
     lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "linear"
     warmup_ratio: float = Field(0.05, ge=0, lt=1)  # share of steps spent ramping the learning rate up
     batch_size: int = Field(8, ge=1)  # examples per device step; higher: faster, more memory
@@ -281,6 +287,9 @@ _by_kind = ByKind(_kind_models)
 TechniqueSpec = Annotated[Any, WrapValidator(_by_kind), _by_kind]
 
 
+BOOTSTRAP_WHY = "the 95% interval settles within a few thousand resamples, and each one costs time"
+
+
 class HeldoutEval(Strict):
     # generate: greedy answers, parsed for a label (any task). loglikelihood (tasks with `labels:`): each
     # label scored as the assistant's answer (summed token log-probabilities), the likeliest one is the
@@ -289,7 +298,8 @@ class HeldoutEval(Strict):
     limit: int | None = Field(None, ge=1)  # score only the first N test examples (None: all)
     batch_size: int = Field(16, ge=1)  # higher: faster generation, more memory
     max_new_tokens: int = Field(16, ge=1, le=4096)  # the longest answer the model may write (generate)
-    bootstrap_samples: int = Field(1000, ge=100)  # resamples for the 95% confidence interval
+    # resamples for the 95% confidence interval
+    bootstrap_samples: Annotated[int, at_most(100_000, BOOTSTRAP_WHY)] = Field(1000, ge=100)
     wrong_examples: int = Field(5, ge=0)  # wrong answers shown per technique in REPORT.md
     # the first N prompts are also answered one at a time, timed: latency at batch size 1 (0: not measured)
     latency_samples: int = Field(8, ge=0)
@@ -327,7 +337,7 @@ class ValidationSplit(Strict):
 
     fraction: float | None = Field(None, gt=0, lt=0.5)  # share of the train split
     size: int | None = Field(None, ge=2)  # or a number of examples
-    seed: int = 0  # fixes which examples; stratified by label for classification tasks
+    seed: Seed = 0  # fixes which examples; stratified by label for classification tasks
 
     @model_validator(mode="after")
     def _one_of(self):
@@ -388,9 +398,24 @@ class EvalSpec(Strict):
     judge: JudgeSettings | None = None  # grade answers with an LLM judge, on tasks with a `judge:` rubric
 
 
+DEVICE_KINDS = ("cpu", "cuda")  # what a row's device starts with: the keys of cost.usd_per_hour
+
+
 class CostSpec(Strict):
     # Dollars per device-hour; the defaults are typical on-demand cloud prices and the report states them.
-    usd_per_hour: dict[str, float] = {"cpu": 0.10, "cuda": 2.50}
+    usd_per_hour: dict[str, Annotated[float, Field(ge=0)]] = {"cpu": 0.10, "cuda": 2.50}
+
+    @field_validator("usd_per_hour")
+    @classmethod
+    def _known_devices(cls, prices):
+        for device in prices:
+            if device not in DEVICE_KINDS:  # a misspelt device would leave its rows without a cost
+                hint = difflib.get_close_matches(device, DEVICE_KINDS, n=1)
+                raise ValueError(
+                    f"unknown device {device!r}{f' (did you mean {hint[0]!r}?)' if hint else ''}; "
+                    f"prices are per device kind: {', '.join(DEVICE_KINDS)}"
+                )
+        return prices
 
 
 class Workload(Strict):
@@ -515,8 +540,8 @@ class Recipe(Strict):
     # (docs/ARCHITECTURE.md); imported before the keys that may name them are read, by the driver and by
     # every worker (harness/plugins.py)
     plugins: list[Annotated[str, name_or_path(lambda ref: not ref.endswith(".py"))]] = []
-    seed: int = 0
-    seeds: list[int] | None = Field(None, min_length=1)  # repeat every chosen configuration; replaces `seed`
+    seed: Seed = 0
+    seeds: list[Seed] | None = Field(None, min_length=1)  # repeat every chosen configuration; replaces `seed`
     search_budget: int | None = Field(None, ge=1)  # trials for every technique that has `search:` (equal budgets)
     train_sizes: list[int | Literal["all"]] | None = Field(None, min_length=1)  # learning curves (trained kinds)
     device: Literal["auto", "cpu", "cuda"] = "auto"

@@ -131,6 +131,11 @@ def check_resolvable(model_id: str) -> None:
         raise ModelResolutionError(f"GGUF file not found: {path}")
     if model_id.startswith((".", "/", "~")) and path.suffix != ".gguf" and not path.is_dir():
         raise ModelResolutionError(f"model directory not found: {path}")
+    if path.is_dir() and not (path / "config.json").is_file():  # `model: /etc` would fail in every cell
+        raise ModelResolutionError(
+            f"model directory {path} has no config.json, so it is not a transformers model; fix: give the folder "
+            "that holds config.json and the weights (as save_pretrained writes it), a .gguf file or an alias"
+        )
     if not (model_id in ALIASES or model_id.startswith(RANDOM_PREFIX) or path.suffix == ".gguf" or path.is_dir()):
         _check_hub_id(model_id)
 

@@ -69,6 +69,8 @@ def run(
     console = console or Console()
     preflight.check(recipe, recipe_path)  # before any folder is made: what cannot run fails here, fast
     prepared = prepare(recipe, console)
+    with preflight.citing(recipe_path):
+        preflight.check_lora_targets(recipe)  # reads the (prepared) model: after the light checks
     executor = make_executor(recipe, jobs)
     try:
         announce_plan(recipe, executor.device, console)

@@ -39,6 +39,7 @@ class Model:
     id: str
     shape: mp.ModelShape
     linears: tuple[Linear, ...]
+    modules: tuple[str, ...] = ()  # every named module: what LoRA's target_modules may name
 
 
 @functools.lru_cache(maxsize=8)
@@ -85,7 +86,7 @@ def read_model(model_id: str) -> Model:
         embedding_params=embeddings,
         gated_mlp=any(name.endswith(("gate_proj", "gate_up_proj", "w1", "w3")) for name in (x.name for x in linears)),
     )
-    return Model(model_id, shape, linears)
+    return Model(model_id, shape, linears, tuple(name for name, _ in model.named_modules() if name))
 
 
 def _first(config, *names: str) -> int:

@@ -13,8 +13,11 @@ with a ConfigWarning where it is found, which the CLI prints as one line.
 
 from __future__ import annotations
 
+import difflib
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from harness import kinds
 from harness.config import Recipe
@@ -34,6 +37,8 @@ def check(recipe: Recipe, source: str | None = None) -> None:
     check_judge_model(recipe)
     with citing(source):
         check_distributed(recipe)
+        check_output_folder(recipe)
+        check_cores(recipe)
     for task in map(load_task, recipe.tasks):
         check_task(recipe, task, source)
 
@@ -76,6 +81,67 @@ def check_distributed(recipe: Recipe) -> None:
                 f"each node (executor.kind: slurm or ray); on one machine, run its {spec.world_size} processes as "
                 f"processes: {spec.world_size}, nodes: 1"
             )
+
+
+def check_output_folder(recipe: Recipe) -> None:
+    """The run folder's root is a folder, or can be made one: found now, not when the first cell's result
+    is written."""
+    key, root = ("executor.storage", recipe.executor.storage) if recipe.executor.storage else ("output_dir", None)
+    path = Path(root or recipe.output_dir)
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        what = "is not a folder" if existing == path else f"cannot hold a folder: {existing} is not one"
+        raise ConfigError(f"{key}: {path} {what}; fix: name a folder the run folders may go in")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{key}: {existing} is not writable; fix: name a folder you may write in")
+
+
+def check_cores(recipe: Recipe) -> None:
+    """The local executor gives each cell cpus_per_cell threads of this machine: more than it has only
+    makes the threads take turns."""
+    cpus, cores = recipe.executor.cpus_per_cell, os.cpu_count() or 1
+    if recipe.executor.kind == "local" and cpus is not None and cpus > cores:
+        raise ConfigError(
+            f"executor.cpus_per_cell {cpus}: this machine has {cores} CPU cores; give at most {cores} "
+            "(or leave it unset: the cores are split between --jobs)"
+        )
+
+
+def check_lora_targets(recipe: Recipe) -> None:
+    """Every LoRA's target_modules names modules of the model: peft would otherwise fail in every cell
+    ("Target modules ... not found"); which module types it adapts, peft decides. The model is read on the
+    meta device (no weights), which needs torch, so `harness run` checks it before the first cell, not the
+    light `harness validate`."""
+    from pydantic import BaseModel
+
+    from harness import planner
+    from harness.techniques.finetune import LoraSettings
+
+    def loras(settings: BaseModel) -> Iterator[LoraSettings]:  # cpt's `then:` holds one too
+        for _, value in settings:
+            if isinstance(value, LoraSettings):
+                yield value
+            elif isinstance(value, BaseModel):
+                yield from loras(value)
+
+    asked = [(t.name, lora.target_modules) for t in recipe.techniques for lora in loras(t)]
+    asked = [(name, targets) for name, targets in asked if targets != "all-linear"]
+    if not asked:
+        return
+    try:
+        modules = planner.read_model(recipe.model.id).modules
+    except Exception:  # noqa: BLE001 — a model the planner cannot read: peft's own error then names the module
+        return
+    short = sorted({module.rsplit(".", 1)[-1] for module in modules if not module.rsplit(".", 1)[-1].isdigit()})
+    for name, targets in asked:
+        for target in targets:  # matched as peft matches a list: the whole name, or its last dotted parts
+            if not any(module == target or module.endswith("." + target) for module in modules):
+                hint = difflib.get_close_matches(target, short, n=1)
+                raise ConfigError(
+                    f"technique {name!r}: lora.target_modules {target!r} names no module of "
+                    f"{recipe.model.id}{f' (did you mean {hint[0]!r}?)' if hint else ''}; its modules: "
+                    f"{', '.join(short)} (or all-linear)"
+                )
 
 
 def check_task(recipe: Recipe, task: Task, source: str | None = None) -> None:

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from harness.rows import Row
+from harness.yamlconfig import ConfigError
 
 VERSION = 2  # results.json's layout; `upgrade` reads every earlier one
 VERDICTS = ("vs_best", "vs_best_marker", "floor_flags")  # computed on reading, never stored
@@ -67,6 +68,8 @@ class RunStore:
         if not path.is_file():
             raise FileNotFoundError(f"{path} not found: not a run directory (expected reports/<recipe>/<run-id>/)")
         data = upgrade(json.loads(path.read_text()))
+        for row in [*data["rows"], *data["cells"]]:
+            check_file_name(row.get("technique"), f"{path}: technique")
         return cls(Path(run_dir), data["meta"], data["rows"], data["cells"])
 
     @property
@@ -106,7 +109,11 @@ class RunStore:
 
     def predictions(self, technique: str) -> list[dict]:
         path = self.predictions_path(technique)
-        return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+        records = [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+        for number, record in enumerate(records, start=1):
+            if not isinstance(record, dict) or "id" not in record:  # every prediction names its example
+                raise ConfigError(f"{path}:{number}: not a prediction (no example 'id'); the file is not the harness's")
+        return records
 
     def finished_predictions(self) -> dict[str, list[dict]]:
         """technique -> its predictions, for every technique that finished with a score."""
@@ -116,6 +123,13 @@ class RunStore:
         """Rows in the recipe's technique order (resumed runs append out of order)."""
         order = [t["name"] for t in self.meta.get("recipe", {}).get("techniques", [])]
         return sorted(self.rows, key=lambda r: order.index(r["technique"]) if r["technique"] in order else len(order))
+
+
+def check_file_name(name: object, what: str) -> None:
+    """A name the run folder uses as a file name (predictions/<technique>.jsonl) is one plain file name: a
+    results.json written by hand or by another program cannot make `report` or `check` read elsewhere."""
+    if not isinstance(name, str) or not name.strip() or name in (".", "..") or any(c in name for c in "/\\\0"):
+        raise ConfigError(f"{what} {name!r} is not a plain file name; this results.json was not written by the harness")
 
 
 def open_runs(path: str | Path) -> list[RunStore]:

@@ -36,11 +36,19 @@ def load_corpus(path: Path) -> list[tuple[str, str]]:
         return _load_folder(path)
     from harness.tasks import read_records
 
-    documents = []
+    documents: list[tuple[str, str]] = []
+    first_line: dict[str, int] = {}
     for line, record in read_records(path):
         if not isinstance(record, dict) or not isinstance(record.get("text"), str) or "id" not in record:
             raise ConfigError(f"{path}:{line}: each corpus record needs an 'id' and a 'text' string")
-        documents.append((str(record["id"]), record["text"]))
+        doc_id = str(record["id"])
+        if doc_id in first_line:  # recall@k matches gold documents by id: two documents cannot share one
+            raise ConfigError(
+                f"{path}:{line}: document id {doc_id!r} is already used at line {first_line[doc_id]}; "
+                "fix: give each document its own id"
+            )
+        first_line[doc_id] = line
+        documents.append((doc_id, record["text"]))
     if not any(text.strip() for _, text in documents):
         raise ConfigError(f"{path}: the corpus has no document with text; fix: add {{id, text}} records")
     return documents

@@ -24,7 +24,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from harness import metrics
-from harness.yamlconfig import ConfigError, ConfigWarning, Strict, load_yaml_model, read_text
+from harness.yamlconfig import ConfigError, ConfigWarning, Seed, Strict, load_yaml_model, read_text
 
 BUNDLED_TASKS = Path(__file__).resolve().parent.parent / "tasks"
 PLACEHOLDERS = {"input", "instruction", "context", "choices", "labels"}
@@ -64,7 +64,7 @@ class DataSpec(Strict):
     train: str  # file path relative to the task folder
     test: str | None = None  # a separate test file; without it the test split is cut from train
     test_fraction: float = Field(0.2, gt=0, lt=1)  # used only when `test` is not given
-    split_seed: int = 0  # fixed so every run and technique sees the same held-out examples
+    split_seed: Seed = 0  # fixed so every run and technique sees the same held-out examples
     format: Literal["fields", "alpaca", "chat"] = "fields"
 
 
@@ -97,7 +97,7 @@ class JudgeRubric(Strict):
 
 
 class TaskSpec(Strict):
-    name: str
+    name: str = Field(max_length=100)  # part of file names (plots/<task>-....png), which stop at 255 bytes
     description: str = ""
     data: DataSpec
     fields: FieldMap = FieldMap()
@@ -111,8 +111,10 @@ class TaskSpec(Strict):
     @classmethod
     def _safe_name(cls, name):
         # the name becomes part of file names in the run folder (plots/<task>-....png)
-        if not name.strip() or "/" in name or "\\" in name or ".." in name:
-            raise ValueError("a task name must be non-empty and contain no '/', '\\' or '..' (it names files)")
+        if not name.strip() or "/" in name or "\\" in name or ".." in name or not name.isprintable():
+            raise ValueError(
+                "a task name must be non-empty and contain no '/', '\\', '..' or control characters (it names files)"
+            )
         return name
 
     @field_validator("labels", mode="before")
@@ -397,7 +399,7 @@ def _load_examples(path: Path, spec: TaskSpec) -> list[Example]:
 def _text(record: dict, key: str | None, where: str, required: bool) -> str:
     if key is None:
         return ""
-    if key not in record or record[key] is None:
+    if key not in record or _missing(record[key]):
         if required:
             keys = ", ".join(map(str, record)) or "none"
             raise ConfigError(
@@ -410,6 +412,11 @@ def _text(record: dict, key: str | None, where: str, required: bool) -> str:
     if isinstance(value, (dict, bool)):
         raise ConfigError(f"{where}: field {key!r} must be text, got {type(value).__name__}")
     return str(value)
+
+
+def _missing(value: object) -> bool:
+    """No value: null, or NaN (JSON's NaN, an empty Parquet or pandas cell), which str() would make "nan"."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def _from_fields(record: dict, spec: TaskSpec, where: str, default_id: str) -> Example:
@@ -441,7 +448,7 @@ def _preference(record: dict, key: str | None, where: str) -> str | None:
 
 def _from_alpaca(record: dict, spec: TaskSpec, where: str, default_id: str) -> Example:
     return Example(
-        id=str(record.get("id") or default_id),
+        id=_text(record, "id", where, required=False) or default_id,
         instruction=_text(record, "instruction", where, required=True),
         input=_text(record, "input", where, required=False),
         output=_text(record, "output", where, required=True),
@@ -456,10 +463,25 @@ def _from_chat(record: dict, spec: TaskSpec, where: str, default_id: str) -> Exa
         )
     if messages[-1].get("role") != "assistant" or messages[-2].get("role") != "user":
         raise ConfigError(f"{where}: the last two messages must be user then assistant (the answer)")
-    system = next((m.get("content", "") for m in messages if m.get("role") == "system"), "")
+    system: dict = next((m for m in messages if m.get("role") == "system"), {})
     return Example(
-        id=str(record.get("id") or default_id),
-        instruction=str(system),
-        input=str(messages[-2].get("content", "")),
-        output=str(messages[-1].get("content", "")),
+        id=_text(record, "id", where, required=False) or default_id,
+        instruction=_content(system, where, required=False),
+        input=_content(messages[-2], where, required=False),
+        output=_content(messages[-1], where, required=True),
     )
+
+
+def _content(message: dict, where: str, required: bool) -> str:
+    """A message's text; a list or mapping (content parts, a tool call) would reach the model as Python's repr."""
+    content = message.get("content")
+    if _missing(content):
+        if required:
+            raise ConfigError(f"{where}: the {message.get('role')} message has no content; fix: give its text")
+        return ""
+    if isinstance(content, (list, dict, bool)):
+        raise ConfigError(
+            f"{where}: the {message.get('role')} message's content is a {type(content).__name__}, not text; "
+            "fix: give the text itself as a string"
+        )
+    return str(content)

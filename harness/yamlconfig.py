@@ -12,10 +12,10 @@ import typing
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 M = TypeVar("M", bound=BaseModel)
@@ -23,9 +23,98 @@ Path_ = tuple[Any, ...]
 
 
 class Strict(BaseModel):
-    """Base for every schema: unknown keys are errors and loaded objects cannot change."""
+    """Base for every schema: unknown keys are errors, loaded objects cannot change, a number is finite
+    (`.inf` and `.nan` mean nothing as a setting) and never a YAML boolean (below)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_boolean_as_number(cls, value: Any, info: ValidationInfo) -> Any:
+        """YAML reads yes/no/on/off/true/false as booleans, which pydantic would take as the numbers 1 and 0
+        (`max_steps: yes` trains one step). Strict numbers everywhere would also refuse `1e-5`, which YAML
+        1.1 reads as a string, so only booleans are refused, wherever a number is meant."""
+        field = cls.model_fields.get(info.field_name or "")
+        loc = None if field is None else _boolean_for_number(value, field.annotation)
+        if loc is not None:
+            raise ValidationError.from_exception_data(
+                cls.__name__,
+                [{"type": PydanticCustomError("bool_for_number", BOOLEAN_FOR_NUMBER), "loc": loc, "input": True}],
+            )
+        return value
+
+
+BOOLEAN_FOR_NUMBER = "a number is needed, not a boolean (YAML reads yes/no/on/off/true/false as booleans)"
+
+
+def _boolean_for_number(value: Any, tp: Any, loc: tuple = ()) -> tuple | None:
+    """Where in `value` a boolean stands where type `tp` wants a number and takes no boolean; None if nowhere."""
+    while typing.get_origin(tp) is typing.Annotated:
+        tp = typing.get_args(tp)[0]
+    members = typing.get_args(tp) if typing.get_origin(tp) in (typing.Union, types.UnionType) else (tp,)
+    if isinstance(value, bool):
+        numeric = any(m in (int, float) for m in map(_bare, members))
+        return loc if numeric and not any(map(_takes_boolean, members)) else None
+    for member in map(_bare, members):
+        origin, args = typing.get_origin(member), typing.get_args(member)
+        if isinstance(value, (list, tuple)) and origin in (list, tuple) and args:
+            for i, item in enumerate(value):
+                item_type = args[0] if origin is list or args[-1] is Ellipsis else args[min(i, len(args) - 1)]
+                found = _boolean_for_number(item, item_type, (*loc, i))
+                if found is not None:
+                    return found
+        elif isinstance(value, dict) and origin is dict and args:
+            for key, item in value.items():
+                found = _boolean_for_number(item, args[1], (*loc, key))
+                if found is not None:
+                    return found
+    return None
+
+
+def _bare(tp: Any) -> Any:
+    while typing.get_origin(tp) is typing.Annotated:
+        tp = typing.get_args(tp)[0]
+    return tp
+
+
+def _takes_boolean(tp: Any) -> bool:
+    """The type accepts a boolean as such: bool, Any, a Literal of one, or a model (which decides itself)."""
+    tp = _bare(tp)
+    if tp is bool or tp is Any:
+        return True
+    if typing.get_origin(tp) is typing.Literal:
+        return any(isinstance(arg, bool) for arg in typing.get_args(tp))
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return any(map(_takes_boolean, typing.get_args(tp)))
+    return not (tp in (int, float, str, type(None)) or typing.get_origin(tp) in (list, tuple, dict, typing.Literal))
+
+
+def at_most(high: float, why: str) -> AfterValidator:
+    """A bound with its reason, as `Annotated[int, at_most(100_000, "...")]`: the error says why, not
+    only that the value is too large."""
+
+    def check(value: Any) -> Any:
+        if value is not None and value > high:
+            raise PydanticCustomError("too_large", "at most {high}: {why}", {"high": high, "why": why})
+        return value
+
+    return AfterValidator(check)
+
+
+SEED_LIMIT = 2**32  # numpy, torch and scikit-learn take 32-bit seeds
+
+
+def _seed(value: int) -> int:
+    if not 0 <= value < SEED_LIMIT:
+        raise PydanticCustomError(
+            "seed_range",
+            "a seed is a whole number from 0 to {high} (numpy, torch and scikit-learn take 32-bit seeds)",
+            {"high": SEED_LIMIT - 1},
+        )
+    return value
+
+
+Seed = Annotated[int, AfterValidator(_seed)]
 
 
 class ConfigError(ValueError):
@@ -222,7 +311,15 @@ def apply_override(data: dict, override: str) -> None:
     key, sep, raw = override.partition("=")
     if not sep or not key:
         raise ConfigError(f"override {override!r}: expected key=value, e.g. seed=1 or eval.heldout.limit=50")
-    set_dotted(data, key, yaml.safe_load(raw) if raw else "", what=f"override {override!r}")
+    try:
+        value = yaml.safe_load(raw) if raw else ""
+    except (yaml.YAMLError, RecursionError) as exc:
+        reason = getattr(exc, "problem", None) or ("nested too deeply" if isinstance(exc, RecursionError) else exc)
+        raise ConfigError(
+            f"override {override!r}: the value is not valid YAML ({reason}); fix: put text in YAML quotes, "
+            f"e.g. '{key}=\"{raw}\"'"
+        ) from None
+    set_dotted(data, key, value, what=f"override {override!r}")
 
 
 def set_dotted(data: dict, key: str, value: Any, what: str = "setting") -> None:
@@ -281,13 +378,18 @@ def _line_map(
         first: dict[str, int] = {}
         for key_node, value_node in node.value:
             child, line = path + (key_node.value,), key_node.start_mark.line + 1
-            if isinstance(key_node, yaml.ScalarNode):
-                if key_node.value in first:
-                    raise ConfigError(
-                        f"{source}:{line}: duplicate key '{'.'.join(map(str, child))}' (first at line "
-                        f"{first[key_node.value]}); fix: keep one of them"
-                    )
-                first[key_node.value] = line
+            if not isinstance(key_node, yaml.ScalarNode):  # `? [a, b]`: a list or mapping as a key
+                shape = "list" if isinstance(key_node, yaml.SequenceNode) else "mapping"
+                raise ConfigError(
+                    f"{source}:{line}: a key must be a name, not a {shape} (a YAML complex key, `? ...`); "
+                    "fix: write `name: value`"
+                )
+            if key_node.value in first:
+                raise ConfigError(
+                    f"{source}:{line}: duplicate key '{'.'.join(map(str, child))}' (first at line "
+                    f"{first[key_node.value]}); fix: keep one of them"
+                )
+            first[key_node.value] = line
             lines.update(_line_map(value_node, child, source, inside))
             lines[child] = line
     elif isinstance(node, yaml.SequenceNode):

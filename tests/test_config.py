@@ -215,6 +215,7 @@ def test_relative_paths_in_a_recipe_are_relative_to_its_folder_and_overrides_to_
     (tmp_path / "recipes").mkdir()
     (tmp_path / "recipes" / "kind.py").write_text("")
     (tmp_path / "recipes" / "models" / "m").mkdir(parents=True)
+    (tmp_path / "recipes" / "models" / "m" / "config.json").write_text("{}")  # a model folder holds one
     recipe = tmp_path / "recipes" / "r.yaml"
     recipe.write_text(
         VALID.replace("task: ticket-routing", "task: ../tasks/mini")

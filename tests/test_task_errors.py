@@ -41,6 +41,21 @@ def parquet_bytes() -> bytes:
     return buffer.getvalue()
 
 
+def numeric_parquet(last_answer: float) -> bytes:
+    """Ten examples whose answers are numbers (a float column), the last one `last_answer`."""
+    buffer = io.BytesIO()
+    pd.DataFrame(
+        [{"key": f"k{i}", "q": f"q{i}", "a": float(i) if i < 9 else last_answer} for i in range(10)]
+    ).to_parquet(buffer)
+    return buffer.getvalue()
+
+
+def chat(question, answer) -> str:
+    """Ten chat records whose first has this question and answer."""
+    pairs = [(question, answer)] + [(f"q{i}", "a") for i in range(9)]
+    return jsonl({"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]} for q, a in pairs)
+
+
 GOOD = jsonl(rows())
 CLASSES = "labels: [x, y]\nmetric: accuracy\n"
 # case: (files, train file, extra `data:` settings, extra task.yaml lines, the file the message must name, its text)
@@ -173,6 +188,66 @@ CASES = {
     ),
     "task name with ..": ({"d.jsonl": GOOD}, "d.jsonl", "", "", "task.yaml:1", "a task name must"),
     "task name with /": ({"d.jsonl": GOOD}, "d.jsonl", "", "", "task.yaml:1", "a task name must"),
+    # names that once failed only when the plots were written, after every cell had finished
+    "task name of 300 characters": ({"d.jsonl": GOOD}, "d.jsonl", "", "", "task.yaml:1", "at most 100 characters"),
+    "task name with NUL": ({"d.jsonl": GOOD}, "d.jsonl", "", "", "task.yaml:1", "or control characters"),
+    "negative split_seed": ({"d.jsonl": GOOD}, "d.jsonl", ", split_seed: -1", "", "task.yaml:2", "a seed is a whole"),
+    "split_seed over 32 bits": (
+        {"d.jsonl": GOOD},
+        "d.jsonl",
+        f", split_seed: {2**40}",
+        "",
+        "task.yaml:2",
+        "from 0 to 4294967295",
+    ),
+    "complex key": ({"d.jsonl": GOOD}, "d.jsonl", "", "? [a, b]\n: 1\n", "task.yaml:4", "a key must be a name"),
+    # a missing answer read as the text "nan" or "None" would be scored as the expected answer
+    "NaN output": (
+        {"d.jsonl": GOOD + '{"key": "z", "q": "x", "a": NaN}\n'},
+        "d.jsonl",
+        "",
+        "",
+        "d.jsonl:11",
+        "missing field 'a'",
+    ),
+    "NaN in a numeric parquet column": (
+        {"d.parquet": numeric_parquet(float("nan"))},
+        "d.parquet",
+        "",
+        "",
+        "d.parquet:10",
+        "missing field 'a'",
+    ),
+    "chat content as a list": (
+        {"d.jsonl": chat([{"type": "text", "text": "hi"}], "answer")},
+        "d.jsonl",
+        ", format: chat",
+        "",
+        "d.jsonl:1",
+        "the user message's content is a list, not text",
+    ),
+    "chat answer as a mapping": (
+        {"d.jsonl": chat("hi", {"text": "answer"})},
+        "d.jsonl",
+        ", format: chat",
+        "",
+        "d.jsonl:1",
+        "the assistant message's content is a dict, not text",
+    ),
+    "duplicate corpus ids": (
+        {"d.jsonl": GOOD, "docs.jsonl": jsonl([{"id": "a", "text": "one"}, {"id": "a", "text": "two"}])},
+        "d.jsonl",
+        "",
+        "corpus: {path: docs.jsonl}\n",
+        "docs.jsonl:2",
+        "document id 'a' is already used at line 1",
+    ),
+}
+NAMES = {
+    "task name with ..": "../up",
+    "task name with /": "a/b",
+    "task name of 300 characters": "t" * 300,
+    "task name with NUL": '"a\\0b"',
 }
 
 
@@ -182,7 +257,7 @@ def build(tmp_path, case: str):
     for name, content in files.items():
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         (folder / name).write_bytes(content if isinstance(content, bytes) else content.encode())
-    name = {"task name with ..": "../up", "task name with /": "a/b"}.get(case, "mini")
+    name = NAMES.get(case, "mini")
     (folder / "task.yaml").write_bytes(TASK_YAML.format(name=name, train=train, data=data, more=more).encode("latin-1"))
     (tmp_path / "elsewhere").mkdir()
     (tmp_path / "elsewhere/a.txt").write_text("a document outside the task folder")

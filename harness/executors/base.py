@@ -45,6 +45,16 @@ class ExecutorSettings(Strict):
 
     _expand = field_validator("storage")(classmethod(lambda cls, v: v if v is None else expand_path(v)))
 
+    @field_validator("gpus_per_cell")
+    @classmethod
+    def _not_negative(cls, gpus):
+        counts = gpus.items() if isinstance(gpus, dict) else [("", gpus)] if gpus is not None else []
+        for name, count in counts:
+            if count < 0:
+                where = f" ({name})" if name else ""
+                raise ValueError(f"a cell cannot ask for {count:g} GPUs{where}; give 0 or more (fractions: Ray only)")
+        return gpus
+
     def gpus_for(self, kind: str, name: str, device: str, ranks: int = 1) -> float:
         """GPUs one cell of this technique asks for (`ranks`: the processes it trains in, one GPU each)."""
         default = float(ranks) if device.startswith("cuda") else 0.0

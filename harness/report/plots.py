@@ -3,12 +3,42 @@ study's search trials and learning curves; cost of ownership against request vol
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import functools
+import inspect
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from harness.analysis.decision import pareto_front, scored_rows
 from harness.figures import FIGURES
 from harness.rows import RowLike
+from harness.yamlconfig import ConfigWarning
+
+Draw = TypeVar("Draw", bound=Callable[..., "Path | None"])
+
+
+def optional(draw: Draw) -> Draw:
+    """A plot is an extra: one that cannot be drawn or written (a file name the file system refuses, a full
+    disk, a value matplotlib cannot place) is left out of REPORT.md with a warning, and the report, written
+    after every cell finished, is still written."""
+
+    @functools.wraps(draw)
+    def drawn(*args, **kwargs):
+        try:
+            return draw(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 — whatever failed, the report matters more than its picture
+            import matplotlib.pyplot as plt
+
+            plt.close("all")
+            path = inspect.signature(draw).bind(*args, **kwargs).arguments.get("path")
+            warnings.warn(
+                f"plot {path} left out of the report: {type(exc).__name__}: {exc}", ConfigWarning, stacklevel=2
+            )
+            return None
+
+    return drawn  # type: ignore[return-value]
+
 
 AXES = {  # file suffix: (row key, axis label from the figure table, scale to display units, tick format)
     "memory": ("peak_memory_bytes", f"{FIGURES['peak_memory_bytes'].label} (GiB)", 1 / 2**30, "{:.1f}"),
@@ -16,6 +46,7 @@ AXES = {  # file suffix: (row key, axis label from the figure table, scale to di
 }
 
 
+@optional
 def plot_tradeoff(rows: Sequence[RowLike], axis: str, title: str, path: Path) -> Path | None:
     """Score (with its 95% CI) against the axis's figure for each scored technique; the Pareto front
     (nothing else is both cheaper and better) as a line. None when fewer than two techniques have both."""
@@ -80,6 +111,7 @@ def _save(plt, fig, path: Path) -> Path:
     return path
 
 
+@optional
 def plot_search(
     points: Mapping[str, Mapping],
     chosen: Mapping[str, float],
@@ -123,6 +155,7 @@ def plot_search(
     return _save(plt, fig, path)
 
 
+@optional
 def plot_learning_curve(
     curves: Mapping[str, Sequence[tuple[int, float, float, int]]],
     levels: Mapping[str, tuple[float, float | None, float | None]],
@@ -166,6 +199,7 @@ CURVE_PANELS = (
 )
 
 
+@optional
 def plot_training(rows: Sequence[RowLike], title: str, path: Path) -> Path | None:
     """Per trained technique, its logged training figures against the optimizer step: the loss, GRPO's
     mean reward, DPO's reward accuracy (each a panel). None when no row has a curve of two points."""
@@ -194,6 +228,7 @@ def plot_training(rows: Sequence[RowLike], title: str, path: Path) -> Path | Non
     return _save(plt, fig, path)
 
 
+@optional
 def plot_cost_at_volume(rows: Sequence[RowLike], title: str, path: Path, workload: float | None = None) -> Path | None:
     """Cost of ownership (training once, then serving each request) against request volume, one line per
     technique, both axes logarithmic; the workload's volume as a dashed vertical line. None when no row

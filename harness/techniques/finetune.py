@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from harness import kinds, measure, prompting
 from harness.config import TrainedTechnique
@@ -30,6 +30,13 @@ class LoraSettings(Strict):
     target_modules: list[str] | Literal["all-linear"] = "all-linear"  # or e.g. [q_proj, v_proj]
     use_dora: bool = False  # weight-decomposed LoRA (peft): often better, slower
     use_rslora: bool = False  # rank-stabilised scaling alpha / sqrt(rank)
+
+    @field_validator("target_modules")
+    @classmethod
+    def _some_modules(cls, targets):
+        if isinstance(targets, list) and not targets:  # peft would adapt nothing, and train nothing
+            raise ValueError("give at least one module name, e.g. [q_proj, v_proj], or all-linear")
+        return targets
 
 
 class QuantSettings(Strict):
