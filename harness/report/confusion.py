@@ -13,6 +13,7 @@ from pathlib import Path
 
 from harness.analysis.floor import KIND as FLOOR_KIND
 from harness.metrics import INVALID
+from harness.report.text import file_name
 from harness.rows import RowLike
 
 NO_LABEL = "no label"  # the column of answers that named none of the labels
@@ -180,7 +181,7 @@ def _capped_body(c: Confusion, technique: str, csv_folder: Path | None, prefix: 
         lines += ["", "Most confused (expected → answered: count):", ""]
         lines += [f"- {_cell(expected)} → {_cell(answered)}: {count}" for expected, answered, count in pairs]
     if csv_folder is not None:
-        name = f"{prefix}{technique}-confusion.csv"
+        name = f"{prefix}{file_name(technique)}-confusion.csv"  # prefix: the task's, already safe
         csv_folder.mkdir(parents=True, exist_ok=True)
         (csv_folder / name).write_text(matrix_csv(c))
         lines += ["", f"The whole matrix: [{name}](plots/{name})."]
