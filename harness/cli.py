@@ -175,18 +175,49 @@ def _validated(recipe_path: str, overrides) -> Recipe:
     return spec
 
 
+IMPORT_PLUGINS = click.option(
+    "--import-plugins",
+    is_flag=True,
+    help="Import the plugins the recipe or run names, which runs their code (docs/trust.md); "
+    "without it they are only checked to exist, and what they register is unknown.",
+)
+
+
+@contextlib.contextmanager
+def plugins_imported_if(asked: bool):
+    """Run the block importing plugins only if `asked`; else a recipe's plugins are checked, not imported,
+    and an error says so (a kind, executor or tracker a plugin registers is unknown without it)."""
+    from harness import plugins
+
+    if asked:
+        yield
+        return
+    with plugins.not_imported() as skipped:
+        try:
+            yield
+        except ConfigError as exc:
+            if not skipped:
+                raise
+            raise ConfigError(
+                f"{exc}\n(the plugins {', '.join(skipped)} were checked, not imported: what they register is "
+                "unknown here; add --import-plugins to import them, which runs their code)"
+            ) from None
+
+
 @main.command()
 @click.argument("words", nargs=-1, required=True, metavar="RECIPE... [KEY=VALUE]...")
 @click.option("--set", "set_overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
+@IMPORT_PLUGINS
 @user_errors
-def validate(words, set_overrides):
+def validate(words, set_overrides, import_plugins):
     """Check each RECIPE, with optional KEY=VALUE overrides (as for `run`): schema, names, task data and
-    model resolution; no model is loaded."""
+    model resolution; no model is loaded, and no code from the recipe runs unless --import-plugins."""
     recipes, overrides = recipes_and_overrides(words, set_overrides)
     if not recipes:
         raise click.UsageError("give at least one RECIPE file (every KEY=VALUE word is an override)")
     for path in recipes:
-        spec = _validated(path, overrides)
+        with plugins_imported_if(import_plugins):
+            spec = _validated(path, overrides)
         kinds = ", ".join(f"{t.name} ({t.kind})" for t in spec.techniques)
         console.print(f"[green]ok[/] {path}: {spec.model.id} on {', '.join(spec.tasks)}; {kinds}")
         for note in _skipped_when_run(spec):
@@ -221,9 +252,15 @@ def _skipped_when_run(spec: Recipe) -> list[str]:
     default=None,
     help="With --format pr: where its REPORT.md link points (e.g. a CI artifact's URL); default: the report's path.",
 )
+@IMPORT_PLUGINS
 @user_errors
-def report(run_dir, fmt, link):
+def report(run_dir, fmt, link, import_plugins):
     """Re-render REPORT.md, plots and exports of RUN_DIR from its stored results, or print it as md/json/csv/pr."""
+    with plugins_imported_if(import_plugins):
+        _report(run_dir, fmt, link)
+
+
+def _report(run_dir, fmt, link):
     from harness.report import render, terminal_table, write_report
     from harness.report.pr import write_pr
     from harness.report.terminal import verdict_lines

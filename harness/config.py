@@ -16,7 +16,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, WrapValidator, create_model, field_validator, model_serializer, model_validator
+from pydantic import (
+    Field,
+    ValidationInfo,
+    WrapValidator,
+    create_model,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from harness.embeddings import DEFAULT_EMBEDDING_MODEL
 from harness.searchspace import check_search
@@ -329,7 +337,29 @@ class LmEvalSettings(Strict):
     num_fewshot: int | None = Field(None, ge=0)  # None: each task's own default
     batch_size: int = Field(16, ge=1)
 
-    _expand = field_validator("include_path")(classmethod(lambda cls, v: [expand_path(p) for p in v]))
+    @field_validator("include_path")
+    @classmethod
+    def _inside_the_recipes_repository(cls, paths: list[str], info: ValidationInfo) -> list[str]:
+        """lm-eval task YAML can import Python (`!function`), so it is read only from the recipe's own
+        repository (docs/trust.md); `folder`, the recipe file's, is in the context of a file's validation."""
+        paths = [expand_path(p) for p in paths]
+        folder = (info.context or {}).get("folder")
+        if folder is None:  # a stored recipe: its paths were checked when it was read
+            return paths
+        root = repository_of(folder)
+        for path in paths:
+            if not Path(path).resolve().is_relative_to(root):
+                raise ValueError(
+                    f"{path} is outside {root}, the recipe's repository; lm-eval task YAML can run Python "
+                    f"(`!function`), so it is read only from there: copy that task folder into {root}"
+                )
+        return paths
+
+
+def repository_of(folder: Path) -> Path:
+    """The git repository that holds `folder` (its top folder), else `folder` itself; resolved."""
+    folder = folder.resolve()
+    return next((p for p in (folder, *folder.parents) if (p / ".git").exists()), folder)
 
 
 class ValidationSplit(Strict):
@@ -588,8 +618,11 @@ class Recipe(Strict):
                         "on the command line, to the working directory)"
                     )
                 ref = str(Path(ref).resolve())  # workers may run elsewhere
-            try:
-                plugins.load(ref)
+            try:  # `harness validate` checks it is there and runs none of its code (docs/trust.md)
+                if plugins.importing():
+                    plugins.load(ref)
+                else:
+                    plugins.check(ref)
             except Exception as exc:  # noqa: BLE001 — the plugin's own error, reported as a recipe error
                 raise ValueError(f"plugin {ref!r} failed to load: {type(exc).__name__}: {exc}") from None
             resolved.append(ref)

@@ -24,7 +24,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from harness import metrics
-from harness.yamlconfig import ConfigError, ConfigWarning, Seed, Strict, load_yaml_model, read_text
+from harness.yamlconfig import ConfigError, ConfigWarning, Seed, Strict, line_of, load_yaml_model, read_text
 
 BUNDLED_TASKS = Path(__file__).resolve().parent.parent / "tasks"
 PLACEHOLDERS = {"input", "instruction", "context", "choices", "labels"}
@@ -216,24 +216,32 @@ def load_task_spec(name_or_path: str) -> tuple[Path, TaskSpec]:
 def load_task(name_or_path: str) -> Task:
     folder, spec = load_task_spec(name_or_path)
     if spec.corpus:
-        corpus = folder / spec.corpus.path
+        corpus = inside_task_folder(folder, spec.corpus.path, "corpus.path")
         if not corpus.exists():
             raise ConfigError(
                 f"{folder / 'task.yaml'}: corpus path {spec.corpus.path!r} does not exist in {folder}; "
                 "fix `corpus.path` (a folder of .txt/.md files or a .jsonl of {id, text})"
             )
-        # a task folder holds all its data: a run records only the folder, and may run on another machine
-        if not corpus.resolve().is_relative_to(folder.resolve()):
-            raise ConfigError(
-                f"{folder / 'task.yaml'}: corpus path {spec.corpus.path!r} leads outside the task "
-                f"folder (to {corpus.resolve()}); fix: copy the corpus into {folder}"
-            )
-    examples = _load_examples(folder / spec.data.train, spec)
+    examples = _load_examples(inside_task_folder(folder, spec.data.train, "data.train"), spec)
     if spec.data.test:
-        train, test = examples, _load_examples(folder / spec.data.test, spec)
+        train, test = examples, _load_examples(inside_task_folder(folder, spec.data.test, "data.test"), spec)
     else:
         train, test = _split(examples, spec, folder)
     return Task(name=spec.name, path=folder, spec=spec, train=tuple(train), test=tuple(test))
+
+
+def inside_task_folder(folder: Path, value: str, key: str) -> Path:
+    """The file or folder a task.yaml's `key` names, which must lie inside the task folder (after symlinks):
+    a run records only the folder, may run on another machine, and a task's data is copied into
+    predictions and reports, so a task may not read what else the machine holds (docs/trust.md)."""
+    path = folder / value
+    if path.resolve().is_relative_to(folder.resolve()):
+        return path
+    line = line_of(folder / "task.yaml", tuple(key.split(".")))
+    raise ConfigError(
+        f"{folder / 'task.yaml'}{f':{line}' if line else ''}: {key} {value!r} leads outside the task folder "
+        f"(to {path.resolve()}); fix: copy the data into {folder} and name it by its path inside that folder"
+    )
 
 
 def _split(examples: list[Example], spec: TaskSpec, folder: Path) -> tuple[list[Example], list[Example]]:

@@ -167,16 +167,16 @@ CASES = {
         "d.jsonl",
         "",
         "corpus: {path: ../elsewhere}\n",
-        "task.yaml",
-        "corpus path '../elsewhere' leads outside the task folder",
+        "task.yaml:4",
+        "corpus.path '../elsewhere' leads outside the task folder",
     ),
     "corpus symlink outside the task": (
         {"d.jsonl": GOOD},
         "d.jsonl",
         "",
         "corpus: {path: docs}\n",
-        "task.yaml",
-        "corpus path 'docs' leads outside the task folder",
+        "task.yaml:4",
+        "corpus.path 'docs' leads outside the task folder",
     ),
     "corpus file symlink outside the task": (
         {"d.jsonl": GOOD, "docs/a.txt": "fine"},
@@ -185,6 +185,18 @@ CASES = {
         "corpus: {path: docs}\n",
         "b.txt",
         "outside the corpus folder",
+    ),
+    # a task's data is copied into predictions and REPORT.md: it may not read what else the machine holds
+    "train file up and out": ({}, "../elsewhere/d.jsonl", "", "", "task.yaml:2", "data.train '../elsewhere/d.jsonl'"),
+    "train file absolute": ({}, "{elsewhere}/d.jsonl", "", "", "task.yaml:2", "leads outside the task folder"),
+    "train file symlink out": ({}, "d.jsonl", "", "", "task.yaml:2", "data.train 'd.jsonl' leads outside"),
+    "test file up and out": (
+        {"d.jsonl": GOOD},
+        "d.jsonl",
+        ", test: ../elsewhere/d.jsonl",
+        "",
+        "task.yaml:2",
+        "data.test '../elsewhere/d.jsonl' leads outside the task folder",
     ),
     "task name with ..": ({"d.jsonl": GOOD}, "d.jsonl", "", "", "task.yaml:1", "a task name must"),
     "task name with /": ({"d.jsonl": GOOD}, "d.jsonl", "", "", "task.yaml:1", "a task name must"),
@@ -258,9 +270,14 @@ def build(tmp_path, case: str):
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         (folder / name).write_bytes(content if isinstance(content, bytes) else content.encode())
     name = NAMES.get(case, "mini")
+    train = train.replace("{elsewhere}", str(tmp_path / "elsewhere"))
+    folder.mkdir(exist_ok=True)
     (folder / "task.yaml").write_bytes(TASK_YAML.format(name=name, train=train, data=data, more=more).encode("latin-1"))
     (tmp_path / "elsewhere").mkdir()
     (tmp_path / "elsewhere/a.txt").write_text("a document outside the task folder")
+    (tmp_path / "elsewhere/d.jsonl").write_text(GOOD)
+    if case == "train file symlink out":
+        os.symlink(tmp_path / "elsewhere/d.jsonl", folder / "d.jsonl")
     if case == "corpus symlink outside the task":
         os.symlink(tmp_path / "elsewhere", folder / "docs")
     if case == "corpus file symlink outside the task":

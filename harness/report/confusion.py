@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import csv
 import io
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from harness.analysis.floor import KIND as FLOOR_KIND
 from harness.metrics import INVALID
+from harness.report.text import file_name
 from harness.rows import RowLike
+from harness.yamlconfig import ConfigWarning
 
 NO_LABEL = "no label"  # the column of answers that named none of the labels
 OTHER = "other labels"  # a capped table's column of answers that named a label not shown
@@ -180,8 +183,11 @@ def _capped_body(c: Confusion, technique: str, csv_folder: Path | None, prefix: 
         lines += ["", "Most confused (expected → answered: count):", ""]
         lines += [f"- {_cell(expected)} → {_cell(answered)}: {count}" for expected, answered, count in pairs]
     if csv_folder is not None:
-        name = f"{prefix}{technique}-confusion.csv"
-        csv_folder.mkdir(parents=True, exist_ok=True)
-        (csv_folder / name).write_text(matrix_csv(c))
-        lines += ["", f"The whole matrix: [{name}](plots/{name})."]
+        name = f"{prefix}{file_name(technique)}-confusion.csv"  # prefix: the task's, already safe
+        try:
+            csv_folder.mkdir(parents=True, exist_ok=True)
+            (csv_folder / name).write_text(matrix_csv(c))
+            lines += ["", f"The whole matrix: [{name}](plots/{name})."]
+        except OSError as exc:  # an extra, like a plot: REPORT.md is still written
+            warnings.warn(f"{csv_folder / name} left out of the report: {exc}", ConfigWarning, stacklevel=2)
     return "\n".join(lines)

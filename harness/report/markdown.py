@@ -19,6 +19,7 @@ from harness.report.confusion import confusion_section
 from harness.report.export import write_exports
 from harness.report.text import cell as _cell
 from harness.report.text import clip as _clip
+from harness.report.text import file_name
 from harness.report.text import table as _table
 from harness.results import RunStore, report_folder, task_name, write_atomic
 from harness.rows import RowLike
@@ -66,11 +67,11 @@ def plots_section(store: RunStore, rows: Sequence[RowLike], folder: Path) -> str
     """Draw the trade-off plots into folder/plots/ and link them (paths relative to the report)."""
     links = []
     for axis in plots.AXES:
-        name = f"plots/{task_name(store)}-score-vs-{axis}.png"
+        name = plots.plot_path(task_name(store), f"score-vs-{axis}.png")
         title = f"{task_name(store)}: score vs {axis}"
         if plots.plot_tradeoff(rows, axis, title, folder / name):
             links.append(f"![{title}]({name})")
-    name, title = f"plots/{task_name(store)}-training.png", f"{task_name(store)}: training curves"
+    name, title = plots.plot_path(task_name(store), "training.png"), f"{task_name(store)}: training curves"
     if plots.plot_training(rows, title, folder / name):
         links.append(f"![{title}]({name})")
     return " ".join(links)
@@ -83,7 +84,7 @@ def cost_at_volume_section(store: RunStore, rows: Sequence[RowLike], folder: Pat
     if not rows:
         return ""
     volume = workload["requests"] if workload else None
-    name, title = f"plots/{task_name(store)}-cost-at-volume.png", f"{task_name(store)}: cost at volume"
+    name, title = plots.plot_path(task_name(store), "cost-at-volume.png"), f"{task_name(store)}: cost at volume"
     plot = plots.plot_cost_at_volume(rows, title, folder / name, volume)
     headers = [
         "technique",
@@ -504,8 +505,17 @@ def view(stores: list[RunStore], folder: Path) -> sections.ReportView:
 
 
 def load_plugins(meta: dict) -> None:
-    """The run's `plugins:` again, for the report sections they register (`harness report` reads no recipe)."""
-    for ref in meta.get("recipe", {}).get("plugins") or []:
+    """The run's `plugins:` again, for the report sections they register (`harness report` reads no recipe).
+    A results folder is data, so `harness report` imports them only with --import-plugins (docs/trust.md)."""
+    refs = [ref for ref in meta.get("recipe", {}).get("plugins") or [] if isinstance(ref, str)]
+    if refs and not plugins.importing():
+        warnings.warn(
+            f"the run's plugins ({', '.join(refs)}) are not imported, so the report sections they register are "
+            "left out; `harness report --import-plugins` imports them (which runs their code)",
+            stacklevel=2,
+        )
+        return
+    for ref in refs:
         try:
             plugins.load(ref)
         except (ImportError, OSError) as exc:
@@ -619,7 +629,9 @@ def environment(report: sections.ReportView) -> str:
 
 def per_label(task: sections.TaskView) -> str:
     labels, seeds = task.store.meta["task"].get("labels"), len(task.store.meta.get("seeds") or [0])
-    return confusion_section(task.rows, task.predictions, labels, seeds, task.folder / "plots", f"{task.name}-")
+    return confusion_section(
+        task.rows, task.predictions, labels, seeds, task.folder / "plots", f"{file_name(task.name)}-"
+    )
 
 
 Section = sections.Section

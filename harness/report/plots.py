@@ -12,6 +12,7 @@ from typing import TypeVar
 
 from harness.analysis.decision import pareto_front, scored_rows
 from harness.figures import FIGURES
+from harness.report.text import file_name
 from harness.rows import RowLike
 from harness.yamlconfig import ConfigWarning
 
@@ -87,6 +88,12 @@ def plot_tradeoff(rows: Sequence[RowLike], axis: str, title: str, path: Path) ->
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=8)
     return _save(plt, fig, path)
+
+
+def plot_path(task: str, what: str) -> str:
+    """Where one of a task's plots goes, relative to the report folder: plots/<task>-<what>, the task's
+    name made a safe file name (it comes from results.json), so no plot is written outside plots/."""
+    return f"plots/{file_name(task)}-{what}"
 
 
 def _figure(panels: int = 1):

@@ -223,7 +223,7 @@ def search_section(store: RunStore, folder: Path) -> str:
         "Every trial:",
         _trials_table(trials, chosen),
     ]
-    name, title = f"plots/{task_name(store)}-search.png", f"{task_name(store)}: search trials"
+    name, title = plots.plot_path(task_name(store), "search.png"), f"{task_name(store)}: search trials"
     points = search_points(trials, specs)
     marked = {t: _x(c, points[t]["x_label"]) for t, c in chosen.items() if c is not None}
     labels = {t: _objective_text(o) for t, o in objectives.items()}
@@ -331,7 +331,7 @@ def learning_curve_section(store: RunStore, folder: Path) -> str:
     reference = _best_level(levels)
     if reference:
         parts.append("\n".join(f"- {_crossover(name, points, reference)}" for name, points in curves.items() if points))
-    name, title = f"plots/{task_name(store)}-learning-curve.png", f"{task_name(store)}: learning curves"
+    name, title = plots.plot_path(task_name(store), "learning-curve.png"), f"{task_name(store)}: learning curves"
     if plots.plot_learning_curve(curves, levels, f"score ({_metric(store)})", title, folder / name):
         parts.append(_plot_link(title, name))
     return "\n\n".join(parts)
