@@ -56,6 +56,7 @@ def make_run(folder, techniques: dict[str, tuple[list[bool], float, int]], task=
             ci_high=score + 0.1,
             cost_usd=cost,
             peak_memory_bytes=mib * 2**20,
+            eval_peak_memory_bytes=mib * 2**20,  # prompt-only: serving is its only phase
             n_eval=N,
             wall_seconds=cost * 36000,
         )
@@ -261,7 +262,7 @@ def test_report_marks_best_values_significance_plots_and_exports(tmp_path):
     assert "| zero | prompt | ok | 0.100 [0.000, 0.200] | accuracy | 60 | ▼ −0.600 [−0.717, −0.467] p=0.002 |" in report
     assert "| lora | prompt | ok | **0.700 [0.600, 0.800]** | accuracy | 60 | best |" in report
     assert "| rag | prompt | ok | 0.667 [0.567, 0.767] | accuracy | 60 | ≈ −0.033 [−0.083, +0.000] p=0.283 |" in report
-    assert "| **$0.0010** |" in report and "**900 MiB**" in report  # cheapest and smallest in bold
+    assert "| **$0.0010** |" in report and "| **900 MiB** |" in report  # cheapest, smallest serve mem in bold
     assert "Holm" in report and "two-level paired bootstrap" in report and "within 15%" in report
     for axis in ("memory", "cost"):
         png = tmp_path / "plots" / f"t-score-vs-{axis}.png"
