@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from harness import kinds
+from harness import kinds, planning
 from harness.config import Recipe
 from harness.models import ModelResolutionError, check_resolvable
 from harness.prompting import draw_shots
@@ -34,6 +34,8 @@ def check(recipe: Recipe, source: str | None = None) -> None:
     check_judge_model(recipe)
     with citing(source):
         check_distributed(recipe)
+    with citing(source):
+        planning.task_folders(recipe.tasks)  # two tasks that would share a run sub-folder
     for task in map(load_task, recipe.tasks):
         check_task(recipe, task, source)
 
@@ -95,6 +97,8 @@ def check_task(recipe: Recipe, task: Task, source: str | None = None) -> None:
                     f"technique {technique.name!r}: objective validation_macro_f1 needs a classification task "
                     f"(one with `labels:`); task {task.name!r} has none: use validation_score"
                 )
+            if kinds.trained(technique.kind):
+                planning.check_train_sizes(recipe, technique, len(task.train))
             try:
                 draw_shots(task, getattr(technique, "shots", 0), recipe.seed)
             except ValueError as exc:
