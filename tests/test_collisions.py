@@ -142,3 +142,13 @@ def test_runs_started_in_the_same_second_get_their_own_folders(tmp_path, monkeyp
         thread.join()
     assert len(set(folders)) == 8 and all(folder.is_dir() for folder in folders)
     assert sorted(f.name for f in folders)[:2] == ["20260102-030405", "20260102-030405-1"]
+
+
+def test_a_multi_task_run_from_before_keeps_its_folders_named_after_the_task_path(tmp_path):
+    """Before tasks were keyed by name, a task's sub-folder was its folder's name: a resumed run keeps it."""
+    from harness.results import RunStore
+
+    legacy = tmp_path / "run" / "mini"
+    RunStore(legacy, {"task_ref": "a/mini", "task": {"name": "alpha"}}).save()
+    assert pipeline.task_run_dir(tmp_path / "run", "a/mini", "alpha") == legacy
+    assert pipeline.task_run_dir(tmp_path / "run", "b/mini", "beta") == tmp_path / "run" / "beta"
