@@ -109,4 +109,4 @@ def test_figures_that_are_no_number_or_negative_do_not_break_the_report(tmp_path
     shown = {figures.get(key).format(value) for key in ("cost_usd", "wall_seconds", "score") for value in (nan, inf)}
     assert shown == {"–"}
     assert figures.fmt_usd(-inf) == figures.fmt_bytes(nan) == figures.fmt_count(-inf) == "–"
-    assert figures.fmt_usd(-0.5) == "-$0.5000" and "-$0.5000" in text
+    assert figures.fmt_usd(-0.5) == "-$0.5000" and "| -$0.0010 |" in text
