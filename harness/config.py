@@ -573,7 +573,8 @@ class Recipe(Strict):
     seed: Seed = 0
     seeds: list[Seed] | None = Field(None, min_length=1)  # repeat every chosen configuration; replaces `seed`
     search_budget: int | None = Field(None, ge=1)  # trials for every technique that has `search:` (equal budgets)
-    train_sizes: list[int | Literal["all"]] | None = Field(None, min_length=1)  # learning curves (trained kinds)
+    # learning curves (trained kinds): train on the first N examples; `all`: the whole train split
+    train_sizes: list[Annotated[int, Field(ge=1)] | Literal["all"]] | None = Field(None, min_length=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     output_dir: Annotated[str, RelativeToFile()] = "reports"
     techniques: list[TechniqueSpec] = Field(min_length=1)

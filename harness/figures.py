@@ -16,9 +16,17 @@ LM_EVAL_PREFIX = "lm_eval:"
 Unit = Literal["score", "bytes", "seconds", "usd", "count", "share", "rate", "number"]
 
 
+def missing(value) -> bool:
+    """No figure to show: None, or a float that is no number (NaN or infinite, from a broken measurement
+    or a results.json written before such figures were stored as null)."""
+    return value is None or (isinstance(value, float) and not math.isfinite(value))
+
+
 def fmt_bytes(value) -> str:
-    if value is None:
+    if missing(value):
         return "–"
+    if value < 0:  # a difference, or a broken figure: the unit stays
+        return "-" + fmt_bytes(-value)
     for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
         if value >= size:
             return f"{value / size:.2f} {unit}" if unit == "GiB" else f"{value / size:.0f} {unit}"
@@ -26,8 +34,10 @@ def fmt_bytes(value) -> str:
 
 
 def fmt_seconds(value) -> str:
-    if value is None:
+    if missing(value):
         return "–"
+    if value < 0:  # a difference, or a broken figure: the unit stays
+        return "-" + fmt_seconds(-value)
     if value == 0:  # nothing spent (e.g. lm-eval scores shared with another technique)
         return "0s"
     if value < 1:  # a request's latency, a retrieval
@@ -37,19 +47,21 @@ def fmt_seconds(value) -> str:
 
 def fmt_usd(value) -> str:
     """Dollars and cents from $1, four places below that, two significant figures below $0.0001 (a request)."""
-    if value is None:
+    if missing(value):
         return "–"
+    if value < 0:
+        return "-" + fmt_usd(-value)
     if value == 0:
         return "$0"
-    if abs(value) >= 1:
+    if value >= 1:
         return f"${value:,.2f}"
-    if abs(value) >= 1e-4:
+    if value >= 1e-4:
         return f"${value:.4f}"
-    return f"${value:.{1 - math.floor(math.log10(abs(value)))}f}"
+    return f"${value:.{1 - math.floor(math.log10(value))}f}"
 
 
 def fmt_count(value) -> str:
-    if value is None:
+    if missing(value):
         return "–"
     for unit, size in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
         if abs(value) >= size:
@@ -58,7 +70,7 @@ def fmt_count(value) -> str:
 
 
 def fmt_number(value, spec: str) -> str:
-    return "–" if value is None else format(value, spec)
+    return "–" if missing(value) else format(value, spec)
 
 
 FORMATS = {
@@ -83,8 +95,6 @@ class Figure:
 
     def format(self, value) -> str:
         """The value for a table; a negative amount (a difference) keeps its unit."""
-        if value is not None and value < 0 and self.unit in ("bytes", "seconds", "usd"):
-            return "-" + FORMATS[self.unit](-value)
         return FORMATS[self.unit](value)
 
     def improved(self, change: float) -> bool:

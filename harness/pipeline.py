@@ -22,10 +22,10 @@ from rich.text import Text
 
 from harness import kinds, models, planning, preflight, report, search, tracking
 from harness.analysis import floor, ownership
-from harness.config import Recipe, stored_recipe
+from harness.config import ConfigError, Recipe, stored_recipe
 from harness.executors import Job, JobEnd, last_lines, make_executor
 from harness.measure import device_name
-from harness.results import RunStore, write_atomic
+from harness.results import RunStore, to_json, write_atomic
 from harness.rows import Row, make_row
 from harness.tasks import heldout_examples, load_task, with_validation
 
@@ -46,13 +46,20 @@ LIBRARIES = (
 
 
 def new_run_dir(recipe: Recipe) -> Path:
+    """A fresh run folder, named by the time, created here: mkdir either makes it or fails, so two runs
+    started in the same second (two processes, two threads) can never both take one name (and run every
+    cell twice); the later one takes the name with the next free suffix."""
     run_id = datetime.now().strftime("%Y%m%d-%H%M%S")
-    path = Path(recipe.executor.storage or recipe.output_dir) / recipe.name / run_id
-    suffix = 1
-    while path.exists():  # two runs in the same second
-        path = path.with_name(f"{run_id}-{suffix}")
-        suffix += 1
-    return path
+    parent = Path(recipe.executor.storage or recipe.output_dir) / recipe.name
+    parent.mkdir(parents=True, exist_ok=True)
+    suffix = 0
+    while True:
+        path = parent / (f"{run_id}-{suffix}" if suffix else run_id)
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            suffix += 1
 
 
 def run(
@@ -81,19 +88,29 @@ def run(
             run_task(
                 recipe,
                 task,
-                run_dir / Path(task).name,
+                task_run_dir(run_dir, task, folder),
                 recipe_path,
                 executor,
                 console,
                 run_id=run_dir.name,
                 prepared=prepared,
             )
-            for task in recipe.tasks
+            for task, folder in planning.task_folders(recipe.tasks).items()
         ]
     finally:
         executor.shutdown()
     report.write_report(stores, run_dir)
     return stores
+
+
+def task_run_dir(run_dir: Path, task_ref: str, folder: str) -> Path:
+    """A task's folder in a multi-task run: its name (planning.task_folders); a run started before tasks
+    were keyed by name keeps the folder it named after the task's path."""
+    legacy = run_dir / Path(task_ref).name
+    if legacy.name != folder and (legacy / "results.json").is_file():
+        if RunStore.open(legacy).meta.get("task_ref") == task_ref:
+            return legacy
+    return run_dir / folder
 
 
 def prepare(recipe: Recipe, console: Console) -> list[dict]:
@@ -159,6 +176,11 @@ def run_task(
     task = with_validation(load_task(task_ref), recipe.eval.validation)
     if (run_dir / "results.json").is_file():
         store = RunStore.open(run_dir)
+        if store.meta["task"]["name"] != task.name:  # its finished cells would pass for this task's
+            raise ConfigError(
+                f"{run_dir} holds the results of task {store.meta['task']['name']!r}, not of {task.name!r} "
+                f"({task_ref}): resume a run with `harness run --resume RUN_DIR`, or start a new one"
+            )
         store.meta["prepared"] = store.meta.get("prepared", []) + (prepared or [])  # a resume prepared again
     else:
         store = RunStore(run_dir, _meta(full_recipe, task_ref, recipe_path, run_id or run_dir.name, device, task))
@@ -288,7 +310,7 @@ class CellRunner:
             )
             write_atomic(
                 planning.cell_path(job.run_dir, unfinished[0]),
-                json.dumps(
+                to_json(
                     {"cell": unfinished[0].to_dict(), "row": row.as_dict() | {"objective": None}, "predictions": []}
                 ),
             )

@@ -18,6 +18,8 @@ from harness import kinds, metrics
 from harness.analysis import stats
 from harness.rows import Row, RowLike
 from harness.searchspace import apply_params
+from harness.tasks import load_task_spec
+from harness.yamlconfig import ConfigError
 
 PEAK_KEYS = {
     "peak_memory_bytes",
@@ -43,7 +45,7 @@ class Cell:
     def id(self) -> str:
         if self.trial is not None:
             return f"{self.technique}.trial-{self.trial}"
-        return f"{self.technique}.seed-{self.seed}" + (f".n-{self.train_size}" if self.train_size else "")
+        return f"{self.technique}.seed-{self.seed}" + (f".n-{self.train_size}" if self.train_size is not None else "")
 
     @property
     def scores_split(self) -> bool:
@@ -87,6 +89,47 @@ def test_cells(recipe, spec, params: dict) -> list[Cell]:
         for seed in seeds
         for size in sizes
     ]
+
+
+def task_folders(task_refs: Sequence[str]) -> dict[str, str]:
+    """Each task of a multi-task run -> its sub-folder of the run folder: the task's name (its task.yaml
+    `name:`, which the report and its plots also go by). Two different tasks of one name, or one task
+    folder written two ways (`tasks/x`, `tasks/x/`, `tasks/x/task.yaml`, a bundled name and its path),
+    would share a sub-folder and one task's finished cells would pass for the other's: an error."""
+    folders: dict[str, str] = {}  # ref -> sub-folder
+    seen_paths: dict[Path, str] = {}  # resolved task folder -> its first ref
+    seen_names: dict[str, str] = {}  # casefolded name (folders on macOS ignore case) -> its first ref
+    for ref in task_refs:
+        path, spec = load_task_spec(ref)
+        path = path.resolve()
+        if path in seen_paths:
+            raise ConfigError(f"task: {seen_paths[path]!r} and {ref!r} are the same task folder ({path}); list it once")
+        if spec.name.casefold() in seen_names:
+            raise ConfigError(
+                f"task: {seen_names[spec.name.casefold()]!r} and {ref!r} are both named {spec.name!r} (the `name:` "
+                "in their task.yaml), so their results would share the run's sub-folder and the report could not "
+                "tell them apart; rename one of them in its task.yaml, or compare them in separate recipes"
+            )
+        seen_paths[path], seen_names[spec.name.casefold()], folders[ref] = ref, ref, spec.name
+    return folders
+
+
+def check_train_sizes(recipe, spec, n_train: int) -> None:
+    """Each of `train_sizes` trains the technique on a different number of examples: a size at or above what
+    it can train on (the task's train split, or its train.limit when lower) is `all` again, so its cell would
+    repeat another's (or, labelled with the larger size, misstate it)."""
+    limit = getattr(getattr(spec, "train", None), "limit", None)
+    available = min(limit or n_train, n_train)
+    trained_on: dict[int, int | str] = {}  # examples -> the size that trains on them
+    for size in recipe.train_sizes or []:
+        n = available if size == "all" else min(size, available)
+        if n in trained_on:
+            cap = f"its train.limit {limit}" if limit and limit < n_train else f"the task's {n_train} train examples"
+            raise ConfigError(
+                f"train_sizes: {trained_on[n]} and {size} both train technique {spec.name!r} on the same {n} "
+                f"examples ({cap}); list sizes below {available} plus `all`"
+            )
+        trained_on[n] = size
 
 
 def waves(techniques: Sequence) -> list[list]:

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from harness import kinds
+from harness import kinds, planning
 from harness.config import Recipe
 from harness.models import ModelResolutionError, check_resolvable
 from harness.prompting import draw_shots
@@ -39,6 +39,7 @@ def check(recipe: Recipe, source: str | None = None) -> None:
         check_distributed(recipe)
         check_output_folder(recipe)
         check_cores(recipe)
+        planning.task_folders(recipe.tasks)  # two tasks that would share a run sub-folder
     for task in map(load_task, recipe.tasks):
         check_task(recipe, task, source)
 
@@ -161,6 +162,8 @@ def check_task(recipe: Recipe, task: Task, source: str | None = None) -> None:
                     f"technique {technique.name!r}: objective validation_macro_f1 needs a classification task "
                     f"(one with `labels:`); task {task.name!r} has none: use validation_score"
                 )
+            if kinds.trained(technique.kind):
+                planning.check_train_sizes(recipe, technique, len(task.train))
             try:
                 draw_shots(task, getattr(technique, "shots", 0), recipe.seed)
             except ValueError as exc:

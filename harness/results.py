@@ -10,6 +10,8 @@ Layout of reports/<recipe-name>/<run-id>/:
 from __future__ import annotations
 
 import json
+import math
+import numbers
 import os
 import tempfile
 from collections.abc import Iterable, Mapping
@@ -38,6 +40,24 @@ def _upgrade_row(row: dict) -> dict:
     return {key: value for key, value in row.items() if key not in VERDICTS}
 
 
+def to_json(data, indent: int | None = None) -> str:
+    """JSON text of a result (results.json, a cell file, a prediction): a NaN or infinite figure (a broken
+    measurement, an endpoint's garbage usage) is written as null, since JSON has no such number and a
+    reader would reject the file or carry the garbage into every sum; other objects as their text."""
+    return json.dumps(_finite(data), indent=indent, default=str, allow_nan=False)
+
+
+def _finite(value):
+    if isinstance(value, Mapping):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    if isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral):  # numpy floats too
+        number = float(value)
+        return number if math.isfinite(number) else None
+    return value
+
+
 def write_atomic(path: Path, text: str) -> None:
     """Write to a temporary file beside `path`, then rename: readers never see half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -59,8 +79,9 @@ class RunStore:
     def __init__(self, run_dir: Path, meta: dict, rows: Iterable[Mapping] = (), cells: Iterable[Mapping] = ()):
         self.run_dir = Path(run_dir)
         self.meta = meta
-        self.rows: list[Row] = [Row.model_validate(dict(r)) for r in rows]
-        self.cells: list[Row] = [Row.model_validate(dict(r)) for r in cells]  # one per cell; see harness/planning.py
+        # rows come in finite (a NaN or infinite figure, as an earlier results.json may hold, is None: missing)
+        self.rows: list[Row] = [Row.model_validate(_finite(r)) for r in rows]
+        self.cells: list[Row] = [Row.model_validate(_finite(r)) for r in cells]  # one per cell; see harness/planning.py
 
     @classmethod
     def open(cls, run_dir: str | Path) -> RunStore:
@@ -83,7 +104,7 @@ class RunStore:
     def save(self) -> None:
         write_atomic(
             self.results_path,
-            json.dumps(
+            to_json(
                 {
                     "version": VERSION,
                     "meta": self.meta,
@@ -91,15 +112,14 @@ class RunStore:
                     "cells": [r.as_dict() for r in self.cells],
                 },
                 indent=2,
-                default=str,
             ),
         )
 
     def record(self, row: Mapping, predictions: Iterable[dict] = ()) -> None:
         """Store one technique's row (replacing an earlier attempt) and its predictions."""
-        row, predictions = Row.model_validate(dict(row)), list(predictions)
+        row, predictions = Row.model_validate(_finite(row)), list(predictions)
         if predictions:
-            lines = "".join(json.dumps(p) + "\n" for p in predictions)
+            lines = "".join(to_json(p) + "\n" for p in predictions)
             write_atomic(self.predictions_path(row["technique"]), lines)
         self.rows = [r for r in self.rows if r["technique"] != row["technique"]] + [row]
         self.save()

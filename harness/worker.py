@@ -216,7 +216,7 @@ def cell_spec(recipe, cell):
     from harness.searchspace import apply_params
 
     spec = apply_params(recipe.technique(cell.technique), cell.params)
-    if cell.train_size:  # the first N train examples: subsets of one order nest
+    if cell.train_size is not None:  # the first N train examples: subsets of one order nest
         spec = apply_params(spec, {"train.limit": min(cell.train_size, spec.train.limit or cell.train_size)})
     return spec
 
@@ -233,7 +233,7 @@ def run_job(job: dict) -> None:
     from harness.config import stored_recipe
     from harness.executors.base import train_ranks
     from harness.planning import Cell, cell_path, finished, read_result
-    from harness.results import RunStore, write_atomic
+    from harness.results import RunStore, to_json, write_atomic
     from harness.tasks import load_task, with_validation
     from harness.techniques import RunContext
     from harness.techniques.base import Shared
@@ -282,7 +282,7 @@ def run_job(job: dict) -> None:
             "node": platform.node(),
         } | ({} if pruning is None else {"pruned": pruning.pruned})
         result = {"cell": cell.to_dict(), "row": row.as_dict(), "predictions": predictions}
-        write_atomic(cell_path(run_dir, cell), json.dumps(result, default=str))
+        write_atomic(cell_path(run_dir, cell), to_json(result))
         measure.release_memory()
 
 

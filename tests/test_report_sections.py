@@ -1,9 +1,11 @@
 """REPORT.md is its registered sections (harness/report/sections.py): a new one is one file and one
 registration, placed where it asks, and `harness report` loads the run's plugins to find it."""
 
+import json
 import sys
 
 import pytest
+from conftest import run_cli
 
 from harness.report import render_markdown, sections
 from harness.results import RunStore
@@ -72,3 +74,39 @@ def test_the_built_in_sections_come_in_their_order(tmp_path):
 def test_a_section_before_an_unknown_one_is_an_error():
     with pytest.raises(ValueError, match="unknown report section 'recipie'"):
         sections.register(sections.Section("x", lambda report: "", before="recipie"))
+
+
+def test_figures_that_are_no_number_or_negative_do_not_break_the_report(tmp_path):
+    """A results.json whose rows hold NaN, infinite and negative figures (written before such figures were
+    stored as null; an endpoint's garbage usage) renders: REPORT.md, its plots and the exports (before: a
+    ValueError in the cost formatting and in the recommendation, and no REPORT.md for any technique)."""
+    from harness import figures
+
+    nan, inf = float("nan"), float("inf")
+    api = make_row("api", "api", "ok", metric="exact_match", score=0.5, ci_low=nan, ci_high=inf, n_eval=2)
+    api.update(api_input_tokens=nan, api_output_tokens=-5, cost_usd=nan, serving_usd_per_request=nan)
+    api.update(train_cost_usd=0.0, wall_seconds=inf, eval_seconds=-1.0, latency_p50_seconds=nan)
+    zero = make_row("zero", "prompt", "ok", metric="exact_match", score=1.0, ci_low=0.5, ci_high=1.0, n_eval=2)
+    zero.update(cost_usd=-0.5, serving_usd_per_request=-1e-6, train_cost_usd=0.0, peak_memory_bytes=-(2**20))
+    zero.update(wall_seconds=nan, eval_seconds=inf)
+    meta = {
+        "recipe": {"name": "r", "model": {"id": "m"}, "techniques": [{"name": "api"}, {"name": "zero"}]},
+        "task": {"name": "t", "metric": "exact_match"},
+        "seed": 0,
+        "usd_per_hour": {"cpu": 1.0},
+    }
+    results = {"version": 2, "meta": meta, "rows": [api.as_dict(), zero.as_dict()], "cells": []}
+    (tmp_path / "results.json").write_text(json.dumps(results))  # NaN and Infinity, as json.dumps writes them
+    answers = [{"id": i, "input": "q", "expected": "x", "predicted": "x", "correct": i == 0} for i in (0, 1)]
+    (tmp_path / "predictions").mkdir()
+    for name in ("api", "zero"):
+        (tmp_path / "predictions" / f"{name}.jsonl").write_text("".join(json.dumps(a) + "\n" for a in answers))
+    result = run_cli("report", tmp_path)
+    assert result.exit_code == 0, result.output
+    text = (tmp_path / "REPORT.md").read_text()
+    assert "| api |" in text and "| zero |" in text and "$nan" not in text and "inf" not in text.replace("info", "")
+    # the formatting itself: a figure that is no number shows as missing, whatever reaches it
+    shown = {figures.get(key).format(value) for key in ("cost_usd", "wall_seconds", "score") for value in (nan, inf)}
+    assert shown == {"–"}
+    assert figures.fmt_usd(-inf) == figures.fmt_bytes(nan) == figures.fmt_count(-inf) == "–"
+    assert figures.fmt_usd(-0.5) == "-$0.5000" and "| -$0.0010 |" in text

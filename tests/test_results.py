@@ -50,3 +50,29 @@ def test_a_local_latency_and_an_api_latency_are_labelled_apart():
     assert "batch size 1" in figures.get("latency_p50_seconds").label
     assert "batch size 1" in figures.get("latency_p50_seconds", "lora").label
     assert "HTTP request" in figures.get("latency_p50_seconds", "api").label
+
+
+def strict_json(text: str):
+    """JSON as a strict reader takes it: NaN and Infinity are no JSON numbers."""
+
+    def refuse(constant):
+        raise ValueError(f"{constant} in JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_a_figure_that_is_no_number_is_stored_as_null(tmp_path):
+    """results.json and the predictions stay valid JSON when a figure is NaN or infinite (an endpoint's
+    garbage usage, a broken measurement): such a figure is stored as null (before: NaN, Infinity)."""
+    import numpy as np
+
+    store = results.RunStore(tmp_path, {"recipe": {"techniques": [{"name": "a"}]}, "price": float("inf")})
+    row = rows.make_row("a", "api", "ok", score=float("nan"), cost_usd=float("inf"), api_input_tokens=12)
+    row["latency_p50_seconds"] = np.float32("nan")
+    store.record(row, [{"id": 1, "value": float("-inf"), "scores": [0.5, float("nan")]}])
+    stored = strict_json(store.results_path.read_text())
+    (written,) = stored["rows"]
+    assert written["score"] is None and written["cost_usd"] is None and written["latency_p50_seconds"] is None
+    assert written["api_input_tokens"] == 12 and stored["meta"]["price"] is None
+    assert strict_json(store.predictions_path("a").read_text()) == {"id": 1, "value": None, "scores": [0.5, None]}
+    assert results.to_json({"n": np.float64(0.25), "ok": True}) == '{"n": 0.25, "ok": true}'

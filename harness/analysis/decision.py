@@ -301,7 +301,7 @@ def recommend(
             [],
         )
     cheapest = min(r[cost_key] for r in eligible)
-    same_cost = [r for r in eligible if r[cost_key] <= cheapest * (1 + cost_tolerance)]
+    same_cost = [r for r in eligible if r[cost_key] <= cheapest + abs(cheapest) * cost_tolerance]  # < 0: a credit
     pick = min(same_cost, key=lambda r: (_memory(r), -r["score"]))
     reason = _reason(pick, _best(rows), verdicts, priced, below, same_cost, cost_key, cost_tolerance)
     at = "" if volume is None else f" at {ownership.volume_text(volume)} requests"

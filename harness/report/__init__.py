@@ -3,13 +3,12 @@ share one column list; the numbers they show come from harness.analysis."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from harness.report.export import frame
 from harness.report.markdown import render_markdown, write_report
 from harness.report.terminal import terminal_table
-from harness.results import RunStore
+from harness.results import RunStore, to_json
 
 __all__ = ["render", "render_markdown", "write_report", "terminal_table"]
 
@@ -18,7 +17,7 @@ def render(stores: list[RunStore], fmt: str, folder: Path) -> str:
     """The run as `fmt`: json (meta and rows per task), csv, or md (the REPORT.md text)."""
     if fmt == "json":
         rows = [{"meta": s.meta, "rows": [r.as_dict() for r in s.ordered_rows()]} for s in stores]
-        return json.dumps(rows, indent=2, default=str)
+        return to_json(rows, indent=2)
     if fmt == "csv":
         return frame(stores).to_csv(index=False)
     return render_markdown(stores, folder)

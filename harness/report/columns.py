@@ -12,13 +12,18 @@ from harness.rows import RowLike
 
 
 def fmt_score(row: RowLike) -> str:
+    """The score and its 95% CI; the score alone when the interval is missing (lost to a broken figure)."""
     if row.get("score") is None:
         return "–"
+    if row.get("ci_low") is None or row.get("ci_high") is None:
+        return fmt_number(row["score"], ".3f")
     return f"{row['score']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}]"
 
 
 def fmt_ci(row: RowLike) -> str:
-    return "–" if row.get("ci_low") is None else f"{row['ci_low']:.2f}–{row['ci_high']:.2f}"
+    if row.get("ci_low") is None or row.get("ci_high") is None:
+        return "–"
+    return f"{row['ci_low']:.2f}–{row['ci_high']:.2f}"
 
 
 def fmt_seed_spread(row: RowLike) -> str:
