@@ -8,6 +8,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from openai_server import OpenAIServer
 
 from harness.endpoint import MAX_RESPONSE_BYTES, MAX_RETRY_AFTER_SECONDS, Endpoint, EndpointError
 from harness.techniques.api import ApiTechnique
@@ -76,15 +77,7 @@ class Hostile:
                 handler.wfile.flush()
                 time.sleep(0.1)
 
-    @staticmethod
-    def send(handler, status: int, body: bytes, headers: dict | None = None) -> None:
-        handler.send_response(status)
-        handler.send_header("Content-Type", "application/json")
-        handler.send_header("Content-Length", str(len(body)))
-        for name, value in (headers or {}).items():
-            handler.send_header(name, value)
-        handler.end_headers()
-        handler.wfile.write(body)
+    send = staticmethod(OpenAIServer.send)
 
     def stop(self) -> None:
         self.httpd.shutdown()
