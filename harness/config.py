@@ -254,6 +254,8 @@ class DistributedSettings(Strict):
 
 
 LEARNING_RATE_WHY = "a step that large makes training diverge; typical rates are 1e-5 (full) to 3e-4 (LoRA)"
+BATCH_WHY = "a batch is held in memory at once, and no device holds more; use gradient_accumulation"
+MAX_BATCH = 65_536
 
 
 class TrainSettings(Strict):
@@ -265,7 +267,8 @@ class TrainSettings(Strict):
     learning_rate: Annotated[float, at_most(1.0, LEARNING_RATE_WHY)] | None = Field(None, gt=0)
     lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "linear"
     warmup_ratio: float = Field(0.05, ge=0, lt=1)  # share of steps spent ramping the learning rate up
-    batch_size: int = Field(8, ge=1)  # examples per device step; higher: faster, more memory
+    # examples per device step; higher: faster, more memory
+    batch_size: Annotated[int, at_most(MAX_BATCH, BATCH_WHY)] = Field(8, ge=1)
     gradient_accumulation: int = Field(1, ge=1)  # effective batch = batch_size x this, at no memory cost
     gradient_checkpointing: bool = False  # trades ~30% speed for much less activation memory
     max_length: int = Field(512, ge=8)  # longer examples are truncated

@@ -28,6 +28,8 @@ CASES = {
     "max_steps: yes": (LORA + "    train: {max_steps: yes}\n", [], 6, "max_steps: a number is needed, not a boolean"),
     "huge learning rate": (LORA + "    train: {learning_rate: 1000}\n", [], 6, "at most 1.0: a step that large"),
     "infinite learning rate": (LORA + "    train: {learning_rate: .inf}\n", [], 6, "finite number"),
+    # found by bench/probe_recipes.py (1,840 seeded mutations): the one meaningless value accepted
+    "huge batch": (LORA + "    train: {batch_size: 1000000000000}\n", [], 6, "at most 65536: a batch is held"),
     "no LoRA target modules": (LORA + "    lora: {target_modules: []}\n", [], 6, "give at least one module name"),
     "endless bootstrap": (
         PROMPT + "eval: {heldout: {bootstrap_samples: 1000000000000}}\n",
