@@ -163,7 +163,6 @@ class Endpoint:
         """The response to one request, retried on 429 / 5xx / timeouts / connection errors."""
         import http.client
         import urllib.error
-        import urllib.request
 
         data = json.dumps(body).encode()
         headers = {"Content-Type": "application/json", "Accept": "application/json"}

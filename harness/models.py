@@ -210,6 +210,12 @@ def load(spec: ModelSpec, device: str, dtype: torch.dtype | None = None, quantiz
 
     With a bitsandbytes `quantization_config`, the linear layers are loaded as real 4-bit layers.
     """
+    model, tokenizer = _load(spec, device, dtype, quantization_config)
+    return contiguous_head_input(model).eval(), tokenizer
+
+
+def _load(spec: ModelSpec, device: str, dtype: torch.dtype | None, quantization_config):
+    """(model, tokenizer) from wherever `spec.id` points: an alias's or a file's GGUF, random:, a folder or hub id."""
     dtype = dtype or resolve_dtype(spec, device)
     model_id = spec.id
     check_resolvable(model_id)
@@ -236,7 +242,7 @@ def load(spec: ModelSpec, device: str, dtype: torch.dtype | None = None, quantiz
             model = _auto_model().from_pretrained(
                 source, dtype=dtype, quantization_config=quantization_config, device_map={"": device}
             )
-            return contiguous_head_input(model).eval(), tokenizer
+            return model, tokenizer
         model = _auto_model().from_pretrained(source, dtype=dtype)
     except OSError as exc:
         raise ModelResolutionError(
@@ -245,7 +251,7 @@ def load(spec: ModelSpec, device: str, dtype: torch.dtype | None = None, quantiz
             f"weights, a .gguf file, one of the aliases ({', '.join(ALIASES)}), or a hub id with a hub "
             "connection (or HF_HUB_OFFLINE=1 and a filled cache)."
         ) from exc
-    return contiguous_head_input(model.to(device)).eval(), tokenizer
+    return model.to(device), tokenizer
 
 
 def contiguous_head_input(model):
@@ -429,7 +435,7 @@ def _random_model(arch: str, device: str, dtype: torch.dtype):
     config = AutoConfig.for_model(**settings)
     with torch.device(device):
         model = _auto_model().from_config(config, dtype=dtype)
-    return contiguous_head_input(model).eval(), tokenizer
+    return model, tokenizer
 
 
 def load_config(model_id: str):

@@ -330,6 +330,14 @@ def job_main(job: dict, log_path: str, env: dict[str, str]) -> None:
     child_main(job, log_path, env)
 
 
+def node_main(job: dict, log_path: str, env: dict[str, str], node) -> None:
+    """One node's process of a cell across machines (`node`: the distributed.Node a cluster executor made
+    for it): the job as on one machine, with the node's place in its environment and a log of its own."""
+    from harness.executors.base import node_log
+
+    job_main(job, node_log(log_path, node.rank), env | node.env())
+
+
 def main(argv: list[str]) -> int:
     preload()
     run_job(json.loads(Path(argv[0]).read_text()))

@@ -164,10 +164,10 @@ def label_logprobs(model, tokenizer, prompt: str, labels: Sequence[str], batch_s
     forward pass of the prompt for each label."""
     import torch
 
+    from harness.evaluate.preference import encoding
     from harness.evaluate.prefix_cache import cache_for_batch
 
-    add_special = not getattr(tokenizer, "chat_template", None)  # a rendered chat prompt has its specials
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    add_special, pad = encoding(tokenizer)
     prompt_ids = tokenizer(prompt, add_special_tokens=add_special)["input_ids"]
     label_ids = [tokenizer(label, add_special_tokens=False)["input_ids"] for label in labels]
     totals = []

@@ -25,12 +25,18 @@ class PairScores:
         return float(np.mean(self.margins)) if self.margins else float("nan")
 
 
+def encoding(tokenizer) -> tuple[bool, int]:
+    """How a prompt is encoded before its completion: with special tokens unless it is a rendered chat
+    prompt (which has its own), and the id that pads a batch."""
+    add_special = not getattr(tokenizer, "chat_template", None)
+    return add_special, tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+
 def completion_logprobs(
     model, tokenizer, prompts: Sequence[str], completions: Sequence[str], batch_size: int
 ) -> list[float]:
     """Sum of log p(completion token | prompt, earlier tokens) for each (prompt, completion)."""
-    add_special = not getattr(tokenizer, "chat_template", None)  # a rendered chat prompt has its specials
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    add_special, pad = encoding(tokenizer)
     totals: list[float] = []
     for start in range(0, len(prompts), batch_size):
         rows, masks = [], []

@@ -118,15 +118,20 @@ def require(module: str, kind: str):
         ) from None
 
 
+def _distributed(technique):
+    """The technique's train.distributed (None for a kind that does not train, or one process)."""
+    return getattr(getattr(technique, "train", None), "distributed", None)
+
+
 def train_ranks(technique) -> int:
     """How many processes a cell of `technique` trains in (1 without train.distributed)."""
-    settings = getattr(getattr(technique, "train", None), "distributed", None)
+    settings = _distributed(technique)
     return settings.world_size if settings is not None else 1
 
 
 def train_nodes(technique) -> int:
     """How many machines a cell of `technique` trains across (train.distributed.nodes; 1 without it)."""
-    settings = getattr(getattr(technique, "train", None), "distributed", None)
+    settings = _distributed(technique)
     return settings.nodes if settings is not None else 1
 
 

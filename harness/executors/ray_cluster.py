@@ -28,7 +28,6 @@ from harness.executors.base import (
     job_nodes,
     log_tail,
     node_gpus,
-    node_log,
     rendezvous_file,
     require,
     train_nodes,
@@ -176,8 +175,7 @@ def node_task(job: dict, log_path: str, env: dict[str, str], rank: int, nodes: i
     from harness import worker
     from harness.distributed import Node
 
-    node = Node(rank, nodes, ray.util.get_node_ip_address(), Path(rendezvous))
-    worker.job_main(job, node_log(log_path, rank), env | node.env())
+    worker.node_main(job, log_path, env, Node(rank, nodes, ray.util.get_node_ip_address(), Path(rendezvous)))
 
 
 def connect(ray, address: str) -> None:

@@ -30,7 +30,6 @@ from harness.executors.base import (
     job_gpus,
     job_nodes,
     log_tail,
-    node_log,
     rendezvous_file,
     require,
 )
@@ -152,8 +151,7 @@ def node_task(job: dict, log_path: str, env: dict[str, str], rendezvous: str) ->
     from harness.distributed import Node
 
     task = submitit.JobEnvironment()
-    node = Node(task.global_rank, task.num_tasks, socket.gethostname(), Path(rendezvous))
-    worker.job_main(job, node_log(log_path, node.rank), env | node.env())
+    worker.node_main(job, log_path, env, Node(task.global_rank, task.num_tasks, socket.gethostname(), Path(rendezvous)))
 
 
 def check_slurm_keys(settings: dict) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from harness.analysis.floor import KIND as FLOOR_KIND
 from harness.metrics import INVALID
+from harness.report.text import cell as text_cell
 from harness.report.text import file_name
 from harness.rows import RowLike
 from harness.yamlconfig import ConfigWarning
@@ -67,14 +68,14 @@ def confusion_table(c: Confusion) -> str:
     and F1 of each label."""
     headers = (
         ["expected ↓ answered →"]
-        + [NO_LABEL if col == INVALID else _cell(col) for col in c.columns]
+        + [NO_LABEL if col == INVALID else text_cell(col) for col in c.columns]
         + ["precision", "recall", "F1"]
     )
     lines = ["| " + " | ".join(headers) + " |", "|---|" + "---:|" * (len(headers) - 1)]
     for i, label in enumerate(c.labels):
         counts = [f"**{n}**" if j == i and n else str(n) for j, n in enumerate(c.counts[i])]
         figures = [f"{c.precision[i]:.2f}", f"{c.recall[i]:.2f}", f"{c.f1[i]:.2f}"]
-        lines.append("| " + " | ".join([_cell(label)] + counts + figures) + " |")
+        lines.append("| " + " | ".join([text_cell(label)] + counts + figures) + " |")
     return "\n".join(lines)
 
 
@@ -127,10 +128,6 @@ def matrix_csv(c: Confusion) -> str:
     return out.getvalue()
 
 
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|")
-
-
 def confusion_section(
     rows: Sequence[RowLike],
     predictions: dict[str, list[dict]],
@@ -181,7 +178,7 @@ def _capped_body(c: Confusion, technique: str, csv_folder: Path | None, prefix: 
     pairs = most_confused(c)
     if pairs:
         lines += ["", "Most confused (expected → answered: count):", ""]
-        lines += [f"- {_cell(expected)} → {_cell(answered)}: {count}" for expected, answered, count in pairs]
+        lines += [f"- {text_cell(expected)} → {text_cell(answered)}: {count}" for expected, answered, count in pairs]
     if csv_folder is not None:
         name = f"{prefix}{file_name(technique)}-confusion.csv"  # prefix: the task's, already safe
         try:

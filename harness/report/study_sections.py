@@ -12,7 +12,7 @@ from pathlib import Path
 from harness import kinds
 from harness.analysis import decision
 from harness.analysis.floor import KIND as FLOOR_KIND
-from harness.analysis.search_range import at_edge, position
+from harness.analysis.search_range import at_edge, log_scale, ordered
 from harness.planning import chosen_trial, mean_std
 from harness.report import plots, text
 from harness.report.columns import fmt_number, fmt_seconds
@@ -178,9 +178,9 @@ def search_points(trials: dict[str, list[Row]], specs: Mapping[str, RowLike]) ->
     out = {}
     for name, cells in trials.items():
         space = (specs.get(name, {}).get("search") or {}).get("space") or {}
-        ranged = [k for k, axis in space.items() if position(axis, _any_value(axis)) is not None]
+        ranged = [k for k, axis in space.items() if ordered(axis)]
         key = ranged[0] if len(space) == 1 and ranged else "trial"
-        log = key != "trial" and isinstance(space[key], dict) and bool(space[key].get("log_uniform"))
+        log = key != "trial" and log_scale(space[key])
         valued = [c for c in cells if c["status"] == "ok" and c.get("objective") is not None]
         out[name] = {
             "x_label": key,
@@ -194,14 +194,6 @@ def search_points(trials: dict[str, list[Row]], specs: Mapping[str, RowLike]) ->
 def _x(cell: RowLike, key: str) -> float:
     """A trial's place on the search plot's x axis: its searched value, or its number."""
     return cell["trial"] if key == "trial" else cell["params"][key]
-
-
-def _any_value(axis):
-    """A value inside an axis, to ask `position` whether the axis has an order."""
-    if isinstance(axis, list):
-        return axis[0] if axis else None
-    bounds = next((v for v in axis.values() if v is not None), None)
-    return bounds[0] if bounds else None
 
 
 def search_section(store: RunStore, folder: Path) -> str:
