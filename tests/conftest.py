@@ -80,11 +80,22 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def local_study(tiny_model_dir, tmp_path_factory):
-    """The executor tests' reference: their study on the local executor (tests/executor_study.py)."""
-    from executor_study import run_local_study
+def local_study(tiny_model_dir, tmp_path_factory, worker_id):
+    """The executor tests' reference: their study on the local executor (tests/executor_study.py). Run once
+    per session: under pytest-xdist the Slurm and the Ray test files run on two workers, and the first to
+    ask computes the reference into the session's shared folder while the other waits for it."""
+    import pickle
 
-    return run_local_study(tiny_model_dir, tmp_path_factory)
+    from executor_study import run_local_study
+    from filelock import FileLock
+
+    if worker_id == "master":
+        return run_local_study(tiny_model_dir, tmp_path_factory)
+    shared = tmp_path_factory.getbasetemp().parent / "local-study.pickle"  # this session's root, for all workers
+    with FileLock(f"{shared}.lock"):
+        if not shared.is_file():
+            shared.write_bytes(pickle.dumps(run_local_study(tiny_model_dir, tmp_path_factory)))
+        return pickle.loads(shared.read_bytes())
 
 
 @pytest.fixture
