@@ -298,6 +298,12 @@ def free_port(host: str = "127.0.0.1") -> int:
         return probe.getsockname()[1]
 
 
+def examples_trained(trainer) -> int:
+    """The train examples behind a trainer's dataset (harness.train's SFT sets `train_examples`: a multi-turn
+    example is one record per assistant turn); else one record each (DPO's pairs, GRPO's prompts)."""
+    return getattr(trainer, "train_examples", len(trainer.train_dataset))
+
+
 def _rank_main(local: int, build, callbacks, device: str, processes: int, first: int, env: dict, folder: str) -> None:
     """One rank: its environment, its share of the CPU, the trainer, training; rank 0 saves. `local` is
     its index on this node (its files here are named by it), `first + local` its global rank."""
@@ -347,7 +353,7 @@ def _rank_main(local: int, build, callbacks, device: str, processes: int, first:
             "steps": state.global_step,
             "history": [h for h in state.log_history if "loss" in h],
             "validation_loss": validation_loss,
-            "examples": len(trainer.train_dataset),
+            "examples": examples_trained(trainer),
             "truncated_examples": getattr(trainer, "truncated_examples", 0),
             "adapter": (out / WEIGHTS / "adapter_config.json").is_file(),
             "peaks": [r["peak"] for r in ranks],

@@ -25,16 +25,32 @@ def user_text(task: Task, example: Example) -> str:
 def messages(
     task: Task, example: Example, shots: Sequence[Example] = (), augment: Callable[[Example, str], str] | None = None
 ) -> list[dict]:
-    """System message (task's, else the example's instruction), then k solved shots, then the question.
+    """System message (task's, else the example's instruction), then k solved shots, then the example's
+    conversation: its earlier turns (a multi-turn example's history) and its question.
 
     `augment` rewrites the question's user text (RAG puts retrieved passages before the question).
     """
     system = task.spec.prompt.system or example.instruction
     turns = [{"role": "system", "content": system}] if system else []
     for shot in shots:
-        turns += [{"role": "user", "content": user_text(task, shot)}, {"role": "assistant", "content": shot.output}]
+        turns += conversation(task, shot) + [{"role": "assistant", "content": shot.output}]
+    return turns + conversation(task, example, augment)
+
+
+def conversation(task: Task, example: Example, augment: Callable[[Example, str], str] | None = None) -> list[dict]:
+    """The example's earlier turns as written, then its question (the last user turn) through the task's
+    template: the template shapes the question only, so earlier turns reach the model as the data has them."""
+    earlier = [{"role": role, "content": text} for role, text in example.history]
     question = user_text(task, example)
-    return turns + [{"role": "user", "content": augment(example, question) if augment else question}]
+    return earlier + [{"role": "user", "content": augment(example, question) if augment else question}]
+
+
+def question_text(task: Task, example: Example) -> str:
+    """The question as one text (what a judge reads): the user text, after the earlier turns when there are some."""
+    if not example.history:
+        return user_text(task, example)
+    earlier = [f"{role.capitalize()}: {text}" for role, text in example.history]
+    return "\n\n".join([*earlier, f"User: {user_text(task, example)}"])
 
 
 def render(tokenizer, turns: list[dict]) -> str:

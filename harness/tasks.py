@@ -1,8 +1,9 @@
 """Task folders: tasks/<name>/task.yaml plus data files, loaded into train and test examples.
 
-A data file may be JSONL, JSON (a list of records), CSV or Parquet, in one of three shapes:
-`fields` (columns mapped by `fields:`), `alpaca` (instruction/input/output) or `chat`
-(a `messages` list whose last message is the assistant's answer).
+A data file may be JSONL, JSON (a list of records), CSV or Parquet, in one of four shapes:
+`fields` (columns mapped by `fields:`), `alpaca` (instruction/input/output), `chat` (an OpenAI-style
+`messages` list) or `sharegpt` (a `conversations` list of {from, value}); a conversation may have several
+turns and ends with the assistant's answer (harness/chat_formats.py).
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from typing import Literal
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from harness import metrics
+from harness import chat_formats, metrics
+from harness.chat_formats import is_missing as _missing
 from harness.yamlconfig import ConfigError, ConfigWarning, Seed, Strict, line_of, load_yaml_model, read_text
 
 BUNDLED_TASKS = Path(__file__).resolve().parent.parent / "tasks"
@@ -65,7 +67,7 @@ class DataSpec(Strict):
     test: str | None = None  # a separate test file; without it the test split is cut from train
     test_fraction: float = Field(0.2, gt=0, lt=1)  # used only when `test` is not given
     split_seed: Seed = 0  # fixed so every run and technique sees the same held-out examples
-    format: Literal["fields", "alpaca", "chat"] = "fields"
+    format: Literal["fields", "alpaca", "chat", "sharegpt"] = "fields"
 
 
 class PromptTemplate(Strict):
@@ -117,6 +119,16 @@ class TaskSpec(Strict):
             )
         return name
 
+    @model_validator(mode="after")
+    def _pairs_need_fields(self):
+        # a chat or sharegpt record has no chosen/rejected columns: `fields:` maps columns of format fields only
+        if self.fields.chosen is not None and self.data.format != "fields":
+            raise ValueError(
+                f"`fields.chosen`/`fields.rejected` (preference pairs) apply to `data.format: fields` only, "
+                f"not {self.data.format!r}; fix: give the pairs as columns with format fields"
+            )
+        return self
+
     @field_validator("labels", mode="before")
     @classmethod
     def _no_yaml_booleans(cls, labels):
@@ -159,6 +171,8 @@ class Example:
     gold_docs: tuple[str, ...] = ()  # corpus documents that hold the answer, when the data names them
     chosen: str | None = None  # the preferred answer of a preference pair (format `fields` with fields.chosen)
     rejected: str | None = None  # the dispreferred answer; set exactly when chosen is
+    # a conversation's turns before `input` (formats chat, sharegpt): (role, text), user and assistant alternating
+    history: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -380,7 +394,9 @@ def _read_parquet(path: Path):
 
 
 def _load_examples(path: Path, spec: TaskSpec) -> list[Example]:
-    convert = {"fields": _from_fields, "alpaca": _from_alpaca, "chat": _from_chat}[spec.data.format]
+    convert = {"fields": _from_fields, "alpaca": _from_alpaca, "chat": _from_chat, "sharegpt": _from_chat}[
+        spec.data.format
+    ]
     examples: list[Example] = []
     first_line: dict[str, int] = {}
     for line, record in read_records(path):
@@ -412,6 +428,7 @@ def _text(record: dict, key: str | None, where: str, required: bool) -> str:
             keys = ", ".join(map(str, record)) or "none"
             raise ConfigError(
                 f"{where}: missing field {key!r} (the record has: {keys}); fix the row or `fields:` in task.yaml"
+                f"{chat_formats.format_hint(record, 'fields')}; the record: {chat_formats.preview(record)}"
             )
         return ""
     value = record[key]
@@ -420,11 +437,6 @@ def _text(record: dict, key: str | None, where: str, required: bool) -> str:
     if isinstance(value, (dict, bool)):
         raise ConfigError(f"{where}: field {key!r} must be text, got {type(value).__name__}")
     return str(value)
-
-
-def _missing(value: object) -> bool:
-    """No value: null, or NaN (JSON's NaN, an empty Parquet or pandas cell), which str() would make "nan"."""
-    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def _from_fields(record: dict, spec: TaskSpec, where: str, default_id: str) -> Example:
@@ -464,32 +476,14 @@ def _from_alpaca(record: dict, spec: TaskSpec, where: str, default_id: str) -> E
 
 
 def _from_chat(record: dict, spec: TaskSpec, where: str, default_id: str) -> Example:
-    messages = record.get("messages")
-    if not isinstance(messages, list) or len(messages) < 2 or not all(isinstance(m, dict) for m in messages):
-        raise ConfigError(
-            f"{where}: expected 'messages': a list of {{role, content}} with at least a user and an assistant turn"
-        )
-    if messages[-1].get("role") != "assistant" or messages[-2].get("role") != "user":
-        raise ConfigError(f"{where}: the last two messages must be user then assistant (the answer)")
-    system: dict = next((m for m in messages if m.get("role") == "system"), {})
+    """A conversation (format chat or sharegpt): its last user turn is the question, the assistant's reply
+    the answer, and the turns before them the example's history."""
+    chat = chat_formats.conversation(record, spec.data.format, where)
+    *history, (_, question), (_, answer) = chat.turns
     return Example(
         id=_text(record, "id", where, required=False) or default_id,
-        instruction=_content(system, where, required=False),
-        input=_content(messages[-2], where, required=False),
-        output=_content(messages[-1], where, required=True),
+        instruction=chat.system,
+        input=question,
+        output=answer,
+        history=tuple(history),
     )
-
-
-def _content(message: dict, where: str, required: bool) -> str:
-    """A message's text; a list or mapping (content parts, a tool call) would reach the model as Python's repr."""
-    content = message.get("content")
-    if _missing(content):
-        if required:
-            raise ConfigError(f"{where}: the {message.get('role')} message has no content; fix: give its text")
-        return ""
-    if isinstance(content, (list, dict, bool)):
-        raise ConfigError(
-            f"{where}: the {message.get('role')} message's content is a {type(content).__name__}, not text; "
-            "fix: give the text itself as a string"
-        )
-    return str(content)

@@ -2,7 +2,11 @@
 
 The train split becomes a conversational prompt-completion dataset (the same messages the
 prompt-only technique shows, the answer as the assistant turn), so SFTTrainer applies the chat
-template and masks the prompt tokens out of the loss (completion_only_loss).
+template and masks the prompt tokens out of the loss (completion_only_loss). A multi-turn example
+gives one record per assistant turn (the turns before it as the prompt), so every assistant turn is
+learnt and nothing else: TRL's own `assistant_only_loss` would need `{% generation %}` markers in the
+chat template, which the default model's (SmolLM2's ChatML) lacks and TRL 1.16's
+get_training_chat_template cannot add (it patches a fixed list of known templates only).
 """
 
 from __future__ import annotations
@@ -57,16 +61,20 @@ def precision(settings: TrainSettings, device: str) -> str:
 def sft_records(task: Task, settings: TrainSettings, augment=None) -> tuple[list[dict], list[dict]]:
     """(train, validation) records in TRL's conversational prompt-completion format; the prompts are
     exactly what the model is scored on (with `augment`, retrieved passages included). Train is the
-    first `limit` train examples (nested subsets for learning curves); validation is the task's split."""
+    first `limit` train examples (nested subsets for learning curves); validation is the task's split.
+    An example gives one record per assistant turn: a multi-turn example's earlier answers too."""
 
-    def record(e):
-        return {
-            "prompt": prompting.messages(task, e, augment=augment),
-            "completion": [{"role": "assistant", "content": e.output}],
-        }
+    def records(e) -> list[dict]:
+        turns = prompting.messages(task, e, augment=augment) + [{"role": "assistant", "content": e.output}]
+        return [{"prompt": turns[:i], "completion": [t]} for i, t in enumerate(turns) if t["role"] == "assistant"]
 
-    examples = task.train[: settings.limit] if settings.limit else task.train
-    return [record(e) for e in examples], [record(e) for e in task.validation]
+    examples = train_examples(task, settings)
+    return [r for e in examples for r in records(e)], [r for e in task.validation for r in records(e)]
+
+
+def train_examples(task: Task, settings: TrainSettings):
+    """The train examples a cell trains on: the first `limit` (nested subsets for learning curves), or all."""
+    return task.train[: settings.limit] if settings.limit else task.train
 
 
 def training_args(settings: TrainSettings, kind: str, device: str, output_dir: Path, seed: int) -> dict:
@@ -143,6 +151,7 @@ def make_trainer(
         callbacks=list(callbacks),
     )
     trainer.truncated_examples = truncated  # type: ignore[attr-defined]  # our own attribute, for fit()'s TrainStats
+    trainer.train_examples = len(train_examples(task, settings))  # type: ignore[attr-defined]  # not records
     return trainer
 
 
@@ -249,7 +258,7 @@ def fit(
         precision=precision(settings, device),
         losses=[h["loss"] for h in history if "loss" in h],
         validation_loss=validation_loss,
-        examples=len(trainer.train_dataset),
+        examples=distributed.examples_trained(trainer),
         history=[h for h in history if "loss" in h],
         truncated_examples=getattr(trainer, "truncated_examples", 0),
     )

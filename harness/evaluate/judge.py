@@ -165,13 +165,15 @@ def judge_heldout(ctx: JudgedContext, predictions: list[dict], metric: str | Non
     from harness import metrics
     from harness.analysis.stats import judge_agreement, value_of
     from harness.measure import measure
-    from harness.prompting import user_text
+    from harness.prompting import question_text
 
     rubric = ctx.task.spec.judge
     assert rubric is not None  # judges(): only a task with a rubric
     by_id = {e.id: e for e in ctx.heldout_examples()}
     texts = [
-        prompt(rubric.rubric, rubric.scale, user_text(ctx.task, by_id[p["id"]]), p["expected"], p["predicted"] or "")
+        prompt(
+            rubric.rubric, rubric.scale, question_text(ctx.task, by_id[p["id"]]), p["expected"], p["predicted"] or ""
+        )
         for p in predictions
     ]
     job = ctx.progress.add_task("judging answers", total=len(texts))
