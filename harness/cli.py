@@ -641,13 +641,19 @@ def task():
 @click.argument("source", type=click.Path(exists=True, dir_okay=False))
 @click.option("--name", required=True, help="The task's name (also its folder's, under tasks/, without --out).")
 @click.option("--out", type=click.Path(file_okay=False), help="The folder to write (default: tasks/NAME).")
+@click.option(
+    "--test",
+    "test_file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="A separate test file (default: 20%% of SOURCE held out).",
+)
 @user_errors
-def task_init(source, name, out):
+def task_init(source, name, out, test_file):
     """Write a task folder from SOURCE (a .jsonl, .json, .csv or .parquet file): the file copied in, and a
     task.yaml whose fields, labels, metric and prompt are inferred from the records, each choice commented."""
     from harness.task_init import init_from_file, summary
 
-    folder = init_from_file(Path(source), name, Path(out) if out else None)
+    folder = init_from_file(Path(source), name, Path(out) if out else None, Path(test_file) if test_file else None)
     for line in summary(folder):
         console.print(escape(line), highlight=False, soft_wrap=True)
 

@@ -90,36 +90,32 @@ class Proposal:
     answers: list[str] = field(default_factory=list)  # each record's expected answer, as the loader reads it
 
 
-def init_from_file(source: Path, name: str, out: Path | None = None) -> Path:
-    """A task folder (default tasks/NAME) for a JSONL/JSON/CSV/Parquet file: the file copied in, task.yaml
-    inferred from its records. Returns the folder."""
-    source = Path(source)
-    records = [record for _, record in read_records(source)]
+def init_from_file(source: Path, name: str, out: Path | None = None, test: Path | None = None) -> Path:
+    """A task folder (default tasks/NAME) for a JSONL/JSON/CSV/Parquet file (and a separate test file): the
+    files copied in, task.yaml inferred from their records. Returns the folder."""
     folder = Path(out) if out is not None else Path("tasks") / name
-    data_file = source.name
-    inside = source.resolve().parent == folder.resolve()
-    return write_task(
-        folder,
-        name,
-        records,
-        {"train": data_file},
-        origin=f"{source}" + ("" if inside else f", copied here as {data_file}"),
-        copy=None if inside else source,
-    )
+    files = {"train": Path(source)} | ({"test": Path(test)} if test is not None else {})
+    records = [record for path in files.values() for _, record in read_records(path)]
+    names = {"train": files["train"].name}
+    if test is not None:  # two files of one name (train/data.csv, test/data.csv) may not overwrite each other
+        names["test"] = files["test"].name if files["test"].name != names["train"] else f"test{files['test'].suffix}"
+    copies = {names[key]: path for key, path in files.items() if path.resolve() != (folder / names[key]).resolve()}
+    origin = " and ".join(map(str, files.values())) + (f", copied here as {', '.join(copies)}" if copies else "")
+    return write_task(folder, name, records, names, origin, copies)
 
 
 def write_task(
-    folder: Path, name: str, records: Sequence[object], data: dict, origin: str, copy: Path | None = None
+    folder: Path, name: str, records: Sequence[object], data: dict, origin: str, copies: dict[str, Path] | None = None
 ) -> Path:
-    """Write folder/task.yaml for `records` with the `data:` block `data` (and copy `copy` into the folder),
-    then load the task back, so what init writes is known to load."""
+    """Write folder/task.yaml for `records` (every split's) with the `data:` block `data`, copying each of
+    `copies` (name in the folder -> file) in; then load the task back, so what init writes is known to load."""
     if (folder / "task.yaml").exists():
         raise ConfigError(f"{folder / 'task.yaml'} exists already; choose another --out folder or remove it")
     rows = _dicts(records, origin)
     proposal = propose(rows)
     folder.mkdir(parents=True, exist_ok=True)
-    if copy is not None:
-        shutil.copyfile(copy, folder / Path(data["train"]).name)
+    for target, path in (copies or {}).items():
+        shutil.copyfile(path, folder / target)
     (folder / "task.yaml").write_text(task_yaml(name, data, proposal, origin, len(rows)))
     try:
         load_task(str(folder))
@@ -331,11 +327,14 @@ def task_yaml(name: str, data: dict, proposal: Proposal, origin: str, n_records:
         "description: ''   # one line on what the task asks; shown by `harness tasks` and in reports",
         "data:",
         *[f"  {key}: {_yaml(value)}" for key, value in data.items()],
-        "  test_fraction: 0.2   # held-out share cut from the data"
-        + (", stratified by label" if proposal.labels else "")
-        + "; or give a separate `test:` file",
-        "  split_seed: 0        # fixes which examples are held out, for every run and technique",
     ]
+    if "test" not in data:
+        lines += [
+            "  test_fraction: 0.2   # held-out share cut from the data"
+            + (", stratified by label" if proposal.labels else "")
+            + "; or give a separate `test:` file",
+            "  split_seed: 0        # fixes which examples are held out, for every run and technique",
+        ]
     if proposal.format != "fields":
         lines.append(f"  format: {proposal.format}   # {proposal.why['format']}")
     else:

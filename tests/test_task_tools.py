@@ -96,26 +96,6 @@ def planted(tmp_path):
     return tmp_path / "planted"
 
 
-def test_exclude_drops_the_leaked_test_examples_for_every_cell_and_reports_them(
-    tiny_model_dir, planted, tmp_path, write
-):
-    out = tmp_path / "out"
-    text = tiny_recipe(tiny_model_dir, out, PROMPT).replace("task: ticket-routing", f"task: {planted}")
-    recipe = write("r.yaml", text.replace("limit: 12", "limit: 4") + "  leakage: exclude\n")
-    result = run_cli("run", recipe)
-    assert result.exit_code == 0, result.output
-    assert "leakage: 4 of 6 test examples also appear in train (2 exact, 2 near)" in result.output
-    (run_dir,) = (out / "tiny").iterdir()
-    stored = json.loads((run_dir / "results.json").read_text())
-    assert stored["meta"]["leakage"]["excluded_ids"] == ["e1", "e2", "n1", "n2"]
-    for technique in ("zero", "majority"):  # the cell's worker and the driver's floor dropped the same ones
-        ids = {p["id"] for p in map(json.loads, (run_dir / "predictions" / f"{technique}.jsonl").open())}
-        assert ids == {"c1", "c2"}, technique
-    report = (run_dir / "REPORT.md").read_text()
-    assert "4 of 6 test examples also appear in train (2 exact, 2 near)." in report
-    assert "excluded before any cell (`eval.leakage: exclude`): every technique is scored on the remaining 2" in report
-
-
 def test_error_stops_before_any_cell_naming_the_examples(planted, tmp_path, write):
     text = f"name: x\ntask: {planted}\noutput_dir: {tmp_path / 'out'}\ntechniques:\n{PROMPT}eval: {{leakage: error}}\n"
     recipe = write("r.yaml", text)
@@ -165,31 +145,29 @@ def test_task_check_shows_sizes_labels_token_lengths_and_leakage(planted, tiny_m
     assert "4 of 7 test examples also appear in train (2 exact, 2 near)" in out
 
 
-def write_csv(path, rows) -> None:
+def write_csv(path, examples) -> None:
     with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer = csv.DictWriter(f, fieldnames=["ticket_id", "customer message", "category", "other"])
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows(
+            {"ticket_id": e.id, "customer message": e.input, "category": e.output, "other": 1} for e in examples
+        )
 
 
-def test_task_init_on_a_csv_writes_a_commented_task_that_validates_and_runs(tiny_model_dir, tmp_path, write):
-    topics = {
-        "refund": "I want my money back for order {n}",
-        "delivery": "Where is parcel {n}? It has not come",
-        "login": "Account {n} cannot sign in since the update",
-    }
-    rows = [
-        {"ticket_id": f"T{i:02d}{k}", "customer message": text.format(n=1000 + 37 * i), "category": label, "other": 1}
-        for k, (label, text) in enumerate(topics.items())
-        for i in range(8)
-    ]
-    write_csv(tmp_path / "tickets.csv", rows)
+def test_init_on_csv_files_writes_a_task_that_runs_and_exclude_drops_leaked_examples_from_every_cell(
+    tiny_model_dir, tmp_path, write
+):
+    write_csv(tmp_path / "train.csv", TRAIN)
+    write_csv(tmp_path / "test.csv", PLANTED)
     folder = tmp_path / "mine"
-    result = run_cli("task", "init", tmp_path / "tickets.csv", "--name", "mine", "--out", folder)
+    result = run_cli(
+        "task", "init", tmp_path / "train.csv", "--test", tmp_path / "test.csv", "--name", "mine", "--out", folder
+    )
     assert result.exit_code == 0, result.output
-    assert "19 train, 5 test; metric accuracy; labels delivery, login, refund" in result.output
+    assert "9 train, 6 test; metric accuracy; labels delivery, login, refund" in result.output
     text = (folder / "task.yaml").read_text()
     for line in (
+        "  train: train.csv\n  test: test.csv\n",
         "  id: ticket_id   # column `ticket_id`: its name",
         "  input: customer message   # column `customer message`: its name",
         "  output: category   # column `category`: its name",
@@ -198,18 +176,38 @@ def test_task_init_on_a_csv_writes_a_commented_task_that_validates_and_runs(tiny
         "metric: accuracy   # the labels are about balanced",
     ):
         assert line in text, line
-    assert (folder / "tickets.csv").read_text() == (tmp_path / "tickets.csv").read_text()
+    assert (folder / "test.csv").read_text() == (tmp_path / "test.csv").read_text()
     out = tmp_path / "out"
     recipe_text = tiny_recipe(tiny_model_dir, out, PROMPT).replace("task: ticket-routing", f"task: {folder}")
-    recipe = write("r.yaml", recipe_text.replace("limit: 12", "limit: 4"))
+    recipe = write("r.yaml", recipe_text.replace("limit: 12", "limit: 4") + "  leakage: exclude\n")
     assert run_cli("validate", recipe).exit_code == 0
     result = run_cli("run", recipe)
     assert result.exit_code == 0, result.output
+    assert "leakage: 4 of 6 test examples also appear in train (2 exact, 2 near)" in result.output
     (run_dir,) = (out / "tiny").iterdir()
-    rows = {r["technique"]: r for r in json.loads((run_dir / "results.json").read_text())["rows"]}
-    assert rows["zero"]["status"] == "ok" and rows["zero"]["n_eval"] == 4
-    assert "eakage" in (run_dir / "REPORT.md").read_text()  # checked under the default, warn
-    assert run_cli("task", "init", tmp_path / "tickets.csv", "--name", "mine", "--out", folder).exit_code == 2
+    stored = json.loads((run_dir / "results.json").read_text())
+    assert stored["meta"]["leakage"]["excluded_ids"] == ["e1", "e2", "n1", "n2"]
+    assert {r["technique"]: r["status"] for r in stored["rows"]} == {"majority": "ok", "zero": "ok"}
+    for technique in ("zero", "majority"):  # the cell's worker and the driver's floor dropped the same ones
+        ids = {p["id"] for p in map(json.loads, (run_dir / "predictions" / f"{technique}.jsonl").open())}
+        assert ids == {"c1", "c2"}, technique
+    report = (run_dir / "REPORT.md").read_text()
+    assert "4 of 6 test examples also appear in train (2 exact, 2 near)." in report
+    assert "excluded before any cell (`eval.leakage: exclude`): every technique is scored on the remaining 2" in report
+    again = run_cli("task", "init", tmp_path / "train.csv", "--name", "mine", "--out", folder)
+    assert again.exit_code == 2 and "exists already" in again.output
+
+
+def test_init_holds_out_a_stratified_fifth_without_a_test_file(tmp_path):
+    rows = [ex(f"T{i:02d}", f"Message number {i} about {label}", label) for i, label in enumerate(["a", "b"] * 10)]
+    write_csv(tmp_path / "data.csv", rows)
+    result = run_cli("task", "init", tmp_path / "data.csv", "--name", "split", "--out", tmp_path / "split")
+    assert result.exit_code == 0, result.output
+    assert "16 train, 4 test; metric accuracy; labels a, b" in result.output
+    assert (
+        "  test_fraction: 0.2   # held-out share cut from the data, stratified by label"
+        in (tmp_path / "split" / "task.yaml").read_text()
+    )
 
 
 def test_init_recognises_chat_alpaca_preference_and_free_text_records():
