@@ -204,7 +204,8 @@ def leakage_table(facts: TaskFacts):
     rows += [("test", "corpus", m) for m in found.questions_in_corpus]
     table = Table(
         "example", "text", "also in", "its text", "kind", "similarity", header_style="bold",
-        title=f"leaked examples ({min(len(rows), SHOWN)} of {len(rows)} shown; kind answer: the test answer is in it)",
+        title=f"leaked examples ({min(len(rows), SHOWN)} of {len(rows)} shown)"
+        + ("; kind answer: the test answer is in its text" if found.answers_in_pool else ""),
     )  # fmt: skip
     for split, other, match in rows[:SHOWN]:
         found_in = by_id.get((other, match.other))
@@ -223,7 +224,7 @@ def prompt_text(example: Example) -> str:
     return " ".join(filter(None, [example.instruction, example.context, example.input, example.choices]))
 
 
-def _clip(text: str, width: int = 48) -> str:
+def _clip(text: str, width: int = 160) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 

@@ -18,6 +18,7 @@ to write, so a source other than a file (a dataset) plugs in by reading its reco
 from __future__ import annotations
 
 import json
+import numbers
 import shutil
 import statistics
 import typing
@@ -252,7 +253,12 @@ def _distinct_ids(column: str, rows: list[dict]) -> bool:
 
 
 def _texts(column: str, rows: list[dict]) -> bool:
-    return all(isinstance(row.get(column), (str, int, float)) and not isinstance(row.get(column), bool) for row in rows)
+    """Text or numbers in every row (numbers.Number: Parquet's numpy scalars too), not booleans or lists."""
+    return all(isinstance(row.get(column), (str, numbers.Number)) and not _boolean(row.get(column)) for row in rows)
+
+
+def _boolean(value: object) -> bool:
+    return isinstance(value, bool) or type(value).__name__ == "bool_"  # numpy's, from a Parquet file
 
 
 def _mean_length(column: str, rows: list[dict]) -> float:
@@ -279,8 +285,8 @@ def _labels_and_metric(proposal: Proposal) -> None:
         if words <= SHORT_ANSWER_WORDS:
             proposal.metric = "contains"
             proposal.why["metric"] = (
-                f"answers are short (median {words:g} words): the answer must state the expected one; "
-                "exact_match if it must be exactly that and nothing else"
+                f"answers are short (median {words:g} word{'' if words == 1 else 's'}): the answer must state the "
+                "expected one; exact_match if it must be exactly that and nothing else"
             )
         else:
             proposal.metric = "rouge_l"
@@ -355,7 +361,10 @@ def task_yaml(name: str, data: dict, proposal: Proposal, origin: str, n_records:
     if proposal.system:
         lines.append(f"  system: {_yaml(proposal.system)}   # say what the task is, in the model's words")
     else:
-        lines.append("  # system: a system message (e.g. 'Answer in one sentence.'); without it, the chat template's")
+        lines.append(
+            "  # system: a system message, e.g. 'Answer in one sentence.'; without it, each example's instruction "
+            "(when it has one), else the chat template's default"
+        )
     lines.append(f"  template: {_yaml(proposal.template)}")
     return "\n".join(lines) + "\n"
 

@@ -256,14 +256,16 @@ def sentences(stored: dict) -> list[str]:
     ):
         matches = stored.get(name) or []
         if matches:
-            lines.append(f"{len(matches)} of {total} {what} also appear {where} ({_counted(matches)}).")
+            n = len(matches)
+            lines.append(f"{n} of {total} {what} also {_verb(n)} {where} ({_counted(matches)}).")
     if stored.get("answers_in_pool"):
-        lines.append(
-            f"{len(stored['answers_in_pool'])} of {n_test} test answers appear verbatim in the few-shot pool (train)."
-        )
+        n = len(stored["answers_in_pool"])
+        lines.append(f"{n} of {n_test} test answers {_verb(n)} verbatim in the few-shot pool (train).")
     if stored.get("questions_in_corpus"):
-        lines.append(
-            f"{len(stored['questions_in_corpus'])} of {n_test} test questions appear verbatim, with their answer, "
-            "in a corpus document."
-        )
+        n = len(stored["questions_in_corpus"])
+        lines.append(f"{n} of {n_test} test questions {_verb(n)} verbatim, with their answer, in a corpus document.")
     return lines
+
+
+def _verb(n: int) -> str:
+    return "appears" if n == 1 else "appear"
