@@ -50,6 +50,10 @@ def test_exact_and_near_duplicates_are_found_on_the_question_not_the_answer():
     strict = leakage.find(TRAIN, [], PLANTED, classification=True, threshold=0.99)
     assert [m.id for m in strict.test_in_train] == ["e1", "e2"]
     assert leakage.sentences(found.as_dict()) == ["4 of 6 test examples also appear in train (2 exact, 2 near)."]
+    # a validation split is compared with both; its own leaks are reported, not acted on
+    split = leakage.find(TRAIN[:3], [*TRAIN[3:], PLANTED[4]], PLANTED, classification=True)
+    assert [m.id for m in split.test_in_validation] == ["c1", "n2"] and split.validation_in_train == []
+    assert leakage.sentences(split.as_dict())[1] == "2 of 6 test examples also appear in validation (1 exact, 1 near)."
 
 
 def test_near_pairs_match_a_brute_force_jaccard():
