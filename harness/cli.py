@@ -1,4 +1,5 @@
-"""Command line: harness run | validate | report | compare | check | calibrate | models | tasks | kinds."""
+"""Command line: harness run | validate | report | compare | check | calibrate | plan | models | tasks |
+task | kinds."""
 
 from __future__ import annotations
 
@@ -629,6 +630,51 @@ def tasks():
             found.name, "–" if found.docs is None else str(found.docs), ", ".join(found.metrics), found.description
         )
     console.print(lm_eval)
+
+
+@main.group()
+def task():
+    """Make and check a task folder: `task init` writes one from a data file, `task check` vets one."""
+
+
+@task.command("init")
+@click.argument("source", type=click.Path(exists=True, dir_okay=False))
+@click.option("--name", required=True, help="The task's name (also its folder's, under tasks/, without --out).")
+@click.option("--out", type=click.Path(file_okay=False), help="The folder to write (default: tasks/NAME).")
+@click.option(
+    "--test",
+    "test_file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="A separate test file (default: 20%% of SOURCE held out).",
+)
+@user_errors
+def task_init(source, name, out, test_file):
+    """Write a task folder from SOURCE (a .jsonl, .json, .csv or .parquet file): the file copied in, and a
+    task.yaml whose fields, labels, metric and prompt are inferred from the records, each choice commented."""
+    from harness.task_init import init_from_file, summary
+
+    folder = init_from_file(Path(source), name, Path(out) if out else None, Path(test_file) if test_file else None)
+    for line in summary(folder):
+        console.print(escape(line), highlight=False, soft_wrap=True)
+
+
+@task.command("check")
+@click.argument("task_ref", metavar="TASK")
+@click.option("--recipe", type=click.Path(exists=True, dir_okay=False), help="Check under this recipe's settings.")
+@user_errors
+def task_check(task_ref, recipe):
+    """Sizes, empty and repeated records, labels, token lengths against train.max_length, and leakage
+    between the splits of TASK (a folder or a bundled name), under RECIPE's settings (its validation split,
+    model's tokenizer, max lengths and eval.leakage threshold) or the defaults. No model is loaded."""
+    from harness import task_check as checking
+    from harness.config import load_recipe
+
+    facts = checking.check(task_ref, load_recipe(recipe) if recipe else None)
+    for part in checking.render(facts):
+        if isinstance(part, str):
+            console.print(part, soft_wrap=True)
+        else:
+            _print_wide(part)
 
 
 @main.command()

@@ -424,11 +424,28 @@ class JudgeSettings(Strict):
             )
 
 
+class LeakageSettings(Strict):
+    """What a run does with test examples that also appear in train or validation, exactly or nearly, or whose
+    answer or question is elsewhere (harness/analysis/leakage.py says what is compared); `eval.leakage: exclude`
+    is short for {action: exclude}."""
+
+    # warn: scored, and reported; exclude: dropped from the test split before any cell (counted; the same
+    # examples for every technique); error: the run stops before any cell, naming them
+    action: Literal["warn", "exclude", "error"] = "warn"
+    near_threshold: float = Field(0.85, ge=0.5, le=1)  # Jaccard of character 5-grams at which two texts are near
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value):
+        return {"action": value} if isinstance(value, str) else value
+
+
 class EvalSpec(Strict):
     heldout: HeldoutEval = HeldoutEval()
     validation: ValidationSplit | None = None  # needed by search; gives trained kinds a validation loss
     lm_eval: LmEvalSettings = LmEvalSettings()
     judge: JudgeSettings | None = None  # grade answers with an LLM judge, on tasks with a `judge:` rubric
+    leakage: LeakageSettings = LeakageSettings()  # warn | exclude | error, or {action, near_threshold}
 
 
 DEVICE_KINDS = ("cpu", "cuda")  # what a row's device starts with: the keys of cost.usd_per_hour

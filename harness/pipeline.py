@@ -20,8 +20,8 @@ from rich.markup import escape
 from rich.spinner import Spinner
 from rich.text import Text
 
-from harness import kinds, models, planning, preflight, report, search, tracking
-from harness.analysis import floor, ownership
+from harness import kinds, models, planning, preflight, report, screening, search, tracking
+from harness.analysis import floor, leakage, ownership
 from harness.config import ConfigError, Recipe, stored_recipe
 from harness.executors import Job, JobEnd, last_lines, make_executor
 from harness.measure import device_name
@@ -174,6 +174,7 @@ def run_task(
     chosen configuration on test over seeds and training-set sizes; rows merge as cells finish."""
     recipe, device = full_recipe.for_task(task_ref), executor.device
     task = with_validation(load_task(task_ref), recipe.eval.validation)
+    task, leaked = screening.screen(task, recipe.eval.leakage, recipe.eval.heldout.limit)
     if (run_dir / "results.json").is_file():
         store = RunStore.open(run_dir)
         if store.meta["task"]["name"] != task.name:  # its finished cells would pass for this task's
@@ -185,6 +186,7 @@ def run_task(
     else:
         store = RunStore(run_dir, _meta(full_recipe, task_ref, recipe_path, run_id or run_dir.name, device, task))
         store.meta["prepared"] = prepared or []
+    store.meta["leakage"] = leaked
     store.save()
     tracking.open_run(recipe, store)  # before any cell: the cells' processes attach to what it creates
     console.print(
@@ -192,6 +194,7 @@ def run_task(
         f"{task.name} ({len(task.train)} train, {len(task.validation)} validation, {len(task.test)} test) "
         f"on {device} ({recipe.executor.kind} executor), {len(recipe.run_seeds)} seed(s) -> {store.run_dir}"
     )
+    announce_leakage(leaked, console)
     runner = CellRunner(store, executor, device, console)
     status = "KILLED"  # what the trackers record unless every wave ran
     try:
@@ -229,6 +232,18 @@ def run_task(
         report.write_report([store])
         tracking.close_run(recipe, store, status)  # after REPORT.md: it is one of the logged files
     return store
+
+
+def announce_leakage(leaked: dict, console: Console) -> None:
+    """What leaked between the task's splits, and what eval.leakage did with it (REPORT.md says it too)."""
+    found = leakage.sentences(leaked)
+    if found:
+        done = (
+            f"excluded from every technique's test split: {len(leaked['excluded_ids'])}"
+            if leaked["action"] == "exclude"
+            else "scored (eval.leakage: warn; exclude drops them, error stops the run)"
+        )
+        console.print(f"[bold yellow]leakage:[/] {escape(' '.join(found))} {done}", soft_wrap=True)
 
 
 def record_floor(store: RunStore, task, recipe: Recipe) -> None:

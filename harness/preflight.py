@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from harness import kinds, planning
+from harness import kinds, planning, screening
 from harness.config import Recipe
 from harness.models import ModelResolutionError, check_resolvable
 from harness.prompting import draw_shots
@@ -153,6 +153,8 @@ def check_task(recipe: Recipe, task: Task, source: str | None = None) -> None:
         if recipe.eval.judge is not None:
             recipe.eval.judge.check_task(task)
         task = with_validation(task, recipe.eval.validation)
+        if recipe.eval.leakage.action != "warn":  # error: stop before any cell; exclude: not every example
+            screening.screen(task, recipe.eval.leakage)
     if task.corpus_path is not None and any(map(kinds.needs_corpus, recipe.techniques)):
         load_corpus(task.corpus_path)  # its errors name the corpus file and line
     with citing(source):

@@ -234,6 +234,7 @@ def run_job(job: dict) -> None:
     from harness.executors.base import train_ranks
     from harness.planning import Cell, cell_path, finished, read_result
     from harness.results import RunStore, to_json, write_atomic
+    from harness.screening import as_screened
     from harness.tasks import load_task, with_validation
     from harness.techniques import RunContext
     from harness.techniques.base import Shared
@@ -242,7 +243,8 @@ def run_job(job: dict) -> None:
     node = distributed.Node.current()  # set where a cell runs across machines: this process is one node of it
     meta = RunStore.open(run_dir).meta  # the driver's resolved recipe: every process runs the same one
     recipe = stored_recipe(meta["recipe"]).for_task(meta["task_ref"])
-    task = with_validation(load_task(meta["task_ref"]), recipe.eval.validation)
+    # the test examples the driver excluded for leakage (eval.leakage: exclude), dropped here too
+    task = as_screened(with_validation(load_task(meta["task_ref"]), recipe.eval.validation), meta.get("leakage"))
     shared, progress = Shared(), LineProgress()
     for data in job["cells"]:
         cell = Cell.from_dict(data)

@@ -17,6 +17,7 @@ from harness.report import plots, sections, study_sections
 from harness.report.columns import best_values, visible_columns
 from harness.report.confusion import confusion_section
 from harness.report.export import write_exports
+from harness.report.leakage import leakage_note
 from harness.report.text import cell as _cell
 from harness.report.text import clip as _clip
 from harness.report.text import file_name
@@ -650,6 +651,7 @@ for _section in (
     # a task's block under Results, after its heading
     Section("results table", lambda task: results_table(task.rows), "task"),
     Section("floor", lambda task: floor_note(task.rows, task.predictions), "task"),
+    Section("leakage", lambda task: leakage_note(task.store.meta), "task"),
     Section("forgetting", lambda task: forgetting_section(task.rows), "task"),
     Section("judge", lambda task: judge_note(task.store, task.rows), "task"),
     Section("plots", lambda task: plots_section(task.store, task.rows, task.folder), "task"),
