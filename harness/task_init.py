@@ -21,7 +21,6 @@ import json
 import numbers
 import shutil
 import statistics
-import typing
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -30,7 +29,7 @@ from pathlib import Path
 import yaml
 
 from harness.analysis.floor import IMBALANCE_RATIO
-from harness.tasks import DataSpec, load_task, read_records
+from harness.tasks import load_task, read_records
 from harness.yamlconfig import ConfigError
 
 MAX_LABELS = 50  # more distinct answers than this is free text, not a label set
@@ -174,14 +173,7 @@ def _last_content(messages: list) -> str:
 
 
 def _sharegpt(rows: list[dict]) -> Proposal:
-    """ShareGPT records (`conversations: [{from, value}]`), when the loader knows the shape."""
-    known = typing.get_args(DataSpec.model_fields["format"].annotation)
-    if "sharegpt" not in known:
-        raise ConfigError(
-            "the records are ShareGPT conversations (`conversations: [{from, value}]`), a shape this version's "
-            f"task loader does not read (it reads: {', '.join(known)}); convert them to `messages: [{{role, "
-            "content}]` (from human -> role user, gpt -> assistant, system -> system) and run init again"
-        )
+    """ShareGPT records (`conversations: [{from, value}]`)."""
     proposal = Proposal(
         "sharegpt",
         why={"format": "every record has a `conversations` list of {from, value}: the ShareGPT shape"},

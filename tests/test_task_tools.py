@@ -229,3 +229,35 @@ def test_init_recognises_chat_alpaca_preference_and_free_text_records():
     assert (propose(free).metric, propose(free).labels) == ("rouge_l", None)
     skewed = [{"text": f"t{i}", "label": "spam" if i < 9 else "ham"} for i in range(12)]
     assert (propose(skewed).labels, propose(skewed).metric) == (["ham", "spam"], "macro_f1")
+
+
+def test_init_on_a_sharegpt_file_writes_a_task_that_loads_its_conversations(tmp_path):
+    from harness.tasks import load_task
+
+    def conversation(i):
+        return {
+            "conversations": [
+                {"from": "human", "value": f"My order {i} is late."},
+                {"from": "gpt", "value": "Which team should take it?"},
+                {"from": "human", "value": "Which team then?"},
+                {"from": "gpt", "value": "shipping" if i % 2 else "billing"},
+            ]
+        }
+
+    source = tmp_path / "chats.jsonl"
+    source.write_text("".join(json.dumps(conversation(i)) + "\n" for i in range(10)))
+    result = run_cli("task", "init", source, "--name", "chats", "--out", tmp_path / "chats")
+    assert result.exit_code == 0, result.output
+    task = load_task(str(tmp_path / "chats"))
+    assert task.spec.data.format == "sharegpt" and task.spec.metric == "contains"  # chat answers: free text
+    first = task.train[0]
+    assert first.input == "Which team then?" and [role for role, _ in first.history] == ["user", "assistant"]
+
+
+def test_leakage_compares_a_conversations_earlier_turns_too():
+    def chat(id, opening):
+        return Example(id=id, input="Which team then?", output="a", history=(("user", opening), ("assistant", "ok")))
+
+    train = [chat("r1", "My parcel for order 2044 is two weeks late.")]
+    test = [chat("t1", "My parcel for order 2044 is two weeks late!"), chat("t2", "I was charged twice.")]
+    assert [m.id for m in leakage.find(train, [], test, classification=True).test_in_train] == ["t1"]

@@ -55,8 +55,10 @@ def normalise(text: str) -> str:
 
 
 def key(example: Example) -> str:
-    """What two examples are compared on: their prompt text (not the answer), normalised."""
-    return normalise(" ".join([example.instruction, example.context, example.input, example.choices]))
+    """What two examples are compared on: their prompt text (not the answer), normalised; a conversation's
+    earlier turns are part of its prompt."""
+    turns = [text for _, text in example.history]
+    return normalise(" ".join([example.instruction, example.context, *turns, example.input, example.choices]))
 
 
 def shingles(text: str) -> frozenset[str]:
@@ -192,7 +194,8 @@ class Leakage:
     def as_dict(self) -> dict:
         return {
             "near_threshold": self.threshold,
-            "compared": "prompt text (instruction, context, input, choices), normalised; near: Jaccard of "
+            "compared": "prompt text (instruction, context, earlier turns, input, choices), normalised; "
+            "near: Jaccard of "
             f"character {SHINGLE}-grams >= {self.threshold:g}",
             "n_test": self.n_test,
             "n_validation": self.n_validation,
