@@ -83,7 +83,11 @@ def test_without_nvml_the_sampler_is_none_and_a_cpu_phase_has_no_gpu_figures(mon
     assert phase.reserved_bytes is None and phase.device_peak_bytes is None and phase.energy_wh is None
     assert phase.gpu_figures("train") == {}
     gpu = measure.Phase(reserved_bytes=10, device_peak_bytes=20, energy_wh=0.5)
-    assert gpu.gpu_figures("eval") == {"eval_reserved_peak_bytes": 10, "eval_device_peak_bytes": 20, "eval_energy_wh": 0.5}
+    assert gpu.gpu_figures("eval") == {
+        "eval_reserved_peak_bytes": 10,
+        "eval_device_peak_bytes": 20,
+        "eval_energy_wh": 0.5,
+    }
 
 
 def test_two_phases_in_sequence_keep_the_higher_peaks_and_sum_the_energy():
