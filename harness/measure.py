@@ -133,14 +133,19 @@ class DeviceSampler:
                 return
 
     def __enter__(self) -> DeviceSampler:
-        self._start_energy = self.energy_mj() if self.energy_mj else None
-        self._read()
+        self._start_energy = None
+        try:  # a device that does not answer leaves the figures None; the phase runs as ever
+            self._start_energy = self.energy_mj() if self.energy_mj else None
+            self._read()
+        except Exception:  # noqa: BLE001
+            return self
         self._thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
         self._stop.set()
-        self._thread.join()
+        if self._thread.ident is not None:
+            self._thread.join()
         try:  # a measurement never costs the phase its result: a failed read leaves what was read
             self._read()
             if self._start_energy is not None and self.energy_mj is not None:
@@ -163,7 +168,8 @@ def nvml_sampler(cuda_index: int) -> DeviceSampler | None:
     try:
         pynvml.nvmlInit()
         try:
-            handle = pynvml.nvmlDeviceGetHandleByUUID(f"GPU-{torch.cuda.get_device_properties(cuda_index).uuid}")
+            uuid = str(torch.cuda.get_device_properties(cuda_index).uuid).removeprefix("GPU-")
+            handle = pynvml.nvmlDeviceGetHandleByUUID(f"GPU-{uuid}")
         except (pynvml.NVMLError, AttributeError):
             handle = pynvml.nvmlDeviceGetHandleByIndex(cuda_index)
     except pynvml.NVMLError:

@@ -4,6 +4,7 @@ and (slow) the whole dry run: the same steps on the CPU with a tiny model."""
 
 import importlib.util
 import json
+import os
 import sys
 
 import pytest
@@ -18,9 +19,19 @@ def load_prove():
     return module
 
 
-def test_a_step_over_its_budget_is_killed_and_recorded_and_the_next_still_runs(tmp_path):
+def keep_environment(monkeypatch):
+    """prove.main sets these for its children: restored after the test."""
+    for key in ("PYTHONPATH", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TOKENIZERS_PARALLELISM", "PYTHONUNBUFFERED"):
+        if key in os.environ:
+            monkeypatch.setenv(key, os.environ[key])
+        else:
+            monkeypatch.delenv(key, raising=False)
+
+
+def test_a_step_over_its_budget_is_killed_and_recorded_and_the_next_still_runs(tmp_path, monkeypatch):
     """Both steps are given 0.3 s, far less than a Python start with torch: each is killed, recorded as
     timed out with its budget, and the results file (JSON and markdown) holds both."""
+    keep_environment(monkeypatch)
     prove = load_prove()
     out = tmp_path / "out"
     argv = ["--dry-run", "--steps", "tests", "plan", "--budget", "tests=0.3", "--budget", "plan=0.3"]
@@ -99,7 +110,7 @@ def test_the_results_file_shows_mfu_memory_ratios_and_the_plan_against_each_peak
     assert text.startswith("# GPU proof: NVIDIA H100 80GB HBM3") and "libbitsandbytes_cuda130.so: present" in text
     assert "12 passed, 1 failed, 2 skipped" in text and "`test_qlora_on_cuda`: AssertionError: x" in text
     assert "| memory | failed | 3 | exit code 1 |" in text and "Traceback ..." in text  # a failed step's log tail
-    assert "| full | 8 | 40000 | 41.0% | 60.00 GiB | 64.00 GiB | 66.00 GiB | 3.20 Wh |" in text
+    assert "| full | 8 | 40000 | 41.0% | 60.00 GiB | 64.00 GiB | 66.00 GiB | 3.2 Wh |" in text
     assert "41.0% of the dense bf16 peak 989 TFLOP/s" in text and "51.0% of the measured matmul" in text
     assert "lora peak / full peak: peak_bytes 0.33x (torchtune, Llama-3.2-3B: 0.33x)" in text
     assert "harness / plain TRL LoRA tokens/s (medians, A B A B): 0.990" in text
@@ -109,9 +120,10 @@ def test_the_results_file_shows_mfu_memory_ratios_and_the_plan_against_each_peak
 
 
 @pytest.mark.slow
-def test_the_whole_dry_run_runs_every_step_on_the_cpu(tmp_path):
+def test_the_whole_dry_run_runs_every_step_on_the_cpu(tmp_path, monkeypatch):
     """Every step end to end on the CPU (a few minutes): the GPU tests all skipped, the memory step's rows
     ok without GPU figures, the bench's runs measured (no MFU off CUDA), the plan beside each peak."""
+    keep_environment(monkeypatch)
     prove = load_prove()
     results = prove.main(["--dry-run", "--out", str(tmp_path / "out"), "--work", str(tmp_path / "work")])
     steps = results["steps"]
@@ -128,3 +140,13 @@ def test_the_whole_dry_run_runs_every_step_on_the_cpu(tmp_path):
     labels = [line["label"] for line in steps["plan"]["lines"]]
     assert "memory step: full" in labels and "bench: full" in labels and "bench: lora-8b" in labels
     assert (tmp_path / "out" / "gpu-cpu-dry-run.md").is_file()
+
+
+def test_what_the_carried_wheels_need_of_the_image_is_checked_against_the_installed_versions(tmp_path):
+    manifest = tmp_path / "image-requirements.txt"
+    manifest.write_text("packaging>=1.0  # trl\npackaging<1  # old-thing\nno-such-package-here>=1  # datasets\n")
+    assert load_prove().unmet_requirements(manifest) == [
+        f"old-thing needs packaging<1, the machine has {__import__('packaging').__version__}",
+        "datasets needs no-such-package-here>=1, the machine has none",
+    ]
+    assert load_prove().unmet_requirements(tmp_path / "absent.txt") == []

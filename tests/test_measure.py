@@ -72,6 +72,14 @@ def test_a_failing_read_ends_sampling_keeps_the_peak_so_far_and_never_fails_the_
         sampler._thread.join(timeout=1)  # the thread's failed read ended it
     assert sampler.peak_bytes == 50
 
+    def gone():
+        raise RuntimeError("no device")
+
+    silent = measure.DeviceSampler(gone, gone, interval=0.001)
+    with silent:  # nothing answers from the start: no figures, no failure, no thread
+        pass
+    assert silent.peak_bytes is None and silent.energy_wh is None
+
 
 def test_without_nvml_the_sampler_is_none_and_a_cpu_phase_has_no_gpu_figures(monkeypatch):
     import sys

