@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> dict:
     card = card_slug(results["environment"], args.dry_run)
     for name in args.steps:
         print(f"== step {name} (budget {profile.budgets[name]:.0f}s)", flush=True)
-        results["steps"][name] = run_step(name, args, work, profile.budgets[name])
+        results["steps"][name] = run_step(name, args, work, profile.budgets[name], out / "steps.log")
         print(f"   {results['steps'][name]['status']} in {results['steps'][name]['seconds']:.1f}s", flush=True)
         write_results(out, card, results)  # after every step: a later failure keeps the earlier ones
     write_results(out, card, results)
@@ -169,8 +169,9 @@ def parse(argv):
     return parser.parse_args(argv)
 
 
-def run_step(name: str, args: argparse.Namespace, work: Path, budget: float) -> dict:
-    """One step in a child process, killed with everything it started once over its budget."""
+def run_step(name: str, args: argparse.Namespace, work: Path, budget: float, log: Path) -> dict:
+    """One step in a child process, killed with everything it started once over its budget; its output
+    appended to `log`."""
     command = [sys.executable, __file__, "--step", name, "--work", str(work), *(["--dry-run"] if args.dry_run else [])]
     command += [f"--budget={b}" for b in args.budget]
     result_file = work / f"{name}.json"
@@ -185,6 +186,7 @@ def run_step(name: str, args: argparse.Namespace, work: Path, budget: float) -> 
         os.killpg(child.pid, signal.SIGKILL)
         output, _ = child.communicate()
         seconds = time.perf_counter() - start
+        append(log, f"== {name}: timed out\n{output}")
         partial = json.loads(result_file.read_text()) if result_file.is_file() else {}
         return {
             "status": "timed out",
@@ -194,6 +196,7 @@ def run_step(name: str, args: argparse.Namespace, work: Path, budget: float) -> 
             "log_tail": tail(output),
         }
     seconds = time.perf_counter() - start
+    append(log, f"== {name}: exit code {child.returncode}\n{output}")
     if child.returncode or not result_file.is_file():
         return {
             "status": "failed",
@@ -202,6 +205,11 @@ def run_step(name: str, args: argparse.Namespace, work: Path, budget: float) -> 
             "log_tail": tail(output),
         }
     return {"status": "ok", "seconds": seconds, **json.loads(result_file.read_text())}
+
+
+def append(log: Path, text: str) -> None:
+    with log.open("a") as file:
+        file.write(text.rstrip() + "\n")
 
 
 def tail(text: str | None, lines: int = 25) -> str:
@@ -775,6 +783,7 @@ def bench_section(step: dict) -> list[str]:
             f"(6 x params + 12 x layers x hidden x sequence FLOPs a token; goal >= 45%); "
             f"{ratio(step.get('share_of_measured_matmul'), '.1%')} of the measured matmul rate.",
         ]
+    lines.append("")
     for kind in ("lora", "qlora"):
         if step.get(f"{kind}_over_full"):
             ratios = ", ".join(f"{k.replace('train_', '')} {v:.2f}x" for k, v in step[f"{kind}_over_full"].items())

@@ -4,7 +4,7 @@
 # then the one call (the device tool's `run`): command "bash bench/gpu/run.sh", carry ["bench/gpu/wheels"],
 # timeout_s 600. It records the machine (nvidia-smi, torch and its CUDA, whether the carried bitsandbytes
 # has that CUDA's library), installs the carried wheels offline, then runs bench/gpu/prove.py's steps, each
-# under its own time budget. Results under $OUT (else bench/results): gpu-<card>.md and .json, prove.log.
+# under its own time budget. Results under $OUT (else bench/results): gpu-<card>.md and .json, steps.log, prove.log.
 # Extra arguments go to prove.py, e.g. `bash bench/gpu/run.sh --steps bench plan`.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
