@@ -405,8 +405,11 @@ def step_bench(profile: Profile, work: Path) -> dict:
         child(f"lora-{repeat + 1}", "harness", "lora", fast)
         child(f"plain-{repeat + 1}", "plain", fast)
     child("qlora", "harness", "qlora", fast)
-    big = prepared_config(work / "model-8b", profile.big_shape)
-    args.model, args.batch_size = f"random:{big / 'config.json'}", 1
+    big = prepared_config(work / "model-8b", profile.big_shape, pad_tokenizer=True)
+    args.model, args.batch_size = (
+        f"random:{big / 'config.json'}",
+        1,
+    )  # random init on the device: 8B weights never saved
     child("lora-8b", "harness", "lora", fast)
     return result | summary(result, profile)
 
@@ -420,23 +423,19 @@ def step_plan(profile: Profile, work: Path) -> dict:
         if row.get("train_peak_memory_bytes") and row.get("planned_peak_memory_bytes"):
             lines.append(plan_line(f"memory step: {row['technique']}", row["planned_peak_memory_bytes"], row, "train_"))
     bench = load(work, "bench")
-    model = prepared_model(work / "model", profile.shape)
+    model = str(prepared_config(work / "model", profile.shape))  # the plan reads configs only
+    big = f"random:{prepared_config(work / 'model-8b', profile.big_shape, pad_tokenizer=True) / 'config.json'}"
     fast = bench.get("precision") or train_precision(profile.device)
     for label, run in bench.get("runs", {}).items():
         kind = label.split("-")[0]
         if "error" in run or kind == "plain":
             continue
-        source = (
-            f"random:{prepared_config(work / 'model-8b', profile.big_shape) / 'config.json'}"
-            if label.endswith("8b")
-            else str(model)
-        )
+        source = big if label.endswith("8b") else model
         planned = planned_peak(source, kind, run["batch_size"], bench["seq_len"], fast, profile.device)
         lines.append(plan_line(f"bench: {label}", planned, run, "train_", allocator_key="peak_bytes"))
-    big = prepared_config(work / "model-8b", profile.big_shape)
     batch = bench.get("batch_size") or profile.batches[-1]
     plan_only = {
-        kind: planned_peak(f"random:{big / 'config.json'}", kind, batch, profile.seq_len, fast, profile.device)
+        kind: planned_peak(big, kind, batch, profile.seq_len, fast, profile.device)
         for kind in ("full", "lora", "qlora")
     }
     command = (
@@ -466,25 +465,23 @@ def load(work: Path, step: str) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def tokenizer_for(vocab: int):
-    """The tiny BPE tokenizer (tests/conftest.py), padded with added tokens to `vocab` entries, so a
-    random model of a real vocabulary (Llama 3's 128,256) can decode every id it generates."""
-    sys.path.insert(0, str(REPO / "tests"))
-    from conftest import build_tiny_tokenizer
-
-    tokenizer = build_tiny_tokenizer()
-    tokenizer.add_tokens([f"<pad_{i}>" for i in range(vocab - len(tokenizer))])
-    return tokenizer
-
-
-def prepared_config(folder: Path, shape: dict) -> Path:
-    """A folder with the shape's config.json and a tokenizer (for `random:<folder>/config.json`)."""
+def prepared_config(folder: Path, shape: dict, pad_tokenizer: bool = False) -> Path:
+    """A folder with the shape's config.json (its vocabulary: Llama 3's 128,256) and the tiny BPE tokenizer
+    (tests/conftest.py). A saved model keeps its config's vocabulary, and ids its tokenizer lacks decode to
+    nothing; a `random:<folder>/config.json` model takes its tokenizer's vocabulary (harness/models.py), so
+    for one the tokenizer is padded with added tokens to the shape's (loading 128k added tokens takes
+    seconds in every process: only where needed)."""
     if (folder / "config.json").is_file():
         return folder
     from transformers import AutoConfig
 
+    sys.path.insert(0, str(REPO / "tests"))
+    from conftest import build_tiny_tokenizer
+
     folder.mkdir(parents=True, exist_ok=True)
-    tokenizer = tokenizer_for(shape["vocab_size"])
+    tokenizer = build_tiny_tokenizer()
+    if pad_tokenizer:
+        tokenizer.add_tokens([f"<pad_{i}>" for i in range(shape["vocab_size"] - len(tokenizer))])
     ids = dict(
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id
     )
