@@ -5,7 +5,8 @@ A/B pairs alternate (A B A B ...) so drift on a shared machine hits both sides a
 
     python bench/bench_train.py                       # default model, CPU
     python bench/bench_train.py --model random:qwen2.5-0.5b --steps 20 --repeats 3   # e.g. on a GPU
-Prints medians and ratios; nothing is asserted (goals live here, not in timed tests).
+Prints medians and ratios; nothing is asserted (goals live here, not in timed tests). bench/gpu/prove.py
+runs the same children (run_child) on a GPU, on a long-text task that fills --max-length.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def settings(args, precision):
         warmup_ratio=0.05,
         precision=precision,
         logging_steps=args.steps,
-        max_length=512,
+        max_length=args.max_length,
     )
 
 
@@ -45,7 +46,7 @@ def one_harness(args, kind: str, precision: str) -> dict:
     from harness.techniques.finetune import LoraSettings, QuantSettings, bnb_config, lora_config, parameter_counts
 
     device = args.device
-    task = load_task("ticket-routing")
+    task = load_task(args.task)
     quant = bnb_config(QuantSettings(), precision) if kind == "qlora" else None
     model, tokenizer = models.load(ModelSpec(id=args.model), device, torch.float32, quant)
     if quant is not None:
@@ -61,12 +62,21 @@ def one_harness(args, kind: str, precision: str) -> dict:
         "tokens_per_second": stats.tokens_per_second,
         "seconds": stats.seconds,
         "tokens": stats.tokens,
+        "steps": stats.steps,
         "peak_bytes": stats.peak_bytes,
         "method": method,
         "trainable": trainable,
         "total": total,
         "device": device_name(device),
-        "mfu": mfu(stats, total, trainable, device, kind),
+        "mfu": mfu(
+            stats.tokens_per_second,
+            total,
+            device,
+            kind,
+            trained.config,
+            stats.tokens / max(stats.steps, 1) / args.batch_size,
+        ),
+        **stats.gpu,  # on CUDA: train_reserved_peak_bytes, and with NVML train_device_peak_bytes, train_energy_wh
     }
 
 
@@ -81,11 +91,11 @@ def one_plain(args, precision: str) -> dict:
     from harness.config import ModelSpec
     from harness.tasks import load_task
 
-    task = load_task("ticket-routing")
+    task = load_task(args.task)
     # Loading is not timed; the same loader keeps both sides on identical weights and tokenizer.
     model, tokenizer = models.load(ModelSpec(id=args.model), args.device, torch.float32)
     system, template = task.spec.prompt.system, task.spec.prompt.template
-    labels = ", ".join(task.labels)
+    labels = ", ".join(task.labels or ())
     records = [
         {
             "prompt": [
@@ -108,7 +118,7 @@ def one_plain(args, precision: str) -> dict:
             logging_steps=args.steps,
             save_strategy="no",
             report_to=[],
-            max_length=512,
+            max_length=args.max_length,
             completion_only_loss=True,
             include_num_input_tokens_seen="non_padding",
             seed=0,
@@ -132,18 +142,44 @@ def one_plain(args, precision: str) -> dict:
     return {"tokens_per_second": tokens / seconds, "seconds": seconds, "tokens": tokens}
 
 
-def mfu(stats, total: int, trainable: int, device: str, kind: str) -> float | None:
-    """Model FLOPs utilisation for full fine-tuning on CUDA: 6 x params x tokens/s over the GPU's peak bf16."""
-    if kind != "full" or not device.startswith("cuda"):
+# Dense bf16 tensor-core peaks (no sparsity), FLOP/s, from the vendors' data sheets; the first name found in
+# torch.cuda.get_device_name wins, so the more specific names come first.
+PEAK_BF16_FLOPS = {
+    "H100 PCIe": 756e12,
+    "H100 NVL": 835e12,
+    "GH200": 989e12,
+    "H200": 989e12,
+    "H100": 989e12,  # SXM ("NVIDIA H100 80GB HBM3")
+    "A100": 312e12,
+    "L40S": 362e12,
+}
+
+
+def peak_bf16_flops(device_name: str) -> float | None:
+    return next((flops for name, flops in PEAK_BF16_FLOPS.items() if name in device_name), None)
+
+
+def training_flops_per_token(params: int, config, seq_len: float) -> float:
+    """Full fine-tuning's model FLOPs per token: 6 x params (forward 2, backward 4) + attention's score and
+    value products, 12 x layers x hidden x sequence length (PaLM's appendix B; causal masking not halved)."""
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    return 6 * params + 12 * text.num_hidden_layers * text.hidden_size * seq_len
+
+
+def mfu(tokens_per_second, total: int, device: str, kind: str, config=None, seq_len: float = 0) -> float | None:
+    """Model FLOPs utilisation of full fine-tuning on CUDA: training FLOPs per token x tokens/s over the GPU's
+    dense bf16 peak (PEAK_BF16_FLOPS); None elsewhere or for a GPU not in the table."""
+    if kind != "full" or not device.startswith("cuda") or not tokens_per_second:
         return None
     import torch
 
-    name = torch.cuda.get_device_name(device)
-    peak = next((v for k, v in {"H200": 989e12, "H100": 989e12, "A100": 312e12}.items() if k in name), None)
-    return 6 * total * stats.tokens_per_second / peak if peak else None
+    peak = peak_bf16_flops(torch.cuda.get_device_name(device))
+    per_token = training_flops_per_token(total, config, seq_len) if config is not None else 6 * total
+    return per_token * tokens_per_second / peak if peak else None
 
 
-def run_child(args, *job: str) -> dict:
+def run_child(args, *job: str, timeout: float | None = None) -> dict:
+    """One measurement in a fresh process (`job`: harness KIND PRECISION, or plain PRECISION); its result."""
     cmd = [
         sys.executable,
         __file__,
@@ -155,10 +191,14 @@ def run_child(args, *job: str) -> dict:
         str(args.batch_size),
         "--device",
         args.device,
+        "--task",
+        args.task,
+        "--max-length",
+        str(args.max_length),
         "--child",
         *job,
     ]
-    out = subprocess.run(cmd, capture_output=True, text=True)
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     if out.returncode:
         raise RuntimeError(f"{' '.join(job)} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -175,6 +215,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--device", default="cuda" if _cuda() else "cpu")
+    parser.add_argument("--task", default="ticket-routing", help="a bundled task's name or a task folder")
+    parser.add_argument("--max-length", type=int, default=512, help="train.max_length")
     parser.add_argument("--child", nargs="+")
     args = parser.parse_args()
     if args.child:

@@ -454,6 +454,9 @@ DEVICE_KINDS = ("cpu", "cuda")  # what a row's device starts with: the keys of c
 class CostSpec(Strict):
     # Dollars per device-hour; the defaults are typical on-demand cloud prices and the report states them.
     usd_per_hour: dict[str, Annotated[float, Field(ge=0)]] = {"cpu": 0.10, "cuda": 2.50}
+    # Dollars per kWh of electricity: prices the GPU energy NVML measured (rows' energy_cost_usd, beside
+    # cost_usd, which device-hours price); unset, no energy cost is given.
+    usd_per_kwh: Annotated[float, Field(ge=0)] | None = None
 
     @field_validator("usd_per_hour")
     @classmethod

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 LM_EVAL_PREFIX = "lm_eval:"
-Unit = Literal["score", "bytes", "seconds", "usd", "count", "share", "rate", "number"]
+Unit = Literal["score", "bytes", "seconds", "usd", "count", "share", "rate", "number", "wh"]
 
 
 def missing(value) -> bool:
@@ -82,6 +82,7 @@ FORMATS = {
     "share": lambda v: fmt_number(v, ".0%"),
     "rate": lambda v: fmt_number(v, ".1f"),
     "number": lambda v: fmt_number(v, ".3f"),
+    "wh": lambda v: "–" if missing(v) else f"{v:.3g} Wh",
 }
 
 
@@ -142,6 +143,19 @@ _TABLE = (
     # beside the measured train_peak_memory_bytes and train_seconds
     Figure("planned_peak_memory_bytes", "planned peak memory (estimate)", "bytes", "lower"),
     Figure("planned_seconds", "planned training time (estimate)", "seconds", "lower"),
+    # CUDA only (harness/measure.py): beside each phase's allocator peak, the allocator's reserved peak and,
+    # where NVML answers, the GPU's used memory at its sampled peak and the energy it drew
+    *(
+        figure
+        for phase, name in (("train", "training"), ("eval", "evaluation"), ("lm_eval", "lm-eval"))
+        for figure in (
+            Figure(f"{phase}_reserved_peak_bytes", f"{name} reserved peak memory (CUDA allocator)", "bytes", "lower"),
+            Figure(f"{phase}_device_peak_bytes", f"{name} device peak memory (NVML, as nvidia-smi)", "bytes", "lower"),
+            Figure(f"{phase}_energy_wh", f"{name} GPU energy (NVML)", "wh", "lower"),
+        )
+    ),
+    Figure("energy_wh", "GPU energy (NVML; training, evaluation and lm-eval)", "wh", "lower"),
+    Figure("energy_cost_usd", "GPU energy cost (energy x cost.usd_per_kwh)", "usd", "lower"),
     Figure("artifact_bytes", "artifact size", "bytes", "lower", compared=True),
     Figure("cost_usd", "cost", "usd", "lower", compared=True),
     Figure("search_cost_usd", "search cost", "usd", "lower"),

@@ -405,6 +405,7 @@ def _meta(recipe: Recipe, task_ref: str, recipe_path: str | None, run_id: str, d
         "versions": {name: _version(name) for name in LIBRARIES},
         "git_commit": _git_commit(),
         "usd_per_hour": dict(recipe.cost.usd_per_hour),
+        **({} if recipe.cost.usd_per_kwh is None else {"usd_per_kwh": recipe.cost.usd_per_kwh}),
     }
 
 

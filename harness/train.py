@@ -41,6 +41,7 @@ class TrainStats:
     history: list[dict] = field(default_factory=list)  # the trainer's log at each logging step (loss, reward, ...)
     truncated_examples: int = 0  # train examples longer than max_length, cut at the end
     extra: dict = field(default_factory=dict)  # a `fit`'s own row figures (e.g. cpt's document phase), added last
+    gpu: dict = field(default_factory=dict)  # the phase's CUDA-only figures (measure.Phase.gpu_figures("train"))
 
     @property
     def tokens_per_second(self) -> float | None:
@@ -261,6 +262,7 @@ def fit(
         examples=distributed.examples_trained(trainer),
         history=[h for h in history if "loss" in h],
         truncated_examples=getattr(trainer, "truncated_examples", 0),
+        gpu=phase.gpu_figures("train"),
     )
     return trainer.model, stats, phase.method
 

@@ -86,7 +86,7 @@ def run_cell(spec, ctx) -> tuple[Row, list[dict]]:
     from transformers import set_seed
 
     from harness import kinds
-    from harness.analysis.ownership import run_costs
+    from harness.analysis.ownership import energy_figures, run_costs
     from harness.evaluate.judge import judges
     from harness.rows import make_row, undeclared
     from harness.techniques import Outcome
@@ -119,7 +119,7 @@ def run_cell(spec, ctx) -> tuple[Row, list[dict]]:
         model_load_seconds=ctx.shared.base_load_seconds,
     )
     if status == "ok":  # the run's cost less lm-eval, lm-eval's own line, training once, serving per request
-        row |= run_costs(row, ctx.recipe.cost.usd_per_hour)
+        row |= run_costs(row, ctx.recipe.cost.usd_per_hour) | energy_figures(row, ctx.recipe.cost.usd_per_kwh)
     if status == "ok" and kinds.get(spec.kind).trained:  # the plan beside the measurement, checked by every run
         row |= planned(ctx, spec)
     unknown = undeclared(row)

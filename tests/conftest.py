@@ -29,11 +29,11 @@ CHATML = (
 )
 
 
-def build_tiny_model(folder: Path) -> Path:
-    """A 2-layer Llama (hidden 64) with a 400-token BPE tokenizer that has a ChatML chat template."""
-    import torch
+def build_tiny_tokenizer():
+    """A 400-token byte-level BPE tokenizer trained on the ticket-routing messages, with a ChatML chat
+    template (the tiny model's; bench/gpu/prove.py's random-initialised models' too)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerFast
 
     texts = [json.loads(line)["message"] for line in (REPO / "tasks/ticket-routing/data.jsonl").open()]
     texts += ["billing shipping technical account returns feedback Team: Message: Teams:"] * 20
@@ -55,6 +55,15 @@ def build_tiny_model(folder: Path) -> Path:
         pad_token="<|im_end|>",
     )
     tokenizer.chat_template = CHATML
+    return tokenizer
+
+
+def build_tiny_model(folder: Path) -> Path:
+    """A 2-layer Llama (hidden 64) with the tiny tokenizer (build_tiny_tokenizer)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tokenizer = build_tiny_tokenizer()
     torch.manual_seed(0)
     config = LlamaConfig(
         vocab_size=len(tokenizer),

@@ -38,6 +38,8 @@ CASES = {
         "bootstrap_samples: at most 100000",
     ),
     "negative price": (PROMPT + "cost: {usd_per_hour: {cpu: -1}}\n", [], 5, "greater than or equal to 0"),
+    "negative electricity price": (PROMPT + "cost: {usd_per_kwh: -0.2}\n", [], 5, "greater than or equal to 0"),
+    "infinite electricity price": (PROMPT + "cost: {usd_per_kwh: .inf}\n", [], 5, "finite number"),
     "misspelt price key": (
         PROMPT + "cost: {usd_per_hour: {cdua: 2.5}}\n",
         [],

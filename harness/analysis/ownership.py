@@ -74,6 +74,20 @@ def run_costs(row: RowLike, usd_per_hour: dict[str, float]) -> dict:
     )
 
 
+ENERGY_KEYS = ("train_energy_wh", "eval_energy_wh", "lm_eval_energy_wh")
+
+
+def energy_figures(row: RowLike, usd_per_kwh: float | None) -> dict:
+    """`energy_wh`: the GPU energy of the row's measured phases (NVML, CUDA only), and `energy_cost_usd` at
+    the recipe's electricity price (cost.usd_per_kwh) where one is given; nothing when no phase's energy
+    was measured (the CPU, or no NVML)."""
+    measured = [row[key] for key in ENERGY_KEYS if row.get(key) is not None]
+    if not measured:
+        return {}
+    total = sum(measured)
+    return {"energy_wh": total} | ({} if usd_per_kwh is None else {"energy_cost_usd": total / 1000 * usd_per_kwh})
+
+
 def with_starting_model(row: RowLike, source: RowLike | None) -> RowLike:
     """A technique that starts from another's trained model (`init_from`) owns that training too: its
     train_cost_usd adds the source's (which holds its own source's), and own_train_cost_usd keeps its own."""

@@ -63,15 +63,16 @@ def evaluate_lm_eval(ctx: LmEvalContext, label: str, model, tokenizer, base_mode
             failed=ctx.shared.lm_eval_failed,
         )
     ctx.progress.remove_task(job)
+    gpu = phase.gpu_figures("lm_eval")
     values = scores | {
         "lm_eval_base": base_model or None,  # these are the base model's scores: the reference for forgetting
         "lm_eval_errors": errors or None,
         "lm_eval_seconds": phase.seconds,
         "lm_eval_peak_memory_bytes": phase.peak_bytes,
     }
-    if base_model:
+    if base_model:  # a technique sharing these scores spent none of this memory or energy
         ctx.shared.base_lm_eval = values
-    return values
+    return values | gpu
 
 
 @functools.lru_cache(maxsize=4)

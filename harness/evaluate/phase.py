@@ -68,6 +68,7 @@ def evaluate_answers(
         "invalid_rate": result.invalid_rate,
         "eval_seconds": phase.seconds,
         "eval_peak_memory_bytes": phase.peak_bytes,
+        **phase.gpu_figures("eval"),
         "peak_memory_method": phase.method,
         "eval_mode": settings.mode,  # nothing is generated under loglikelihood: no tokens/s
         "eval_tokens_per_second": result.generated_tokens / phase.seconds

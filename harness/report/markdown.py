@@ -350,6 +350,23 @@ def preparation_lines(metas: list[dict]) -> list[str]:
     ]
 
 
+def gpu_measurement_lines(meta: dict, rows: Sequence[RowLike]) -> list[str]:
+    """How GPU memory and energy were read (harness/measure.py), where any row has those figures."""
+    gpu = ("_reserved_peak_bytes", "_device_peak_bytes", "_energy_wh")
+    if not any(key.endswith(gpu) and r.get(key) is not None for r in rows for key in r):
+        return []
+    price = meta.get("usd_per_kwh")
+    priced = f", priced at ${price:.2f}/kWh as `energy_cost_usd`" if price is not None else ""
+    return [
+        "- **GPU memory and energy** (CUDA rows): **train mem** / **serve mem** lead with the CUDA allocator's "
+        "peak (max_memory_allocated: the tensors the phase held, what `harness plan` estimates). Beside it, per "
+        "phase in results.json: the allocator's reserved peak (`*_reserved_peak_bytes`: those tensors and the "
+        "cache's free blocks), the device-level peak NVML sampled every 20 ms (`*_device_peak_bytes`: what "
+        "nvidia-smi shows, the CUDA context and every process on the GPU included), and the energy the GPU drew, "
+        f"from NVML's counter (`*_energy_wh`; `energy_wh` for the technique{priced})."
+    ]
+
+
 def measurement_section(metas: list[dict], rows: Sequence[RowLike]) -> str:
     meta = metas[0]
     methods = sorted({r["peak_memory_method"] for r in rows if r.get("peak_memory_method")})
@@ -413,6 +430,7 @@ def measurement_section(metas: list[dict], rows: Sequence[RowLike]) -> str:
         "greedy settings; p50 and p95. **Tokens**: per request, the prompt tokens the model read (padding "
         "excluded) and the tokens it generated.",
     ]
+    lines += gpu_measurement_lines(meta, rows)
     if any(r.get("kind") == "api" for r in rows):
         lines.append(
             "- **api rows** (a hosted model behind an OpenAI-compatible endpoint): **cost** is the tokens the "

@@ -243,9 +243,11 @@ def merged(model):
 
 
 def both(docs, instructions, extra: dict):
-    """TrainStats of the two phases: time, tokens and steps summed, the higher memory peak; the losses,
+    """TrainStats of the two phases: time, tokens and steps summed, the higher memory peaks (energy summed); the losses,
     curve, validation loss and examples of the instruction phase; the document phase's in `extra`."""
     from dataclasses import replace
+
+    from harness.measure import in_sequence
 
     precision = (
         docs.precision if docs.precision == instructions.precision else f"{docs.precision}+{instructions.precision}"
@@ -258,6 +260,7 @@ def both(docs, instructions, extra: dict):
         steps=docs.steps + instructions.steps,
         precision=precision,
         extra=extra,
+        gpu=in_sequence(docs.gpu, instructions.gpu),
     )
 
 

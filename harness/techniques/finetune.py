@@ -198,6 +198,7 @@ def finetune(spec, ctx: RunContext, peft_config=None, quantization_config=None, 
         train_curve=[{k: h[k] for k in CURVE_KEYS if k in h} for h in stats.history],
         init_from=getattr(spec, "init_from", None),
     )
+    outcome.values.update(stats.gpu)
     outcome.values.update(stats.extra)  # a custom `fit`'s own figures (and corrections, e.g. trainable_params)
     return outcome
 
