@@ -212,6 +212,8 @@ def plugins_imported_if(asked: bool):
 def validate(words, set_overrides, import_plugins):
     """Check each RECIPE, with optional KEY=VALUE overrides (as for `run`): schema, names, task data and
     model resolution; no model is loaded, and no code from the recipe runs unless --import-plugins."""
+    from harness.tasks import task_label
+
     recipes, overrides = recipes_and_overrides(words, set_overrides)
     if not recipes:
         raise click.UsageError("give at least one RECIPE file (every KEY=VALUE word is an override)")
@@ -219,7 +221,7 @@ def validate(words, set_overrides, import_plugins):
         with plugins_imported_if(import_plugins):
             spec = _validated(path, overrides)
         kinds = ", ".join(f"{t.name} ({t.kind})" for t in spec.techniques)
-        console.print(f"[green]ok[/] {path}: {spec.model.id} on {', '.join(spec.tasks)}; {kinds}")
+        console.print(f"[green]ok[/] {path}: {spec.model.id} on {', '.join(map(task_label, spec.tasks))}; {kinds}")
         for note in _skipped_when_run(spec):
             console.print(f"  [yellow]skipped when run:[/] {escape(note)}", highlight=False, soft_wrap=True)
 

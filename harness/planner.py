@@ -457,7 +457,7 @@ def chosen_stand_in(spec) -> dict:
     return values
 
 
-def plan_task(recipe: Recipe, task_ref: str, device: Device, model: Model) -> mp.Plan:
+def plan_task(recipe: Recipe, task_ref, device: Device, model: Model) -> mp.Plan:
     """The plan of one task of the recipe: memory per trained technique, cells and time for all."""
     from harness.tasks import load_task, with_validation
 
