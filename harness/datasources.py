@@ -110,7 +110,7 @@ def _reading(label: str, load: Any) -> Any:
         return load()
     except ConnectionError:  # offline (or unreachable) and not in the cache
         raise ConfigError(_not_cached(label)) from None
-    except (ValueError, FileNotFoundError, datasets.exceptions.DatasetNotFoundError) as exc:
+    except (ValueError, FileNotFoundError, RuntimeError, datasets.exceptions.DatasetNotFoundError) as exc:
         reason = str(exc).strip().replace("\n", "; ")
         raise ConfigError(f"dataset {label!r} could not be read ({type(exc).__name__}: {reason})") from None
     finally:
