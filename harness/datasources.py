@@ -99,6 +99,25 @@ def open_dataset(data: DataSpec, location: str | Path) -> tuple[Mapping[str, Dat
     return splits, {"hub": location, "config": config, "revision": data.revision, "commit": commit}
 
 
+def check_unchanged(recorded: dict, now: dict, where: str) -> None:
+    """A hub dataset read again (by a cell's process, or on --resume) is the one the run recorded: a dataset
+    without a pinned `revision` may have had a commit since, and finished cells would then pass for scores
+    on other data. Hub datasets only: their fingerprint follows the commit, where a local folder's also
+    follows its path and file times, which differ on another machine."""
+    for role, source in recorded.items():
+        if "hub" not in source:
+            continue
+        for split, part in source.get("splits", {}).items():
+            current = now.get(role, {}).get("splits", {}).get(split, {}).get("fingerprint")
+            if current != part["fingerprint"]:
+                raise ConfigError(
+                    f"{where}: hub dataset {source['hub']!r} changed since this run started: its {split} split "
+                    f"(the task's {role}) has fingerprint {current}, the run recorded {part['fingerprint']} "
+                    f"(commit {source.get('commit')}); the finished cells scored the recorded data, so start a "
+                    "new run, and pin `data.revision` to keep a dataset fixed"
+                )
+
+
 def _reading(label: str, load: Any) -> Any:
     """`load()`, its failures (a missing configuration, files it cannot read, an uncached id offline) told
     as a ConfigError that names the dataset."""

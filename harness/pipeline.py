@@ -20,7 +20,7 @@ from rich.markup import escape
 from rich.spinner import Spinner
 from rich.text import Text
 
-from harness import kinds, models, planning, preflight, report, search, tracking
+from harness import datasources, kinds, models, planning, preflight, report, search, tracking
 from harness.analysis import floor, ownership
 from harness.config import ConfigError, Recipe, stored_recipe
 from harness.executors import Job, JobEnd, last_lines, make_executor
@@ -183,6 +183,7 @@ def run_task(
                 f"{run_dir} holds the results of task {store.meta['task']['name']!r}, not of {task.name!r} "
                 f"({task_label(task_ref)}): resume a run with `harness run --resume RUN_DIR`, or start a new one"
             )
+        datasources.check_unchanged(store.meta["task"].get("data") or {}, task.sources, str(run_dir))
         store.meta["prepared"] = store.meta.get("prepared", []) + (prepared or [])  # a resume prepared again
     else:
         store = RunStore(run_dir, _meta(full_recipe, task_ref, recipe_path, run_id or run_dir.name, device, task))

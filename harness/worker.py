@@ -229,7 +229,7 @@ def hold(release: Path) -> None:
 
 
 def run_job(job: dict) -> None:
-    from harness import distributed, tracking
+    from harness import datasources, distributed, tracking
     from harness.config import stored_recipe
     from harness.executors.base import train_ranks
     from harness.planning import Cell, cell_path, finished, read_result
@@ -243,6 +243,7 @@ def run_job(job: dict) -> None:
     meta = RunStore.open(run_dir).meta  # the driver's resolved recipe: every process runs the same one
     recipe = stored_recipe(meta["recipe"]).for_task(meta["task_ref"])
     task = with_validation(load_task(meta["task_ref"]), recipe.eval.validation)
+    datasources.check_unchanged(meta["task"].get("data") or {}, task.sources, str(run_dir))
     shared, progress = Shared(), LineProgress()
     for data in job["cells"]:
         cell = Cell.from_dict(data)

@@ -3,6 +3,7 @@ of parquet files shaped like a hub repo (a configuration, two splits), the same 
 under a hub id, and save_to_disk's output."""
 
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -104,7 +105,7 @@ eval:
 """
 
 
-def test_inline_hub_task_validates_runs_resumes_and_reports(use_cache, write, tiny_model_dir, tmp_path):
+def test_inline_hub_task_validates_runs_resumes_and_reports(use_cache, write, tiny_model_dir, tmp_path, monkeypatch):
     recipe = write("r.yaml", inline_recipe(tiny_model_dir, tmp_path / "out"))
     validated = run_cli("validate", recipe)
     assert validated.exit_code == 0 and "on tickets;" in validated.output, validated.output
@@ -121,6 +122,15 @@ def test_inline_hub_task_validates_runs_resumes_and_reports(use_cache, write, ti
     resumed = run_cli("run", "--resume", run_dir)  # the stored recipe, inline task included, validates again
     assert resumed.exit_code == 0, resumed.output
     assert run_cli("report", run_dir).exit_code == 0
+
+    # a new commit of the dataset in the cache: resuming would mix scores on two versions of the data
+    import datasets
+
+    moved = shutil.copytree(use_cache, tmp_path / "cache")
+    (moved / "acme___tickets/main/0.0.0/0123abcd4567").rename(moved / "acme___tickets/main/0.0.0/89abcdef0123")
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", moved)
+    changed = run_cli("run", "--resume", run_dir)
+    assert changed.exit_code != 0 and "hub dataset 'acme/tickets' changed since this run started" in changed.output
 
 
 def test_uncached_hub_id_offline_fails_fast_naming_id_and_cache(write, tmp_path, monkeypatch):
