@@ -96,7 +96,19 @@ def open_dataset(data: DataSpec, location: str | Path) -> tuple[Mapping[str, Dat
     first = next(iter(splits.values()))
     commit = Path(first.cache_files[0]["filename"]).parent.name if first.cache_files else None
     config = first.info.config_name
+    if data.revision and _is_commit(data.revision) and commit and not commit.startswith(data.revision):
+        # offline, the datasets cache answers with the commit it holds, whatever revision was asked
+        raise ConfigError(
+            f"data.revision {data.revision!r}: the datasets cache holds commit {commit} of {location!r}, not that "
+            "one; fix: load that revision once while online, or pin the commit the cache holds"
+        )
     return splits, {"hub": location, "config": config, "revision": data.revision, "commit": commit}
+
+
+def _is_commit(revision: str) -> bool:
+    """A commit hash (or its prefix), which a cache folder's name can be checked against; a branch or tag
+    name cannot."""
+    return len(revision) >= 7 and all(c in "0123456789abcdef" for c in revision)
 
 
 def check_unchanged(recorded: dict, now: dict, where: str) -> None:

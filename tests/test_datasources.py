@@ -133,6 +133,17 @@ def test_inline_hub_task_validates_runs_resumes_and_reports(use_cache, write, ti
     assert changed.exit_code != 0 and "hub dataset 'acme/tickets' changed since this run started" in changed.output
 
 
+def test_hub_task_in_a_list_and_a_pinned_commit_the_cache_lacks(use_cache, write, tmp_path):
+    first, *rest = INLINE_TASK.split("task:\n")[1].strip("\n").split("\n")  # the mapping as a list's item
+    both = "task:\n  - ticket-routing\n  - " + first.strip() + "\n" + "\n".join("  " + line for line in rest)
+    recipe = write("r.yaml", inline_recipe(Path("random:tiny-llama"), tmp_path / "out", both))
+    validated = run_cli("validate", recipe)
+    assert validated.exit_code == 0 and "on ticket-routing, tickets;" in validated.output, validated.output
+    pinned = INLINE_TASK.replace("test: test}", "test: test, revision: 89abcdef}")
+    result = run_cli("validate", write("r.yaml", inline_recipe(Path("random:tiny-llama"), tmp_path / "out", pinned)))
+    assert result.exit_code != 0 and "the datasets cache holds commit 0123abcd4567" in " ".join(result.output.split())
+
+
 def test_uncached_hub_id_offline_fails_fast_naming_id_and_cache(write, tmp_path, monkeypatch):
     import datasets
 
