@@ -2,8 +2,8 @@
 folder in the task folder (`data.dataset`) that holds data files laid out like a hub repository
 (`data/train-*.parquet`, ...) or that `Dataset.save_to_disk` / `DatasetDict.save_to_disk` wrote.
 
-`data.train` and `data.test` name splits in the `datasets` syntax (`train`, `train[:1000]`,
-`train[:10%]+validation`). A dataset is arrow-backed and memory-mapped: only the rows a split names (and,
+`data.train` and `data.test` each name one split, in the `datasets` syntax (`train`, `train[:1000]`,
+`train[10%:]`). A dataset is arrow-backed and memory-mapped: only the rows a split names (and,
 with `data.limit`, a seeded random sample of them, taken with `Dataset.select`) become Python records
 for the converters in harness/tasks.py; nothing is streamed, since a hub dataset is downloaded and
 prepared whole into the datasets cache either way. Offline (`HF_HUB_OFFLINE` / `HF_DATASETS_OFFLINE`)
@@ -57,18 +57,14 @@ def read_split(data: DataSpec, location: str | Path, split: str) -> Records:
     or a folder already checked to lie in the task folder."""
     splits, source = open_dataset(data, location)
     label = f"{location}" + (f" ({data.name})" if data.name else "")
-    pieces = _pieces(split, splits, label)
-    rows: list[tuple[int, object]] = []
-    read: dict[str, dict] = {}
-    for name, start, stop in pieces:
-        full = splits[name]
-        numbers = [start + i for i in sample(stop - start, data.limit, data.split_seed)]
-        rows += zip(numbers, _records(full.select(numbers)))
-        read[name] = {"rows": len(full), "read": len(numbers), "fingerprint": full._fingerprint}
+    name, start, stop = _rows(split, splits, label)
+    full = splits[name]
+    numbers = [start + i for i in sample(stop - start, data.limit, data.split_seed)]
+    read = {name: {"rows": len(full), "read": len(numbers), "fingerprint": full._fingerprint}}
     return Records(
         where=f"{label} split {split}",
-        stem=split.split("[")[0].replace("+", "-"),
-        rows=rows,
+        stem=name,  # an example without an id is <split>-<row>, the row's index in its split
+        rows=list(zip(numbers, _records(full.select(numbers)))),
         source={**source, "split": split, "splits": read},
         separator=", row ",
         short=f"split {split}",
@@ -187,20 +183,22 @@ def _check_hub(dataset_id: str, revision: str | None) -> None:
         ) from None
 
 
-def _pieces(split: str, splits: Mapping[str, Dataset], label: str) -> list[tuple[str, int, int]]:
-    """(split name, first row, end row) for each part of a split spec such as `train[:10%]+test`."""
+def _rows(split: str, splits: Mapping[str, Dataset], label: str) -> tuple[str, int, int]:
+    """(split name, first row, end row) of a split spec such as `train[:10%]`. One split: the rows of two
+    (`train+validation`) would share ids and row numbers."""
     import datasets
 
     fix = f"fix: name one of its splits: {', '.join(splits)} (e.g. `train`, `train[:1000]`, `train[:10%]`)"
-    unknown = [name for part in split.split("+") if (name := part.split("[")[0].strip()) not in splits]
-    if unknown:
-        raise ConfigError(f"dataset {label!r} has no split {unknown[0]!r}; {fix}")
+    name = split.split("[")[0].strip()
+    if "+" in split:
+        raise ConfigError(f"dataset {label!r}: {split!r} joins splits; name one split for each of train and test")
+    if name not in splits:
+        raise ConfigError(f"dataset {label!r} has no split {name!r}; {fix}")
     try:
-        instruction = datasets.ReadInstruction.from_spec(split)
-        absolute = instruction.to_absolute({name: len(rows) for name, rows in splits.items()})
+        (part,) = datasets.ReadInstruction.from_spec(split).to_absolute({name: len(splits[name])})
     except ValueError as exc:
         raise ConfigError(f"dataset {label!r}: cannot read split {split!r} ({exc}); {fix}") from None
-    return [(part.splitname, part.from_, part.to) for part in absolute]
+    return part.splitname, part.from_, part.to
 
 
 def _records(rows: Dataset) -> list[dict]:

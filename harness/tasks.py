@@ -2,7 +2,9 @@
 
 A data file may be JSONL, JSON (a list of records), CSV or Parquet, in one of three shapes:
 `fields` (columns mapped by `fields:`), `alpaca` (instruction/input/output) or `chat`
-(a `messages` list whose last message is the assistant's answer).
+(a `messages` list whose last message is the assistant's answer). A task may instead read a dataset
+with the `datasets` library (`data.hub`, `data.dataset`: harness/datasources.py), whose records take the
+same shapes; a recipe may give such a task inline (a TaskSpec, no folder).
 """
 
 from __future__ import annotations

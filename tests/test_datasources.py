@@ -193,6 +193,7 @@ def test_task_folder_reads_a_hub_shaped_folder_and_save_to_disk(private_cache, w
     [
         ("{dataset: repo, test: nope}", "has no split 'nope'; fix: name one of its splits: train, test"),
         ("{dataset: repo, name: other}", "BuilderConfig 'other' not found"),
+        ("{dataset: repo, train: train+test}", "'train+test' joins splits; name one split for each of train and test"),
         ("{dataset: ../elsewhere}", "data.dataset '../elsewhere' leads outside the task folder"),
         (
             "{dataset: repo, hub: a/b}",
