@@ -217,3 +217,19 @@ def test_inline_task_must_name_a_hub_dataset(write, tmp_path):
     assert result.exit_code != 0 and "is given inline in the recipe, so it has no folder" in " ".join(
         result.output.split()
     )
+
+
+def test_an_unreachable_hub_fails_at_once_and_names_the_offline_switch(write, tmp_path, monkeypatch):
+    """Online, one request checks the id: the datasets client's own retries would take about 23 s per load."""
+    import datasets
+    import huggingface_hub
+
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+    recipe = write("r.yaml", inline_recipe(Path("random:tiny-llama"), tmp_path / "out"))
+    started = time.monotonic()
+    result = run_cli("validate", recipe)
+    text = " ".join(result.output.split())
+    assert result.exit_code != 0 and time.monotonic() - started < 10
+    assert "dataset 'acme/tickets': the hub cannot be reached" in text and "set HF_HUB_OFFLINE=1" in text
