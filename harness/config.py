@@ -17,7 +17,9 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
+    BaseModel,
     Field,
+    ValidationError,
     ValidationInfo,
     WrapValidator,
     create_model,
@@ -25,6 +27,7 @@ from pydantic import (
     model_serializer,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from harness.embeddings import DEFAULT_EMBEDDING_MODEL
 from harness.searchspace import check_search
@@ -32,6 +35,7 @@ from harness.tasks import BUNDLED_TASKS, TaskRef, TaskSpec, task_ref
 from harness.yamlconfig import (
     BuiltModel,
     ByKind,
+    Chooser,
     ConfigError,
     RelativeToFile,
     Seed,
@@ -563,7 +567,37 @@ def _bundled_task(name: str) -> bool:
     return (BUNDLED_TASKS / name / "task.yaml").is_file()
 
 
-TaskRefField = Annotated[str, name_or_path(_bundled_task)] | TaskSpec
+class TaskRefs(Chooser):
+    """`task:`: a bundled task's name or a task folder (text), a task given inline (a mapping, read as a
+    task.yaml), or a list of them. One validator rather than a union, whose errors would list every
+    alternative's ("task.str: Input should be a valid string", "task.TaskSpec.metrik: ...")."""
+
+    def model_for(self, value: Any) -> type[BaseModel] | None:
+        return TaskSpec if isinstance(value, dict) else None
+
+    def __call__(self, value: Any, handler: Any) -> Any:
+        if isinstance(value, list):
+            return [self._one(item, (i,)) for i, item in enumerate(value)]
+        return self._one(value, ())
+
+    def _one(self, value: Any, loc: tuple) -> str | TaskSpec:
+        if isinstance(value, (str, TaskSpec)):
+            return value
+        if not isinstance(value, dict):
+            raise PydanticCustomError(
+                "task_type", "expected a task name, a task folder, a task's mapping (inline) or a list of them"
+            )
+        try:
+            return TaskSpec.model_validate(value)
+        except ValidationError as exc:  # its errors, at the list item they belong to
+            errors = [
+                {"type": PydanticCustomError(e["type"], e["msg"]), "loc": loc + e["loc"], "input": e["input"]}
+                for e in exc.errors()
+            ]
+            raise ValidationError.from_exception_data("task", errors) from None  # type: ignore[arg-type]
+
+
+_task_refs = TaskRefs()
 
 
 class Recipe(Strict):
@@ -571,7 +605,7 @@ class Recipe(Strict):
     model: Annotated[ModelSpec, ModelPath] = ModelSpec()
     # a bundled task name (see `harness tasks`), a task folder path, or a task given inline (a task.yaml's
     # mapping whose data is a hub dataset); or a list of them
-    task: TaskRefField | list[TaskRefField]
+    task: Annotated[Any, WrapValidator(_task_refs), _task_refs, name_or_path(_bundled_task)]
     # Modules or .py files that register more technique kinds, executors, trackers, metrics or retrievers
     # (docs/ARCHITECTURE.md); imported before the keys that may name them are read, by the driver and by
     # every worker (harness/plugins.py)

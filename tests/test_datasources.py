@@ -233,3 +233,12 @@ def test_an_unreachable_hub_fails_at_once_and_names_the_offline_switch(write, tm
     text = " ".join(result.output.split())
     assert result.exit_code != 0 and time.monotonic() - started < 10
     assert "dataset 'acme/tickets': the hub cannot be reached" in text and "set HF_HUB_OFFLINE=1" in text
+
+
+def test_an_inline_task_mistake_is_named_at_its_line_in_the_recipe(write, tmp_path):
+    task = INLINE_TASK.replace("metric: accuracy", "metrik: accuracy")
+    result = run_cli("validate", write("r.yaml", inline_recipe(Path("random:tiny-llama"), tmp_path / "out", task)))
+    # one error, the task's own key path (a union's errors would list "task.str: ..." and "task.TaskSpec.metrik")
+    assert result.exit_code == 2 and result.output.strip() == (
+        f"error: {tmp_path / 'r.yaml'}:10: unknown key 'task.metrik' (did you mean 'task.metric'?)"
+    ), result.output
