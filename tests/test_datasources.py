@@ -242,3 +242,14 @@ def test_an_inline_task_mistake_is_named_at_its_line_in_the_recipe(write, tmp_pa
     assert result.exit_code == 2 and result.output.strip() == (
         f"error: {tmp_path / 'r.yaml'}:10: unknown key 'task.metrik' (did you mean 'task.metric'?)"
     ), result.output
+
+
+def test_a_task_folder_names_a_hub_dataset_at_a_pinned_commit(use_cache, write, tmp_path):
+    write(
+        "t/task.yaml",
+        "name: t\ndata: {hub: acme/tickets, name: main, revision: 0123abcd, train: 'train[:4]', test: test}\n"
+        "fields: {input: message, output: team}\nlabels: [billing, shipping]\nmetric: accuracy\n",
+    )
+    task = load_task(str(tmp_path / "t"))
+    assert (len(task.train), len(task.test)) == (4, 6) and task.train[3].id == "train-3"
+    assert task.sources["train"]["revision"] == "0123abcd" and task.sources["train"]["commit"] == "0123abcd4567"
