@@ -87,6 +87,12 @@ def open_dataset(data: DataSpec, location: str | Path) -> tuple[Mapping[str, Dat
             loaded = _reading(str(location), lambda: datasets.load_dataset(str(location), data.name))
         splits = {"train": loaded} if isinstance(loaded, datasets.Dataset) else loaded
         return splits, {"dataset": location.name, "config": data.name}
+    if Path(location).exists():  # the datasets library would read that folder, not the hub's dataset
+        raise ConfigError(
+            f"data.hub {location!r} is also a path here ({Path(location).resolve()}), which the datasets library "
+            "would read instead of the hub dataset; fix: run from another folder, or copy the data into the task "
+            "folder and name it with `data.dataset`"
+        )
     _check_hub(location, data.revision)
     splits = _reading(location, lambda: datasets.load_dataset(location, data.name, revision=data.revision))
     first = next(iter(splits.values()))

@@ -91,6 +91,22 @@ class DataSpec(Strict):
             raise ValueError("`revision:` picks a version of a hub dataset: it goes with `hub:`")
         return self
 
+    @field_validator("hub")
+    @classmethod
+    def _hub_id(cls, hub: str | None) -> str | None:
+        """A hub id, never a path: the datasets library would read a path (`../x`) as a local folder."""
+        from huggingface_hub.errors import HFValidationError
+        from huggingface_hub.utils import validate_repo_id
+
+        if hub is not None:
+            try:
+                validate_repo_id(hub)
+            except HFValidationError as exc:
+                raise ValueError(
+                    f"not a hub dataset id ({exc}); a folder inside the task folder is named with `dataset:`"
+                ) from None
+        return hub
+
     @property
     def train_name(self) -> str:
         """The train file, or the train split (`train` unless named)."""

@@ -200,6 +200,7 @@ def test_task_folder_reads_a_hub_shaped_folder_and_save_to_disk(private_cache, w
             "give `hub:` (a hub dataset id) or `dataset:` (a folder in the task folder), not both",
         ),
         ("{dataset: repo, revision: v1}", "`revision:` picks a version of a hub dataset: it goes with `hub:`"),
+        ("{hub: ../elsewhere}", "not a hub dataset id"),  # the datasets library would read it as a folder
     ],
 )
 def test_dataset_mistakes_are_named(private_cache, write, tmp_path, data, message):
@@ -253,3 +254,15 @@ def test_a_task_folder_names_a_hub_dataset_at_a_pinned_commit(use_cache, write, 
     task = load_task(str(tmp_path / "t"))
     assert (len(task.train), len(task.test)) == (4, 6) and task.train[3].id == "train-3"
     assert task.sources["train"]["revision"] == "0123abcd" and task.sources["train"]["commit"] == "0123abcd4567"
+
+
+def test_a_hub_id_that_is_also_a_folder_here_is_refused(use_cache, tmp_path, monkeypatch):
+    """The datasets library reads a local folder of the id's name instead of the hub's dataset: a task could
+    then read whatever that folder holds (docs/trust.md)."""
+    from harness.tasks import TaskSpec
+
+    (tmp_path / "acme" / "tickets").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    spec = TaskSpec.model_validate({"name": "t", "data": {"hub": "acme/tickets", "name": "main"}})
+    with pytest.raises(ConfigError, match="data.hub 'acme/tickets' is also a path here"):
+        load_task(spec)
