@@ -213,6 +213,8 @@ def plugins_imported_if(asked: bool):
 def validate(words, set_overrides, import_plugins):
     """Check each RECIPE, with optional KEY=VALUE overrides (as for `run`): schema, names, task data and
     model resolution; no model is loaded, and no code from the recipe runs unless --import-plugins."""
+    from harness.tasks import task_label
+
     recipes, overrides = recipes_and_overrides(words, set_overrides)
     if not recipes:
         raise click.UsageError("give at least one RECIPE file (every KEY=VALUE word is an override)")
@@ -220,7 +222,7 @@ def validate(words, set_overrides, import_plugins):
         with plugins_imported_if(import_plugins):
             spec = _validated(path, overrides)
         kinds = ", ".join(f"{t.name} ({t.kind})" for t in spec.techniques)
-        console.print(f"[green]ok[/] {path}: {spec.model.id} on {', '.join(spec.tasks)}; {kinds}")
+        console.print(f"[green]ok[/] {path}: {spec.model.id} on {', '.join(map(task_label, spec.tasks))}; {kinds}")
         for note in _skipped_when_run(spec):
             console.print(f"  [yellow]skipped when run:[/] {escape(note)}", highlight=False, soft_wrap=True)
 
@@ -638,7 +640,7 @@ def task():
 
 
 @task.command("init")
-@click.argument("source", type=click.Path(exists=True, dir_okay=False))
+@click.argument("source")
 @click.option("--name", required=True, help="The task's name (also its folder's, under tasks/, without --out).")
 @click.option("--out", type=click.Path(file_okay=False), help="The folder to write (default: tasks/NAME).")
 @click.option(
@@ -647,13 +649,23 @@ def task():
     type=click.Path(exists=True, dir_okay=False),
     help="A separate test file (default: 20%% of SOURCE held out).",
 )
+@click.option("--config", help="With a dataset: its configuration (subset), when it has several.")
 @user_errors
-def task_init(source, name, out, test_file):
-    """Write a task folder from SOURCE (a .jsonl, .json, .csv or .parquet file): the file copied in, and a
-    task.yaml whose fields, labels, metric and prompt are inferred from the records, each choice commented."""
-    from harness.task_init import init_from_file, summary
+def task_init(source, name, out, test_file, config):
+    """Write a task folder from SOURCE: a .jsonl, .json, .csv or .parquet file, a dataset folder (hub-shaped
+    data files or save_to_disk's output), or a hub dataset id. The data is copied in (a hub id is named), and
+    task.yaml's fields, labels, metric and prompt are inferred from the records, each choice commented."""
+    from harness.task_init import init_from_dataset, init_from_file, summary
 
-    folder = init_from_file(Path(source), name, Path(out) if out else None, Path(test_file) if test_file else None)
+    out_folder = Path(out) if out else None
+    if Path(source).is_file():
+        folder = init_from_file(Path(source), name, out_folder, Path(test_file) if test_file else None)
+    elif Path(source).suffix in {".jsonl", ".json", ".csv", ".parquet"}:
+        raise ConfigError(f"{Path(source).resolve()} not found; fix: give the data file's path")
+    elif test_file:
+        raise ConfigError(f"--test goes with a data file; {source} is a dataset: its `test` split is used")
+    else:
+        folder = init_from_dataset(source, name, out_folder, config)
     for line in summary(folder):
         console.print(escape(line), highlight=False, soft_wrap=True)
 

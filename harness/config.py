@@ -17,7 +17,9 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
+    BaseModel,
     Field,
+    ValidationError,
     ValidationInfo,
     WrapValidator,
     create_model,
@@ -25,12 +27,15 @@ from pydantic import (
     model_serializer,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from harness.embeddings import DEFAULT_EMBEDDING_MODEL
 from harness.searchspace import check_search
+from harness.tasks import BUNDLED_TASKS, TaskRef, TaskSpec, task_ref
 from harness.yamlconfig import (
     BuiltModel,
     ByKind,
+    Chooser,
     ConfigError,
     RelativeToFile,
     Seed,
@@ -327,7 +332,7 @@ class HeldoutEval(Strict):
             raise ConfigError(
                 f"eval.heldout.mode: loglikelihood scores each of a task's labels as the answer, but task "
                 f"{task.name!r} has no `labels:` list; use `eval.heldout.mode: generate` for it, or add the label "
-                f"set to {task.path / 'task.yaml'}"
+                f"set to {task.where}"
             )
 
 
@@ -418,7 +423,7 @@ class JudgeSettings(Strict):
 
             warnings.warn(
                 f"eval.judge is set, but task {task.name!r} has no `judge:` rubric, so its answers are not "
-                f"judged; add `judge: {{rubric: ...}}` to {task.path / 'task.yaml'}",
+                f"judged; add `judge: {{rubric: ...}}` to {task.where}",
                 ConfigWarning,
                 stacklevel=2,
             )
@@ -579,16 +584,48 @@ TrackingField = Annotated[Any, WrapValidator(_tracking), _tracking]
 
 
 def _bundled_task(name: str) -> bool:
-    from harness.tasks import BUNDLED_TASKS  # lazily: the task loader; its schema imports nothing of this one
-
     return (BUNDLED_TASKS / name / "task.yaml").is_file()
+
+
+class TaskRefs(Chooser):
+    """`task:`: a bundled task's name or a task folder (text), a task given inline (a mapping, read as a
+    task.yaml), or a list of them. One validator rather than a union, whose errors would list every
+    alternative's ("task.str: Input should be a valid string", "task.TaskSpec.metrik: ...")."""
+
+    def model_for(self, value: Any) -> type[BaseModel] | None:
+        return TaskSpec if isinstance(value, dict) else None
+
+    def __call__(self, value: Any, handler: Any) -> Any:
+        if isinstance(value, list):
+            return [self._one(item, (i,)) for i, item in enumerate(value)]
+        return self._one(value, ())
+
+    def _one(self, value: Any, loc: tuple) -> str | TaskSpec:
+        if isinstance(value, (str, TaskSpec)):
+            return value
+        if not isinstance(value, dict):
+            raise PydanticCustomError(
+                "task_type", "expected a task name, a task folder, a task's mapping (inline) or a list of them"
+            )
+        try:
+            return TaskSpec.model_validate(value)
+        except ValidationError as exc:  # its errors, at the list item they belong to
+            errors = [
+                {"type": PydanticCustomError(e["type"], e["msg"]), "loc": loc + e["loc"], "input": e["input"]}
+                for e in exc.errors()
+            ]
+            raise ValidationError.from_exception_data("task", errors) from None  # type: ignore[arg-type]
+
+
+_task_refs = TaskRefs()
 
 
 class Recipe(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # also the reports/<name>/ folder
     model: Annotated[ModelSpec, ModelPath] = ModelSpec()
-    # a bundled task name (see `harness tasks`) or a task folder path; or a list of them
-    task: Annotated[str | list[str], name_or_path(_bundled_task)]
+    # a bundled task name (see `harness tasks`), a task folder path, or a task given inline (a task.yaml's
+    # mapping whose data is a hub dataset); or a list of them
+    task: Annotated[Any, WrapValidator(_task_refs), _task_refs, name_or_path(_bundled_task)]
     # Modules or .py files that register more technique kinds, executors, trackers, metrics or retrievers
     # (docs/ARCHITECTURE.md); imported before the keys that may name them are read, by the driver and by
     # every worker (harness/plugins.py)
@@ -622,10 +659,10 @@ class Recipe(Strict):
         if isinstance(value, list):
             if not value:
                 raise ValueError("give at least one task")
-            if len(set(value)) != len(value):
+            if any(value.count(v) > 1 for v in value):
                 raise ValueError("each task may appear once")
-            return [expand_path(v) for v in value]
-        return expand_path(value)
+            return [expand_path(v) if isinstance(v, str) else v for v in value]
+        return expand_path(value) if isinstance(value, str) else value
 
     @field_validator("plugins")
     @classmethod
@@ -653,12 +690,13 @@ class Recipe(Strict):
         return resolved
 
     @property
-    def tasks(self) -> list[str]:
+    def tasks(self) -> list[TaskRef]:
         return self.task if isinstance(self.task, list) else [self.task]
 
-    def for_task(self, task: str) -> Recipe:
-        """The recipe narrowed to one of its tasks (a multi-task run is one run per task)."""
-        return self.model_copy(update={"task": task})
+    def for_task(self, task: TaskRef | dict) -> Recipe:
+        """The recipe narrowed to one of its tasks (a multi-task run is one run per task); an inline task
+        may come as the mapping a run's meta stored."""
+        return self.model_copy(update={"task": task_ref(task)})
 
     @model_validator(mode="after")
     def _unique_names(self):

@@ -20,14 +20,14 @@ from rich.markup import escape
 from rich.spinner import Spinner
 from rich.text import Text
 
-from harness import kinds, models, planning, preflight, report, screening, search, tracking
+from harness import datasources, kinds, models, planning, preflight, report, screening, search, tracking
 from harness.analysis import floor, leakage, ownership
 from harness.config import ConfigError, Recipe, stored_recipe
 from harness.executors import Job, JobEnd, last_lines, make_executor
 from harness.measure import device_name
 from harness.results import RunStore, to_json, write_atomic
 from harness.rows import Row, make_row
-from harness.tasks import heldout_examples, load_task, with_validation
+from harness.tasks import TaskRef, heldout_examples, load_task, task_label, with_validation
 
 LIBRARIES = (
     "torch",
@@ -95,7 +95,7 @@ def run(
                 run_id=run_dir.name,
                 prepared=prepared,
             )
-            for task, folder in planning.task_folders(recipe.tasks).items()
+            for task, folder in planning.task_folders(recipe.tasks)
         ]
     finally:
         executor.shutdown()
@@ -103,9 +103,11 @@ def run(
     return stores
 
 
-def task_run_dir(run_dir: Path, task_ref: str, folder: str) -> Path:
+def task_run_dir(run_dir: Path, task_ref: TaskRef, folder: str) -> Path:
     """A task's folder in a multi-task run: its name (planning.task_folders); a run started before tasks
     were keyed by name keeps the folder it named after the task's path."""
+    if not isinstance(task_ref, str):  # an inline task: newer than that
+        return run_dir / folder
     legacy = run_dir / Path(task_ref).name
     if legacy.name != folder and (legacy / "results.json").is_file():
         if RunStore.open(legacy).meta.get("task_ref") == task_ref:
@@ -162,7 +164,7 @@ def announce_plan(recipe: Recipe, device: str, console: Console) -> None:
 
 def run_task(
     full_recipe: Recipe,
-    task_ref: str,
+    task_ref: TaskRef,
     run_dir: Path,
     recipe_path: str | None,
     executor,
@@ -180,8 +182,9 @@ def run_task(
         if store.meta["task"]["name"] != task.name:  # its finished cells would pass for this task's
             raise ConfigError(
                 f"{run_dir} holds the results of task {store.meta['task']['name']!r}, not of {task.name!r} "
-                f"({task_ref}): resume a run with `harness run --resume RUN_DIR`, or start a new one"
+                f"({task_label(task_ref)}): resume a run with `harness run --resume RUN_DIR`, or start a new one"
             )
+        datasources.check_unchanged(store.meta["task"].get("data") or {}, task.sources, str(run_dir))
         store.meta["prepared"] = store.meta.get("prepared", []) + (prepared or [])  # a resume prepared again
     else:
         store = RunStore(run_dir, _meta(full_recipe, task_ref, recipe_path, run_id or run_dir.name, device, task))
@@ -379,10 +382,11 @@ class CellRunner:
         return Group(self.table, *(self.spinners[job_id] for job_id in self.active))
 
 
-def _meta(recipe: Recipe, task_ref: str, recipe_path: str | None, run_id: str, device: str, task) -> dict:
+def _meta(recipe: Recipe, task_ref: TaskRef, recipe_path: str | None, run_id: str, device: str, task) -> dict:
     return {
         "recipe": recipe.model_dump(mode="json"),  # all its tasks: `--resume` of the parent folder runs them all
-        "task_ref": task_ref,  # this run's task, as the recipe names it
+        # this run's task, as the recipe names it (an inline task: its mapping)
+        "task_ref": task_ref if isinstance(task_ref, str) else task_ref.model_dump(mode="json"),
         "recipe_path": recipe_path,
         "run_id": run_id,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -392,7 +396,8 @@ def _meta(recipe: Recipe, task_ref: str, recipe_path: str | None, run_id: str, d
         "device_name": device_name(device),
         "task": {
             "name": task.name,
-            "path": str(task.path),
+            "path": str(task.path) if task.path else None,  # None: given inline in the recipe
+            "data": task.sources,  # each split's file, or dataset (id, config, revision, commit, fingerprint)
             "n_train": len(task.train),
             "n_validation": len(task.validation),
             "n_test": len(task.test),

@@ -19,6 +19,7 @@ from pathlib import Path
 from harness import kinds, planning
 from harness.analysis import memory_plan as mp
 from harness.config import DistributedSettings, Recipe, TrainSettings
+from harness.tasks import TaskRef
 
 CHARS_PER_TOKEN = 4.0  # English text in a BPE vocabulary, for a train split no local tokenizer can count
 TEMPLATE_TOKENS = 6  # a chat template's role markers per message, in that estimate
@@ -457,7 +458,7 @@ def chosen_stand_in(spec) -> dict:
     return values
 
 
-def plan_task(recipe: Recipe, task_ref: str, device: Device, model: Model) -> mp.Plan:
+def plan_task(recipe: Recipe, task_ref: TaskRef, device: Device, model: Model) -> mp.Plan:
     """The plan of one task of the recipe: memory per trained technique, cells and time for all."""
     from harness.tasks import load_task, with_validation
 

@@ -18,7 +18,7 @@ from harness import kinds, metrics
 from harness.analysis import stats
 from harness.rows import Row, RowLike
 from harness.searchspace import apply_params
-from harness.tasks import load_task_spec
+from harness.tasks import TaskRef, load_task_spec, task_label
 from harness.yamlconfig import ConfigError
 
 PEAK_KEYS = {
@@ -91,26 +91,32 @@ def test_cells(recipe, spec, params: dict) -> list[Cell]:
     ]
 
 
-def task_folders(task_refs: Sequence[str]) -> dict[str, str]:
-    """Each task of a multi-task run -> its sub-folder of the run folder: the task's name (its task.yaml
+def task_folders(task_refs: Sequence[TaskRef]) -> list[tuple[TaskRef, str]]:
+    """Each task of a multi-task run and its sub-folder of the run folder: the task's name (its task.yaml
     `name:`, which the report and its plots also go by). Two different tasks of one name, or one task
     folder written two ways (`tasks/x`, `tasks/x/`, `tasks/x/task.yaml`, a bundled name and its path),
     would share a sub-folder and one task's finished cells would pass for the other's: an error."""
-    folders: dict[str, str] = {}  # ref -> sub-folder
+    folders: list[tuple[TaskRef, str]] = []
     seen_paths: dict[Path, str] = {}  # resolved task folder -> its first ref
     seen_names: dict[str, str] = {}  # casefolded name (folders on macOS ignore case) -> its first ref
     for ref in task_refs:
         path, spec = load_task_spec(ref)
-        path = path.resolve()
-        if path in seen_paths:
-            raise ConfigError(f"task: {seen_paths[path]!r} and {ref!r} are the same task folder ({path}); list it once")
+        label = task_label(ref)
+        if path is not None and path.resolve() in seen_paths:
+            raise ConfigError(
+                f"task: {seen_paths[path.resolve()]!r} and {label!r} are the same task folder ({path.resolve()}); "
+                "list it once"
+            )
         if spec.name.casefold() in seen_names:
             raise ConfigError(
-                f"task: {seen_names[spec.name.casefold()]!r} and {ref!r} are both named {spec.name!r} (the `name:` "
+                f"task: {seen_names[spec.name.casefold()]!r} and {label!r} are both named {spec.name!r} (the `name:` "
                 "in their task.yaml), so their results would share the run's sub-folder and the report could not "
                 "tell them apart; rename one of them in its task.yaml, or compare them in separate recipes"
             )
-        seen_paths[path], seen_names[spec.name.casefold()], folders[ref] = ref, ref, spec.name
+        if path is not None:
+            seen_paths[path.resolve()] = label
+        seen_names[spec.name.casefold()] = label
+        folders.append((ref, spec.name))
     return folders
 
 

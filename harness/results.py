@@ -167,7 +167,8 @@ def open_runs(path: str | Path) -> list[RunStore]:
         )
     stores = [RunStore.open(p) for p in subruns]
     order = stores[0].meta.get("recipe", {}).get("task")
-    if isinstance(order, list):  # the recipe's task order, not the folders' alphabetical one
+    if isinstance(order, list):  # the recipe's task order, not the folders' alphabetical one (an inline
+        # task is stored as its mapping, in the recipe as in task_ref)
         stores.sort(
             key=lambda s: order.index(s.meta.get("task_ref")) if s.meta.get("task_ref") in order else len(order)
         )

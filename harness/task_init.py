@@ -104,6 +104,30 @@ def init_from_file(source: Path, name: str, out: Path | None = None, test: Path 
     return write_task(folder, name, records, names, origin, copies)
 
 
+INIT_ROWS = 5000  # the rows of a dataset's train split that init reads to infer the task (seeded sample)
+
+
+def init_from_dataset(source: str, name: str, out: Path | None = None, config: str | None = None) -> Path:
+    """A task folder for a dataset read with the `datasets` library: a local folder (hub-shaped data files or
+    save_to_disk's output; copied in and named with `data.dataset`) or a hub id (named with `data.hub`;
+    offline, read from the datasets cache). Its train split's records infer the task; a `test` split, when
+    the dataset has one, is the test split."""
+    from harness import datasources
+    from harness.tasks import DataSpec
+
+    folder = Path(out) if out is not None else Path("tasks") / name
+    local = Path(source).is_dir()
+    location: str | Path = Path(source) if local else source
+    spec = DataSpec(**({"dataset": Path(source).name} if local else {"hub": source}), name=config, limit=INIT_ROWS)
+    splits, _ = datasources.open_dataset(spec, location)
+    data: dict = {"dataset": Path(source).name} if local else {"hub": source}
+    data |= ({"name": config} if config else {}) | {"train": "train" if "train" in splits else next(iter(splits))}
+    data |= {"test": "test"} if "test" in splits and data["train"] != "test" else {}
+    records = [record for _, record in datasources.read_split(spec, location, data["train"]).rows]
+    copies = {Path(source).name: Path(source)} if local else None
+    return write_task(folder, name, records, data, f"dataset {source}" + (f" ({config})" if config else ""), copies)
+
+
 def write_task(
     folder: Path, name: str, records: Sequence[object], data: dict, origin: str, copies: dict[str, Path] | None = None
 ) -> Path:
@@ -115,7 +139,10 @@ def write_task(
     proposal = propose(rows)
     folder.mkdir(parents=True, exist_ok=True)
     for target, path in (copies or {}).items():
-        shutil.copyfile(path, folder / target)
+        if path.is_dir():  # a dataset folder
+            shutil.copytree(path, folder / target)
+        else:
+            shutil.copyfile(path, folder / target)
     (folder / "task.yaml").write_text(task_yaml(name, data, proposal, origin, len(rows)))
     try:
         load_task(str(folder))

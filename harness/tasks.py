@@ -3,7 +3,9 @@
 A data file may be JSONL, JSON (a list of records), CSV or Parquet, in one of four shapes:
 `fields` (columns mapped by `fields:`), `alpaca` (instruction/input/output), `chat` (an OpenAI-style
 `messages` list) or `sharegpt` (a `conversations` list of {from, value}); a conversation may have several
-turns and ends with the assistant's answer (harness/chat_formats.py).
+turns and ends with the assistant's answer (harness/chat_formats.py). A task may instead read a dataset
+with the `datasets` library (`data.hub`, `data.dataset`: harness/datasources.py), whose records take the
+same shapes; a recipe may give such a task inline (a TaskSpec, no folder).
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ from typing import Literal
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from harness import chat_formats, metrics
+from harness import chat_formats, datasources, metrics
 from harness.chat_formats import is_missing as _missing
+from harness.datasources import Records
 from harness.yamlconfig import ConfigError, ConfigWarning, Seed, Strict, line_of, load_yaml_model, read_text
 
 BUNDLED_TASKS = Path(__file__).resolve().parent.parent / "tasks"
@@ -63,11 +66,53 @@ class CorpusSpec(Strict):
 
 
 class DataSpec(Strict):
-    train: str  # file path relative to the task folder
-    test: str | None = None  # a separate test file; without it the test split is cut from train
+    """Data files in the task folder (`train:`, `test:`), or a dataset read with the `datasets` library
+    (`hub:` or `dataset:`, whose `train:` and `test:` name splits; harness/datasources.py)."""
+
+    train: str | None = None  # a file path relative to the task folder; with hub/dataset: a split (default train)
+    test: str | None = None  # a separate test file (or split); without it the test split is cut from train
     test_fraction: float = Field(0.2, gt=0, lt=1)  # used only when `test` is not given
     split_seed: Seed = 0  # fixed so every run and technique sees the same held-out examples
     format: Literal["fields", "alpaca", "chat", "sharegpt"] = "fields"
+    hub: str | None = Field(None, min_length=1)  # a dataset id on the Hugging Face Hub, e.g. owner/name
+    dataset: str | None = Field(None, min_length=1)  # a folder in the task folder: data files or save_to_disk's
+    name: str | None = Field(None, min_length=1)  # the dataset's configuration (subset), with hub or dataset
+    revision: str | None = Field(None, min_length=1)  # a hub branch, tag or commit (hub only)
+    limit: int | None = Field(None, ge=1)  # read at most this many rows of each split, drawn at random (split_seed)
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if self.hub is not None and self.dataset is not None:
+            raise ValueError("give `hub:` (a hub dataset id) or `dataset:` (a folder in the task folder), not both")
+        if self.hub is None and self.dataset is None:
+            if self.train is None:
+                raise ValueError("give `train:` (a data file), `hub:` (a hub dataset id) or `dataset:` (a folder)")
+            if self.name is not None:
+                raise ValueError("`name:` picks a configuration of a dataset: it goes with `hub:` or `dataset:`")
+        if self.revision is not None and self.hub is None:
+            raise ValueError("`revision:` picks a version of a hub dataset: it goes with `hub:`")
+        return self
+
+    @field_validator("hub")
+    @classmethod
+    def _hub_id(cls, hub: str | None) -> str | None:
+        """A hub id, never a path: the datasets library would read a path (`../x`) as a local folder."""
+        from huggingface_hub.errors import HFValidationError
+        from huggingface_hub.utils import validate_repo_id
+
+        if hub is not None:
+            try:
+                validate_repo_id(hub)
+            except HFValidationError as exc:
+                raise ValueError(
+                    f"not a hub dataset id ({exc}); a folder inside the task folder is named with `dataset:`"
+                ) from None
+        return hub
+
+    @property
+    def train_name(self) -> str:
+        """The train file, or the train split (`train` unless named)."""
+        return self.train or "train"
 
 
 class PromptTemplate(Strict):
@@ -178,11 +223,17 @@ class Example:
 @dataclass(frozen=True)
 class Task:
     name: str
-    path: Path
+    path: Path | None  # its folder; None for a task a recipe gives inline (a hub dataset, no folder)
     spec: TaskSpec
     train: tuple[Example, ...]
     test: tuple[Example, ...]
     validation: tuple[Example, ...] = ()  # cut from train by with_validation; empty when the recipe sets none
+    sources: dict = dataclasses.field(default_factory=dict)  # split -> what it was read from (the run's meta)
+
+    @property
+    def where(self) -> str:
+        """Where the task is defined, for messages that say what to fix."""
+        return str(self.path / "task.yaml") if self.path else f"the recipe's inline task {self.name!r}"
 
     @property
     def labels(self) -> list[str] | None:
@@ -199,7 +250,7 @@ class Task:
 
     @property
     def corpus_path(self) -> Path | None:
-        return self.path / self.spec.corpus.path if self.spec.corpus else None
+        return self.path / self.spec.corpus.path if self.spec.corpus and self.path else None
 
 
 def find_task(name_or_path: str) -> Path:
@@ -222,13 +273,29 @@ def list_task_dirs() -> list[Path]:
     return sorted(p.parent for p in BUNDLED_TASKS.glob("*/task.yaml"))
 
 
-def load_task_spec(name_or_path: str) -> tuple[Path, TaskSpec]:
-    folder = find_task(name_or_path)
+TaskRef = str | TaskSpec  # how a recipe names a task: a bundled name or a folder, or the task itself inline
+
+
+def task_ref(value: str | dict | TaskSpec) -> TaskRef:
+    """A recipe's task reference as stored in a run's meta (an inline task as a mapping) made whole again."""
+    return TaskSpec.model_validate(value) if isinstance(value, dict) else value
+
+
+def task_label(ref: TaskRef) -> str:
+    return ref if isinstance(ref, str) else ref.name
+
+
+def load_task_spec(ref: TaskRef) -> tuple[Path | None, TaskSpec]:
+    if isinstance(ref, TaskSpec):
+        return None, ref
+    folder = find_task(ref)
     return folder, load_yaml_model(folder / "task.yaml", TaskSpec)
 
 
-def load_task(name_or_path: str) -> Task:
-    folder, spec = load_task_spec(name_or_path)
+def load_task(ref: TaskRef | dict) -> Task:
+    folder, spec = load_task_spec(task_ref(ref))
+    if folder is None:
+        return _load_inline(spec)
     if spec.corpus:
         corpus = inside_task_folder(folder, spec.corpus.path, "corpus.path")
         if not corpus.exists():
@@ -236,12 +303,55 @@ def load_task(name_or_path: str) -> Task:
                 f"{folder / 'task.yaml'}: corpus path {spec.corpus.path!r} does not exist in {folder}; "
                 "fix `corpus.path` (a folder of .txt/.md files or a .jsonl of {id, text})"
             )
-    examples = _load_examples(inside_task_folder(folder, spec.data.train, "data.train"), spec)
+    location = inside_task_folder(folder, spec.data.dataset, "data.dataset") if spec.data.dataset else spec.data.hub
+    return _from_records(spec, folder, lambda split: _split_records(spec, folder, location, split))
+
+
+def _load_inline(spec: TaskSpec) -> Task:
+    """A task a recipe gives inline: its data is a hub dataset, since it has no folder to hold files."""
+    if spec.data.hub is None or spec.corpus is not None:
+        raise ConfigError(
+            f"task {spec.name!r} is given inline in the recipe, so it has no folder for data files, a `dataset:` "
+            "folder or a corpus: name a hub dataset (`data: {hub: owner/name}`), or write a task folder "
+            "(tasks/<name>/task.yaml) and name that"
+        )
+    hub = spec.data.hub
+    return _from_records(spec, None, lambda split: _read_dataset(spec, f"task {spec.name!r}", hub, split))
+
+
+def _from_records(spec: TaskSpec, folder: Path | None, read) -> Task:
+    """The task from its train records (and test records, or a test split cut from the train examples)."""
+    train_records = read(spec.data.train_name)
+    examples = _load_examples(train_records, spec)
+    sources = {"train": train_records.source}
     if spec.data.test:
-        train, test = examples, _load_examples(inside_task_folder(folder, spec.data.test, "data.test"), spec)
+        test_records = read(spec.data.test)
+        train, test = examples, _load_examples(test_records, spec)
+        sources["test"] = test_records.source
     else:
-        train, test = _split(examples, spec, folder)
-    return Task(name=spec.name, path=folder, spec=spec, train=tuple(train), test=tuple(test))
+        where = f"{folder / 'task.yaml'}: " if folder else f"task {spec.name!r}: "
+        train, test = _split(examples, spec, where)
+    return Task(name=spec.name, path=folder, spec=spec, train=tuple(train), test=tuple(test), sources=sources)
+
+
+def _split_records(spec: TaskSpec, folder: Path, location: str | Path | None, split: str) -> Records:
+    """One split's records: from a dataset when the task names one, else from the data file `split` names."""
+    data = spec.data
+    if location is not None:
+        return _read_dataset(spec, str(folder / "task.yaml"), location, split)
+    key = "data.train" if split == data.train_name else "data.test"
+    path = inside_task_folder(folder, split, key)
+    rows = read_records(path)
+    kept = datasources.sample(len(rows), data.limit, data.split_seed)
+    source = {"file": split, "rows": len(rows), "read": len(kept)}
+    return Records(where=str(path), stem=path.stem, rows=[rows[i] for i in kept], source=source, short=path.name)
+
+
+def _read_dataset(spec: TaskSpec, where: str, location: str | Path, split: str) -> Records:
+    try:
+        return datasources.read_split(spec.data, location, split)
+    except ConfigError as exc:  # the dataset's own errors name it; say which task asked for it
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 def inside_task_folder(folder: Path, value: str, key: str) -> Path:
@@ -258,18 +368,16 @@ def inside_task_folder(folder: Path, value: str, key: str) -> Path:
     )
 
 
-def _split(examples: list[Example], spec: TaskSpec, folder: Path) -> tuple[list[Example], list[Example]]:
+def _split(examples: list[Example], spec: TaskSpec, where: str) -> tuple[list[Example], list[Example]]:
     fraction, n = spec.data.test_fraction, len(examples)
     cut = cut_size(n, fraction)
     if cut >= n:  # the test split rounds up (never empty), so it is the train split that can be
         raise ConfigError(
-            f"{folder / 'task.yaml'}: data.test_fraction {fraction} of the {n} example(s) in {spec.data.train} "
+            f"{where}data.test_fraction {fraction} of the {n} example(s) in {spec.data.train_name} "
             "leaves no training examples; fix: add examples, lower `test_fraction`, or give a separate "
             "`data.test` file"
         )
-    return stratified_split(
-        examples, fraction, spec.data.split_seed, bool(spec.labels), where=f"{folder / 'task.yaml'}: the test split"
-    )
+    return stratified_split(examples, fraction, spec.data.split_seed, bool(spec.labels), where=f"{where}the test split")
 
 
 def cut_size(n: int, size: float | int) -> int:
@@ -393,20 +501,20 @@ def _read_parquet(path: Path):
         ) from None
 
 
-def _load_examples(path: Path, spec: TaskSpec) -> list[Example]:
+def _load_examples(records: Records, spec: TaskSpec) -> list[Example]:
     convert = {"fields": _from_fields, "alpaca": _from_alpaca, "chat": _from_chat, "sharegpt": _from_chat}[
         spec.data.format
     ]
     examples: list[Example] = []
     first_line: dict[str, int] = {}
-    for line, record in read_records(path):
-        where = f"{path}:{line}"
+    for line, record in records.rows:
+        where = records.at(line)
         if not isinstance(record, dict):
             raise ConfigError(f"{where}: expected an object with keys, got {type(record).__name__}")
-        example = convert(record, spec, where, default_id=f"{path.stem}-{line}")
+        example = convert(record, spec, where, default_id=f"{records.stem}-{line}")
         if example.id in first_line:  # predictions and the validation cut are keyed by id
             raise ConfigError(
-                f"{where}: id {example.id!r} is already used at {path.name}:{first_line[example.id]}; "
+                f"{where}: id {example.id!r} is already used at {records.at(first_line[example.id], brief=True)}; "
                 "fix: give each example its own id"
             )
         first_line[example.id] = line
@@ -416,7 +524,7 @@ def _load_examples(path: Path, spec: TaskSpec) -> list[Example]:
             raise ConfigError(f"{where}: output {example.output!r} is not one of the task's labels {spec.labels}")
         examples.append(example)
     if not examples:
-        raise ConfigError(f"{path}: no examples")
+        raise ConfigError(f"{records.where}: no examples")
     return examples
 
 

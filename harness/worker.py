@@ -229,7 +229,7 @@ def hold(release: Path) -> None:
 
 
 def run_job(job: dict) -> None:
-    from harness import distributed, tracking
+    from harness import datasources, distributed, tracking
     from harness.config import stored_recipe
     from harness.executors.base import train_ranks
     from harness.planning import Cell, cell_path, finished, read_result
@@ -245,6 +245,7 @@ def run_job(job: dict) -> None:
     recipe = stored_recipe(meta["recipe"]).for_task(meta["task_ref"])
     # the test examples the driver excluded for leakage (eval.leakage: exclude), dropped here too
     task = as_screened(with_validation(load_task(meta["task_ref"]), recipe.eval.validation), meta.get("leakage"))
+    datasources.check_unchanged(meta["task"].get("data") or {}, task.sources, str(run_dir))
     shared, progress = Shared(), LineProgress()
     for data in job["cells"]:
         cell = Cell.from_dict(data)

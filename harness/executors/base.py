@@ -12,6 +12,7 @@ import importlib
 import json
 import os
 import signal
+import sys
 import uuid
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -171,9 +172,13 @@ def after_retries(tries: int) -> str:
 
 
 def cell_env(threads: int | None = None) -> dict[str, str]:
-    """The environment a cell's process applies before it runs: the driver's HARNESS_ settings, and its
-    torch thread count when the executor fixes one."""
+    """The environment a cell's process applies before it runs: the driver's HARNESS_ settings, its datasets
+    cache, and its torch thread count when the executor fixes one."""
     env = {key: value for key, value in os.environ.items() if key.startswith("HARNESS_")}
+    if "datasets" in sys.modules:  # where the driver read the task's dataset from: the cell reads it again
+        env["HF_DATASETS_CACHE"] = os.environ.get("HF_DATASETS_CACHE") or str(
+            sys.modules["datasets"].config.HF_DATASETS_CACHE
+        )
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
     return env

@@ -306,11 +306,36 @@ def judge_lowest_section(store: RunStore, rows: Sequence[RowLike], limit: int) -
 
 
 def task_block(task: sections.TaskView) -> list[str]:
-    """A task's part of the results: its heading, then its sections (the results table first)."""
-    heading = f"### {task.name}"
+    """A task's part of the results: its heading, the dataset it read (when it read one), then its sections
+    (the results table first)."""
+    heading = [f"### {task.name}", *filter(None, [data_line(task.store.meta["task"].get("data") or {})])]
     if not task.rows:
-        return [heading, "No technique has finished yet."]
-    return [heading, *sections.render(task, "task")]
+        return [*heading, "No technique has finished yet."]
+    return [*heading, *sections.render(task, "task")]
+
+
+def data_line(sources: dict) -> str:
+    """Which dataset each split was read from (a task's `data.hub` / `data.dataset`): its id, configuration,
+    revision, the commit the cache held, each split's rows and fingerprint; empty for data files (the task
+    folder names them)."""
+    parts = []
+    for role, source in sources.items():
+        name = source.get("hub") or source.get("dataset")
+        if name is None:
+            continue
+        details = [f"config `{source['config']}`" if source.get("config") else ""]
+        details += [f"revision `{source['revision']}`" if source.get("revision") else ""]
+        details += [f"commit `{source['commit']}`" if source.get("commit") else ""]
+        splits = ", ".join(
+            f"{split} {part['read']} of {part['rows']} rows, fingerprint `{part['fingerprint']}`"
+            for split, part in source.get("splits", {}).items()
+        )
+        what = "hub dataset" if source.get("hub") else "dataset folder"
+        parts.append(
+            f"{role} from {what} `{name}` ({', '.join(filter(None, details))}{'; ' if any(details) else ''}"
+            f"split `{source['split']}`: {splits})"
+        )
+    return f"Data: {'; '.join(parts)}." if parts else ""
 
 
 def floor_definitions(metas: list[dict]) -> str:

@@ -126,7 +126,7 @@ class RunContext:
         if self.task.corpus_path is None:
             raise ConfigError(
                 f"task {self.task.name!r} has no corpus, so retrieval has nothing to search; "
-                f"add `corpus: {{path: ...}}` to {self.task.path / 'task.yaml'}"
+                f"add `corpus: {{path: ...}}` to {self.task.where}"
             )
         from harness import models
 

@@ -98,7 +98,7 @@ def document_blocks(ctx: RunContext, tokenizer, block: int) -> tuple[list[list[i
     if ctx.task.corpus_path is None:
         raise ConfigError(
             f"task {ctx.task.name!r} has no corpus, so kind cpt has no documents to train on; "
-            f"add `corpus: {{path: ...}}` to {ctx.task.path / 'task.yaml'}"
+            f"add `corpus: {{path: ...}}` to {ctx.task.where}"
         )
     texts = [text for _, text in retrieval.load_corpus(ctx.task.corpus_path)]
     return pack_documents(tokenizer, texts, block), len(texts)

@@ -57,7 +57,7 @@ def preference_records(ctx: RunContext, settings, augment=None) -> tuple[list[di
     if not ctx.task.has_preferences:
         raise ConfigError(
             f"task {ctx.task.name!r} has no preference pairs, which kind dpo trains on: add "
-            f"`fields: {{chosen: <column>, rejected: <column>}}` to {ctx.task.path / 'task.yaml'}"
+            f"`fields: {{chosen: <column>, rejected: <column>}}` to {ctx.task.where}"
         )
 
     def record(e):
