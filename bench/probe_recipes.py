@@ -29,7 +29,19 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--per-recipe", type=int, default=230)
     args = parser.parse_args()
+    tally, odd_accepted, tracebacks = probe(args.per_recipe)
+    total = sum(tally.values())
+    print(f"{total} mutated recipes: " + ", ".join(f"{k} {v}" for k, v in sorted(tally.items())))
+    print(f"accepted with an odd value the original did not hold (review): {len(odd_accepted)}")
+    for line in Counter(odd_accepted).most_common(20):
+        print(f"  {line[1]} x {line[0]}")
+    for line in tracebacks[:20]:
+        print(f"  traceback: {line}")
 
+
+def probe(per_recipe: int) -> tuple[Counter, list[str], list[str]]:
+    """`per_recipe` seeded mutations of each bundled recipe through validate: the tally (clear error,
+    accepted, traceback), the accepted ones that hold an odd value, and the tracebacks."""
     from click.testing import CliRunner
     from test_recipe_fuzz import ODD_VALUES, mutate
 
@@ -43,7 +55,7 @@ def main() -> None:
         for recipe in sorted((REPO / "recipes").glob("*.yaml")):
             original = yaml.safe_load(recipe.read_text())
             rng = random.Random(f"probe/{recipe.name}")
-            for n in range(args.per_recipe):
+            for n in range(per_recipe):
                 data = original
                 for _ in range(rng.randint(1, 3)):
                     data = mutate(yaml.safe_load(yaml.safe_dump(data)), rng)
@@ -62,13 +74,7 @@ def main() -> None:
                 else:
                     tally["traceback"] += 1
                     tracebacks.append(f"{recipe.name} #{n}: {type(result.exception).__name__}: {result.exception}")
-    total = sum(tally.values())
-    print(f"{total} mutated recipes: " + ", ".join(f"{k} {v}" for k, v in sorted(tally.items())))
-    print(f"accepted with an odd value the original did not hold (review): {len(odd_accepted)}")
-    for line in Counter(odd_accepted).most_common(20):
-        print(f"  {line[1]} x {line[0]}")
-    for line in tracebacks[:20]:
-        print(f"  traceback: {line}")
+    return tally, odd_accepted, tracebacks
 
 
 def _path_to(node, value, path=()) -> tuple | None:

@@ -18,8 +18,9 @@ with the reason.
 
 What an endpoint answers is not trusted: a redirect is never followed (the key would go with it to
 wherever it points); a response is read whole within `timeout_seconds` (a body that drips slower fails
-like a timeout) and up to MAX_RESPONSE_BYTES; its content must be text and its `usage` token counts
-whole numbers in range, or the request fails with the reason; only a response that passed is cached.
+like a timeout) and up to MAX_RESPONSE_BYTES; the key is cut out of an answer that echoes it; its
+content must be text and its `usage` token counts whole numbers in range, or the request fails with the
+reason; only a response that passed is cached.
 
 This module imports no technique: the techniques and the evaluation both build on it.
 """
@@ -202,9 +203,11 @@ class Endpoint:
             except (OSError, http.client.HTTPException) as exc:  # URLError, timeouts, resets, refusals
                 reason = self.network_reason(exc)
             else:
+                if self.key:  # a server that echoes the request's headers: its answer is cached and reported
+                    raw = raw.replace(self.key.encode(), b"[redacted]")
                 try:
                     response = json.loads(raw)
-                except ValueError:
+                except (ValueError, RecursionError):  # RecursionError: JSON nested deeper than Python recurses
                     raise EndpointError(
                         f"{self.url} answered with no chat completion: "
                         f"{self.redact(raw[:300].decode(errors='replace'))!r}"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,7 +26,7 @@ from harness.models import ModelResolutionError, check_resolvable
 from harness.prompting import draw_shots
 from harness.retrieval import load_corpus
 from harness.tasks import Task, load_task, with_validation
-from harness.yamlconfig import ConfigError
+from harness.yamlconfig import ConfigError, ConfigWarning
 
 
 def check(recipe: Recipe, source: str | None = None) -> None:
@@ -156,7 +157,8 @@ def check_task(recipe: Recipe, task: Task, source: str | None = None) -> None:
         if recipe.eval.leakage.action != "warn":  # error: stop before any cell; exclude: not every example
             screening.screen(task, recipe.eval.leakage)
     if task.corpus_path is not None and any(map(kinds.needs_corpus, recipe.techniques)):
-        load_corpus(task.corpus_path)  # its errors name the corpus file and line
+        documents = load_corpus(task.corpus_path)  # its errors name the corpus file and line
+        check_gold_documents(task, {doc_id for doc_id, _ in documents})
     with citing(source):
         for technique in recipe.techniques:
             if technique.search and technique.search.objective == "validation_macro_f1" and not task.is_classification:
@@ -170,6 +172,31 @@ def check_task(recipe: Recipe, task: Task, source: str | None = None) -> None:
                 draw_shots(task, getattr(technique, "shots", 0), recipe.seed)
             except ValueError as exc:
                 raise ConfigError(f"technique {technique.name!r} on task {task.name!r}: {exc}") from None
+
+
+def check_gold_documents(task: Task, corpus_ids: set[str]) -> None:
+    """The gold documents the data names (fields.doc_id) are in the corpus: when none is, recall@k is 0 by
+    construction (an id typo, or ids of another corpus); when some are missing, it is capped, and said."""
+    named = {doc for example in (*task.train, *task.validation, *task.test) for doc in example.gold_docs}
+    missing = sorted(named - corpus_ids)
+    if not missing:
+        return
+    where = f"{task.path / 'task.yaml'}: fields.doc_id"
+    corpus = task.spec.corpus.path if task.spec.corpus else "(none)"
+    sample = ", ".join(map(repr, missing[:3]))
+    if len(missing) == len(named):
+        known = ", ".join(map(repr, sorted(corpus_ids)[:3]))
+        raise ConfigError(
+            f"{where}: none of the {len(named)} gold document id(s) the data names is in the corpus "
+            f"{corpus} (e.g. {sample}; its ids are e.g. {known}), so recall@k would be 0 whatever "
+            "is retrieved; fix the ids (a folder's document id is its file's path without the suffix)"
+        )
+    warnings.warn(
+        f"{where}: {len(missing)} of {len(named)} gold document id(s) are not in the corpus {corpus} "
+        f"(e.g. {sample}): recall@k cannot reach 1 on their examples",
+        ConfigWarning,
+        stacklevel=2,
+    )
 
 
 @contextmanager

@@ -73,6 +73,15 @@ def write_atomic(path: Path, text: str) -> None:
         raise
 
 
+def own_folder(folder: Path) -> Path:
+    """The report's plots folder, made when missing; OSError when it is a link: a results folder is data
+    (docs/trust.md), and its `plots` linked elsewhere would have the report write there."""
+    if folder.is_symlink():
+        raise OSError(f"{folder} is a link to {folder.resolve()}; the report writes only into its own folder")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 class RunStore:
     """The results of one run directory; every change is persisted before the call returns."""
 

@@ -39,8 +39,10 @@ def load_corpus(path: Path) -> list[tuple[str, str]]:
     documents: list[tuple[str, str]] = []
     first_line: dict[str, int] = {}
     for line, record in read_records(path):
-        if not isinstance(record, dict) or not isinstance(record.get("text"), str) or "id" not in record:
-            raise ConfigError(f"{path}:{line}: each corpus record needs an 'id' and a 'text' string")
+        if not isinstance(record, dict) or not isinstance(record.get("text"), str) or not _is_id(record.get("id")):
+            raise ConfigError(
+                f"{path}:{line}: each corpus record needs an 'id' (text or a whole number) and a 'text' string"
+            )
         doc_id = str(record["id"])
         if doc_id in first_line:  # recall@k matches gold documents by id: two documents cannot share one
             raise ConfigError(
@@ -52,6 +54,11 @@ def load_corpus(path: Path) -> list[tuple[str, str]]:
     if not any(text.strip() for _, text in documents):
         raise ConfigError(f"{path}: the corpus has no document with text; fix: add {{id, text}} records")
     return documents
+
+
+def _is_id(value: object) -> bool:
+    """A document id: text or a whole number (a null, boolean or mapping would be matched as Python's text)."""
+    return (isinstance(value, str) and bool(value.strip())) or (isinstance(value, int) and not isinstance(value, bool))
 
 
 def _load_folder(path: Path) -> list[tuple[str, str]]:

@@ -69,8 +69,8 @@ class DataSpec(Strict):
     """Data files in the task folder (`train:`, `test:`), or a dataset read with the `datasets` library
     (`hub:` or `dataset:`, whose `train:` and `test:` name splits; harness/datasources.py)."""
 
-    train: str | None = None  # a file path relative to the task folder; with hub/dataset: a split (default train)
-    test: str | None = None  # a separate test file (or split); without it the test split is cut from train
+    train: str | None = Field(None, min_length=1)  # a file path in the task folder; with hub/dataset: a split
+    test: str | None = Field(None, min_length=1)  # a separate test file (or split); else cut from train
     test_fraction: float = Field(0.2, gt=0, lt=1)  # used only when `test` is not given
     split_seed: Seed = 0  # fixed so every run and technique sees the same held-out examples
     format: Literal["fields", "alpaca", "chat", "sharegpt"] = "fields"
@@ -121,10 +121,16 @@ class PromptTemplate(Strict):
 
     @model_validator(mode="after")
     def _known_placeholders(self):
-        used = {name for _, name, _, _ in string.Formatter().parse(self.template) if name is not None}
+        parsed = [(name, spec, conversion) for _, name, spec, conversion in string.Formatter().parse(self.template)]
+        used = {name for name, _, _ in parsed if name is not None}
         unknown = used - PLACEHOLDERS
         if unknown:
             raise ValueError(f"unknown placeholder(s) {sorted(unknown)}; known: {sorted(PLACEHOLDERS)}")
+        formatted = sorted(
+            {f"{{{name}{'!' + c if c else ''}{':' + f if f else ''}}}" for name, f, c in parsed if f or c}
+        )
+        if formatted:  # `{input:>99999999}` pads each prompt to 100 MB; a placeholder is its text as it is
+            raise ValueError(f"a placeholder takes no format spec or conversion: {', '.join(formatted)}")
         return self
 
 
@@ -359,9 +365,15 @@ def inside_task_folder(folder: Path, value: str, key: str) -> Path:
     a run records only the folder, may run on another machine, and a task's data is copied into
     predictions and reports, so a task may not read what else the machine holds (docs/trust.md)."""
     path = folder / value
-    if path.resolve().is_relative_to(folder.resolve()):
-        return path
     line = line_of(folder / "task.yaml", tuple(key.split(".")))
+    try:
+        resolved = path.resolve()
+    except (RuntimeError, OSError) as exc:  # a symlink loop (RuntimeError until Python 3.13)
+        raise ConfigError(
+            f"{folder / 'task.yaml'}{f':{line}' if line else ''}: {key} {value!r} cannot be followed ({exc})"
+        ) from None
+    if resolved.is_relative_to(folder.resolve()):
+        return path
     raise ConfigError(
         f"{folder / 'task.yaml'}{f':{line}' if line else ''}: {key} {value!r} leads outside the task folder "
         f"(to {path.resolve()}); fix: copy the data into {folder} and name it by its path inside that folder"
@@ -528,10 +540,22 @@ def _load_examples(records: Records, spec: TaskSpec) -> list[Example]:
     return examples
 
 
-def _text(record: dict, key: str | None, where: str, required: bool) -> str:
+def _text(record: dict, key: str | None, where: str, required: bool, lines: bool = False) -> str:
+    """A record's field as text. `lines`: a list is its items' lines (choices, passages, gold document ids);
+    else a list is an error, as are a mapping, a boolean, bytes that are not UTF-8 and an infinite number (an
+    answer or id read as Python's text of them would be scored or matched as given)."""
     if key is None:
         return ""
-    if key not in record or _missing(record[key]):
+    value = record.get(key)
+    tolist = getattr(value, "tolist", None)  # a Parquet list cell (a numpy array), a numpy scalar
+    if callable(tolist):
+        value = tolist()
+    if isinstance(value, bytes):  # a Parquet binary column
+        try:
+            value = value.decode()
+        except UnicodeDecodeError:
+            raise ConfigError(f"{where}: field {key!r} holds bytes that are not UTF-8 text") from None
+    if key not in record or _missing(value):
         if required:
             keys = ", ".join(map(str, record)) or "none"
             raise ConfigError(
@@ -539,27 +563,30 @@ def _text(record: dict, key: str | None, where: str, required: bool) -> str:
                 f"{chat_formats.format_hint(record, 'fields')}; the record: {chat_formats.preview(record)}"
             )
         return ""
-    value = record[key]
-    if isinstance(value, list):
+    if isinstance(value, list) and lines:
         return "\n".join(map(str, value))
-    if isinstance(value, (dict, bool)):
-        raise ConfigError(f"{where}: field {key!r} must be text, got {type(value).__name__}")
+    if isinstance(value, (list, dict, bool)) or (isinstance(value, float) and not math.isfinite(value)):
+        shown = type(value).__name__ if isinstance(value, (list, dict, bool)) else repr(value)
+        raise ConfigError(f"{where}: field {key!r} must be text, got {shown}")
     return str(value)
 
 
 def _from_fields(record: dict, spec: TaskSpec, where: str, default_id: str) -> Example:
     f = spec.fields
-    return Example(
+    example = Example(
         id=_text(record, f.id, where, required=False) or default_id,
-        input=_text(record, f.input, where, required=True),
+        input=_text(record, f.input, where, required=True, lines=True),
         output=_text(record, f.output, where, required=True),
-        instruction=_text(record, f.instruction, where, required=False),
-        context=_text(record, f.context, where, required=False),
-        choices=_text(record, f.choices, where, required=False),
-        gold_docs=tuple(d for d in _text(record, f.doc_id, where, required=False).split("\n") if d),
+        instruction=_text(record, f.instruction, where, required=False, lines=True),
+        context=_text(record, f.context, where, required=False, lines=True),
+        choices=_text(record, f.choices, where, required=False, lines=True),
+        gold_docs=tuple(d for d in _text(record, f.doc_id, where, required=False, lines=True).split("\n") if d),
         chosen=_preference(record, f.chosen, where),
         rejected=_preference(record, f.rejected, where),
     )
+    if example.chosen is not None and example.chosen == example.rejected:  # a pair that prefers nothing
+        raise ConfigError(f"{where}: the chosen and the rejected answer are the same text; a preference pair needs two")
+    return example
 
 
 def _preference(record: dict, key: str | None, where: str) -> str | None:
@@ -577,8 +604,8 @@ def _preference(record: dict, key: str | None, where: str) -> str | None:
 def _from_alpaca(record: dict, spec: TaskSpec, where: str, default_id: str) -> Example:
     return Example(
         id=_text(record, "id", where, required=False) or default_id,
-        instruction=_text(record, "instruction", where, required=True),
-        input=_text(record, "input", where, required=False),
+        instruction=_text(record, "instruction", where, required=True, lines=True),
+        input=_text(record, "input", where, required=False, lines=True),
         output=_text(record, "output", where, required=True),
     )
 

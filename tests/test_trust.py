@@ -119,3 +119,14 @@ def test_nested_yaml_aliases_are_refused_before_they_expand(write):
     techniques = "techniques:\n  - &few {name: a, kind: prompt, shots: 2}\n  - {<<: *few, name: b}\n"
     recipe = load_recipe(write("ok.yaml", "name: x\ntask: ticket-routing\n" + techniques))
     assert [(t.name, t.shots) for t in recipe.techniques] == [("a", 2), ("b", 2)]
+
+
+def test_report_writes_no_plot_through_a_linked_plots_folder(tmp_path):
+    store = scored_run(tmp_path / "run", "t")
+    (tmp_path / "elsewhere").mkdir()
+    (store.run_dir / "plots").symlink_to(tmp_path / "elsewhere")  # a results folder is data, links and all
+    result = run_cli("report", store.run_dir)
+    assert result.exit_code == 0, result.output
+    assert "is a link to" in result.output and "the report writes only into its own folder" in result.output
+    assert not list((tmp_path / "elsewhere").iterdir())
+    assert (store.run_dir / "REPORT.md").is_file()

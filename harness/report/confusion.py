@@ -16,6 +16,7 @@ from harness.analysis.floor import KIND as FLOOR_KIND
 from harness.metrics import INVALID
 from harness.report.text import cell as text_cell
 from harness.report.text import file_name
+from harness.results import own_folder, write_atomic
 from harness.rows import RowLike
 from harness.yamlconfig import ConfigWarning
 
@@ -182,8 +183,7 @@ def _capped_body(c: Confusion, technique: str, csv_folder: Path | None, prefix: 
     if csv_folder is not None:
         name = f"{prefix}{file_name(technique)}-confusion.csv"  # prefix: the task's, already safe
         try:
-            csv_folder.mkdir(parents=True, exist_ok=True)
-            (csv_folder / name).write_text(matrix_csv(c))
+            write_atomic(own_folder(csv_folder) / name, matrix_csv(c))  # a name linked elsewhere is replaced
             lines += ["", f"The whole matrix: [{name}](plots/{name})."]
         except OSError as exc:  # an extra, like a plot: REPORT.md is still written
             warnings.warn(f"{csv_folder / name} left out of the report: {exc}", ConfigWarning, stacklevel=2)

@@ -13,6 +13,7 @@ from typing import TypeVar
 from harness.analysis.decision import pareto_front, scored_rows
 from harness.figures import FIGURES
 from harness.report.text import file_name
+from harness.results import own_folder
 from harness.rows import RowLike
 from harness.yamlconfig import ConfigWarning
 
@@ -110,7 +111,7 @@ def _figure(panels: int = 1):
 def _save(plt, fig, path: Path) -> Path:
     """Written beside, then renamed: a run killed while plotting leaves no half-written image."""
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    own_folder(path.parent)
     partial = path.with_name(f".{path.name}.partial")
     fig.savefig(partial, format=path.suffix.lstrip(".") or "png")
     plt.close(fig)
