@@ -181,7 +181,7 @@ def check_gold_documents(task: Task, corpus_ids: set[str]) -> None:
     missing = sorted(named - corpus_ids)
     if not missing:
         return
-    where = f"{task.path / 'task.yaml'}: fields.doc_id"
+    where = f"{task.where}: fields.doc_id"
     corpus = task.spec.corpus.path if task.spec.corpus else "(none)"
     sample = ", ".join(map(repr, missing[:3]))
     if len(missing) == len(named):
