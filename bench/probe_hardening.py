@@ -428,7 +428,66 @@ def task_cases() -> dict[str, TaskCase]:
     cases["preference: chosen equals rejected"] = TaskCase(
         {jsonl: encode([record("fields", i, c="same", r="same") for i in range(10)], "jsonl")}, pair_yaml
     )
+    cases.update(conversation_cases())
+    cases.update(dataset_cases())
     return cases
+
+
+def conversation(i: int, *turns: tuple[str, object]) -> dict:
+    """A ShareGPT record: turns given, else a good two-exchange conversation."""
+    turns = turns or (("human", f"question {i}"), ("gpt", "which one?"), ("human", "this one"), ("gpt", f"a{i % 2}"))
+    return {"id": f"k{i}", "conversations": [{"from": who, "value": text} for who, text in turns]}
+
+
+def conversation_cases() -> dict[str, TaskCase]:
+    """ShareGPT and multi-turn chat records broken one way each (the fourth record of ten)."""
+    sharegpt = "name: mini\ndata: {train: d.jsonl, format: sharegpt}\n"
+    bad_turns = {
+        "two human turns in a row": (("human", "q"), ("human", "q again"), ("gpt", "a")),
+        "ends with the human": (("human", "q"), ("gpt", "a"), ("human", "and?")),
+        "a tool call turn": (("human", "q"), ("function_call", "{}"), ("gpt", "a")),
+        "an unknown speaker": (("human", "q"), ("robot", "a")),
+        "an empty earlier answer": (("human", "q"), ("gpt", ""), ("human", "q2"), ("gpt", "a")),
+        "a value that is a list": (("human", ["q"]), ("gpt", "a")),
+        "system in the middle": (("human", "q"), ("system", "be brief"), ("gpt", "a")),
+    }
+    cases = {
+        f"sharegpt: {what}": TaskCase(
+            {"d.jsonl": encode([conversation(i, *turns) if i == 3 else conversation(i) for i in range(10)], "jsonl")},
+            sharegpt,
+        )
+        for what, turns in bad_turns.items()
+    }
+    cases["sharegpt: good, several turns"] = TaskCase(
+        {"d.jsonl": encode([conversation(i) for i in range(10)], "jsonl")}, sharegpt, meaningful=True
+    )
+    cases["sharegpt: records given as chat"] = TaskCase(
+        {"d.jsonl": encode([conversation(i) for i in range(10)], "jsonl")}, task_yaml("chat")
+    )
+    cases["sharegpt: conversations is a string"] = TaskCase(
+        {"d.jsonl": encode([{"conversations": "human: hi"} for _ in range(10)], "jsonl")}, sharegpt
+    )
+    return cases
+
+
+def dataset_cases() -> dict[str, TaskCase]:
+    """`data:` naming a dataset (datasets library) wrongly: out of the folder, not one, mixed with files."""
+    fields = "fields: {input: q, output: a, id: key}\n"
+    saved = {"ds/state.json": "{not json", "ds/dataset_info.json": "{}"}
+    return {
+        f"dataset: {what}": TaskCase(files, f"name: mini\ndata: {data}\n" + fields, links=links)
+        for what, files, data, links in (
+            ("folder up and out", {}, "{dataset: ../elsewhere}", {}),
+            ("folder symlinked out", {}, "{dataset: ds}", {"ds": "{elsewhere}"}),
+            ("a hub id that is a path", {}, "{hub: ../../etc}", {}),
+            ("an uncached hub id offline", {}, "{hub: nobody/nothing-here}", {}),
+            ("hub and dataset both", {}, "{hub: a/b, dataset: ds}", {}),
+            ("a folder with no data", {"ds/readme.txt": "nothing"}, "{dataset: ds}", {}),
+            ("a torn save_to_disk folder", saved, "{dataset: ds}", {}),
+            ("a split that is not there", {"d.jsonl": good()}, "{dataset: ., train: nope}", {}),
+            ("limit zero", {"d.jsonl": good()}, "{train: d.jsonl, limit: 0}", {}),
+        )
+    }
 
 
 def build_task(root: Path, case: TaskCase) -> Path:
