@@ -119,6 +119,20 @@ def test_the_results_file_shows_mfu_memory_ratios_and_the_plan_against_each_peak
     assert prove.card_slug(results["environment"], dry_run=False) == "h100-80gb-hbm3"
 
 
+def test_the_dry_run_of_the_cheap_steps_writes_the_results_file(tmp_path, monkeypatch):
+    """The one call's plumbing in the default suite (the whole dry run is slow, below): the GPU tests step
+    (all skipped on a CPU) and the plan step run as the device would run them, into one results file."""
+    keep_environment(monkeypatch)
+    prove = load_prove()
+    results = prove.main(["--dry-run", "--steps", "tests", "plan", "--out", str(tmp_path / "out")])
+    steps = results["steps"]
+    assert {name: step["status"] for name, step in steps.items()} == {"tests": "ok", "plan": "ok"}, steps
+    assert steps["tests"]["failed"] == 0 and steps["tests"]["skipped"] > 0
+    assert set(steps["plan"]["big_shape_plan"]) == {"full", "lora", "qlora"}  # no measured peaks without them
+    text = (tmp_path / "out" / "gpu-cpu-dry-run.md").read_text()
+    assert "| plan | ok |" in text and "Llama-3.1-8B shape, planned at batch" in text
+
+
 @pytest.mark.slow
 def test_the_whole_dry_run_runs_every_step_on_the_cpu(tmp_path, monkeypatch):
     """Every step end to end on the CPU (a few minutes): the GPU tests all skipped, the memory step's rows
