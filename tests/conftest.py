@@ -88,23 +88,55 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))
 
 
-@pytest.fixture(scope="module")
-def local_study(tiny_model_dir, tmp_path_factory, worker_id):
-    """The executor tests' reference: their study on the local executor (tests/executor_study.py). Run once
-    per session: under pytest-xdist the Slurm and the Ray test files run on two workers, and the first to
-    ask computes the reference into the session's shared folder while the other waits for it."""
+def once_per_session(name: str, compute, tmp_path_factory, worker_id: str):
+    """compute()'s (picklable) value, computed once per test session: under pytest-xdist the first worker to
+    ask computes it into the session's shared folder while any other waits for it and reads it."""
     import pickle
 
-    from executor_study import run_local_study
     from filelock import FileLock
 
     if worker_id == "master":
-        return run_local_study(tiny_model_dir, tmp_path_factory)
-    shared = tmp_path_factory.getbasetemp().parent / "local-study.pickle"  # this session's root, for all workers
+        return compute()
+    shared = tmp_path_factory.getbasetemp().parent / f"{name}.pickle"  # this session's root, for all workers
     with FileLock(f"{shared}.lock"):
         if not shared.is_file():
-            shared.write_bytes(pickle.dumps(run_local_study(tiny_model_dir, tmp_path_factory)))
+            shared.write_bytes(pickle.dumps(compute()))
         return pickle.loads(shared.read_bytes())
+
+
+@pytest.fixture(scope="module")
+def local_study(tiny_model_dir, tmp_path_factory, worker_id):
+    """The executor tests' reference: their study on the local executor (tests/executor_study.py), shared
+    by the Slurm and the Ray test files, which xdist runs on two workers."""
+    from executor_study import run_local_study
+
+    return once_per_session(
+        "local-study", lambda: run_local_study(tiny_model_dir, tmp_path_factory), tmp_path_factory, worker_id
+    )
+
+
+TRAINED_KINDS = """\
+  - {name: full, kind: full, train: {max_steps: 3, batch_size: 4}}
+  - {name: lora, kind: lora, train: {max_steps: 3, batch_size: 4}, lora: {rank: 2, alpha: 4}}
+  - {name: broken, kind: lora, train: {max_steps: 3}, lora: {target_modules: [input_layernorm]}}
+  - {name: qlora, kind: qlora, train: {max_steps: 3, batch_size: 4}, lora: {rank: 2, alpha: 4}}
+"""
+
+
+@pytest.fixture(scope="module")
+def trained_run(tiny_model_dir, tmp_path_factory, worker_id):
+    """One `harness run` of every trained kind on the tiny model (and a LoRA whose target modules fail in
+    its cell), as a user runs it: (recipe path, the run's exit code, its output, its run folder). Shared by
+    tests/test_training.py and tests/test_memory_plan.py."""
+
+    def run():
+        folder = tmp_path_factory.mktemp("trained-run")
+        recipe = folder / "r.yaml"
+        recipe.write_text(tiny_recipe(tiny_model_dir, folder / "out", TRAINED_KINDS))
+        result = run_cli("run", recipe)
+        return recipe, result.exit_code, result.output, only_run_dir(folder / "out")
+
+    return once_per_session("trained-run", run, tmp_path_factory, worker_id)
 
 
 @pytest.fixture

@@ -2,11 +2,8 @@
 
 import pytest
 import torch
-from click.testing import CliRunner
-from conftest import tiny_recipe
 
 from harness import models, results, train
-from harness.cli import main
 from harness.config import ModelSpec, TrainSettings, ValidationSplit
 from harness.tasks import load_task, with_validation
 from harness.techniques.finetune import LoraSettings, QuantSettings, bnb_config, lora_config, parameter_counts
@@ -129,12 +126,6 @@ def test_examples_longer_than_max_length_are_counted_or_a_clear_error(tiny_model
 
 # broken: a module the model has but peft cannot adapt, so it fails in its cell (a name the model lacks
 # stops the whole run before any cell: preflight.check_lora_targets)
-TRAINED = """\
-  - {name: full, kind: full, train: {max_steps: 3, batch_size: 4}}
-  - {name: lora, kind: lora, train: {max_steps: 3, batch_size: 4}, lora: {rank: 2, alpha: 4}}
-  - {name: broken, kind: lora, train: {max_steps: 3}, lora: {target_modules: [input_layernorm]}}
-  - {name: qlora, kind: qlora, train: {max_steps: 3, batch_size: 4}, lora: {rank: 2, alpha: 4}}
-"""
 MEASURED = (
     "score",
     "ci_low",
@@ -155,11 +146,9 @@ MEASURED = (
 )
 
 
-def test_recipe_with_every_trained_kind_fills_every_measured_field(write, tiny_model_dir, tmp_path):
-    recipe = write("r.yaml", tiny_recipe(tiny_model_dir, tmp_path / "out", TRAINED))
-    result = CliRunner().invoke(main, ["run", str(recipe)], catch_exceptions=False)
-    assert result.exit_code == 1  # one technique failed...
-    (run_dir,) = (tmp_path / "out" / "tiny").iterdir()
+def test_recipe_with_every_trained_kind_fills_every_measured_field(trained_run):
+    _, exit_code, output, run_dir = trained_run  # conftest.TRAINED_KINDS
+    assert exit_code == 1, output  # one technique failed...
     rows = {r["technique"]: r for r in results.RunStore.open(run_dir).rows}
     assert rows["broken"]["status"] == "failed" and "LlamaRMSNorm" in rows["broken"]["error"]
     for name in ("full", "lora", "qlora"):  # ...and the others still ran
