@@ -35,35 +35,21 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))  # the checkout's harness (light: harness.models imports no torch at import)
+from harness.models import RANDOM_ARCHITECTURES  # noqa: E402
+
 STEPS = ("tests", "memory", "bench", "plan")
 
 # Llama-3.2-1B's and Llama-3.1-8B's shapes (their config.json), random-initialised here: weights do not travel.
-LLAMA_1B = dict(
-    model_type="llama",
-    hidden_size=2048,
-    intermediate_size=8192,
-    num_hidden_layers=16,
-    num_attention_heads=32,
-    num_key_value_heads=8,
-    vocab_size=128256,
-    max_position_embeddings=131072,
-    rope_theta=500000.0,
-    tie_word_embeddings=True,
+# The harness's own `random:` architectures (harness/models.py) with the real vocabulary and positions: the
+# embeddings of a 128k vocabulary are a quarter of the 1B model's parameters.
+LLAMA_1B = RANDOM_ARCHITECTURES["llama-1b"] | dict(
+    vocab_size=128256, max_position_embeddings=131072, rope_theta=500000.0
 )
 LLAMA_8B = LLAMA_1B | dict(
     hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, vocab_size=128256, tie_word_embeddings=False
 )
-TINY = dict(
-    model_type="llama",
-    hidden_size=64,
-    intermediate_size=128,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    vocab_size=1024,
-    max_position_embeddings=2048,
-    tie_word_embeddings=True,
-)
+TINY = RANDOM_ARCHITECTURES["tiny-llama"] | dict(vocab_size=1024, max_position_embeddings=2048)
 # torchtune's published peak memory of Llama-3.2-3B fine-tuning, as fractions of full fine-tuning's.
 TORCHTUNE_RATIOS = {"lora": 0.33, "qlora": 0.18}
 
