@@ -561,15 +561,21 @@ def probe_task_case(root: Path, name: str, case: TaskCase) -> Case:
     return Case("tasks", name, "accepted" if case.meaningful else "wrongly accepted", output.strip()[:200])
 
 
-def tasks_family(rng: random.Random, limit: int | None = None) -> list[Case]:
-    cases = task_cases()
+def probe_each(cases: dict, rng: random.Random, limit: int | None, probe: Callable[[Path, str], Case]) -> list[Case]:
+    """probe(root, name) for every case (or a seeded sample of `limit`), each in a fresh folder of its own."""
     names = sorted(cases)
     if limit is not None:
         names = rng.sample(names, min(limit, len(names)))
-    results = []
     with tempfile.TemporaryDirectory() as tmp:
-        for n, name in enumerate(names):
-            results.append(probe_task_case(Path(tmp) / str(n), name, cases[name]))
+        roots = [Path(tmp) / str(n) for n in range(len(names))]
+        for root in roots:
+            root.mkdir()
+        return [probe(root, name) for root, name in zip(roots, names)]
+
+
+def tasks_family(rng: random.Random, limit: int | None = None) -> list[Case]:
+    cases = task_cases()
+    results = probe_each(cases, rng, limit, lambda root, name: probe_task_case(root, name, cases[name]))
     # the bundled test cases (tests/test_task_errors.py), each a folder of its own
     if limit is None:
         import test_task_errors
@@ -802,21 +808,16 @@ def path_cases() -> dict[str, Callable[[Path], Case]]:
 
 def paths_family(rng: random.Random, limit: int | None = None) -> list[Case]:
     cases = path_cases()
-    names = sorted(cases)
-    if limit is not None:
-        names = rng.sample(names, min(limit, len(names)))
-    results = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for n, name in enumerate(names):
-            root = Path(tmp) / str(n)
-            root.mkdir()
-            if name == "lm_eval include_path a symlink out":
-                (root / "repo").mkdir()
-                os.symlink("/etc", root / "repo" / "link")
-            result = cases[name](root)
-            result.name = name
-            results.append(result)
-    return results
+
+    def probe(root: Path, name: str) -> Case:
+        if name == "lm_eval include_path a symlink out":
+            (root / "repo").mkdir()
+            os.symlink("/etc", root / "repo" / "link")
+        result = cases[name](root)
+        result.name = name
+        return result
+
+    return probe_each(cases, rng, limit, probe)
 
 
 # --- kills -----------------------------------------------------------------------------------------------
