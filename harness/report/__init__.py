@@ -1,12 +1,14 @@
-"""Reports render stored results and import nothing that runs cells: the terminal table and REPORT.md
-share one column list; the numbers they show come from harness.analysis."""
+"""Reports render stored results and import nothing that runs cells: the terminal table, REPORT.md and
+REPORT.html share one column list; the numbers they show come from harness.analysis."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from harness.report import markdown
 from harness.report.export import frame
-from harness.report.markdown import render_markdown, write_report
+from harness.report.html import write_html
+from harness.report.markdown import render_markdown
 from harness.report.terminal import terminal_table
 from harness.results import RunStore, to_json
 
@@ -21,3 +23,10 @@ def render(stores: list[RunStore], fmt: str, folder: Path) -> str:
     if fmt == "csv":
         return frame(stores).to_csv(index=False)
     return render_markdown(stores, folder)
+
+
+def write_report(stores: list[RunStore], folder: Path | None = None) -> Path:
+    """Write REPORT.md (its plots and exports) and REPORT.html beside it; the path of REPORT.md."""
+    path = markdown.write_report(stores, folder)
+    write_html(stores, path.parent)
+    return path

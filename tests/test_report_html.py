@@ -1,0 +1,122 @@
+"""REPORT.html (harness/report/html/): one file that fetches nothing, a sortable headline row per technique,
+the example browser's data equal to the predictions files, every text from the run escaped; REPORT.md's
+headline table first; `harness view` serves the page on loopback."""
+
+import re
+from html.parser import HTMLParser
+
+from conftest import run_cli
+
+from harness.report.html import embedded_json, write_html
+from harness.report.html.svg import tradeoff_svg
+from harness.results import RunStore, open_runs
+from harness.rows import make_row
+
+HOSTILE = "</script><img src=x onerror=alert(1)>"
+
+
+def stored_run(folder, task="t") -> RunStore:
+    """Two techniques on a two-label task, one of whose inputs tries to break out of the page's script."""
+    meta = {
+        "recipe": {"name": "r", "model": {"id": "m"}, "techniques": [{"name": "a"}, {"name": "b"}]},
+        "task": {"name": task, "metric": "accuracy", "labels": ["yes", "no"]},
+        "seed": 0,
+    }
+    store = RunStore(folder, meta)
+    for name, answers, memory in (("a", ["yes", "no", "no"], 2**30), ("b", ["yes", "yes", "yes"], 2**29)):
+        row = make_row(name, "prompt", "ok", metric="accuracy", score=0.5, ci_low=0.2, ci_high=0.8, n_eval=3)
+        row.update(peak_memory_bytes=memory, cost_usd=0.01 if name == "a" else 0.02, eval_peak_memory_bytes=memory)
+        inputs = [HOSTILE, "plain & simple", "third"]
+        expected = ["yes", "no", "yes"]
+        store.record(
+            row,
+            [
+                {
+                    "id": f"e{i}",
+                    "input": inputs[i],
+                    "expected": expected[i],
+                    "predicted": answers[i],
+                    "parsed": answers[i],
+                    "correct": answers[i] == expected[i],
+                    "seed": 0,
+                }
+                for i in range(3)
+            ],
+        )
+    return store
+
+
+class Tags(HTMLParser):
+    """Every start tag with its attributes, and the headline table's body rows."""
+
+    def __init__(self):
+        super().__init__()
+        self.tags, self.headline_rows, self._in = [], 0, None
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+        if tag == "table":
+            self._in = "headline" in (dict(attrs).get("class") or "")
+        if tag == "tr" and self._in and self.tags[-2][0] != "thead":
+            self.headline_rows += 1
+
+    def handle_endtag(self, tag):
+        if tag == "table":
+            self._in = None
+
+
+def test_the_page_stands_alone_with_a_headline_row_per_technique_and_the_predictions_embedded(tmp_path):
+    store = stored_run(tmp_path)
+    page = write_html([store], tmp_path).read_text()
+    tags = Tags()
+    tags.feed(page)
+    # one file: no script, style, image or link fetched from anywhere
+    assert not re.search(r"https?:|//[a-z]", page, re.I)
+    assert all("src" not in attrs or attrs["src"].startswith("data:") for _, attrs in tags.tags)
+    assert not any(tag == "link" for tag, _ in tags.tags)
+    assert tags.headline_rows == 2
+    data = embedded_json(page, "examples-0")
+    assert data["predictions"] == {name: store.predictions(name) for name in ("a", "b")}
+    assert data["techniques"] == ["a", "b"]
+
+
+def test_a_hostile_task_text_stays_text(tmp_path):
+    """A task's input with `</script><img onerror=...>` and a task name with markup: the embedded JSON
+    escapes '<' (\\u003c), the HTML escapes the name; no such element reaches the page."""
+    store = stored_run(tmp_path, task="<b>t</b>")
+    page = write_html([store], tmp_path).read_text()
+    assert "<img src=x" not in page and "</script><img" not in page and "<b>t</b>" not in page
+    assert "&lt;b&gt;t&lt;/b&gt;" in page
+    assert embedded_json(page, "examples-0")["predictions"]["a"][0]["input"] == HOSTILE
+
+
+def test_the_trade_off_plot_shows_each_value_on_hover(tmp_path):
+    rows = stored_run(tmp_path).ordered_rows()
+    plot = tradeoff_svg(rows, "memory", "t: score vs memory")
+    titles = re.findall(r"<title>(.*?)</title>", plot, re.S)
+    assert any(t.startswith("a\nscore 0.500 [0.200, 0.800]") for t in titles)
+    assert any("Pareto front" in t for t in titles)
+
+
+def test_report_writes_the_page_and_a_headline_first_markdown(tmp_path):
+    stored_run(tmp_path)
+    assert run_cli("report", tmp_path).exit_code == 0
+    text = (tmp_path / "REPORT.md").read_text()
+    assert (tmp_path / "REPORT.html").is_file() and "[REPORT.html](REPORT.html)" in text
+    headline, full = text.index("| technique | score [95% CI]"), text.index("<details><summary>Every figure")
+    assert headline < full and "| technique | kind | status |" in text[full:]
+    header = text[headline:].splitlines()[0]
+    assert header.count("|") - 1 <= 10
+
+
+def test_the_committed_demo_page_embeds_its_predictions_files():
+    """reports/demo-example/REPORT.html (re-rendered with the examples): one browser per task, each holding
+    exactly that task's predictions files."""
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parent.parent / "reports" / "demo-example"
+    page = (folder / "REPORT.html").read_text()
+    for index, store in enumerate(open_runs(folder)):
+        data = embedded_json(page, f"examples-{index}")
+        assert data["task"] == store.meta["task"]["name"]
+        assert data["predictions"] == store.finished_predictions()
