@@ -120,3 +120,60 @@ def test_the_committed_demo_page_embeds_its_predictions_files():
         data = embedded_json(page, f"examples-{index}")
         assert data["task"] == store.meta["task"]["name"]
         assert data["predictions"] == store.finished_predictions()
+
+
+def fetch(url: str) -> tuple[int, str]:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, ""
+
+
+def test_view_serves_the_page_on_loopback_writing_it_first(tmp_path):
+    """One run without REPORT.html: `serve` writes it, serves it on 127.0.0.1, and nothing outside the run
+    folders (an unknown path, '..') is served."""
+    from harness.report.serve import serve
+
+    store = stored_run(tmp_path / "run")
+    (tmp_path / "secret.txt").write_text("not yours")
+    (store.run_dir / "linked.txt").symlink_to(tmp_path / "secret.txt")
+    server, url = serve([store.run_dir])
+    try:
+        assert url.startswith("http://127.0.0.1:") and url.endswith("/run1/REPORT.html")
+        status, page = fetch(url)
+        assert status == 200 and 'class="sortable headline"' in page
+        assert (store.run_dir / "REPORT.html").is_file()
+        base = url.removesuffix("run1/REPORT.html")
+        assert fetch(base + "run1/../secret.txt")[0] == 404 and fetch(base + "elsewhere/x")[0] == 404
+        assert fetch(base + "run1/linked.txt")[0] == 404
+        assert fetch(base)[1].count('href="run1/REPORT.html"') == 1
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_view_of_two_runs_links_both_and_shows_the_compare_deltas(tmp_path):
+    from harness.report.serve import serve
+
+    first, second = stored_run(tmp_path / "a"), stored_run(tmp_path / "b")
+    server, url = serve([first.run_dir, second.run_dir])
+    try:
+        status, index = fetch(url)
+        assert status == 200 and 'href="run1/REPORT.html"' in index and 'href="run2/REPORT.html"' in index
+        assert "B - A" in index and "peak_memory_bytes" in index
+        assert fetch(url + "run2/REPORT.html")[0] == 200
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_view_command_prints_the_url(tmp_path, monkeypatch):
+    """`harness view RUN --no-browser` prints the loopback URL (the wait is cut short here)."""
+    stored_run(tmp_path)
+    monkeypatch.setattr("harness.cli.wait_for_ctrl_c", lambda: None)
+    result = run_cli("view", tmp_path, "--no-browser")
+    assert result.exit_code == 0 and "serving http://127.0.0.1:" in result.output
