@@ -177,3 +177,33 @@ def test_view_command_prints_the_url(tmp_path, monkeypatch):
     monkeypatch.setattr("harness.cli.wait_for_ctrl_c", lambda: None)
     result = run_cli("view", tmp_path, "--no-browser")
     assert result.exit_code == 0 and "serving http://127.0.0.1:" in result.output
+
+
+def test_the_browser_shows_exactly_the_examples_a_got_right_and_b_wrong(tmp_path):
+    """The page's script, run in node against a stand-in DOM (tests/js/browser_smoke.js) on the demo's
+    ticket-routing data: "A right, B wrong" with A = full, B = lora lists exactly the examples whose
+    predictions files say so. Skipped without node."""
+    import json
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    node = shutil.which("node")
+    if node is None:
+        import pytest
+
+        pytest.skip("no node to run the page's script")
+    root = Path(__file__).resolve().parent.parent
+    store = next(s for s in open_runs(root / "reports" / "demo-example") if s.meta["task"]["name"] == "ticket-routing")
+    predictions = store.finished_predictions()
+    data = tmp_path / "data.json"
+    data.write_text(json.dumps({"techniques": list(predictions), "predictions": predictions, "labels": ["x"]}))
+    script = root / "harness" / "report" / "html" / "assets" / "report.js"
+    smoke = root / "tests" / "js" / "browser_smoke.js"
+    shown = json.loads(
+        subprocess.run([node, smoke, script, data, "full", "lora"], check=True, capture_output=True, text=True).stdout
+    )
+    lora = {(p["id"], p["seed"]): p["correct"] for p in predictions["lora"]}
+    expected = [p["id"] for p in predictions["full"] if p["correct"] and lora[(p["id"], p["seed"])] is False]
+    assert 0 < len(expected) <= 50 and shown["shown"] == expected
+    assert shown["count"] == f"{len(expected)} of {len(predictions['full'])} examples"

@@ -33,10 +33,6 @@
     rows.forEach(function (row) { body.appendChild(row); });
   }
 
-  document.querySelectorAll("table.sortable th").forEach(function (th) {
-    th.addEventListener("click", function () { sortTable(th.closest("table"), th); });
-  });
-
   function el(tag, attrs, children) {
     var node = document.createElement(tag);
     Object.keys(attrs || {}).forEach(function (key) {
@@ -54,16 +50,10 @@
     if (answer.correct === true || answer.correct === false) return answer.correct;
     return typeof answer.value === "number" ? answer.value >= 0.5 : null;
   }
-
-  var PAGE = 50;
-  var MODES = [
-    ["all", "all examples"], ["a-right-b-wrong", "A right, B wrong"], ["all-wrong", "all wrong"],
-    ["any-wrong", "any wrong"], ["disagree", "techniques disagree"]
-  ];
-
-  function Browser(root, data) {
-    var techniques = data.techniques, byKey = {}, examples = [];
-    techniques.forEach(function (technique) {
+  /* The held-out examples: one per (id, seed), with each technique's stored prediction. */
+  function examplesOf(data) {
+    var byKey = {}, examples = [];
+    data.techniques.forEach(function (technique) {
       (data.predictions[technique] || []).forEach(function (p) {
         var key = p.id + "\u0000" + p.seed;
         if (!byKey[key]) {
@@ -73,6 +63,38 @@
         byKey[key].answers[technique] = p;
       });
     });
+    return examples;
+  }
+
+  /* Whether an example passes the browser's filters (state: mode, a, b, seed, label, cell, query). */
+  function matches(e, state, techniques) {
+    var marks = techniques.map(function (t) { return right(e.answers[t]); });
+    if (state.mode === "a-right-b-wrong" && !(right(e.answers[state.a]) === true && right(e.answers[state.b]) === false)) return false;
+    if (state.mode === "all-wrong" && !marks.every(function (m) { return m === false; })) return false;
+    if (state.mode === "any-wrong" && marks.indexOf(false) < 0) return false;
+    if (state.mode === "disagree" && !(marks.indexOf(true) >= 0 && marks.indexOf(false) >= 0)) return false;
+    if (state.seed !== "" && String(e.seed) !== state.seed) return false;
+    if (state.label !== "" && e.expected !== state.label) return false;
+    if (state.cell) {
+      var answer = e.answers[state.cell.tech];
+      if (!answer || e.expected !== state.cell.expected || answer.parsed !== state.cell.parsed) return false;
+    }
+    if (state.query) {
+      var text = [e.id, e.input, e.expected].concat(techniques.map(function (t) { return (e.answers[t] || {}).predicted; })).join("\n").toLowerCase();
+      if (text.indexOf(state.query) < 0) return false;
+    }
+    return true;
+  }
+
+
+  var PAGE = 50;
+  var MODES = [
+    ["all", "all examples"], ["a-right-b-wrong", "A right, B wrong"], ["all-wrong", "all wrong"],
+    ["any-wrong", "any wrong"], ["disagree", "techniques disagree"]
+  ];
+
+  function Browser(root, data) {
+    var techniques = data.techniques, examples = examplesOf(data);
     var seeds = [], labels = [];
     examples.forEach(function (e) {
       if (seeds.indexOf(e.seed) < 0) seeds.push(e.seed);
@@ -101,25 +123,6 @@
     ]);
     var count = el("div", { className: "muted" }), list = el("div"), pager = el("div", { className: "pager" });
     root.appendChild(controls); root.appendChild(count); root.appendChild(list); root.appendChild(pager);
-
-    function matches(e) {
-      var marks = techniques.map(function (t) { return right(e.answers[t]); });
-      if (state.mode === "a-right-b-wrong" && !(right(e.answers[state.a]) === true && right(e.answers[state.b]) === false)) return false;
-      if (state.mode === "all-wrong" && !marks.every(function (m) { return m === false; })) return false;
-      if (state.mode === "any-wrong" && marks.indexOf(false) < 0) return false;
-      if (state.mode === "disagree" && !(marks.indexOf(true) >= 0 && marks.indexOf(false) >= 0)) return false;
-      if (state.seed !== "" && String(e.seed) !== state.seed) return false;
-      if (state.label !== "" && e.expected !== state.label) return false;
-      if (state.cell) {
-        var answer = e.answers[state.cell.tech];
-        if (!answer || e.expected !== state.cell.expected || answer.parsed !== state.cell.parsed) return false;
-      }
-      if (state.query) {
-        var text = [e.id, e.input, e.expected].concat(techniques.map(function (t) { return (e.answers[t] || {}).predicted; })).join("\n").toLowerCase();
-        if (text.indexOf(state.query) < 0) return false;
-      }
-      return true;
-    }
 
     function details(answer) {
       var parts = [];
@@ -153,7 +156,7 @@
     }
 
     function draw() {
-      var shown = examples.filter(matches);
+      var shown = examples.filter(function (e) { return matches(e, state, techniques); });
       var pages = Math.max(1, Math.ceil(shown.length / PAGE));
       state.page = Math.min(state.page, pages - 1);
       count.textContent = shown.length + " of " + examples.length + " examples";
@@ -171,8 +174,15 @@
     draw();
   }
 
+  if (typeof document === "undefined") { /* node, in the tests: the page's logic without a page */
+    module.exports = { right: right, examplesOf: examplesOf, matches: matches, cellValue: cellValue };
+    return;
+  }
+  document.querySelectorAll("table.sortable th").forEach(function (th) {
+    th.addEventListener("click", function () { sortTable(th.closest("table"), th); });
+  });
   var browsers = {};
-  document.querySelectorAll("div.browser").forEach(function (root, index) {
+  document.querySelectorAll("div.browser").forEach(function (root) {
     var data = JSON.parse(document.getElementById(root.dataset.source).textContent);
     browsers[root.dataset.source] = new Browser(root, data);
   });
