@@ -207,3 +207,19 @@ def test_the_browser_shows_exactly_the_examples_a_got_right_and_b_wrong(tmp_path
     expected = [p["id"] for p in predictions["full"] if p["correct"] and lora[(p["id"], p["seed"])] is False]
     assert 0 < len(expected) <= 50 and shown["shown"] == expected
     assert shown["count"] == f"{len(expected)} of {len(predictions['full'])} examples"
+
+
+def test_cost_at_volume_and_training_plots_show_break_evens_and_points_on_hover(tmp_path):
+    from harness.report.html.svg import cost_at_volume_svg, training_svgs
+
+    rows = [dict(r) for r in stored_run(tmp_path).ordered_rows()]
+    rows[0].update(train_cost_usd=0.0, serving_usd_per_request=1e-3)  # a: nothing to train, dear per request
+    rows[1].update(
+        train_cost_usd=5.0,
+        serving_usd_per_request=1e-4,
+        train_curve=[{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.5}],
+    )
+    plot = cost_at_volume_svg(rows, "t: cost at volume", workload=1e6)
+    assert "b becomes cheaper than a after about 5.6k requests" in plot and "workload: 1M requests" in plot
+    (curve,) = training_svgs(rows, "t")
+    assert "b, step 2: training loss 1.5" in curve

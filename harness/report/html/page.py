@@ -57,15 +57,25 @@ def _markdown() -> MarkdownIt:
     return MarkdownIt("commonmark", {"html": False}).enable("table")
 
 
+SVG_PLOTS = ("score-vs-memory.png", "score-vs-cost.png", "cost-at-volume.png", "training.png")  # drawn here
+
+
 def markdown_html(text: str, folder: Path) -> str:
-    """A section's markdown as HTML; its images (plots beside the report) inlined as data URIs."""
+    """A section's markdown as HTML; its images (plots beside the report) inlined as data URIs, but for
+    the plots the page draws as SVG (each task's part has them), which are left out."""
     md = _markdown()
     tokens = md.parse(text)
     for token in tokens:
+        if token.children:
+            token.children = [c for c in token.children if not (c.type == "image" and _drawn_here(c.attrGet("src")))]
         for child in token.children or []:
             if child.type == "image":
                 child.attrSet("src", inline_image(folder, str(child.attrGet("src") or "")) or "")
     return md.renderer.render(tokens, md.options, {})
+
+
+def _drawn_here(src) -> bool:
+    return str(src or "").startswith("plots/") and str(src).endswith(SVG_PLOTS)
 
 
 def inline_image(folder: Path, src: str) -> str | None:
@@ -127,8 +137,7 @@ def figure_groups(task: sections.TaskView) -> str:
         elif column.header not in headline | {"kind", "status", "score [95% CI]", "vs best"}:
             grouped[next((g for g, headers in GROUPS.items() if column.header in headers), "other")].append(column)
     bodies = {name: [table_html([technique, *cols], rows)] if cols else [] for name, cols in grouped.items()}
-    if training := training_plot(task):
-        bodies["training"].append(training)
+    bodies["training"] += svg.training_svgs(rows, task.name)
     loose = []
     for section in sections.ordered("task"):
         if section.name in REPLACED["task"] or section.name in NOTES:
@@ -144,11 +153,6 @@ def figure_groups(task: sections.TaskView) -> str:
     folds = [fold(name, "".join(parts)) for name, parts in bodies.items() if parts]
     everything = table_html(columns, rows, "full")
     return fold("all figures, one table", everything) + "".join(folds) + "".join(loose)
-
-
-def training_plot(task: sections.TaskView) -> str:
-    source = inline_image(task.folder, plots.plot_path(task.name, "training.png"))
-    return f'<img alt="{escape(task.name)}: training curves" src="{source}">' if source else ""
 
 
 def confusion_html(task: sections.TaskView, index: int) -> str:
@@ -202,6 +206,8 @@ def task_html(task: sections.TaskView, index: int, workload: dict | None) -> str
         return f"<section><h2>{escape(task.name)}</h2><p>No technique has finished yet.</p></section>"
     notes = [markdown_html(s.render(task), task.folder) for s in sections.ordered("task") if s.name in NOTES]
     charts = [svg.tradeoff_svg(task.rows, axis, f"{task.name}: score vs {axis}") for axis in plots.AXES]
+    volume = (workload or {}).get("requests")
+    charts.append(svg.cost_at_volume_svg(task.rows, f"{task.name}: cost at volume", volume))
     return (
         f'<section class="task"><h2>{escape(task.name)}</h2>'
         + table_html(headline_columns(task.rows, workload), task.rows, "headline")
