@@ -223,3 +223,36 @@ def test_cost_at_volume_and_training_plots_show_break_evens_and_points_on_hover(
     assert "b becomes cheaper than a after about 5.6k requests" in plot and "workload: 1M requests" in plot
     (curve,) = training_svgs(rows, "t")
     assert "b, step 2: training loss 1.5" in curve
+
+
+def test_sorting_reads_each_cells_figure_from_its_text():
+    """The headline's cells without a stored figure sort by the number their text shows, in its unit
+    (report.js cellValue, run in node); skipped without node."""
+    import json
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    import pytest
+
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("no node to run the page's script")
+    script = Path(__file__).resolve().parent.parent / "harness" / "report" / "html" / "assets" / "report.js"
+    texts = [
+        "834 MiB",
+        "1.15 GiB",
+        "$11.96",
+        "$3.12",
+        "0.97s / 1.13s",
+        "150ms",
+        "best",
+        "▼ −0.575 [−0.688, −0.463]",
+        "–",
+    ]
+    code = (
+        f"const m = require({json.dumps(str(script))});"
+        f"console.log(JSON.stringify({json.dumps(texts)}.map(t => m.cellValue({{dataset: {{}}, textContent: t}}, true))))"
+    )
+    values = json.loads(subprocess.run([node, "-e", code], check=True, capture_output=True, text=True).stdout)
+    assert values == [834 * 2**20, 1.15 * 2**30, 11.96, 3.12, 0.97, 0.15, 0, -0.575, None]
