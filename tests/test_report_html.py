@@ -252,7 +252,8 @@ def test_sorting_reads_each_cells_figure_from_its_text():
     ]
     code = (
         f"const m = require({json.dumps(str(script))});"
-        f"console.log(JSON.stringify({json.dumps(texts)}.map(t => m.cellValue({{dataset: {{}}, textContent: t}}, true))))"
+        f"const cells = {json.dumps(texts)}.map(t => ({{dataset: {{}}, textContent: t}}));"
+        "console.log(JSON.stringify(cells.map(cell => m.cellValue(cell, true))))"
     )
     values = json.loads(subprocess.run([node, "-e", code], check=True, capture_output=True, text=True).stdout)
     assert values == [834 * 2**20, 1.15 * 2**30, 11.96, 3.12, 0.97, 0.15, 0, -0.575, None]
