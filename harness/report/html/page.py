@@ -223,6 +223,14 @@ def task_html(task: sections.TaskView, index: int, workload: dict | None) -> str
     )
 
 
+def section_fold(name: str, text: str, folder: Path) -> str:
+    """A report section folded under its own `## heading` (or its name, when it has none)."""
+    heading, _, rest = text.partition("\n")
+    if heading.startswith("## "):
+        return fold(heading.removeprefix("## "), markdown_html(rest, folder))
+    return fold(name.capitalize(), markdown_html(text, folder))
+
+
 def render_html(report: sections.ReportView) -> str:
     """The page: title, recommendation and warnings, each task's part, then the report's other sections."""
     drawn_here = ("title", "recommendation")
@@ -233,9 +241,7 @@ def render_html(report: sections.ReportView) -> str:
     }
     workload = report.recipe.get("workload")
     others = [
-        fold(name.capitalize(), markdown_html(text, report.folder))
-        for name, text in md.items()
-        if text and name not in REPLACED["report"]
+        section_fold(name, text, report.folder) for name, text in md.items() if text and name not in REPLACED["report"]
     ]
     body = (
         markdown_html(md.get("title", ""), report.folder)
