@@ -7,7 +7,7 @@ from html.parser import HTMLParser
 
 from conftest import run_cli
 
-from harness.report.html import embedded_json, write_html
+from harness.report.html import embedded_json, write_stores_html
 from harness.report.html.svg import tradeoff_svg
 from harness.results import RunStore, open_runs
 from harness.rows import make_row
@@ -67,7 +67,7 @@ class Tags(HTMLParser):
 
 def test_the_page_stands_alone_with_a_headline_row_per_technique_and_the_predictions_embedded(tmp_path):
     store = stored_run(tmp_path)
-    page = write_html([store], tmp_path).read_text()
+    page = write_stores_html([store], tmp_path).read_text()
     tags = Tags()
     tags.feed(page)
     # one file: no script, style, image or link fetched from anywhere
@@ -84,7 +84,7 @@ def test_a_hostile_task_text_stays_text(tmp_path):
     """A task's input with `</script><img onerror=...>` and a task name with markup: the embedded JSON
     escapes '<' (\\u003c), the HTML escapes the name; no such element reaches the page."""
     store = stored_run(tmp_path, task="<b>t</b>")
-    page = write_html([store], tmp_path).read_text()
+    page = write_stores_html([store], tmp_path).read_text()
     assert "<img src=x" not in page and "</script><img" not in page and "<b>t</b>" not in page
     assert "&lt;b&gt;t&lt;/b&gt;" in page
     assert embedded_json(page, "examples-0")["predictions"]["a"][0]["input"] == HOSTILE
@@ -257,3 +257,24 @@ def test_sorting_reads_each_cells_figure_from_its_text():
     )
     values = json.loads(subprocess.run([node, "-e", code], check=True, capture_output=True, text=True).stdout)
     assert values == [834 * 2**20, 1.15 * 2**30, 11.96, 3.12, 0.97, 0.15, 0, -0.575, None]
+
+
+def test_each_section_renders_once_for_both_reports(tmp_path):
+    """REPORT.md and REPORT.html show the same section texts, each rendered once (a section that draws a
+    plot or runs a test does it once; before, the page rendered every section again)."""
+    from harness.report import sections, write_report
+
+    calls = []
+
+    def counted(task):
+        calls.append(task.name)
+        return f"counted section of {task.name}"
+
+    sections.register(sections.Section("counted", counted, scope="task"))
+    try:
+        write_report([stored_run(tmp_path)], tmp_path)
+    finally:
+        sections.SECTIONS._items.pop("counted", None)
+    assert calls == ["t"]
+    assert "counted section of t" in (tmp_path / "REPORT.md").read_text()
+    assert "counted section of t" in (tmp_path / "REPORT.html").read_text()

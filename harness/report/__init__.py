@@ -10,7 +10,7 @@ from harness.report.export import frame
 from harness.report.html import write_html
 from harness.report.markdown import render_markdown
 from harness.report.terminal import terminal_table
-from harness.results import RunStore, to_json
+from harness.results import RunStore, report_folder, to_json
 
 __all__ = ["render", "render_markdown", "write_report", "terminal_table"]
 
@@ -26,7 +26,10 @@ def render(stores: list[RunStore], fmt: str, folder: Path) -> str:
 
 
 def write_report(stores: list[RunStore], folder: Path | None = None) -> Path:
-    """Write REPORT.md (its plots and exports) and REPORT.html beside it; the path of REPORT.md."""
-    path = markdown.write_report(stores, folder)
-    write_html(stores, path.parent)
+    """Write REPORT.md (its plots and exports) and REPORT.html beside it, from one view of the run (each
+    section rendered once); the path of REPORT.md."""
+    folder = Path(folder) if folder is not None else report_folder(stores)
+    report = markdown.view(stores, folder)
+    path = markdown.write_report(stores, folder, report)
+    write_html(report)
     return path

@@ -540,11 +540,11 @@ def wrong_answers_section(store: RunStore, rows: Sequence[RowLike], limit: int) 
     return "\n\n".join(parts)
 
 
-def render_markdown(stores: list[RunStore], folder: Path) -> str:
+def render_markdown(stores: list[RunStore], folder: Path, report: sections.ReportView | None = None) -> str:
     """The report of one run (one store) or of a multi-task run (one store per task): its registered
-    sections in order (report/sections.py)."""
+    sections in order (report/sections.py); `report`: the view to render (default: made from the stores)."""
     load_plugins(stores[0].meta)
-    return "\n\n".join(sections.render(view(stores, folder), "report")) + "\n"
+    return "\n\n".join(sections.render(report or view(stores, folder), "report")) + "\n"
 
 
 def view(stores: list[RunStore], folder: Path) -> sections.ReportView:
@@ -716,11 +716,11 @@ for _section in (
     sections.register(_section)
 
 
-def write_report(stores: list[RunStore], folder: Path | None = None) -> Path:
+def write_report(stores: list[RunStore], folder: Path | None = None, report: sections.ReportView | None = None) -> Path:
     """Write REPORT.md, its plots and the results.csv/parquet exports into folder (default: the run's
     report folder, see results.report_folder)."""
     folder = Path(folder) if folder is not None else report_folder(stores)
     path = folder / "REPORT.md"
-    write_atomic(path, render_markdown(stores, folder))
+    write_atomic(path, render_markdown(stores, folder, report))
     write_exports(stores, folder)
     return path

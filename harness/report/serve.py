@@ -11,7 +11,7 @@ from html import escape
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from harness.report.html import write_html
+from harness.report.html import write_stores_html
 from harness.report.html.page import asset
 from harness.results import open_runs, report_folder
 
@@ -23,7 +23,7 @@ def report_page(run: str | Path) -> Path:
     stores = open_runs(run)
     folder = report_folder(stores)
     path = folder / "REPORT.html"
-    return path if path.is_file() else write_html(stores, folder)
+    return path if path.is_file() else write_stores_html(stores, folder)
 
 
 def compare_html(run_a: str | Path, run_b: str | Path) -> str:

@@ -18,11 +18,11 @@ from pathlib import Path
 from markdown_it import MarkdownIt
 
 from harness.analysis import floor
-from harness.report import markdown, plots, sections
+from harness.report import plots, sections
 from harness.report.columns import Column, best_values, headline_columns, visible_columns
 from harness.report.confusion import MAX_LABELS, confusion
 from harness.report.html import svg
-from harness.results import RunStore, to_json
+from harness.results import to_json
 from harness.rows import RowLike
 
 ASSETS = Path(__file__).parent / "assets"
@@ -142,7 +142,7 @@ def figure_groups(task: sections.TaskView) -> str:
     for section in sections.ordered("task"):
         if section.name in REPLACED["task"] or section.name in NOTES:
             continue
-        text = section.render(task)
+        text = sections.text(task, section)
         if not text:
             continue
         group, shown = SECTION_GROUPS.get(section.name), markdown_html(text, task.folder)
@@ -204,7 +204,7 @@ def browser_data(task: sections.TaskView) -> dict:
 def task_html(task: sections.TaskView, index: int, workload: dict | None) -> str:
     if not task.rows:
         return f"<section><h2>{escape(task.name)}</h2><p>No technique has finished yet.</p></section>"
-    notes = [markdown_html(s.render(task), task.folder) for s in sections.ordered("task") if s.name in NOTES]
+    notes = [markdown_html(sections.text(task, s), task.folder) for s in sections.ordered("task") if s.name in NOTES]
     charts = [svg.tradeoff_svg(task.rows, axis, f"{task.name}: score vs {axis}") for axis in plots.AXES]
     volume = (workload or {}).get("requests")
     charts.append(svg.cost_at_volume_svg(task.rows, f"{task.name}: cost at volume", volume))
@@ -235,7 +235,7 @@ def render_html(report: sections.ReportView) -> str:
     """The page: title, recommendation and warnings, each task's part, then the report's other sections."""
     drawn_here = ("title", "recommendation")
     md = {
-        s.name: s.render(report)
+        s.name: sections.text(report, s)
         for s in sections.ordered("report")
         if s.name not in REPLACED["report"] or s.name in drawn_here
     }
@@ -267,7 +267,3 @@ def embedded_json(page: str, element_id: str):
     """The JSON a page embeds under `element_id` (tests and tools read the browser's data back)."""
     start = page.index(f'id="{element_id}">') + len(f'id="{element_id}">')
     return json.loads(page[start : page.index("</script>", start)])
-
-
-def stores_html(stores: list[RunStore], folder: Path) -> str:
-    return render_html(markdown.view(stores, folder))
