@@ -182,7 +182,7 @@ def test_view_command_prints_the_url(tmp_path, monkeypatch):
 def test_the_browser_shows_exactly_the_examples_a_got_right_and_b_wrong(tmp_path):
     """The page's script, run in node against a stand-in DOM (tests/js/browser_smoke.js) on the demo's
     ticket-routing data: "A right, B wrong" with A = full, B = lora lists exactly the examples whose
-    predictions files say so. Skipped without node."""
+    predictions files say so, and so does a confusion-matrix cell's click. Skipped without node."""
     import json
     import shutil
     import subprocess
@@ -200,13 +200,15 @@ def test_the_browser_shows_exactly_the_examples_a_got_right_and_b_wrong(tmp_path
     data.write_text(json.dumps({"techniques": list(predictions), "predictions": predictions, "labels": ["x"]}))
     script = root / "harness" / "report" / "html" / "assets" / "report.js"
     smoke = root / "tests" / "js" / "browser_smoke.js"
-    shown = json.loads(
-        subprocess.run([node, smoke, script, data, "full", "lora"], check=True, capture_output=True, text=True).stdout
-    )
+    command = [node, smoke, script, data, "full", "lora", "returns", "billing"]
+    shown = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
     lora = {(p["id"], p["seed"]): p["correct"] for p in predictions["lora"]}
     expected = [p["id"] for p in predictions["full"] if p["correct"] and lora[(p["id"], p["seed"])] is False]
     assert 0 < len(expected) <= 50 and shown["shown"] == expected
     assert shown["count"] == f"{len(expected)} of {len(predictions['full'])} examples"
+    # full's confusion-matrix cell (expected returns, answered billing) lists exactly those examples
+    in_cell = [p["id"] for p in predictions["full"] if p["expected"] == "returns" and p["parsed"] == "billing"]
+    assert in_cell and shown["cell"]["shown"] == in_cell
 
 
 def test_cost_at_volume_and_training_plots_show_break_evens_and_points_on_hover(tmp_path):

@@ -1,10 +1,11 @@
 /* Runs REPORT.html's script (argv[2]) in node against a minimal stand-in for the DOM, on the example
    data of argv[3] (one browser's JSON), sets the mode to "A right, B wrong" with A and B from argv[4],
-   argv[5], and prints what the browser shows: {logic: ids the pure filter keeps, count: the count line,
-   shown: ids of the cards drawn on the first page}. */
+   argv[5], and prints what the browser shows: {count: the count line, shown: ids of the cards drawn on
+   the first page}; then clicks a confusion-matrix cell (technique argv[4], expected argv[6], answered
+   argv[7]) and adds what it shows as {cell: {count, shown}}. */
 "use strict";
 const fs = require("fs");
-const [script, dataFile, a, b] = process.argv.slice(2);
+const [script, dataFile, a, b, expected, parsed] = process.argv.slice(2);
 const dataText = fs.readFileSync(dataFile, "utf8");
 
 class Node {
@@ -29,9 +30,11 @@ class Node {
 
 const root = new Node("div");
 root.dataset.source = "examples-0";
+const cell = new Node("button");
+Object.assign(cell.dataset, { browser: "0", tech: a, expected: expected, parsed: parsed });
 global.document = {
   createElement: (tag) => new Node(tag),
-  querySelectorAll: (selector) => (selector === "div.browser" ? [root] : []),
+  querySelectorAll: (selector) => ({ "div.browser": [root], "button.cm": [cell] })[selector] || [],
   getElementById: () => ({ textContent: dataText }),
 };
 global.module = { exports: {} };
@@ -42,7 +45,11 @@ const [mode, pickA, pickB] = selects;
 pickA.value = a; pickA.fire("change");
 pickB.value = b; pickB.fire("change");
 mode.value = "a-right-b-wrong"; mode.fire("change");
-const cards = root.all("DIV").filter((d) => d.className === "example");
-const count = root.all("DIV").find((d) => d.className === "muted").textContent;
-const shown = cards.map((card) => card.children[0].textContent.split(" · ")[0]);
-process.stdout.write(JSON.stringify({ count, shown }));
+function showing() {
+  const cards = root.all("DIV").filter((d) => d.className === "example");
+  const count = root.all("DIV").find((d) => d.className === "muted").textContent;
+  return { count, shown: cards.map((card) => card.children[0].textContent.split(" · ")[0]) };
+}
+const filtered = showing();
+cell.fire("click");
+process.stdout.write(JSON.stringify({ ...filtered, cell: showing() }));
