@@ -81,11 +81,15 @@ def test_the_page_stands_alone_with_a_headline_row_per_technique_and_the_predict
 
 
 def test_a_hostile_task_text_stays_text(tmp_path):
-    """A task's input with `</script><img onerror=...>` and a task name with markup: the embedded JSON
-    escapes '<' (\\u003c), the HTML escapes the name; no such element reaches the page."""
+    """A task's input with `</script><img onerror=...>`, a task name with markup and an error text with a
+    markdown image from elsewhere: the embedded JSON escapes '<' (\\u003c), the HTML escapes the name,
+    the image becomes its alt text; no such element reaches the page, nothing is fetched."""
     store = stored_run(tmp_path, task="<b>t</b>")
+    pixel = "![seen](https://tracker.example/pixel.png) <script>alert(1)</script>"
+    store.record(make_row("c", "prompt", "failed", error=pixel))  # an error text is shown as markdown
     page = write_stores_html([store], tmp_path).read_text()
     assert "<img src=x" not in page and "</script><img" not in page and "<b>t</b>" not in page
+    assert "tracker.example" not in page and "<script>alert" not in page and "[seen]" in page
     assert "&lt;b&gt;t&lt;/b&gt;" in page
     assert embedded_json(page, "examples-0")["predictions"]["a"][0]["input"] == HOSTILE
 

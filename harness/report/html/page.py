@@ -70,7 +70,11 @@ def markdown_html(text: str, folder: Path) -> str:
             token.children = [c for c in token.children if not (c.type == "image" and _drawn_here(c.attrGet("src")))]
         for child in token.children or []:
             if child.type == "image":
-                child.attrSet("src", inline_image(folder, str(child.attrGet("src") or "")) or "")
+                source = inline_image(folder, str(child.attrGet("src") or ""))
+                if source:
+                    child.attrSet("src", source)
+                else:  # nothing to inline: its alt text, so the page refers to no file
+                    child.type, child.tag, child.content, child.children = "text", "", f"[{child.content}]", None
     return md.renderer.render(tokens, md.options, {})
 
 
