@@ -297,6 +297,41 @@ def compare(run_a, run_b):
     console.print(compare_table(run_a, run_b))
 
 
+@main.command()
+@click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--port", default=0, type=click.IntRange(0, 65535), help="Port on 127.0.0.1 (default: a free one).")
+@click.option("--no-browser", is_flag=True, help="Print the URL only; open no browser.")
+@user_errors
+def view(runs, port, no_browser):
+    """Serve the runs' REPORT.html (written first where missing) on 127.0.0.1 and open it in a browser;
+    several runs: an index page linking each, with `harness compare`'s deltas for two. Ctrl-C stops."""
+    from harness.report.serve import serve
+
+    server, url = serve(list(runs), port)
+    console.print(f"serving {url} (Ctrl-C to stop)", soft_wrap=True)
+    if not no_browser and _has_display():
+        import webbrowser
+
+        webbrowser.open(url)
+    try:
+        wait_for_ctrl_c()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def wait_for_ctrl_c() -> None:
+    """Block until Ctrl-C (a server runs in its own thread meanwhile)."""
+    with contextlib.suppress(KeyboardInterrupt):
+        threading.Event().wait()
+
+
+def _has_display() -> bool:
+    """A graphical browser can open: without a display, Python's webbrowser falls back to a text browser
+    (lynx, w3m) that would take over this terminal."""
+    return sys.platform in ("darwin", "win32") or bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
 class ThresholdCommand(click.Command):
     """`--max-increase peak_memory_bytes=10% cost_usd=20%`: the METRIC=AMOUNT words that follow a threshold
     flag's value belong to that flag too (click gives an option one value per flag)."""

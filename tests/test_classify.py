@@ -48,6 +48,11 @@ def test_loglikelihood_mode_always_names_a_label_the_likeliest(loglik_run):
         assert sum(p["correct"] for p in predictions) / 12 == pytest.approx(row["score"])
     report = (run_dir / "REPORT.md").read_text()
     assert "| accuracy (loglik) |" in report and "the likeliest label" in report
+    # `harness run` writes REPORT.html beside it, its example browser holding the predictions as stored
+    from harness.report.html import embedded_json
+
+    page = (run_dir / "REPORT.html").read_text()
+    assert embedded_json(page, "examples-0")["predictions"] == store.finished_predictions()
 
 
 def test_loglikelihood_mode_on_a_task_without_labels_fails_before_the_run(write, tiny_model_dir, tmp_path):

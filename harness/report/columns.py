@@ -210,3 +210,40 @@ def visible_columns(rows: Sequence[RowLike], target: str) -> list[Column]:
         if c.where in ("both", target) and (c.header in always or any(c.render(r) != "–" for r in rows))
     ]
     return fixed + lm_eval_columns(rows, target)
+
+
+# --- the headline: the few figures a decision reads first (REPORT.md's first table, REPORT.html's sortable one)
+
+HEADLINE = ("technique", "status", "score [95% CI]", "vs best", "macro-F1", "judge", "train mem", "serve mem")
+
+
+def cost_column(volume: float | None, period: str | None = None) -> Column:
+    """What owning each technique costs: training once plus `volume` requests (the recipe's workload), or,
+    without a workload, serving 1k requests (analysis/ownership.py)."""
+    from harness.analysis import ownership
+
+    if volume:
+        header = f"cost at {ownership.volume_text(volume)} requests" + (f" / {period}" if period else "")
+        return Column(header, lambda r: figures.fmt_usd(ownership.total_cost(r, volume)))
+    return Column(
+        "serving per 1k requests",
+        lambda r: (
+            "–" if r.get("serving_usd_per_request") is None else figures.fmt_usd(1000 * r["serving_usd_per_request"])
+        ),
+    )
+
+
+def headline_columns(rows: Sequence[RowLike], workload: dict | None = None) -> list[Column]:
+    """The headline table's columns (at most ten): the technique, its score and verdict, the memory it needs
+    to train and to serve, its cost at the workload and its latency; those empty in every row left out, as in
+    the full table (visible_columns), whose definitions these are."""
+    shown = {c.header: c for c in visible_columns(rows, "markdown")}
+    columns = [shown[header] for header in HEADLINE if header in shown]
+    if "status" in shown and all(r["status"] == "ok" for r in rows):
+        columns.remove(shown["status"])  # every row finished: the column says nothing
+    workload = workload or {}
+    cost = cost_column(workload.get("requests"), workload.get("period"))
+    columns += [
+        c for c in (cost, shown.get("latency p50 / p95")) if c is not None and any(c.render(r) != "–" for r in rows)
+    ]
+    return columns

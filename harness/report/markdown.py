@@ -14,7 +14,7 @@ import yaml
 from harness import figures, metrics, plugins
 from harness.analysis import decision, floor, forgetting, ownership
 from harness.report import plots, sections, study_sections
-from harness.report.columns import best_values, visible_columns
+from harness.report.columns import Column, best_values, headline_columns, visible_columns
 from harness.report.confusion import confusion_section
 from harness.report.export import write_exports
 from harness.report.leakage import leakage_note
@@ -26,9 +26,10 @@ from harness.results import RunStore, report_folder, task_name, write_atomic
 from harness.rows import RowLike
 
 
-def results_table(rows: Sequence[RowLike]) -> str:
-    """The results table; the best figure of each column (among finished techniques) in bold."""
-    columns = visible_columns(rows, "markdown")
+def results_table(rows: Sequence[RowLike], columns: Sequence[Column] | None = None) -> str:
+    """The results table (every visible column unless `columns` are given); the best figure of each column
+    (among finished techniques) in bold."""
+    columns = list(columns) if columns is not None else visible_columns(rows, "markdown")
     best = best_values(columns, rows)
 
     def cell(column, row) -> str:
@@ -39,6 +40,14 @@ def results_table(rows: Sequence[RowLike]) -> str:
     return _table(
         [c.header for c in columns], [[cell(c, r) for c in columns] for r in rows], [c.numeric for c in columns]
     )
+
+
+def headline_and_full_tables(task: sections.TaskView) -> str:
+    """The headline table (at most ten columns: what a decision reads first), then every figure in a folded
+    section (GitHub and most markdown viewers fold <details>), so the report stays readable in a PR."""
+    headline = results_table(task.rows, headline_columns(task.rows, task.store.meta.get("recipe", {}).get("workload")))
+    full = results_table(task.rows)
+    return f"{headline}\n\n<details><summary>Every figure</summary>\n\n{full}\n\n</details>"
 
 
 def recommendation_section(
@@ -531,11 +540,11 @@ def wrong_answers_section(store: RunStore, rows: Sequence[RowLike], limit: int) 
     return "\n\n".join(parts)
 
 
-def render_markdown(stores: list[RunStore], folder: Path) -> str:
+def render_markdown(stores: list[RunStore], folder: Path, report: sections.ReportView | None = None) -> str:
     """The report of one run (one store) or of a multi-task run (one store per task): its registered
-    sections in order (report/sections.py)."""
+    sections in order (report/sections.py); `report`: the view to render (default: made from the stores)."""
     load_plugins(stores[0].meta)
-    return "\n\n".join(sections.render(view(stores, folder), "report")) + "\n"
+    return "\n\n".join(sections.render(report or view(stores, folder), "report")) + "\n"
 
 
 def view(stores: list[RunStore], folder: Path) -> sections.ReportView:
@@ -594,7 +603,8 @@ def recommendation(report: sections.ReportView) -> str:
 
 
 def results(report: sections.ReportView) -> str:
-    return "\n\n".join(["## Results", *(text for task in report.tasks for text in task_block(task))])
+    link = "Every figure, interactive plots and each example's answers side by side: [REPORT.html](REPORT.html)."
+    return "\n\n".join(["## Results", link, *(text for task in report.tasks for text in task_block(task))])
 
 
 def cost_at_volume(report: sections.ReportView) -> str:
@@ -692,7 +702,7 @@ for _section in (
     Section("recipe", recipe_yaml),
     Section("environment", environment),
     # a task's block under Results, after its heading
-    Section("results table", lambda task: results_table(task.rows), "task"),
+    Section("results table", headline_and_full_tables, "task"),
     Section("floor", lambda task: floor_note(task.rows, task.predictions), "task"),
     Section("leakage", lambda task: leakage_note(task.store.meta), "task"),
     Section("forgetting", lambda task: forgetting_section(task.rows), "task"),
@@ -706,11 +716,11 @@ for _section in (
     sections.register(_section)
 
 
-def write_report(stores: list[RunStore], folder: Path | None = None) -> Path:
+def write_report(stores: list[RunStore], folder: Path | None = None, report: sections.ReportView | None = None) -> Path:
     """Write REPORT.md, its plots and the results.csv/parquet exports into folder (default: the run's
     report folder, see results.report_folder)."""
     folder = Path(folder) if folder is not None else report_folder(stores)
     path = folder / "REPORT.md"
-    write_atomic(path, render_markdown(stores, folder))
+    write_atomic(path, render_markdown(stores, folder, report))
     write_exports(stores, folder)
     return path

@@ -17,7 +17,7 @@ its scope, or before the section named by `before`.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,6 +31,7 @@ class TaskView:
     rows: list[dict]  # the task's rows in recipe order, with verdicts (analysis/decision.with_verdicts)
     predictions: dict[str, list[dict]]  # technique -> its predictions, for every finished technique
     folder: Path  # where REPORT.md and its plots/ go
+    texts: dict[str, str] = field(default_factory=dict, compare=False, repr=False)  # see `text`
 
     @property
     def name(self) -> str:
@@ -41,6 +42,7 @@ class TaskView:
 class ReportView:
     tasks: list[TaskView]
     folder: Path
+    texts: dict[str, str] = field(default_factory=dict, compare=False, repr=False)  # see `text`
 
     @property
     def stores(self) -> list[RunStore]:
@@ -88,6 +90,14 @@ def ordered(scope: str) -> list[Section]:
     return placed
 
 
+def text(view: Any, section: Section) -> str:
+    """The section's text for the view, rendered once: REPORT.md and REPORT.html show the same text, and
+    a section that draws a plot or runs a test does it once."""
+    if section.name not in view.texts:
+        view.texts[section.name] = section.render(view)
+    return view.texts[section.name]
+
+
 def render(view: Any, scope: str) -> list[str]:
     """The non-empty texts of the scope's sections."""
-    return [text for text in (section.render(view) for section in ordered(scope)) if text]
+    return [t for t in (text(view, section) for section in ordered(scope)) if t]
