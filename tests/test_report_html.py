@@ -154,6 +154,7 @@ def test_view_serves_the_page_on_loopback_writing_it_first(tmp_path):
         base = url.removesuffix("run1/REPORT.html")
         assert fetch(base + "run1/../secret.txt")[0] == 404 and fetch(base + "elsewhere/x")[0] == 404
         assert fetch(base + "run1/linked.txt")[0] == 404
+        assert fetch(base + "favicon.ico")[0] == 204  # a browser's request for it logs no error
         assert fetch(base)[1].count('href="run1/REPORT.html"') == 1
     finally:
         server.shutdown()

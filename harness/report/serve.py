@@ -60,6 +60,10 @@ class Handler(SimpleHTTPRequestHandler):
         super().__init__(*args, directory=str(next(iter(mounts.values()))), **kwargs)
 
     def do_GET(self):
+        if self.path.split("?")[0] == "/favicon.ico":  # a browser asks for it: no icon, and no 404 in its console
+            self.send_response(204)
+            self.end_headers()
+            return
         if self.path.split("?")[0] in ("/", "/index.html"):
             self.send_response(200)
             self.send_header("Content-Type", "text/html; charset=utf-8")
