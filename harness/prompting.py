@@ -31,10 +31,20 @@ def messages(
     """
     system = task.spec.prompt.system or example.instruction
     turns = [{"role": "system", "content": system}] if system else []
+    question = user_text(task, example)
+    return (
+        turns
+        + shot_turns(task, shots)
+        + [{"role": "user", "content": augment(example, question) if augment else question}]
+    )
+
+
+def shot_turns(task: Task, shots: Sequence[Example]) -> list[dict]:
+    """Each solved shot as a user turn and the assistant's answer (a served technique adds these too)."""
+    turns: list[dict] = []
     for shot in shots:
         turns += [{"role": "user", "content": user_text(task, shot)}, {"role": "assistant", "content": shot.output}]
-    question = user_text(task, example)
-    return turns + [{"role": "user", "content": augment(example, question) if augment else question}]
+    return turns
 
 
 def render(tokenizer, turns: list[dict]) -> str:
