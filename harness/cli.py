@@ -663,5 +663,10 @@ def kinds():
     console.print("retrievers: " + ", ".join(RETRIEVERS.in_order()))
 
 
+# harness export | serve | loadtest live with the rest of deploying a technique (harness/deploy/)
+from harness.deploy import commands as _deploy  # noqa: E402  (they use this module's console and user_errors)
+
+main.add_command(_deploy.export)
+
 if __name__ == "__main__":
     main()
