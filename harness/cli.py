@@ -663,10 +663,33 @@ def kinds():
     console.print("retrievers: " + ", ".join(RETRIEVERS.in_order()))
 
 
-# harness export | serve | loadtest live with the rest of deploying a technique (harness/deploy/)
-from harness.deploy import commands as _deploy  # noqa: E402  (they use this module's console and user_errors)
+# --- deploying a technique (harness/deploy/: docs/deploy.md) --------------------------------------------
 
-main.add_command(_deploy.export)
+RUN_ARGUMENT = click.argument("run_dir", metavar="RUN", type=click.Path(exists=True, file_okay=False))
+TECHNIQUE_OPTION = click.option("--technique", "-t", required=True, help="The technique of the run, by its name.")
+
+
+@main.command("export")
+@RUN_ARGUMENT
+@click.argument("out", metavar="OUT", type=click.Path(file_okay=False))
+@TECHNIQUE_OPTION
+@click.option(
+    "--to",
+    "to",
+    type=click.Choice(["adapter", "merged", "gguf"]),
+    default="merged",
+    show_default=True,
+    help="adapter: what the technique adds to its base model (peft adapter; a prompt's shots, RAG's passages); "
+    "merged: a standalone HF model folder; gguf: for llama.cpp/Ollama (needs llama.cpp's converter).",
+)
+@user_errors
+def export(run_dir, out, technique, to):
+    """Export TECHNIQUE of the finished run RUN as a deployable artifact into the folder OUT."""
+    from harness.deploy.export import export as write
+
+    exported = write(run_dir, technique, to, out)
+    console.print(f"exported {technique} ({to}) to {exported.folder}: {', '.join(exported.files)}")
+
 
 if __name__ == "__main__":
     main()
