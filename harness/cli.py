@@ -691,5 +691,45 @@ def export(run_dir, out, technique, to):
     console.print(f"exported {technique} ({to}) to {exported.folder}: {', '.join(exported.files)}")
 
 
+@main.command()
+@RUN_ARGUMENT
+@TECHNIQUE_OPTION
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="0: any free port.")
+@click.option(
+    "--max-batch", type=click.IntRange(min=1), help="Largest batch of concurrent requests (recipe serving.max_batch)."
+)
+@click.option(
+    "--batch-wait-ms", type=click.FloatRange(min=0), help="How long a batch collects requests (serving.batch_wait_ms)."
+)
+@click.option(
+    "--engine", is_flag=True, help="Launch the recipe's serving.engine command instead of the built-in server."
+)
+@user_errors
+def serve(run_dir, technique, port, max_batch, batch_wait_ms, engine):
+    """Serve TECHNIQUE of the finished run RUN at http://127.0.0.1:PORT/v1 (OpenAI chat completions) until Ctrl-C."""
+    from harness.deploy import loader, server
+
+    serving = loader.stored_serving(run_dir)
+    if engine:
+        if serving.engine is None:
+            raise ConfigError(f"{run_dir}: the run's recipe has no serving.engine; serve without --engine")
+        template, values, ready = server.engine_command(run_dir, technique, serving)
+        with stop_like_ctrl_c(), contextlib.suppress(KeyboardInterrupt):
+            with server.launched(template, values, Path(run_dir) / "logs" / f"serve-{technique}.log", ready) as up:
+                console.print(f"serving {technique} at {up.base_url} (engine; log {up.log}); Ctrl-C stops")
+                up.process.wait()
+        return
+    served = loader.load(run_dir, technique)
+    chat = server.ChatServer(
+        served,
+        port,
+        max_batch or serving.max_batch,
+        batch_wait_ms if batch_wait_ms is not None else serving.batch_wait_ms,
+    )
+    console.print(f"serving {technique} at {chat.url} (POST /chat/completions, GET /models); Ctrl-C stops")
+    with stop_like_ctrl_c(), contextlib.suppress(KeyboardInterrupt):
+        chat.serve_forever()
+
+
 if __name__ == "__main__":
     main()

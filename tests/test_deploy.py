@@ -100,3 +100,52 @@ def test_an_export_the_technique_cannot_make_says_why(deploy_run_dir, tmp_path):
     with pytest.raises(ConfigError, match="no registry package ships"):
         export.export(deploy_run_dir, "lora", "gguf", tmp_path / "g")
     assert not (tmp_path / "a").exists() and not (tmp_path / "g").exists()
+
+
+# --- serve -------------------------------------------------------------------------------------------
+
+
+def endpoint(base_url: str, model: str, concurrency: int):
+    from harness.config import EndpointSettings
+    from harness.endpoint import Endpoint
+
+    settings = EndpointSettings(base_url=base_url, model=model, concurrency=concurrency, cache=False, max_retries=0)
+    return Endpoint(settings, max_tokens=4)
+
+
+@pytest.mark.parametrize("name", ["few-shot", "rag", "lora"])
+def test_the_server_answers_concurrent_http_requests_as_the_technique(served, deploy_run_dir, name):
+    from harness.deploy.server import ChatServer
+
+    technique = served[name]
+    server = ChatServer(technique, max_batch=8, batch_wait_ms=200).start()
+    try:
+        replies = endpoint(server.url, name, 6).ask_all([technique.request(e) for e in held_out(technique)])
+    finally:
+        server.stop()
+    assert [r.text for r in replies] == [p["predicted"] for p in run_predictions(deploy_run_dir, name)]
+    assert max(server.batcher.batches) > 1  # concurrent requests were answered together
+    assert all(r.input_tokens > 0 and 0 < r.output_tokens <= 4 for r in replies)
+
+
+def test_the_server_lists_its_model_and_refuses_what_the_technique_does_not_do(served):
+    import urllib.error
+    import urllib.request
+
+    from harness.deploy.server import ChatServer
+
+    server = ChatServer(served["few-shot"]).start()
+    try:
+        with urllib.request.urlopen(f"{server.url}/models") as answer:
+            assert [m["id"] for m in json.load(answer)["data"]] == ["few-shot"]
+        for body, reason in (
+            ({"messages": [{"role": "user", "content": "hi"}], "temperature": 0.7}, "greedily"),
+            ({"messages": [{"role": "user", "content": "hi"}], "stream": True}, "streaming"),
+            ({"messages": []}, "non-empty list"),
+        ):
+            request = urllib.request.Request(f"{server.url}/chat/completions", json.dumps(body).encode(), method="POST")
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(request)
+            assert refused.value.code == 400 and reason in json.load(refused.value)["error"]["message"]
+    finally:
+        server.stop()

@@ -218,3 +218,10 @@ def load_trained(spec, ctx, folder: Path):
     model = PeftModel.from_pretrained(base, folder, autocast_adapter_dtype=False).eval()
     model, _ = scored_model(model, ctx.recipe.eval.heldout.merge_adapters, quant is not None)
     return model.eval(), tokenizer
+
+
+def stored_serving(run_dir: str | Path):
+    """The run's recipe's `serving:` settings (config.ServingSpec; the defaults for a run stored without them)."""
+    from harness.config import ServingSpec
+
+    return ServingSpec.model_validate(open_run(run_dir).meta["recipe"].get("serving") or {})
