@@ -731,5 +731,46 @@ def serve(run_dir, technique, port, max_batch, batch_wait_ms, engine):
         chat.serve_forever()
 
 
+@main.command()
+@RUN_ARGUMENT
+@click.option("--technique", "-t", "techniques", multiple=True, help="Only this technique (repeatable); default: all.")
+@click.option("--concurrency", help="Levels, comma-separated, e.g. 1,4,16 (default: the recipe's eval.serving).")
+@click.option("--requests", type=click.IntRange(min=1), help="Requests per level (default: eval.serving.requests).")
+@user_errors
+def loadtest(run_dir, techniques, concurrency, requests):
+    """Serve each finished technique of RUN and send it held-out prompts at each concurrency: requests/s,
+    tokens/s and latency p50/p95 per level into its row; its cost per request from served throughput."""
+    from harness.deploy import loadtest as load_testing
+    from harness.report import write_report
+    from harness.results import open_runs
+
+    levels = [int(level) for level in concurrency.split(",")] if concurrency else None
+    load = load_testing.stored_load(run_dir, levels, requests)
+    table = Table("technique", "concurrency", "requests/s", "tokens/s", "p50", "p95", header_style="bold")
+
+    def show(technique, level):
+        console.print(f"{technique}: concurrency {level['concurrency']}: {level['requests_per_second']:.2f} requests/s")
+        table.add_row(
+            technique,
+            str(level["concurrency"]),
+            f"{level['requests_per_second']:.2f}",
+            f"{level['tokens_per_second']:.1f}",
+            f"{level['latency_p50_seconds']:.2f}s",
+            f"{level['latency_p95_seconds']:.2f}s",
+        )
+
+    rows = load_testing.load_test_run(run_dir, list(techniques) or None, load, show)
+    console.print(table)
+    for row in rows:
+        console.print(f"{row['technique']}: cost per request {row['serving_cost_basis']}", soft_wrap=True)
+    stores = open_runs(run_dir)
+    console.print(f"report: {write_report(stores, stores[0].run_dir)}")
+    failed = [row for row in rows if row.get("serving_error")]
+    for row in failed:
+        console.print(f"[red]{row['technique']}: load test stopped[/]: {escape(row['serving_error'])}", soft_wrap=True)
+    if failed:
+        sys.exit(1)
+
+
 if __name__ == "__main__":
     main()

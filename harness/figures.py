@@ -156,6 +156,13 @@ _TABLE = (
     Figure("latency_p50_seconds", "latency per request at batch size 1 (p50)", "seconds", "lower"),
     Figure("latency_p95_seconds", "latency per request at batch size 1 (p95)", "seconds", "lower"),
     Figure("retrieval_seconds_per_request", "retrieval time per request", "seconds", "lower"),
+    # the load test (harness loadtest, eval.serving) at the level the cost per request is read at
+    Figure("batch_serving_usd_per_request", "serving cost per request from the batch run", "usd", "lower"),
+    Figure("served_concurrency", "requests in flight (load test level costed)", "count"),
+    Figure("served_requests_per_second", "served requests/s (load test)", "number", "higher"),
+    Figure("served_tokens_per_second", "served generated tokens/s (load test)", "rate", "higher"),
+    Figure("served_latency_p50_seconds", "served request latency p50 (load test)", "seconds", "lower"),
+    Figure("served_latency_p95_seconds", "served request latency p95 (load test)", "seconds", "lower"),
     Figure("trainable_params", "trainable parameters", "count"),
     Figure("total_params", "parameters", "count"),
     Figure("train_tokens", "training tokens", "count"),

@@ -149,3 +149,91 @@ def test_the_server_lists_its_model_and_refuses_what_the_technique_does_not_do(s
             assert refused.value.code == 400 and reason in json.load(refused.value)["error"]["message"]
     finally:
         server.stop()
+
+
+# --- load test ---------------------------------------------------------------------------------------
+
+
+def test_the_load_test_records_each_level_and_a_server_that_dies_fails_its_serving_figure_only(
+    deploy_run_dir, tmp_path, monkeypatch
+):
+    """Through the recipe's engine template, which launches the built-in server (`harness serve`) in its own
+    process; lora's server kills itself during the second level."""
+    import shutil
+
+    from conftest import run_cli
+
+    from harness.deploy.server import FAULT_ENV
+    from harness.results import RunStore
+
+    run_dir = shutil.copytree(deploy_run_dir, tmp_path / "run")
+    store = RunStore.open(run_dir)
+    command = "{python} -m harness.cli serve {run} --technique {technique} --port {port} --max-batch 4"
+    store.meta["recipe"] |= {
+        "serving": {"engine": {"command": command}},
+        "workload": {"requests": 1000, "latency_p95_seconds": 60},
+    }
+    store.save()
+    before = {r["technique"]: r for r in store.rows}
+    monkeypatch.setenv(FAULT_ENV, "lora:6")  # the warm-up and level 1's four requests are answered, then it dies
+
+    result = run_cli("loadtest", run_dir, "-t", "few-shot", "-t", "lora", "--concurrency", "1,2", "--requests", "4")
+    assert result.exit_code == 1, result.output
+    rows = {r["technique"]: r for r in RunStore.open(run_dir).rows}
+    few = rows["few-shot"]
+    assert [level["concurrency"] for level in few["serving_levels"]] == [1, 2] and few["serving_error"] is None
+    assert all(level["requests"] == 4 and level["requests_per_second"] > 0 for level in few["serving_levels"])
+    assert few["served_concurrency"] == 2 and "within the 60s target" in few["serving_cost_basis"]
+    assert few["serving_usd_per_request"] == pytest.approx(0.10 / 3600 / few["served_requests_per_second"])
+    assert few["batch_serving_usd_per_request"] == before["few-shot"]["serving_usd_per_request"]
+    lora = rows["lora"]
+    assert [level["concurrency"] for level in lora["serving_levels"]] == [1]
+    assert lora["serving_error"] == "concurrency 2: the server was killed by SIGKILL"
+    assert lora["served_concurrency"] == 1  # costed at the level it served
+    assert lora["score"] == before["lora"]["score"] and lora["train_seconds"] == before["lora"]["train_seconds"]
+    assert "lora: load test stopped" in result.output
+    assert "Serving under load" in (run_dir / "REPORT.md").read_text()
+
+
+def test_the_cost_is_read_at_the_highest_concurrency_that_meets_the_latency_target():
+    from harness.deploy.loadtest import chosen_level, served_row
+
+    levels = [
+        {
+            "concurrency": 1,
+            "requests_per_second": 2.0,
+            "tokens_per_second": 8.0,
+            "latency_p50_seconds": 0.4,
+            "latency_p95_seconds": 0.5,
+        },
+        {
+            "concurrency": 4,
+            "requests_per_second": 6.0,
+            "tokens_per_second": 24.0,
+            "latency_p50_seconds": 0.6,
+            "latency_p95_seconds": 0.9,
+        },
+        {
+            "concurrency": 16,
+            "requests_per_second": 5.0,
+            "tokens_per_second": 20.0,
+            "latency_p50_seconds": 3.0,
+            "latency_p95_seconds": 3.5,
+        },
+    ]
+    assert chosen_level(levels, 1.0)[0]["concurrency"] == 4
+    assert chosen_level(levels, 5.0)[0]["concurrency"] == 16
+    assert chosen_level(levels, None)[0]["concurrency"] == 4  # no target: the highest throughput
+    level, basis = chosen_level(levels, 0.1)
+    assert level["concurrency"] == 1 and "no level met the p95 target of 0.1s" in basis
+    row = {"technique": "lora", "device": "cpu", "serving_usd_per_request": 1e-6}
+    measured = {"serving_levels": levels, "serving_error": None, "serving_engine": "x"}
+    served = served_row(row, measured, {"cpu": 3.6}, 1.0)
+    assert (
+        served["serving_usd_per_request"] == pytest.approx(0.001 / 6.0)
+        and served["batch_serving_usd_per_request"] == 1e-6
+    )
+    again = served_row(
+        served, measured | {"serving_levels": []}, {"cpu": 3.6}, 1.0
+    )  # a second load test that measured nothing
+    assert again["serving_usd_per_request"] == 1e-6 and "served_concurrency" not in again

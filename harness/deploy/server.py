@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import queue
 import shlex
 import signal
@@ -40,6 +41,9 @@ from pathlib import Path
 from harness.deploy.loader import Served
 
 MAX_BODY_BYTES = 4_000_000  # a chat request is kilobytes; more is refused unread
+# fault injection for tests: "<technique>:<n>" makes that technique's server SIGKILL itself after n answers
+# (a server that dies during a load test)
+FAULT_ENV = "HARNESS_FAULT_SERVE_KILL_AFTER"
 BUILTIN_COMMAND = "{python} -m harness.cli serve {run} --technique {technique} --port {port}"
 
 
@@ -131,6 +135,9 @@ class ChatServer:
         self.httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)  # loopback only
         self.httpd.daemon_threads = True
         self.thread: threading.Thread | None = None
+        self.answered = 0
+        fault = os.environ.get(FAULT_ENV, "").rpartition(":")
+        self.kill_after = int(fault[2]) if fault[0] == served.name else None
 
     @property
     def url(self) -> str:
@@ -177,6 +184,9 @@ class ChatServer:
         except Exception as exc:  # noqa: BLE001 — the generation's failure, as the server's error
             return send(handler, 500, error(f"{type(exc).__name__}: {exc}", "server_error"))
         send(handler, 200, completion(self.served.name, text, prompt_tokens, output_tokens, limit))
+        self.answered += 1
+        if self.kill_after is not None and self.answered >= self.kill_after:
+            os.kill(os.getpid(), signal.SIGKILL)
 
     def parse(self, handler: BaseHTTPRequestHandler) -> tuple[list[dict], int]:
         length = int(handler.headers.get("Content-Length") or 0)
@@ -265,9 +275,10 @@ class Launched:
         code = self.process.poll()
         if code is None:
             return None
-        how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
-        tail = self.log.read_text(errors="replace").strip().splitlines()[-3:] if self.log.is_file() else []
-        return f"the server {how}" + (f": {' | '.join(tail)}" if tail else "")
+        if code < 0:  # killed: its log's last line says nothing of why
+            return f"the server was killed by {signal.Signals(-code).name}"
+        lines = self.log.read_text(errors="replace").strip().splitlines() if self.log.is_file() else []
+        return f"the server exited with code {code}" + (f": {lines[-1]}" if lines else "")  # a traceback's last line
 
 
 @contextlib.contextmanager
@@ -308,8 +319,6 @@ def wait_ready(server: Launched, seconds: float, command: str) -> None:
 
 def stop_group(process: subprocess.Popen) -> None:
     """SIGTERM to the server's process group (an engine may fork workers), SIGKILL if it lingers."""
-    import os
-
     for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
         if process.poll() is not None:
             return
