@@ -682,13 +682,37 @@ TECHNIQUE_OPTION = click.option("--technique", "-t", required=True, help="The te
     help="adapter: what the technique adds to its base model (peft adapter; a prompt's shots, RAG's passages); "
     "merged: a standalone HF model folder; gguf: for llama.cpp/Ollama (needs llama.cpp's converter).",
 )
+@click.option(
+    "--score",
+    is_flag=True,
+    help="Score the export on the held-out split, loaded as a user loads it, as a row TECHNIQUE@FORMAT of RUN "
+    "with the paired comparison against the technique in memory.",
+)
 @user_errors
-def export(run_dir, out, technique, to):
+def export(run_dir, out, technique, to, score):
     """Export TECHNIQUE of the finished run RUN as a deployable artifact into the folder OUT."""
     from harness.deploy.export import export as write
 
     exported = write(run_dir, technique, to, out)
     console.print(f"exported {technique} ({to}) to {exported.folder}: {', '.join(exported.files)}")
+    if score:
+        from harness.deploy.score import score_export
+        from harness.report import write_report
+        from harness.results import open_runs
+
+        row, source = score_export(run_dir, technique, exported.folder, to)
+        diff, p = row.get("export_score_diff"), row.get("export_p_value")
+        console.print(
+            f"{row['technique']}: {row['metric']} {row['score']:.3f} against {source['score']:.3f} in memory"
+            + (
+                f" (paired difference {diff:+.3f}, 95% CI [{row['export_diff_ci_low']:+.3f}, "
+                f"{row['export_diff_ci_high']:+.3f}], p={p:.3g})"
+                if diff is not None
+                else ""
+            )
+            + f"; {row['export_answers_changed']} of {row['n_eval']} answers changed"
+        )
+        console.print(f"report: {write_report(open_runs(run_dir), Path(run_dir))}")
 
 
 @main.command()

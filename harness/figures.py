@@ -156,6 +156,12 @@ _TABLE = (
     Figure("latency_p50_seconds", "latency per request at batch size 1 (p50)", "seconds", "lower"),
     Figure("latency_p95_seconds", "latency per request at batch size 1 (p95)", "seconds", "lower"),
     Figure("retrieval_seconds_per_request", "retrieval time per request", "seconds", "lower"),
+    # an exported artifact scored (harness export --score) against the in-memory technique it came from
+    Figure("export_score_diff", "score change of the export (paired, vs in memory)", "number", "higher"),
+    Figure("export_diff_ci_low", "export score change 95% CI low", "number", "higher"),
+    Figure("export_diff_ci_high", "export score change 95% CI high", "number", "higher"),
+    Figure("export_p_value", "export vs in memory: paired p", "number"),
+    Figure("export_answers_changed", "answers that differ from the in-memory technique's", "count", "lower"),
     # the load test (harness loadtest, eval.serving) at the level the cost per request is read at
     Figure("batch_serving_usd_per_request", "serving cost per request from the batch run", "usd", "lower"),
     Figure("served_concurrency", "requests in flight (load test level costed)", "count"),

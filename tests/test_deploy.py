@@ -237,3 +237,23 @@ def test_the_cost_is_read_at_the_highest_concurrency_that_meets_the_latency_targ
         served, measured | {"serving_levels": []}, {"cpu": 3.6}, 1.0
     )  # a second load test that measured nothing
     assert again["serving_usd_per_request"] == 1e-6 and "served_concurrency" not in again
+
+
+def test_export_score_adds_the_exported_artifact_as_a_row_paired_with_the_technique(deploy_run_dir, tmp_path):
+    import shutil
+
+    from conftest import run_cli
+
+    from harness.results import RunStore
+
+    run_dir = shutil.copytree(deploy_run_dir, tmp_path / "run")
+    result = run_cli("export", run_dir, tmp_path / "lora-merged", "-t", "lora", "--to", "merged", "--score")
+    assert result.exit_code == 0, result.output
+    rows = {r["technique"]: r for r in RunStore.open(run_dir).rows}
+    shipped, lora = rows["lora@merged"], rows["lora"]
+    assert shipped["export_of"] == "lora" and shipped["kind"] == "lora" and shipped["n_eval"] == lora["n_eval"]
+    assert shipped["score"] == lora["score"] and shipped["export_answers_changed"] == 0  # fp32: the same answers
+    assert shipped["export_score_diff"] == 0 and shipped["export_p_value"] == pytest.approx(1.0)
+    assert shipped["train_cost_usd"] == lora["train_cost_usd"] and shipped["serving_usd_per_request"] > 0
+    assert "0 of 6 answers changed" in result.output
+    assert "| lora@merged |" in (run_dir / "REPORT.md").read_text()
