@@ -430,6 +430,7 @@ class ServingLoad(Strict):
 
     concurrency: list[Annotated[int, Field(ge=1, le=256)]] = Field([1, 4, 16], min_length=1)
     requests: int = Field(64, ge=1, le=100_000)  # per level (the held-out prompts, repeated as needed)
+    techniques: list[str] | None = None  # only these (default: every finished technique that runs here)
 
     @field_validator("concurrency")
     @classmethod
@@ -748,6 +749,14 @@ class Recipe(Strict):
                     )
                 seen.add(source)
                 source = getattr(by_name[source], "init_from", None)
+        return self
+
+    @model_validator(mode="after")
+    def _load_tested(self):
+        serving = self.eval.serving
+        unknown = sorted(set(serving.techniques or []) - {t.name for t in self.techniques}) if serving else []
+        if unknown:
+            raise ValueError(f"eval.serving.techniques: {unknown[0]!r} is not a technique of this recipe")
         return self
 
     @model_validator(mode="after")

@@ -1,5 +1,6 @@
 """One finished tiny run for the deploy tests (tests/test_deploy*.py): a few-shot prompt, RAG, LoRA and
-full fine-tuning on product-catalogue (it has a corpus), at float32 so answers can be compared exactly."""
+full fine-tuning on product-catalogue (it has a corpus), at float32 so answers can be compared exactly;
+the few-shot technique load-tested at the end of the run (eval.serving)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ techniques:
   - {{name: full, kind: full, train: {{max_steps: 1, batch_size: 4, limit: 8}}}}
 eval:
   heldout: {{limit: 6, batch_size: 4, max_new_tokens: 4, bootstrap_samples: 200, latency_samples: 0}}
+  serving: {{concurrency: [1, 2], requests: 4, techniques: [few-shot]}}   # the run's own load test
+workload: {{requests: 1000, latency_p95_seconds: 60}}
 """
 
 

@@ -154,11 +154,24 @@ def test_the_server_lists_its_model_and_refuses_what_the_technique_does_not_do(s
 # --- load test ---------------------------------------------------------------------------------------
 
 
-def test_the_load_test_records_each_level_and_a_server_that_dies_fails_its_serving_figure_only(
-    deploy_run_dir, tmp_path, monkeypatch
-):
-    """Through the recipe's engine template, which launches the built-in server (`harness serve`) in its own
-    process; lora's server kills itself during the second level."""
+def test_a_run_with_eval_serving_load_tests_its_techniques_at_each_level(deploy_run_dir):
+    from harness.results import RunStore
+
+    rows = {r["technique"]: r for r in RunStore.open(deploy_run_dir).rows}
+    few = rows["few-shot"]  # eval.serving.techniques: [few-shot], through the built-in server (`harness serve`)
+    assert [level["concurrency"] for level in few["serving_levels"]] == [1, 2] and few["serving_error"] is None
+    assert all(level["requests"] == 4 and level["requests_per_second"] > 0 for level in few["serving_levels"])
+    assert few["served_concurrency"] == 2 and "within the 60s target" in few["serving_cost_basis"]
+    assert few["serving_usd_per_request"] == pytest.approx(0.10 / 3600 / few["served_requests_per_second"])
+    assert few["batch_serving_usd_per_request"] == pytest.approx(0.10 / 3600 * (few["eval_seconds"] / 6))
+    assert "serving_levels" not in rows["lora"]
+    report = (deploy_run_dir / "REPORT.md").read_text()
+    assert "## Serving under load" in report and "| few-shot | 2 * |" in report and "served, 2 in flight" in report
+
+
+def test_a_server_that_dies_mid_test_fails_its_serving_figure_only(deploy_run_dir, tmp_path, monkeypatch):
+    """Through a recipe's engine template, which launches the built-in server (`harness serve`) in its own
+    process; that server kills itself during the second level."""
     import shutil
 
     from conftest import run_cli
@@ -169,30 +182,22 @@ def test_the_load_test_records_each_level_and_a_server_that_dies_fails_its_servi
     run_dir = shutil.copytree(deploy_run_dir, tmp_path / "run")
     store = RunStore.open(run_dir)
     command = "{python} -m harness.cli serve {run} --technique {technique} --port {port} --max-batch 4"
-    store.meta["recipe"] |= {
-        "serving": {"engine": {"command": command}},
-        "workload": {"requests": 1000, "latency_p95_seconds": 60},
-    }
+    store.meta["recipe"]["serving"] = {"engine": {"command": command}}
     store.save()
-    before = {r["technique"]: r for r in store.rows}
+    before = next(r for r in store.rows if r["technique"] == "lora")
     monkeypatch.setenv(FAULT_ENV, "lora:6")  # the warm-up and level 1's four requests are answered, then it dies
 
-    result = run_cli("loadtest", run_dir, "-t", "few-shot", "-t", "lora", "--concurrency", "1,2", "--requests", "4")
+    result = run_cli("loadtest", run_dir, "-t", "lora", "--concurrency", "1,2", "--requests", "4")
     assert result.exit_code == 1, result.output
-    rows = {r["technique"]: r for r in RunStore.open(run_dir).rows}
-    few = rows["few-shot"]
-    assert [level["concurrency"] for level in few["serving_levels"]] == [1, 2] and few["serving_error"] is None
-    assert all(level["requests"] == 4 and level["requests_per_second"] > 0 for level in few["serving_levels"])
-    assert few["served_concurrency"] == 2 and "within the 60s target" in few["serving_cost_basis"]
-    assert few["serving_usd_per_request"] == pytest.approx(0.10 / 3600 / few["served_requests_per_second"])
-    assert few["batch_serving_usd_per_request"] == before["few-shot"]["serving_usd_per_request"]
-    lora = rows["lora"]
+    lora = next(r for r in RunStore.open(run_dir).rows if r["technique"] == "lora")
     assert [level["concurrency"] for level in lora["serving_levels"]] == [1]
     assert lora["serving_error"] == "concurrency 2: the server was killed by SIGKILL"
+    assert lora["serving_engine"] == command.replace("{python}", "python")
     assert lora["served_concurrency"] == 1  # costed at the level it served
-    assert lora["score"] == before["lora"]["score"] and lora["train_seconds"] == before["lora"]["train_seconds"]
+    assert lora["batch_serving_usd_per_request"] == before["serving_usd_per_request"]
+    assert lora["score"] == before["score"] and lora["train_seconds"] == before["train_seconds"]
     assert "lora: load test stopped" in result.output
-    assert "Serving under load" in (run_dir / "REPORT.md").read_text()
+    assert "load test stopped: concurrency 2" in (run_dir / "REPORT.md").read_text()
 
 
 def test_the_cost_is_read_at_the_highest_concurrency_that_meets_the_latency_target():

@@ -144,15 +144,18 @@ def served_row(row, measured: dict, usd_per_hour: dict, target: float | None) ->
     }
 
 
-def load_test_run(run_dir: str | Path, techniques: list[str] | None = None, load=None, on_level=print) -> list:
-    """Load-test the run's finished local techniques (or `techniques`) and store the figures in its rows;
-    the updated rows. `load` replaces the recipe's eval.serving (default: config.ServingLoad's)."""
+def load_test_run(
+    run_dir: str | Path, techniques: list[str] | None = None, load=None, on_level=print, store=None
+) -> list:
+    """Load-test the run's finished local techniques (`techniques`, else eval.serving.techniques, else all)
+    and store the figures in its rows (through `store`, the caller's RunStore of the run, where it has
+    one); the updated rows. `load` replaces the recipe's eval.serving (default: config.ServingLoad's)."""
     from harness import kinds
-    from harness.config import ServingLoad
 
-    store = loader.open_run(run_dir)
+    store = store or loader.open_run(run_dir)
     recipe = store.meta["recipe"]
-    load = load or ServingLoad.model_validate(recipe.get("eval", {}).get("serving") or {})
+    load = load or stored_load(run_dir)
+    techniques = techniques or load.techniques
     serving = loader.stored_serving(run_dir)
     target = (recipe.get("workload") or {}).get("latency_p95_seconds")
     usd_per_hour = store.meta.get("usd_per_hour") or recipe.get("cost", {}).get("usd_per_hour", {})
