@@ -1,4 +1,5 @@
-"""Command line: harness run | validate | report | compare | check | calibrate | models | tasks | kinds."""
+"""Command line: harness run | validate | report | compare | check | calibrate | plan | models | tasks | kinds |
+export | serve | loadtest."""
 
 from __future__ import annotations
 
