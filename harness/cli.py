@@ -745,12 +745,11 @@ def serve(run_dir, technique, port, max_batch, batch_wait_ms, engine):
                 up.process.wait()
         return
     served = loader.load(run_dir, technique)
-    chat = server.ChatServer(
-        served,
-        port,
-        max_batch or serving.max_batch,
-        batch_wait_ms if batch_wait_ms is not None else serving.batch_wait_ms,
-    )
+    wait_ms = batch_wait_ms if batch_wait_ms is not None else serving.batch_wait_ms
+    try:
+        chat = server.ChatServer(served, port, max_batch or serving.max_batch, wait_ms)
+    except OSError as exc:  # the port is taken, or not ours to bind
+        raise ConfigError(f"cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}; choose another --port") from None
     console.print(f"serving {technique} at {chat.url} (POST /chat/completions, GET /models); Ctrl-C stops")
     with stop_like_ctrl_c(), contextlib.suppress(KeyboardInterrupt):
         chat.serve_forever()

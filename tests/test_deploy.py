@@ -262,3 +262,15 @@ def test_export_score_adds_the_exported_artifact_as_a_row_paired_with_the_techni
     assert shipped["train_cost_usd"] == lora["train_cost_usd"] and shipped["serving_usd_per_request"] > 0
     assert "0 of 6 answers changed" in result.output
     assert "| lora@merged |" in (run_dir / "REPORT.md").read_text()
+
+
+def test_serve_on_a_port_in_use_says_so(deploy_run_dir):
+    import socket
+
+    from conftest import run_cli
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        result = run_cli("serve", deploy_run_dir, "-t", "few-shot", "--port", taken.getsockname()[1])
+    assert result.exit_code == 2 and "cannot listen on 127.0.0.1:" in result.output and "--port" in result.output

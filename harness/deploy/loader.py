@@ -69,7 +69,10 @@ class Served:
             last = max((i for i, m in enumerate(rest) if m.get("role") == "user"), default=None)
             if last is not None:
                 question = str(rest[last].get("content") or "")
-                rest[last]["content"] = self.augment(query_example(question), question)
+                example = query_example(question)
+                rest[last]["content"] = self.augment(example, question)
+                self.augment.retrieved.pop(example.id)  # a server sees endless questions: keep none of them
+                self.augment.passages_used.pop(example.id)
         return head + prompting.shot_turns(self.ctx.task, self.shots) + rest
 
     def prompt(self, messages: list[dict]) -> str:
@@ -149,16 +152,10 @@ def run_device(store) -> str:
     return "cuda" if str(store.meta.get("device", "")).startswith("cuda") and torch.cuda.is_available() else "cpu"
 
 
-def load(run_dir: str | Path, technique: str, device: str | None = None, dtype=None) -> Served:
-    """The technique of a finished run, ready to answer (see the module's docstring); `dtype` overrides
-    the run's evaluation dtype (tests compare at float32)."""
+def load(run_dir: str | Path, technique: str, device: str | None = None) -> Served:
+    """The technique of a finished run, ready to answer (see the module's docstring)."""
     store = open_run(run_dir)
     spec, ctx = context(store, technique, device)
-    if dtype is not None:
-        import torch
-
-        name = str(dtype).removeprefix("torch.") if isinstance(dtype, torch.dtype) else dtype
-        ctx.recipe = ctx.recipe.model_copy(update={"model": ctx.recipe.model.model_copy(update={"dtype": name})})
     artifact = None
     if kinds.trained(spec.kind):
         artifact = trained_artifact(ctx, technique)
