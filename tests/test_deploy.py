@@ -262,6 +262,8 @@ def test_export_score_adds_the_exported_artifact_as_a_row_paired_with_the_techni
     assert shipped["train_cost_usd"] == lora["train_cost_usd"] and shipped["serving_usd_per_request"] > 0
     assert "0 of 6 answers changed" in result.output
     assert "| lora@merged |" in (run_dir / "REPORT.md").read_text()
+    again = run_cli("serve", run_dir, "-t", "lora@merged")  # the row is the export's: served by its source's name
+    assert again.exit_code == 2 and "is the scored export of 'lora'" in again.output
 
 
 def test_serve_on_a_port_in_use_says_so(deploy_run_dir):

@@ -135,6 +135,11 @@ def context(store, technique: str, device: str | None = None):
     row = reported_row(store, technique)
     if kinds.hosted(row["kind"]):
         raise ConfigError(f"technique {technique!r} is {NOT_LOCAL}")
+    if row.get("export_of"):
+        raise ConfigError(
+            f"{technique!r} is the scored export of {row['export_of']!r} ({row.get('export_folder')}); "
+            f"give --technique {row['export_of']}"
+        )
     recipe = stored_recipe(store.meta["recipe"]).for_task(store.meta["task_ref"])
     recipe = recipe.model_copy(update={"seed": recipe.run_seeds[0]})
     spec = apply_params(recipe.technique(technique), row.get("params") or {})

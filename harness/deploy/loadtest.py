@@ -160,7 +160,7 @@ def load_test_run(
     target = (recipe.get("workload") or {}).get("latency_p95_seconds")
     usd_per_hour = store.meta.get("usd_per_hour") or recipe.get("cost", {}).get("usd_per_hour", {})
     local = [r for r in store.ordered_rows() if r["kind"] in kinds.known() and not kinds.hosted(r["kind"])]
-    names = techniques or [r["technique"] for r in local if r["status"] == "ok"]
+    names = techniques or [r["technique"] for r in local if r["status"] == "ok" and not r.get("export_of")]
     updated = []
     for name in names:
         loader.reported_row(store, name)  # a technique that is not in the run, or did not finish: an error now
