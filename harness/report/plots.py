@@ -268,13 +268,19 @@ def plot_cost_at_volume(rows: Sequence[RowLike], title: str, path: Path, workloa
 
 
 @optional
-def plot_serving(rows: Sequence[RowLike], title: str, path: Path) -> Path | None:
+def plot_serving(rows: Sequence[RowLike], title: str, path: Path, target: float | None = None) -> Path | None:
     """Served throughput (requests/s) against p95 latency, one line per load-tested technique, each point
-    labelled with its concurrency. None when no technique has a measured level."""
+    labelled with its concurrency; the workload's p95 target as a dashed vertical line. None when no
+    technique has a measured level."""
+    from matplotlib.ticker import MaxNLocator
+
     measured = [r for r in rows if r.get("serving_levels")]
     if not measured:
         return None
     plt, fig, (ax,) = _figure()
+    ax.xaxis.set_major_locator(MaxNLocator(6))
+    if target:
+        ax.axvline(target, linestyle="--", color="gray", label=f"p95 target ({target:g}s)")
     for row in measured:
         levels = row["serving_levels"]
         x = [level["latency_p95_seconds"] for level in levels]

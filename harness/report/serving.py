@@ -24,7 +24,9 @@ def serving_section(report: sections.ReportView) -> str:
         if not rows:
             continue
         name = plots.plot_path(task_name(task.store), "serving.png")
-        plot = plots.plot_serving(rows, f"{task.name}: served throughput against latency", task.folder / name)
+        target = (report.recipe.get("workload") or {}).get("latency_p95_seconds")
+        title = f"{task.name}: served throughput against latency"
+        plot = plots.plot_serving(rows, title, task.folder / name, target)
         text = "\n\n".join(p for p in (levels_table(rows), stopped(rows), f"![serving]({name})" if plot else "") if p)
         parts.append(f"**{task.name}**\n\n{text}" if report.many else text)
     if not parts:
