@@ -44,10 +44,6 @@ class Served:
     artifact: Path | None = None  # the trained model's folder in the run (artifacts/<cell id>)
 
     @property
-    def kind(self) -> str:
-        return self.spec.kind
-
-    @property
     def settings(self):
         """eval.heldout: batch size, max_new_tokens, prefix reuse, as the run generated."""
         return self.ctx.recipe.eval.heldout
