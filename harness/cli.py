@@ -1,5 +1,5 @@
-"""Command line: harness run | validate | report | compare | check | calibrate | plan | models | tasks |
-task | kinds."""
+"""Command line: harness run | validate | report | view | compare | check | calibrate | plan | models | tasks |
+task | kinds | export | serve | loadtest."""
 
 from __future__ import annotations
 
@@ -754,6 +754,138 @@ def kinds():
     console.print(tracker_table)
     console.print("metrics: " + ", ".join(metrics.METRICS.in_order()))
     console.print("retrievers: " + ", ".join(RETRIEVERS.in_order()))
+
+
+# --- deploying a technique (harness/deploy/: docs/deploy.md) --------------------------------------------
+
+RUN_ARGUMENT = click.argument("run_dir", metavar="RUN", type=click.Path(exists=True, file_okay=False))
+TECHNIQUE_OPTION = click.option("--technique", "-t", required=True, help="The technique of the run, by its name.")
+
+
+@main.command("export")
+@RUN_ARGUMENT
+@click.argument("out", metavar="OUT", type=click.Path(file_okay=False))
+@TECHNIQUE_OPTION
+@click.option(
+    "--to",
+    "to",
+    type=click.Choice(["adapter", "merged", "gguf"]),
+    default="merged",
+    show_default=True,
+    help="adapter: what the technique adds to its base model (peft adapter; a prompt's shots, RAG's passages); "
+    "merged: a standalone HF model folder; gguf: for llama.cpp/Ollama (needs llama.cpp's converter).",
+)
+@click.option(
+    "--score",
+    is_flag=True,
+    help="Score the export on the held-out split, loaded as a user loads it, as a row TECHNIQUE@FORMAT of RUN "
+    "with the paired comparison against the technique in memory.",
+)
+@user_errors
+def export(run_dir, out, technique, to, score):
+    """Export TECHNIQUE of the finished run RUN as a deployable artifact into the folder OUT."""
+    from harness.deploy.export import export as write
+
+    exported = write(run_dir, technique, to, out)
+    console.print(f"exported {technique} ({to}) to {exported.folder}: {', '.join(exported.files)}")
+    if score:
+        from harness.deploy.score import score_export
+        from harness.report import write_report
+        from harness.results import open_runs
+
+        row, source = score_export(run_dir, technique, exported.folder, to)
+        diff, p = row.get("export_score_diff"), row.get("export_p_value")
+        console.print(
+            f"{row['technique']}: {row['metric']} {row['score']:.3f} against {source['score']:.3f} in memory"
+            + (
+                f" (paired difference {diff:+.3f}, 95% CI [{row['export_diff_ci_low']:+.3f}, "
+                f"{row['export_diff_ci_high']:+.3f}], p={p:.3g})"
+                if diff is not None
+                else ""
+            )
+            + f"; {row['export_answers_changed']} of {row['n_eval']} answers changed"
+        )
+        console.print(f"report: {write_report(open_runs(run_dir), Path(run_dir))}")
+
+
+@main.command()
+@RUN_ARGUMENT
+@TECHNIQUE_OPTION
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="0: any free port.")
+@click.option(
+    "--max-batch", type=click.IntRange(min=1), help="Largest batch of concurrent requests (recipe serving.max_batch)."
+)
+@click.option(
+    "--batch-wait-ms", type=click.FloatRange(min=0), help="How long a batch collects requests (serving.batch_wait_ms)."
+)
+@click.option(
+    "--engine", is_flag=True, help="Launch the recipe's serving.engine command instead of the built-in server."
+)
+@user_errors
+def serve(run_dir, technique, port, max_batch, batch_wait_ms, engine):
+    """Serve TECHNIQUE of the finished run RUN at http://127.0.0.1:PORT/v1 (OpenAI chat completions) until Ctrl-C."""
+    from harness.deploy import loader, server
+
+    serving = loader.stored_serving(run_dir)
+    if engine:
+        if serving.engine is None:
+            raise ConfigError(f"{run_dir}: the run's recipe has no serving.engine; serve without --engine")
+        template, values, ready = server.engine_command(run_dir, technique, serving)
+        with stop_like_ctrl_c(), contextlib.suppress(KeyboardInterrupt):
+            with server.launched(template, values, Path(run_dir) / "logs" / f"serve-{technique}.log", ready) as up:
+                console.print(f"serving {technique} at {up.base_url} (engine; log {up.log}); Ctrl-C stops")
+                up.process.wait()
+        return
+    served = loader.load(run_dir, technique)
+    wait_ms = batch_wait_ms if batch_wait_ms is not None else serving.batch_wait_ms
+    try:
+        chat = server.ChatServer(served, port, max_batch or serving.max_batch, wait_ms)
+    except OSError as exc:  # the port is taken, or not ours to bind
+        raise ConfigError(f"cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}; choose another --port") from None
+    console.print(f"serving {technique} at {chat.url} (POST /chat/completions, GET /models); Ctrl-C stops")
+    with stop_like_ctrl_c(), contextlib.suppress(KeyboardInterrupt):
+        chat.serve_forever()
+
+
+@main.command()
+@RUN_ARGUMENT
+@click.option("--technique", "-t", "techniques", multiple=True, help="Only this technique (repeatable); default: all.")
+@click.option("--concurrency", help="Levels, comma-separated, e.g. 1,4,16 (default: the recipe's eval.serving).")
+@click.option("--requests", type=click.IntRange(min=1), help="Requests per level (default: eval.serving.requests).")
+@user_errors
+def loadtest(run_dir, techniques, concurrency, requests):
+    """Serve each finished technique of RUN and send it held-out prompts at each concurrency: requests/s,
+    tokens/s and latency p50/p95 per level into its row; its cost per request from served throughput."""
+    from harness.deploy import loadtest as load_testing
+    from harness.report import write_report
+    from harness.results import open_runs
+
+    levels = [int(level) for level in concurrency.split(",")] if concurrency else None
+    load = load_testing.stored_load(run_dir, levels, requests)
+    table = Table("technique", "concurrency", "requests/s", "tokens/s", "p50", "p95", header_style="bold")
+
+    def show(technique, level):
+        console.print(f"{technique}: concurrency {level['concurrency']}: {level['requests_per_second']:.2f} requests/s")
+        table.add_row(
+            technique,
+            str(level["concurrency"]),
+            f"{level['requests_per_second']:.2f}",
+            f"{level['tokens_per_second']:.1f}",
+            f"{level['latency_p50_seconds']:.2f}s",
+            f"{level['latency_p95_seconds']:.2f}s",
+        )
+
+    rows = load_testing.load_test_run(run_dir, list(techniques) or None, load, show)
+    console.print(table)
+    for row in rows:
+        console.print(f"{row['technique']}: cost per request {row['serving_cost_basis']}", soft_wrap=True)
+    stores = open_runs(run_dir)
+    console.print(f"report: {write_report(stores, stores[0].run_dir)}")
+    failed = [row for row in rows if row.get("serving_error")]
+    for row in failed:
+        console.print(f"[red]{row['technique']}: load test stopped[/]: {escape(row['serving_error'])}", soft_wrap=True)
+    if failed:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -445,12 +445,27 @@ class LeakageSettings(Strict):
         return {"action": value} if isinstance(value, str) else value
 
 
+class ServingLoad(Strict):
+    """eval.serving: the load test (`harness loadtest`): held-out prompts sent to the served technique at
+    each concurrency through kind api's client; throughput, latency p50/p95 per level into the row."""
+
+    concurrency: list[Annotated[int, Field(ge=1, le=256)]] = Field([1, 4, 16], min_length=1)
+    requests: int = Field(64, ge=1, le=100_000)  # per level (the held-out prompts, repeated as needed)
+    techniques: list[str] | None = None  # only these (default: every finished technique that runs here)
+
+    @field_validator("concurrency")
+    @classmethod
+    def _ascending(cls, levels: list[int]) -> list[int]:
+        return sorted(set(levels))
+
+
 class EvalSpec(Strict):
     heldout: HeldoutEval = HeldoutEval()
     validation: ValidationSplit | None = None  # needed by search; gives trained kinds a validation loss
     lm_eval: LmEvalSettings = LmEvalSettings()
     judge: JudgeSettings | None = None  # grade answers with an LLM judge, on tasks with a `judge:` rubric
     leakage: LeakageSettings = LeakageSettings()  # warn | exclude | error, or {action, near_threshold}
+    serving: ServingLoad | None = None  # the load test's levels: {concurrency: [1, 4, 16], requests: 64}
 
 
 DEVICE_KINDS = ("cpu", "cuda")  # what a row's device starts with: the keys of cost.usd_per_hour
@@ -481,6 +496,45 @@ class Workload(Strict):
 
     requests: int = Field(ge=1)  # requests served in one period
     period: str = "month"  # only named in the report ("1M requests a month")
+    # the latency a served request may take (p95); the load test's cost per request is the throughput of the
+    # highest concurrency that meets it (eval.serving, docs/deploy.md)
+    latency_p95_seconds: float | None = Field(None, gt=0)
+
+
+ENGINE_FIELDS = ("python", "port", "run", "technique", "model")
+
+
+class EngineSettings(Strict):
+    """A serving engine launched for a technique (vLLM, SGLang, TGI, llama.cpp's server, or the built-in
+    one): a command with {port} and any of {model} (the technique exported as a merged HF folder), {run},
+    {technique} and {python} (this interpreter), e.g. "vllm serve {model} --port {port}"."""
+
+    command: str = Field(min_length=1)
+    ready_seconds: float = Field(600, gt=0)  # how long it may take to answer GET /v1/models
+
+    @field_validator("command")
+    @classmethod
+    def _placeholders(cls, command: str) -> str:
+        import string
+
+        try:
+            used = {name for _, name, _, _ in string.Formatter().parse(command) if name is not None}
+        except ValueError as exc:
+            raise ValueError(f"the command is no template: {exc}") from None
+        unknown = sorted(used - set(ENGINE_FIELDS))
+        if unknown:
+            raise ValueError(f"unknown placeholder {{{unknown[0]}}}; known: {', '.join(ENGINE_FIELDS)}")
+        if "port" not in used:
+            raise ValueError("the command must take {port}: the load test picks a free port and waits on it")
+        return command
+
+
+class ServingSpec(Strict):
+    """How `harness serve` and the load test serve a technique (docs/deploy.md)."""
+
+    max_batch: int = Field(16, ge=1, le=1024)  # the built-in server's largest batch of concurrent requests
+    batch_wait_ms: float = Field(5.0, ge=0, le=1000)  # how long it collects requests after the first
+    engine: EngineSettings | None = None  # None: the built-in server
 
 
 class CheckSpec(Strict):
@@ -642,6 +696,7 @@ class Recipe(Strict):
     cost: CostSpec = CostSpec()
     workload: Workload | None = None  # e.g. {requests: 1000000, period: month}; else the report gives volume ranges
     check: CheckSpec = CheckSpec()
+    serving: ServingSpec = ServingSpec()  # how `harness serve` and the load test serve a technique
     executor: ExecutorSpec = Field(default_factory=lambda: _executor_models()["local"]())
     # e.g. {mlflow: {uri: sqlite:///mlflow.db}, tensorboard: {}}
     tracking: TrackingField = Field(default_factory=lambda: tracking_model()())
@@ -752,6 +807,14 @@ class Recipe(Strict):
                     )
                 seen.add(source)
                 source = getattr(by_name[source], "init_from", None)
+        return self
+
+    @model_validator(mode="after")
+    def _load_tested(self):
+        serving = self.eval.serving
+        unknown = sorted(set(serving.techniques or []) - {t.name for t in self.techniques}) if serving else []
+        if unknown:
+            raise ValueError(f"eval.serving.techniques: {unknown[0]!r} is not a technique of this recipe")
         return self
 
     @model_validator(mode="after")

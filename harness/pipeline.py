@@ -223,6 +223,9 @@ def run_task(
                         summary,
                     )
                 runner.run([c for spec in wave for c in runner.planned[spec.name][1]])
+        runner.refresh()
+        if recipe.eval.serving is not None:  # the load test (deploy/loadtest.py), once every row is merged
+            load_test(store, console)
         status = "FINISHED"
     except KeyboardInterrupt:
         executor.shutdown()
@@ -247,6 +250,21 @@ def announce_leakage(leaked: dict, console: Console) -> None:
             else "scored (eval.leakage: warn; exclude drops them, error stops the run)"
         )
         console.print(f"[bold yellow]leakage:[/] {escape(' '.join(found))} {done}", soft_wrap=True)
+
+
+def load_test(store: RunStore, console: Console) -> None:
+    """eval.serving: each finished technique served here (where `harness run` runs) and load-tested."""
+    from harness.deploy.loadtest import load_test_run
+
+    def show(technique: str, level: dict) -> None:
+        console.print(
+            f"load test: {technique} at concurrency {level['concurrency']}: {level['requests_per_second']:.2f} "
+            f"requests/s, p95 {level['latency_p95_seconds']:.2f}s"
+        )
+
+    for row in load_test_run(store.run_dir, on_level=show, store=store):
+        if row.get("serving_error"):
+            console.print(f"[yellow]load test of {row['technique']} stopped[/]: {escape(row['serving_error'])}")
 
 
 def record_floor(store: RunStore, task, recipe: Recipe) -> None:

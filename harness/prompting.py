@@ -32,9 +32,15 @@ def messages(
     """
     system = task.spec.prompt.system or example.instruction
     turns = [{"role": "system", "content": system}] if system else []
+    return turns + shot_turns(task, shots) + conversation(task, example, augment)
+
+
+def shot_turns(task: Task, shots: Sequence[Example]) -> list[dict]:
+    """Each solved shot as a user turn and the assistant's answer (a served technique adds these too)."""
+    turns: list[dict] = []
     for shot in shots:
         turns += conversation(task, shot) + [{"role": "assistant", "content": shot.output}]
-    return turns + conversation(task, example, augment)
+    return turns
 
 
 def conversation(task: Task, example: Example, augment: Callable[[Example, str], str] | None = None) -> list[dict]:

@@ -42,6 +42,15 @@ FIELDS = {
     "judge_model": "the LLM judge's model or endpoint",
     "judge_error": "why the LLM judge failed (the technique's own results stand)",
     "majority_label": "the label the majority floor always answers",
+    # an exported artifact scored (harness export --score: deploy/score.py)
+    "export_of": "the technique whose exported artifact this row scored",
+    "export_format": "the export's format: adapter, merged or gguf",
+    "export_folder": "where the scored export lies",
+    # the load test (harness loadtest: deploy/loadtest.py)
+    "serving_levels": "per concurrency level: requests/s, tokens/s, latency p50/p95 of the served technique",
+    "serving_error": "why the load test stopped (the server failed); the technique's other figures stand",
+    "serving_cost_basis": "which figure serving_usd_per_request comes from: a served level, or the batch run",
+    "serving_engine": "the command that served the technique in the load test",
     # a cell (results.json `cells`, cells/<id>.json)
     "cell": "the cell's id",
     "seed": "the cell's seed",

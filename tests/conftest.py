@@ -194,3 +194,14 @@ def run_rows(write, recipe_text: str, out: Path) -> tuple[Path, dict]:
     assert result.exit_code == 0, result.output
     run_dir = only_run_dir(out)
     return run_dir, {r["technique"]: r for r in json.loads((run_dir / "results.json").read_text())["rows"]}
+
+
+@pytest.fixture(scope="session")
+def deploy_run_dir(tiny_model_dir, tmp_path_factory) -> Path:
+    """A finished tiny run (few-shot, rag, lora, full) for the deploy tests: tests/deploy_run.py."""
+    from deploy_run import run_deploy_recipe
+
+    folder = tmp_path_factory.mktemp("deploy")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HARNESS_CACHE", str(folder / "cache"))
+        return run_deploy_recipe(tiny_model_dir, folder)

@@ -14,6 +14,7 @@ import yaml
 from harness import figures, metrics, plugins
 from harness.analysis import decision, floor, forgetting, ownership
 from harness.report import plots, sections, study_sections
+from harness.report import serving as serving_report
 from harness.report.columns import Column, best_values, headline_columns, visible_columns
 from harness.report.confusion import confusion_section
 from harness.report.export import write_exports
@@ -103,6 +104,9 @@ def cost_at_volume_section(store: RunStore, rows: Sequence[RowLike], folder: Pat
         "latency p50 / p95 (batch 1)",
         "tokens in / out (mean)",
     ]
+    served = any(r.get("served_concurrency") is not None for r in rows)
+    if served:  # load-tested (harness loadtest): say which per-request figure each row's cost uses
+        headers.insert(3, "per request from")
     if volume and workload:
         headers.append(f"at {ownership.volume_text(volume)} requests a {workload.get('period') or 'period'}")
     usd, seconds = figures.fmt_usd, figures.fmt_seconds
@@ -118,6 +122,7 @@ def cost_at_volume_section(store: RunStore, rows: Sequence[RowLike], folder: Pat
                 r["technique"],
                 usd(r["train_cost_usd"]),
                 usd(1000 * r["serving_usd_per_request"]),
+                *([serving_report.cost_basis(r)] if served else []),
                 f"{seconds(r.get('latency_p50_seconds'))} / {seconds(r.get('latency_p95_seconds'))}",
                 tokens,
             ]
@@ -127,8 +132,19 @@ def cost_at_volume_section(store: RunStore, rows: Sequence[RowLike], folder: Pat
         f"![{title}]({name})" if plot else "",
         _table(headers, cells, [False] + [True] * (len(headers) - 1)),
         break_even_text(rows),
+        batch_break_evens(rows) if served else "",
     ]
     return "\n\n".join(p for p in parts if p)
+
+
+def batch_break_evens(rows: Sequence[RowLike]) -> str:
+    """The break-evens had every cost per request come from the batch run, beside the served ones above."""
+    batch = [
+        dict(r) | {"serving_usd_per_request": r.get("batch_serving_usd_per_request", r["serving_usd_per_request"])}
+        for r in rows
+    ]
+    text = break_even_text(ownership.costed(batch))
+    return f"On the batch run's per-request costs instead (eval.heldout.batch_size): {text}" if text else ""
 
 
 def break_even_text(rows: Sequence[RowLike]) -> str:
@@ -616,7 +632,8 @@ def cost_at_volume(report: sections.ReportView) -> str:
         return ""
     intro = (
         "Training once, then serving each request at the measured device time (the recipe's batch "
-        "size) and the recipe's price per device-hour; see how each figure was measured."
+        "size; for a load-tested technique, its served throughput: see Serving under load) and the "
+        "recipe's price per device-hour; see how each figure was measured."
     )
     # the task named in bold, as in the recommendation: the ### headings are the results' per task
     parts = [f"**{t.name}**\n\n{text}" if report.many else text for t, text in texts if text]
@@ -694,6 +711,7 @@ for _section in (
     Section("recommendation", recommendation),
     Section("results", results),
     Section("cost at volume", cost_at_volume),
+    Section("serving", serving_report.serving_section),
     Section("measurement", measurement),
     Section("failures", failures),
     Section("lm-eval errors", lm_eval_errors),

@@ -266,3 +266,32 @@ def plot_cost_at_volume(rows: Sequence[RowLike], title: str, path: Path, workloa
     ax.grid(alpha=0.3, which="both")
     ax.legend(loc="best", fontsize=8)
     return _save(plt, fig, path)
+
+
+@optional
+def plot_serving(rows: Sequence[RowLike], title: str, path: Path, target: float | None = None) -> Path | None:
+    """Served throughput (requests/s) against p95 latency, one line per load-tested technique, each point
+    labelled with its concurrency; the workload's p95 target as a dashed vertical line. None when no
+    technique has a measured level."""
+    from matplotlib.ticker import MaxNLocator
+
+    measured = [r for r in rows if r.get("serving_levels")]
+    if not measured:
+        return None
+    plt, fig, (ax,) = _figure()
+    ax.xaxis.set_major_locator(MaxNLocator(6))
+    if target:
+        ax.axvline(target, linestyle="--", color="gray", label=f"p95 target ({target:g}s)")
+    for row in measured:
+        levels = row["serving_levels"]
+        x = [level["latency_p95_seconds"] for level in levels]
+        y = [level["requests_per_second"] for level in levels]
+        ax.plot(x, y, marker="o", label=row["technique"])
+        for level, px, py in zip(levels, x, y):
+            ax.annotate(str(level["concurrency"]), (px, py), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    ax.set_xlabel("latency p95 per request (s)")
+    ax.set_ylabel("requests/s")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    return _save(plt, fig, path)
