@@ -32,9 +32,13 @@ executor: {cpus_per_cell: 1}   # the same torch threads on every executor, so th
 """
 
 
-def study_recipe(write, model, out, across_nodes: bool = False):
-    """The study; `across_nodes`: its 2-rank cell as 2 nodes of one rank each (the same ranks, so the same row)."""
+def study_recipe(write, model, out, across_nodes: bool = False, only: tuple[str, ...] = ()):
+    """The study; `across_nodes`: its 2-rank cell as 2 nodes of one rank each (the same ranks, so the same row);
+    `only`: these techniques of it (each row depends on its own cells alone, so it equals the whole study's)."""
     study = STUDY.replace("{processes: 2}", "{processes: 1, nodes: 2}") if across_nodes else STUDY
+    if only:
+        entries = ["  - " + entry for entry in study.split("  - ")[1:]]
+        study = "".join(e for e in entries if any(f"name: {name}" in e for name in only))
     return write("study.yaml", tiny_study(model, out, study, EXTRA))
 
 
@@ -50,6 +54,13 @@ def figures(run_dir: Path) -> dict:
 
 
 def same_figures(a: dict, b: dict) -> None:
+    """`a` (a run of the study or of some of its techniques) has the figures `b` (the whole study) has."""
+    if a["rows"].keys() < b["rows"].keys():  # some techniques only: compare those
+        b = {
+            "rows": {t: b["rows"][t] for t in a["rows"]},
+            "answers": {t: b["answers"][t] for t in a["rows"]},
+            "trials": b["trials"] if a["trials"] else [],
+        }
     assert a["answers"] == b["answers"]
     assert a["rows"].keys() == b["rows"].keys()
     for name, (status, score, chosen, loss) in a["rows"].items():
