@@ -14,14 +14,15 @@ from harness.results import RunStore
 from harness.yamlconfig import ConfigError
 
 
+@pytest.mark.parametrize("only", [("zero", "few", "ddp"), pytest.param((), marks=pytest.mark.slow, id="whole-study")])
 def test_slurm_through_submitit_runs_the_study_with_the_same_rows_as_local(
-    write, tiny_model_dir, tmp_path, local_study
+    write, tiny_model_dir, tmp_path, local_study, only
 ):
     # its 2-rank cell runs as one Slurm job of 2 tasks, one per "node" (submitit's local stand-in runs
     # them on this machine), each forking one rank: the same 2 ranks as the local executor's 2 processes.
-    # The prompt techniques and the 2-node cell only: the search's trials through the same job path are
-    # Ray's test (tests/test_executors_ray.py), and each cluster job is a fresh process that imports torch
-    recipe = study_recipe(write, tiny_model_dir, tmp_path / "out", across_nodes=True, only=("zero", "few", "ddp"))
+    # In the default suite the prompt techniques and the 2-node cell only (each cluster job is a fresh
+    # process that imports torch); the whole study, search trials included, with -m slow
+    recipe = study_recipe(write, tiny_model_dir, tmp_path / "out", across_nodes=True, only=only)
     result = run_cli("run", recipe, "executor.kind=slurm", "executor.cluster=local", "executor.timeout_min=10")
     assert result.exit_code == 0, result.output
     run_dir = only_run_dir(tmp_path / "out")

@@ -52,13 +52,22 @@ def ray_address():
             os.environ[key] = value
 
 
+@pytest.mark.parametrize(
+    "only",
+    [
+        # the default suite: the prompt techniques and the 2-node cell (each Ray job is a fresh process that
+        # imports torch: the search's three training jobs would add a third to the suite's longest test)
+        ("zero", "few", "ddp"),
+        pytest.param((), marks=pytest.mark.slow, id="whole-study"),  # the search's trials through Ray too
+    ],
+)
 def test_ray_runs_the_study_with_the_same_rows_as_local_through_a_lost_worker(
-    write, tiny_model_dir, tmp_path, local_study, ray_address
+    write, tiny_model_dir, tmp_path, local_study, ray_address, only
 ):
     # One Ray run carries both checks (each Ray job is a fresh process, so a second run would double the
     # cost): the study's rows equal the local executor's, and a worker killed mid-cell is retried without
     # redoing what it finished. zero and few share one job; its worker is held at few, after zero finished.
-    recipe = study_recipe(write, tiny_model_dir, tmp_path / "out", across_nodes=True)  # its 2-rank cell on 2 nodes
+    recipe = study_recipe(write, tiny_model_dir, tmp_path / "out", across_nodes=True, only=only)  # ddp on 2 nodes
     env = os.environ | {"HARNESS_FAULT_HOLD_CELL": "few.seed-0"}
     command = [BIN / "harness", "run", recipe, "executor.kind=ray", f"executor.address={ray_address}"]
     driver = subprocess.Popen(
