@@ -285,3 +285,31 @@ def test_each_section_renders_once_for_both_reports(tmp_path):
     assert calls == ["t"]
     assert "counted section of t" in (tmp_path / "REPORT.md").read_text()
     assert "counted section of t" in (tmp_path / "REPORT.html").read_text()
+
+
+def test_the_learning_curve_shows_each_size_and_the_untrained_levels_on_hover():
+    from harness.report.html.svg import learning_curve_svg
+
+    curves = {"lora": [(8, 0.40, 0.05, 2), (32, 0.62, 0.03, 2)], "one-size": [(32, 0.5, 0.0, 1)]}
+    plot = learning_curve_svg(curves, {"few-shot": (0.55, 0.45, 0.65)}, "score (accuracy)", "t: learning curves")
+    assert "lora, 8 training examples: 0.400 ± 0.050 over 2 seeds" in plot
+    assert "few-shot (no training): 0.550 [0.450, 0.650]" in plot and "one-size" not in plot
+    assert learning_curve_svg({"lora": [(8, 0.4, 0.0, 1)]}, {}, "score", "t") == ""  # one size: no curve
+
+
+def test_the_search_plot_shows_each_trial_on_hover_and_rings_the_chosen_one():
+    from harness.report.html.svg import search_svgs
+
+    points = {
+        "lora": {
+            "x_label": "train.learning_rate",
+            "log": True,
+            "finished": [(1e-4, 0.9), (1e-3, 0.7)],
+            "pruned": [(1e-7, 2.5)],
+        }
+    }
+    (plot,) = search_svgs(points, {"lora": 1e-3}, {"lora": "validation loss (lower is better)"}, "t: search trials")
+    assert "lora, train.learning_rate 0.001: validation loss (lower is better) 0.7 (chosen)" in plot
+    assert "lora, train.learning_rate 1e-07: validation loss (lower is better) 2.5 (pruned, partial)" in plot
+    assert plot.count('class="chosen"') == 1
+    assert search_svgs({}, {}, {}, "t") == []

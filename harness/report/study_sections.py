@@ -216,12 +216,24 @@ def search_section(store: RunStore, folder: Path) -> str:
         _trials_table(trials, chosen),
     ]
     name, title = plots.plot_path(task_name(store), "search.png"), f"{task_name(store)}: search trials"
-    points = search_points(trials, specs)
-    marked = {t: _x(c, points[t]["x_label"]) for t, c in chosen.items() if c is not None}
-    labels = {t: _objective_text(o) for t, o in objectives.items()}
-    if plots.plot_search(points, marked, labels, title, folder / name):
+    if plots.plot_search(*search_plot(store), title, folder / name):
         parts.append(_plot_link(title, name))
     return "\n\n".join(p for p in parts if p)
+
+
+def search_plot(store: RunStore) -> tuple[dict[str, dict], dict[str, float], dict[str, str]]:
+    """What a search plot draws (the PNG's and REPORT.html's): per searched technique its points
+    (search_points), the x of its chosen trial, and its objective's axis label; empty without a search."""
+    trials = _trials(store)
+    specs = {t["name"]: t for t in _techniques(store)}
+    objectives = {name: _objective(specs.get(name, {"name": name})) for name in trials}
+    points = search_points(trials, specs)
+    marked = {}
+    for technique, cells in trials.items():
+        chosen = chosen_trial(cells, objectives[technique])
+        if chosen is not None:
+            marked[technique] = _x(chosen, points[technique]["x_label"])
+    return points, marked, {t: _objective_text(o) for t, o in objectives.items()}
 
 
 # --- seeds ---------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from pathlib import Path
 from markdown_it import MarkdownIt
 
 from harness.analysis import floor
-from harness.report import plots, sections
+from harness.report import plots, sections, study_sections
 from harness.report.columns import Column, best_values, headline_columns, visible_columns
 from harness.report.confusion import MAX_LABELS, confusion
 from harness.report.html import svg
@@ -142,6 +142,7 @@ def figure_groups(task: sections.TaskView) -> str:
             grouped[next((g for g, headers in GROUPS.items() if column.header in headers), "other")].append(column)
     bodies = {name: [table_html([technique, *cols], rows)] if cols else [] for name, cols in grouped.items()}
     bodies["training"] += svg.training_svgs(rows, task.name)
+    bodies["search"] += svg.search_svgs(*study_sections.search_plot(task.store), f"{task.name}: search trials")
     loose = []
     for section in sections.ordered("task"):
         if section.name in REPLACED["task"] or section.name in NOTES:
@@ -212,6 +213,13 @@ def task_html(task: sections.TaskView, index: int, workload: dict | None) -> str
     charts = [svg.tradeoff_svg(task.rows, axis, f"{task.name}: score vs {axis}") for axis in plots.AXES]
     volume = (workload or {}).get("requests")
     charts.append(svg.cost_at_volume_svg(task.rows, f"{task.name}: cost at volume", volume))
+    learning = study_sections.learning_curves(task.store)  # a study with train_sizes
+    metric = task.store.meta["task"].get("metric") or "score"
+    charts.append(
+        svg.learning_curve_svg(
+            learning["curves"], learning["levels"], f"score ({metric})", f"{task.name}: learning curves"
+        )
+    )
     return (
         f'<section class="task"><h2>{escape(task.name)}</h2>'
         + table_html(headline_columns(task.rows, workload), task.rows, "headline")

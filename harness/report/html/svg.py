@@ -1,6 +1,7 @@
 """Inline SVG plots for REPORT.html: no library and no script; every point and line carries a native
 tooltip (<title>), so hovering shows its values. The same figures as the PNGs (report/plots.py): score vs
-memory and vs cost with the Pareto front, cost at volume with its break-evens, training curves."""
+memory and vs cost with the Pareto front, cost at volume with its break-evens, training curves, learning
+curves, search trials."""
 
 from __future__ import annotations
 
@@ -217,5 +218,73 @@ def training_svgs(rows: Sequence[RowLike], title: str) -> list[str]:
             chart.line(points, "curve", f"{name}: {label}", palette[name])
             for x, y in points:
                 chart.dot(x, y, f"{name}, step {x:g}: {label} {y:.4g}", "point", palette[name])
+        charts.append(chart.svg([(name, palette[name]) for name in series]))
+    return charts
+
+
+def learning_curve_svg(
+    curves: dict[str, Sequence[tuple[int, float, float, int]]],
+    levels: dict[str, tuple[float, float | None, float | None]],
+    y_label: str,
+    title: str,
+) -> str:
+    """Score against training examples (log axis), as plots.plot_learning_curve draws it: per trained
+    technique its (examples, mean, std, seeds) points, each with its std bar and values on hover; per
+    technique that does not train, a dashed level at its score with its 95% CI on hover. "" without a curve
+    (a technique with points at two sizes)."""
+    drawn = {name: list(points) for name, points in curves.items() if len(points) >= 2}
+    if not drawn:
+        return ""
+    sizes = [p[0] for points in drawn.values() for p in points]
+    ys = [y for points in drawn.values() for n, mean, std, _ in points for y in (mean - std, mean + std)]
+    ys += [v for level in levels.values() for v in level if v is not None]
+    x_span = (min(sizes) / 1.3, max(sizes) * 1.3)
+    chart = Chart(title, x_span, _padded(ys), "training examples (log scale)", y_label, "{:g}".format, x_log=True)
+    palette = {name: COLOURS[i % len(COLOURS)] for i, name in enumerate([*drawn, *levels])}
+    for name, (score, low, high) in levels.items():
+        band = f" [{low:.3f}, {high:.3f}]" if low is not None and high is not None else ""
+        chart.line([(x_span[0], score), (x_span[1], score)], "level", f"{name} (no training): {score:.3f}{band}",
+                   palette[name])  # fmt: skip
+    for name, points in drawn.items():
+        chart.line([(n, mean) for n, mean, _, _ in points], "curve", f"{name}: learning curve", palette[name])
+        for n, mean, std, seeds in points:
+            spread = f" ± {std:.3f} over {seeds} seeds" if seeds > 1 else ""
+            px = chart.px(n)
+            chart.parts.append(
+                f'<line class="bar" style="stroke:{palette[name]}" x1="{px:.1f}" x2="{px:.1f}" '
+                f'y1="{chart.py(mean - std):.1f}" y2="{chart.py(mean + std):.1f}"/>'
+            )
+            chart.dot(n, mean, f"{name}, {n} training examples: {mean:.3f}{spread}", "point", palette[name])
+    return chart.svg([(name, palette[name]) for name in [*drawn, *levels]])
+
+
+def search_svgs(points: dict[str, dict], chosen: dict[str, float], labels: dict[str, str], title: str) -> list[str]:
+    """Objective against the searched value (or trial number), as plots.plot_search draws it, one chart per
+    (objective, x axis): each trial a point with its value on hover, pruned ones marked (their objective is
+    from the step they stopped at), the chosen trial ringed. Input: study_sections.search_plot."""
+    drawn = {name: p for name, p in points.items() if p["finished"] or p["pruned"]}
+    panels = list(dict.fromkeys((labels[name], p["x_label"], p["log"]) for name, p in drawn.items()))
+    palette = {name: COLOURS[i % len(COLOURS)] for i, name in enumerate(drawn)}
+    charts = []
+    for label, x_label, log in panels:
+        series = {n: p for n, p in drawn.items() if (labels[n], p["x_label"], p["log"]) == (label, x_label, log)}
+        xs = [x for p in series.values() for x, _ in p["finished"] + p["pruned"]]
+        ys = [y for p in series.values() for _, y in p["finished"] + p["pruned"]]
+        x_span = (min(xs) / 2, max(xs) * 2) if log else _padded(xs)
+        chart = Chart(title, x_span, _padded(ys), x_label, label, "{:g}".format, "{:.3g}".format, x_log=log)
+        for name, p in series.items():
+            finished = sorted(p["finished"])
+            if len(finished) >= 2:
+                chart.line(finished, "curve", f"{name}: finished trials", palette[name])
+            for x, y in finished:
+                ring = " (chosen)" if chosen.get(name) == x else ""
+                chart.dot(x, y, f"{name}, {x_label} {x:g}: {label} {y:.4g}{ring}", "point", palette[name])
+                if ring:
+                    chart.parts.append(
+                        f'<circle class="chosen" cx="{chart.px(x):.1f}" cy="{chart.py(y):.1f}" r="8" '
+                        f'style="stroke:{palette[name]}"/>'
+                    )
+            for x, y in p["pruned"]:
+                chart.dot(x, y, f"{name}, {x_label} {x:g}: {label} {y:.4g} (pruned, partial)", "point pruned")
         charts.append(chart.svg([(name, palette[name]) for name in series]))
     return charts
