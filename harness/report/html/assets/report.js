@@ -144,7 +144,7 @@
           el("th", { text: t }),
           el("td", {}, [el("pre", { text: answer ? String(answer.predicted) : "–" })]),
           el("td", { className: mark === true ? "ok" : mark === false ? "bad" : "", text: mark === true ? "✓" : mark === false ? "✗" : "–" }),
-          el("td", {}, [answer ? el("pre", { text: details(answer) }) : null])
+          el("td", {}, [answer && details(answer) ? el("pre", { text: details(answer) }) : null])  // no empty box
         ]);
       });
       return el("div", { className: "example" }, [
