@@ -176,9 +176,9 @@ def cell_env(threads: int | None = None) -> dict[str, str]:
     cache, and its torch thread count when the executor fixes one."""
     env = {key: value for key, value in os.environ.items() if key.startswith("HARNESS_")}
     if "datasets" in sys.modules:  # where the driver read the task's dataset from: the cell reads it again
-        env["HF_DATASETS_CACHE"] = os.environ.get("HF_DATASETS_CACHE") or str(
-            sys.modules["datasets"].config.HF_DATASETS_CACHE
-        )
+        from harness.datasources import cache_dir
+
+        env["HF_DATASETS_CACHE"] = cache_dir()
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
     return env

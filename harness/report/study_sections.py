@@ -216,7 +216,7 @@ def search_section(store: RunStore, folder: Path) -> str:
         _trials_table(trials, chosen),
     ]
     name, title = plots.plot_path(task_name(store), "search.png"), f"{task_name(store)}: search trials"
-    if plots.plot_search(*search_plot(store), title, folder / name):
+    if plots.plot_search(*_plot_data(trials, specs, objectives, chosen), title, folder / name):
         parts.append(_plot_link(title, name))
     return "\n\n".join(p for p in parts if p)
 
@@ -227,12 +227,18 @@ def search_plot(store: RunStore) -> tuple[dict[str, dict], dict[str, float], dic
     trials = _trials(store)
     specs = {t["name"]: t for t in _techniques(store)}
     objectives = {name: _objective(specs.get(name, {"name": name})) for name in trials}
+    chosen = {name: chosen_trial(cells, objectives[name]) for name, cells in trials.items()}
+    return _plot_data(trials, specs, objectives, chosen)
+
+
+def _plot_data(
+    trials: dict[str, list[Row]],
+    specs: Mapping[str, RowLike],
+    objectives: dict[str, str],
+    chosen: dict[str, RowLike | None],
+) -> tuple[dict[str, dict], dict[str, float], dict[str, str]]:
     points = search_points(trials, specs)
-    marked = {}
-    for technique, cells in trials.items():
-        chosen = chosen_trial(cells, objectives[technique])
-        if chosen is not None:
-            marked[technique] = _x(chosen, points[technique]["x_label"])
+    marked = {t: _x(c, points[t]["x_label"]) for t, c in chosen.items() if c is not None}
     return points, marked, {t: _objective_text(o) for t, o in objectives.items()}
 
 
