@@ -11,6 +11,10 @@ resumed or repeated run does not pay twice. The API key is read from the environ
 `api_key_env` names when the Endpoint is made (where the requests run); it is sent as a bearer token
 and never written: not into the cache key or files, errors, logs or results.
 
+With `stream=True` (the load test's client) the answer is asked for as server-sent events and the time
+to its first text is measured (Reply.ttft); the events are joined into the same completion, validated and
+cached as an unstreamed answer is. A server that answers unstreamed anyway is read as usual (no ttft).
+
 Requests go through urllib (httpx is not among this project's dependencies), from a thread pool. A 429,
 a 5xx, a timeout or a connection error is retried `max_retries` times with exponential backoff and
 jitter (a Retry-After header wins, up to MAX_RETRY_AFTER_SECONDS); what still fails raises EndpointError
@@ -55,6 +59,7 @@ class Reply:
     output_tokens: int | None
     cached: bool
     latency: float | None  # seconds of the request that answered (None when served from the cache)
+    ttft: float | None = None  # seconds to the first text of a streamed answer (None: not streamed, or cached)
 
 
 class EndpointError(RuntimeError):
@@ -74,8 +79,10 @@ class Endpoint:
         temperature: float = 0.0,
         seed: int = 0,
         owner: str | None = None,
+        stream: bool = False,
     ):
         self.settings, self.max_tokens, self.temperature = settings, max_tokens, temperature
+        self.stream = stream
         self.seed = seed  # in the cache key only when sampling (temperature > 0): each seed its own samples
         self.key = api_key(settings, owner)
         self.cache_root = cache_root(settings)
@@ -94,9 +101,9 @@ class Endpoint:
         response = self.cached(key)
         if response is not None:
             return _reply(response, cached=True, latency=None)
-        response, latency = self.post(body)
+        response, latency, ttft = self.post(body)
         self.store(key, body, response, latency)
-        return _reply(response, cached=False, latency=latency)
+        return _reply(response, cached=False, latency=latency, ttft=ttft)
 
     def ask_all(self, conversations: list[list[dict]], on_batch: Callable[[int], None] = lambda n: None) -> list[Reply]:
         """Replies in order, `settings.concurrency` requests in flight; `on_batch(k)` as k more are done. The
@@ -160,11 +167,14 @@ class Endpoint:
 
     # --- requests ----------------------------------------------------------------------------------
 
-    def post(self, body: dict) -> tuple[dict, float]:
-        """The response to one request, retried on 429 / 5xx / timeouts / connection errors."""
+    def post(self, body: dict) -> tuple[dict, float, float | None]:
+        """The response to one request, its latency and (streamed) time to first text; retried on 429 / 5xx
+        / timeouts / connection errors."""
         import http.client
         import urllib.error
 
+        if self.stream:
+            body = body | {"stream": True, "stream_options": {"include_usage": True}}
         data = json.dumps(body).encode()
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if self.key:
@@ -177,10 +187,13 @@ class Endpoint:
                 self.retries += attempt > 0
             request = urllib.request.Request(self.url, data=data, headers=headers, method="POST")
             start = time.perf_counter()
-            retry_after = None
+            retry_after = ttft = None
             try:
                 with _OPENER.open(request, timeout=self.settings.timeout_seconds) as answer:
-                    raw = self.read(answer, start)
+                    arrivals: list[tuple[int, float]] = []
+                    raw = self.read(answer, start, arrivals)
+                    if self.stream and answer.headers.get_content_type() == "text/event-stream":
+                        raw, ttft = joined_events(raw, arrivals, start)
                 latency = time.perf_counter() - start
             except urllib.error.HTTPError as exc:
                 detail = self.redact(_read_error(exc))
@@ -213,7 +226,7 @@ class Endpoint:
                         f"{self.redact(raw[:300].decode(errors='replace'))!r}"
                     ) from None
                 try:
-                    return validated(response), latency
+                    return validated(response), latency, ttft
                 except EndpointError as exc:
                     raise EndpointError(f"{self.url} answered a malformed chat completion: {exc}") from None
             if attempt == self.settings.max_retries:
@@ -222,13 +235,16 @@ class Endpoint:
         retries = self.settings.max_retries
         raise EndpointError(f"{reason} after {retries} {'retry' if retries == 1 else 'retries'}")
 
-    def read(self, answer, start: float) -> bytes:
+    def read(self, answer, start: float, arrivals: list[tuple[int, float]] | None = None) -> bytes:
         """The whole body, within timeout_seconds of the request's start (a socket timeout bounds each
-        read, not their sum: a body that drips would hold the request forever) and MAX_RESPONSE_BYTES."""
+        read, not their sum: a body that drips would hold the request forever) and MAX_RESPONSE_BYTES.
+        `arrivals` gets (bytes read so far, when) after each read: a stream's first text is timed from it."""
         chunks, size = [], 0
+        arrivals = [] if arrivals is None else arrivals
         while chunk := answer.read1(65536):
             chunks.append(chunk)
             size += len(chunk)
+            arrivals.append((size, time.perf_counter()))
             if size > MAX_RESPONSE_BYTES:
                 raise EndpointError(
                     f"{self.url} answered more than {MAX_RESPONSE_BYTES / 1e6:g} MB; a chat completion is not "
@@ -333,11 +349,42 @@ def validated(response: dict) -> dict:
     return response
 
 
-def _reply(response: dict, cached: bool, latency: float | None) -> Reply:
+def _reply(response: dict, cached: bool, latency: float | None, ttft: float | None = None) -> Reply:
     usage = response.get("usage") or {}
     return Reply(
-        _content(response).strip(), usage.get("prompt_tokens"), usage.get("completion_tokens"), cached, latency
+        _content(response).strip(), usage.get("prompt_tokens"), usage.get("completion_tokens"), cached, latency, ttft
     )
+
+
+def joined_events(raw: bytes, arrivals: list[tuple[int, float]], start: float) -> tuple[bytes, float | None]:
+    """A streamed answer (server-sent events of chat.completion.chunk) as one chat completion's JSON, and the
+    seconds from `start` to the arrival of the first event with text (`arrivals`: bytes read by when). An
+    error event or an event that is not JSON raises EndpointError."""
+    text, usage, finish, ttft, offset = [], None, None, None, 0
+    for line in raw.split(b"\n"):
+        end, offset = offset + len(line) + 1, offset + len(line) + 1
+        payload = line[5:].strip() if line.startswith(b"data:") else None
+        if not payload or payload == b"[DONE]":
+            continue
+        try:
+            event = json.loads(payload)
+        except (ValueError, RecursionError):
+            raise EndpointError(f"a streamed event is not JSON: {payload[:200].decode(errors='replace')!r}") from None
+        if not isinstance(event, dict):
+            raise EndpointError(f"a streamed event is a {type(event).__name__}, not an object")
+        if "error" in event:
+            message = event["error"].get("message") if isinstance(event["error"], dict) else event["error"]
+            raise EndpointError(f"the stream ended with an error: {message}")
+        usage = event.get("usage") or usage
+        for choice in event.get("choices") or []:
+            delta = (choice.get("delta") or {}).get("content") if isinstance(choice, dict) else None
+            if isinstance(delta, str) and delta:
+                text.append(delta)
+                if ttft is None:
+                    ttft = next(when for size, when in arrivals if size >= end - 1) - start
+            finish = (choice.get("finish_reason") if isinstance(choice, dict) else None) or finish
+    completion = {"choices": [{"message": {"role": "assistant", "content": "".join(text)}, "finish_reason": finish}]}
+    return json.dumps(completion | ({"usage": usage} if usage else {})).encode(), ttft
 
 
 def api_key(settings: EndpointSettings, owner: str | None = None) -> str | None:

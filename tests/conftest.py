@@ -58,8 +58,10 @@ def build_tiny_tokenizer():
     return tokenizer
 
 
-def build_tiny_model(folder: Path) -> Path:
-    """A 2-layer Llama (hidden 64) with the tiny tokenizer (build_tiny_tokenizer)."""
+def build_tiny_model(folder: Path, tied: bool = True) -> Path:
+    """A 2-layer Llama (hidden 64) with the tiny tokenizer (build_tiny_tokenizer). Tied embeddings make a
+    random model repeat its input's last token (after a chat prompt: newlines, so empty answers); an untied
+    one (`tied=False`) writes varied text, for tests that compare answers (tests/test_deploy.py)."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -76,7 +78,7 @@ def build_tiny_model(folder: Path) -> Path:
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=True,
+        tie_word_embeddings=tied,
     )
     LlamaForCausalLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
@@ -197,11 +199,12 @@ def run_rows(write, recipe_text: str, out: Path) -> tuple[Path, dict]:
 
 
 @pytest.fixture(scope="session")
-def deploy_run_dir(tiny_model_dir, tmp_path_factory) -> Path:
-    """A finished tiny run (few-shot, rag, lora, full) for the deploy tests: tests/deploy_run.py."""
+def deploy_run_dir(tmp_path_factory) -> Path:
+    """A finished tiny run (few-shot, rag, lora, full) for the deploy tests: tests/deploy_run.py, on an untied
+    tiny model, whose answers are text to compare (the tied one answers newlines: empty answers)."""
     from deploy_run import run_deploy_recipe
 
     folder = tmp_path_factory.mktemp("deploy")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("HARNESS_CACHE", str(folder / "cache"))
-        return run_deploy_recipe(tiny_model_dir, folder)
+        return run_deploy_recipe(build_tiny_model(folder / "model", tied=False), folder)

@@ -105,12 +105,12 @@ def test_an_export_the_technique_cannot_make_says_why(deploy_run_dir, tmp_path):
 # --- serve -------------------------------------------------------------------------------------------
 
 
-def endpoint(base_url: str, model: str, concurrency: int):
+def endpoint(base_url: str, model: str, concurrency: int, stream: bool = False):
     from harness.config import EndpointSettings
     from harness.endpoint import Endpoint
 
     settings = EndpointSettings(base_url=base_url, model=model, concurrency=concurrency, cache=False, max_retries=0)
-    return Endpoint(settings, max_tokens=4)
+    return Endpoint(settings, max_tokens=4, stream=stream)
 
 
 @pytest.mark.parametrize("name", ["few-shot", "rag", "lora"])
@@ -128,6 +128,56 @@ def test_the_server_answers_concurrent_http_requests_as_the_technique(served, de
     assert all(r.input_tokens > 0 and 0 < r.output_tokens <= 4 for r in replies)
 
 
+def test_streamed_answers_join_to_the_technique_s_answers_and_time_their_first_text(served, deploy_run_dir):
+    from harness.deploy.server import ChatServer
+
+    technique = served["lora"]
+    server = ChatServer(technique, max_batch=8, batch_wait_ms=200).start()
+    try:
+        replies = endpoint(server.url, "lora", 6, stream=True).ask_all(
+            [technique.request(e) for e in held_out(technique)]
+        )
+        events = raw_stream(server.url, technique.request(held_out(technique)[0]))
+    finally:
+        server.stop()
+    assert [r.text for r in replies] == [p["predicted"] for p in run_predictions(deploy_run_dir, "lora")]
+    assert max(server.batcher.batches) > 1  # streamed requests are batched as the others are
+    assert all(r.output_tokens > 0 and 0 < r.ttft <= r.latency for r in replies if r.text)
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(e) for e in events[:-1]]
+    assert {c["object"] for c in chunks} == {"chat.completion.chunk"}
+    deltas = [c["choices"][0]["delta"].get("content") for c in chunks if c["choices"]]
+    assert len([d for d in deltas if d]) > 1  # the text came in pieces, step by step
+    assert "".join(d or "" for d in deltas) == run_predictions(deploy_run_dir, "lora")[0]["predicted"]
+    assert chunks[-1]["usage"]["completion_tokens"] > 0 and chunks[-2]["choices"][0]["finish_reason"]
+
+
+def raw_stream(base_url: str, messages: list[dict]) -> list[str]:
+    """The `data:` payloads of one streamed request, as a plain HTTP client reads them."""
+    import urllib.request
+
+    body = {"messages": messages, "max_tokens": 4, "stream": True, "stream_options": {"include_usage": True}}
+    request = urllib.request.Request(f"{base_url}/chat/completions", json.dumps(body).encode(), method="POST")
+    with urllib.request.urlopen(request) as answer:
+        assert answer.headers.get_content_type() == "text/event-stream"
+        lines = answer.read().decode().splitlines()
+    return [line.removeprefix("data: ") for line in lines if line.startswith("data: ")]
+
+
+def test_a_stream_that_ends_in_an_error_event_is_the_request_s_error():
+    from harness.endpoint import EndpointError, joined_events
+
+    good = (
+        b'data: {"choices": [{"delta": {"content": "bil"}}]}\n\ndata: {"choices": [{"delta": {"content": "ling"}}]}\n\n'
+    )
+    raw, ttft = joined_events(good + b"data: [DONE]\n\n", [(20, 1.2), (60, 1.5), (len(good), 2.0)], start=1.0)
+    assert json.loads(raw)["choices"][0]["message"]["content"] == "billing" and ttft == 0.5
+    with pytest.raises(EndpointError, match="ended with an error: out of memory"):
+        joined_events(good + b'data: {"error": {"message": "out of memory"}}\n\n', [(999, 2.0)], start=1.0)
+    with pytest.raises(EndpointError, match="not JSON"):
+        joined_events(b"data: {oops\n\n", [(99, 2.0)], start=1.0)
+
+
 def test_the_server_lists_its_model_and_refuses_what_the_technique_does_not_do(served):
     import urllib.error
     import urllib.request
@@ -140,7 +190,7 @@ def test_the_server_lists_its_model_and_refuses_what_the_technique_does_not_do(s
             assert [m["id"] for m in json.load(answer)["data"]] == ["few-shot"]
         for body, reason in (
             ({"messages": [{"role": "user", "content": "hi"}], "temperature": 0.7}, "greedily"),
-            ({"messages": [{"role": "user", "content": "hi"}], "stream": True}, "streaming"),
+            ({"messages": [{"role": "user", "content": "hi"}], "stream_options": "usage"}, "stream_options"),
             ({"messages": []}, "non-empty list"),
         ):
             request = urllib.request.Request(f"{server.url}/chat/completions", json.dumps(body).encode(), method="POST")
@@ -161,6 +211,7 @@ def test_a_run_with_eval_serving_load_tests_its_techniques_at_each_level(deploy_
     few = rows["few-shot"]  # eval.serving.techniques: [few-shot], through the built-in server (`harness serve`)
     assert [level["concurrency"] for level in few["serving_levels"]] == [1, 2] and few["serving_error"] is None
     assert all(level["requests"] == 4 and level["requests_per_second"] > 0 for level in few["serving_levels"])
+    assert all(0 < level["ttft_p50_seconds"] <= level["latency_p95_seconds"] for level in few["serving_levels"])
     assert few["served_concurrency"] == 2 and "within the 60s target" in few["serving_cost_basis"]
     assert few["serving_usd_per_request"] == pytest.approx(0.10 / 3600 / few["served_requests_per_second"])
     assert few["batch_serving_usd_per_request"] == pytest.approx(0.10 / 3600 * (few["eval_seconds"] / 6))

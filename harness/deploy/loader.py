@@ -74,8 +74,15 @@ class Served:
     def prompt(self, messages: list[dict]) -> str:
         return prompting.render(self.tokenizer, self.conversation(messages))
 
-    def answer(self, conversations: list[list[dict]], max_new_tokens: int | None = None, batch_size: int | None = None):
-        """Greedy answers (heldout.Generation) through the run's own batched generation."""
+    def answer(
+        self,
+        conversations: list[list[dict]],
+        max_new_tokens: int | None = None,
+        batch_size: int | None = None,
+        on_step=None,
+    ):
+        """Greedy answers (heldout.Generation) through the run's own batched generation; `on_step` sees each
+        decoding step's tokens (heldout.generate_counted)."""
         from harness.evaluate.heldout import generate_counted
 
         settings = self.settings
@@ -86,6 +93,7 @@ class Served:
             batch_size or settings.batch_size,
             max_new_tokens or settings.max_new_tokens,
             reuse_prefix=settings.reuse_prefix,
+            on_step=on_step,
         )
 
 

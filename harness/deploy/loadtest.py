@@ -4,8 +4,8 @@ concurrency of `eval.serving` through kind api's client (harness/endpoint.py, wh
 OpenAI-compatible endpoint): `concurrency` requests in flight, `requests` per level, closed loop.
 
 Per level: requests/s, generated tokens/s (the server's reported usage), latency p50/p95 of a request as
-the client saw it (retrieval and queueing included). Time to first token needs a streamed answer; the
-client reads whole responses and the built-in server does not stream, so it is not measured (None).
+the client saw it (retrieval and queueing included), and time to first token p50/p95: answers are asked
+for streamed, and the client times the first event with text (an engine that does not stream: None).
 
 The row's cost per request then comes from served throughput: device price per second / requests per
 second at the highest concurrency whose p95 meets `workload.latency_p95_seconds` (without a target: the
@@ -53,9 +53,10 @@ def measure_level(
         base_url=base_url, model=model, concurrency=concurrency, cache=False, max_retries=0, timeout_seconds=600
     )
     start = time.perf_counter()
-    replies = Endpoint(settings, max_tokens).ask_all(conversations)
+    replies = Endpoint(settings, max_tokens, stream=True).ask_all(conversations)
     seconds = time.perf_counter() - start
     latencies = [r.latency for r in replies if r.latency is not None]
+    ttfts = [r.ttft for r in replies if r.ttft is not None]
     tokens = sum(r.output_tokens or 0 for r in replies)
     return {
         "concurrency": concurrency,
@@ -65,7 +66,8 @@ def measure_level(
         "tokens_per_second": tokens / seconds,
         "latency_p50_seconds": percentile(latencies, 50),
         "latency_p95_seconds": percentile(latencies, 95),
-        "ttft_p50_seconds": None,  # not measured: answers are read whole (see the module's docstring)
+        "ttft_p50_seconds": percentile(ttfts, 50),
+        "ttft_p95_seconds": percentile(ttfts, 95),
     }
 
 

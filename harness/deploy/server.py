@@ -6,7 +6,13 @@
 
 The technique adds what it added in the run (deploy/loader.Served.conversation: shots, retrieved
 passages) server-side, and answers greedily, as it was scored; a request that asks for sampling
-(temperature > 0), several choices or streaming is refused with the reason.
+(temperature > 0) or several choices is refused with the reason.
+
+Streaming (`stream: true`): the answer comes as server-sent events in OpenAI's chunk shape, one event per
+decoding step that adds text (`data: {"choices": [{"delta": {"content": ...}}]}`), then the finish reason,
+the usage when `stream_options.include_usage` asks for it, and `data: [DONE]`. The deltas join to exactly
+the unstreamed answer (whitespace at its ends is held back, as the answer is stripped), so a client's time
+to first token is the time to the first generated text, queueing and the batch's prefill included.
 
 Dynamic batching: a request waits in a queue; the batching thread takes the first one waiting, then
 collects others for up to `batch_wait_ms` or until `max_batch` are in hand, and answers them together
@@ -39,6 +45,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from harness.deploy.loader import Served
+from harness.evaluate import heldout
 
 MAX_BODY_BYTES = 4_000_000  # a chat request is kilobytes; more is refused unread
 # fault injection for tests: "<technique>:<n>" makes that technique's server SIGKILL itself after n answers
@@ -56,6 +63,43 @@ class Pending:
     messages: list[dict]
     max_tokens: int
     future: Future
+    stream: TextStream | None = None  # a streamed request's text as it is generated
+
+
+@dataclass
+class Asked:
+    """A valid chat request, as the server answers it."""
+
+    messages: list[dict]
+    max_tokens: int
+    stream: bool = False
+    include_usage: bool = False
+
+
+class TextStream:
+    """One streamed request's answer as it grows: fed each decoding step's token, it queues the text added
+    since the last step (None once the generation has ended). What it queues is always a prefix of the
+    answer's stripped text: leading and trailing whitespace and a half-decoded character wait for more."""
+
+    def __init__(self, tokenizer, stop_ids: set[int]):
+        self.tokenizer, self.stop_ids = tokenizer, stop_ids
+        self.tokens: list[int] = []
+        self.sent = ""
+        self.stopped = False
+        self.deltas: queue.Queue[str | None] = queue.Queue()
+
+    def feed(self, token: int) -> None:
+        if self.stopped or token in self.stop_ids:
+            self.stopped = True
+            return
+        self.tokens.append(token)
+        text = self.tokenizer.decode(self.tokens, skip_special_tokens=True).strip()
+        if text.startswith(self.sent) and not text.endswith("\ufffd") and len(text) > len(self.sent):
+            self.deltas.put(text[len(self.sent) :])
+            self.sent = text
+
+    def close(self) -> None:
+        self.deltas.put(None)
 
 
 class Batcher:
@@ -68,10 +112,15 @@ class Batcher:
         self.thread = threading.Thread(target=self.loop, name="batcher", daemon=True)
         self.thread.start()
 
-    def submit(self, messages: list[dict], max_tokens: int) -> Future:
-        future: Future = Future()
-        self.queue.put(Pending(messages, max_tokens, future))
-        return future
+    def submit(self, messages: list[dict], max_tokens: int, stream: bool = False) -> Pending:
+        """Queue a request; its `future` gets (answer, prompt tokens, output tokens, max_tokens), and a
+        streamed one's `stream` its text as it grows."""
+        stop_ids = heldout.stop_token_ids(self.served.model, self.served.tokenizer)
+        pending = Pending(
+            messages, max_tokens, Future(), TextStream(self.served.tokenizer, stop_ids) if stream else None
+        )
+        self.queue.put(pending)
+        return pending
 
     def stop(self) -> None:
         self.queue.put(None)
@@ -100,16 +149,31 @@ class Batcher:
         return more
 
     def answer(self, group: list[Pending], max_tokens: int) -> None:
+        streams = [p.stream for p in group]
+
+        def on_step(indices: list[int], tokens: list[int]) -> None:
+            for i, token in zip(indices, tokens):  # i: the request's place in the group
+                if (stream := streams[i]) is not None:
+                    stream.feed(token)
+
         try:
-            generation = self.served.answer([p.messages for p in group], max_tokens, batch_size=len(group))
+            generation = self.served.answer(
+                [p.messages for p in group],
+                max_tokens,
+                batch_size=len(group),
+                on_step=on_step if any(streams) else None,
+            )
         except Exception as exc:  # noqa: BLE001 — every waiting request gets the reason; the server stays up
             for pending in group:
                 pending.future.set_exception(exc)
-            return
-        for i, pending in enumerate(group):
-            pending.future.set_result(
-                (generation.answers[i], generation.prompt_tokens[i], generation.output_tokens[i], max_tokens)
-            )
+        else:
+            for i, pending in enumerate(group):
+                pending.future.set_result(
+                    (generation.answers[i], generation.prompt_tokens[i], generation.output_tokens[i], max_tokens)
+                )
+        for stream in streams:
+            if stream is not None:
+                stream.close()
 
 
 class Listener(ThreadingHTTPServer):
@@ -183,19 +247,46 @@ class ChatServer:
         if handler.path.rstrip("/") != "/v1/chat/completions":
             return send(handler, 404, error(f"no route POST {handler.path}"))
         try:
-            messages, max_tokens = self.parse(handler)
+            asked = self.parse(handler)
         except BadRequest as exc:
             return send(handler, 400, error(str(exc)))
-        try:
-            text, prompt_tokens, output_tokens, limit = self.batcher.submit(messages, max_tokens).result()
-        except Exception as exc:  # noqa: BLE001 — the generation's failure, as the server's error
-            return send(handler, 500, error(f"{type(exc).__name__}: {exc}", "server_error"))
-        send(handler, 200, completion(self.served.name, text, prompt_tokens, output_tokens, limit))
+        pending = self.batcher.submit(asked.messages, asked.max_tokens, stream=asked.stream)
+        if asked.stream:
+            self.stream(handler, pending, asked.include_usage)
+        else:
+            try:
+                text, prompt_tokens, output_tokens, limit = pending.future.result()
+            except Exception as exc:  # noqa: BLE001 — the generation's failure, as the server's error
+                return send(handler, 500, error(f"{type(exc).__name__}: {exc}", "server_error"))
+            send(handler, 200, completion(self.served.name, text, prompt_tokens, output_tokens, limit))
         self.answered += 1
         if self.kill_after is not None and self.answered >= self.kill_after:
             os.kill(os.getpid(), signal.SIGKILL)
 
-    def parse(self, handler: BaseHTTPRequestHandler) -> tuple[list[dict], int]:
+    def stream(self, handler: BaseHTTPRequestHandler, pending: Pending, include_usage: bool) -> None:
+        """The answer as server-sent events (see the module's docstring); a generation that fails ends the
+        stream with an error event. A client that hangs up stops only its own stream."""
+        assert pending.stream is not None
+        events = EventWriter(handler, self.served.name)
+        try:
+            events.delta({"role": "assistant", "content": ""})
+            while (text := pending.stream.deltas.get()) is not None:
+                events.delta({"content": text})
+            try:
+                answer, prompt_tokens, output_tokens, limit = pending.future.result()
+            except Exception as exc:  # noqa: BLE001 — the generation's failure, in the stream
+                events.write(error(f"{type(exc).__name__}: {exc}", "server_error"))
+            else:
+                if answer.startswith(pending.stream.sent) and len(answer) > len(pending.stream.sent):
+                    events.delta({"content": answer[len(pending.stream.sent) :]})
+                events.delta({}, finish_reason="length" if output_tokens >= limit else "stop")
+                if include_usage:
+                    events.write(events.chunk([]) | {"usage": usage(prompt_tokens, output_tokens)})
+            events.done()
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def parse(self, handler: BaseHTTPRequestHandler) -> Asked:
         length = int(handler.headers.get("Content-Length") or 0)
         if length > MAX_BODY_BYTES:
             raise BadRequest(f"request body of {length} bytes; at most {MAX_BODY_BYTES}")
@@ -213,18 +304,19 @@ class ChatServer:
                 raise BadRequest("each message needs a role: system, user or assistant")
             if not isinstance(message.get("content"), str):
                 raise BadRequest("each message's content must be text")
-        if body.get("stream"):
-            raise BadRequest("streaming is not supported by the built-in server; send stream: false")
         if float(body.get("temperature") or 0) > 0:
             raise BadRequest("the technique answers greedily, as it was scored: send temperature 0 (or none)")
         if int(body.get("n") or 1) != 1:
             raise BadRequest("one choice per request (n: 1)")
+        options = body.get("stream_options") or {}
+        if not isinstance(options, dict):
+            raise BadRequest("stream_options must be an object, e.g. {include_usage: true}")
         max_tokens = body.get("max_tokens", body.get("max_completion_tokens"))
         if max_tokens is None:
-            return messages, self.served.settings.max_new_tokens
-        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or not 1 <= max_tokens <= 4096:
+            max_tokens = self.served.settings.max_new_tokens
+        elif isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or not 1 <= max_tokens <= 4096:
             raise BadRequest("max_tokens must be a whole number from 1 to 4096")
-        return messages, max_tokens
+        return Asked(messages, max_tokens, bool(body.get("stream")), bool(options.get("include_usage")))
 
 
 def completion(model: str, text: str, prompt_tokens: int, output_tokens: int, limit: int) -> dict:
@@ -241,12 +333,54 @@ def completion(model: str, text: str, prompt_tokens: int, output_tokens: int, li
                 "finish_reason": "length" if output_tokens >= limit else "stop",
             }
         ],
-        "usage": {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": output_tokens,
-            "total_tokens": prompt_tokens + output_tokens,
-        },
+        "usage": usage(prompt_tokens, output_tokens),
     }
+
+
+def usage(prompt_tokens: int, output_tokens: int) -> dict:
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": output_tokens,
+        "total_tokens": prompt_tokens + output_tokens,
+    }
+
+
+class EventWriter:
+    """A streamed chat completion: server-sent events in chunked transfer encoding (the connection stays
+    open for the client's next request)."""
+
+    def __init__(self, handler: BaseHTTPRequestHandler, model: str):
+        self.handler, self.model = handler, model
+        self.id, self.created = f"chatcmpl-{time.time_ns()}", int(time.time())
+        handler.send_response(200)
+        handler.send_header("Content-Type", "text/event-stream")
+        handler.send_header("Cache-Control", "no-cache")
+        handler.send_header("Transfer-Encoding", "chunked")
+        handler.end_headers()
+
+    def chunk(self, choices: list[dict]) -> dict:
+        return {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": choices,
+        }
+
+    def delta(self, delta: dict, finish_reason: str | None = None) -> None:
+        self.write(self.chunk([{"index": 0, "delta": delta, "finish_reason": finish_reason}]))
+
+    def write(self, payload: dict) -> None:
+        self.send(f"data: {json.dumps(payload)}\n\n".encode())
+
+    def done(self) -> None:
+        self.send(b"data: [DONE]\n\n")
+        self.handler.wfile.write(b"0\r\n\r\n")  # the chunked body's end
+        self.handler.wfile.flush()
+
+    def send(self, data: bytes) -> None:
+        self.handler.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+        self.handler.wfile.flush()
 
 
 def error(message: str, kind: str = "invalid_request_error") -> dict:

@@ -59,9 +59,12 @@ def generate_counted(
     max_new_tokens: int,
     on_batch: Callable[[int], None] = lambda n: None,
     reuse_prefix: bool = True,
+    on_step: Callable[[list[int], list[int]], None] | None = None,
 ) -> Generation:
     """As `generate`, with each request's prompt and output token counts. With `reuse_prefix`, the tokens
-    every prompt starts with (system message, few-shot turns) are encoded once (see prefix_cache)."""
+    every prompt starts with (system message, few-shot turns) are encoded once (see prefix_cache).
+    `on_step(indices, tokens)` is called at every decoding step with the prompts' indices in the batch and
+    the token each was given (a streaming server's hook: deploy/server.py)."""
     import torch
 
     from harness.evaluate import prefix_cache
@@ -77,7 +80,7 @@ def generate_counted(
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     answers: list[str] = [""] * len(prompts)
     prompt_tokens, output_tokens = [0] * len(prompts), [0] * len(prompts)
-    stop_ids = {tokenizer.eos_token_id, *_as_list(getattr(model.generation_config, "eos_token_id", None))} - {None}
+    stop_ids = stop_token_ids(model, tokenizer)
     for start in range(0, len(order), batch_size):
         batch = order[start : start + batch_size]
         encoded = prefix_cache.batch_inputs(prefix, [token_lists[i][shared:] for i in batch], pad_id, model.device)
@@ -93,6 +96,7 @@ def generate_counted(
                 top_k=None,
                 pad_token_id=pad_id,
                 eos_token_id=sorted(stop_ids),
+                streamer=_StepStreamer(batch, on_step) if on_step else None,
             )
         new_tokens = output[:, encoded["input_ids"].shape[1] :]
         for i, row, read in zip(batch, new_tokens.tolist(), encoded["attention_mask"].sum(dim=1).tolist()):
@@ -127,6 +131,26 @@ def latencies(
 
 def _as_list(value) -> list:
     return value if isinstance(value, list) else [value]
+
+
+def stop_token_ids(model, tokenizer) -> set[int]:
+    """The tokens that end an answer: the tokenizer's end of sequence and the model's generation config's."""
+    return {tokenizer.eos_token_id, *_as_list(getattr(model.generation_config, "eos_token_id", None))} - {None}
+
+
+class _StepStreamer:
+    """transformers' streamer protocol (put/end) for a batch: generate puts the prompt ids first (2-D), then
+    one token per sequence (1-D) at each step; the steps go to `on_step` with the batch's prompt indices."""
+
+    def __init__(self, indices: list[int], on_step: Callable[[list[int], list[int]], None]):
+        self.indices, self.on_step = indices, on_step
+
+    def put(self, value) -> None:
+        if value.dim() == 1:
+            self.on_step(self.indices, value.tolist())
+
+    def end(self) -> None:
+        pass
 
 
 def _length_until_stop(tokens: list[int], stop_ids: set[int]) -> int:

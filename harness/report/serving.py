@@ -39,8 +39,9 @@ def serving_section(report: sections.ReportView) -> str:
         + (f"by `{engine}` " if engine else "")
         + "on this machine and sent held-out prompts at each concurrency through kind api's client (`harness "
         "loadtest`): closed loop, the client on the same machine. Latency is per request as the client saw it "
-        "(queueing, retrieval and generation). Time to first token is not measured: answers are read whole "
-        "(the built-in server does not stream). `*` marks the level a technique's cost per request is read at."
+        "(queueing, retrieval and generation); time to first token (TTFT) is from the request to the first "
+        "streamed text (queueing and the batch's prefill included; – where the server did not stream). `*` marks "
+        "the level a technique's cost per request is read at."
     )
     return "\n\n".join(["## Serving under load", intro, *parts])
 
@@ -59,12 +60,15 @@ def levels_table(rows: Sequence[RowLike]) -> str:
                     figures.FORMATS["rate"](level["tokens_per_second"]),
                     seconds(level["latency_p50_seconds"]),
                     seconds(level["latency_p95_seconds"]),
+                    seconds(level.get("ttft_p50_seconds")),
+                    seconds(level.get("ttft_p95_seconds")),
                 ]
             )
     if not cells:
         return ""
-    headers = ["technique", "concurrency", "requests/s", "tokens/s", "latency p50", "latency p95"]
-    return table(headers, cells, [False] + [True] * 5)
+    headers = ["technique", "concurrency", "requests/s", "tokens/s"]
+    headers += ["latency p50", "latency p95", "TTFT p50", "TTFT p95"]
+    return table(headers, cells, [False] + [True] * 7)
 
 
 def stopped(rows: Sequence[RowLike]) -> str:
