@@ -855,14 +855,17 @@ def serve(run_dir, technique, port, max_batch, batch_wait_ms, engine):
 @user_errors
 def loadtest(run_dir, techniques, concurrency, requests):
     """Serve each finished technique of RUN and send it held-out prompts at each concurrency: requests/s,
-    tokens/s and latency p50/p95 per level into its row; its cost per request from served throughput."""
+    tokens/s, latency and time to first token p50/p95 per level into its row; its cost per request from
+    served throughput."""
     from harness.deploy import loadtest as load_testing
+    from harness.figures import fmt_seconds
     from harness.report import write_report
     from harness.results import open_runs
 
     levels = [int(level) for level in concurrency.split(",")] if concurrency else None
     load = load_testing.stored_load(run_dir, levels, requests)
-    table = Table("technique", "concurrency", "requests/s", "tokens/s", "p50", "p95", header_style="bold")
+    headers = ("technique", "concurrency", "requests/s", "tokens/s", "p50", "p95", "TTFT p50", "TTFT p95")
+    table = Table(*headers, header_style="bold")
 
     def show(technique, level):
         console.print(f"{technique}: concurrency {level['concurrency']}: {level['requests_per_second']:.2f} requests/s")
@@ -871,8 +874,10 @@ def loadtest(run_dir, techniques, concurrency, requests):
             str(level["concurrency"]),
             f"{level['requests_per_second']:.2f}",
             f"{level['tokens_per_second']:.1f}",
-            f"{level['latency_p50_seconds']:.2f}s",
-            f"{level['latency_p95_seconds']:.2f}s",
+            *(
+                fmt_seconds(level.get(f"{what}_seconds"))
+                for what in ("latency_p50", "latency_p95", "ttft_p50", "ttft_p95")
+            ),
         )
 
     rows = load_testing.load_test_run(run_dir, list(techniques) or None, load, show)

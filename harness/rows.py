@@ -47,7 +47,7 @@ FIELDS = {
     "export_format": "the export's format: adapter, merged or gguf",
     "export_folder": "where the scored export lies",
     # the load test (harness loadtest: deploy/loadtest.py)
-    "serving_levels": "per concurrency level: requests/s, tokens/s, latency p50/p95 of the served technique",
+    "serving_levels": "per concurrency level: requests/s, tokens/s, latency and TTFT p50/p95 of the served technique",
     "serving_error": "why the load test stopped (the server failed); the technique's other figures stand",
     "serving_cost_basis": "which figure serving_usd_per_request comes from: a served level, or the batch run",
     "serving_engine": "the command that served the technique in the load test",
