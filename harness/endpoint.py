@@ -161,12 +161,39 @@ class Endpoint:
     # --- requests ----------------------------------------------------------------------------------
 
     def post(self, body: dict) -> tuple[dict, float]:
-        """The response to one request, retried on 429 / 5xx / timeouts / connection errors."""
+        """The response to one chat request, retried on 429 / 5xx / timeouts / connection errors."""
+        raw, latency = self.send(self.url, json.dumps(body).encode(), "application/json")
+        try:
+            response = json.loads(raw)
+        except (ValueError, RecursionError):  # RecursionError: JSON nested deeper than Python recurses
+            raise EndpointError(
+                f"{self.url} answered with no chat completion: {self.redact(raw[:300].decode(errors='replace'))!r}"
+            ) from None
+        try:
+            return validated(response), latency
+        except EndpointError as exc:
+            raise EndpointError(f"{self.url} answered a malformed chat completion: {exc}") from None
+
+    def call(self, path: str, body: bytes | None = None, content_type: str = "application/json") -> dict:
+        """The JSON object another route of the endpoint answers (`path` under base_url; GET without a
+        body, else POST), with the same retries, key handling and limits as a chat request."""
+        url = f"{self.settings.base_url}/{path.lstrip('/')}"
+        raw, _ = self.send(url, body, content_type)
+        try:
+            answer = json.loads(raw)
+        except (ValueError, RecursionError):
+            answer = None
+        if not isinstance(answer, dict):
+            raise EndpointError(f"{url} answered no JSON object: {self.redact(raw[:300].decode(errors='replace'))!r}")
+        return answer
+
+    def send(self, url: str, data: bytes | None, content_type: str) -> tuple[bytes, float]:
+        """The body of the answer to one request (POST with `data`, else GET) and its latency, retried on
+        429 / 5xx / timeouts / connection errors; the key is cut out of what comes back."""
         import http.client
         import urllib.error
 
-        data = json.dumps(body).encode()
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        headers = {"Accept": "application/json"} | ({"Content-Type": content_type} if data is not None else {})
         if self.key:
             headers["Authorization"] = f"Bearer {self.key}"
         for attempt in range(self.settings.max_retries + 1):
@@ -175,27 +202,27 @@ class Endpoint:
             with self.lock:
                 self.requests += 1
                 self.retries += attempt > 0
-            request = urllib.request.Request(self.url, data=data, headers=headers, method="POST")
+            request = urllib.request.Request(
+                url, data=data, headers=headers, method="POST" if data is not None else "GET"
+            )
             start = time.perf_counter()
             retry_after = None
             try:
                 with _OPENER.open(request, timeout=self.settings.timeout_seconds) as answer:
-                    raw = self.read(answer, start)
+                    raw = self.read(answer, start, url)
                 latency = time.perf_counter() - start
             except urllib.error.HTTPError as exc:
                 detail = self.redact(_read_error(exc))
                 if 300 <= exc.code < 400:
                     where = exc.headers.get("Location") or "elsewhere"
                     raise EndpointError(
-                        f"HTTP {exc.code} from {self.url}: it redirects to {self.redact(where)}, which is not followed "
+                        f"HTTP {exc.code} from {url}: it redirects to {self.redact(where)}, which is not followed "
                         "(the API key would go with the request); set base_url to the address that answers"
                     ) from None
                 if exc.code not in RETRYABLE_STATUS and exc.code < 500:
-                    raise EndpointError(f"HTTP {exc.code} from {self.url}: {detail}{self.key_hint(exc.code)}") from None
+                    raise EndpointError(f"HTTP {exc.code} from {url}: {detail}{self.key_hint(exc.code)}") from None
                 reason = (
-                    f"HTTP 429 rate limited by {self.url}"
-                    if exc.code == 429
-                    else f"HTTP {exc.code} from {self.url}: {detail}"
+                    f"HTTP 429 rate limited by {url}" if exc.code == 429 else f"HTTP {exc.code} from {url}: {detail}"
                 )
                 retry_after = _retry_after(exc.headers.get("Retry-After"))
                 if retry_after is not None and retry_after > MAX_RETRY_AFTER_SECONDS:
@@ -205,24 +232,14 @@ class Endpoint:
             else:
                 if self.key:  # a server that echoes the request's headers: its answer is cached and reported
                     raw = raw.replace(self.key.encode(), b"[redacted]")
-                try:
-                    response = json.loads(raw)
-                except (ValueError, RecursionError):  # RecursionError: JSON nested deeper than Python recurses
-                    raise EndpointError(
-                        f"{self.url} answered with no chat completion: "
-                        f"{self.redact(raw[:300].decode(errors='replace'))!r}"
-                    ) from None
-                try:
-                    return validated(response), latency
-                except EndpointError as exc:
-                    raise EndpointError(f"{self.url} answered a malformed chat completion: {exc}") from None
+                return raw, latency
             if attempt == self.settings.max_retries:
                 break
             self.stop.wait(self.delay(attempt, retry_after))
         retries = self.settings.max_retries
         raise EndpointError(f"{reason} after {retries} {'retry' if retries == 1 else 'retries'}")
 
-    def read(self, answer, start: float) -> bytes:
+    def read(self, answer, start: float, url: str) -> bytes:
         """The whole body, within timeout_seconds of the request's start (a socket timeout bounds each
         read, not their sum: a body that drips would hold the request forever) and MAX_RESPONSE_BYTES."""
         chunks, size = [], 0
@@ -231,7 +248,7 @@ class Endpoint:
             size += len(chunk)
             if size > MAX_RESPONSE_BYTES:
                 raise EndpointError(
-                    f"{self.url} answered more than {MAX_RESPONSE_BYTES / 1e6:g} MB; a chat completion is not "
+                    f"{url} answered more than {MAX_RESPONSE_BYTES / 1e6:g} MB; a chat completion is not "
                     "that long, so it was not read"
                 )
             if time.perf_counter() - start > self.settings.timeout_seconds:
