@@ -46,6 +46,9 @@ from harness.deploy.server import MAX_BODY_BYTES, ChatServer, Listener, error, s
 MAX_FILE_BYTES = 512_000_000  # an upload larger than this is refused unread
 ROLES = ("system", "user", "assistant")
 BASE_LEARNING_RATE = 2e-4  # LoRA's default here (kinds lora/qlora); a job's multiplier scales it
+# One training at a time in a process, whichever server it is for: the seed a job sets (the global RNGs) and
+# accelerate's state are process-wide, so two at once would neither be reproducible nor run
+TRAINING = threading.Lock()
 
 
 class ApiError(Exception):
@@ -151,7 +154,9 @@ class FineTuneServer:
         hold: threading.Event | None = None,
     ):
         from harness.techniques.finetune import LoraSettings
+        from harness.worker import preload
 
+        preload()  # the training libraries, before a job's thread needs them: trl's lazy imports race in threads
         self.base, self.name, self.device, self.key = base, name or base.id, device, key
         self.train = train or TrainSettings()
         self.lora = lora or LoraSettings()
@@ -375,11 +380,10 @@ class FineTuneServer:
 
     def fine_tune(self, job: Job):
         """(the merged model as the harness scores a LoRA, its tokenizer, tokens trained on)."""
-        import torch
-        from transformers import TrainerCallback, set_seed
+        from transformers import TrainerCallback
 
-        from harness import models, train
-        from harness.techniques.finetune import lora_config, save_artifact, scored_model
+        from harness import models
+        from harness.techniques.finetune import save_artifact, scored_model
 
         records = (
             self.records(job.training_file),
@@ -387,32 +391,14 @@ class FineTuneServer:
         )
         job.status = "running"
         job.event(f"Training {len(records[0])} examples on {self.name} (LoRA rank {self.lora.rank})")
-        settings = self.settings(job.hyperparameters)
 
         class Cancelled(TrainerCallback):  # a cancel stops the training at the next step
             def on_step_end(self, args, state, control, **kwargs):
                 if job.status == "cancelled":
                     control.should_training_stop = True
 
-        set_seed(job.seed)  # as the harness's worker seeds a cell before it loads and trains
-        model, tokenizer = models.load(self.base, self.device, torch.float32)
-        try:
-            model, stats, _ = train.train(
-                model,
-                tokenizer,
-                None,
-                settings,
-                "lora",
-                device=self.device,
-                seed=job.seed,
-                progress=JobProgress(job),
-                label="fine-tuning",
-                peft_config=lora_config(self.lora),
-                callbacks=[Cancelled()],
-                records=records,
-            )
-        except ValueError as exc:  # the harness's own refusal of the data (e.g. every example too long)
-            raise JobFailed(str(exc), "invalid_training_file") from None
+        with TRAINING:
+            model, tokenizer, stats = self.train_lora(job, records, Cancelled())
         if stats.validation_loss is not None:
             job.event(f"Validation loss {stats.validation_loss:.4f}")
         model = model.to(models.resolve_dtype(self.base, self.device)).eval()
@@ -420,6 +406,35 @@ class FineTuneServer:
             save_artifact(model, tokenizer, self.work_dir / job.id)
         model, _ = scored_model(model, merge_adapters=True, quantized=False)
         return model.eval(), tokenizer, stats.tokens
+
+    def train_lora(self, job: Job, records: tuple[list[dict], list[dict]], cancelled):
+        """train.train on the file's records, seeded and loaded as the harness's worker does for a cell."""
+        import torch
+        from transformers import set_seed
+
+        from harness import models, train
+        from harness.techniques.finetune import lora_config
+
+        set_seed(job.seed)  # as the worker seeds a cell before it loads the model and trains
+        model, tokenizer = models.load(self.base, self.device, torch.float32)
+        try:
+            model, stats, _ = train.train(
+                model,
+                tokenizer,
+                None,
+                self.settings(job.hyperparameters),
+                "lora",
+                device=self.device,
+                seed=job.seed,
+                progress=JobProgress(job),
+                label="fine-tuning",
+                peft_config=lora_config(self.lora),
+                callbacks=[cancelled],
+                records=records,
+            )
+        except ValueError as exc:  # the harness's own refusal of the data (e.g. every example too long)
+            raise JobFailed(str(exc), "invalid_training_file") from None
+        return model, tokenizer, stats
 
     def settings(self, hyper: dict) -> TrainSettings:
         """The server's training settings with the job's hyperparameters."""
