@@ -1,9 +1,10 @@
-"""A client of an OpenAI-compatible chat-completions endpoint: kind api's (techniques/api.py) and an
-endpoint judge's (evaluate/judge.py).
+"""A client of an OpenAI-compatible chat-completions endpoint: kind api's (techniques/api.py), kind
+api_finetune's (its files and jobs too) and an endpoint judge's (evaluate/judge.py).
 
     endpoint = Endpoint(settings, max_tokens=64)   # settings: config.EndpointSettings
     reply = endpoint.chat(messages)                # one conversation -> Reply (text, tokens, latency)
     replies = endpoint.ask_all(conversations)      # many, `settings.concurrency` in flight, in order
+    job = endpoint.call("fine_tuning/jobs/ID")     # another route of the endpoint: a JSON object (api_finetune)
 
 Responses are cached on disk (harness cache dir / "api", one JSON file per response, keyed by the
 sha256 of base_url, model, messages, max_tokens and temperature, and the seed when sampling), so a
