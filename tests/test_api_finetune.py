@@ -299,3 +299,33 @@ def test_serve_finetune_wants_the_key_it_names(monkeypatch, tiny_model_dir):
     assert result.exit_code != 0 and "HARNESS_TEST_FT_UNSET (--api-key-env) is not set" in result.output
     result = run_cli("serve-finetune", "--base", tiny_model_dir, "--train", '{"max_stepz": 2}', "--port", 0)
     assert result.exit_code != 0 and "max_stepz" in result.output
+
+
+def searched(text: str) -> str:
+    """A recipe with a search budget and the validation split a search chooses on."""
+    return text.replace("eval:\n", "eval:\n  validation: {fraction: 0.15}\n") + "search_budget: 4\n"
+
+
+def test_a_search_over_the_hyperparameters_gets_the_recipes_budget(tmp_path):
+    """`search:` over hyperparameters.* is checked against the kind's schema and gets the recipe's
+    search_budget, as every technique does; a training-loss objective is refused (no local training)."""
+    from harness.config import load_recipe
+    from harness.searchspace import apply_params, trials_for
+    from harness.yamlconfig import ConfigError
+
+    space = {"hyperparameters.learning_rate_multiplier": {"log_uniform": [0.5, 4]}, "hyperparameters.n_epochs": [1, 3]}
+    entry = hosted("hosted-ft", "https://api.example.com/v1", search={"space": space})
+    text = searched(recipe(Path("random:llama"), tmp_path / "out", entry))
+    (tmp_path / "r.yaml").write_text(text)
+    spec = load_recipe(tmp_path / "r.yaml").techniques[0]
+    assert trials_for(spec, 4) == 4
+    trial = apply_params(spec, {"hyperparameters.learning_rate_multiplier": 2.0, "hyperparameters.n_epochs": 3})
+    assert trial.hyperparameters.n_epochs == 3 and trial.hyperparameters.learning_rate_multiplier == 2.0
+    for change, message in (
+        ({"objective": "validation_loss"}, "needs a trained kind"),
+        ({"space": {"hyperparameters.n_epochs": [0, 2]}}, "n_epochs"),
+    ):
+        bad = hosted("hosted-ft", "https://api.example.com/v1", search={"space": space} | change)
+        (tmp_path / "r.yaml").write_text(searched(recipe(Path("random:llama"), tmp_path / "out", bad)))
+        with pytest.raises(ConfigError, match=message):
+            load_recipe(tmp_path / "r.yaml")
