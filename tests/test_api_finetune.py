@@ -329,3 +329,28 @@ def test_a_search_over_the_hyperparameters_gets_the_recipes_budget(tmp_path):
         (tmp_path / "r.yaml").write_text(searched(recipe(Path("random:llama"), tmp_path / "out", bad)))
         with pytest.raises(ConfigError, match=message):
             load_recipe(tmp_path / "r.yaml")
+
+
+def test_a_cancelled_job_ends_cancelled_with_its_event(lively_model_dir):
+    from harness.tasks import load_task
+    from harness.techniques.api_finetune import conversation, multipart
+
+    task = load_task("ticket-routing")
+    hold = threading.Event()  # queued, never trained
+    server = start_server(lively_model_dir, hold=hold)
+    try:
+        lines = "\n".join(json.dumps({"messages": conversation(task, e)}) for e in task.train[:4]).encode()
+        body, kind = multipart({"purpose": "fine-tune"}, "file", "train.jsonl", lines)
+        file = request(f"{server.url}/files", body, content_type=kind)[1]
+        create = {"model": "tiny-lively", "training_file": file["id"], "hyperparameters": {"n_epochs": "auto"}}
+        job = request(f"{server.url}/fine_tuning/jobs", json.dumps(create).encode())[1]
+        assert job["hyperparameters"] == {}  # "auto": the server's own
+        cancelled = request(f"{server.url}/fine_tuning/jobs/{job['id']}/cancel", b"{}")[1]
+        assert cancelled["status"] == "cancelled" and cancelled["finished_at"] is not None
+        events = request(f"{server.url}/fine_tuning/jobs/{job['id']}/events?limit=1")[1]
+        assert [e["message"] for e in events["data"]] == ["Fine-tuning job cancelled"] and events["has_more"]
+        listed = request(f"{server.url}/fine_tuning/jobs")[1]["data"]
+        assert [j["id"] for j in listed] == [job["id"]]
+    finally:
+        server.stop()
+    assert server.jobs[job["id"]].status == "cancelled" and server.jobs[job["id"]].fine_tuned_model is None

@@ -346,8 +346,11 @@ class FineTuneServer:
             raise ApiError(
                 404, f"The model {model!r} does not exist; this server has: {', '.join(self.models) or 'none yet'}"
             )
-        handler.rfile = io.BytesIO(body)  # ChatServer.post reads the body itself
-        self.models[model].post(handler)
+        connection, handler.rfile = handler.rfile, io.BytesIO(body)  # ChatServer.post reads the body itself
+        try:
+            self.models[model].post(handler)
+        finally:
+            handler.rfile = connection  # the connection's next request (keep-alive)
 
     # --- training ----------------------------------------------------------------------------------
 
