@@ -59,7 +59,12 @@ class Reply:
 
 
 class EndpointError(RuntimeError):
-    """A request that failed for good (or a key that is not set): the caller's cell fails with this message."""
+    """A request that failed for good (or a key that is not set): the caller's cell fails with this message.
+    `status`: the HTTP status of a refusal that is not retried (404, 401, ...), else None."""
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
 
 
 class Endpoint:
@@ -221,7 +226,8 @@ class Endpoint:
                         "(the API key would go with the request); set base_url to the address that answers"
                     ) from None
                 if exc.code not in RETRYABLE_STATUS and exc.code < 500:
-                    raise EndpointError(f"HTTP {exc.code} from {url}: {detail}{self.key_hint(exc.code)}") from None
+                    message = f"HTTP {exc.code} from {url}: {detail}{self.key_hint(exc.code)}"
+                    raise EndpointError(message, exc.code) from None
                 reason = (
                     f"HTTP 429 rate limited by {url}" if exc.code == 429 else f"HTTP {exc.code} from {url}: {detail}"
                 )

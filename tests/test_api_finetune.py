@@ -354,3 +354,28 @@ def test_a_cancelled_job_ends_cancelled_with_its_event(lively_model_dir):
     finally:
         server.stop()
     assert server.jobs[job["id"]].status == "cancelled" and server.jobs[job["id"]].fine_tuned_model is None
+
+
+def test_a_job_the_provider_no_longer_knows_is_replaced(server, lively_model_dir, tmp_path, monkeypatch, capsys):
+    """A resumed cell whose stored job the provider answers 404 for (a restarted local server forgets its jobs)
+    creates a new job instead of failing on every resume; the new job's id replaces the old in the state."""
+    from harness.config import load_recipe
+    from harness.planning import Cell
+    from harness.tasks import load_task
+    from harness.techniques import RunContext
+    from harness.techniques.api_finetune import FineTuningJob
+    from harness.worker import LineProgress
+
+    monkeypatch.setenv(KEY_ENV, KEY)
+    (tmp_path / "r.yaml").write_text(recipe(lively_model_dir, tmp_path / "out", hosted("hosted-ft", server.url)))
+    spec_recipe = load_recipe(tmp_path / "r.yaml")
+    cell = Cell("hosted-ft", 0)
+    ctx = RunContext(spec_recipe, load_task("ticket-routing"), "cpu", tmp_path, LineProgress(), cell=cell)
+    job = FineTuningJob(spec_recipe.techniques[0], ctx)
+    job.state_path.parent.mkdir(parents=True)
+    job.state_path.write_text(json.dumps({"job": "ftjob-gone", "request": job.request()}))
+    before = server.jobs_created
+    job.result()
+    assert server.jobs_created == before + 1 and job.id != "ftjob-gone" and not job.resumed
+    assert json.loads(job.state_path.read_text())["job"] == job.id and job.fine_tuned_model in server.models
+    assert "has no job ftjob-gone (HTTP 404); creating a new one" in capsys.readouterr().out

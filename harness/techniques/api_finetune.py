@@ -21,7 +21,8 @@ serving_usd_per_request and cost at volume are those of the hosted model (analys
 
 Resume: the job's id is written to the run folder (state/<cell id>.json, atomically) as soon as the
 provider returns it, so a driver killed while the job runs polls the same job on `--resume` instead of
-paying for a second one. A job that failed or was cancelled fails the row with the provider's message
+paying for a second one (a job the provider answers 404 for, e.g. a restarted local server's, is
+replaced by a new one). A job that failed or was cancelled fails the row with the provider's message
 and is forgotten, so a later resume starts a new job. The key is read from `api_key_env` (never written).
 """
 
@@ -115,7 +116,16 @@ class FineTuningJob:
         """The succeeded job (its fine-tuned model, trained tokens, duration); a failed or cancelled job
         raises the provider's message."""
         self.id = self.stored_job() or self.create()
-        job = self.wait()
+        try:
+            job = self.wait()
+        except EndpointError as exc:
+            if not (self.resumed and exc.status == 404):
+                raise
+            # the provider no longer knows the stored job (a restarted local server): nothing of it to pay for
+            print(f"[fine-tuning] {self.spec.base_url} has no job {self.id} (HTTP 404); creating a new one", flush=True)
+            self.resumed = False
+            self.id = self.create()
+            job = self.wait()
         if job["status"] != "succeeded":
             self.state_path.unlink(missing_ok=True)  # a resume tries again with a new job
             error = job.get("error") or {}
