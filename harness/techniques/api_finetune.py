@@ -81,7 +81,8 @@ def run_api_finetune(spec: ApiFinetuneTechnique, ctx: RunContext) -> Outcome:
     )
     outcome = run_api(scored, ctx)
     serving = outcome.values.get("cost_usd")
-    train = None if spec.train_usd_per_1k_tokens is None else job.trained_tokens / 1000 * spec.train_usd_per_1k_tokens
+    price, tokens = spec.train_usd_per_1k_tokens, job.trained_tokens
+    train = None if price is None or tokens is None else tokens / 1000 * price  # unknown without either
     outcome.values.update(
         api_serving_usd=serving,
         train_cost_usd=train,
@@ -109,8 +110,8 @@ class FineTuningJob:
         self.resumed = False
         self.seen_events: set[str] = set()
         self.fine_tuned_model = ""
-        self.trained_tokens = 0
-        self.seconds: float | None = None
+        self.trained_tokens: int | None = None
+        self.seconds: int | None = None
 
     def result(self) -> FineTuningJob:
         """The succeeded job (its fine-tuned model, trained tokens, duration); a failed or cancelled job
@@ -133,12 +134,13 @@ class FineTuningJob:
             raise RuntimeError(
                 f"fine-tuning job {self.id} {job['status']} at {self.spec.base_url}: {message or 'no reason given'}"
             )
-        self.fine_tuned_model = job.get("fine_tuned_model") or ""
-        if not self.fine_tuned_model:
+        model = job.get("fine_tuned_model")
+        if not isinstance(model, str) or not model.strip():
             raise RuntimeError(f"fine-tuning job {self.id} succeeded but names no fine_tuned_model")
-        self.trained_tokens = int(job.get("trained_tokens") or 0)
-        if job.get("finished_at") and job.get("created_at"):
-            self.seconds = float(job["finished_at"]) - float(job["created_at"])
+        self.fine_tuned_model = model.strip()
+        self.trained_tokens = whole(job.get("trained_tokens"))  # the provider's answers: checked, or unknown
+        start, end = whole(job.get("created_at")), whole(job.get("finished_at"))
+        self.seconds = None if start is None or end is None else end - start
         return self
 
     # --- the job's request and its state ----------------------------------------------------------
@@ -230,6 +232,11 @@ class FineTuningJob:
                 self.seen_events.add(str(event.get("id")))
                 print(f"[fine-tuning] {self.id}: {event.get('message')}", flush=True)
         return f": {events[-1].get('message')}" if events else ""
+
+
+def whole(value) -> int | None:
+    """A provider's count or Unix time if it is a whole number >= 0, else None (unknown)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
 def conversation(task, example) -> list[dict]:
