@@ -850,7 +850,7 @@ def serve(run_dir, technique, port, max_batch, batch_wait_ms, engine):
 @main.command("serve-finetune")
 @click.option("--base", required=True, help="The model jobs fine-tune: an alias, local folder or hub id.")
 @click.option("--name", help="The base model's name in the API (a job's `model`); default: --base.")
-@click.option("--dtype", default="auto", show_default=True, help="Serving dtype (model.dtype); training is fp32.")
+@click.option("--dtype", default="auto", show_default=True, help="Serving dtype (model.dtype); weights train in fp32.")
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:1; auto: cuda where present.")
 @click.option("--port", default=8001, show_default=True, type=click.IntRange(0, 65535), help="0: any free port.")
 @click.option("--api-key-env", help="Environment variable holding the key clients must send; default: no key.")
