@@ -1,8 +1,9 @@
 """kind api_finetune against a real fine-tuning server on loopback (harness/deploy/finetune_api.py, the
 `harness serve-finetune` server) that trains a LoRA on the uploaded file with the harness's own training and
 serves it: the same answers as a local kind lora with the same settings, the job's billed tokens as training
-cost, its events in the cell's log; a job that fails on the server, rate-limited polls, a driver killed while
-the job runs and resumed (one job, not two), a missing key; the key is written nowhere."""
+cost, its events in the cell's log; a job that fails on the server, rate-limited polls, a cell killed while
+the job runs and resumed (one job, not two; the whole driver killed under -m slow), a missing or wrong key,
+a cancelled job, a job the server forgot; the key is written nowhere."""
 
 import json
 import os
