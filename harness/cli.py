@@ -847,6 +847,58 @@ def serve(run_dir, technique, port, max_batch, batch_wait_ms, engine):
         chat.serve_forever()
 
 
+@main.command("serve-finetune")
+@click.option("--base", required=True, help="The model jobs fine-tune: an alias, local folder or hub id.")
+@click.option("--name", help="The base model's name in the API (a job's `model`); default: --base.")
+@click.option("--dtype", default="auto", show_default=True, help="Serving dtype (model.dtype); weights train in fp32.")
+@click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:1; auto: cuda where present.")
+@click.option("--port", default=8001, show_default=True, type=click.IntRange(0, 65535), help="0: any free port.")
+@click.option("--api-key-env", help="Environment variable holding the key clients must send; default: no key.")
+@click.option("--train", "train_json", default="{}", help='A recipe train: as JSON, e.g. {"max_steps": 50}.')
+@click.option("--lora", "lora_json", default="{}", help='A recipe lora: as JSON, e.g. {"rank": 8}.')
+@click.option("--learning-rate", default=2e-4, show_default=True, type=float, help="x a job's LR multiplier.")
+@click.option("--work-dir", type=click.Path(file_okay=False, path_type=Path), help="Where trained adapters are saved.")
+@user_errors
+def serve_finetune(base, name, dtype, device, port, api_key_env, train_json, lora_json, learning_rate, work_dir):
+    """Serve the OpenAI fine-tuning API at http://127.0.0.1:PORT/v1: uploaded JSONL chat files train LoRA
+    adapters of --base with the harness's own training, each then served under its fine_tuned_model."""
+    import json
+
+    from harness.config import ModelSpec, TrainSettings
+    from harness.deploy.finetune_api import FineTuneServer, required_key
+    from harness.techniques.finetune import LoraSettings
+    from harness.yamlconfig import validate
+
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    settings: dict[str, Any] = {}
+    for flag, text, model in (("--train", train_json, TrainSettings), ("--lora", lora_json, LoraSettings)):
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise ConfigError(f"{flag} is not JSON: {exc}") from None
+        settings[flag] = validate(data, model, source=flag)
+    try:
+        server = FineTuneServer(
+            validate({"id": base, "dtype": dtype}, ModelSpec, source="--base/--dtype"),
+            name=name,
+            device=device,
+            port=port,
+            key=None if api_key_env is None else required_key(api_key_env),
+            train=settings["--train"],
+            lora=settings["--lora"],
+            learning_rate=learning_rate,
+            work_dir=work_dir,
+        )
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}; choose another --port") from None
+    console.print(f"fine-tuning API for {server.name} at {server.url} (files, fine_tuning/jobs, chat/completions)")
+    with stop_like_ctrl_c(), contextlib.suppress(KeyboardInterrupt):
+        server.serve_forever()
+
+
 @main.command()
 @RUN_ARGUMENT
 @click.option("--technique", "-t", "techniques", multiple=True, help="Only this technique (repeatable); default: all.")

@@ -1,9 +1,10 @@
-"""A client of an OpenAI-compatible chat-completions endpoint: kind api's (techniques/api.py) and an
-endpoint judge's (evaluate/judge.py).
+"""A client of an OpenAI-compatible chat-completions endpoint: kind api's (techniques/api.py), kind
+api_finetune's (its files and jobs too) and an endpoint judge's (evaluate/judge.py).
 
     endpoint = Endpoint(settings, max_tokens=64)   # settings: config.EndpointSettings
     reply = endpoint.chat(messages)                # one conversation -> Reply (text, tokens, latency)
     replies = endpoint.ask_all(conversations)      # many, `settings.concurrency` in flight, in order
+    job = endpoint.call("fine_tuning/jobs/ID")     # another route of the endpoint: a JSON object (api_finetune)
 
 Responses are cached on disk (harness cache dir / "api", one JSON file per response, keyed by the
 sha256 of base_url, model, messages, max_tokens and temperature, and the seed when sampling), so a
@@ -63,7 +64,12 @@ class Reply:
 
 
 class EndpointError(RuntimeError):
-    """A request that failed for good (or a key that is not set): the caller's cell fails with this message."""
+    """A request that failed for good (or a key that is not set): the caller's cell fails with this message.
+    `status`: the HTTP status of a refusal that is not retried (404, 401, ...), else None."""
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
 
 
 class Endpoint:
@@ -168,15 +174,46 @@ class Endpoint:
     # --- requests ----------------------------------------------------------------------------------
 
     def post(self, body: dict) -> tuple[dict, float, float | None]:
-        """The response to one request, its latency and (streamed) time to first text; retried on 429 / 5xx
-        / timeouts / connection errors."""
+        """The response to one chat request, its latency and (streamed) time to first text; retried on 429 /
+        5xx / timeouts / connection errors."""
+        if self.stream:
+            body = body | {"stream": True, "stream_options": {"include_usage": True}}
+        raw, latency, ttft = self.send(self.url, json.dumps(body).encode(), "application/json", self.stream)
+        try:
+            response = json.loads(raw)
+        except (ValueError, RecursionError):  # RecursionError: JSON nested deeper than Python recurses
+            raise EndpointError(
+                f"{self.url} answered with no chat completion: {self.redact(raw[:300].decode(errors='replace'))!r}"
+            ) from None
+        try:
+            return validated(response), latency, ttft
+        except EndpointError as exc:
+            raise EndpointError(f"{self.url} answered a malformed chat completion: {exc}") from None
+
+    def call(self, path: str, body: bytes | None = None, content_type: str = "application/json") -> dict:
+        """The JSON object another route of the endpoint answers (`path` under base_url; GET without a
+        body, else POST), with the same retries, key handling and limits as a chat request."""
+        url = f"{self.settings.base_url}/{path.lstrip('/')}"
+        raw, _, _ = self.send(url, body, content_type)
+        try:
+            answer = json.loads(raw)
+        except (ValueError, RecursionError):
+            answer = None
+        if not isinstance(answer, dict):
+            raise EndpointError(f"{url} answered no JSON object: {self.redact(raw[:300].decode(errors='replace'))!r}")
+        return answer
+
+    def send(
+        self, url: str, data: bytes | None, content_type: str, stream: bool = False
+    ) -> tuple[bytes, float, float | None]:
+        """The body of the answer to one request (POST with `data`, else GET), its latency and, for a
+        `stream`ed answer, the seconds to its first text (its events joined into one completion: see
+        joined_events); retried on 429 / 5xx / timeouts / connection errors; the key is cut out of what
+        comes back."""
         import http.client
         import urllib.error
 
-        if self.stream:
-            body = body | {"stream": True, "stream_options": {"include_usage": True}}
-        data = json.dumps(body).encode()
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        headers = {"Accept": "application/json"} | ({"Content-Type": content_type} if data is not None else {})
         if self.key:
             headers["Authorization"] = f"Bearer {self.key}"
         for attempt in range(self.settings.max_retries + 1):
@@ -185,14 +222,16 @@ class Endpoint:
             with self.lock:
                 self.requests += 1
                 self.retries += attempt > 0
-            request = urllib.request.Request(self.url, data=data, headers=headers, method="POST")
+            request = urllib.request.Request(
+                url, data=data, headers=headers, method="POST" if data is not None else "GET"
+            )
             start = time.perf_counter()
             retry_after = ttft = None
             try:
                 with _OPENER.open(request, timeout=self.settings.timeout_seconds) as answer:
                     arrivals: list[tuple[int, float]] = []
-                    raw = self.read(answer, start, arrivals)
-                    if self.stream and answer.headers.get_content_type() == "text/event-stream":
+                    raw = self.read(answer, start, url, arrivals)
+                    if stream and answer.headers.get_content_type() == "text/event-stream":
                         raw, ttft = joined_events(raw, arrivals, start)
                 latency = time.perf_counter() - start
             except urllib.error.HTTPError as exc:
@@ -200,15 +239,14 @@ class Endpoint:
                 if 300 <= exc.code < 400:
                     where = exc.headers.get("Location") or "elsewhere"
                     raise EndpointError(
-                        f"HTTP {exc.code} from {self.url}: it redirects to {self.redact(where)}, which is not followed "
+                        f"HTTP {exc.code} from {url}: it redirects to {self.redact(where)}, which is not followed "
                         "(the API key would go with the request); set base_url to the address that answers"
                     ) from None
                 if exc.code not in RETRYABLE_STATUS and exc.code < 500:
-                    raise EndpointError(f"HTTP {exc.code} from {self.url}: {detail}{self.key_hint(exc.code)}") from None
+                    message = f"HTTP {exc.code} from {url}: {detail}{self.key_hint(exc.code)}"
+                    raise EndpointError(message, exc.code) from None
                 reason = (
-                    f"HTTP 429 rate limited by {self.url}"
-                    if exc.code == 429
-                    else f"HTTP {exc.code} from {self.url}: {detail}"
+                    f"HTTP 429 rate limited by {url}" if exc.code == 429 else f"HTTP {exc.code} from {url}: {detail}"
                 )
                 retry_after = _retry_after(exc.headers.get("Retry-After"))
                 if retry_after is not None and retry_after > MAX_RETRY_AFTER_SECONDS:
@@ -218,24 +256,14 @@ class Endpoint:
             else:
                 if self.key:  # a server that echoes the request's headers: its answer is cached and reported
                     raw = raw.replace(self.key.encode(), b"[redacted]")
-                try:
-                    response = json.loads(raw)
-                except (ValueError, RecursionError):  # RecursionError: JSON nested deeper than Python recurses
-                    raise EndpointError(
-                        f"{self.url} answered with no chat completion: "
-                        f"{self.redact(raw[:300].decode(errors='replace'))!r}"
-                    ) from None
-                try:
-                    return validated(response), latency, ttft
-                except EndpointError as exc:
-                    raise EndpointError(f"{self.url} answered a malformed chat completion: {exc}") from None
+                return raw, latency, ttft
             if attempt == self.settings.max_retries:
                 break
             self.stop.wait(self.delay(attempt, retry_after))
         retries = self.settings.max_retries
         raise EndpointError(f"{reason} after {retries} {'retry' if retries == 1 else 'retries'}")
 
-    def read(self, answer, start: float, arrivals: list[tuple[int, float]] | None = None) -> bytes:
+    def read(self, answer, start: float, url: str, arrivals: list[tuple[int, float]] | None = None) -> bytes:
         """The whole body, within timeout_seconds of the request's start (a socket timeout bounds each
         read, not their sum: a body that drips would hold the request forever) and MAX_RESPONSE_BYTES.
         `arrivals` gets (bytes read so far, when) after each read: a stream's first text is timed from it."""
@@ -247,7 +275,7 @@ class Endpoint:
             arrivals.append((size, time.perf_counter()))
             if size > MAX_RESPONSE_BYTES:
                 raise EndpointError(
-                    f"{self.url} answered more than {MAX_RESPONSE_BYTES / 1e6:g} MB; a chat completion is not "
+                    f"{url} answered more than {MAX_RESPONSE_BYTES / 1e6:g} MB; a chat completion is not "
                     "that long, so it was not read"
                 )
             if time.perf_counter() - start > self.settings.timeout_seconds:

@@ -66,11 +66,15 @@ def sft_records(task: Task, settings: TrainSettings, augment=None) -> tuple[list
     An example gives one record per assistant turn: a multi-turn example's earlier answers too."""
 
     def records(e) -> list[dict]:
-        turns = prompting.messages(task, e, augment=augment) + [{"role": "assistant", "content": e.output}]
-        return [{"prompt": turns[:i], "completion": [t]} for i, t in enumerate(turns) if t["role"] == "assistant"]
+        return turn_records(prompting.messages(task, e, augment=augment) + [{"role": "assistant", "content": e.output}])
 
     examples = train_examples(task, settings)
     return [r for e in examples for r in records(e)], [r for e in task.validation for r in records(e)]
+
+
+def turn_records(turns: list[dict]) -> list[dict]:
+    """A conversation's records: one per assistant turn, the turns before it as the prompt."""
+    return [{"prompt": turns[:i], "completion": [t]} for i, t in enumerate(turns) if t["role"] == "assistant"]
 
 
 def train_examples(task: Task, settings: TrainSettings):
@@ -122,7 +126,7 @@ def sft_config(settings: TrainSettings, kind: str, device: str, output_dir: Path
 def make_trainer(
     model,
     tokenizer,
-    task: Task,
+    task: Task | None,
     settings: TrainSettings,
     kind: str,
     *,
@@ -132,13 +136,18 @@ def make_trainer(
     peft_config=None,
     callbacks=(),
     augment=None,
+    records: tuple[list[dict], list[dict]] | None = None,
 ):
-    """An SFTTrainer over the task's train split (peft-wrapping the model when peft_config is given)."""
+    """An SFTTrainer over the task's train split (peft-wrapping the model when peft_config is given), or
+    over `records` (train, validation) given as they are: the fine-tuning server's uploaded files."""
     from datasets import Dataset, disable_progress_bars
     from trl import SFTTrainer
 
     disable_progress_bars()  # TRL's dataset preparation bars would break the rich display
-    train_records, validation_records = sft_records(task, settings, augment)
+    if records is None:
+        assert task is not None, "train on a task or on given records"
+        records = sft_records(task, settings, augment)
+    train_records, validation_records = records
     truncated = count_too_long(tokenizer, train_records, settings.max_length)
     args = sft_config(settings, kind, device, work_dir, seed)
     tokenizer.padding_side = "right"  # TRL's collator pads right; generation switches back to left
@@ -152,7 +161,9 @@ def make_trainer(
         callbacks=list(callbacks),
     )
     trainer.truncated_examples = truncated  # type: ignore[attr-defined]  # our own attribute, for fit()'s TrainStats
-    trainer.train_examples = len(train_examples(task, settings))  # type: ignore[attr-defined]  # not records
+    # examples, not records (a multi-turn example gives several); given records count one each
+    examples = len(train_examples(task, settings)) if task is not None else len(train_records)
+    trainer.train_examples = examples  # type: ignore[attr-defined]
     return trainer
 
 
@@ -190,7 +201,7 @@ def count_too_long(tokenizer, records: list[dict], max_length: int) -> int:
 def train(
     model,
     tokenizer,
-    task: Task,
+    task: Task | None,
     settings: TrainSettings,
     kind: str,
     *,
@@ -201,9 +212,10 @@ def train(
     peft_config=None,
     augment=None,
     callbacks=(),
+    records: tuple[list[dict], list[dict]] | None = None,
 ):
     """Supervised fine-tuning in memory; return the trained model (peft-wrapped when peft_config is
-    given), stats, and how memory was measured."""
+    given), stats, and how memory was measured. `records` (train, validation) replace the task's."""
 
     def build(work_dir: Path, all_callbacks: list):
         return make_trainer(
@@ -218,6 +230,7 @@ def train(
             peft_config=peft_config,
             callbacks=all_callbacks,
             augment=augment,
+            records=records,
         )
 
     return fit(build, tokenizer, settings, device, model=model, progress=progress, label=label, callbacks=callbacks)

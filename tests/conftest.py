@@ -90,6 +90,25 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))
 
 
+@pytest.fixture(scope="session")
+def lively_model_dir(tiny_model_dir, tmp_path_factory) -> Path:
+    """The tiny model with its weights (but the norms) scaled up 6x. The random tiny model answers every
+    prompt with newlines (empty once stripped), so "the same answers" would prove nothing; scaled, its
+    answers differ from prompt to prompt."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = tmp_path_factory.mktemp("lively-model")
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "norm" not in name:
+                parameter.mul_(6)
+    model.save_pretrained(folder)
+    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(folder)
+    return folder
+
+
 def once_per_session(name: str, compute, tmp_path_factory, worker_id: str):
     """compute()'s (picklable) value, computed once per test session: under pytest-xdist the first worker to
     ask computes it into the session's shared folder while any other waits for it and reads it."""

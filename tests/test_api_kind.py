@@ -19,25 +19,6 @@ PRICES = {"input": 0.5, "output": 2.0}
 
 
 @pytest.fixture(scope="module")
-def lively_model_dir(tiny_model_dir, tmp_path_factory) -> Path:
-    """The tiny model with its weights (but the norms) scaled up 6x. The random tiny model answers every
-    prompt with newlines (empty once stripped), so "the same answers" would prove nothing; scaled, its
-    answers differ from prompt to prompt."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    folder = tmp_path_factory.mktemp("lively-model")
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            if "norm" not in name:
-                parameter.mul_(6)
-    model.save_pretrained(folder)
-    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(folder)
-    return folder
-
-
-@pytest.fixture(scope="module")
 def server(lively_model_dir):
     server = OpenAIServer(lively_model_dir, key=KEY).start()
     yield server

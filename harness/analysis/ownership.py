@@ -31,11 +31,14 @@ def priced_by_tokens(row: RowLike) -> bool:
 
 
 def serving_usd_per_request(row: RowLike, price: float | None) -> float | None:
-    """One request's cost: a token-priced row's cost per request; else device time per request at the
-    recipe's batch size (evaluation seconds / examples, plus retrieval per request) times the price."""
+    """One request's cost: a token-priced row's cost (a hosted fine-tuning's serving tokens) per request;
+    else device time per request at the recipe's batch size (evaluation seconds / examples, plus retrieval
+    per request) times the price."""
     n = row.get("n_eval")
     if not n:
         return None
+    if "api_serving_usd" in row:  # a hosted fine-tuned model (api_finetune): its serving tokens' bill alone
+        return None if row["api_serving_usd"] is None else row["api_serving_usd"] / n
     if priced_by_tokens(row):
         return row["cost_usd"] / n
     if price is None or row.get("eval_seconds") is None:
@@ -50,22 +53,28 @@ def run_costs(row: RowLike, usd_per_hour: dict[str, float]) -> dict:
       row keeps its own);
     - `lm_eval_cost_usd`: the lm-eval run, on a line of its own (0 for a technique that reused the
       shared base-model scores; None without lm-eval);
-    - `train_cost_usd`: training, once (0 for a technique that does not train);
+    - `train_cost_usd`: training, once (0 for a technique that does not train; a hosted fine-tuning's
+      own, from its billed tokens);
     - `judge_cost_usd` (only where an LLM judge graded the answers, eval.judge): a local judge's own
       seconds, which are not in the wall time; an endpoint judge's row keeps its own (its tokens at the
       endpoint's price, or None);
     - `serving_usd_per_request`: see serving_usd_per_request."""
     price = price_per_second(row.get("device"), usd_per_hour)
     lm_eval = row.get("lm_eval_seconds")
-    if priced_by_tokens(row) or kinds.hosted(row.get("kind") or ""):  # a hosted model: its bill, or unknown
+    hosted = priced_by_tokens(row) or kinds.hosted(row.get("kind") or "")
+    if hosted:  # a hosted model: its bill, or unknown
         cost = row.get("cost_usd")
     else:
         cost = None if price is None else price * ((row.get("wall_seconds") or 0.0) - (lm_eval or 0.0))
     train, judge = row.get("train_seconds"), row.get("judge_seconds")
+    if hosted and "train_cost_usd" in row:  # a provider's fine-tuning: its bill for the trained tokens, or unknown
+        train_cost = row["train_cost_usd"]
+    else:
+        train_cost = 0.0 if not train else None if price is None else price * train
     return {
         "cost_usd": cost,
         "lm_eval_cost_usd": None if price is None or lm_eval is None else price * lm_eval,
-        "train_cost_usd": 0.0 if not train else None if price is None else price * train,
+        "train_cost_usd": train_cost,
         "serving_usd_per_request": serving_usd_per_request(row, price),
     } | (
         {}

@@ -27,7 +27,10 @@ from harness import kinds, prompting
 from harness.tasks import Example
 from harness.yamlconfig import ConfigError
 
-NOT_LOCAL = "a hosted model (kind api): its endpoint serves it already; there is nothing of it in the run folder"
+NOT_LOCAL = (
+    "a hosted model (kind api or api_finetune): its endpoint serves it already; there is nothing of it in the "
+    "run folder"
+)
 
 
 @dataclass

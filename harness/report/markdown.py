@@ -491,6 +491,14 @@ def measurement_section(metas: list[dict], rows: Sequence[RowLike]) -> str:
             "model's size and hardware are unknown, so its cost is the endpoint's price, not a like-for-like "
             "compute figure."
         )
+    if any(r.get("kind") == "api_finetune" for r in rows):
+        lines.append(
+            "- **api_finetune rows** (a provider's fine-tuning API): **training cost** is the tokens the job was "
+            "billed for (`trained_tokens`) x the technique's `train_usd_per_1k_tokens`, paid once; **serving** is "
+            "the fine-tuned model's tokens x its `usd_per_1k_tokens`, per request, as for api rows; **cost** adds "
+            "the two. The provider's method (LoRA or full), hardware and training time are its own; its job's "
+            "duration is `finetune_job_seconds`."
+        )
     if any(r.get("retriever") for r in rows):
         lines.append(
             "- **recall**: retrieval recall@k, the share of examples' gold documents among the k retrieved passages "

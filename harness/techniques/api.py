@@ -59,15 +59,19 @@ def run_api(spec: ApiTechnique, ctx: RunContext) -> Outcome:
         raise RuntimeError(str(exc)) from None
 
 
-def _run_api(spec: ApiTechnique, ctx: RunContext) -> Outcome:
+def require_generate(ctx: RunContext, kind: str = "api") -> None:
+    """A hosted model's answers are generated: a recipe that scores labels by likelihood cannot score it."""
     if ctx.recipe.eval.heldout.mode != "generate":
         raise EndpointError(
-            "kind api generates its answers, but the recipe's eval.heldout.mode is "
+            f"kind {kind} generates its answers, but the recipe's eval.heldout.mode is "
             f"{ctx.recipe.eval.heldout.mode}: scoring each label needs the model's log-likelihoods, "
             "which a chat-completions endpoint does not return; compare it in a recipe with "
             "eval.heldout.mode: generate"
         )
 
+
+def _run_api(spec: ApiTechnique, ctx: RunContext) -> Outcome:
+    require_generate(ctx)
     max_tokens = ctx.recipe.eval.heldout.max_new_tokens
     endpoint = Endpoint(spec, max_tokens, temperature=spec.temperature, seed=ctx.recipe.seed)
     shots = prompting.draw_shots(ctx.task, spec.shots, ctx.recipe.seed)
@@ -131,6 +135,31 @@ def reply_figures(spec: ApiTechnique, endpoint: Endpoint, replies: list[Reply]) 
     return values
 
 
+# The row figures and fields of a hosted model's answers (kind api_finetune's rows have them too)
+API_FIGURES: tuple[Figure, ...] = (
+    Figure("api_input_tokens", "prompt tokens sent (api)", "count"),
+    Figure("api_output_tokens", "completion tokens (api)", "count"),
+    Figure("api_billed_usd", "billed in this run (api)", "usd", "lower"),
+    Figure("api_requests", "HTTP requests sent (api)", "count"),
+    Figure("api_cached", "answers from the response cache (api)", "count"),
+    Figure("api_retries", "retried requests (api)", "count", "lower"),
+    Figure("api_usage_missing", "responses without usage (api)", "count", "lower"),
+    Figure(
+        "latency_p50_seconds",
+        "request latency p50 (api: per HTTP request)",
+        "seconds",
+        "lower",
+    ),
+    Figure(
+        "latency_p95_seconds",
+        "request latency p95 (api: per HTTP request)",
+        "seconds",
+        "lower",
+    ),
+)
+API_FIELDS = {"api_model": "the hosted model's name", "api_base_url": "the endpoint's base URL"}
+
+
 kinds.register(
     kinds.Kind(
         "api",
@@ -140,27 +169,7 @@ kinds.register(
         reads_base_model=False,
         trained=False,
         hosted=True,
-        figures=(
-            Figure("api_input_tokens", "prompt tokens sent (api)", "count"),
-            Figure("api_output_tokens", "completion tokens (api)", "count"),
-            Figure("api_billed_usd", "billed in this run (api)", "usd", "lower"),
-            Figure("api_requests", "HTTP requests sent (api)", "count"),
-            Figure("api_cached", "answers from the response cache (api)", "count"),
-            Figure("api_retries", "retried requests (api)", "count", "lower"),
-            Figure("api_usage_missing", "responses without usage (api)", "count", "lower"),
-            Figure(
-                "latency_p50_seconds",
-                "request latency p50 (api: per HTTP request)",
-                "seconds",
-                "lower",
-            ),
-            Figure(
-                "latency_p95_seconds",
-                "request latency p95 (api: per HTTP request)",
-                "seconds",
-                "lower",
-            ),
-        ),
-        fields={"api_model": "the hosted model's name", "api_base_url": "the endpoint's base URL"},
+        figures=API_FIGURES,
+        fields=API_FIELDS,
     )
 )
