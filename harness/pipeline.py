@@ -205,7 +205,7 @@ def run_task(
             if not store.finished(floor.name_for(task)):
                 record_floor(store, task, recipe)
             # a technique with `init_from` waits for the wave that trains its starting model
-            for wave in planning.waves(recipe.techniques):
+            for wave in planning.waves(recipe.techniques, recipe.eval.reward_model):
                 for spec in wave:  # selection first, on the validation split only
                     if spec.search is not None and kinds.inapplicable(spec, task, recipe) is None:
                         runner.searched[spec.name] = search.tune(spec, recipe, store.run_dir, runner.run, runner.jobs)
