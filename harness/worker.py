@@ -104,7 +104,9 @@ def run_cell(spec, ctx) -> tuple[Row, list[dict]]:
         save_traceback(ctx.run_dir, ctx.cell.id)
     wall = time.perf_counter() - start
     values = dict(outcome.values)
-    if status == "ok" and judges(ctx) and kinds.generates(spec.kind):  # after the wall time: the judge's time is its own
+    if (
+        status == "ok" and judges(ctx) and kinds.generates(spec.kind)
+    ):  # after the wall time: the judge's time is its own
         values |= judge(ctx, outcome.predictions, values.get("metric"))
     if status == "ok" and scored_by_reward_model(spec, ctx, outcome.predictions):  # likewise
         values |= reward_score(ctx, outcome.predictions, values.get("metric"))

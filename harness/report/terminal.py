@@ -18,7 +18,7 @@ LEGEND = (
 
 
 def terminal_table(store: RunStore) -> Table:
-    rows = with_verdicts(store.ordered_rows(), store.finished_predictions())
+    rows = with_verdicts(store.answering_rows(), store.finished_predictions())
     meta = store.meta
     title = f"{meta['recipe']['name']} — {meta['recipe']['model']['id']} on {meta['task']['name']}"
     table = Table(
@@ -43,7 +43,7 @@ def verdict_lines(stores: list[RunStore]) -> list[Text]:
     REPORT.md gives (prefixed with the task in a multi-task run)."""
     lines = [Text(LEGEND, style="dim")]
     for store in stores:
-        pick = recommend(store.ordered_rows(), store.finished_predictions(), volume=workload_volume(store.meta))
+        pick = recommend(store.answering_rows(), store.finished_predictions(), volume=workload_volume(store.meta))
         prefix = f"{task_name(store)}: " if len(stores) > 1 else ""
         line = Text(prefix + sentence(pick))
         if pick.technique:
