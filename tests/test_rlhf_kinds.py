@@ -202,3 +202,34 @@ def test_a_failed_reward_model_fails_the_rl_that_needs_it_naming_why(tiny_model_
         "reward.model 'rm' failed, so this technique cannot run: "
         "ValueError: Target modules {'nope'} not found in the base model."
     )
+
+
+def test_the_report_gives_reward_models_their_own_table_and_never_ranks_them(tmp_path):
+    from harness.analysis import decision
+    from harness.report import markdown
+    from harness.results import RunStore
+
+    meta = {"task": {"name": "t", "metric": "rouge_l"}, "recipe": {"techniques": []}}
+    store = RunStore(tmp_path, meta)
+    answers = [{"id": "a", "input": "q", "expected": "x", "predicted": "x", "correct": 1.0}]
+    common = {"status": "ok", "metric": "rouge_l", "n_eval": 1}
+    store.record({"technique": "rm", "kind": "reward", "status": "ok", "score": None, "reward_accuracy": 0.9,
+                  "reward_accuracy_ci_low": 0.7, "reward_accuracy_ci_high": 1.0, "reward_margin": 2.5,
+                  "reward_pairs": 16, "train_seconds": 30.0}, [])  # fmt: skip
+    store.record({"technique": "rl", "kind": "rloo", "score": 0.4, "trained_against": "rm", "reward_model": "rm",
+                  "reward_score": 1.5, "reward_spearman": 0.6, "judge_spearman": 0.2, **common}, answers)  # fmt: skip
+    store.record({"technique": "dpo", "kind": "dpo", "score": 0.3, "reward_model": "rm", "reward_score": 0.5,
+                  "reward_spearman": 0.5, "judge_spearman": 0.1, **common}, answers)  # fmt: skip
+    assert [r["technique"] for r in store.answering_rows()] == ["rl", "dpo"]
+    ranked = decision.recommend(store.answering_rows(), store.finished_predictions())
+    assert ranked.technique != "rm"
+    section = markdown.reward_models_section(store, store.answering_rows())
+    assert "| rm | 90% [70%, 100%] | 2.50 | 16 | 30.0s | – | rl |" in section
+    assert (
+        "rl 1.50 (Spearman with ROUGE-L 0.60; judge 0.20); dpo 0.50 (Spearman with ROUGE-L 0.50; judge 0.10)" in section
+    )
+    assert (
+        "more closely than the judge on 2 of 2 techniques' answers (mean Spearman 0.55 against the judge's 0.15)"
+        in section
+    )
+    assert "| rm |" not in markdown.results_table(store.answering_rows())
