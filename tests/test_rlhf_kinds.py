@@ -187,6 +187,28 @@ def load_recipe_text(text: str):
     return Recipe.model_validate(yaml.safe_load(text))
 
 
+@pytest.mark.slow  # three cell processes (~15 s on an idle 2-core machine); the unit test below is in the default suite
+def test_a_failed_reward_model_is_a_failed_row_of_the_rl_that_needs_it_and_the_others_run(
+    write, tiny_model_dir, tmp_path
+):
+    from conftest import run_cli, tiny_recipe
+
+    techniques = (
+        "  - {name: rm, kind: reward, lora: {target_modules: [input_layernorm]}}\n"
+        "  - {name: rl, kind: rloo, reward: {model: rm}, train: {max_steps: 1, batch_size: 4}}\n"
+        "  - {name: zero, kind: prompt}\n"
+    )
+    recipe = tiny_recipe(tiny_model_dir, tmp_path / "out", techniques).replace("ticket-routing", "support-replies")
+    result = run_cli("run", write("r.yaml", recipe.replace("limit: 12", "limit: 4")))
+    assert result.exit_code == 1, result.output  # a failed technique
+    (run_dir,) = (tmp_path / "out" / "tiny").iterdir()
+    rows = {r["technique"]: r for r in json.loads((run_dir / "results.json").read_text())["rows"]}
+    assert rows["rm"]["status"] == "failed" and "LlamaRMSNorm" in rows["rm"]["error"]
+    assert rows["rl"]["status"] == "failed"
+    assert rows["rl"]["error"].startswith("RuntimeError: reward.model 'rm' failed, so this technique cannot run: ")
+    assert rows["zero"]["status"] == "ok"
+
+
 def test_a_failed_reward_model_fails_the_rl_that_needs_it_naming_why(tiny_model_dir, tmp_path):
     """The RL cell's error is the reward model's own failure, read from its cell (before: 'no trained model')."""
     ctx = context(tiny_model_dir, [{"name": "rm", "kind": "reward"}], tmp_path)
