@@ -366,9 +366,9 @@ class CellRunner:
         for name, (spec, cells, summary) in self.planned.items():
             if name not in self.merged and all(c.id in by_id for c in cells):
                 merged, predictions = planning.merge(spec, [by_id[c.id] for c in cells if c.main], seeds)
-                source = getattr(spec, "init_from", None)  # merged in an earlier wave
+                sources = [name for _, name in kinds.sources(spec)]  # merged in an earlier wave
                 row = ownership.with_starting_model(
-                    merged, next((r for r in self.store.rows if r["technique"] == source), None)
+                    merged, *(next((r for r in self.store.rows if r["technique"] == s), None) for s in sources)
                 )
                 self.store.record({**row, **summary}, predictions)
                 self.merged.add(name)
