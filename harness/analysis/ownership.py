@@ -88,15 +88,15 @@ def energy_figures(row: RowLike, usd_per_kwh: float | None) -> dict:
     return {"energy_wh": total} | ({} if usd_per_kwh is None else {"energy_cost_usd": total / 1000 * usd_per_kwh})
 
 
-def with_starting_model(row: RowLike, source: RowLike | None, *more: RowLike | None) -> RowLike:
+def with_starting_model(row: RowLike, *sources: RowLike | None) -> RowLike:
     """A technique that needs another's trained model (its `init_from`, the reward model it is trained
     against) owns that training too: its train_cost_usd adds each source's (which holds its own sources'),
     and own_train_cost_usd keeps its own."""
-    sources = [s for s in (source, *more) if s is not None]
+    found = [s for s in sources if s is not None]
     own = row.get("train_cost_usd")
-    if own is None or not sources:
+    if own is None or not found:
         return row
-    inherited = [s.get("train_cost_usd") for s in sources]
+    inherited = [s.get("train_cost_usd") for s in found]
     total = None if None in inherited else own + sum(inherited)  # type: ignore[arg-type]
     return {**row, "own_train_cost_usd": own, "train_cost_usd": total}
 
