@@ -163,6 +163,7 @@ techniques:
             "'kto' is not a DPOTrainer loss: it is kind: kto (TRL KTOTrainer)",
         ),
         ("  - {name: p, kind: ppo}\n", "kind ppo: the pinned TRL 1.16.0 has no PPOTrainer"),
+        ("  - {name: r, kind: reward, retrieval: {}}\n", "a reward model scores a message and an answer without"),
     ],
 )
 def test_reward_recipe_errors(write, entry, message):

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import model_validator
+
 from harness import figures, kinds
 from harness.config import TrainedTechnique
 from harness.techniques.base import Outcome, RunContext
@@ -26,6 +28,14 @@ class RewardTechnique(TrainedTechnique):
     kind: Literal["reward"]
     adapter: Literal["lora", "full"] = "lora"  # lora: adapters plus the new score head are trained
     lora: LoraSettings = LoraSettings()
+
+    @model_validator(mode="after")
+    def _no_retrieval(self):
+        if self.retrieval is not None:  # RL and eval.reward_model give it the bare message and answer
+            raise ValueError(
+                "a reward model scores a message and an answer without retrieved passages: drop `retrieval:`"
+            )
+        return self
 
 
 def run_reward(spec: RewardTechnique, ctx: RunContext) -> Outcome:
