@@ -256,3 +256,8 @@ def test_the_report_gives_reward_models_their_own_table_and_never_ranks_them(tmp
         in section
     )
     assert "| rm |" not in markdown.results_table(store.answering_rows())
+    for row in store.answering_rows():  # a judge whose grades were all alike has no correlation to set beside
+        row.update(judge_model="j", judge_spearman=None)
+    assert "its grades have no rank correlation with ROUGE-L (too few scored, or all alike) on rl, dpo" in (
+        markdown.reward_models_section(store, store.answering_rows())
+    )

@@ -321,6 +321,12 @@ def reward_score_note(store: RunStore, rows: Sequence[RowLike]) -> str:
         parts.append(
             f"**Reward model `{scored[0]['reward_model']}` on every technique's answers**: " + "; ".join(each) + "."
         )
+        flat_judge = [r["technique"] for r in scored if r.get("judge_model") and r.get("judge_spearman") is None]
+        if flat_judge and not both:
+            parts.append(
+                f"The judge graded the same answers but its grades have no rank correlation with {name} "
+                f"(too few scored, or all alike) on {', '.join(flat_judge)}, so only the reward model ranks them."
+            )
         if both:
             wins = sum(abs(r["reward_spearman"]) > abs(r["judge_spearman"]) for r in both)
             parts.append(
