@@ -256,6 +256,11 @@ def test_the_report_gives_reward_models_their_own_table_and_never_ranks_them(tmp
         in section
     )
     assert "| rm |" not in markdown.results_table(store.answering_rows())
+    from harness.report.terminal import reward_model_line  # the terminal names it under its table
+
+    assert reward_model_line(store.reward_model_rows()[0]) == (
+        "reward model rm: ranks 90% of 16 held-out pairs right (chosen above rejected), mean margin 2.50"
+    )
     for row in store.answering_rows():  # a judge whose grades were all alike has no correlation to set beside
         row.update(judge_model="j", judge_spearman=None)
     assert "its grades have no rank correlation with ROUGE-L (too few scored, or all alike) on rl, dpo" in (

@@ -49,4 +49,15 @@ def verdict_lines(stores: list[RunStore]) -> list[Text]:
         if pick.technique:
             line.stylize("bold", len(prefix), len(prefix) + len(f"Use {pick.technique}"))
         lines.append(line)
+        lines += [Text(prefix + reward_model_line(r)) for r in store.reward_model_rows()]  # not in the table
     return lines
+
+
+def reward_model_line(row) -> str:
+    """A reward model (kind reward), which the ranked table leaves out, in one line."""
+    if row["status"] != "ok" or row.get("reward_accuracy") is None:
+        return f"reward model {row['technique']}: {row['status']}" + (f" ({row['error']})" if row.get("error") else "")
+    return (
+        f"reward model {row['technique']}: ranks {row['reward_accuracy']:.0%} of {row.get('reward_pairs')} held-out "
+        f"pairs right (chosen above rejected), mean margin {row.get('reward_margin') or 0:.2f}"
+    )
