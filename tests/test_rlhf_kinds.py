@@ -164,6 +164,11 @@ techniques:
         ),
         ("  - {name: p, kind: ppo}\n", "kind ppo: the pinned TRL 1.16.0 has no PPOTrainer"),
         ("  - {name: r, kind: reward, retrieval: {}}\n", "a reward model scores a message and an answer without"),
+        (
+            "  - {name: r, kind: reward, search: {trials: 2, space: {train.learning_rate: [1.0e-4, 1.0e-3]}}}\n"
+            "eval: {validation: {size: 8}}\n",
+            "search.objective validation_score: a reward model answers nothing to score",
+        ),
     ],
 )
 def test_reward_recipe_errors(write, entry, message):

@@ -30,10 +30,15 @@ class RewardTechnique(TrainedTechnique):
     lora: LoraSettings = LoraSettings()
 
     @model_validator(mode="after")
-    def _no_retrieval(self):
+    def _scores_only(self):
         if self.retrieval is not None:  # RL and eval.reward_model give it the bare message and answer
             raise ValueError(
                 "a reward model scores a message and an answer without retrieved passages: drop `retrieval:`"
+            )
+        if self.search is not None and self.search.objective != "validation_loss":
+            raise ValueError(
+                f"search.objective {self.search.objective}: a reward model answers nothing to score; "
+                "search it on validation_loss (its pairwise loss on the validation pairs)"
             )
         return self
 
