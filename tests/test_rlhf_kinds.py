@@ -271,3 +271,21 @@ def test_the_report_gives_reward_models_their_own_table_and_never_ranks_them(tmp
     assert "its grades have no rank correlation with ROUGE-L (too few scored, or all alike) on rl, dpo" in (
         markdown.reward_models_section(store, store.answering_rows())
     )
+
+
+def test_eval_reward_model_scores_each_answer_and_correlates_it_with_the_metric(reward_model, tiny_model_dir):
+    run_dir = reward_model[0]
+    ctx = context(tiny_model_dir, [{"name": "rm", "kind": "reward"}], run_dir)
+    examples = ctx.heldout_examples()[:4]
+    # two answers per kind: the chosen reply (the metric's 1.0), the rejected one, so both sides vary
+    predictions = [
+        {"id": e.id, "predicted": answer, "correct": value, "expected": e.output}
+        for e in examples[:2]
+        for answer, value in ((e.chosen, 1.0), (e.rejected, 0.1))
+    ]
+    figures = scoring.reward_heldout(ctx, "rm", run_dir / "artifacts" / "rm.seed-0", predictions, "rouge_l")
+    assert all(isinstance(p["reward_score"], float) for p in predictions)
+    assert figures["reward_model"] == "rm" and figures["reward_score"] == pytest.approx(
+        sum(p["reward_score"] for p in predictions) / 4
+    )
+    assert -1 <= figures["reward_spearman"] <= 1 and figures["reward_seconds"] > 0
