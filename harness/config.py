@@ -297,7 +297,13 @@ def _kind_models() -> dict:
     return {name: kinds.get(name).settings for name in kinds.known()}
 
 
-_by_kind = ByKind(_kind_models)
+def _unavailable_kinds() -> dict:
+    from harness import kinds
+
+    return kinds.unavailable()
+
+
+_by_kind = ByKind(_kind_models, unavailable=_unavailable_kinds)
 # A technique entry: validated by the settings model of its `kind:` (see harness/kinds.py), so a new
 # kind extends recipes by registering itself, without an edit here.
 TechniqueSpec = Annotated[Any, WrapValidator(_by_kind), _by_kind]
@@ -466,6 +472,8 @@ class EvalSpec(Strict):
     judge: JudgeSettings | None = None  # grade answers with an LLM judge, on tasks with a `judge:` rubric
     leakage: LeakageSettings = LeakageSettings()  # warn | exclude | error, or {action, near_threshold}
     serving: ServingLoad | None = None  # the load test's levels: {concurrency: [1, 4, 16], requests: 64}
+    # a `kind: reward` technique of this recipe that scores every technique's held-out answers (reward_score)
+    reward_model: str | None = None
 
 
 DEVICE_KINDS = ("cpu", "cuda")  # what a row's device starts with: the keys of cost.usd_per_hour
@@ -800,6 +808,12 @@ class Recipe(Strict):
                     )
                 if source in seen:
                     raise ValueError(f"technique {technique.name!r}: init_from makes a loop through {source!r}")
+                if not kinds.generates(by_name[source].kind):
+                    raise ValueError(
+                        f"technique {technique.name!r}: init_from {source!r} is a {by_name[source].kind} model, which "
+                        "scores answers and writes none; to train against it, use `reward: {model: "
+                        f"{source}}}` (kinds grpo, rloo)"
+                    )
                 if not kinds.trained(by_name[source].kind):
                     raise ValueError(
                         f"technique {technique.name!r}: init_from {source!r} must name a trained "
@@ -807,6 +821,30 @@ class Recipe(Strict):
                     )
                 seen.add(source)
                 source = getattr(by_name[source], "init_from", None)
+        return self
+
+    @model_validator(mode="after")
+    def _reward_models(self):
+        """`reward: {model: ...}` and `eval.reward_model` name a `kind: reward` technique of this recipe."""
+        named = [(f"technique {t.name!r}: reward.model", getattr(t, "reward", None)) for t in self.techniques]
+        wanted = [(where, getattr(source, "model", None)) for where, source in named]
+        wanted.append(("eval.reward_model", self.eval.reward_model))
+        by_name = {t.name: t for t in self.techniques}
+        reward_models = [t.name for t in self.techniques if t.kind == "reward"]
+        for where, name in wanted:
+            if name is None or (name in by_name and by_name[name].kind == "reward"):
+                continue
+            hint = difflib.get_close_matches(name, reward_models, n=1)
+            problem = (
+                f"is kind {by_name[name].kind}, not a reward model"
+                if name in by_name
+                else "is not a technique of this recipe"
+            )
+            if hint:
+                suggestion = f" (did you mean {hint[0]!r}?)"
+            else:
+                suggestion = f" (one of: {', '.join(reward_models)})" if reward_models else " (the recipe has none)"
+            raise ValueError(f"{where} {name!r} {problem}; it must name a `kind: reward` technique{suggestion}")
         return self
 
     @model_validator(mode="after")

@@ -114,6 +114,11 @@ _TABLE = (
     # an LLM judge's grades (eval.judge + the task's `judge:` rubric); agreement and correlation describe
     # the judge against the task metric, higher meaning the two tell the same story
     Figure("judge_score", "judge score (rubric, 0-1)", "score", "higher"),
+    # eval.reward_model: a kind reward technique's mean score of the answers, and its rank correlation
+    # with the task metric's per-example values (as the judge's)
+    Figure("reward_score", "reward model's score of the answers", "number", "higher"),
+    Figure("reward_spearman", "reward model-metric Spearman correlation", "number", "higher"),
+    Figure("reward_seconds", "reward model scoring time", "seconds", "lower"),
     Figure("judge_unparsed", "judge replies without a score", "count", "lower"),
     Figure("judge_agreement", "judge agrees with the metric", "share", "higher"),
     Figure("judge_kappa", "judge-metric Cohen's kappa", "number", "higher"),

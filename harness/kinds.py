@@ -67,6 +67,9 @@ class Kind:
     # descriptive fields (name -> what it holds): a row key nothing declares is a failed cell.
     figures: tuple[Figure, ...] = ()
     fields: dict[str, str] = field(default_factory=dict)
+    # Answers the task's questions, so it is scored and ranked on the task's metric. False: a model other
+    # techniques use (kind reward), reported in a table of its own and never ranked against those that answer.
+    generates: bool = True
 
     def __post_init__(self):
         field = getattr(self.settings, "model_fields", {}).get("kind")
@@ -79,6 +82,22 @@ class Kind:
 
 
 KINDS: Registry[Kind] = Registry("technique kind", BUILTIN_MODULES)
+
+
+def unavailable() -> dict[str, str]:
+    """Kinds users ask for that cannot be offered here, and why: `kind: <name>` is a recipe error saying so."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        trl = f"TRL {version('trl')}"
+    except PackageNotFoundError:
+        trl = "TRL"
+    return {
+        "ppo": (
+            f"kind ppo: the pinned {trl} has no PPOTrainer (neither trl nor trl.experimental offers one); "
+            "for RL against a learned reward use kind rloo (or grpo) with `reward: {model: <a kind reward technique>}`"
+        )
+    }
 
 
 def register(kind: Kind) -> Kind:
@@ -108,22 +127,38 @@ def trained(kind: str) -> bool:
     return kind in KINDS and KINDS.get(kind).trained
 
 
+def generates(kind: str) -> bool:
+    """True for kinds this process does not know (a plugin kind's rows are answers until it says otherwise)."""
+    return kind not in KINDS or KINDS.get(kind).generates
+
+
+def sources(spec) -> list[tuple[str, str]]:
+    """(what for, technique) for each technique of the recipe whose trained model `spec` needs: the one it
+    starts from (`init_from`) and the reward model it is trained against (`reward: {model: ...}`)."""
+    init_from = getattr(spec, "init_from", None)
+    reward = getattr(getattr(spec, "reward", None), "model", None)
+    return [(role, name) for role, name in (("init_from", init_from), ("reward.model", reward)) if name is not None]
+
+
 def needs_corpus(spec) -> bool:
     return CORPUS in KINDS.get(spec.kind).needs(spec)
 
 
 def inapplicable(spec, task, recipe) -> str | None:
-    """Why `spec` does not apply to `task`: what its kind needs that the task lacks, or the technique its
-    `init_from` starts from does not apply; None when it applies."""
+    """Why `spec` does not apply to `task`: what its kind needs that the task lacks, or a technique whose
+    model it needs (`sources`: its init_from, its reward model) does not apply; None when it applies."""
     missing = [need for need in KINDS.get(spec.kind).needs(spec) if not need.present(task)]
     if missing:
         fixes = "; ".join(f"{need.fix} to the task's task.yaml" for need in missing)  # no machine path in reports
         lacks = " and no ".join(need.what for need in missing)
         why = "its `retrieval:`" if missing == list(uses_retrieval(spec)) else f"kind {spec.kind}"
         return f"task {task.name!r} has no {lacks}, which {spec.name!r} needs ({why}); fix: {fixes}"
-    source = getattr(spec, "init_from", None)
-    upstream = None if source is None else inapplicable(recipe.technique(source), task, recipe)
-    return None if upstream is None else f"{spec.name!r} starts from {source!r}, which does not apply: {upstream}"
+    for role, source in sources(spec):
+        upstream = inapplicable(recipe.technique(source), task, recipe)
+        if upstream is not None:
+            uses = "starts from" if role == "init_from" else "is trained against the reward model"
+            return f"{spec.name!r} {uses} {source!r}, which does not apply: {upstream}"
+    return None
 
 
 def declared_figures(kind: str | None) -> dict[str, Figure]:

@@ -214,7 +214,16 @@ def load(spec: ModelSpec, device: str, dtype: torch.dtype | None = None, quantiz
     return contiguous_head_input(model).eval(), tokenizer
 
 
-def _load(spec: ModelSpec, device: str, dtype: torch.dtype | None, quantization_config):
+def load_scorer(spec: ModelSpec, device: str, dtype: torch.dtype | None = None):
+    """(model, tokenizer) of `spec` with a one-number head in place of its output layer (a reward model:
+    AutoModelForSequenceClassification, num_labels=1, the head newly initialised), in eval mode."""
+    model, tokenizer = _load(spec, device, dtype, None, scorer=True)
+    if model.config.pad_token_id is None:  # the head reads the last non-pad token of each sequence
+        model.config.pad_token_id = tokenizer.pad_token_id
+    return model.eval(), tokenizer
+
+
+def _load(spec: ModelSpec, device: str, dtype: torch.dtype | None, quantization_config, scorer: bool = False):
     """(model, tokenizer) from wherever `spec.id` points: an alias's or a file's GGUF, random:, a folder or hub id."""
     dtype = dtype or resolve_dtype(spec, device)
     model_id = spec.id
@@ -227,6 +236,8 @@ def _load(spec: ModelSpec, device: str, dtype: torch.dtype | None, quantization_
     elif Path(model_id).suffix == ".gguf":
         source = _cached_gguf(Path(model_id))
     elif model_id.startswith(RANDOM_PREFIX):
+        if scorer:
+            raise ModelResolutionError("a reward model needs saved weights: save the random: model to a folder first")
         if quantization_config is not None:
             raise ModelResolutionError(
                 "4-bit loading needs saved weights; random: models cannot be quantized "
@@ -243,7 +254,17 @@ def _load(spec: ModelSpec, device: str, dtype: torch.dtype | None, quantization_
                 source, dtype=dtype, quantization_config=quantization_config, device_map={"": device}
             )
             return model, tokenizer
-        model = _auto_model().from_pretrained(source, dtype=dtype)
+        if scorer:
+            from transformers import AutoModelForSequenceClassification, logging
+
+            verbosity = logging.get_verbosity()
+            logging.set_verbosity_error()  # "score.weight newly initialized": that is the point
+            try:
+                model = AutoModelForSequenceClassification.from_pretrained(source, dtype=dtype, num_labels=1)
+            finally:
+                logging.set_verbosity(verbosity)
+        else:
+            model = _auto_model().from_pretrained(source, dtype=dtype)
     except OSError as exc:
         raise ModelResolutionError(
             f"could not load model {model_id!r}: {exc}\n"

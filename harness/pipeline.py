@@ -205,7 +205,7 @@ def run_task(
             if not store.finished(floor.name_for(task)):
                 record_floor(store, task, recipe)
             # a technique with `init_from` waits for the wave that trains its starting model
-            for wave in planning.waves(recipe.techniques):
+            for wave in planning.waves(recipe.techniques, recipe.eval.reward_model):
                 for spec in wave:  # selection first, on the validation split only
                     if spec.search is not None and kinds.inapplicable(spec, task, recipe) is None:
                         runner.searched[spec.name] = search.tune(spec, recipe, store.run_dir, runner.run, runner.jobs)
@@ -366,9 +366,9 @@ class CellRunner:
         for name, (spec, cells, summary) in self.planned.items():
             if name not in self.merged and all(c.id in by_id for c in cells):
                 merged, predictions = planning.merge(spec, [by_id[c.id] for c in cells if c.main], seeds)
-                source = getattr(spec, "init_from", None)  # merged in an earlier wave
+                sources = [name for _, name in kinds.sources(spec)]  # merged in an earlier wave
                 row = ownership.with_starting_model(
-                    merged, next((r for r in self.store.rows if r["technique"] == source), None)
+                    merged, *(next((r for r in self.store.rows if r["technique"] == s), None) for s in sources)
                 )
                 self.store.record({**row, **summary}, predictions)
                 self.merged.add(name)

@@ -138,16 +138,20 @@ def check_train_sizes(recipe, spec, n_train: int) -> None:
         trained_on[n] = size
 
 
-def waves(techniques: Sequence) -> list[list]:
-    """Techniques in the order their results can exist: one that starts from another's trained model
-    (`init_from`) comes in a later wave than that technique."""
+def waves(techniques: Sequence, reward_model: str | None = None) -> list[list]:
+    """Techniques in the order their results can exist: one that needs another's trained model (its
+    `init_from`, its `reward: {model: ...}`) comes in a later wave than that technique, and with
+    `eval.reward_model` every technique that answers comes after the reward model that scores its answers."""
     depth: dict[str, int] = {}
     by_name = {t.name: t for t in techniques}
 
+    def needed(spec) -> list[str]:
+        scored_by = [reward_model] if reward_model and kinds.generates(spec.kind) else []
+        return [name for _, name in kinds.sources(spec)] + scored_by
+
     def level(name: str) -> int:
         if name not in depth:
-            source = getattr(by_name[name], "init_from", None)
-            depth[name] = 0 if source is None else level(source) + 1
+            depth[name] = max((level(source) + 1 for source in needed(by_name[name])), default=0)
         return depth[name]
 
     levels = [level(t.name) for t in techniques]
@@ -205,11 +209,12 @@ def merge(spec, results: Sequence[dict], seeds: Sequence[int]) -> tuple[Row, lis
     row = _average(rows)
     predictions = [p | {"seed": seed} for seed, r in zip(seeds, per_seed) for p in r["predictions"]]
     scores = [r["score"] for r in rows]
+    unscored = None in scores  # a model that answers nothing (kind reward) has no task score
     row.update(
         n_seeds=len(seeds),
-        seed_scores=scores,
+        seed_scores=None if unscored else scores,
         seed_invariant=len(by_seed) == 1 and len(seeds) > 1,
-        score_std=mean_std(scores)[1],
+        score_std=None if unscored else mean_std(scores)[1],
         params=per_seed[0]["cell"]["params"],
     )
     # lm-eval's items per seed, as the predictions are, so they pair under the same seed too

@@ -153,6 +153,18 @@ class RunStore:
         order = [t["name"] for t in self.meta.get("recipe", {}).get("techniques", [])]
         return sorted(self.rows, key=lambda r: order.index(r["technique"]) if r["technique"] in order else len(order))
 
+    def answering_rows(self) -> list[Row]:
+        """ordered_rows less the models that answer nothing (kind reward): what the tables rank and compare."""
+        from harness import kinds
+
+        return [r for r in self.ordered_rows() if kinds.generates(r["kind"])]
+
+    def reward_model_rows(self) -> list[Row]:
+        """The reward models (kind reward): reported in a table of their own, never ranked on the task's metric."""
+        from harness import kinds
+
+        return [r for r in self.ordered_rows() if not kinds.generates(r["kind"])]
+
 
 def check_file_name(name: object, what: str) -> None:
     """A name the run folder uses as a file name (predictions/<technique>.jsonl) is one plain file name: a

@@ -41,6 +41,8 @@ FIELDS = {
     "index_cached": "whether the corpus index came from the on-disk cache",
     "judge_model": "the LLM judge's model or endpoint",
     "judge_error": "why the LLM judge failed (the technique's own results stand)",
+    "reward_model": "the reward model (eval.reward_model) that scored the answers",
+    "reward_error": "why eval.reward_model could not score the answers (the technique's own results stand)",
     "majority_label": "the label the majority floor always answers",
     # an exported artifact scored (harness export --score: deploy/score.py)
     "export_of": "the technique whose exported artifact this row scored",

@@ -104,8 +104,12 @@ def run_cell(spec, ctx) -> tuple[Row, list[dict]]:
         save_traceback(ctx.run_dir, ctx.cell.id)
     wall = time.perf_counter() - start
     values = dict(outcome.values)
-    if status == "ok" and judges(ctx):  # after the wall time: the judge's time is its own
+    if (
+        status == "ok" and judges(ctx) and kinds.generates(spec.kind)
+    ):  # after the wall time: the judge's time is its own
         values |= judge(ctx, outcome.predictions, values.get("metric"))
+    if status == "ok" and scored_by_reward_model(spec, ctx, outcome.predictions):  # likewise
+        values |= reward_score(ctx, outcome.predictions, values.get("metric"))
     peaks = [values.get(k) for k in ("train_peak_memory_bytes", "eval_peak_memory_bytes", "lm_eval_peak_memory_bytes")]
     row = make_row(
         spec.name,
@@ -175,6 +179,31 @@ def judge(ctx, predictions: list[dict], metric: str | None) -> dict:
         return {"judge_error": f"{type(exc).__name__}: {exc}"}
     finally:
         ctx.shared.drop_judge()  # a judge is per cell: it must not sit in the next cell's memory peak
+
+
+def scored_by_reward_model(spec, ctx, predictions: list[dict]) -> bool:
+    """Whether `eval.reward_model` scores this cell's answers: a technique that answers, in the
+    configuration its row reports (search trials and smaller learning-curve sizes are not scored)."""
+    from harness import kinds
+
+    return bool(ctx.recipe.eval.reward_model and predictions and kinds.generates(spec.kind) and ctx.final)
+
+
+def reward_score(ctx, predictions: list[dict], metric: str | None) -> dict:
+    """The recipe's reward model (eval.reward_model) on the cell's answers (evaluate/reward.reward_heldout).
+    One that cannot (it failed, or errs here) leaves the technique's row ok, with `reward_error` saying why."""
+    from harness.evaluate.reward import reward_heldout
+    from harness.techniques.finetune import trained_source
+
+    name = ctx.recipe.eval.reward_model
+    measure.release_memory()
+    try:
+        return reward_heldout(ctx, name, trained_source(ctx, name, "eval.reward_model"), predictions, metric)
+    except Exception as exc:  # noqa: BLE001 — the technique's own results stand without the reward model's
+        save_traceback(ctx.run_dir, f"{ctx.cell.id}.reward")
+        for prediction in predictions:
+            prediction.pop("reward_score", None)
+        return {"reward_error": f"{type(exc).__name__}: {exc}"}
 
 
 OBJECTIVE_FIGURES = {  # a search objective -> the validation row's figure it reads

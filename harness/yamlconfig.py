@@ -136,9 +136,15 @@ class ByKind(Chooser):
     so that registering a kind extends the recipe schema without editing it. `default`: the kind of a
     mapping that names none (None: `kind:` is required)."""
 
-    def __init__(self, models: typing.Callable[[], dict[str, type[BaseModel]]], default: str | None = None):
+    def __init__(
+        self,
+        models: typing.Callable[[], dict[str, type[BaseModel]]],
+        default: str | None = None,
+        unavailable: typing.Callable[[], dict[str, str]] = dict,
+    ):
         self.models = models  # kind -> settings model, in the order errors list them
         self.default = default
+        self.unavailable = unavailable  # kind -> why it is not offered (a well-known name users will ask for)
 
     def model_for(self, value: Any) -> type[BaseModel] | None:
         kind = value.get("kind", self.default) if isinstance(value, dict) else None
@@ -153,6 +159,11 @@ class ByKind(Chooser):
         if "kind" not in value and self.default is None:
             raise ValidationError.from_exception_data("kind", [{"type": "missing", "loc": ("kind",), "input": value}])
         kind = value.get("kind", self.default)
+        why_not = self.unavailable().get(kind) if isinstance(kind, str) else None
+        if why_not is not None:
+            raise ValidationError.from_exception_data(
+                "kind", [{"type": PydanticCustomError("unavailable_kind", why_not), "loc": ("kind",), "input": kind}]
+            )
         if not isinstance(kind, str) or kind not in models:
             hint = difflib.get_close_matches(str(kind), list(models), n=1)
             message = (

@@ -143,3 +143,7 @@ def test_a_technique_started_from_another_owns_its_training_too():
     dpo = ownership.with_starting_model({"technique": "dpo", "train_cost_usd": 0.003}, sft)
     assert dpo["train_cost_usd"] == pytest.approx(0.007) and dpo["own_train_cost_usd"] == 0.003
     assert ownership.with_starting_model({"train_cost_usd": 0.003}, None) == {"train_cost_usd": 0.003}
+    # RL against a reward model owns that too: SFT, then the reward model, then its own RL
+    rm = {"technique": "rm", "train_cost_usd": 0.002}
+    rl = ownership.with_starting_model({"technique": "rl", "train_cost_usd": 0.001}, sft, rm)
+    assert rl["train_cost_usd"] == pytest.approx(0.007) and rl["own_train_cost_usd"] == 0.001

@@ -97,13 +97,17 @@ def energy_figures(row: RowLike, usd_per_kwh: float | None) -> dict:
     return {"energy_wh": total} | ({} if usd_per_kwh is None else {"energy_cost_usd": total / 1000 * usd_per_kwh})
 
 
-def with_starting_model(row: RowLike, source: RowLike | None) -> RowLike:
-    """A technique that starts from another's trained model (`init_from`) owns that training too: its
-    train_cost_usd adds the source's (which holds its own source's), and own_train_cost_usd keeps its own."""
-    own, inherited = row.get("train_cost_usd"), (source or {}).get("train_cost_usd")
-    if own is None or source is None:
+def with_starting_model(row: RowLike, *sources: RowLike | None) -> RowLike:
+    """A technique that needs another's trained model (its `init_from`, the reward model it is trained
+    against) owns that training too: its train_cost_usd adds each source's (which holds its own sources'),
+    and own_train_cost_usd keeps its own."""
+    found = [s for s in sources if s is not None]
+    own = row.get("train_cost_usd")
+    if own is None or not found:
         return row
-    return {**row, "own_train_cost_usd": own, "train_cost_usd": None if inherited is None else own + inherited}
+    inherited = [s.get("train_cost_usd") for s in found]
+    total = None if None in inherited else own + sum(inherited)  # type: ignore[arg-type]
+    return {**row, "own_train_cost_usd": own, "train_cost_usd": total}
 
 
 # --- cost lines --------------------------------------------------------------------------------

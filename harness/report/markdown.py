@@ -256,6 +256,98 @@ def _count(value) -> str:
     return "–" if value is None else f"{value:g}"
 
 
+def reward_models_section(store: RunStore, rows: Sequence[RowLike]) -> str:
+    """The reward models (kind reward) in a table of their own, never ranked on the task's metric: held-out
+    pair accuracy (reward(chosen) > reward(rejected)) with its 95% CI, the mean margin, training figures and
+    who used each; then, under `eval.reward_model`, how its scores of every technique's answers line up with
+    the task's metric, beside the judge's where one graded the same answers."""
+    models = store.reward_model_rows()
+    if not models:
+        return ""
+    used_by = {
+        m["technique"]: [r["technique"] for r in rows if r.get("trained_against") == m["technique"]] for m in models
+    }
+    table = _table(
+        ["reward model", "pairs ranked right [95% CI]", "margin", "pairs", "train", "train mem", "trained against it"],
+        [
+            [
+                m["technique"],
+                _accuracy(m),
+                figures.fmt_number(m.get("reward_margin"), ".2f"),
+                _count(m.get("reward_pairs")),
+                figures.fmt_seconds(m.get("train_seconds")),
+                figures.fmt_bytes(m.get("train_peak_memory_bytes")),
+                ", ".join(used_by[m["technique"]]) or "–",
+            ]
+            if m["status"] == "ok"
+            else [m["technique"], m["status"], "–", "–", "–", "–", ", ".join(used_by[m["technique"]]) or "–"]
+            for m in models
+        ],
+        [False, True, True, True, True, True, False],
+    )
+    head = (
+        "**Reward models** (a score per message and reply; they answer nothing, so they are not ranked above): "
+        "the share of held-out pairs where the chosen reply scores above the rejected one."
+    )
+    return "\n\n".join(filter(None, [head, table, reward_score_note(store, rows)]))
+
+
+def _accuracy(row: RowLike) -> str:
+    if row.get("reward_accuracy") is None:
+        return "–"
+    low, high = row.get("reward_accuracy_ci_low"), row.get("reward_accuracy_ci_high")
+    interval = f" [{low:.0%}, {high:.0%}]" if low is not None and high is not None else ""
+    return f"{row['reward_accuracy']:.0%}{interval}"
+
+
+def reward_score_note(store: RunStore, rows: Sequence[RowLike]) -> str:
+    """`eval.reward_model`: each technique's mean reward and the rank correlation (Spearman) of the reward
+    with the task's metric on its answers, the judge's beside it where it graded them."""
+    scored = [r for r in rows if r["status"] == "ok" and r.get("reward_model")]
+    failed = [r for r in rows if r["status"] == "ok" and r.get("reward_error")]
+    if not scored and not failed:
+        return ""
+    metric = store.meta["task"]["metric"]
+    name = METRIC_NAMES.get(metric, metric)
+    parts = []
+    if scored:
+        both = [r for r in scored if r.get("reward_spearman") is not None and r.get("judge_spearman") is not None]
+        each = [
+            f"{r['technique']} {figures.fmt_number(r.get('reward_score'), '.2f')} "
+            f"(Spearman with {name} {figures.fmt_number(r.get('reward_spearman'), '.2f')}"
+            + (f"; judge {r['judge_spearman']:.2f})" if r.get("judge_spearman") is not None else ")")
+            for r in scored
+        ]
+        parts.append(
+            f"**Reward model `{scored[0]['reward_model']}` on every technique's answers**: " + "; ".join(each) + "."
+        )
+        flat_judge = [r["technique"] for r in scored if r.get("judge_model") and r.get("judge_spearman") is None]
+        if flat_judge and not both:
+            parts.append(
+                f"The judge graded the same answers but its grades have no rank correlation with {name} "
+                f"(too few scored, or all alike) on {', '.join(flat_judge)}, so only the reward model ranks them."
+            )
+        if both:
+            wins = sum(abs(r["reward_spearman"]) > abs(r["judge_spearman"]) for r in both)
+            parts.append(
+                f"It tracks {name} more closely than the judge on {wins} of {len(both)} techniques' answers "
+                f"(mean Spearman {_mean(r['reward_spearman'] for r in both):.2f} against the judge's "
+                f"{_mean(r['judge_spearman'] for r in both):.2f})."
+            )
+    if failed:
+        parts.append(
+            "Not scored by the reward model: "
+            + "; ".join(f"{r['technique']}: {_cell(r['reward_error'])}" for r in failed)
+            + "."
+        )
+    return " ".join(parts)
+
+
+def _mean(values) -> float:
+    values = list(values)
+    return sum(values) / len(values)
+
+
 def judge_note(store: RunStore, rows: Sequence[RowLike]) -> str:
     """One sentence under the table: which judge graded the answers by the task's rubric, and how far its
     grades agree with the task's metric (agreement and Cohen's kappa under a 0/1 metric, Spearman's rank
@@ -576,7 +668,7 @@ def view(stores: list[RunStore], folder: Path) -> sections.ReportView:
     tasks = []
     for store in stores:
         predictions = store.finished_predictions()  # read once: the tests and the table both need them
-        rows = decision.with_verdicts(store.ordered_rows(), predictions)
+        rows = decision.with_verdicts(store.answering_rows(), predictions)
         tasks.append(sections.TaskView(store, rows, predictions, folder))
     return sections.ReportView(tasks, folder)
 
@@ -634,7 +726,7 @@ def results(report: sections.ReportView) -> str:
 def cost_at_volume(report: sections.ReportView) -> str:
     workload = report.recipe.get("workload")
     texts = [
-        (t, cost_at_volume_section(t.store, t.store.ordered_rows(), report.folder, workload)) for t in report.tasks
+        (t, cost_at_volume_section(t.store, t.store.answering_rows(), report.folder, workload)) for t in report.tasks
     ]
     if not any(text for _, text in texts):
         return ""
@@ -733,6 +825,7 @@ for _section in (
     Section("leakage", lambda task: leakage_note(task.store.meta), "task"),
     Section("forgetting", lambda task: forgetting_section(task.rows), "task"),
     Section("judge", lambda task: judge_note(task.store, task.rows), "task"),
+    Section("reward models", lambda task: reward_models_section(task.store, task.rows), "task"),
     Section("plots", lambda task: plots_section(task.store, task.rows, task.folder), "task"),
     Section("per label", per_label, "task"),
     Section("seeds", lambda task: study_sections.seeds_section(task.store), "task"),

@@ -46,7 +46,7 @@ def render_pr(stores: list[RunStore], report_path: Path, link: str | None = None
     ]
     for store in stores:
         predictions = store.finished_predictions()
-        rows = with_verdicts(store.ordered_rows(), predictions)
+        rows = with_verdicts(store.answering_rows(), predictions)
         pick = sentence(recommend(rows, predictions, volume=workload_volume(store.meta)), lambda head: f"**{head}**")
         metric = fmt_metric({"metric": store.meta["task"]["metric"], "eval_mode": mode})
         lines += [""] + ([f"**{task_name(store)}**", ""] if many else []) + _table(rows, metric) + ["", pick]

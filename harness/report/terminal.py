@@ -18,7 +18,7 @@ LEGEND = (
 
 
 def terminal_table(store: RunStore) -> Table:
-    rows = with_verdicts(store.ordered_rows(), store.finished_predictions())
+    rows = with_verdicts(store.answering_rows(), store.finished_predictions())
     meta = store.meta
     title = f"{meta['recipe']['name']} — {meta['recipe']['model']['id']} on {meta['task']['name']}"
     table = Table(
@@ -43,10 +43,21 @@ def verdict_lines(stores: list[RunStore]) -> list[Text]:
     REPORT.md gives (prefixed with the task in a multi-task run)."""
     lines = [Text(LEGEND, style="dim")]
     for store in stores:
-        pick = recommend(store.ordered_rows(), store.finished_predictions(), volume=workload_volume(store.meta))
+        pick = recommend(store.answering_rows(), store.finished_predictions(), volume=workload_volume(store.meta))
         prefix = f"{task_name(store)}: " if len(stores) > 1 else ""
         line = Text(prefix + sentence(pick))
         if pick.technique:
             line.stylize("bold", len(prefix), len(prefix) + len(f"Use {pick.technique}"))
         lines.append(line)
+        lines += [Text(prefix + reward_model_line(r)) for r in store.reward_model_rows()]  # not in the table
     return lines
+
+
+def reward_model_line(row) -> str:
+    """A reward model (kind reward), which the ranked table leaves out, in one line."""
+    if row["status"] != "ok" or row.get("reward_accuracy") is None:
+        return f"reward model {row['technique']}: {row['status']}" + (f" ({row['error']})" if row.get("error") else "")
+    return (
+        f"reward model {row['technique']}: ranks {row['reward_accuracy']:.0%} of {row.get('reward_pairs')} held-out "
+        f"pairs right (chosen above rejected), mean margin {row.get('reward_margin') or 0:.2f}"
+    )

@@ -2,7 +2,7 @@
 
 # Import order is registration order, which `harness kinds` and error messages list.
 # isort: off
-from harness.techniques import prompt, rag, finetune, cpt, peft_method, preference, rl  # noqa: F401
+from harness.techniques import prompt, rag, finetune, cpt, peft_method, preference, reward, rl  # noqa: F401
 from harness.techniques import api, api_finetune  # noqa: F401  (after the local kinds: listed last)
 
 # isort: on

@@ -195,7 +195,7 @@ def finetune(spec, ctx: RunContext, peft_config=None, quantization_config=None, 
         artifact_bytes=artifact,
         dtype=dtype,
         peak_memory_method=method,
-        train_curve=[{k: h[k] for k in CURVE_KEYS if k in h} for h in stats.history],
+        train_curve=[curve_point(h) for h in stats.history],
         init_from=getattr(spec, "init_from", None),
     )
     outcome.values.update(stats.gpu)
@@ -214,7 +214,14 @@ CURVE_KEYS = (
     "rewards/margins",
     "learning_rate",
     "completions/mean_length",
+    "kl",  # RL's KL to the reference model, where TRL measures it (beta > 0)
 )
+
+
+def curve_point(logged: dict) -> dict:
+    """What a row keeps of one logging step: CURVE_KEYS, and each RL reward's own mean (rewards/<name>/mean)."""
+    own = {k: v for k, v in logged.items() if k.startswith("rewards/") and k.endswith("/mean")}
+    return {k: logged[k] for k in CURVE_KEYS if k in logged} | own
 
 
 def supervised(spec, ctx: RunContext):
@@ -251,9 +258,7 @@ def starting_model(spec, ctx: RunContext, quantization_config=None):
     source = getattr(spec, "init_from", None)
     if source is None:
         return models.load(ctx.recipe.model, ctx.load_device, torch.float32, quantization_config)
-    folder = source_artifact(ctx, source)
-    if not folder.is_dir():
-        raise RuntimeError(f"init_from {source!r}: no trained model at {folder}; did that technique fail?")
+    folder = trained_source(ctx, source, "init_from")
     if (folder / "adapter_config.json").is_file():
         from peft import PeftModel
 
@@ -264,11 +269,32 @@ def starting_model(spec, ctx: RunContext, quantization_config=None):
     return models.load(ctx.recipe.model.model_copy(update={"id": str(folder)}), ctx.load_device, torch.float32)
 
 
+def trained_source(ctx: RunContext, source: str, role: str) -> Path:
+    """The folder of the model technique `source` trained in this run (this cell's seed), which this cell
+    needs as its `role` (init_from, reward.model); when there is none, an error naming why: the source's
+    failure as its cell recorded it, else that it never ran."""
+    from harness import planning
+
+    folder = source_artifact(ctx, source)
+    if folder.is_dir():
+        return folder
+    result = planning.read_result(ctx.run_dir, source_cell(ctx, source))
+    row = (result or {}).get("row", {})
+    if row.get("status") in ("failed", "skipped"):
+        raise RuntimeError(f"{role} {source!r} {row['status']}, so this technique cannot run: {row.get('error')}")
+    raise RuntimeError(f"{role} {source!r}: no trained model at {folder}; did that technique run?")
+
+
 def source_artifact(ctx: RunContext, source: str) -> Path:
     """Where technique `source` saved its reported model for this cell's seed."""
+    return ctx.run_dir / "artifacts" / source_cell(ctx, source).id
+
+
+def source_cell(ctx: RunContext, source: str):
+    """The cell of technique `source` that trained the model it reports, for this cell's seed."""
     from harness.planning import Cell, train_sizes
 
-    return ctx.run_dir / "artifacts" / Cell(source, ctx.recipe.seed, train_size=train_sizes(ctx.recipe)[1]).id
+    return Cell(source, ctx.recipe.seed, train_size=train_sizes(ctx.recipe)[1])
 
 
 def parameter_counts(model) -> tuple[int, int]:

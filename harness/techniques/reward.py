@@ -1,0 +1,153 @@
+"""kind: reward — a reward model: the base model with a one-number head (sequence classification),
+trained with TRL's RewardTrainer to score a task's chosen answer above its rejected one.
+
+A reward model is not a generator: its row has no task score and the report shows it in a table of
+its own (reward models), never ranked against the techniques that answer. Its figures are measured on
+the held-out pairs: the share where reward(chosen) > reward(rejected) with a 95% bootstrap interval, and
+the mean reward margin. What it is for: `reward: {model: <name>}` of kind rloo or grpo (RL against the
+learned reward, harness/techniques/rl.py) and `eval.reward_model: <name>` (every technique's held-out
+answers scored by it, harness/evaluate/reward.py).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import model_validator
+
+from harness import figures, kinds
+from harness.config import TrainedTechnique
+from harness.techniques.base import Outcome, RunContext
+from harness.techniques.finetune import LoraSettings, parameter_counts, save_artifact
+from harness.techniques.preference import preference_records
+
+
+class RewardTechnique(TrainedTechnique):
+    """A reward model trained on the task's (prompt, chosen, rejected) pairs."""
+
+    kind: Literal["reward"]
+    adapter: Literal["lora", "full"] = "lora"  # lora: adapters plus the new score head are trained
+    lora: LoraSettings = LoraSettings()
+
+    @model_validator(mode="after")
+    def _scores_only(self):
+        if self.retrieval is not None:  # RL and eval.reward_model give it the bare message and answer
+            raise ValueError(
+                "a reward model scores a message and an answer without retrieved passages: drop `retrieval:`"
+            )
+        if self.search is not None and self.search.objective != "validation_loss":
+            raise ValueError(
+                f"search.objective {self.search.objective}: a reward model answers nothing to score; "
+                "search it on validation_loss (its pairwise loss on the validation pairs)"
+            )
+        return self
+
+
+def run_reward(spec: RewardTechnique, ctx: RunContext) -> Outcome:
+    from harness import measure
+    from harness.evaluate import reward as scoring
+
+    model, tokenizer = scoring.load_reward_model(ctx.recipe.model, ctx.load_device)
+    peft_config = lora_config(spec.lora) if spec.adapter == "lora" else None
+    model, stats, method = fit(spec, ctx, model, tokenizer, peft_config)
+    measure.release_memory()
+    trainable, total = parameter_counts(model)
+    folder = ctx.run_dir / "artifacts" / ctx.cell.id
+    artifact = save_artifact(model, tokenizer, folder) if ctx.final else None
+    model = model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
+    model.eval()
+    with measure.measure(ctx.device) as phase:
+        pairs = scoring.score_heldout_pairs(model, tokenizer, ctx)
+    values = {
+        **pairs,
+        "eval_seconds": phase.seconds,
+        "eval_peak_memory_bytes": phase.peak_bytes,
+        "train_seconds": stats.seconds,
+        "train_peak_memory_bytes": stats.peak_bytes,
+        "train_tokens": stats.tokens,
+        "train_tokens_per_second": stats.tokens_per_second,
+        "train_steps": stats.steps,
+        "train_examples": stats.examples,
+        "train_precision": stats.precision,
+        "train_loss_first": stats.losses[0] if stats.losses else None,
+        "train_loss_last": stats.losses[-1] if stats.losses else None,
+        "validation_loss": stats.validation_loss,
+        "trainable_params": trainable,
+        "total_params": total,
+        "artifact_bytes": artifact,
+        "peak_memory_method": method,
+        "train_curve": [{k: h[k] for k in CURVE_KEYS if k in h} for h in stats.history],
+    }
+    return Outcome(values, [])
+
+
+# RewardTrainer's log at each step: the loss, and on the batch, the share of pairs ranked right and the margin
+CURVE_KEYS = ("step", "epoch", "loss", "accuracy", "margin", "mean_reward", "learning_rate")
+
+
+def lora_config(settings: LoraSettings):
+    """LoRA for a sequence-classification model: peft trains the new `score` head whole (SEQ_CLS)."""
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=settings.rank,
+        lora_alpha=settings.alpha,  # type: ignore[arg-type]
+        lora_dropout=settings.dropout,
+        target_modules=settings.target_modules,
+        use_dora=settings.use_dora,
+        use_rslora=settings.use_rslora,
+        bias="none",
+        task_type="SEQ_CLS",
+    )
+
+
+def fit(spec: RewardTechnique, ctx: RunContext, model, tokenizer, peft_config):
+    """TRL's RewardTrainer on the preference pairs (Bradley-Terry loss: -log sigmoid(r_chosen - r_rejected))."""
+    from datasets import Dataset
+    from trl import RewardConfig, RewardTrainer
+
+    from harness import train
+
+    records, validation = preference_records(ctx, spec.train)
+
+    def build(work_dir, callbacks):
+        args = RewardConfig(
+            **train.training_args(spec.train, spec.kind, ctx.device, work_dir, ctx.recipe.seed),
+            max_length=spec.train.max_length,
+        )
+        tokenizer.padding_side = "right"
+        return RewardTrainer(
+            model=model,
+            args=args,
+            processing_class=tokenizer,
+            peft_config=peft_config,
+            train_dataset=Dataset.from_list(records),
+            eval_dataset=Dataset.from_list(validation) if validation else None,
+            callbacks=callbacks,
+        )
+
+    return train.fit(
+        build, tokenizer, spec.train, ctx.device, model=model, progress=ctx.progress, label=spec.name,
+        callbacks=ctx.callbacks,
+    )  # fmt: skip
+
+
+kinds.register(
+    kinds.Kind(
+        "reward",
+        RewardTechnique,
+        run_reward,
+        "a reward model (TRL RewardTrainer) on chosen/rejected pairs: scores answers, generates none",
+        trained=True,
+        default_learning_rate=1e-4,
+        needs=lambda spec: (kinds.PREFERENCE_PAIRS,),
+        generates=False,
+        figures=(
+            figures.Figure("reward_accuracy", "reward model ranks chosen above rejected", "share", "higher"),
+            figures.Figure("reward_accuracy_ci_low", "reward model accuracy 95% CI low", "share", "higher"),
+            figures.Figure("reward_accuracy_ci_high", "reward model accuracy 95% CI high", "share", "higher"),
+            figures.Figure("reward_margin", "reward margin (chosen - rejected)", "number", "higher"),
+            figures.Figure("reward_pairs", "held-out pairs the reward model scored", "count"),
+        ),
+    )
+)
