@@ -4,6 +4,7 @@ run did; export, serve and the load test build on it."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from deploy_run import run_predictions
@@ -46,6 +47,26 @@ def test_a_technique_that_did_not_finish_or_is_not_in_the_run_is_refused(deploy_
 
     with pytest.raises(ConfigError, match="no technique 'qlora'.*finished: few-shot, full, lora, rag"):
         loader.load(deploy_run_dir, "qlora")
+
+
+def test_a_reward_model_is_not_served_or_load_tested(tmp_path):
+    """It scores answers and writes none (kind reward); the committed RLHF example has one."""
+    import shutil
+
+    from harness.deploy import loadtest
+    from harness.yamlconfig import ConfigError
+
+    run_dir = shutil.copytree(Path(__file__).parent.parent / "reports/rlhf-example", tmp_path / "run")
+    with pytest.raises(ConfigError, match="'reward-model' is a reward model: it scores answers and writes none"):
+        loader.context(loader.open_run(run_dir), "reward-model")
+    assert loadtest.servable(loader.open_run(run_dir)) == [
+        "sft",
+        "sft-rloo",
+        "sft-grpo",
+        "sft-dpo",
+        "sft-kto",
+        "sft-orpo",
+    ]
 
 
 # --- export ------------------------------------------------------------------------------------------

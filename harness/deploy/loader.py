@@ -142,6 +142,11 @@ def context(store, technique: str, device: str | None = None):
     row = reported_row(store, technique)
     if kinds.hosted(row["kind"]):
         raise ConfigError(f"technique {technique!r} is {NOT_LOCAL}")
+    if not kinds.generates(row["kind"]):
+        raise ConfigError(
+            f"technique {technique!r} is a {row['kind']} model: it scores answers and writes none, so there is "
+            "nothing to serve as a chat model"
+        )
     if row.get("export_of"):
         raise ConfigError(
             f"{technique!r} is the scored export of {row['export_of']!r} ({row.get('export_folder')}); "

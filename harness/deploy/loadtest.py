@@ -152,8 +152,6 @@ def load_test_run(
     """Load-test the run's finished local techniques (`techniques`, else eval.serving.techniques, else all)
     and store the figures in its rows (through `store`, the caller's RunStore of the run, where it has
     one); the updated rows. `load` replaces the recipe's eval.serving (default: config.ServingLoad's)."""
-    from harness import kinds
-
     store = store or loader.open_run(run_dir)
     recipe = store.meta["recipe"]
     load = load or stored_load(run_dir)
@@ -161,8 +159,7 @@ def load_test_run(
     serving = loader.stored_serving(run_dir)
     target = (recipe.get("workload") or {}).get("latency_p95_seconds")
     usd_per_hour = store.meta.get("usd_per_hour") or recipe.get("cost", {}).get("usd_per_hour", {})
-    local = [r for r in store.ordered_rows() if r["kind"] in kinds.known() and not kinds.hosted(r["kind"])]
-    names = techniques or [r["technique"] for r in local if r["status"] == "ok" and not r.get("export_of")]
+    names = techniques or servable(store)
     updated = []
     for name in names:
         loader.reported_row(store, name)  # a technique that is not in the run, or did not finish: an error now
@@ -173,6 +170,22 @@ def load_test_run(
         store.record(row)
         updated.append(row)
     return updated
+
+
+def servable(store) -> list[str]:
+    """The run's finished techniques that a server can answer with: local models that write answers (not a
+    hosted one, a reward model or a scored export)."""
+    from harness import kinds
+
+    return [
+        r["technique"]
+        for r in store.ordered_rows()
+        if r["kind"] in kinds.known()
+        and not kinds.hosted(r["kind"])
+        and kinds.generates(r["kind"])
+        and r["status"] == "ok"
+        and not r.get("export_of")
+    ]
 
 
 def stored_load(run_dir: str | Path, concurrency: list[int] | None = None, requests: int | None = None):
