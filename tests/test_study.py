@@ -286,7 +286,8 @@ def test_a_trial_whose_validation_loss_trails_the_median_is_pruned(write, tiny_m
     assert lora["search_pruned"] == len(pruned) and lora["chosen"]["train.learning_rate"] > 1e-2
 
 
-@pytest.mark.parametrize("how", ["terminate", "kill"])
+# kill (SIGKILL: no handler runs, each cell must notice alone) in the default suite; terminate with -m slow
+@pytest.mark.parametrize("how", [pytest.param("terminate", marks=pytest.mark.slow), "kill"])
 def test_a_terminated_driver_stops_its_cells_and_keeps_finished_ones(write, tiny_model_dir, tmp_path, how):
     # terminate: SIGTERM, as `kill` or a closing terminal sends (SIGHUP likewise): the driver stops its jobs.
     # kill: SIGKILL, no handler runs: each cell watches the driver and ends with it (executors/local.die_with)
