@@ -23,8 +23,6 @@ except ImportError:
     pass
 
 REPO = Path(__file__).resolve().parent.parent
-
-
 CHATML = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
