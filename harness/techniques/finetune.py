@@ -93,7 +93,9 @@ def run_qlora(spec: QLoraTechnique, ctx: RunContext) -> Outcome:
     return finetune(spec, ctx, peft_config=lora_config(spec.lora), quantization_config=quant)
 
 
-def lora_config(settings: LoraSettings):
+def lora_config(settings: LoraSettings, task_type: str = "CAUSAL_LM"):
+    """peft's LoraConfig for `settings`; task_type SEQ_CLS for a classification head (kind reward), which
+    peft then trains whole."""
     from peft import LoraConfig
 
     return LoraConfig(
@@ -104,7 +106,7 @@ def lora_config(settings: LoraSettings):
         use_dora=settings.use_dora,
         use_rslora=settings.use_rslora,
         bias="none",
-        task_type="CAUSAL_LM",
+        task_type=task_type,
     )
 
 

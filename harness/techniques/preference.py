@@ -157,75 +157,65 @@ def preference_fit(spec, ctx: RunContext):
     KTO's reference model is the starting model: a frozen copy, or the adapter-free model under LoRA)."""
 
     def fit(model, tokenizer, augment, peft_config):
-        import warnings
-
-        from datasets import Dataset
-
-        from harness import train
-
         records, validation = preference_records(ctx, spec.train, augment)
-        config, trainer, own = trainer_for(spec)
-
-        def build(work_dir, callbacks):
-            args = config(
-                **train.training_args(spec.train, spec.kind, ctx.device, work_dir, ctx.recipe.seed),
-                **own,
-                max_length=spec.train.max_length,
-            )
-            tokenizer.padding_side = "right"
-            with warnings.catch_warnings():  # ORPO: "experimental, may change": chosen knowingly
-                warnings.simplefilter("ignore", UserWarning)
-                return trainer(
-                    model=model,
-                    args=args,
-                    processing_class=tokenizer,
-                    peft_config=peft_config,
-                    train_dataset=Dataset.from_list(records),
-                    eval_dataset=Dataset.from_list(validation) if validation else None,
-                    callbacks=callbacks,
-                )
-
-        return train.fit(
-            build, tokenizer, spec.train, ctx.device, model=model, progress=ctx.progress, label=spec.name,
-            callbacks=ctx.callbacks,
-        )  # fmt: skip
+        return fit_pairs(spec, ctx, trainer_for(spec), model, tokenizer, peft_config, records, validation)
 
     return fit
+
+
+def fit_pairs(spec, ctx: RunContext, trainer_kind: tuple, model, tokenizer, peft_config, records, validation):
+    """Train with TRL's trainer on preference records: `trainer_kind` is (its config class, the trainer
+    class, the config's kind-specific settings); dpo, kto, orpo and the reward model (kind reward) share it."""
+    import warnings
+
+    from datasets import Dataset
+
+    from harness import train
+
+    config, trainer, own = trainer_kind
+
+    def build(work_dir, callbacks):
+        args = config(
+            **train.training_args(spec.train, spec.kind, ctx.device, work_dir, ctx.recipe.seed),
+            **own,
+            max_length=spec.train.max_length,
+        )
+        tokenizer.padding_side = "right"
+        with warnings.catch_warnings():  # ORPO: "experimental, may change": chosen knowingly
+            warnings.simplefilter("ignore", UserWarning)
+            return trainer(
+                model=model,
+                args=args,
+                processing_class=tokenizer,
+                peft_config=peft_config,
+                train_dataset=Dataset.from_list(records),
+                eval_dataset=Dataset.from_list(validation) if validation else None,
+                callbacks=callbacks,
+            )
+
+    return train.fit(
+        build, tokenizer, spec.train, ctx.device, model=model, progress=ctx.progress, label=spec.name,
+        callbacks=ctx.callbacks,
+    )  # fmt: skip
 
 
 dpo_fit = preference_fit
 
 
-kinds.register(
-    kinds.Kind(
-        "dpo",
-        DpoTechnique,
-        run_preference,
-        "preference tuning (TRL DPOTrainer) on chosen/rejected pairs",
-        trained=True,
-        default_learning_rate=5e-5,
-        needs=lambda spec: (kinds.PREFERENCE_PAIRS,),
+# Three kinds, one runner: they differ in their TRL trainer (trainer_for) and their settings model.
+for name, settings, description in (
+    ("dpo", DpoTechnique, "preference tuning (TRL DPOTrainer) on chosen/rejected pairs"),
+    ("kto", KtoTechnique, "preference tuning (TRL KTOTrainer): each pair as a desirable and an undesirable answer"),
+    ("orpo", OrpoTechnique, "SFT plus an odds-ratio preference penalty (trl.experimental.orpo), no reference model"),
+):
+    kinds.register(
+        kinds.Kind(
+            name,
+            settings,
+            run_preference,
+            description,
+            trained=True,
+            default_learning_rate=5e-5,
+            needs=lambda spec: (kinds.PREFERENCE_PAIRS,),
+        )
     )
-)
-kinds.register(
-    kinds.Kind(
-        "kto",
-        KtoTechnique,
-        run_preference,
-        "preference tuning (TRL KTOTrainer): each pair as a desirable and an undesirable answer",
-        trained=True,
-        default_learning_rate=5e-5,
-        needs=lambda spec: (kinds.PREFERENCE_PAIRS,),
-    )
-)
-kinds.register(
-    kinds.Kind(
-        "orpo",
-        OrpoTechnique,
-        run_preference,
-        "SFT plus an odds-ratio preference penalty (trl.experimental.orpo), no reference model",
-        trained=True,
-        default_learning_rate=5e-5,
-        needs=lambda spec: (kinds.PREFERENCE_PAIRS,),
-    )
-)

@@ -18,8 +18,8 @@ from pydantic import model_validator
 from harness import figures, kinds
 from harness.config import TrainedTechnique
 from harness.techniques.base import Outcome, RunContext
-from harness.techniques.finetune import LoraSettings, parameter_counts, save_artifact
-from harness.techniques.preference import preference_records
+from harness.techniques.finetune import LoraSettings, lora_config, parameter_counts, save_artifact
+from harness.techniques.preference import fit_pairs, preference_records
 
 
 class RewardTechnique(TrainedTechnique):
@@ -48,7 +48,9 @@ def run_reward(spec: RewardTechnique, ctx: RunContext) -> Outcome:
     from harness.evaluate import reward as scoring
 
     model, tokenizer = scoring.load_reward_model(ctx.recipe.model, ctx.load_device)
-    peft_config = lora_config(spec.lora) if spec.adapter == "lora" else None
+    peft_config = (
+        lora_config(spec.lora, "SEQ_CLS") if spec.adapter == "lora" else None
+    )  # peft trains the new score head whole
     model, stats, method = fit(spec, ctx, model, tokenizer, peft_config)
     measure.release_memory()
     trainable, total = parameter_counts(model)
@@ -85,51 +87,12 @@ def run_reward(spec: RewardTechnique, ctx: RunContext) -> Outcome:
 CURVE_KEYS = ("step", "epoch", "loss", "accuracy", "margin", "mean_reward", "learning_rate")
 
 
-def lora_config(settings: LoraSettings):
-    """LoRA for a sequence-classification model: peft trains the new `score` head whole (SEQ_CLS)."""
-    from peft import LoraConfig
-
-    return LoraConfig(
-        r=settings.rank,
-        lora_alpha=settings.alpha,  # type: ignore[arg-type]
-        lora_dropout=settings.dropout,
-        target_modules=settings.target_modules,
-        use_dora=settings.use_dora,
-        use_rslora=settings.use_rslora,
-        bias="none",
-        task_type="SEQ_CLS",
-    )
-
-
 def fit(spec: RewardTechnique, ctx: RunContext, model, tokenizer, peft_config):
     """TRL's RewardTrainer on the preference pairs (Bradley-Terry loss: -log sigmoid(r_chosen - r_rejected))."""
-    from datasets import Dataset
     from trl import RewardConfig, RewardTrainer
 
-    from harness import train
-
     records, validation = preference_records(ctx, spec.train)
-
-    def build(work_dir, callbacks):
-        args = RewardConfig(
-            **train.training_args(spec.train, spec.kind, ctx.device, work_dir, ctx.recipe.seed),
-            max_length=spec.train.max_length,
-        )
-        tokenizer.padding_side = "right"
-        return RewardTrainer(
-            model=model,
-            args=args,
-            processing_class=tokenizer,
-            peft_config=peft_config,
-            train_dataset=Dataset.from_list(records),
-            eval_dataset=Dataset.from_list(validation) if validation else None,
-            callbacks=callbacks,
-        )
-
-    return train.fit(
-        build, tokenizer, spec.train, ctx.device, model=model, progress=ctx.progress, label=spec.name,
-        callbacks=ctx.callbacks,
-    )  # fmt: skip
+    return fit_pairs(spec, ctx, (RewardConfig, RewardTrainer, {}), model, tokenizer, peft_config, records, validation)
 
 
 kinds.register(
