@@ -276,10 +276,14 @@ def run_job(job: dict) -> None:
     task = as_screened(with_validation(load_task(meta["task_ref"]), recipe.eval.validation), meta.get("leakage"))
     datasources.check_unchanged(meta["task"].get("data") or {}, task.sources, str(run_dir))
     shared, progress = Shared(), LineProgress()
+    ran = False
     for data in job["cells"]:
         cell = Cell.from_dict(data)
         if finished(read_result(run_dir, cell)):  # a retried job (its worker was lost) redoes nothing
             continue
+        if ran:  # the cell before it in this process left garbage (a job's last cell leaves it to the exit)
+            measure.release_memory()
+        ran = True
         print(f"[cell] {cell.id} (pid {os.getpid()} on {platform.node()})", flush=True)
         if os.environ.get(FAULT_ENV) == cell.id:
             os.kill(os.getpid(), signal.SIGKILL)
@@ -315,7 +319,6 @@ def run_job(job: dict) -> None:
         } | ({} if pruning is None else {"pruned": pruning.pruned})
         result = {"cell": cell.to_dict(), "row": row.as_dict(), "predictions": predictions}
         write_atomic(cell_path(run_dir, cell), to_json(result))
-        measure.release_memory()
 
 
 def preload() -> None:
@@ -330,6 +333,7 @@ def preload() -> None:
     import peft  # noqa: F401
     import torch  # noqa: F401
     import transformers  # noqa: F401
+    from sklearn.model_selection import train_test_split  # noqa: F401  (tasks.stratified_split: ~0.7 s a cell)
     from trl import SFTConfig, SFTTrainer  # noqa: F401  (trl loads its trainers lazily)
 
     import harness.techniques  # noqa: F401  (the kinds; light by design, so the heavy libraries come next)
