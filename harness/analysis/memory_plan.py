@@ -60,7 +60,8 @@ MiB = 2**20
 # executor's fork server preloads, harness/worker.preload; a cell is forked from it), measured on this
 # machine: 527 MiB. At training's start a cell holds ~35 MiB more (task, tokenizer, tokenized dataset, the
 # Trainer): the tiny model's trained cells peaked at 565-597 MiB in all. 560 MiB is the baseline counted.
-IDLE_WORKER_RSS = 527 * MiB
+# (Since the fork server also preloads sklearn, which every cell imported anyway, an idle cell holds 569 MiB;
+# what a cell holds at training's start is unchanged.)
 CPU_PROCESS_BASELINE = 560 * MiB
 # glibc keeps freed blocks of the training's churn mapped: the measured RSS peaks ran 10-25% above the live
 # bytes (mallinfo2) at the same moment (SmolLM2-135M full, LoRA, QLoRA; 2 CPU cores).
