@@ -151,8 +151,9 @@ def _reading(label: str, load: Any) -> Any:
     as a ConfigError that names the dataset."""
     import datasets
 
-    verbosity = datasets.logging.get_verbosity()
+    verbosity, bars = datasets.logging.get_verbosity(), datasets.is_progress_bar_enabled()
     datasets.logging.set_verbosity_error()  # not "Using the latest cached version..." in every process that loads
+    datasets.disable_progress_bars()  # "Generating train split" would come before a data error's `error:` line
     try:
         return load()
     except ConnectionError:  # offline (or unreachable) and not in the cache
@@ -162,6 +163,8 @@ def _reading(label: str, load: Any) -> Any:
         raise ConfigError(f"dataset {label!r} could not be read ({type(exc).__name__}: {reason})") from None
     finally:
         datasets.logging.set_verbosity(verbosity)
+        if bars:
+            datasets.enable_progress_bars()
 
 
 def _not_cached(dataset_id: str) -> str:
