@@ -109,7 +109,7 @@ def run_cell(spec, ctx) -> tuple[Row, list[dict]]:
     ):  # after the wall time: the judge's time is its own
         values |= judge(ctx, outcome.predictions, values.get("metric"))
     if status == "ok" and scored_by_reward_model(spec, ctx, outcome.predictions):  # likewise
-        values |= reward_score(ctx, outcome.predictions, values.get("metric"))
+        values |= reward_score(ctx, outcome.predictions)
     peaks = [values.get(k) for k in ("train_peak_memory_bytes", "eval_peak_memory_bytes", "lm_eval_peak_memory_bytes")]
     row = make_row(
         spec.name,
@@ -189,7 +189,7 @@ def scored_by_reward_model(spec, ctx, predictions: list[dict]) -> bool:
     return bool(ctx.recipe.eval.reward_model and predictions and kinds.generates(spec.kind) and ctx.final)
 
 
-def reward_score(ctx, predictions: list[dict], metric: str | None) -> dict:
+def reward_score(ctx, predictions: list[dict]) -> dict:
     """The recipe's reward model (eval.reward_model) on the cell's answers (evaluate/reward.reward_heldout).
     One that cannot (it failed, or errs here) leaves the technique's row ok, with `reward_error` saying why."""
     from harness.evaluate.reward import reward_heldout
@@ -198,7 +198,7 @@ def reward_score(ctx, predictions: list[dict], metric: str | None) -> dict:
     name = ctx.recipe.eval.reward_model
     measure.release_memory()
     try:
-        return reward_heldout(ctx, name, trained_source(ctx, name, "eval.reward_model"), predictions, metric)
+        return reward_heldout(ctx, name, trained_source(ctx, name, "eval.reward_model"), predictions)
     except Exception as exc:  # noqa: BLE001 — the technique's own results stand without the reward model's
         save_traceback(ctx.run_dir, f"{ctx.cell.id}.reward")
         for prediction in predictions:

@@ -283,7 +283,7 @@ def test_eval_reward_model_scores_each_answer_and_correlates_it_with_the_metric(
         for e in examples[:2]
         for answer, value in ((e.chosen, 1.0), (e.rejected, 0.1))
     ]
-    figures = scoring.reward_heldout(ctx, "rm", run_dir / "artifacts" / "rm.seed-0", predictions, "rouge_l")
+    figures = scoring.reward_heldout(ctx, "rm", run_dir / "artifacts" / "rm.seed-0", predictions)
     assert all(isinstance(p["reward_score"], float) for p in predictions)
     assert figures["reward_model"] == "rm" and figures["reward_score"] == pytest.approx(
         sum(p["reward_score"] for p in predictions) / 4

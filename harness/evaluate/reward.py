@@ -93,7 +93,7 @@ def score_heldout_pairs(model, tokenizer, ctx: Context) -> dict:
     }
 
 
-def reward_heldout(ctx: Context, reward_model: str, folder: Path, predictions: list[dict], metric: str | None) -> dict:
+def reward_heldout(ctx: Context, reward_model: str, folder: Path, predictions: list[dict]) -> dict:
     """`eval.reward_model`: the trained reward model `reward_model` (saved at `folder`) scores each held-out
     answer of a finished cell. Adds `reward_score` to each prediction and returns the row's figures: the
     mean score, the scoring's own seconds, and its rank correlation with the task metric (as the judge's)."""

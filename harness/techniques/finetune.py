@@ -181,17 +181,7 @@ def finetune(spec, ctx: RunContext, peft_config=None, quantization_config=None, 
         artifact += save_merged_copy(model, tokenizer, folder.with_name(folder.name + "-merged"))
     outcome.values.update(
         adapters_merged=merged,
-        train_seconds=stats.seconds,
-        train_peak_memory_bytes=stats.peak_bytes,
-        train_tokens=stats.tokens,
-        train_tokens_per_second=stats.tokens_per_second,
-        train_steps=stats.steps,
-        train_examples=stats.examples,
-        train_truncated_examples=stats.truncated_examples,
-        train_precision=stats.precision,
-        train_loss_first=stats.losses[0] if stats.losses else None,
-        train_loss_last=stats.losses[-1] if stats.losses else None,
-        validation_loss=stats.validation_loss,
+        **training_figures(stats),
         trainable_params=trainable,
         total_params=total,
         artifact_bytes=artifact,
@@ -200,9 +190,25 @@ def finetune(spec, ctx: RunContext, peft_config=None, quantization_config=None, 
         train_curve=[curve_point(h) for h in stats.history],
         init_from=getattr(spec, "init_from", None),
     )
-    outcome.values.update(stats.gpu)
     outcome.values.update(stats.extra)  # a custom `fit`'s own figures (and corrections, e.g. trainable_params)
     return outcome
+
+
+def training_figures(stats) -> dict:
+    """The row's figures of a training (train.TrainStats), its CUDA-only ones included: every trained kind's."""
+    return {
+        "train_seconds": stats.seconds,
+        "train_peak_memory_bytes": stats.peak_bytes,
+        "train_tokens": stats.tokens,
+        "train_tokens_per_second": stats.tokens_per_second,
+        "train_steps": stats.steps,
+        "train_examples": stats.examples,
+        "train_truncated_examples": stats.truncated_examples,
+        "train_precision": stats.precision,
+        "train_loss_first": stats.losses[0] if stats.losses else None,
+        "train_loss_last": stats.losses[-1] if stats.losses else None,
+        "validation_loss": stats.validation_loss,
+    } | stats.gpu
 
 
 # What a row keeps of the trainer's log at each logging step (loss curves; DPO's and GRPO's own figures).

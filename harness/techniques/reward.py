@@ -18,7 +18,7 @@ from pydantic import model_validator
 from harness import figures, kinds
 from harness.config import TrainedTechnique
 from harness.techniques.base import Outcome, RunContext
-from harness.techniques.finetune import LoraSettings, lora_config, parameter_counts, save_artifact
+from harness.techniques.finetune import LoraSettings, lora_config, parameter_counts, save_artifact, training_figures
 from harness.techniques.preference import fit_pairs, preference_records
 
 
@@ -64,16 +64,7 @@ def run_reward(spec: RewardTechnique, ctx: RunContext) -> Outcome:
         **pairs,
         "eval_seconds": phase.seconds,
         "eval_peak_memory_bytes": phase.peak_bytes,
-        "train_seconds": stats.seconds,
-        "train_peak_memory_bytes": stats.peak_bytes,
-        "train_tokens": stats.tokens,
-        "train_tokens_per_second": stats.tokens_per_second,
-        "train_steps": stats.steps,
-        "train_examples": stats.examples,
-        "train_precision": stats.precision,
-        "train_loss_first": stats.losses[0] if stats.losses else None,
-        "train_loss_last": stats.losses[-1] if stats.losses else None,
-        "validation_loss": stats.validation_loss,
+        **training_figures(stats),
         "trainable_params": trainable,
         "total_params": total,
         "artifact_bytes": artifact,

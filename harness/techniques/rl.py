@@ -35,9 +35,6 @@ class RlSettings(Strict):
     format_reward: float = Field(0.0, ge=0)  # weight of a reward for the task's answer format (a label; one line)
 
 
-GrpoSettings = RlSettings  # the name before rloo shared it
-
-
 class RlooSettings(RlSettings):
     beta: float = Field(0.05, ge=0)  # TRL's RLOO default: the KL to the starting model is part of the reward
 
