@@ -41,7 +41,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from harness.config import HeldoutEval, ModelSpec, TrainSettings
 from harness.deploy.loader import Served
-from harness.deploy.server import MAX_BODY_BYTES, ChatServer, Listener, error, send
+from harness.deploy.server import BadRequest, ChatServer, Listener, error, json_object, read_body, send
 
 MAX_FILE_BYTES = 512_000_000  # an upload larger than this is refused unread
 ROLES = ("system", "user", "assistant")
@@ -229,6 +229,8 @@ class FineTuneServer:
             if method == "POST" and path == "/v1/chat/completions":
                 return self.chat(handler)
             payload = self.answer(handler, method, path)
+        except BadRequest as exc:  # the body: too large, not JSON, not an object
+            return refuse(handler, ApiError(400, str(exc)))
         except ApiError as exc:
             return refuse(handler, exc)
         send(handler, 200, payload)
@@ -244,7 +246,7 @@ class FineTuneServer:
         if method == "POST" and path == "/v1/files":
             return self.upload(handler)
         if method == "POST" and path == "/v1/fine_tuning/jobs":
-            return self.create(read_json(handler))
+            return self.create(json_object(handler))
         if method == "GET" and path == "/v1/fine_tuning/jobs":
             return {"object": "list", "data": [j.view() for j in reversed(self.jobs.values())], "has_more": False}
         match = re.fullmatch(r"/v1/fine_tuning/jobs/([\w-]+)(/events|/cancel)?", path)
@@ -332,10 +334,7 @@ class FineTuneServer:
 
     def chat(self, handler: BaseHTTPRequestHandler) -> None:
         """Answer through the ChatServer of the model the request names (its checks, its Batcher)."""
-        length = int(handler.headers.get("Content-Length") or 0)
-        if length > MAX_BODY_BYTES:
-            raise ApiError(400, f"request body of {length} bytes; at most {MAX_BODY_BYTES}")
-        body = handler.rfile.read(length)
+        body = read_body(handler)
         try:
             model = json.loads(body or b"null").get("model")
         except (ValueError, AttributeError):
@@ -535,27 +534,7 @@ def checked_hyperparameters(hyper: dict) -> dict:
 
 def refuse(handler: BaseHTTPRequestHandler, exc: ApiError) -> None:
     """The error in OpenAI's shape; a 429 says when to come back (at once: the limit is a test's)."""
-    data = json.dumps(error(str(exc), exc.kind)).encode()
-    handler.send_response(exc.status)
-    handler.send_header("Content-Type", "application/json")
-    handler.send_header("Content-Length", str(len(data)))
-    if exc.status == 429:
-        handler.send_header("Retry-After", "0")
-    handler.end_headers()
-    handler.wfile.write(data)
-
-
-def read_json(handler: BaseHTTPRequestHandler) -> dict:
-    length = int(handler.headers.get("Content-Length") or 0)
-    if length > MAX_BODY_BYTES:
-        raise ApiError(400, f"request body of {length} bytes; at most {MAX_BODY_BYTES}")
-    try:
-        body = json.loads(handler.rfile.read(length) or b"null")
-    except ValueError as exc:
-        raise ApiError(400, f"the body is not JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise ApiError(400, "the body must be a JSON object")
-    return body
+    send(handler, exc.status, error(str(exc), exc.kind), {"Retry-After": "0"} if exc.status == 429 else None)
 
 
 def required_key(env: str) -> str:

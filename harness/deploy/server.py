@@ -287,15 +287,7 @@ class ChatServer:
             pass
 
     def parse(self, handler: BaseHTTPRequestHandler) -> Asked:
-        length = int(handler.headers.get("Content-Length") or 0)
-        if length > MAX_BODY_BYTES:
-            raise BadRequest(f"request body of {length} bytes; at most {MAX_BODY_BYTES}")
-        try:
-            body = json.loads(handler.rfile.read(length) or b"null")
-        except ValueError as exc:
-            raise BadRequest(f"the body is not JSON: {exc}") from None
-        if not isinstance(body, dict):
-            raise BadRequest("the body must be a JSON object with `messages`")
+        body = json_object(handler, "a JSON object with `messages`")
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             raise BadRequest("`messages` must be a non-empty list of {role, content}")
@@ -387,13 +379,34 @@ def error(message: str, kind: str = "invalid_request_error") -> dict:
     return {"error": {"message": message, "type": kind}}
 
 
-def send(handler: BaseHTTPRequestHandler, status: int, payload: dict) -> None:
+def send(handler: BaseHTTPRequestHandler, status: int, payload: dict, headers: dict | None = None) -> None:
     data = json.dumps(payload).encode()
     handler.send_response(status)
     handler.send_header("Content-Type", "application/json")
     handler.send_header("Content-Length", str(len(data)))
+    for name, value in (headers or {}).items():
+        handler.send_header(name, value)
     handler.end_headers()
     handler.wfile.write(data)
+
+
+def read_body(handler: BaseHTTPRequestHandler) -> bytes:
+    """The request's body; one above MAX_BODY_BYTES is refused unread (BadRequest)."""
+    length = int(handler.headers.get("Content-Length") or 0)
+    if length > MAX_BODY_BYTES:
+        raise BadRequest(f"request body of {length} bytes; at most {MAX_BODY_BYTES}")
+    return handler.rfile.read(length)
+
+
+def json_object(handler: BaseHTTPRequestHandler, what: str = "a JSON object") -> dict:
+    """The request's body as a JSON object, else BadRequest saying what it should be."""
+    try:
+        body = json.loads(read_body(handler) or b"null")
+    except ValueError as exc:
+        raise BadRequest(f"the body is not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise BadRequest(f"the body must be {what}")
+    return body
 
 
 # --- a server in its own process -------------------------------------------------------------------------
