@@ -5,6 +5,7 @@ Rendered from stored results only, so `harness report` can redo it at any time."
 
 from __future__ import annotations
 
+import statistics
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -331,8 +332,8 @@ def reward_score_note(store: RunStore, rows: Sequence[RowLike]) -> str:
             wins = sum(abs(r["reward_spearman"]) > abs(r["judge_spearman"]) for r in both)
             parts.append(
                 f"It tracks {name} more closely than the judge on {wins} of {len(both)} techniques' answers "
-                f"(mean Spearman {_mean(r['reward_spearman'] for r in both):.2f} against the judge's "
-                f"{_mean(r['judge_spearman'] for r in both):.2f})."
+                f"(mean Spearman {statistics.fmean(r['reward_spearman'] for r in both):.2f} against the judge's "
+                f"{statistics.fmean(r['judge_spearman'] for r in both):.2f})."
             )
     if failed:
         parts.append(
@@ -341,11 +342,6 @@ def reward_score_note(store: RunStore, rows: Sequence[RowLike]) -> str:
             + "."
         )
     return " ".join(parts)
-
-
-def _mean(values) -> float:
-    values = list(values)
-    return sum(values) / len(values)
 
 
 def judge_note(store: RunStore, rows: Sequence[RowLike]) -> str:
